@@ -1,0 +1,3 @@
+from olivine.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The command line: parse, call :mod:`olivine.api`, print. Nothing imports this package."""

@@ -1,0 +1,66 @@
+"""``olivine`` / ``python -m olivine``: argument parsing and dispatch. Kept light so ``--help`` is fast:
+every command imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from olivine import __version__
+
+DESCRIPTION = """\
+Olivine runs model-optimization workflows described in an Olive-format run config:
+convert a PyTorch / Hugging Face / ONNX model to ONNX, optimize and quantize it, evaluate
+accuracy and latency, and keep the best model. With "workflow_host" in the config the
+workflow is submitted to a host and keeps running after the terminal closes."""
+
+EPILOG = """\
+examples:
+  olivine run --config examples/minilm/config.json
+  olivine run --config cfg.yaml --verbose
+
+exit codes: 0 success, 1 the workflow or a host failed, 2 invalid config or usage."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="olivine",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"olivine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from olivine.cli import commands
+
+    commands.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    verbose = bool(getattr(args, "verbose", False))
+    try:
+        code: int = args.handler(args)
+        return code
+    except KeyboardInterrupt:
+        print("olivine: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from olivine.errors import OlivineError
+
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, OlivineError):
+            print(f"olivine: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        print(f"olivine: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
+              file=sys.stderr)
+        return 1

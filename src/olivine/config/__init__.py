@@ -1,0 +1,1 @@
+"""Config models (pydantic, data only) and the loader for Olive-format run configs."""

@@ -1,0 +1,37 @@
+"""Shared pieces of the config models: strictness and the marker for local file paths."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StrictModel(BaseModel):
+    """Every config model forbids unknown keys: a typo is an error, never a silent default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class LocalPathMarker:
+    """Metadata marking a field as a local file or folder the workflow reads.
+
+    The remote bundler walks the validated config for these fields to copy each file into the bundle
+    and rewrite the path, so the worker never reads the submitter's original paths.
+    """
+
+    def __repr__(self) -> str:
+        return "LocalPath"
+
+
+LOCAL_PATH = LocalPathMarker()
+
+#: A path to a local file or folder (relative paths are relative to the config file's folder).
+LocalPath = Annotated[str, LOCAL_PATH]
+
+
+def params_of(value: Any) -> dict[str, Any]:
+    """Olive writes component parameters either under ``params``/``config`` or flat beside ``type``."""
+    if not isinstance(value, dict):
+        return {}
+    return dict(value)

@@ -1,0 +1,78 @@
+"""Engine keys (``engine: {...}`` or flattened at the top level) and the search strategy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from olivine.config.base import StrictModel
+from olivine.config.evaluators import EvaluatorConfig
+from olivine.config.systems import SystemConfig, normalize_system
+from olivine.config.typed import prefixed
+
+_LEGACY_ALGORITHMS = {"exhaustive": "sequential", "random": "random", "tpe": "tpe"}
+
+
+class SearchStrategyConfig(StrictModel):
+    execution_order: Literal["joint", "pass-by-pass"] = "joint"
+    sampler: Literal["sequential", "random", "tpe"] = "sequential"
+    max_samples: int = Field(default=0, ge=0)
+    seed: int = 1
+    stop_when_goals_met: bool = False
+    max_iter: int | None = None
+    max_time: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, value: Any) -> Any:
+        """Olive before 0.8 wrote ``search_algorithm`` + ``search_algorithm_config``."""
+        if not isinstance(value, dict) or "search_algorithm" not in value:
+            return value
+        out = dict(value)
+        algo = str(out.pop("search_algorithm")).lower()
+        if algo not in _LEGACY_ALGORITHMS:
+            raise ValueError(f"unknown search_algorithm '{algo}'; allowed: exhaustive, random, tpe")
+        out.setdefault("sampler", _LEGACY_ALGORITHMS[algo])
+        legacy_cfg = out.pop("search_algorithm_config", None) or {}
+        if "num_samples" in legacy_cfg:
+            out.setdefault("max_samples", legacy_cfg.pop("num_samples"))
+        out.update({k: v for k, v in legacy_cfg.items() if k not in out})
+        return out
+
+
+class EngineConfig(StrictModel):
+    search_strategy: SearchStrategyConfig | bool | None = None
+    host: str | SystemConfig | None = None
+    target: str | SystemConfig | None = None
+    evaluator: str | EvaluatorConfig | None = None
+    evaluate_input_model: bool = True
+    output_dir: str = "olivine-output"
+    cache_dir: str = ".olivine-cache"
+    clean_cache: bool = False
+    clean_evaluation_cache: bool = False
+    plot_pareto_frontier: bool = False
+    log_severity_level: int = Field(default=1, ge=0, le=4)
+    ort_log_severity_level: int = Field(default=3, ge=0, le=4)
+    log_to_file: bool = False
+    no_artifacts: bool = False
+    packaging_config: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _systems(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = dict(value)
+            for key in ("host", "target"):
+                if isinstance(value.get(key), dict):
+                    value[key] = prefixed(f"engine.{key}", normalize_system, value[key])
+        return value
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> EngineConfig:
+        if self.packaging_config is not None:
+            raise ValueError("'packaging_config' is not supported by Olivine yet")
+        return self
+
+
+ENGINE_KEYS = frozenset(EngineConfig.model_fields)

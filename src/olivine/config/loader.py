@@ -1,0 +1,145 @@
+"""Load a run config file (JSON or YAML) into a validated :class:`RunConfig`.
+
+Every problem becomes one :class:`ConfigError` naming the file and the key path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from olivine.config.workflow import RunConfig
+from olivine.errors import ConfigError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a JSON or YAML file into a mapping (YAML for ``.yaml``/``.yml``, else JSON)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config file not found", file=str(path))
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(p)
+        ) from exc
+    except Exception as exc:  # yaml.YAMLError has no stable import-free base here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"invalid YAML: {first}", file=str(p)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of config keys", file=str(p))
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """Return (key path, message) for the first error, mentioning how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    path = ".".join(loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key" + _did_you_mean(exc, first)
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        msg = first["msg"]
+        message = msg.removeprefix("Value error, ")
+        if "input" in first and kind not in ("value_error",) and not isinstance(first["input"], dict | list):
+            message += f" (got {first['input']!r})"
+    more = len(errors) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return path, message
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic puts the discriminator value of a tagged union into the location; drop it.
+    return isinstance(part, str) and part in _UNION_TAGS
+
+
+_UNION_TAGS = frozenset({"ONNXModel", "PyTorchModel", "HfModel", "LocalSystem", "LocalWorker"})
+
+
+def _did_you_mean(exc: ValidationError, error: Any) -> str:
+    import difflib
+
+    key = str(error["loc"][-1])
+    known = _keys_at(RunConfig, list(error["loc"][:-1])) if exc.title == "RunConfig" else []
+    match = difflib.get_close_matches(key, known, n=1)
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    return f"; allowed: {', '.join(known)}" if known else ""
+
+
+def _keys_at(annotation: Any, loc: list[Any]) -> list[str]:
+    """Allowed keys of the model found by following ``loc`` through ``annotation`` (best effort)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    current = annotation
+    parts = list(loc)
+    for _ in range(100):
+        origin = typing.get_origin(current)
+        args = typing.get_args(current)
+        if origin is typing.Annotated:
+            current = args[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in args if a is not type(None)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            if parts and _is_union_tag(parts[0]):
+                tag = parts.pop(0)
+                current = next(
+                    (
+                        m
+                        for m in models
+                        if m.model_fields.get("type") and m.model_fields["type"].default == tag
+                    ),
+                    models[0] if models else None,
+                )
+                continue
+            current = models[0] if models else (members[0] if members else None)
+            continue
+        if origin in (list, dict):
+            if not parts:
+                return []
+            parts.pop(0)
+            current = args[-1]
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if not parts:
+                return sorted(current.model_fields)
+            field = current.model_fields.get(str(parts.pop(0)))
+            if field is None:
+                return []
+            current = field.annotation
+            continue
+        return []
+    return []
+
+
+def validate_config(data: dict[str, Any], *, file: str | None = None) -> RunConfig:
+    """Validate a mapping as a run config; errors name ``file`` and the key path."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        path, message = format_validation_error(exc)
+        raise ConfigError(message, path=path, file=file) from None
+    except ConfigError as exc:
+        raise exc.with_file(file) if file else exc from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config file."""
+    return validate_config(read_config_file(path), file=str(path))

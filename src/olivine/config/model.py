@@ -1,0 +1,82 @@
+"""Input model configs: ``ONNXModel``, ``PyTorchModel``, ``HfModel`` (Olive's names and keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from olivine.config.base import LocalPath, StrictModel
+from olivine.config.typed import flatten_typed
+
+
+class IOConfig(StrictModel):
+    input_names: list[str]
+    input_shapes: list[list[int]] | None = None
+    input_types: list[str] | None = None
+    output_names: list[str] | None = None
+    dynamic_axes: dict[str, dict[int, str]] | None = None
+    dynamic_shapes: Any = None
+
+
+class InferenceSettings(StrictModel):
+    execution_provider: list[Any] | None = None
+    provider_options: list[dict[str, Any]] | None = None
+    session_options: dict[str, Any] | None = None
+
+
+class ONNXModelConfig(StrictModel):
+    type: Literal["ONNXModel"] = "ONNXModel"
+    model_path: LocalPath
+    onnx_file_name: str | None = None
+    inference_settings: InferenceSettings | None = None
+    model_attributes: dict[str, Any] | None = None
+
+
+class PyTorchModelConfig(StrictModel):
+    type: Literal["PyTorchModel"] = "PyTorchModel"
+    model_path: LocalPath | None = None
+    model_file_format: Literal["PyTorch.EntireModel", "PyTorch.StateDict", "PyTorch.TorchScript"] = (
+        "PyTorch.EntireModel"
+    )
+    model_loader: str | None = None
+    model_script: LocalPath | None = None
+    script_dir: LocalPath | None = None
+    io_config: IOConfig | str | None = None
+    dummy_inputs_func: str | None = None
+    model_attributes: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _loadable(self) -> PyTorchModelConfig:
+        if self.model_path is None and self.model_loader is None:
+            raise ValueError("needs 'model_path' or 'model_loader' (a function in 'model_script')")
+        if self.model_loader is not None and self.model_script is None:
+            raise ValueError("'model_loader' needs 'model_script', the file that defines it")
+        return self
+
+
+class HfModelConfig(StrictModel):
+    type: Literal["HfModel"] = "HfModel"
+    model_path: LocalPath
+    task: str = "feature-extraction"
+    load_kwargs: dict[str, Any] | None = None
+    io_config: IOConfig | str | None = None
+    adapter_path: LocalPath | None = None
+    model_attributes: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_adapters(self) -> HfModelConfig:
+        if self.adapter_path is not None:
+            raise ValueError("'adapter_path' (LoRA adapters) is not supported by Olivine yet")
+        return self
+
+
+MODEL_TYPES = {name.lower(): name for name in ("ONNXModel", "PyTorchModel", "HfModel")}
+
+InputModelConfig = Annotated[
+    ONNXModelConfig | PyTorchModelConfig | HfModelConfig, Field(discriminator="type")
+]
+
+
+def normalize_model(value: Any) -> Any:
+    return flatten_typed(value, MODEL_TYPES, what="model type")

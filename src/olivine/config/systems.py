@@ -1,0 +1,58 @@
+"""Systems (Olive's ``systems`` mapping). Each host type has its config model here; its behaviour lives in
+the matching module of :mod:`olivine.hosts`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from olivine.config.base import StrictModel
+from olivine.config.typed import flatten_typed
+
+
+class AcceleratorConfig(StrictModel):
+    device: Literal["cpu", "gpu", "npu"] = "cpu"
+    execution_providers: list[str] | None = None
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class _SystemBase(StrictModel):
+    accelerators: list[AcceleratorConfig] | None = None
+
+
+class LocalSystemConfig(_SystemBase):
+    """Runs in this process. As a ``workflow_host`` it runs in the foreground (as Olive did)."""
+
+    type: Literal["LocalSystem"] = "LocalSystem"
+
+
+class LocalWorkerConfig(_SystemBase):
+    """A detached worker process on this machine: the embedded default host for remote workflows."""
+
+    type: Literal["LocalWorker"] = "LocalWorker"
+    datastores: str | None = None
+    python: str | None = Field(default=None, description="interpreter for the worker; default: this one")
+    cancel_grace_s: float = 10.0
+
+
+SYSTEM_TYPES = {name.lower(): name for name in ("LocalSystem", "LocalWorker")}
+KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "azureml", "isolatedort"}
+
+SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig, Field(discriminator="type")]
+
+
+def normalize_system(value: Any) -> Any:
+    if isinstance(value, dict) and str(value.get("type", "")).lower() in KNOWN_OLIVE_SYSTEMS:
+        from olivine.errors import ConfigError
+
+        raise ConfigError(
+            f"system type '{value['type']}' is valid in Olive but not supported by Olivine yet; "
+            f"supported: {', '.join(sorted(SYSTEM_TYPES.values()))}",
+            path="type",
+        )
+    return flatten_typed(value, SYSTEM_TYPES, what="system type")

@@ -1,0 +1,140 @@
+"""The content-addressed workflow cache.
+
+Layout under ``<cache_dir>/<workflow_id>/``::
+
+    runs/<run_key>/run.json        a finished pass run (its config, input model id, versions, timing)
+    runs/<run_key>/model/...       the run's output model; its id is the run key
+    failures/<run_key>.json        the last failure of a run; never a cache hit, so the run is retried
+    evaluations/<eval_key>.json    metrics of one model under one evaluator
+
+Every write is atomic: a run is assembled in a temporary folder beside its final place and renamed into
+it; JSON records are written to a temporary file and renamed. A half-written run is never visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from olivine.errors import CacheError
+from olivine.model.handle import ModelHandle
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class CachedRun:
+    key: str
+    record: dict[str, Any]
+    model: ModelHandle
+    run_dir: Path
+
+
+class WorkflowCache:
+    def __init__(self, root: Path, workflow_id: str) -> None:
+        self.root = root / workflow_id
+        self.runs = self.root / "runs"
+        self.failures = self.root / "failures"
+        self.evaluations = self.root / "evaluations"
+        try:
+            for folder in (self.runs, self.failures, self.evaluations):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache folder {self.root}: {exc.strerror}") from exc
+
+    # -- pass runs -------------------------------------------------------------------------------
+    def load_run(self, key: str) -> CachedRun | None:
+        run_dir = self.runs / key
+        record_path = run_dir / "run.json"
+        if not record_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            model = ModelHandle.from_json(record["model"], relative_to=run_dir)
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable record: treat as a miss; the run is redone and replaces it
+        return CachedRun(key=key, record=record, model=model, run_dir=run_dir)
+
+    def new_run_dir(self) -> Path:
+        """An empty staging folder for a run; pass it to :meth:`commit_run` when the run succeeded."""
+        staging = self.runs / f".staging-{uuid.uuid4().hex}"
+        (staging / "model").mkdir(parents=True)
+        return staging
+
+    def commit_run(self, key: str, staging: Path, model: ModelHandle, record: dict[str, Any]) -> CachedRun:
+        final = self.runs / key
+        # The model's paths point into the staging folder; store them relative so the rename keeps them.
+        record = {**record, "key": key, "status": "succeeded", "model": model.to_json(relative_to=staging)}
+        write_json_atomic(staging / "run.json", record)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not (final / "run.json").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(staging, final)
+            else:  # another process finished the same run first; its result is equivalent
+                shutil.rmtree(staging, ignore_errors=True)
+        (self.failures / f"{key}.json").unlink(missing_ok=True)
+        cached = self.load_run(key)
+        if cached is None:
+            raise CacheError(f"run {key} vanished from the cache right after it was written")
+        return cached
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def record_failure(self, key: str, record: dict[str, Any]) -> Path:
+        path = self.failures / f"{key}.json"
+        write_json_atomic(path, {**record, "key": key, "status": "failed", "failed_at": time.time()})
+        return path
+
+    # -- evaluations -----------------------------------------------------------------------------
+    def load_evaluation(self, key: str) -> dict[str, Any] | None:
+        path = self.evaluations / f"{key}.json"
+        if not path.is_file():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def store_evaluation(self, key: str, record: dict[str, Any]) -> Path:
+        path = self.evaluations / f"{key}.json"
+        write_json_atomic(path, {**record, "key": key})
+        return path
+
+    def clean(self, *, evaluations_only: bool = False) -> None:
+        target = self.evaluations if evaluations_only else self.root
+        shutil.rmtree(target, ignore_errors=True)
+        for folder in (self.runs, self.failures, self.evaluations):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def sweep_staging(self, *, older_than_s: float = 6 * 3600) -> None:
+        """Remove staging folders left by a process that died mid-run (old ones only: a concurrent
+        process may be filling a young one)."""
+        now = time.time()
+        for leftover in self.runs.glob(".staging-*"):
+            try:
+                if now - leftover.stat().st_mtime > older_than_s:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except OSError:
+                continue

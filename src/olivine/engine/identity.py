@@ -1,0 +1,30 @@
+"""Model identities: an input model's id is a hash of its config with every local file replaced by the
+hash of its content, so editing the weights (or the loader script) changes the id; a pass output's id is
+the key of the run that made it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from olivine.engine.keys import hash_json, hash_tree
+from olivine.model.handle import ModelHandle
+
+_PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path")
+
+
+def input_model_id(model: ModelHandle) -> str:
+    described: dict[str, Any] = {"type": model.type_name}
+    for key, value in sorted(model.config.items()):
+        if key in _PATH_KEYS and value:
+            described[key] = {"sha256": hash_tree(Path(str(value)))}
+        else:
+            described[key] = value
+    return hash_json(described)
+
+
+def handle_from_input_config(config: Any) -> ModelHandle:
+    """A handle from the validated ``input_model`` config (paths already absolute)."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    type_name = data.pop("type")
+    return ModelHandle.from_json({"type": type_name, "config": data})

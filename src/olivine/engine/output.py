@@ -1,0 +1,120 @@
+"""The output folder: the best model, its config and metrics, a footprint of every model, a history.
+
+<output_dir>/model/...                  the best model's files
+<output_dir>/model_config.json          loadable as an ``input_model`` (model_path relative to it)
+<output_dir>/metrics.json               the best model's metrics
+<output_dir>/input_model_metrics.json   the input model's metrics (when evaluated)
+<output_dir>/footprint.json             every model: parent, pass, config, metrics, which is best
+<output_dir>/run_history.txt            a readable table of the same
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from olivine.engine.cache import write_json_atomic
+from olivine.model.handle import ModelHandle
+
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
+
+
+@dataclass
+class Candidate:
+    model_id: str
+    model: ModelHandle
+    label: str
+    pass_name: str | None = None
+    pass_type: str | None = None
+    pass_config: dict[str, Any] | None = None
+    parent_id: str | None = None
+    run_dir: Path | None = None
+    metrics: dict[str, Any] | None = None
+
+    def footprint(self, best_id: str | None) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "parent_model_id": self.parent_id,
+            "from_pass": self.pass_type,
+            "pass_name": self.pass_name,
+            "pass_config": self.pass_config,
+            "metrics": self.metrics,
+            "is_best": self.model_id == best_id,
+            "model_config": self.model.to_json(),
+        }
+
+
+def write_outputs(
+    workflow: ResolvedWorkflow,
+    best: Candidate | None,
+    input_model: Candidate,
+    candidates: list[Candidate],
+    out_dir: Path,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best_id = best.model_id if best else None
+    if best is not None:
+        model_dir = out_dir / "model"
+        staging = out_dir / ".model.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        from olivine.engine.run import copy_model
+
+        copied = copy_model(best.model, staging)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        staging.rename(model_dir)
+        final = copied.with_config(
+            model_path=str(model_dir / Path(str(copied.model_path)).relative_to(staging))
+        )
+        write_json_atomic(out_dir / "model_config.json", final.to_json(relative_to=out_dir))
+        write_json_atomic(out_dir / "metrics.json", best.metrics or {})
+    if input_model.metrics is not None:
+        write_json_atomic(out_dir / "input_model_metrics.json", input_model.metrics)
+    nodes = {c.model_id: c.footprint(best_id) for c in [input_model, *candidates]}
+    write_json_atomic(
+        out_dir / "footprint.json",
+        {"workflow_id": workflow.workflow_id, "nodes": nodes, "best_model_id": best_id},
+    )
+    (out_dir / "run_history.txt").write_text(
+        history_table(input_model, candidates, best_id), encoding="utf-8"
+    )
+
+
+def metric_names(rows: list[Candidate]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        for name in row.metrics or {}:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def history_table(input_model: Candidate, candidates: list[Candidate], best_id: str | None) -> str:
+    rows = [input_model, *candidates]
+    metrics = metric_names(rows)
+    header = ["model", "pass", "model id", *metrics, "best"]
+    lines = [header]
+    for row in rows:
+        lines.append(
+            [row.label, row.pass_type or "-", row.model_id[:12]]
+            + [format_value((row.metrics or {}).get(m)) for m in metrics]
+            + ["*" if row.model_id == best_id else ""]
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    rendered = [
+        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines
+    ]
+    rendered.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(rendered) + "\n"

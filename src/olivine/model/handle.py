@@ -1,0 +1,115 @@
+"""A model handle is a frozen value: what kind of model, where its files are, and how to load it.
+
+Handles serialize to Olive's model-config format (``{"type": "ONNXModel", "config": {...}}``) so that an
+output ``model_config.json`` is loadable as an ``input_model``. In the cache, paths are stored relative to
+the model's folder so an exported cache can be moved and reused (resume).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+ModelKind = Literal["onnx", "pytorch", "hf"]
+
+_TYPE_OF_KIND: dict[str, str] = {"onnx": "ONNXModel", "pytorch": "PyTorchModel", "hf": "HfModel"}
+_KIND_OF_TYPE = {v: k for k, v in _TYPE_OF_KIND.items()}
+# Keys whose values are local paths, per kind (relativized when stored in the cache).
+_PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path")
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """Args:
+    kind: ``onnx``, ``pytorch`` or ``hf``.
+    config: the model config keys in Olive's names (``model_path``, ``onnx_file_name``, ``task``,
+        ``io_config``, ``model_attributes``, ...) with absolute paths.
+    """
+
+    kind: ModelKind
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_OF_KIND[self.kind]
+
+    @property
+    def model_path(self) -> str | None:
+        value = self.config.get("model_path")
+        return str(value) if value is not None else None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return dict(self.config.get("model_attributes") or {})
+
+    @property
+    def onnx_path(self) -> Path:
+        """The ``.onnx`` file of an ONNX model (``model_path`` may be a file or a folder)."""
+        if self.kind != "onnx" or self.model_path is None:
+            raise ValueError(f"{self.type_name} has no ONNX file")
+        path = Path(self.model_path)
+        if path.is_dir():
+            name = self.config.get("onnx_file_name")
+            if name:
+                return path / str(name)
+            found = sorted(path.glob("*.onnx"))
+            if len(found) != 1:
+                raise ValueError(f"{path} holds {len(found)} .onnx files; set 'onnx_file_name' to pick one")
+            return found[0]
+        return path
+
+    def with_config(self, **changes: Any) -> ModelHandle:
+        return replace(self, config={**self.config, **changes})
+
+    def to_json(self, *, relative_to: Path | None = None) -> dict[str, Any]:
+        """Olive's model-config form; paths under ``relative_to`` become relative (for the cache)."""
+        cfg = dict(self.config)
+        if relative_to is not None:
+            base = relative_to.resolve()
+            for key in _PATH_KEYS:
+                if cfg.get(key):
+                    path = Path(str(cfg[key])).resolve()
+                    if path.is_relative_to(base):
+                        cfg[key] = os.path.relpath(path, base)
+        return {"type": self.type_name, "config": cfg}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, relative_to: Path | None = None) -> ModelHandle:
+        kind = _KIND_OF_TYPE[str(data["type"])]
+        cfg = dict(data.get("config") or {})
+        if relative_to is not None:
+            for key in _PATH_KEYS:
+                if cfg.get(key) and not os.path.isabs(str(cfg[key])):
+                    cfg[key] = str((relative_to / str(cfg[key])).resolve())
+        return cls(kind=kind, config=cfg)  # type: ignore[arg-type]
+
+    def files(self) -> list[Path]:
+        """Every file this model's ``model_path`` covers (one file, or all files under a folder)."""
+        if self.model_path is None:
+            return []
+        path = Path(self.model_path)
+        if path.is_file():
+            if self.kind == "onnx":
+                return [path, *external_data_files(path)]
+            return [path]
+        if path.is_dir():
+            return sorted(p for p in path.rglob("*") if p.is_file())
+        return []
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+
+def external_data_files(onnx_file: Path) -> list[Path]:
+    """The external-data files an ONNX file refers to (they live beside it)."""
+    import onnx
+
+    proto = onnx.load(str(onnx_file), load_external_data=False)
+    names: set[str] = set()
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                names.add(entry.value)
+    return sorted(onnx_file.parent / n for n in names if (onnx_file.parent / n).is_file())

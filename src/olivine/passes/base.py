@@ -1,0 +1,56 @@
+"""The Pass contract and the pass registry.
+
+A pass is a small class: a typed config model (Olive's parameter names and defaults) and one ``run``
+method that turns an input model into an output model written under ``output_dir``. Everything else
+(caching, ordering, logging, failure records, search) is the engine's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle, ModelKind
+from olivine.registry import Registry
+
+
+class PassConfig(BaseModel):
+    """Base of every pass's config model: strict, so a misspelled parameter is an error."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass(frozen=True)
+class PassContext:
+    accelerator: Accelerator = Accelerator()
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("olivine.passes"))
+
+
+class Pass(ABC):
+    #: Olive's type name; the registry key.
+    name: ClassVar[str]
+    #: Bump when the same config would now produce a different artifact; it is part of the cache key.
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]]
+    #: Model kinds the pass accepts as input.
+    accepts: ClassVar[tuple[ModelKind, ...]]
+    #: Distributions whose versions shape the artifact; their versions go into the cache key.
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+
+    @abstractmethod
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        """Produce the output model under ``output_dir`` (which exists and is empty) and return its handle."""
+
+
+PASSES: Registry[type[Pass]] = Registry("pass")
+PASSES.register("OnnxConversion", "olivine.passes.onnx_conversion:OnnxConversion", extra="torch")
+PASSES.register(
+    "OrtTransformersOptimization", "olivine.passes.transformers_optimization:OrtTransformersOptimization"
+)
+PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:OnnxDynamicQuantization")
