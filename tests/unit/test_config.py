@@ -1,0 +1,168 @@
+"""Config validation: Olive's format accepted, typos and wrong types refused with the key path and file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from olivine.config.loader import load_config, validate_config
+from olivine.config.model import HfModelConfig, ONNXModelConfig
+from olivine.config.systems import LocalSystemConfig
+from olivine.errors import ConfigError
+
+
+def _base(**extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"input_model": {"type": "ONNXModel", "model_path": "m.onnx"}}
+    cfg.update(extra)
+    return cfg
+
+
+def _error(data: dict[str, Any], file: str | None = "cfg.json") -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        validate_config(data, file=file)
+    return info.value
+
+
+def test_config_accepts_olive_nested_config_key_and_case_insensitive_type() -> None:
+    cfg = validate_config({"input_model": {"type": "onnxmodel", "config": {"model_path": "m.onnx"}}})
+    assert isinstance(cfg.input_model, ONNXModelConfig)
+    assert cfg.input_model.model_path == "m.onnx"
+    assert cfg.workflow_id == "default_workflow"
+
+
+def test_config_moves_flattened_engine_keys_under_engine() -> None:
+    cfg = validate_config(_base(cache_dir="c", log_severity_level=0, evaluate_input_model=False))
+    assert cfg.engine.cache_dir == "c"
+    assert cfg.engine.log_severity_level == 0
+    assert cfg.engine.evaluate_input_model is False
+
+
+def test_config_refuses_engine_key_given_twice() -> None:
+    err = _error(_base(cache_dir="a", engine={"cache_dir": "b"}))
+    assert "cache_dir" in str(err)
+
+
+def test_config_misspelled_top_level_key_names_key_and_file() -> None:
+    err = _error(_base(evaluatorz={}))
+    assert err.path == "evaluatorz"
+    assert str(err).startswith("cfg.json: evaluatorz: unknown key")
+
+
+def test_config_misspelled_nested_key_suggests_the_right_one() -> None:
+    err = _error({"input_model": {"type": "HfModel", "model_path": "x", "taks": "feature-extraction"}})
+    assert err.path == "input_model.taks"
+    assert "did you mean 'task'" in str(err)
+
+
+def test_config_misspelled_accelerator_key_has_full_path() -> None:
+    systems = {"local": {"type": "LocalSystem", "accelerators": [{"device": "cpu", "execution_provider": []}]}}
+    err = _error(_base(systems=systems))
+    assert err.path == "systems.local.accelerators.0.execution_provider"
+    assert "execution_providers" in str(err)
+
+
+def test_config_wrong_type_is_reported_with_value() -> None:
+    err = _error(_base(log_severity_level="loud"))
+    assert err.path == "engine.log_severity_level"
+    assert "'loud'" in str(err)
+
+
+def test_config_unknown_model_type_lists_allowed() -> None:
+    err = _error({"input_model": {"type": "TFModel", "model_path": "x"}})
+    assert err.path == "input_model.type"
+    assert "HfModel" in str(err) and "ONNXModel" in str(err)
+
+
+def test_config_missing_required_key_is_named() -> None:
+    err = _error({"input_model": {"type": "HfModel"}})
+    assert err.path == "input_model.model_path"
+    assert "missing" in str(err)
+
+
+def test_config_olive_system_types_not_supported_yet_are_clear() -> None:
+    err = _error(_base(systems={"d": {"type": "Docker", "config": {"image_name": "x"}}}))
+    assert err.path == "systems.d.type"
+    assert "not supported" in str(err)
+
+
+def test_config_device_is_case_insensitive() -> None:
+    cfg = validate_config(_base(systems={"s": {"type": "LocalSystem", "accelerators": [{"device": "CPU"}]}}))
+    system = cfg.systems["s"]
+    assert isinstance(system, LocalSystemConfig)
+    assert system.accelerators is not None and system.accelerators[0].device == "cpu"
+
+
+def test_config_workflow_id_must_be_a_safe_folder_name() -> None:
+    err = _error(_base(workflow_id="../escape"))
+    assert err.path == "workflow_id"
+
+
+def test_config_workflow_host_is_accepted_by_schema() -> None:
+    cfg = validate_config(_base(workflow_host="worker"))
+    assert cfg.workflow_host == "worker"
+
+
+def test_config_ranked_priorities_must_be_contiguous() -> None:
+    metrics = [
+        {"name": "lat", "type": "latency", "sub_types": [{"name": "avg", "priority": 1}]},
+        {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 3}]},
+    ]
+    err = _error(_base(evaluators={"e": {"metrics": metrics}}))
+    assert "priorities" in str(err)
+
+
+def test_config_lone_sub_metric_gets_priority_one_and_direction() -> None:
+    metrics = [{"name": "lat", "type": "latency", "sub_types": [{"name": "p50"}]}]
+    cfg = validate_config(_base(evaluators={"e": {"metrics": metrics}}))
+    sub = cfg.evaluators["e"].metrics[0].sub_types[0]
+    assert sub.priority == 1
+    assert sub.higher_is_better is False
+
+
+def test_config_unknown_latency_sub_type_is_refused() -> None:
+    metrics = [{"name": "lat", "type": "latency", "sub_types": [{"name": "median"}]}]
+    err = _error(_base(evaluators={"e": {"metrics": metrics}}))
+    assert "median" in str(err) and "p50" in str(err)
+
+
+def test_config_legacy_search_algorithm_is_translated() -> None:
+    cfg = validate_config(
+        _base(search_strategy={"search_algorithm": "exhaustive", "search_algorithm_config": {"num_samples": 3}})
+    )
+    strategy = cfg.engine.search_strategy
+    assert not isinstance(strategy, bool) and strategy is not None
+    assert strategy.sampler == "sequential" and strategy.max_samples == 3
+
+
+def test_config_datastore_refuses_inline_credentials() -> None:
+    err = _error(_base(datastores={"blob": {"url": "az://c/p", "account_key": "abc"}}))
+    assert "account_key" in str(err)
+    assert "abc" not in str(err)
+
+
+def test_config_pass_params_flat_or_nested_are_merged() -> None:
+    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": True, "config": {"weight_type": "QUInt8"}}}
+    cfg = validate_config(_base(passes=passes))
+    entry = cfg.passes["q"]
+    assert not isinstance(entry, list)
+    assert entry.config == {"per_channel": True, "weight_type": "QUInt8"}
+
+
+def test_config_yaml_and_json_files_load_the_same(tmp_path: Path) -> None:
+    data = {"input_model": {"type": "HfModel", "model_path": "m", "task": "feature-extraction"}}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    (tmp_path / "c.yaml").write_text("input_model:\n  type: HfModel\n  model_path: m\n  task: feature-extraction\n")
+    a, b = load_config(tmp_path / "c.json"), load_config(tmp_path / "c.yaml")
+    assert isinstance(a.input_model, HfModelConfig)
+    assert a == b
+
+
+def test_config_invalid_json_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"input_model": {\n  "type": "HfModel",,\n}}')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "line 2" in str(info.value)
