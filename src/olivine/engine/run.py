@@ -226,10 +226,16 @@ def _pick_best(
         return None
     if workflow.evaluator is None or any(c.metrics is None for c in candidates):
         return candidates[-1]
-    from olivine.evaluate.goals import rank_candidates
+    from olivine.evaluate.goals import rank_key, resolve_goals
+    from olivine.evaluate.results import MetricValue
 
-    order = rank_candidates([c.metrics or {} for c in candidates], workflow.evaluator, baseline)
-    return candidates[order[0]]
+    def values(metrics: dict[str, Any]) -> dict[str, MetricValue]:
+        return {k: MetricValue.from_json(v) for k, v in metrics.items()}
+
+    goals = resolve_goals(workflow.evaluator, values(baseline) if baseline else None)
+    metrics = workflow.evaluator.metrics
+    # min() keeps the first of equals, so ties go to the earlier (simpler) model in the flow.
+    return min(candidates, key=lambda c: rank_key(values(c.metrics or {}), metrics, goals))
 
 
 def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
