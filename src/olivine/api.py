@@ -1,20 +1,29 @@
 """The programmatic interface. The CLI calls only this module.
 
-    run(config)         validate; run in this process, or submit when ``workflow_host`` names a host
-    load(config)        validate and resolve without running (``--dry-run`` and tools)
+    load(config)                 validate and resolve a run config without running it
+    run_local(workflow)          run in this process with the engine
+    submit(workflow, host=...)   hand the workflow to a host (returns at once for detached hosts)
+    status / list_jobs / logs / cancel / wait / fetch / resume      around a submitted job
+    remote_status / remote_logs  the same from a datastore alone (no local job record needed)
+    assets_list / assets_show    exports registered as data assets
+
+Everything heavy is imported inside the functions: ``import olivine.api`` stays light.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from olivine.engine.events import Listener
     from olivine.engine.resolve import ResolvedWorkflow
     from olivine.engine.run import WorkflowResult
+    from olivine.hosts.jobs import JobRecord
+    from olivine.hosts.submission import Submission
 
 logger = logging.getLogger("olivine")
 
@@ -38,3 +47,123 @@ def run_local(
     from olivine.engine.run import run_workflow
 
     return run_workflow(workflow, listener=listener, stop=stop, cache_dir=cache_dir, output_dir=output_dir)
+
+
+def submit(
+    workflow: ResolvedWorkflow,
+    *,
+    host: str | None = None,
+    datastore: str | None = None,
+    dry_run: bool = False,
+    fresh: bool = False,
+    submission_id: str | None = None,
+) -> Submission:
+    """Submit ``workflow`` to ``host`` (default: its ``workflow_host``).
+
+    Args:
+        workflow: the resolved workflow.
+        host: a system name in the config or a host profile in the user's hosts file.
+        datastore: a datastore name or fsspec URL (default: the host's, then the user's default).
+        dry_run: plan only (bundle contents, datastore paths); submit nothing.
+        fresh: do not seed the cache from this workflow's latest export.
+        submission_id: idempotency key; submitting again with it returns the same job.
+    """
+    from olivine.hosts import service
+
+    kwargs: dict[str, Any] = {
+        "host_name": host,
+        "datastore": datastore,
+        "dry_run": dry_run,
+        "submission_id": submission_id,
+    }
+    if fresh:
+        kwargs["fresh"] = True
+    return service.submit(workflow, **kwargs)
+
+
+def status(job_id: str) -> JobRecord:
+    from olivine.hosts import service
+
+    return service.status(job_id)
+
+
+def list_jobs(*, workflow_id: str | None = None, limit: int | None = None) -> list[JobRecord]:
+    from olivine.hosts import service
+
+    return service.list_jobs(workflow_id=workflow_id, limit=limit)
+
+
+def logs(job_id: str, *, follow: bool = False) -> Iterator[str]:
+    from olivine.hosts import service
+
+    return service.logs(job_id, follow=follow)
+
+
+def cancel(job_id: str, *, timeout_s: float | None = None) -> JobRecord:
+    from olivine.hosts import service
+
+    return service.cancel(job_id, timeout_s=timeout_s)
+
+
+def wait(job_id: str, *, timeout_s: float | None = None) -> JobRecord:
+    from olivine.hosts import service
+
+    return service.wait(job_id, timeout_s=timeout_s)
+
+
+def resume(job_id: str, *, host: str | None = None) -> Submission:
+    from olivine.hosts import service
+
+    return service.resume(job_id, host_name=host)
+
+
+def fetch(
+    job_or_url: str, dest: str | Path, *, which: str = "output", datastore: str | None = None
+) -> list[Path]:
+    from olivine.hosts import service
+
+    return service.fetch(job_or_url, dest, which=which, datastore=datastore)  # type: ignore[arg-type]
+
+
+def remote_status(datastore: str, workflow_id: str, *, timestamp: str | None = None) -> dict[str, Any]:
+    from olivine.hosts import service
+
+    result: dict[str, Any] = service.remote_status(datastore, workflow_id, timestamp=timestamp)
+    return result
+
+
+def remote_logs(
+    datastore: str, workflow_id: str, *, timestamp: str | None = None, follow: bool = False
+) -> Iterator[str]:
+    from olivine.hosts import service
+
+    lines: Iterator[str] = service.remote_logs(datastore, workflow_id, timestamp=timestamp, follow=follow)
+    return lines
+
+
+def assets_list(*, datastore: str | None = None) -> list[Any]:
+    from olivine.hosts import service
+
+    items: list[Any] = service.assets_list(datastore=datastore)
+    return items
+
+
+def assets_show(name: str, *, version: str | None = None, datastore: str | None = None) -> dict[str, Any]:
+    from olivine.hosts import service
+
+    shown: dict[str, Any] = service.assets_show(name, version=version, datastore=datastore)
+    return shown
+
+
+def export_text(job: JobRecord, rel: str) -> str | None:
+    """A text file from a job's export (``rel`` relative to the export root), or None if absent."""
+    from olivine.hosts.exports import open_spec_export
+    from olivine.hosts.worker import read_spec
+
+    if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
+        return None
+    datastore, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
+    path = layout.path(rel)
+    if not datastore.exists(path):
+        return None
+    return datastore.read_bytes(path).decode("utf-8", errors="replace")

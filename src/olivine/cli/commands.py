@@ -1,42 +1,297 @@
-"""Sub-commands. Each handler parses nothing itself: it calls :mod:`olivine.api` and prints."""
+"""Sub-commands. Each handler calls :mod:`olivine.api` and prints; no logic of its own beyond that."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
+from olivine.cli import jobs_view
 
-def _common(p: argparse.ArgumentParser) -> None:
+# Exit codes of commands that wait for a job: the job's final state.
+EXIT_FOR_STATE = {"SUCCEEDED": 0, "FAILED": 1, "CANCELLED": 3}
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
 
 
 def add_commands(sub: Any) -> None:
     run = sub.add_parser(
         "run",
-        help="run a workflow (locally, or submit it when the config sets workflow_host)",
-        description="Validate a run config (JSON or YAML) and run it. If the config sets "
-        "'workflow_host' (or --host is given), the workflow is submitted to that host instead and "
-        "the command returns at once.",
+        help="run a workflow (in this process, or submitted to its workflow_host)",
+        description="Validate a run config (JSON or YAML) and run it. If the config sets 'workflow_host' "
+        "(or --host is given), the workflow is submitted to that host and the command returns at once "
+        "with the job id; the job keeps running after this terminal closes. A LocalSystem host runs in "
+        "the foreground, as Olive did.",
     )
     run.add_argument("--config", required=True, metavar="FILE", help="run config file (.json, .yaml, .yml)")
-    run.add_argument("--output-dir", metavar="DIR", help="override the config's output_dir")
-    run.add_argument("--cache-dir", metavar="DIR", help="override the config's cache_dir")
-    _common(run)
+    run.add_argument(
+        "--host",
+        metavar="NAME",
+        help="submit to this host (a system in the config or a "
+        "profile in the hosts file); overrides workflow_host",
+    )
+    run.add_argument("--datastore", metavar="NAME|URL", help="export to this datastore (name or fsspec URL)")
+    run.add_argument(
+        "--follow",
+        "--wait",
+        dest="follow",
+        action="store_true",
+        help="after submitting, stream the job's log until it ends; exit with its status",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and show what would run or be submitted; run and submit nothing",
+    )
+    run.add_argument(
+        "--fresh", action="store_true", help="do not seed the cache from this workflow's latest export"
+    )
+    run.add_argument("--output-dir", metavar="DIR", help="override output_dir (runs in this process only)")
+    run.add_argument("--cache-dir", metavar="DIR", help="override cache_dir (runs in this process only)")
+    _json(run)
+    _verbose(run)
     run.set_defaults(handler=cmd_run)
+
+    status = sub.add_parser(
+        "status",
+        help="show a job's state, progress, best metrics and export paths",
+        description="Show a job's status. Without JOB: the most recent job. With "
+        "--datastore, read the status a job wrote to that datastore (works on any "
+        "machine that can read it): then the argument is the workflow id.",
+    )
+    status.add_argument("job", nargs="?", metavar="JOB|WORKFLOW_ID")
+    status.add_argument("--datastore", metavar="NAME|URL", help="read the status from this datastore")
+    _json(status)
+    _verbose(status)
+    status.set_defaults(handler=cmd_status)
+
+    lst = sub.add_parser("list", help="list submitted jobs, newest first")
+    lst.add_argument("--workflow", metavar="ID", help="only this workflow id")
+    lst.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    _json(lst)
+    _verbose(lst)
+    lst.set_defaults(handler=cmd_list)
+
+    logs = sub.add_parser("logs", help="print a job's log (--follow streams until the job ends)")
+    logs.add_argument("job", metavar="JOB|WORKFLOW_ID")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
+    logs.add_argument("--datastore", metavar="NAME|URL", help="read the log exported to this datastore")
+    _verbose(logs)
+    logs.set_defaults(handler=cmd_logs)
+
+    cancel = sub.add_parser("cancel", help="stop a job: graceful, then forced after a timeout")
+    cancel.add_argument("job", metavar="JOB")
+    cancel.add_argument("--timeout", type=float, metavar="S", help="seconds before a forced stop")
+    _json(cancel)
+    _verbose(cancel)
+    cancel.set_defaults(handler=cmd_cancel)
+
+    fetch = sub.add_parser("fetch", help="download a job's exported output/cache, verifying sha256")
+    fetch.add_argument("job", metavar="JOB|EXPORT_URL")
+    which = fetch.add_mutually_exclusive_group()
+    which.add_argument("--output", dest="which", action="store_const", const="output", help="(default)")
+    which.add_argument("--cache", dest="which", action="store_const", const="cache")
+    which.add_argument("--all", dest="which", action="store_const", const="all")
+    fetch.add_argument("--to", metavar="DIR", help="destination (default: ./olivine-fetch/<JOB>)")
+    fetch.add_argument("--datastore", metavar="NAME", help="hosts-file datastore with credentials for a URL")
+    _verbose(fetch)
+    fetch.set_defaults(handler=cmd_fetch, which="output")
+
+    resume = sub.add_parser("resume", help="run a job's workflow again, seeded with the cache it exported")
+    resume.add_argument("job", metavar="JOB")
+    resume.add_argument("--host", metavar="NAME", help="resume on another host")
+    resume.add_argument("--follow", "--wait", dest="follow", action="store_true")
+    _json(resume)
+    _verbose(resume)
+    resume.set_defaults(handler=cmd_resume)
+
+    assets = sub.add_parser("assets", help="exports registered as data assets (name = workflow id)")
+    asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    alist = asub.add_parser("list", help="every asset and its versions (timestamps)")
+    alist.add_argument("--datastore", metavar="NAME|URL")
+    _json(alist)
+    _verbose(alist)
+    alist.set_defaults(handler=cmd_assets_list)
+    ashow = asub.add_parser("show", help="one asset version (default: the latest)")
+    ashow.add_argument("name")
+    ashow.add_argument("--version", metavar="TIMESTAMP")
+    ashow.add_argument("--datastore", metavar="NAME|URL")
+    _verbose(ashow)
+    ashow.set_defaults(handler=cmd_assets_show)
+
+
+def _setup_logging(args: argparse.Namespace, severity: int = 1) -> None:
+    from olivine.cli import logsetup
+
+    logsetup.configure(severity, verbose=args.verbose)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from olivine import api
 
+    workflow = api.load(args.config)
+    _setup_logging(args, workflow.config.engine.log_severity_level)
+    host = args.host or workflow.config.workflow_host
+    if host is None:
+        return _run_here(args, workflow)
+    submission = api.submit(
+        workflow, host=host, datastore=args.datastore, dry_run=args.dry_run, fresh=args.fresh
+    )
+    if args.dry_run:
+        _print_json(jobs_view.plan_json(submission.plan)) if args.json else print(submission.plan.describe())
+        return 0
+    return _after_submit(args, submission)
+
+
+def _run_here(args: argparse.Namespace, workflow: Any) -> int:
     from olivine import api
     from olivine.cli import logsetup, render
 
-    workflow = api.load(args.config)
     engine = workflow.config.engine
-    logsetup.configure(engine.log_severity_level, verbose=args.verbose)
     output_dir = Path(args.output_dir or engine.output_dir).resolve()
     cache_dir = Path(args.cache_dir or engine.cache_dir).resolve()
+    if args.dry_run:
+        print(render.local_plan(workflow, cache_dir, output_dir))
+        return 0
     logsetup.add_file(output_dir / "olivine.log")
     result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
-    print(render.result_table(result))
+    if args.json:
+        _print_json(render.result_json(result))
+    else:
+        print(render.result_table(result))
+    return 0
+
+
+def _after_submit(args: argparse.Namespace, submission: Any) -> int:
+    from olivine import api
+
+    job = submission.job
+    if job.state.is_terminal():  # a foreground host already ran it
+        _print_json(jobs_view.job_json(job)) if args.json else print(jobs_view.final_summary(job))
+        return EXIT_FOR_STATE[job.state.value]
+    if args.json and not args.follow:
+        _print_json(jobs_view.job_json(job))
+        return 0
+    print(jobs_view.submitted(job, created=submission.created), flush=True)
+    if not args.follow:
+        return 0
+    for line in api.logs(job.job_id, follow=True):
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
+    final = api.wait(job.job_id)
+    print(jobs_view.final_summary(final, history=jobs_view.exported_history(final)))
+    return EXIT_FOR_STATE[final.state.value]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    if args.datastore:
+        if not args.job:
+            raise _usage("status --datastore needs the workflow id")
+        doc = api.remote_status(args.datastore, args.job)
+        _print_json(doc) if args.json else print(jobs_view.remote_status_text(doc))
+        return 0
+    job = api.status(args.job) if args.job else _latest_job()
+    _print_json(jobs_view.job_json(job)) if args.json else print(jobs_view.status_text(job))
+    return 0
+
+
+def _latest_job() -> Any:
+    from olivine import api
+    from olivine.errors import JobNotFoundError
+
+    jobs = api.list_jobs(limit=1)
+    if not jobs:
+        raise JobNotFoundError("no jobs yet: submit one with `olivine run --config FILE` and a workflow_host")
+    return api.status(jobs[0].job_id)
+
+
+def _usage(message: str) -> Exception:
+    from olivine.errors import UserInputError
+
+    return UserInputError(message)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    jobs = api.list_jobs(workflow_id=args.workflow, limit=args.limit)
+    if args.json:
+        _print_json([jobs_view.job_json(j) for j in jobs])
+    else:
+        print(jobs_view.jobs_table(jobs))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    if args.datastore:
+        lines = api.remote_logs(args.datastore, args.job, follow=args.follow)
+    else:
+        lines = api.logs(args.job, follow=args.follow)
+    for line in lines:
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    job = api.cancel(args.job, timeout_s=args.timeout)
+    _print_json(jobs_view.job_json(job)) if args.json else print(jobs_view.status_text(job))
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    dest = Path(args.to or Path("olivine-fetch") / Path(args.job.rstrip("/")).name)
+    files = api.fetch(args.job, dest, which=args.which, datastore=args.datastore)
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    print(f"fetched {len(files)} file(s), {total / 1e6:.1f} MB, sha256 verified -> {dest.resolve()}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 1)
+    submission = api.resume(args.job, host=args.host)
+    return _after_submit(args, submission)
+
+
+def cmd_assets_list(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    assets = api.assets_list(datastore=args.datastore)
+    _print_json(jobs_view.plain(assets)) if args.json else print(jobs_view.assets_table(assets))
+    return 0
+
+
+def cmd_assets_show(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    _print_json(api.assets_show(args.name, version=args.version, datastore=args.datastore))
     return 0

@@ -51,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("olivine: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`olivine logs JOB | head`): not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         from olivine.errors import OlivineError
 
@@ -61,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OlivineError):
             print(f"olivine: error: {exc}", file=sys.stderr)
             return exc.exit_code
-        print(f"olivine: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
-              file=sys.stderr)
+        print(
+            f"olivine: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
+            file=sys.stderr,
+        )
         return 1
