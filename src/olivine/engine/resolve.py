@@ -101,7 +101,7 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
     _absolutize(config, base_dir)
     _resolve_data(config, base_dir)
     data_configs = {dc.name: dc for dc in config.data_configs}
-    evaluator = _resolve_evaluator(config, data_configs)
+    evaluator = _resolve_evaluator(config, data_configs, base_dir)
     host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
     target = _system(config, config.engine.target, "engine.target") or host
     return ResolvedWorkflow(
@@ -173,21 +173,22 @@ def _system(config: RunConfig, ref: str | SystemConfig | None, path: str) -> Sys
     return ref
 
 
-def _resolve_evaluator(config: RunConfig, data_configs: dict[str, DataConfig]) -> EvaluatorConfig | None:
+def _resolve_evaluator(
+    config: RunConfig, data_configs: dict[str, DataConfig], base_dir: Path
+) -> EvaluatorConfig | None:
     ref = config.engine.evaluator
     if ref is None:
         return None
     evaluator: EvaluatorConfig = (
         _lookup("evaluator", ref, config.evaluators, "engine.evaluator") if isinstance(ref, str) else ref
     )
+    where = f"evaluators.{ref}" if isinstance(ref, str) else "engine.evaluator"
     for index, metric in enumerate(evaluator.metrics):
         if isinstance(metric.data_config, str):
-            _lookup("data config", metric.data_config, data_configs, f"evaluator.metrics.{index}.data_config")
-        elif metric.data_config is None and metric.type in ("accuracy", "latency", "throughput"):
-            raise ConfigError(
-                f"metric '{metric.name}' of type {metric.type} needs a 'data_config'",
-                path=f"evaluator.metrics.{index}.data_config",
-            )
+            _lookup("data config", metric.data_config, data_configs, f"{where}.metrics.{index}.data_config")
+    from olivine.evaluate.metric_configs import validate_evaluator
+
+    validate_evaluator(evaluator, data_configs=data_configs, base_dir=base_dir, path=where)
     return evaluator
 
 
