@@ -1,0 +1,192 @@
+"""Hugging Face pieces of the data components: local tables, tokenization, token-id dummy inputs.
+
+Nothing here reaches a model hub: datasets are local files and tokenizers are local folders
+(``transformers`` is imported only when a tokenizer is needed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olivine.data.datasets import SampleListDataset
+from olivine.data.params import (
+    HuggingfaceDatasetParams,
+    HuggingfacePreProcessParams,
+    TokenizerPreProcessParams,
+    TransformersDummyParams,
+)
+from olivine.data.tables import TABLE_FORMATS, Row, parse_split, read_rows, slice_rows
+from olivine.data.user_script import resolve_path
+from olivine.errors import ConfigError, DataError, MissingDependencyError, NotSupportedError
+
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+_FALLBACK_VOCAB = 100
+
+
+def data_files_by_split(params: HuggingfaceDatasetParams) -> dict[str, list[str]]:
+    """``data_files`` as split -> files (a path or list is the ``train`` split, as in ``datasets``)."""
+    files = params.data_files
+    if files is None:
+        return {}
+    if isinstance(files, dict):
+        return {split: [f] if isinstance(f, str) else list(f) for split, f in files.items()}
+    return {"train": [files] if isinstance(files, str) else list(files)}
+
+
+def check_hf_dataset(params: HuggingfaceDatasetParams) -> None:
+    """Resolve-time checks: local formats only, and a split that exists."""
+    if params.data_name.lower() not in TABLE_FORMATS:
+        raise NotSupportedError(
+            f"data_name '{params.data_name}': Olivine has no model hub; point data_files at local "
+            f"files and set data_name to one of {', '.join(TABLE_FORMATS)}"
+        )
+    if params.subset is not None:
+        raise NotSupportedError("'subset' selects a hub dataset's configuration; local files have none")
+    if params.field is not None and params.data_name.lower() != "json":
+        raise ConfigError("'field' applies to data_name 'json' only", path="field")
+    if params.split is None:
+        raise ConfigError("required (for data_files given as a path or list it is 'train')", path="split")
+    try:
+        name, _, _ = parse_split(params.split)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path="split") from None
+    splits = data_files_by_split(params)
+    if not splits and params.data_dir is None:
+        raise ConfigError("give 'data_files' (or 'data_dir' holding the files)", path="data_files")
+    if splits and name not in splits:
+        raise ConfigError(
+            f"split '{name}' is not in data_files (splits: {', '.join(splits)}; a single path or a list of "
+            "paths is the 'train' split, as in Hugging Face datasets)",
+            path="split",
+        )
+
+
+def load_hf_rows(params: HuggingfaceDatasetParams, base_dir: Path | None) -> list[Row]:
+    check_hf_dataset(params)
+    fmt = params.data_name.lower()
+    name, start, stop = parse_split(params.split or "")
+    folder = resolve_path(params.data_dir, base_dir) if params.data_dir else None
+    files = data_files_by_split(params).get(name)
+    if files is None:
+        assert folder is not None  # check_hf_dataset guarantees data_files or data_dir
+        suffixes = {"csv": (".csv",), "json": (".json", ".jsonl"), "parquet": (".parquet",)}[fmt]
+        paths = sorted(p for p in folder.iterdir() if p.suffix in suffixes)
+    else:
+        paths = [resolve_path(f, folder or base_dir) for f in files]
+    rows = slice_rows(read_rows(fmt, paths, field=params.field), start, stop)
+    for col, value in (params.col_filters or {}).items():
+        rows = [r for r in rows if r.get(col) == value]
+    return rows
+
+
+def load_tokenizer(model_name: str | None, tokenizer_path: str | None, base_dir: Path | None) -> Any:
+    """An ``AutoTokenizer`` from a local folder: ``model_name`` if given, else the input model's."""
+    source = model_name or tokenizer_path
+    if not source:
+        raise DataError(
+            "tokenizing needs a tokenizer: set 'model_name' to a local tokenizer folder, or use an input "
+            "model that has one (HfModel model_path, or model_attributes.hf_model_path)"
+        )
+    folder = resolve_path(source, base_dir)
+    if not folder.is_dir():
+        raise NotSupportedError(
+            f"tokenizer '{source}' is not a local folder; Olivine has no model hub (point model_name at a "
+            "folder with the tokenizer files)"
+        )
+    try:
+        from transformers import AutoTokenizer
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError("tokenizing needs transformers: pip install 'olivine[hf]'") from exc
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot load a tokenizer from {folder}: {exc}") from exc
+
+
+def tokenize_rows(
+    rows: list[Row],
+    params: TokenizerPreProcessParams,
+    *,
+    tokenizer_path: str | None,
+    base_dir: Path | None,
+) -> SampleListDataset:
+    """Olive's ``huggingface_pre_process`` / ``tokenizer_pre_process`` on local rows."""
+    if params.max_samples is not None:
+        rows = rows[: params.max_samples]
+    missing = [c for c in params.input_cols if rows and c not in rows[0]]
+    label_col = params.label_col if isinstance(params, HuggingfacePreProcessParams) else None
+    if label_col is not None and rows and label_col not in rows[0]:
+        missing.append(label_col)
+    if missing:
+        raise DataError(f"columns {missing} are not in the data (columns: {', '.join(rows[0])})")
+    if not rows:
+        return SampleListDataset([])
+    tokenizer = load_tokenizer(params.model_name, tokenizer_path, base_dir)
+    texts = [[r[c] for r in rows] for c in params.input_cols]
+    encoded = tokenizer(
+        *texts,
+        padding=params.padding,
+        truncation=params.truncation,
+        max_length=params.max_length,
+        is_split_into_words=params.is_split_into_words,
+        add_special_tokens=params.add_special_tokens,
+    )
+    names = list(encoded.keys())
+    samples = []
+    for i, row in enumerate(rows):
+        inputs = {n: np.asarray(encoded[n][i], dtype=np.int64) for n in names}
+        label = None if label_col is None else np.asarray(row[label_col])
+        samples.append((inputs, label))
+    return SampleListDataset(samples)
+
+
+def vocab_size_near(model_name: str | None, tokenizer_path: str | None, base_dir: Path | None) -> int:
+    """``vocab_size`` from a local ``config.json`` (model_name first), else a small safe default."""
+    for source in (model_name, tokenizer_path):
+        if not source:
+            continue
+        config = resolve_path(source, base_dir) / "config.json"
+        if config.is_file():
+            try:
+                size = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(size, int) and size > 1:
+                return size
+    return _FALLBACK_VOCAB
+
+
+def token_dummy_dataset(
+    params: TransformersDummyParams,
+    *,
+    model_inputs: list[str] | None,
+    tokenizer_path: str | None,
+    base_dir: Path | None,
+) -> SampleListDataset:
+    """Random token ids (seed 0) of length ``seq_len`` with matching mask / type / position inputs."""
+    wanted = params.input_names or model_inputs or list(TOKEN_INPUTS[:3])
+    if params.ignore_input_fields:
+        wanted = [n for n in wanted if n not in params.ignore_input_fields]
+    unknown = [n for n in wanted if n not in TOKEN_INPUTS]
+    if unknown:
+        raise NotSupportedError(
+            f"Olivine's transformers dummy data produces only {', '.join(TOKEN_INPUTS)}; the model also "
+            f"needs {unknown} (models with past key/value inputs are not supported yet)"
+        )
+    vocab = params.vocab_size or vocab_size_near(params.model_name, tokenizer_path, base_dir)
+    rng = np.random.default_rng(0)
+    seq = params.seq_len
+    samples = []
+    for _ in range(params.max_samples):
+        arrays = {
+            "input_ids": rng.integers(0, vocab, size=seq, dtype=np.int64),
+            "attention_mask": np.ones(seq, dtype=np.int64),
+            "token_type_ids": np.zeros(seq, dtype=np.int64),
+            "position_ids": np.arange(seq, dtype=np.int64),
+        }
+        samples.append(({n: arrays[n] for n in wanted}, np.asarray(1)))
+    return SampleListDataset(samples)

@@ -1,0 +1,281 @@
+"""Evaluate a model against an evaluator config: accuracy, latency, throughput, size on disk, custom.
+
+Results are Olive's flat mapping ``"<metric>-<sub_type>" -> MetricValue``. ONNX models run on onnxruntime,
+PyTorch / Hugging Face models on PyTorch, both through :func:`olivine.model.runner.open_runner`.
+
+Custom metrics call the user's functions the way Olive does:
+``evaluate_func(model, device, execution_providers, **evaluate_func_kwargs)`` gets the
+:class:`~olivine.model.handle.ModelHandle`, the device string and the list of execution providers;
+``metric_func(model_output, targets, **metric_func_kwargs)`` gets a :class:`ModelOutput` (``.preds``,
+``.logits``) and the targets as numpy arrays. Either returns a number (one sub-type) or a mapping
+sub-type -> number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olivine.config.data import DataConfig
+from olivine.config.evaluators import EvaluatorConfig, MetricConfig
+from olivine.data.paths import content_fingerprint, content_hash
+from olivine.data.pipeline import build_dataloader, post_processor
+from olivine.data.user_script import load_object, resolve_path
+from olivine.errors import EvaluationError, NotSupportedError, UserInputError
+from olivine.evaluate import metrics as m
+from olivine.evaluate.default_data import latency_data_config
+from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_runs
+from olivine.evaluate.metric_configs import metric_data_config, parse_metric_config, timing_config
+from olivine.evaluate.results import MetricValue, metric_value, result_key
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.model.runner import Runner, open_runner
+
+#: Bump when a metric's computation changes, so cached evaluations are not reused.
+EVALUATOR_VERSION = "1"
+
+_CLASSIFICATION = {
+    "accuracy_score": m.accuracy_score,
+    "f1_score": m.f1_score,
+    "precision": m.precision,
+    "recall": m.recall,
+}
+
+
+class _Session:
+    """What one :func:`evaluate_model` call shares between metrics: the model and its runners."""
+
+    def __init__(
+        self,
+        model: ModelHandle,
+        evaluator: EvaluatorConfig,
+        data_configs: dict[str, DataConfig],
+        accelerator: Accelerator,
+        tokenizer_path: str | None,
+        base_dir: Path | None,
+    ) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.data_configs = data_configs
+        self.accelerator = accelerator
+        self.tokenizer_path = tokenizer_path
+        self.base_dir = base_dir
+        self._runners: dict[str, Runner] = {}
+
+    def runner(self, metric: MetricConfig) -> Runner:
+        """A runner for ``metric`` (shared unless the metric sets its own onnxruntime session options)."""
+        settings = (metric.user_config.inference_settings if metric.user_config else None) or {}
+        session_options = (settings.get("onnx") or {}).get("session_options")
+        key = json.dumps(session_options, sort_keys=True, default=str)
+        if key not in self._runners:
+            self._runners[key] = open_runner(self.model, self.accelerator, session_options=session_options)
+        return self._runners[key]
+
+    def data(self, metric: MetricConfig, *, for_timing: bool = False) -> DataConfig:
+        dc = metric_data_config(metric, self.data_configs)
+        if dc is None and for_timing:
+            dc = latency_data_config(self.model)
+        if dc is None:
+            raise EvaluationError(f"{metric.type} metric '{metric.name}' needs a data_config")
+        return dc
+
+    def loader(self, dc: DataConfig) -> Any:
+        return build_dataloader(
+            dc, model=self.model, tokenizer_path=self.tokenizer_path, base_dir=self.base_dir
+        )
+
+    def predictions(self, metric: MetricConfig) -> tuple[ModelOutput, np.ndarray]:
+        dc = self.data(metric)
+        post = post_processor(dc, base_dir=self.base_dir)
+        return run_for_predictions(self.runner(metric), self.loader(dc), post)
+
+
+def evaluate_model(
+    model: ModelHandle,
+    evaluator: EvaluatorConfig,
+    *,
+    data_configs: dict[str, DataConfig],
+    accelerator: Accelerator,
+    tokenizer_path: str | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, MetricValue]:
+    """Compute every metric of ``evaluator`` on ``model``.
+
+    Args:
+        model: the model to evaluate.
+        evaluator: the evaluator config (metrics, and a user script for custom metrics).
+        data_configs: the workflow's data configs by name (metrics refer to them by name).
+        accelerator: device and execution providers to run on.
+        tokenizer_path: local tokenizer folder for Hugging Face pre-processing.
+        base_dir: the folder relative paths are relative to (the config file's folder).
+
+    Returns:
+        ``"<metric>-<sub_type>"`` -> :class:`MetricValue`, in config order.
+
+    Raises:
+        EvaluationError: a metric could not be computed; the message names the metric.
+        UserInputError: the configuration is invalid (normally caught at resolve time).
+    """
+    session = _Session(model, evaluator, data_configs, accelerator, tokenizer_path, base_dir)
+    results: dict[str, MetricValue] = {}
+    for metric in evaluator.metrics:
+        try:
+            values = _EVALUATE[metric.type](session, metric)
+        except UserInputError:
+            raise
+        except Exception as exc:  # runners, data and user code raise many types; name the metric
+            detail = str(exc) if isinstance(exc, EvaluationError) else f"{type(exc).__name__}: {exc}"
+            raise EvaluationError(f"metric '{metric.name}' ({metric.type}): {detail}") from exc
+        for sub in metric.sub_types:
+            results[result_key(metric.name, sub.name)] = metric_value(sub, values[sub.name])
+    return results
+
+
+def _accuracy(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    if metric.backend == "huggingface_metrics":
+        raise NotSupportedError(f"metric '{metric.name}': backend 'huggingface_metrics' is not supported")
+    output, targets = session.predictions(metric)
+    preds, logits = _primary(output.preds), _primary(output.logits)
+    values: dict[str, float] = {}
+    for i, sub in enumerate(metric.sub_types):
+        cfg = parse_metric_config(metric, i)
+        if sub.name == "auroc":
+            values[sub.name] = m.auroc(
+                logits,
+                targets,
+                task=cfg.task,
+                num_classes=cfg.num_classes,
+                average=cfg.average,
+                ignore_index=cfg.ignore_index,
+            )
+        else:
+            values[sub.name] = _CLASSIFICATION[sub.name](
+                preds,
+                targets,
+                task=cfg.task,
+                num_classes=cfg.num_classes,
+                average=cfg.average,
+                threshold=cfg.threshold,
+                ignore_index=cfg.ignore_index,
+            )
+    return values
+
+
+def _primary(value: Any) -> Any:
+    """The output metrics use when a model has several: ``logits`` if present, else the first."""
+    if isinstance(value, dict):
+        return value.get("logits", next(iter(value.values())))
+    return value
+
+
+def _timed(session: _Session, metric: MetricConfig) -> tuple[list[float], int]:
+    timing = timing_config(metric)
+    loader = session.loader(session.data(metric, for_timing=True))
+    inputs, _ = loader.first_batch()
+    latencies = time_runs(
+        session.runner(metric),
+        inputs,
+        warmup_num=timing.warmup_num,
+        repeat_test_num=timing.repeat_test_num,
+        sleep_s=timing.sleep_num,
+    )
+    return latencies, samples_per_run(inputs, loader.batch_size)
+
+
+def _latency(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    latencies, _ = _timed(session, metric)
+    return m.latency_stats(latencies)
+
+
+def _throughput(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    latencies, samples = _timed(session, metric)
+    return m.throughput_stats(latencies, samples)
+
+
+def _size_on_disk(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    return {"bytes": float(session.model.size_on_disk())}
+
+
+def _custom(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    uc = metric.user_config
+    assert uc is not None  # the config model requires it for custom metrics
+    script = uc.user_script or session.evaluator.user_script
+    script_dir = uc.script_dir or session.evaluator.script_dir
+    if uc.evaluate_func:
+        func = load_object(uc.evaluate_func, script, script_dir, base_dir=session.base_dir)
+        acc = session.accelerator
+        raw = func(
+            session.model, acc.device, list(acc.execution_providers), **(uc.evaluate_func_kwargs or {})
+        )
+    else:
+        func = load_object(str(uc.metric_func), script, script_dir, base_dir=session.base_dir)
+        output, targets = session.predictions(metric)
+        raw = func(output, targets, **(uc.metric_func_kwargs or {}))
+    return _custom_values(metric, raw)
+
+
+def _custom_values(metric: MetricConfig, raw: Any) -> dict[str, float]:
+    names = [sub.name for sub in metric.sub_types]
+    if isinstance(raw, numbers.Real) or (isinstance(raw, np.ndarray) and raw.size == 1):
+        if len(names) != 1:
+            raise EvaluationError(
+                f"the function returned one number but the metric has sub-types {names}; return a mapping"
+            )
+        return {names[0]: float(raw)}
+    if isinstance(raw, dict):
+        missing = [n for n in names if n not in raw]
+        if missing:
+            raise EvaluationError(f"the function's result has no {missing} (it has {sorted(map(str, raw))})")
+        return {n: _number(raw[n], n) for n in names}
+    raise EvaluationError(f"the function returned {type(raw).__name__}; expected a number or a mapping")
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(f"sub-type '{name}' is {type(value).__name__}, not a number") from exc
+
+
+_EVALUATE: dict[str, Callable[[_Session, MetricConfig], dict[str, float]]] = {
+    "accuracy": _accuracy,
+    "latency": _latency,
+    "throughput": _throughput,
+    "size_on_disk": _size_on_disk,
+    "custom": _custom,
+}
+
+
+def evaluation_fingerprint(
+    evaluator: EvaluatorConfig, data_configs: dict[str, DataConfig], *, base_dir: Path | None = None
+) -> str:
+    """sha256 identifying what :func:`evaluate_model` computes (for cache keys), independent of where the
+    files live: canonical metric configs, the content fingerprint of each data config a metric uses, the
+    content of every user script (and the ``.py`` files of its ``script_dir``), and the evaluator version.
+    """
+    metrics = []
+    for metric in evaluator.metrics:
+        dumped = metric.model_dump(mode="json", exclude={"data_config", "user_config"})
+        dc = metric_data_config(metric, data_configs)
+        dumped["data"] = content_fingerprint(dc, base_dir=base_dir) if dc is not None else None
+        if metric.user_config is not None:
+            uc = metric.user_config.model_dump(mode="json")
+            for key in ("user_script", "script_dir", "data_dir"):
+                if uc.get(key):
+                    uc[key] = content_hash(resolve_path(uc[key], base_dir), code_only=key == "script_dir")
+            dumped["user_config"] = uc
+        metrics.append(dumped)
+    scripts = {
+        key: content_hash(resolve_path(value, base_dir), code_only=key == "script_dir")
+        for key, value in (("user_script", evaluator.user_script), ("script_dir", evaluator.script_dir))
+        if value
+    }
+    payload = {"version": EVALUATOR_VERSION, "metrics": metrics, "scripts": scripts}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
