@@ -1,0 +1,207 @@
+"""Where an export lives: ``<datastore>/<yyyy-mm-dd-hh-mm-ss>/<workflow_id>/{cache,output,logs,...}``.
+
+The timestamp is the UTC time of submission, to the second (the layout of the Olive remote-workflow docs,
+not the ``<workflow_id>/<timestamp>`` order Olive's code wrote).
+
+Same-second rule: a submission *claims* its folder by creating ``.olivine/claim.json`` in it with a
+create-only write (:meth:`Datastore.put_if_absent`). If the folder is taken, the claim moves on to the
+next second, so two submissions of one workflow in the same second get folders one second apart and the
+later one's folder time is up to a few seconds after its submission time. A retry of the same
+submission (same ``claim_id``) gets its own folder back. How race-free the claim is depends on the
+backend (:attr:`Datastore.atomic_create`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from olivine.datastores.base import Datastore
+from olivine.datastores.files import json_bytes
+from olivine.errors import DatastoreError
+
+TIMESTAMP_FORMAT = "%Y-%m-%d-%H-%M-%S"
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}$")
+_WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+#: Bookkeeping folder inside an export root (claim marker, export index); not part of the manifest.
+BOOKKEEPING_DIR = ".olivine"
+
+
+def timestamp_folder(dt: datetime) -> str:
+    """``yyyy-mm-dd-hh-mm-ss`` of ``dt`` in UTC.
+
+    Raises:
+        ValueError: ``dt`` is naive (its time zone would be a guess).
+    """
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("export timestamps must be timezone-aware, e.g. datetime.now(timezone.utc)")
+    return dt.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp_folder(name: str) -> datetime | None:
+    """The UTC datetime a timestamp folder name stands for, or None if ``name`` is not one."""
+    if not _TIMESTAMP.match(name):
+        return None
+    try:
+        return datetime.strptime(name, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ExportLayout:
+    """The paths of one export, relative to the datastore root.
+
+    Args:
+        datastore: the datastore the export lives on (not part of equality).
+        timestamp: submission time; normalised to UTC whole seconds.
+        workflow_id: the workflow's id (one folder name).
+    """
+
+    datastore: Datastore = field(compare=False, repr=False)
+    timestamp: datetime
+    workflow_id: str
+
+    def __post_init__(self) -> None:
+        if not _WORKFLOW_ID.match(self.workflow_id):
+            raise ValueError(f"invalid workflow_id {self.workflow_id!r} for an export folder")
+        timestamp_folder(self.timestamp)  # refuses naive datetimes
+        utc = self.timestamp.astimezone(timezone.utc).replace(microsecond=0)
+        object.__setattr__(self, "timestamp", utc)
+
+    @classmethod
+    def from_folder(cls, datastore: Datastore, folder: str, workflow_id: str) -> ExportLayout:
+        """The layout for an existing ``<folder>/<workflow_id>`` (``folder`` is a timestamp folder)."""
+        ts = parse_timestamp_folder(folder)
+        if ts is None:
+            raise DatastoreError(f"'{folder}' is not a yyyy-mm-dd-hh-mm-ss export folder")
+        return cls(datastore, ts, workflow_id)
+
+    @property
+    def folder(self) -> str:
+        return timestamp_folder(self.timestamp)
+
+    @property
+    def root(self) -> str:
+        return f"{self.folder}/{self.workflow_id}"
+
+    def path(self, rel: str) -> str:
+        """``rel`` (relative to the export root) as a path relative to the datastore root."""
+        return f"{self.root}/{rel.strip('/')}" if rel.strip("/") else self.root
+
+    @property
+    def cache(self) -> str:
+        return self.path("cache")
+
+    @property
+    def output(self) -> str:
+        return self.path("output")
+
+    @property
+    def logs(self) -> str:
+        return self.path("logs")
+
+    @property
+    def manifest(self) -> str:
+        return self.path("manifest.json")
+
+    @property
+    def status(self) -> str:
+        return self.path("status.json")
+
+    @property
+    def claim(self) -> str:
+        return self.path(f"{BOOKKEEPING_DIR}/claim.json")
+
+    @property
+    def index(self) -> str:
+        return self.path(f"{BOOKKEEPING_DIR}/index")
+
+    @property
+    def url(self) -> str:
+        """Printable URL of the export root (no credentials)."""
+        return self.datastore.url_for(self.root)
+
+    def read_status(self) -> dict[str, Any] | None:
+        """The current ``status.json``, or None if none was written yet."""
+        if not self.datastore.exists(self.status):
+            return None
+        status: dict[str, Any] = json.loads(self.datastore.read_bytes(self.status))
+        return status
+
+
+def claim_export(
+    datastore: Datastore,
+    workflow_id: str,
+    submitted_at: datetime | None = None,
+    *,
+    claim_id: str | None = None,
+    max_tries: int = 120,
+) -> ExportLayout:
+    """Reserve the export folder of a submission (see the module docstring for the same-second rule).
+
+    Args:
+        datastore: where the export goes.
+        workflow_id: the workflow's id.
+        submitted_at: submission time (aware); default now.
+        claim_id: identifies the submission (e.g. the job id) so a retry gets its folder back;
+            default a random id.
+        max_tries: how many consecutive seconds to try before giving up.
+
+    Returns:
+        The claimed layout.
+
+    Raises:
+        DatastoreError: no free second within ``max_tries`` (or the datastore failed).
+    """
+    start = (submitted_at or datetime.now(timezone.utc)).replace(microsecond=0)
+    claim_id = claim_id or uuid.uuid4().hex
+    for second in range(max_tries):
+        layout = ExportLayout(datastore, start + timedelta(seconds=second), workflow_id)
+        body = {"claim_id": claim_id, "workflow_id": workflow_id, "submitted_at": start.isoformat()}
+        if _owner(layout) == claim_id:
+            return layout
+        # A folder that exists without our claim is taken, even if some other tool made it.
+        if not datastore.exists(layout.root) and datastore.put_if_absent(layout.claim, json_bytes(body)):
+            return layout
+        if _owner(layout) == claim_id:  # lost a race against our own retry
+            return layout
+    raise DatastoreError(
+        f"no free export folder for '{workflow_id}' within {max_tries} s after {timestamp_folder(start)} "
+        f"on {datastore.url_for()}"
+    )
+
+
+def _owner(layout: ExportLayout) -> str | None:
+    if not layout.datastore.exists(layout.claim):
+        return None
+    try:
+        owner = json.loads(layout.datastore.read_bytes(layout.claim)).get("claim_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(owner) if owner is not None else None
+
+
+def list_exports(datastore: Datastore, workflow_id: str) -> list[ExportLayout]:
+    """Every export of ``workflow_id`` on ``datastore``, oldest first.
+
+    Scans the top-level timestamp folders for a ``<workflow_id>`` subfolder; other top-level entries
+    (``assets/``, stray files) are ignored.
+    """
+    found = []
+    for name in datastore.ls(""):
+        ts = parse_timestamp_folder(name)
+        if ts is not None and datastore.exists(f"{name}/{workflow_id}"):
+            found.append(ExportLayout(datastore, ts, workflow_id))
+    return sorted(found, key=lambda layout: layout.timestamp)
+
+
+def latest_export(datastore: Datastore, workflow_id: str) -> ExportLayout | None:
+    """The newest export of ``workflow_id``, or None."""
+    exports = list_exports(datastore, workflow_id)
+    return exports[-1] if exports else None

@@ -1,0 +1,212 @@
+"""The ``file://`` datastore (plain paths too): a folder on this machine or a mounted share.
+
+Writes go to a temporary name in the target folder and are moved into place, so a reader never sees a
+partial file. Create-only writes publish with :func:`os.link`, which fails if the name exists: atomic
+between processes on local filesystems and on NFS (the classic NFS lock primitive). Where hard links are
+not supported, the name is claimed with ``O_CREAT | O_EXCL`` and the content moved over it (still one
+winner; a reader may briefly see the empty claim). There is no fsync: a file is atomic against a crash of
+the writer, durability against power loss is left to the OS (as with ``cp``).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from fsspec.implementations.local import LocalFileSystem
+
+from olivine.datastores.base import Datastore
+from olivine.datastores.files import CHUNK_BYTES, TEMP_MARK, Chunk
+from olivine.datastores.paths import default_datastore_dir
+from olivine.datastores.redact import scrub_url
+from olivine.errors import ConfigError, DatastoreError
+
+# errno values meaning "this filesystem cannot hard-link", after which the O_EXCL fallback is used.
+_NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+T = TypeVar("T")
+
+
+def local_path_of(url: str) -> Path:
+    """The absolute folder a ``file://`` URL or a plain path names (``~`` expanded, relative to cwd).
+
+    Raises:
+        DatastoreError: a ``file://`` URL with a query string or fragment.
+    """
+    if url.lower().startswith("file://"):
+        parts = urlsplit(url)
+        if parts.query or parts.fragment:
+            raise DatastoreError(f"a file:// datastore URL takes no query string: {scrub_url(url)}")
+        # Like fsspec, everything after "file://" is the path: file:///abs, file://relative, file://~/x.
+        url = unquote(url[len("file://") :])
+    return Path(url).expanduser().resolve()
+
+
+class LocalDatastore(Datastore):
+    """A datastore in a local folder.
+
+    Args:
+        root: the folder; created on the first write.
+    """
+
+    scheme = "file"
+    atomic_create = True
+    # Copies are CPU-bound (hashing) once the page cache absorbs the writes: one per core.
+    put_concurrency = max(2, min(4, os.cpu_count() or 1))
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(LocalFileSystem(), Path(root).expanduser().resolve().as_posix())
+
+    @classmethod
+    def open_url(cls, url: str, options: dict[str, Any]) -> LocalDatastore:
+        if options:
+            raise ConfigError(f"file:// datastores take no options; got {', '.join(sorted(options))}")
+        return cls(local_path_of(url))
+
+    @classmethod
+    def default(cls) -> LocalDatastore:
+        """The per-user default datastore (see :func:`olivine.datastores.paths.default_datastore_dir`)."""
+        return cls(default_datastore_dir())
+
+    def _write(self, full: str, chunks: Iterable[Chunk], *, exclusive: bool) -> None:
+        def fill(fd: int) -> None:
+            for chunk in chunks:
+                _write_all(fd, chunk)
+
+        _publish(Path(full), fill, exclusive=exclusive)
+
+    def _write_file(self, full: str, local: Path, *, exclusive: bool) -> tuple[int, str]:
+        return _publish(Path(full), lambda fd: copy_hashed(local, fd), exclusive=exclusive)
+
+    def _open_read(self, full: str) -> io.BufferedIOBase:
+        return open(full, "rb")
+
+    def _read(self, full: str) -> bytes:
+        return Path(full).read_bytes()
+
+    def _exists(self, full: str) -> bool:
+        return os.path.exists(full)
+
+    def _url_of(self, full: str) -> str:
+        return Path(full).as_uri()
+
+
+def _publish(target: Path, fill: Callable[[int], T], *, exclusive: bool) -> T:
+    """Write a temporary file beside ``target`` with ``fill(fd)``, then move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            result = fill(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            _publish_exclusive(tmp, target)
+        else:
+            os.replace(tmp, target)
+    finally:
+        # After a hard link the temporary name is a second link to the file: drop it.
+        tmp.unlink(missing_ok=True)
+    return result
+
+
+def _publish_exclusive(tmp: Path, target: Path) -> None:
+    """Give ``tmp``'s content the name ``target`` unless it exists (then FileExistsError)."""
+    try:
+        os.link(tmp, target)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.close(fd)
+    os.replace(tmp, target)
+
+
+def _write_all(fd: int, data: Chunk) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
+    """Copy ``local`` into ``dst_fd`` and return ``(size, sha256)`` of the copied bytes.
+
+    The hash reads the source once through one reused buffer; the copy itself is done by the kernel
+    (``sendfile``), which is what makes ``shutil.copy`` fast. Both read the same open file, and its
+    size and mtime are checked around them: if the file changed meanwhile, the copy is redone, so the
+    hash always describes the stored bytes.
+    """
+    with open(local, "rb") as src:
+        fd = src.fileno()
+        for _ in range(3):
+            before = os.fstat(fd)
+            if before.st_size <= _SMALL_FILE_BYTES:
+                data = src.read()
+                _write_all(dst_fd, data)
+                return len(data), hashlib.sha256(data).hexdigest()
+            digest = _hash_fd(fd, before.st_size)
+            copied = _kernel_copy(fd, dst_fd, before.st_size)
+            after = os.fstat(fd)
+            if copied == before.st_size and (after.st_size, after.st_mtime_ns) == (
+                copied,
+                before.st_mtime_ns,
+            ):
+                return copied, digest
+            # Changed under us: start over on an empty destination.
+            os.ftruncate(dst_fd, 0)
+            os.lseek(dst_fd, 0, os.SEEK_SET)
+            src.seek(0)
+    raise DatastoreError(f"{local} kept changing while it was being exported")
+
+
+_SMALL_FILE_BYTES = 1 << 20
+_buffers = threading.local()
+
+
+def _hash_fd(fd: int, size: int) -> str:
+    # pread into a per-thread buffer: no allocation per file, and no shared file position between the
+    # hash and the copy. (mmap would be a little faster but dies with SIGBUS if the file is truncated.)
+    buf: bytearray | None = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = bytearray(CHUNK_BYTES)
+    view = memoryview(buf)
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        n = os.preadv(fd, [view[: min(CHUNK_BYTES, size - offset)]], offset)
+        if n == 0:
+            break
+        digest.update(view[:n])
+        offset += n
+    return digest.hexdigest()
+
+
+def _kernel_copy(src_fd: int, dst_fd: int, size: int) -> int:
+    """Copy ``size`` bytes from offset 0 of ``src_fd`` to ``dst_fd``; returns the bytes copied."""
+    offset = 0
+    try:
+        while offset < size:
+            sent = os.sendfile(dst_fd, src_fd, offset, min(size - offset, 1 << 30))
+            if sent == 0:
+                return offset
+            offset += sent
+        return offset
+    except OSError as exc:
+        if offset or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+    # No sendfile between these files (some filesystems refuse it): plain reads and writes.
+    while offset < size and (data := os.pread(src_fd, min(CHUNK_BYTES, size - offset), offset)):
+        _write_all(dst_fd, data)
+        offset += len(data)
+    return offset

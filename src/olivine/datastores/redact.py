@@ -1,0 +1,140 @@
+"""Keep credentials out of everything a datastore prints or writes: URLs, error messages, manifests.
+
+Three tools, from narrow to broad:
+
+* :func:`scrub_url` drops the user-info and the query string of a URL (SAS tokens, presigned S3
+  signatures and ``user:password@`` all live there).
+* :func:`scrub_text` cleans free text such as a backend's exception message: known secret values,
+  every URL in it, and ``name=value`` pairs whose name is a credential.
+* :func:`redact_config` copies a JSON-like config, dropping credential keys at any depth and any value
+  that looks like a connection string or a SAS token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from olivine.config.datastores import SECRET_KEYS
+
+REDACTED = "***"
+
+# Suffixes that make a key a credential even when it is not spelled exactly as in SECRET_KEYS
+# (e.g. ``azure_storage_account_key``). Bare ``_key``/``_token`` are not here on purpose: configs
+# have harmless ``cache_key`` or ``pad_token`` keys that the manifest should keep.
+_SECRET_SUFFIXES = (
+    "_account_key",
+    "_secret",
+    "_password",
+    "_connection_string",
+    "_sas_token",
+    "_secret_access_key",
+    "_session_token",
+    "_client_secret",
+    "_access_token",
+    "_api_key",
+)
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# name=value / "name": "value" pairs naming a credential, as found in connection strings, SAS tokens,
+# dict reprs and HTTP error dumps; "=" may be percent-encoded (%3D) when the pair sits in a URL path.
+_PAIR_NAMES = sorted(
+    {*SECRET_KEYS, "accountkey", "sharedaccesssignature", "sharedaccesskey", "sig", "pwd", "x-amz-signature"}
+    | {"x-amz-credential", "x-amz-security-token", "aws_access_key_id"},
+    key=len,
+    reverse=True,
+)
+_PAIR = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])("
+    + "|".join(re.escape(n) for n in _PAIR_NAMES)
+    + r")(['\"]?\s*(?:[=:]|%3[Dd])\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^;&\s,}'\"]+)"
+)
+_CONNECTION_STRING = re.compile(
+    r"(?i)(AccountKey|SharedAccessSignature|SharedAccessKey|DefaultEndpointsProtocol)\s*="
+)
+_SAS = re.compile(r"(?i)(^|[?&])sig=[^&]+")
+_PRESIGNED = re.compile(r"(?i)X-Amz-(Signature|Credential|Security-Token)=")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config key names a credential (case- and ``-``/``_``-insensitive)."""
+    norm = key.lower().replace("-", "_")
+    return norm in SECRET_KEYS or norm.endswith(_SECRET_SUFFIXES)
+
+
+def looks_like_secret(value: str) -> bool:
+    """Whether a string value carries a credential: a connection string, a SAS token, a presigned URL,
+    or a URL with a password in it."""
+    if _CONNECTION_STRING.search(value) or _PRESIGNED.search(value):
+        return True
+    query = value.split("?", 1)[1] if "?" in value else value
+    if _SAS.search(query):
+        return True
+    if "://" in value:
+        try:
+            return urlsplit(value).password is not None
+        except ValueError:
+            return False
+    return False
+
+
+def scrub_url(url: str) -> str:
+    """Return ``url`` without user-info, query string and fragment (where credentials travel)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (e.g. a bad IPv6 host): keep only the scheme
+        return url.split("://", 1)[0] + "://" + REDACTED if "://" in url else REDACTED
+    if not parts.scheme or ("@" not in parts.netloc and not parts.query and not parts.fragment):
+        return url  # nothing to drop: keep the URL exactly as written
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove credentials from free text (typically an exception message from a backend).
+
+    Args:
+        text: the text to clean.
+        secrets: secret values known to the caller (e.g. the datastore's account key); each occurrence
+            is replaced by ``***``. Values shorter than 4 characters are ignored (they would match
+            everywhere and protect nothing).
+
+    Returns:
+        The cleaned text.
+    """
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _URL.sub(lambda m: scrub_url(m.group(0)), text)
+    return _PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def redact_config(value: Any) -> Any:
+    """Copy a JSON-like value without credentials.
+
+    Mapping keys for which :func:`is_secret_key` holds are dropped at any depth; string values (also
+    inside lists) that :func:`looks_like_secret` are dropped too. Other values are kept as written.
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if is_secret_key(str(key)) or (isinstance(item, str) and looks_like_secret(item)):
+                continue
+            out[str(key)] = redact_config(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact_config(v) for v in value if not (isinstance(v, str) and looks_like_secret(v))]
+    return value
+
+
+def secret_values(options: Mapping[str, Any]) -> list[str]:
+    """The string values of ``options`` that are credentials (by key or by look), for :func:`scrub_text`."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            found.extend(secret_values(value))
+        elif isinstance(value, str) and (is_secret_key(str(key)) or looks_like_secret(value)):
+            found.append(value)
+    return found

@@ -1,0 +1,147 @@
+"""The host contract and the host registry.
+
+A host takes a bundle and a job record that is already persisted (``PENDING``) and makes a worker run
+it: :meth:`Host.submit`, :meth:`Host.status`, :meth:`Host.logs`, :meth:`Host.cancel`. Everything a
+particular host type knows (processes, clusters, clouds) lives in its own module; callers only ever see
+this class (no ``if host.type == ...`` anywhere else).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import TypeAdapter
+
+from olivine.config.systems import SystemConfig
+from olivine.errors import HostError
+from olivine.hosts.bundle import Bundle
+from olivine.hosts.jobs import JobRecord, JobSpec
+from olivine.hosts.store import JobStore
+from olivine.registry import Registry
+
+_FOLLOW_POLL_S = 0.2
+
+
+class Host(ABC):
+    """A place where workflows run.
+
+    Args:
+        name: the host's name (a key of the workflow's ``systems`` or of the hosts file).
+        config: its system config.
+        store: the job store its records live in.
+    """
+
+    #: The system ``type`` this class runs (a key of :data:`HOSTS`).
+    type_name: ClassVar[str]
+    #: True when :meth:`submit` returns while the workflow still runs, so the job outlives the caller.
+    detached: ClassVar[bool] = True
+
+    def __init__(self, name: str, config: SystemConfig, store: JobStore) -> None:
+        self.name = name
+        self.config = config
+        self.store = store
+
+    def describe(self) -> str:
+        """One line for ``--dry-run`` and logs: where jobs run."""
+        return f"host '{self.name}' ({self.type_name})"
+
+    def default_datastore(self) -> str | None:
+        """The datastore name the host's config selects, if any (Olive's ``datastores`` key)."""
+        return None
+
+    @abstractmethod
+    def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
+        """Start running ``job`` and return its record; detached hosts return within about a second.
+
+        ``job`` is already in the store (``PENDING``) and ``spec`` written to ``job.job_dir``; a failure
+        to launch marks the job ``FAILED`` (error kind ``infrastructure``) and raises :class:`HostError`.
+        """
+
+    def refresh(self, job: JobRecord) -> JobRecord:
+        """Reconcile ``job`` with reality (the monitor): e.g. mark a job whose worker died as failed."""
+        return job
+
+    def status(self, job_id: str) -> JobRecord:
+        """The job's current record, after :meth:`refresh`."""
+        return self.refresh(self.store.get(job_id))
+
+    @abstractmethod
+    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
+        """The job's log lines; with ``follow``, keep yielding until the job ends."""
+
+    @abstractmethod
+    def cancel(self, job_id: str, *, timeout_s: float | None = None) -> JobRecord:
+        """Stop the job: ask it to stop, force it after ``timeout_s``; return the final record.
+
+        Cancelling a job that already ended changes nothing and returns its record.
+        """
+
+    def wait(self, job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5) -> JobRecord:
+        """Block until the job ends (or ``timeout_s`` passes) and return its record."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.status(job_id)
+            if job.state.is_terminal() or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            time.sleep(poll_s)
+
+    def _file_lines(self, path: Path, job_id: str, follow: bool) -> Iterator[str]:
+        """Lines of a local log file; with ``follow``, tail it until the job is terminal."""
+        return tail_lines(path, lambda: self.status(job_id).state.is_terminal() if follow else True)
+
+
+def tail_lines(path: Path, finished: Callable[[], bool]) -> Iterator[str]:
+    """Yield the lines of ``path`` (without newlines) and keep tailing it until ``finished()`` is true.
+
+    ``finished`` is asked only at the end of the file; one more read after it says true catches lines
+    written just before the job ended.
+    """
+    while not path.exists():
+        if finished():
+            return
+        time.sleep(_FOLLOW_POLL_S)
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        partial = ""
+        while True:
+            chunk = fh.readline()
+            if chunk:
+                partial += chunk
+                if partial.endswith("\n"):
+                    yield partial.rstrip("\n")
+                    partial = ""
+                continue
+            if finished():
+                rest = partial + fh.read()
+                yield from rest.splitlines()
+                return
+            time.sleep(_FOLLOW_POLL_S)
+
+
+HOSTS: Registry[type[Host]] = Registry("host")
+HOSTS.register("LocalSystem", "olivine.hosts.local:LocalSystemHost")
+HOSTS.register("LocalWorker", "olivine.hosts.local_worker:LocalWorkerHost")
+
+
+def host_for(name: str, config: SystemConfig, store: JobStore) -> Host:
+    """The host object for a system config.
+
+    Raises:
+        NotSupportedError: no host is registered for the system's type.
+        HostError: the host class does not match the type it is registered under.
+    """
+    cls = HOSTS.get(config.type)
+    if cls.type_name != config.type:
+        raise HostError(f"host class {cls.__name__} runs '{cls.type_name}', not '{config.type}'")
+    return cls(name, config, store)
+
+
+_SYSTEM_CONFIG: TypeAdapter[SystemConfig] = TypeAdapter(SystemConfig)
+
+
+def host_of(job: JobRecord, store: JobStore) -> Host:
+    """The host that runs ``job``, rebuilt from the system config stored in its record."""
+    return host_for(job.host_name, _SYSTEM_CONFIG.validate_python(job.host_config), store)

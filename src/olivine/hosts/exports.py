@@ -1,0 +1,64 @@
+"""Opening a job's datastore and its exports from a job spec or an export URL; seeding a resumed cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from olivine.datastores.base import Datastore
+from olivine.datastores.layout import ExportLayout
+from olivine.datastores.manifest import fetch
+from olivine.errors import DatastoreError
+from olivine.hosts.jobs import JobSpec
+
+
+def spec_options(spec: JobSpec) -> dict[str, Any]:
+    """The datastore options of a job: the spec's public ones plus, when it names a hosts-file profile,
+    that profile's options with their credentials (read here, never copied into the job folder)."""
+    options = dict(spec.datastore_options)
+    if spec.datastore_profile:
+        from olivine.hosts.profiles import Profiles
+
+        profiles = Profiles(spec.hosts_file) if spec.hosts_file else Profiles()
+        options.update(profiles.datastore(spec.datastore_profile).options)
+    return options
+
+
+def open_spec_export(spec: JobSpec) -> tuple[Datastore, ExportLayout, dict[str, Any]]:
+    """The datastore, export layout and options of a job spec."""
+    options = spec_options(spec)
+    datastore = Datastore.from_url(spec.datastore_url, options)
+    return datastore, ExportLayout.from_folder(datastore, spec.export_timestamp, spec.workflow_id), options
+
+
+def open_export_url(url: str, options: dict[str, Any] | None = None) -> ExportLayout:
+    """The export at ``<datastore url>/<yyyy-mm-dd-hh-mm-ss>/<workflow_id>``.
+
+    Raises:
+        DatastoreError: the URL does not end in a timestamp folder and a workflow id.
+    """
+    base, sep, rest = url.rstrip("/").rpartition("/")
+    base, sep2, folder = base.rpartition("/")
+    if not (sep and sep2 and rest and folder):
+        raise DatastoreError(
+            f"'{url}' is not an export URL (<datastore>/<yyyy-mm-dd-hh-mm-ss>/<workflow_id>)"
+        )
+    if base.endswith("://"):  # an export at the root of a datastore: "file:///<ts>/<id>"
+        base += "/"
+    datastore = Datastore.from_url(base or "/", options)
+    return ExportLayout.from_folder(datastore, folder, rest)
+
+
+def seed_cache(source: ExportLayout, cache_root: Path, scratch: Path) -> int:
+    """Download the ``cache/`` of an earlier export into ``cache_root`` (the workflow's cache folder).
+
+    Every file is verified against that export's manifest (or index). Returns the number of files.
+    """
+    files = fetch(source.datastore, source, "cache", scratch)
+    fetched = scratch / "cache"
+    if fetched.is_dir():
+        cache_root.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(fetched, cache_root, dirs_exist_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return len(files)

@@ -1,0 +1,91 @@
+"""Local process identity and signals, for hosts whose worker is a process on this machine.
+
+A pid alone is not an identity: after a worker dies its pid can be reused by any process. The start time
+in ``/proc/<pid>/stat`` (clock ticks since boot) is recorded at launch; a pid is "our worker" only while
+that start time matches. A zombie (exited, not yet reaped) counts as dead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
+from olivine.hosts.store import JobStore
+
+_PROC = Path("/proc")
+_STARTTIME_FIELD = 19  # field 22 of /proc/<pid>/stat, counted from the state field (field 3)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of a live process, or None if it does not exist, is a zombie, or is unknown."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its closing one.
+    fields = stat.rpartition(")")[2].split()
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[_STARTTIME_FIELD])
+
+
+def process_alive(pid: int, start_ticks: int | None) -> bool:
+    """Whether ``pid`` is still the process that had ``start_ticks`` when it was launched."""
+    if _PROC.is_dir():
+        now = process_start_ticks(pid)
+        return now is not None and (start_ticks is None or now == start_ticks)
+    try:  # no /proc (macOS): existence only
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_process_alive(job: JobRecord) -> bool:
+    """Whether the worker process recorded in ``job`` is alive (False when none was recorded)."""
+    if job.pid is None:
+        return False
+    return process_alive(job.pid, job.host_info.get("pid_start_ticks"))
+
+
+def mark_if_dead(store: JobStore, job: JobRecord) -> JobRecord:
+    """The monitor: a job that should be running but whose worker process is gone becomes FAILED.
+
+    The update re-reads the record in its transaction, so a worker that wrote its final state just
+    before exiting keeps it.
+    """
+    if job.state.is_terminal() or job.pid is None or job_process_alive(job):
+        return job
+    return store.update(
+        job.job_id,
+        strict=False,
+        state=JobStatus.FAILED,
+        error_kind=ErrorKind.INFRASTRUCTURE,
+        message=f"worker process died (pid {job.pid})",
+    )
+
+
+def signal_group(job: JobRecord, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the worker's process group (its session leader is the worker); False if gone."""
+    if job.pid is None or not job_process_alive(job):
+        return False
+    try:
+        os.killpg(job.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(job: JobRecord, timeout_s: float, poll_s: float = 0.1) -> bool:
+    """Wait up to ``timeout_s`` for the worker process to end; True if it did."""
+    deadline = time.monotonic() + timeout_s
+    while job_process_alive(job):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True

@@ -1,0 +1,208 @@
+"""A job's progress while its worker runs: incremental export and status, driven by engine events.
+
+:class:`JobReporter` keeps one status in two places: the job store row (when the worker can reach the
+submitter's store) and ``status.json`` on the datastore (readable from anywhere). :class:`JobListener`
+is the engine listener: each finished pass run and each evaluation record is exported as soon as it
+exists, so a worker that dies or is cancelled leaves every finished step on the datastore.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from olivine.datastores.exporter import Exporter, default_skip
+from olivine.engine.events import (
+    EngineEvent,
+    EvaluationFinished,
+    PassFailed,
+    PassFinished,
+    PassStarted,
+    WorkflowFinished,
+    WorkflowStarted,
+)
+from olivine.errors import ConfigError, DatastoreError, HostError
+from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, utc_now
+from olivine.hosts.store import JobStore
+
+if TYPE_CHECKING:
+    from olivine.config.evaluators import EvaluatorConfig
+
+logger = logging.getLogger("olivine.worker")
+
+_STAGING_PREFIX = ".staging-"  # the engine cache's in-progress run folders: never exported
+
+
+def skip_unfinished(path: Path) -> bool:
+    """Exporter filter: temporary files and the cache's staging folders (runs still being written)."""
+    return default_skip(path) or any(part.startswith(_STAGING_PREFIX) for part in path.parts)
+
+
+class JobReporter:
+    """Writes the job's status to the job store and to ``status.json`` on the datastore.
+
+    Args:
+        spec: the job.
+        store: the job store, or None for workers that cannot reach it.
+    """
+
+    def __init__(self, spec: JobSpec, store: JobStore | None) -> None:
+        self.spec = spec
+        self.store = store
+        self.exporter: Exporter | None = None
+        self.status: dict[str, Any] = {
+            "job_id": spec.job_id,
+            "workflow_id": spec.workflow_id,
+            "state": JobStatus.PENDING.value,
+            "message": "",
+            "error_kind": None,
+            "current_pass": None,
+            "progress": {"done": 0, "total": 0},
+            "best_metrics": {},
+            "started_at": None,
+            "ended_at": None,
+        }
+
+    def start(self, pid: int) -> bool:
+        """Mark the job RUNNING; False when it already ended (cancelled before the worker started)."""
+        self.status.update(state=JobStatus.RUNNING.value, started_at=utc_now().isoformat())
+        if self.store is None:
+            return True
+        record = self.store.update(
+            self.spec.job_id, strict=False, state=JobStatus.RUNNING, pid=pid, message="running"
+        )
+        return record.state is JobStatus.RUNNING
+
+    def attach(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.status["paths"] = {
+            name: exporter.datastore.url_for(rel)
+            for name, rel in (
+                ("export_root", exporter.layout.root),
+                ("cache", exporter.layout.cache),
+                ("output", exporter.layout.output),
+                ("logs", exporter.layout.logs),
+            )
+        }
+        self.publish()
+
+    def progress(self, **changes: Any) -> None:
+        """Record progress (``current_pass``, ``progress_done``/``progress_total``, ``best_metrics``)."""
+        for key, value in changes.items():
+            if key.startswith("progress_"):
+                self.status["progress"][key.removeprefix("progress_")] = value
+            else:
+                self.status[key] = value
+        if self.store is not None:
+            try:
+                self.store.update(self.spec.job_id, **changes)
+            except HostError as exc:  # progress is advisory: a busy job store must not fail the workflow
+                logger.warning("could not record progress in the job store: %s", exc)
+        self.publish()
+
+    def publish(self) -> None:
+        """Rewrite ``status.json``; a datastore hiccup is logged, not fatal (the next write retries)."""
+        if self.exporter is None:
+            return
+        try:
+            self.exporter.write_status({**self.status, "updated_at": utc_now().isoformat()})
+        except DatastoreError as exc:
+            logger.warning("could not update status.json: %s", exc)
+
+    def final_status(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> dict[str, Any]:
+        self.status.update(
+            state=state.value,
+            message=message,
+            error_kind=error_kind.value if error_kind else None,
+            ended_at=utc_now().isoformat(),
+            current_pass=None,
+        )
+        return {**self.status, "updated_at": utc_now().isoformat()}
+
+    def finish(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> None:
+        """Set the final state in the job store (after the export is sealed)."""
+        if self.store is not None:
+            self.store.update(
+                self.spec.job_id,
+                strict=False,
+                state=state,
+                message=message,
+                error_kind=error_kind,
+                current_pass=None,
+            )
+
+
+class JobListener:
+    """The engine listener of a worker: exports finished steps and reports progress.
+
+    Args:
+        reporter: where progress goes.
+        exporter: where finished cache entries go.
+        evaluator: the workflow's evaluator, to rank candidates for the best-so-far metrics.
+    """
+
+    def __init__(self, reporter: JobReporter, exporter: Exporter, evaluator: EvaluatorConfig | None) -> None:
+        self.reporter = reporter
+        self.exporter = exporter
+        self.evaluator = evaluator
+        self.cache_root: Path | None = None
+        self.baseline: dict[str, Any] | None = None
+        self.candidates: list[dict[str, Any]] = []
+        self.passes_started = 0
+        self.export_failures = 0
+
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, WorkflowStarted):
+            self.cache_root = event.cache_dir
+            self.reporter.progress(progress_done=0, progress_total=len(event.passes))
+        elif isinstance(event, PassStarted):
+            self.passes_started += 1
+            self.reporter.progress(
+                current_pass=event.pass_name, progress_done=event.index - 1, progress_total=event.total
+            )
+        elif isinstance(event, PassFinished):
+            self._export(event.run_dir)
+            self.reporter.progress(progress_done=self.passes_started)
+        elif isinstance(event, PassFailed):
+            self._export(event.record_path)
+        elif isinstance(event, EvaluationFinished):
+            self._export(event.record_path)
+            self._evaluated(event.metrics)
+        elif isinstance(event, WorkflowFinished):
+            self.reporter.progress(current_pass=None, best_metrics=event.metrics)
+
+    def _export(self, path: Path) -> None:
+        if self.cache_root is None:
+            return
+        rel = f"cache/{path.relative_to(self.cache_root).as_posix()}"
+        try:
+            if path.is_dir():
+                self.exporter.export_tree(path, rel, skip=skip_unfinished)
+            else:
+                self.exporter.export_file(path, rel)
+        except DatastoreError as exc:
+            # Keep running: the final export of the whole cache tries again.
+            self.export_failures += 1
+            logger.warning("incremental export of %s failed: %s", rel, exc)
+
+    def _evaluated(self, metrics: dict[str, Any]) -> None:
+        if self.passes_started == 0:  # evaluated before any pass ran: the input model, the baseline
+            self.baseline = metrics
+            return
+        self.candidates.append(metrics)
+        self.reporter.progress(best_metrics=self._best())
+
+    def _best(self) -> dict[str, Any]:
+        """The best candidate so far, by the rule the engine uses for the final choice."""
+        if self.evaluator is None:
+            return self.candidates[-1]
+        from olivine.evaluate.goals import rank_key, resolve_goals
+        from olivine.evaluate.results import results_from_json
+
+        try:
+            goals = resolve_goals(self.evaluator, results_from_json(self.baseline) if self.baseline else None)
+        except ConfigError:  # a relative goal without a baseline: the engine reports that at the end
+            return self.candidates[-1]
+        metrics = self.evaluator.metrics
+        return min(self.candidates, key=lambda c: rank_key(results_from_json(c), metrics, goals))

@@ -1,0 +1,108 @@
+"""The job functions :mod:`olivine.api` calls: submit, resume, status, list_jobs, logs, cancel, wait, fetch.
+
+Every function after submission finds the job's host from its record (the host's config is stored in
+it), so callers never need to know which kind of host runs a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from olivine.datastores.manifest import Which
+from olivine.datastores.manifest import fetch as fetch_export
+from olivine.errors import JobNotFoundError
+from olivine.hosts.base import host_of
+from olivine.hosts.jobs import JobRecord, JobStatus
+from olivine.hosts.profiles import Profiles
+from olivine.hosts.store import JobStore
+from olivine.hosts.submission import DEFAULT_HOST, Submission, SubmitPlan, resume, submit
+
+__all__ = [
+    "DEFAULT_HOST",
+    "Submission",
+    "SubmitPlan",
+    "cancel",
+    "fetch",
+    "host_of",
+    "list_jobs",
+    "logs",
+    "resume",
+    "status",
+    "submit",
+    "wait",
+]
+
+
+def status(job_id: str, *, store: JobStore | None = None) -> JobRecord:
+    """The job's record, reconciled by its host's monitor (a dead worker shows as FAILED)."""
+    store = store or JobStore.default()
+    job = store.get(job_id)
+    return host_of(job, store).status(job.job_id)
+
+
+def list_jobs(
+    *,
+    states: tuple[JobStatus, ...] | None = None,
+    workflow_id: str | None = None,
+    limit: int | None = None,
+    store: JobStore | None = None,
+) -> list[JobRecord]:
+    """Jobs, newest first; unfinished ones are reconciled by their host's monitor first."""
+    store = store or JobStore.default()
+    for job in store.list(states=(JobStatus.PENDING, JobStatus.RUNNING)):
+        host_of(job, store).refresh(job)
+    return store.list(states=states, workflow_id=workflow_id, limit=limit)
+
+
+def logs(job_id: str, *, follow: bool = False, store: JobStore | None = None) -> Iterator[str]:
+    """The job's log lines; with ``follow``, until the job ends."""
+    store = store or JobStore.default()
+    job = store.get(job_id)
+    return host_of(job, store).logs(job.job_id, follow=follow)
+
+
+def cancel(job_id: str, *, timeout_s: float | None = None, store: JobStore | None = None) -> JobRecord:
+    """Cancel the job (graceful stop, forced after ``timeout_s`` or the host's grace period)."""
+    store = store or JobStore.default()
+    job = store.get(job_id)
+    return host_of(job, store).cancel(job.job_id, timeout_s=timeout_s)
+
+
+def wait(job_id: str, *, timeout_s: float | None = None, store: JobStore | None = None) -> JobRecord:
+    """Block until the job ends (or ``timeout_s`` passes); return its record."""
+    store = store or JobStore.default()
+    job = store.get(job_id)
+    return host_of(job, store).wait(job.job_id, timeout_s=timeout_s)
+
+
+def fetch(
+    job_or_url: str,
+    dest: str | Path,
+    *,
+    which: Which = "output",
+    datastore: str | None = None,
+    store: JobStore | None = None,
+    profiles: Profiles | None = None,
+) -> list[Path]:
+    """Download (and verify against the manifest) a job's export: ``output``, ``cache`` or ``all``.
+
+    Args:
+        job_or_url: a job id, or an export URL ``<datastore>/<timestamp>/<workflow_id>``.
+        dest: local folder; files land at ``dest/<output|cache|logs>/...``.
+        which: the part to download.
+        datastore: for a URL, the hosts-file datastore whose options (credentials) open it.
+    """
+    from olivine.hosts.exports import open_export_url, open_spec_export
+    from olivine.hosts.worker import read_spec
+
+    if "/" in job_or_url:
+        profiles = profiles or Profiles()
+        options = profiles.datastore(datastore).options if datastore else {}
+        layout = open_export_url(job_or_url, options)
+    else:
+        job = (store or JobStore.default()).get(job_or_url)
+        if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
+            raise JobNotFoundError(f"job {job.job_id} has no job spec to find its export")
+        _, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
+    return fetch_export(layout.datastore, layout, which, Path(dest))

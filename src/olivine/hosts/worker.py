@@ -1,0 +1,251 @@
+"""The worker: ``python -m olivine.hosts.worker --job-dir DIR`` runs one job and exports it.
+
+It reads ``DIR/job.json`` (:class:`~olivine.hosts.jobs.JobSpec`), unpacks the bundle, seeds the cache
+from an earlier export when resuming, and runs the same engine as ``olivine run`` with a listener that
+exports every finished step at once. At the end it exports the cache, the output and the log, writes
+``manifest.json`` and registers the data asset, and only then sets the final state. SIGTERM stops the
+workflow after the running step (CANCELLED); a failure still exports the log and what finished.
+
+Exit codes: 0 succeeded, 1 failed, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from olivine.datastores.exporter import Exporter
+from olivine.datastores.redact import scrub_text, secret_values
+from olivine.errors import HostError, OlivineError
+from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
+from olivine.hosts.progress import JobListener, JobReporter, skip_unfinished
+from olivine.hosts.store import JobStore
+
+logger = logging.getLogger("olivine.worker")
+
+EXIT_CODES = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.CANCELLED: 3}
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def read_spec(job_dir: Path) -> JobSpec:
+    try:
+        return JobSpec.from_json(json.loads((job_dir / "job.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise HostError(f"cannot read the job spec {job_dir / 'job.json'}: {exc}") from exc
+
+
+def run_job(
+    job_dir: Path,
+    *,
+    spec: JobSpec | None = None,
+    stop: threading.Event | None = None,
+    log_file: Path | None = None,
+) -> JobStatus:
+    """Run the job in ``job_dir`` to its end and return the final state.
+
+    Args:
+        job_dir: the job folder (``job.json``, the bundle; cache and output are created in it).
+        spec: the spec, if the caller has it already.
+        stop: set it to stop the workflow after the running step.
+        log_file: also write Olivine's log records there (for in-process runs; a worker process's
+            stdout and stderr already go to the job log).
+    """
+    spec = spec or read_spec(job_dir)
+    reporter = JobReporter(spec, JobStore(spec.store_path) if spec.store_path else None)
+    if not reporter.start(os.getpid()):
+        logger.info("job %s ended before its worker started; nothing to do", spec.job_id)
+        return JobStatus.CANCELLED
+    with _logging_to(log_file):
+        return _JobRun(job_dir, spec, reporter, stop or threading.Event()).execute()
+
+
+class _JobRun:
+    def __init__(self, job_dir: Path, spec: JobSpec, reporter: JobReporter, stop: threading.Event) -> None:
+        self.job_dir = job_dir
+        self.spec = spec
+        self.reporter = reporter
+        self.stop = stop
+        self.log_path = job_dir / spec.log_file
+        self.cache_root = job_dir / "cache" / spec.workflow_id
+        self.output_dir = job_dir / "output"
+        self.exporter: Exporter | None = None
+        self.secrets: list[str] = []
+        self.config: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] | None = None
+
+    def execute(self) -> JobStatus:
+        from olivine.engine.run import run_workflow
+        from olivine.hosts.bundle import unpack
+        from olivine.hosts.exports import open_export_url, open_spec_export, seed_cache
+
+        state, kind, message = JobStatus.SUCCEEDED, None, "succeeded"
+        interrupted: KeyboardInterrupt | None = None
+        shipper: _LogShipper | None = None
+        try:
+            datastore, layout, options = open_spec_export(self.spec)
+            self.secrets = secret_values(options)
+            self.exporter = Exporter(datastore, layout)
+            self.reporter.attach(self.exporter)
+            logger.info("job %s: exporting to %s", self.spec.job_id, layout.url)
+            shipper = _LogShipper(self.exporter, self.log_path, self.spec.log_export_interval_s)
+            bundle = self.job_dir / self.spec.bundle
+            workflow = unpack(bundle, self.job_dir / "unpacked" if bundle.is_file() else None)
+            self.config = workflow.to_json()
+            if self.spec.resume_from:
+                source = open_export_url(self.spec.resume_from, options)
+                count = seed_cache(source, self.cache_root, self.job_dir / "seed")
+                logger.info("resuming from %s: %d cached file(s) seeded", source.url, count)
+            listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
+            result = run_workflow(
+                workflow,
+                listener=listener,
+                cache_dir=self.job_dir / "cache",
+                output_dir=self.output_dir,
+                stop=self.stop,
+            )
+            self.metrics = result.metrics
+            message = f"succeeded; best model {result.best_model_id}"
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            state, kind, message = classify(exc)
+        except Exception as exc:
+            state, kind, message = classify(exc)
+            message = scrub_text(message, self.secrets)
+            logger.error(
+                "job %s failed (%s): %s",
+                self.spec.job_id,
+                kind,
+                message,
+                exc_info=kind is not ErrorKind.CANCELLED,
+            )
+        finally:
+            if shipper is not None:
+                shipper.close()
+        state = self._wrap_up(state, kind, scrub_text(message, self.secrets))
+        if interrupted is not None:
+            raise interrupted
+        return state
+
+    def _wrap_up(self, state: JobStatus, kind: ErrorKind | None, message: str) -> JobStatus:
+        """Export what exists, seal the export, then set the final state (in that order)."""
+        exporter = self.exporter
+        if exporter is not None:
+            try:
+                if self.cache_root.is_dir():
+                    exporter.export_tree(self.cache_root, "cache", skip=skip_unfinished)
+                if state is JobStatus.SUCCEEDED:
+                    exporter.export_tree(self.output_dir, "output")
+            except OlivineError as exc:
+                logger.error("final export failed: %s", exc)
+                if state is JobStatus.SUCCEEDED:
+                    state, kind, message = JobStatus.FAILED, ErrorKind.INFRASTRUCTURE, f"export failed: {exc}"
+            status = self.reporter.final_status(state, message, kind)
+            logger.info("job %s %s: %s", self.spec.job_id, state, message)
+            try:
+                exporter.export_log(self.log_path, "worker")
+                exporter.write_status(status)
+                # Only a finished workflow becomes a data-asset version; a failed or cancelled export
+                # is still sealed (manifest) so its cache can seed a resume.
+                exporter.finalize(
+                    {
+                        "status": status,
+                        "config": self.config,
+                        "metrics": self.metrics,
+                        "job_id": self.spec.job_id,
+                    },
+                    register_asset=state is JobStatus.SUCCEEDED,
+                )
+            except OlivineError as exc:
+                logger.error("could not seal the export: %s", exc)
+                if state is JobStatus.SUCCEEDED:
+                    state, kind, message = JobStatus.FAILED, ErrorKind.INFRASTRUCTURE, f"export failed: {exc}"
+                    self.reporter.final_status(state, message, kind)
+                    self.reporter.publish()
+        else:
+            logger.info("job %s %s: %s", self.spec.job_id, state, message)
+        self.reporter.finish(state, message, kind)
+        return state
+
+
+class _LogShipper:
+    """Exports the growing job log every ``interval_s`` seconds from a background thread."""
+
+    def __init__(self, exporter: Exporter, log_path: Path, interval_s: float) -> None:
+        self.exporter = exporter
+        self.log_path = log_path
+        self.interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="olivine-log-export", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval_s):
+            if not self.log_path.is_file():
+                continue
+            try:
+                self.exporter.export_log(self.log_path, "worker")
+            except OlivineError as exc:
+                logger.warning("log export failed (will retry): %s", exc)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+@contextmanager
+def _logging_to(log_file: Path | None) -> Iterator[None]:
+    if log_file is None:
+        yield
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root = logging.getLogger("olivine")
+    level = root.level
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m olivine.hosts.worker", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--job-dir", required=True, type=Path, help="the job folder (holds job.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
+    stop = threading.Event()
+
+    def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+        logger.warning("SIGTERM received: stopping after the running step")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # The worker has its own session and no terminal, but a stray SIGHUP must not end it either.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        state = run_job(args.job_dir.resolve(), stop=stop)
+    except OlivineError as exc:  # the spec or the job store is unusable: nothing to report to
+        logger.error("%s", exc)
+        return EXIT_CODES[JobStatus.FAILED]
+    return EXIT_CODES[state]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

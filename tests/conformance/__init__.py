@@ -1,0 +1,1 @@
+"""Conformance suites every backend must pass (datastores here; hosts alongside)."""

@@ -1,0 +1,73 @@
+"""Credentials never leave through URLs, error messages or manifests."""
+
+from __future__ import annotations
+
+from olivine.datastores.redact import looks_like_secret, redact_config, scrub_text, scrub_url, secret_values
+
+SAS = "sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=AbC%2Fdef%3D"
+CONN = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+
+
+def test_scrub_url_drops_userinfo_and_query() -> None:
+    url = f"https://user:pw@acct.blob.core.windows.net/container/x.onnx?{SAS}#frag"
+    assert scrub_url(url) == "https://acct.blob.core.windows.net/container/x.onnx"
+
+
+def test_scrub_url_keeps_plain_urls_unchanged() -> None:
+    for url in ("az://container/prefix", "file:///tmp/a%20b", "memory://root/x", "/plain/path"):
+        assert scrub_url(url) == url
+
+
+def test_scrub_text_removes_known_values_urls_and_pairs() -> None:
+    text = (
+        f"GET https://acct.blob.core.windows.net/c/x?{SAS} failed; conn={CONN}; "
+        "options={'account_key': 'topsecretkey', 'anon': False}; extra hunter2pass"
+    )
+    clean = scrub_text(text, secrets=["hunter2pass"])
+    for leaked in ("AbC%2Fdef", "Eby8vdM02x", "topsecretkey", "hunter2pass"):
+        assert leaked not in clean
+    assert "https://acct.blob.core.windows.net/c/x" in clean
+    assert "'anon': False" in clean
+
+
+def test_scrub_text_ignores_tiny_secret_values() -> None:
+    assert scrub_text("a b c", secrets=["a"]) == "a b c"
+
+
+def test_looks_like_secret_on_connection_strings_sas_and_passwords() -> None:
+    assert looks_like_secret(CONN)
+    assert looks_like_secret(SAS)
+    assert looks_like_secret(f"https://acct.blob.core.windows.net/c?{SAS}")
+    assert looks_like_secret("https://x.s3.amazonaws.com/b/k?X-Amz-Signature=abc&X-Amz-Credential=AKIA")
+    assert looks_like_secret("s3://AKIAXX:wJalrXUtnFEMI@bucket/key")
+    for harmless in ("hello", "https://host/path", "signature", "az://c/p", "design=sig"):
+        assert not looks_like_secret(harmless), harmless
+
+
+def test_redact_config_drops_secrets_at_any_depth() -> None:
+    config = {
+        "workflow_id": "w",
+        "datastores": {
+            "blob": {"url": "az://models", "Account_Key": "k1", "sas-token": "t", "anon": False},
+            "conn": {"url": CONN},
+        },
+        "systems": [{"env": {"AZURE_STORAGE_ACCOUNT_KEY": "k2", "aws_session_token": "t2"}}],
+        "urls": ["az://ok", f"https://a/b?{SAS}"],
+        "tokenizer": {"pad_token": "[PAD]", "cache_key": "abc"},
+    }
+    assert redact_config(config) == {
+        "workflow_id": "w",
+        "datastores": {"blob": {"url": "az://models", "anon": False}, "conn": {}},
+        "systems": [{"env": {}}],
+        "urls": ["az://ok"],
+        "tokenizer": {"pad_token": "[PAD]", "cache_key": "abc"},
+    }
+
+
+def test_secret_values_collects_by_key_and_by_look() -> None:
+    options = {"account_name": "dev", "account_key": "k" * 10, "nested": {"connection_string": CONN}}
+    assert secret_values(options) == ["k" * 10, CONN]
