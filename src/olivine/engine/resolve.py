@@ -61,6 +61,8 @@ class ResolvedWorkflow:
     def local_files(self) -> list[tuple[str, Path]]:
         """(key path, absolute path) of every local file or folder the workflow reads."""
         found = [(key, Path(value)) for key, _, _, value in iter_local_paths(self.config)]
+        for rpass in self.passes:
+            found += [(f"passes.{rpass.name}.{k}", Path(v)) for k, _, _, v in iter_local_paths(rpass.config)]
         from olivine.data import local_paths
 
         for index, dc in enumerate(self.config.data_configs):
@@ -108,7 +110,7 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         config=config,
         config_path=config_path,
         base_dir=base_dir,
-        passes=tuple(_resolve_passes(config)),
+        passes=tuple(_resolve_passes(config, base_dir)),
         evaluator=evaluator,
         data_configs=data_configs,
         accelerator=_accelerator(target),
@@ -192,7 +194,7 @@ def _resolve_evaluator(
     return evaluator
 
 
-def _resolve_passes(config: RunConfig) -> list[ResolvedPass]:
+def _resolve_passes(config: RunConfig, base_dir: Path) -> list[ResolvedPass]:
     search = config.engine.search_strategy
     out: list[ResolvedPass] = []
     for name, entry in config.passes.items():
@@ -207,11 +209,11 @@ def _resolve_passes(config: RunConfig) -> list[ResolvedPass]:
                 "engine.search_strategy: search is not supported by Olivine yet; "
                 "set search_strategy to false or remove it"
             )
-        out.append(_resolve_pass(name, entries[0]))
+        out.append(_resolve_pass(name, entries[0], base_dir))
     return out
 
 
-def _resolve_pass(name: str, entry: PassEntry) -> ResolvedPass:
+def _resolve_pass(name: str, entry: PassEntry, base_dir: Path) -> ResolvedPass:
     path = f"passes.{name}"
     if entry.type not in PASSES:
         raise ConfigError(
@@ -228,6 +230,15 @@ def _resolve_pass(name: str, entry: PassEntry) -> ResolvedPass:
         if exc.errors()[0]["type"] == "extra_forbidden":
             message = _pass_did_you_mean(cls.config_class, sub, message)
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
+    # Local files a pass reads (e.g. OnnxConversion's user_script) resolve like every other path; the
+    # entry is updated too, so the resolved config (and a remote bundle) carries the absolute path.
+    for key, owner, field_name, value in list(iter_local_paths(pass_config)):
+        found = find_local(value, base_dir)
+        if found is None:
+            raise ConfigError(f"path '{value}' does not exist", path=f"{path}.{key}")
+        setattr(owner, field_name, str(found))
+        if key in entry.config:
+            entry.config[key] = str(found)
     return ResolvedPass(name=name, type=PASSES.canonical_name(entry.type), cls=cls, config=pass_config)
 
 
