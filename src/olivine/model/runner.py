@@ -107,9 +107,13 @@ class TorchRunner:
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+        from olivine.model.loaders import call_module
+
+        tensors = {
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items() if k in self.input_names
+        }
         with torch.inference_mode():
-            out = self.module(**tensors)
+            out = call_module(self.module, self.input_names, tensors)
         return _flatten_outputs(out)
 
 

@@ -1,0 +1,173 @@
+"""Custom metrics for the MiniLM example: how close a candidate's sentence embeddings stay to PyTorch fp32.
+
+Olive's ``evaluate_func`` signature: ``func(model, device, execution_providers, **evaluate_func_kwargs)``.
+
+- ``fidelity``: mean cosine similarity over ``sentences.txt`` (higher is better, 1.0 = identical).
+- ``fidelity_min``: the worst sentence's cosine similarity.
+- ``fidelity_stats``: both, as ``{"mean": ..., "min": ...}`` for a metric with those two sub-types.
+
+Embeddings are sentence-transformers' recipe for all-MiniLM-L6-v2: mean of the last hidden state over
+non-padding tokens, L2-normalised. Sentences are tokenized with the model folder's tokenizer in batches of
+32, padded to the longest in the batch, truncated at 128 tokens. The fp32 reference embeddings are computed
+once with transformers, memoised per process and stored as ``.fidelity_cache/reference-<hash>.npy`` (the
+hash covers the model files, the sentences and the settings), so reruns do not recompute them. A
+candidate's cosines are memoised per process too, so ``fidelity`` and ``fidelity_min`` share one run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.model.runner import open_runner
+
+HERE = Path(__file__).resolve().parent
+BATCH_SIZE = 32
+MAX_LENGTH = 128
+_REFERENCES: dict[str, np.ndarray] = {}
+_COSINES: dict[str, np.ndarray] = {}
+_DIGESTS: dict[str, str] = {}
+
+
+def fidelity(
+    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+) -> float:
+    """Mean cosine similarity between the candidate's and the fp32 reference embeddings."""
+    return float(_cosines(model, device, execution_providers, **kwargs).mean())
+
+
+def fidelity_min(
+    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+) -> float:
+    """Lowest per-sentence cosine similarity (the worst case hidden by the mean)."""
+    return float(_cosines(model, device, execution_providers, **kwargs).min())
+
+
+def fidelity_stats(
+    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """``{"mean": ..., "min": ...}`` for a custom metric with sub-types ``mean`` and ``min``."""
+    cosines = _cosines(model, device, execution_providers, **kwargs)
+    return {"mean": float(cosines.mean()), "min": float(cosines.min())}
+
+
+def _cosines(
+    model: ModelHandle,
+    device: str,
+    execution_providers: Any,
+    *,
+    model_dir: str = "model",
+    sentences_file: str = "sentences.txt",
+    max_samples: int | None = None,
+) -> np.ndarray:
+    """Per-sentence cosine similarity of the candidate against the reference (both unit vectors)."""
+    folder = (HERE / model_dir).resolve()
+    sentences = _sentences(HERE / sentences_file, max_samples)
+    providers = _providers(execution_providers)
+    key = json.dumps(
+        [model.to_json(), _file_stamps(model), providers, str(folder), len(sentences)], default=str
+    )
+    if key not in _COSINES:
+        reference = _reference(folder, sentences)
+        runner = open_runner(model, Accelerator(device=device or "cpu", execution_providers=providers))
+        candidate = _embed(lambda feed: runner.run(feed)[0], list(runner.input_names), folder, sentences)
+        _COSINES[key] = np.sum(reference * candidate, axis=1)
+    return _COSINES[key]
+
+
+def _providers(execution_providers: Any) -> tuple[str, ...]:
+    if not execution_providers:
+        return ("CPUExecutionProvider",)
+    if isinstance(execution_providers, str):
+        return (execution_providers,)
+    return tuple(str(ep) for ep in execution_providers)
+
+
+def _sentences(path: Path, max_samples: int | None) -> list[str]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    sentences = [line for line in lines if line]
+    return sentences[:max_samples] if max_samples else sentences
+
+
+def _file_stamps(model: ModelHandle) -> list[tuple[str, int, int]]:
+    """Identify the candidate's files by path, size and mtime (a rewritten model gets fresh cosines)."""
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in model.files()]
+
+
+def _embed(run: Any, input_names: list[str], folder: Path, sentences: list[str]) -> np.ndarray:
+    """Mean-pooled, L2-normalised embeddings; ``run(feed)`` returns the last hidden state."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    chunks: list[np.ndarray] = []
+    for start in range(0, len(sentences), BATCH_SIZE):
+        batch = tokenizer(
+            sentences[start : start + BATCH_SIZE],
+            padding="longest",
+            truncation=True,
+            max_length=MAX_LENGTH,
+            return_tensors="np",
+        )
+        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in input_names if name in batch}
+        hidden = np.asarray(run(feed), dtype=np.float32)
+        mask = batch["attention_mask"].astype(np.float32)[:, :, None]
+        pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        chunks.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
+    return np.concatenate(chunks)
+
+
+def _reference(folder: Path, sentences: list[str]) -> np.ndarray:
+    """The PyTorch fp32 embeddings: memoised per process and on disk under a content hash."""
+    digest = _reference_hash(folder, sentences)
+    if digest in _REFERENCES:
+        return _REFERENCES[digest]
+    cache = HERE / ".fidelity_cache" / f"reference-{digest}.npy"
+    if cache.is_file():
+        _REFERENCES[digest] = np.load(cache)
+        return _REFERENCES[digest]
+    import torch
+    from transformers import AutoModel
+
+    module = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+    names = ["input_ids", "token_type_ids", "attention_mask"]
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(**{k: torch.from_numpy(v) for k, v in feed.items()})
+        return out.last_hidden_state.numpy()
+
+    embeddings = _embed(run, names, folder, sentences)
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, embeddings)
+    os.replace(tmp, cache)  # atomic: a concurrent evaluation never reads half a file
+    _REFERENCES[digest] = embeddings
+    return embeddings
+
+
+def _reference_hash(folder: Path, sentences: list[str]) -> str:
+    """sha256 of the model folder's files, the sentences and the embedding settings (memoised per process
+    while the files keep their size and mtime: hashing 90 MB for every candidate would be wasted time)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    stamps = json.dumps([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files] + sentences)
+    if stamps not in _DIGESTS:
+        _DIGESTS[stamps] = _hash_files(folder, files, sentences)
+    return _DIGESTS[stamps]
+
+
+def _hash_files(folder: Path, files: list[Path], sentences: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps([BATCH_SIZE, MAX_LENGTH, "mean-pool-l2"]).encode())
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    digest.update("\n".join(sentences).encode())
+    return digest.hexdigest()

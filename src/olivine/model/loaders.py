@@ -1,0 +1,349 @@
+"""Turn PyTorch and Hugging Face model handles into ``torch.nn.Module`` objects, and describe their I/O.
+
+Follows Olive's ``PyTorchModel`` / ``HfModel`` semantics: a ``model_loader`` named in ``model_script`` is
+called with ``model_path``; an ``io_config`` is a dict or the name of a function in ``model_script`` called
+with the model handle; ``dummy_inputs_func`` likewise. Hugging Face models are always loaded from local
+files (no hub access). torch and transformers are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from olivine.errors import ModelLoadError
+from olivine.model.handle import ModelHandle
+
+if TYPE_CHECKING:
+    import torch
+
+#: Olive task name (and synonyms) -> transformers auto class.
+HF_TASK_CLASSES: dict[str, str] = {
+    "feature-extraction": "AutoModel",
+    "default": "AutoModel",
+    "text-classification": "AutoModelForSequenceClassification",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "fill-mask": "AutoModelForMaskedLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "multiple-choice": "AutoModelForMultipleChoice",
+}
+_FALLBACK_HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Two probe shapes (batch, sequence): a dimension that follows them is dynamic. Two probes rather than one,
+# so a hidden size that happens to equal the probe length is not mistaken for the sequence axis.
+_PROBES = ((2, 16), (3, 17))
+
+
+def load_torch_module(model: ModelHandle) -> torch.nn.Module:
+    """Load a ``PyTorchModel`` or ``HfModel`` handle as a module in eval mode.
+
+    Raises:
+        ModelLoadError: the files, the loader function or the task cannot produce a module.
+    """
+    if model.kind == "pytorch":
+        module = _load_pytorch(model)
+    elif model.kind == "hf":
+        module = _load_hf(model)
+    else:
+        raise ModelLoadError(f"{model.type_name} is not a PyTorch model")
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"the model loader returned {type(module).__name__}, not a torch.nn.Module")
+    return module.eval()
+
+
+def _load_pytorch(model: ModelHandle) -> Any:
+    import torch
+
+    cfg = model.config
+    path = model.model_path
+    loader = cfg.get("model_loader")
+    fmt = cfg.get("model_file_format") or "PyTorch.EntireModel"
+    try:
+        if loader:
+            return user_function(model, str(loader))(path)
+        if path is None:
+            raise ModelLoadError("PyTorchModel needs 'model_path' or 'model_loader'")
+        if fmt == "PyTorch.TorchScript":
+            return torch.jit.load(path, map_location="cpu")
+        if fmt == "PyTorch.EntireModel":
+            # A pickled module can only be loaded with weights_only=False; the file is the user's own model.
+            return torch.load(path, map_location="cpu", weights_only=False)
+        if fmt == "PyTorch.StateDict":
+            raise ModelLoadError(
+                "a 'PyTorch.StateDict' model needs a 'model_loader' in 'model_script' that builds the module "
+                "and loads the state dict from model_path"
+            )
+        raise ModelLoadError(f"unsupported model_file_format '{fmt}'")
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # user loaders and torch.load raise anything
+        raise ModelLoadError(f"could not load the PyTorch model ({fmt}, {path}): {exc}") from exc
+
+
+def _load_hf(model: ModelHandle) -> Any:
+    import transformers
+
+    path = model.model_path
+    if path is None or not Path(path).is_dir():
+        raise ModelLoadError(f"HfModel 'model_path' must be a local folder with config.json; got {path}")
+    task = str(model.config.get("task") or "feature-extraction")
+    class_name = HF_TASK_CLASSES.get(task)
+    if class_name is None:
+        raise ModelLoadError(
+            f"unsupported HfModel task '{task}'; supported: {', '.join(sorted(HF_TASK_CLASSES))}"
+        )
+    auto_class = getattr(transformers, class_name)
+    kwargs = _hf_load_kwargs(model.config.get("load_kwargs") or {})
+    try:
+        return auto_class.from_pretrained(path, local_files_only=True, **kwargs)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise ModelLoadError(f"transformers could not load {class_name} from {path}: {exc}") from exc
+
+
+def _hf_load_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Olive's ``load_kwargs``: ``extra_args`` are merged in, a ``torch_dtype`` string becomes a dtype."""
+    import torch
+
+    kwargs = {k: v for k, v in load_kwargs.items() if k != "extra_args" and v is not None}
+    kwargs.update(load_kwargs.get("extra_args") or {})
+    dtype = kwargs.get("torch_dtype")
+    if isinstance(dtype, str) and dtype != "auto":
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ModelLoadError(f"load_kwargs.torch_dtype '{dtype}' is not a torch dtype")
+        kwargs["torch_dtype"] = resolved
+    return kwargs
+
+
+def user_function(model: ModelHandle, name: str) -> Callable[..., Any]:
+    """The function ``name`` from the handle's ``model_script``.
+
+    Raises:
+        ModelLoadError: there is no ``model_script``, it cannot be imported, or it lacks ``name``.
+    """
+    script = model.config.get("model_script")
+    if not script:
+        raise ModelLoadError(f"'{name}' names a function, but the model has no 'model_script'")
+    module = import_script(Path(str(script)), model.config.get("script_dir"))
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise ModelLoadError(f"{script} defines no function '{name}'")
+    return func
+
+
+def import_script(script: Path, script_dir: str | None = None) -> ModuleType:
+    """Import a user script as a module (once per path), with ``script_dir`` and its folder on sys.path."""
+    script = script.resolve()
+    module_name = f"olivine_user_{script.stem}_{hashlib.sha256(str(script).encode()).hexdigest()[:16]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    # Olive puts script_dir on sys.path so a script can import its own helper modules.
+    for folder in (script_dir, str(script.parent)):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(module_name, script)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"cannot import {script}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's top-level code may raise anything
+        del sys.modules[module_name]
+        raise ModelLoadError(f"importing {script} failed: {exc}") from exc
+    return module
+
+
+def get_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]:
+    """The model's io_config in Olive's form (``input_names``, ``input_shapes``, ``input_types``,
+    ``output_names``, ``dynamic_axes``), with integer axis keys.
+
+    From the handle's ``io_config`` (a dict, or a function name in ``model_script`` called with the handle);
+    for a Hugging Face model without one, derived from its tokenizer and a probe forward pass.
+
+    Raises:
+        ModelLoadError: no io_config is given for a PyTorch model, or the given one is malformed.
+    """
+    given = model.config.get("io_config")
+    if isinstance(given, str):
+        given = user_function(model, given)(model)
+    if given is not None:
+        if hasattr(given, "model_dump"):
+            given = given.model_dump()
+        if not isinstance(given, dict) or not given.get("input_names"):
+            raise ModelLoadError("io_config must be a mapping with at least 'input_names'")
+        return _normalize_io_config(given)
+    if model.kind == "hf":
+        return _hf_io_config(model, module)
+    names = _forward_parameters(module)
+    if not names:
+        raise ModelLoadError("the model has no io_config and its forward() names no inputs; set 'io_config'")
+    return {"input_names": names}
+
+
+def _normalize_io_config(io_config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in io_config.items() if v is not None}
+    axes = out.get("dynamic_axes")
+    if axes:
+        # JSON turns the axis keys into strings; torch.onnx.export wants ints.
+        out["dynamic_axes"] = {name: {int(k): str(v) for k, v in dict(d).items()} for name, d in axes.items()}
+    return out
+
+
+def _forward_parameters(module: torch.nn.Module) -> list[str]:
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # e.g. TorchScript modules
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
+
+
+def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]:
+    import torch
+
+    accepted = set(_forward_parameters(module))
+    names = [n for n in hf_tokenizer_input_names(model) if n in accepted]
+    if "input_ids" not in names:
+        raise ModelLoadError("cannot derive the inputs of this Hugging Face model; set 'io_config'")
+    outputs: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for batch, seq in _PROBES:
+            out = module(**_hf_batch(module, names, batch, seq))
+            items = dict(out.items()) if hasattr(out, "items") else {}
+            tensors = {k: v for k, v in items.items() if isinstance(v, torch.Tensor)}
+            if not tensors:
+                raise ModelLoadError("the Hugging Face model returned no named tensors; set 'io_config'")
+            outputs.append(tensors)
+    input_axes = {0: "batch_size", 1: "sequence_length"}
+    dynamic_axes: dict[str, dict[int, str]] = {n: dict(input_axes) for n in names}
+    first, second = outputs
+    for name, tensor in first.items():
+        axes: dict[int, str] = {}
+        for dim, size in enumerate(tensor.shape):
+            other = second[name].shape[dim]
+            if (size, other) == (_PROBES[0][0], _PROBES[1][0]) and dim == 0:
+                axes[dim] = "batch_size"
+            elif (size, other) == (_PROBES[0][1], _PROBES[1][1]):
+                axes[dim] = "sequence_length"
+        dynamic_axes[name] = axes
+    return {
+        "input_names": names,
+        "input_types": ["int64"] * len(names),
+        "output_names": list(first),
+        "dynamic_axes": dynamic_axes,
+    }
+
+
+def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
+    """The tokenizer's ``model_input_names`` for a local HF model folder (BERT's three if none is found)."""
+    import transformers
+
+    path = model.model_path
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception:  # no tokenizer files: fall back to the usual encoder inputs
+        return list(_FALLBACK_HF_INPUTS)
+    return list(tokenizer.model_input_names)
+
+
+def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -> dict[str, torch.Tensor]:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = int(getattr(getattr(module, "config", None), "vocab_size", 100) or 100)
+    feed: dict[str, torch.Tensor] = {}
+    for name in names:
+        if name == "input_ids":
+            feed[name] = torch.randint(0, vocab, (batch, seq), generator=generator, dtype=torch.int64)
+        elif name == "attention_mask":
+            feed[name] = torch.ones(batch, seq, dtype=torch.int64)
+        else:
+            feed[name] = torch.zeros(batch, seq, dtype=torch.int64)
+    return feed
+
+
+def torch_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
+    """The names a runner feeds the module: the io_config's input names."""
+    return list(get_io_config(model, module)["input_names"])
+
+
+def get_dummy_inputs(
+    model: ModelHandle, module: torch.nn.Module, io_config: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Inputs for tracing/export, keyed by input name.
+
+    Priority as in Olive: ``dummy_inputs_func`` in ``model_script`` (called with the handle), then the
+    io_config's ``input_shapes`` / ``input_types``, then (Hugging Face) a small token batch.
+
+    Raises:
+        ModelLoadError: none of the sources gives inputs, or the function returns something unusable.
+    """
+    import torch
+
+    names = list(io_config["input_names"])
+    func_name = model.config.get("dummy_inputs_func")
+    if func_name:
+        value = user_function(model, str(func_name))(model)
+        return _name_inputs(value, names)
+    shapes = io_config.get("input_shapes")
+    if shapes:
+        types = io_config.get("input_types") or ["float32"] * len(shapes)
+        if len(shapes) != len(names) or len(types) != len(names):
+            raise ModelLoadError("io_config input_names, input_shapes and input_types differ in length")
+        generator = torch.Generator().manual_seed(0)
+        feed: dict[str, torch.Tensor] = {}
+        for name, shape, type_name in zip(names, shapes, types, strict=True):
+            dtype = getattr(torch, str(type_name), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ModelLoadError(f"io_config input type '{type_name}' of '{name}' is not a torch dtype")
+            if dtype.is_floating_point:
+                feed[name] = torch.rand(*shape, generator=generator).to(dtype)
+            else:
+                # Ones, as Olive's dummy dataset: a valid token id and a valid mask value.
+                feed[name] = torch.ones(*shape, dtype=dtype)
+        return feed
+    if model.kind == "hf":
+        return _hf_batch(module, names, *_PROBES[0])
+    raise ModelLoadError("cannot build dummy inputs: set io_config.input_shapes or 'dummy_inputs_func'")
+
+
+def _name_inputs(value: Any, names: list[str]) -> dict[str, torch.Tensor]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = (value,)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list | tuple) and len(value) == len(names):
+        return dict(zip(names, value, strict=True))
+    raise ModelLoadError(
+        f"dummy_inputs_func must return a tensor, a tuple of {len(names)} tensors, "
+        "or a dict keyed by input name"
+    )
+
+
+def call_module(module: Callable[..., Any], input_names: list[str], feed: dict[str, Any]) -> Any:
+    """Call ``module`` (a module or a bare ``forward``) with ``feed``: by keyword when forward() takes those
+    names, else by position in ``input_names`` order (an io_config may name inputs differently from
+    forward's parameters, e.g. ``input`` for ``forward(self, x)``)."""
+    try:
+        params = inspect.signature(getattr(module, "forward", module)).parameters
+    except (TypeError, ValueError):  # TorchScript modules have no Python signature
+        params = None
+    by_name = params is not None and (
+        all(n in params for n in feed)
+        or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    )
+    if by_name:
+        return module(**feed)
+    return module(*(feed[n] for n in input_names if n in feed))

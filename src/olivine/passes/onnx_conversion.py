@@ -1,0 +1,288 @@
+"""``OnnxConversion``: export a PyTorch / Hugging Face model to ONNX with ``torch.onnx.export`` on the CPU.
+
+Olive's parameter names and defaults (olive/passes/onnx/conversion.py, olive-ai 0.13). The TorchScript
+exporter is the default, as in Olive: on transformers 4.x BERT-like models its graph is the one
+onnxruntime's transformer optimizer fuses (see FIELD-NOTES). Also home of the external-data parameters and
+the ONNX save helper the other ONNX passes share.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import field_validator
+
+from olivine.config.base import LocalPath
+from olivine.errors import PassRunError
+from olivine.model.handle import ModelHandle, ModelKind
+from olivine.passes.base import Pass, PassConfig, PassContext
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+ONNX_FILE_NAME = "model.onnx"
+# protobuf cannot serialize a message of 2 GiB or more; such models must keep their weights outside.
+_MAX_PROTOBUF_BYTES = 2**31 - 1
+
+
+class ExternalDataConfig(PassConfig):
+    """Olive's external-data parameters, shared by every pass that writes an ONNX model."""
+
+    save_as_external_data: bool = False
+    all_tensors_to_one_file: bool = True
+    external_data_name: str | None = None
+    size_threshold: int = 1024
+    convert_attribute: bool = False
+
+
+def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConfig) -> None:
+    """Write ``proto`` to ``path``; weights go to external data when asked or when the model is >= 2 GB."""
+    import onnx
+
+    external = config.save_as_external_data
+    if not external:
+        size = proto.ByteSize()
+        external = size <= 0 or size >= _MAX_PROTOBUF_BYTES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not external:
+        onnx.save_model(proto, str(path))
+        return
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=config.all_tensors_to_one_file,
+        location=config.external_data_name or f"{path.name}.data",
+        size_threshold=config.size_threshold,
+        convert_attribute=config.convert_attribute,
+    )
+
+
+def onnx_output_handle(
+    source: ModelHandle, output_dir: Path, file_name: str, attributes: dict[str, Any]
+) -> ModelHandle:
+    """The handle of an ONNX model written to ``output_dir/file_name``; inference settings carry over."""
+    config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": file_name}
+    if source.kind == "onnx" and source.config.get("inference_settings"):
+        config["inference_settings"] = source.config["inference_settings"]
+    if attributes:
+        config["model_attributes"] = attributes
+    return ModelHandle(kind="onnx", config=config)
+
+
+class OnnxConversionConfig(ExternalDataConfig):
+    """Olive's ``OnnxConversion`` parameters. GPU and adapter/generation options are rejected."""
+
+    target_opset: int = 20
+    use_dynamo_exporter: bool = False
+    past_key_value_name: str = "past_key_values"
+    device: Literal["cpu"] | None = None
+    torch_dtype: Literal["float32", "fp32", "float16", "fp16", "bfloat16", "bf16"] | None = None
+    #: Olive uses it for distributed models only; accepted and unused.
+    parallel_jobs: int | None = None
+    #: Olivine's models cannot carry adapters, so there is nothing to merge; accepted and unused.
+    merge_adapter_weights: bool = False
+    save_metadata_for_token_generation: bool = False
+    optimize: bool = True
+    dynamic: bool = True
+    #: Olive accepts them on every pass; conversion does not use them.
+    user_script: LocalPath | None = None
+    script_dir: LocalPath | None = None
+
+    @field_validator("target_opset")
+    @classmethod
+    def _opset_range(cls, value: int) -> int:
+        if not 7 <= value <= 25:
+            raise ValueError(f"target_opset must be between 7 and 25, got {value}")
+        return value
+
+    @field_validator("save_metadata_for_token_generation")
+    @classmethod
+    def _no_generation(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "save_metadata_for_token_generation (generative models) is not supported by Olivine"
+            )
+        return value
+
+
+class OnnxConversion(Pass):
+    """Convert a ``PyTorchModel`` or ``HfModel`` to ``model.onnx`` in the output folder."""
+
+    name: ClassVar[str] = "OnnxConversion"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
+    accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
+    libraries: ClassVar[tuple[str, ...]] = ("torch", "transformers", "onnx", "onnxscript")
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        """Export ``model``; the output handle carries the io_config and (for HF) the model's config."""
+        import onnx
+
+        from olivine.model.loaders import get_dummy_inputs, get_io_config, load_torch_module
+
+        cfg: OnnxConversionConfig = config
+        module = load_torch_module(model)
+        io_config = get_io_config(model, module)
+        dummy = get_dummy_inputs(model, module, io_config)
+        input_names = list(io_config["input_names"])
+        missing = [n for n in input_names if n not in dummy]
+        if missing:
+            raise PassRunError(self.name, f"the dummy inputs lack {missing}")
+        args = tuple(dummy[n] for n in input_names)
+        module, args = _cast(module, args, cfg.torch_dtype)
+        dynamic_axes = io_config.get("dynamic_axes") if cfg.dynamic else None
+        exporter = "dynamo" if cfg.use_dynamo_exporter else "TorchScript"
+        ctx.logger.info("exporting with the %s exporter, opset %d", exporter, cfg.target_opset)
+        output_names = io_config.get("output_names")
+        with (
+            tempfile.TemporaryDirectory(prefix="olivine-export-") as tmp,
+            _exportable(module, input_names, output_names) as exportable,
+        ):
+            tmp_path = Path(tmp) / ONNX_FILE_NAME
+            try:
+                _export(exportable, args, tmp_path, input_names, output_names, dynamic_axes, cfg)
+                proto = onnx.load(str(tmp_path))
+            except Exception as exc:  # torch.onnx raises many unrelated types
+                raise PassRunError(self.name, f"torch.onnx.export ({exporter}) failed: {exc}") from exc
+        save_onnx_model(proto, output_dir / ONNX_FILE_NAME, cfg)
+        io_config = {**io_config, "output_names": [o.name for o in proto.graph.output]}
+        io_config.pop("dynamic_shapes", None)
+        attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
+        return onnx_output_handle(model, output_dir, ONNX_FILE_NAME, attributes)
+
+
+def _cast(
+    module: torch.nn.Module, args: tuple[Any, ...], dtype_name: str | None
+) -> tuple[Any, tuple[Any, ...]]:
+    import torch
+
+    if dtype_name is None:
+        return module, args
+    aliases = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+    dtype = getattr(torch, aliases.get(dtype_name, dtype_name))
+    cast_args = tuple(a.to(dtype) if a.is_floating_point() else a for a in args)
+    return module.to(dtype), cast_args
+
+
+@contextmanager
+def _exportable(
+    module: torch.nn.Module, input_names: list[str], output_names: list[str] | None
+) -> Iterator[Any]:
+    """``module`` seen by the exporter as positional tensors in, a tuple of tensors out.
+
+    transformers models take keyword arguments (BERT's positional order is not the tokenizer's) and return
+    ``ModelOutput`` objects. The forward is swapped on the instance rather than wrapped in a parent module,
+    so node names keep the model's own scopes (``/embeddings/...``), as in Olive's export.
+    """
+    import torch
+
+    from olivine.model.loaders import call_module
+
+    if isinstance(module, torch.jit.ScriptModule):
+        # A scripted module's forward cannot be replaced, and torch 2.13's tracer refuses a scripted module
+        # called from a wrapper; the TorchScript exporter takes it as is (positional inputs).
+        yield module
+        return
+    inner = module.forward
+
+    def forward(*args: torch.Tensor) -> Any:
+        out = call_module(inner, input_names, dict(zip(input_names, args, strict=True)))
+        if hasattr(out, "to_tuple") or isinstance(out, dict):
+            values = dict(out.items())
+            if output_names and all(n in values for n in output_names):
+                return tuple(values[n] for n in output_names)
+            return tuple(v for v in values.values() if isinstance(v, torch.Tensor))
+        return out
+
+    # The dynamo exporter maps dynamic axes to inputs through forward's signature: give it the input names.
+    forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in input_names]
+    )
+    module.forward = forward
+    try:
+        yield module
+    finally:
+        del module.forward
+
+
+def _export(
+    module: Any,
+    args: tuple[Any, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str] | None,
+    dynamic_axes: dict[str, Any] | None,
+    cfg: OnnxConversionConfig,
+) -> None:
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        if not cfg.use_dynamo_exporter:
+            # The TorchScript exporter is chosen on purpose (it is what the transformer optimizer fuses);
+            # torch announces its deprecation on every call.
+            warnings.filterwarnings(
+                "ignore", message="You are using the legacy TorchScript", category=DeprecationWarning
+            )
+            # TracerWarnings flag values frozen into the trace (transformers' mask constants on every BERT);
+            # the dynamic axes keep the shapes general, and an export is checked against torch by its tests.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # A scripted module has no Python signature; torch then takes the inputs positionally, as given.
+            warnings.filterwarnings("ignore", message="no signature found for", category=UserWarning)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                dynamo=False,
+                export_params=True,
+                opset_version=cfg.target_opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+            )
+            return
+        # torch's own deprecation notices raised from inside the dynamo exporter; nothing the user can act on.
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"# The axis name: .* will not be used", category=UserWarning
+        )
+        # Olive's io_config speaks dynamic_axes; torch converts them itself and export succeeds on BERT-like
+        # models, so its advice to write dynamic_shapes instead is noise here.
+        warnings.filterwarnings(
+            "ignore", message=r"# 'dynamic_axes' is not recommended", category=UserWarning
+        )
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            verbose=False,
+            opset_version=cfg.target_opset,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            optimize=cfg.optimize,
+        )
+        if program is None:
+            raise RuntimeError("the dynamo exporter returned no program")
+        program.save(str(path))
+
+
+def _hf_attributes(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]:
+    """For an HF model: its config (Olive's model_attributes) and the folder with its files and tokenizer."""
+    if model.kind != "hf":
+        return {}
+    hf_config = getattr(module, "config", None)
+    attributes: dict[str, Any] = dict(hf_config.to_dict()) if hf_config is not None else {}
+    attributes["hf_model_path"] = model.model_path
+    if model.config.get("task"):
+        attributes["hf_task"] = model.config["task"]
+    return attributes

@@ -1,0 +1,184 @@
+"""``OrtTransformersOptimization``: onnxruntime's transformer optimizer (operator fusion) on an ONNX model.
+
+Olive's parameter names and defaults (olive/passes/onnx/transformer_optimization.py, olive-ai 0.13).
+``model_type``, ``num_heads`` and ``hidden_size`` default from the input model's attributes (the HF config
+that ``OnnxConversion`` records). The fused operator counts are logged and stored in the output model's
+``model_attributes["fused_ops"]``: fusion is what makes the optimized graph fast, and it fails silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import model_validator
+
+from olivine.errors import ConfigError, PassRunError
+from olivine.model.handle import ModelHandle, ModelKind
+from olivine.passes.base import Pass, PassConfig, PassContext
+from olivine.passes.onnx_conversion import ExternalDataConfig, onnx_output_handle, save_onnx_model
+
+# Olive's MODEL_TYPE_MAPPING: HF model types the optimizer knows under another name.
+_MODEL_TYPE_MAPPING = {
+    "camembert": "bert",
+    "deberta": "bert",
+    "deberta-v2": "bert",
+    "distilbert": "bert",
+    "gpt_neox": "gpt2",
+    "gpt-j": "gpt2",
+    "llama": "gpt2",
+    "roberta": "bert",
+    "phi3": "phi",
+}
+# Fused operators worth a line in the log even when they are absent (a missing Attention means no speed-up).
+_KEY_FUSIONS = ("Attention", "EmbedLayerNormalization", "SkipLayerNormalization")
+
+
+class OrtTransformersOptimizationConfig(ExternalDataConfig):
+    """Olive's ``OrtTransformersOptimization`` parameters (CPU: ``use_gpu`` and ``use_gqa`` are rejected)."""
+
+    model_type: str | None = None
+    num_heads: int = 0
+    num_key_value_heads: int = 0
+    hidden_size: int = 0
+    optimization_options: dict[str, Any] | None = None
+    opt_level: Literal[0, 1, 2, 99] | None = None
+    use_gpu: bool = False
+    only_onnxruntime: bool = False
+    float16: bool = False
+    keep_io_types: bool = True
+    force_fp32_ops: list[str] | None = None
+    force_fp32_nodes: list[str] | None = None
+    force_fp16_inputs: dict[str, list[int]] | None = None
+    use_gqa: bool = False
+    input_int32: bool = False
+
+    @model_validator(mode="after")
+    def _cpu_only(self) -> OrtTransformersOptimizationConfig:
+        if self.use_gpu:
+            raise ValueError("use_gpu: Olivine optimizes for the CPU execution provider only")
+        if self.use_gqa:
+            raise ValueError(
+                "use_gqa (GroupQueryAttention, float16 GPU decoders) is not supported by Olivine"
+            )
+        if self.only_onnxruntime and not self.opt_level:
+            raise ValueError("only_onnxruntime needs a positive opt_level (1, 2 or 99)")
+        if self.num_heads < 0 or self.hidden_size < 0 or self.num_key_value_heads < 0:
+            raise ValueError(
+                "num_heads, num_key_value_heads and hidden_size must be >= 0 (0 = from the model)"
+            )
+        return self
+
+
+class OrtTransformersOptimization(Pass):
+    """Fuse attention, layer norms and GELU into onnxruntime's contrib operators."""
+
+    name: ClassVar[str] = "OrtTransformersOptimization"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OrtTransformersOptimizationConfig
+    accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        """Optimize ``model``; record the fused operator counts in the output's ``model_attributes``."""
+        from onnxruntime.transformers import optimizer as ort_optimizer
+
+        cfg: OrtTransformersOptimizationConfig = config
+        model_type, num_heads, hidden_size = _resolve_shape_params(cfg, model.attributes)
+        if model_type not in ort_optimizer.MODEL_TYPES:
+            raise ConfigError(
+                f"model_type '{model_type}' is not one the optimizer knows; "
+                f"allowed: {', '.join(ort_optimizer.MODEL_TYPES)}",
+                path="model_type",
+            )
+        options = _fusion_options(model_type, cfg.optimization_options)
+        source = model.onnx_path
+        try:
+            optimized = ort_optimizer.optimize_model(
+                input=str(source),
+                model_type=model_type,
+                num_heads=num_heads,
+                hidden_size=hidden_size,
+                optimization_options=options,
+                opt_level=cfg.opt_level,
+                use_gpu=False,
+                only_onnxruntime=cfg.only_onnxruntime,
+            )
+            if cfg.float16:
+                optimized.convert_float_to_float16(
+                    keep_io_types=cfg.keep_io_types,
+                    op_block_list=cfg.force_fp32_ops,
+                    node_block_list=cfg.force_fp32_nodes,
+                    force_fp16_inputs=cfg.force_fp16_inputs,
+                )
+            if cfg.input_int32:
+                optimized.change_graph_inputs_to_int32()
+            # Later rewrites may leave nodes out of order; onnxruntime needs a sorted graph.
+            optimized.topological_sort()
+            fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
+        except Exception as exc:  # the optimizer raises assorted errors from deep in its fusions
+            raise PassRunError(
+                self.name, f"onnxruntime transformer optimizer failed on {source}: {exc}"
+            ) from exc
+        _log_fusions(ctx, model_type, fused)
+        save_onnx_model(optimized.model, output_dir / source.name, cfg)
+        attributes = {**model.attributes, "fused_ops": fused}
+        return onnx_output_handle(model, output_dir, source.name, attributes)
+
+
+def _resolve_shape_params(
+    cfg: OrtTransformersOptimizationConfig, attributes: dict[str, Any]
+) -> tuple[str, int, int]:
+    """model_type / num_heads / hidden_size: from the pass config, else from the model's attributes."""
+    model_type = cfg.model_type
+    if not model_type and attributes.get("model_type"):
+        hf_type = str(attributes["model_type"])
+        model_type = _MODEL_TYPE_MAPPING.get(hf_type, hf_type)
+    if not model_type:
+        raise ConfigError(
+            "model_type is not set and the input model's attributes do not name one (e.g. 'bert')",
+            path="model_type",
+        )
+    num_heads = cfg.num_heads or int(attributes.get("num_attention_heads") or attributes.get("n_head") or 0)
+    hidden_size = cfg.hidden_size or int(attributes.get("hidden_size") or attributes.get("n_embd") or 0)
+    return model_type, num_heads, hidden_size
+
+
+def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
+    """onnxruntime ``FusionOptions`` for ``model_type`` with the user's overrides (unknown keys rejected)."""
+    if not options:
+        return None
+    from onnxruntime.transformers.fusion_options import AttentionOpType, FusionOptions
+
+    fusion = FusionOptions(model_type)
+    known = set(vars(fusion))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown optimization_options {unknown}; allowed: {', '.join(sorted(known))}",
+            path="optimization_options",
+        )
+    for key, value in options.items():
+        if key == "attention_op_type":
+            try:
+                fusion.set_attention_op_type(AttentionOpType(value))
+            except ValueError:
+                allowed = ", ".join(t.value for t in AttentionOpType)
+                raise ConfigError(
+                    f"unknown attention_op_type '{value}'; allowed: {allowed}",
+                    path="optimization_options.attention_op_type",
+                ) from None
+        else:
+            setattr(fusion, key, value)
+    return fusion
+
+
+def _log_fusions(ctx: PassContext, model_type: str, fused: dict[str, int]) -> None:
+    present = {k: v for k, v in fused.items() if v}
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(present.items())) or "none"
+    ctx.logger.info("transformer optimizer (%s) fused: %s", model_type, summary)
+    missing = [k for k in _KEY_FUSIONS if k in fused and not fused[k]]
+    if fused.get("MultiHeadAttention"):
+        missing = [k for k in missing if k != "Attention"]
+    if missing and model_type == "bert":
+        ctx.logger.warning("no %s fused: the optimized model will not be faster", "/".join(missing))

@@ -1,0 +1,180 @@
+"""Loading PyTorch / Hugging Face handles as modules, and deriving their io_config and dummy inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from olivine.errors import ModelLoadError
+from olivine.model.handle import ModelHandle
+from olivine.model.loaders import (
+    call_module,
+    get_dummy_inputs,
+    get_io_config,
+    load_torch_module,
+    torch_input_names,
+)
+from tiny_models import MLP_IN, MLP_OUT, handle, write_mlp, write_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("bert")
+    write_tiny_bert(folder)
+    return folder
+
+
+def _pytorch(path: Path, **config: Any) -> ModelHandle:
+    return ModelHandle(kind="pytorch", config={"model_path": str(path), **config})
+
+
+def test_load_torch_module_calls_model_loader_and_returns_eval_module(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path))
+    module = load_torch_module(model)
+    assert type(module).__name__ == "MLP"
+    assert not module.training
+    assert module(torch.ones(2, MLP_IN)).shape == (2, MLP_OUT)
+
+
+def test_load_torch_module_reads_entire_model_file(tmp_path: Path) -> None:
+    torch.save(torch.nn.Sequential(torch.nn.Linear(3, 2)), tmp_path / "m.pt")
+    module = load_torch_module(_pytorch(tmp_path / "m.pt", model_file_format="PyTorch.EntireModel"))
+    assert isinstance(module, torch.nn.Sequential)
+
+
+def test_load_torch_module_reads_torchscript_file(tmp_path: Path) -> None:
+    torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2))).save(str(tmp_path / "m.pt"))
+    module = load_torch_module(_pytorch(tmp_path / "m.pt", model_file_format="PyTorch.TorchScript"))
+    assert module(torch.ones(1, 3)).shape == (1, 2)
+
+
+def test_load_torch_module_rejects_state_dict_without_loader(tmp_path: Path) -> None:
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ModelLoadError, match="model_loader"):
+        load_torch_module(_pytorch(tmp_path / "sd.pt", model_file_format="PyTorch.StateDict"))
+
+
+def test_load_torch_module_wraps_loader_errors(tmp_path: Path) -> None:
+    config = write_mlp(tmp_path)
+    config["model_path"] = str(tmp_path / "missing.pt")
+    with pytest.raises(ModelLoadError, match=r"missing\.pt") as info:
+        load_torch_module(handle(config))
+    assert info.value.__cause__ is not None
+
+
+def test_load_torch_module_names_the_missing_function(tmp_path: Path) -> None:
+    config = {**write_mlp(tmp_path), "model_loader": "no_such_loader"}
+    with pytest.raises(ModelLoadError, match="no_such_loader"):
+        load_torch_module(handle(config))
+
+
+def test_load_torch_module_loads_hf_task_class(bert_dir: Path) -> None:
+    base = load_torch_module(handle({"type": "HfModel", "model_path": str(bert_dir)}))
+    assert type(base).__name__ == "BertModel"
+    classifier = load_torch_module(
+        handle({"type": "HfModel", "model_path": str(bert_dir), "task": "text-classification"})
+    )
+    assert type(classifier).__name__ == "BertForSequenceClassification"
+
+
+def test_load_torch_module_rejects_unknown_hf_task(bert_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="unsupported HfModel task 'translation'"):
+        load_torch_module(handle({"type": "HfModel", "model_path": str(bert_dir), "task": "translation"}))
+
+
+def test_load_torch_module_rejects_hf_path_that_is_not_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="local folder"):
+        load_torch_module(handle({"type": "HfModel", "model_path": str(tmp_path / "nope")}))
+
+
+def test_load_torch_module_applies_hf_torch_dtype(bert_dir: Path) -> None:
+    model = handle(
+        {"type": "HfModel", "model_path": str(bert_dir), "load_kwargs": {"torch_dtype": "float16"}}
+    )
+    module = load_torch_module(model)
+    assert next(module.parameters()).dtype == torch.float16
+
+
+def test_get_io_config_converts_json_axis_keys_to_int(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path))
+    io_config = get_io_config(model, load_torch_module(model))
+    assert io_config["dynamic_axes"] == {"input": {0: "batch_size"}, "output": {0: "batch_size"}}
+    assert io_config["input_names"] == ["input"]
+
+
+def test_get_io_config_calls_function_named_in_script(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path, io_config_func=True))
+    assert get_io_config(model, load_torch_module(model))["output_names"] == ["output"]
+
+
+def test_get_io_config_derives_hf_inputs_outputs_and_axes(bert_dir: Path) -> None:
+    model = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    io_config = get_io_config(model, load_torch_module(model))
+    assert io_config["input_names"] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert io_config["output_names"] == ["last_hidden_state", "pooler_output"]
+    axes = io_config["dynamic_axes"]
+    assert axes["attention_mask"] == {0: "batch_size", 1: "sequence_length"}
+    assert axes["last_hidden_state"] == {0: "batch_size", 1: "sequence_length"}
+    assert axes["pooler_output"] == {0: "batch_size"}
+
+
+def test_get_io_config_gives_classifier_logits_only_a_batch_axis(bert_dir: Path) -> None:
+    model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "text-classification"})
+    io_config = get_io_config(model, load_torch_module(model))
+    assert io_config["output_names"] == ["logits"]
+    assert io_config["dynamic_axes"]["logits"] == {0: "batch_size"}
+
+
+def test_get_io_config_rejects_malformed_io_config(tmp_path: Path) -> None:
+    model = handle({**write_mlp(tmp_path), "io_config": {"output_names": ["y"]}})
+    with pytest.raises(ModelLoadError, match="input_names"):
+        get_io_config(model, load_torch_module(model))
+
+
+def test_get_dummy_inputs_builds_from_shapes_and_types(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path))
+    module = load_torch_module(model)
+    dummy = get_dummy_inputs(model, module, get_io_config(model, module))
+    assert list(dummy) == ["input"]
+    assert dummy["input"].shape == (2, MLP_IN) and dummy["input"].dtype == torch.float32
+
+
+def test_get_dummy_inputs_prefers_dummy_inputs_func(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path, dummy_inputs_func=True))
+    module = load_torch_module(model)
+    dummy = get_dummy_inputs(model, module, get_io_config(model, module))
+    assert dummy["input"].shape == (3, MLP_IN)
+
+
+def test_get_dummy_inputs_builds_hf_token_batch(bert_dir: Path) -> None:
+    model = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    module = load_torch_module(model)
+    dummy = get_dummy_inputs(model, module, get_io_config(model, module))
+    assert set(dummy) == {"input_ids", "token_type_ids", "attention_mask"}
+    assert all(t.dtype == torch.int64 and t.dim() == 2 for t in dummy.values())
+    assert int(dummy["input_ids"].max()) < module.config.vocab_size
+
+
+def test_get_dummy_inputs_fails_without_any_source(tmp_path: Path) -> None:
+    model = handle({**write_mlp(tmp_path), "io_config": {"input_names": ["input"]}})
+    module = load_torch_module(model)
+    with pytest.raises(ModelLoadError, match="input_shapes"):
+        get_dummy_inputs(model, module, get_io_config(model, module))
+
+
+def test_torch_input_names_follow_io_config(tmp_path: Path, bert_dir: Path) -> None:
+    mlp = handle(write_mlp(tmp_path))
+    assert torch_input_names(mlp, load_torch_module(mlp)) == ["input"]
+    bert = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    assert "attention_mask" in torch_input_names(bert, load_torch_module(bert))
+
+
+def test_call_module_passes_positionally_when_names_differ_from_forward(tmp_path: Path) -> None:
+    model = handle(write_mlp(tmp_path))
+    module = load_torch_module(model)
+    x = torch.ones(4, MLP_IN)
+    with torch.inference_mode():
+        assert torch.equal(call_module(module, ["input"], {"input": x}), module(x))
