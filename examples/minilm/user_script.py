@@ -2,7 +2,7 @@
 
 Olive's ``evaluate_func`` signature: ``func(model, device, execution_providers, **evaluate_func_kwargs)``.
 
-- ``fidelity``: mean cosine similarity over ``sentences.txt`` (higher is better, 1.0 = identical).
+- ``fidelity``: mean cosine similarity over ``data/sentences.txt`` (higher is better, 1.0 = identical).
 - ``fidelity_min``: the worst sentence's cosine similarity.
 - ``fidelity_stats``: both, as ``{"mean": ..., "min": ...}`` for a metric with those two sub-types.
 
@@ -37,25 +37,58 @@ _DIGESTS: dict[str, str] = {}
 
 
 def fidelity(
-    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+    model: ModelHandle,
+    device: str = "cpu",
+    execution_providers: Any = None,
+    input_model: ModelHandle | None = None,
+    data_dir: str | None = None,
+    **kwargs: Any,
 ) -> float:
     """Mean cosine similarity between the candidate's and the fp32 reference embeddings."""
-    return float(_cosines(model, device, execution_providers, **kwargs).mean())
+    cosines = _cosines(
+        model, device, execution_providers, input_model=input_model, data_dir=data_dir, **kwargs
+    )
+    return float(cosines.mean())
 
 
 def fidelity_min(
-    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+    model: ModelHandle,
+    device: str = "cpu",
+    execution_providers: Any = None,
+    input_model: ModelHandle | None = None,
+    data_dir: str | None = None,
+    **kwargs: Any,
 ) -> float:
     """Lowest per-sentence cosine similarity (the worst case hidden by the mean)."""
-    return float(_cosines(model, device, execution_providers, **kwargs).min())
+    cosines = _cosines(
+        model, device, execution_providers, input_model=input_model, data_dir=data_dir, **kwargs
+    )
+    return float(cosines.min())
 
 
 def fidelity_stats(
-    model: ModelHandle, device: str = "cpu", execution_providers: Any = None, **kwargs: Any
+    model: ModelHandle,
+    device: str = "cpu",
+    execution_providers: Any = None,
+    input_model: ModelHandle | None = None,
+    data_dir: str | None = None,
+    **kwargs: Any,
 ) -> dict[str, float]:
     """``{"mean": ..., "min": ...}`` for a custom metric with sub-types ``mean`` and ``min``."""
-    cosines = _cosines(model, device, execution_providers, **kwargs)
+    cosines = _cosines(
+        model, device, execution_providers, input_model=input_model, data_dir=data_dir, **kwargs
+    )
     return {"mean": float(cosines.mean()), "min": float(cosines.min())}
+
+
+def _reference_folder(input_model: ModelHandle | None, model_dir: str | None) -> Path:
+    """The PyTorch model the reference embeddings come from: ``model_dir`` if given (relative to this
+    script), else the workflow's input model (Olivine passes it as ``input_model``), else ``./model``."""
+    if model_dir is not None:
+        return (HERE / model_dir).resolve()
+    if input_model is not None and input_model.kind == "hf" and input_model.model_path:
+        return Path(input_model.model_path)
+    return (HERE / "model").resolve()
 
 
 def _cosines(
@@ -63,13 +96,19 @@ def _cosines(
     device: str,
     execution_providers: Any,
     *,
-    model_dir: str = "model",
+    input_model: ModelHandle | None = None,
+    data_dir: str | None = None,
+    model_dir: str | None = None,
     sentences_file: str = "sentences.txt",
     max_samples: int | None = None,
 ) -> np.ndarray:
-    """Per-sentence cosine similarity of the candidate against the reference (both unit vectors)."""
-    folder = (HERE / model_dir).resolve()
-    sentences = _sentences(HERE / sentences_file, max_samples)
+    """Per-sentence cosine similarity of the candidate against the reference (both unit vectors).
+
+    ``data_dir`` (the metric's ``user_config.data_dir``) holds ``sentences_file``; without it the file is
+    looked up beside this script. Both are passed by Olivine, which bundles ``data_dir`` for remote runs.
+    """
+    folder = _reference_folder(input_model, model_dir)
+    sentences = _sentences(Path(data_dir or HERE) / sentences_file, max_samples)
     providers = _providers(execution_providers)
     key = json.dumps(
         [model.to_json(), _file_stamps(model), providers, str(folder), len(sentences)], default=str

@@ -29,7 +29,13 @@ class Evaluation:
 
 
 class CachedEvaluator:
-    def __init__(self, workflow: ResolvedWorkflow, cache: WorkflowCache, tokenizer_path: str | None) -> None:
+    def __init__(
+        self,
+        workflow: ResolvedWorkflow,
+        cache: WorkflowCache,
+        tokenizer_path: str | None,
+        input_model: ModelHandle | None = None,
+    ) -> None:
         from olivine.evaluate.evaluator import evaluation_fingerprint
 
         assert workflow.evaluator is not None
@@ -37,6 +43,7 @@ class CachedEvaluator:
         self.evaluator = workflow.evaluator
         self.cache = cache
         self.tokenizer_path = tokenizer_path
+        self.input_model = input_model
         self.fingerprint = evaluation_fingerprint(self.evaluator, workflow.data_configs)
 
     def key_for(self, model_id: str, model: ModelHandle) -> str:
@@ -68,6 +75,7 @@ class CachedEvaluator:
             accelerator=self.workflow.accelerator,
             tokenizer_path=self.tokenizer_path,
             base_dir=self.workflow.base_dir,
+            input_model=self.input_model,
         )
         metrics = {name: _plain(value) for name, value in results.items()}
         duration = time.perf_counter() - start

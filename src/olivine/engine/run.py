@@ -95,7 +95,7 @@ def run_workflow(
     if workflow.evaluator is not None:
         from olivine.engine.evaluation import CachedEvaluator
 
-        evaluator = CachedEvaluator(workflow, cache, tokenizer_path)
+        evaluator = CachedEvaluator(workflow, cache, tokenizer_path, model)
 
     input_candidate = Candidate(model_id=model_id, model=model, label="input model")
     result = WorkflowResult(workflow.workflow_id, out_dir, cache.root, input_candidate)

@@ -14,6 +14,7 @@ sub-type -> number.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import numbers
 from collections.abc import Callable
@@ -59,8 +60,10 @@ class _Session:
         accelerator: Accelerator,
         tokenizer_path: str | None,
         base_dir: Path | None,
+        input_model: ModelHandle | None = None,
     ) -> None:
         self.model = model
+        self.input_model = input_model
         self.evaluator = evaluator
         self.data_configs = data_configs
         self.accelerator = accelerator
@@ -104,6 +107,7 @@ def evaluate_model(
     accelerator: Accelerator,
     tokenizer_path: str | None = None,
     base_dir: Path | None = None,
+    input_model: ModelHandle | None = None,
 ) -> dict[str, MetricValue]:
     """Compute every metric of ``evaluator`` on ``model``.
 
@@ -114,6 +118,7 @@ def evaluate_model(
         accelerator: device and execution providers to run on.
         tokenizer_path: local tokenizer folder for Hugging Face pre-processing.
         base_dir: the folder relative paths are relative to (the config file's folder).
+        input_model: the workflow's input model, offered to custom functions that take ``input_model``.
 
     Returns:
         ``"<metric>-<sub_type>"`` -> :class:`MetricValue`, in config order.
@@ -122,7 +127,7 @@ def evaluate_model(
         EvaluationError: a metric could not be computed; the message names the metric.
         UserInputError: the configuration is invalid (normally caught at resolve time).
     """
-    session = _Session(model, evaluator, data_configs, accelerator, tokenizer_path, base_dir)
+    session = _Session(model, evaluator, data_configs, accelerator, tokenizer_path, base_dir, input_model)
     results: dict[str, MetricValue] = {}
     for metric in evaluator.metrics:
         try:
@@ -210,14 +215,27 @@ def _custom(session: _Session, metric: MetricConfig) -> dict[str, float]:
     if uc.evaluate_func:
         func = load_object(uc.evaluate_func, script, script_dir, base_dir=session.base_dir)
         acc = session.accelerator
-        raw = func(
-            session.model, acc.device, list(acc.execution_providers), **(uc.evaluate_func_kwargs or {})
-        )
+        kwargs = {**_context_kwargs(func, session, metric), **(uc.evaluate_func_kwargs or {})}
+        raw = func(session.model, acc.device, list(acc.execution_providers), **kwargs)
     else:
         func = load_object(str(uc.metric_func), script, script_dir, base_dir=session.base_dir)
         output, targets = session.predictions(metric)
         raw = func(output, targets, **(uc.metric_func_kwargs or {}))
     return _custom_values(metric, raw)
+
+
+def _context_kwargs(func: Callable[..., Any], session: _Session, metric: MetricConfig) -> dict[str, Any]:
+    """Olivine's additions to Olive's ``evaluate_func`` call, passed only to a function that names them:
+    ``data_dir`` (the metric's ``user_config.data_dir``, bundled with remote workflows) and
+    ``input_model`` (the workflow's input model handle, e.g. to compute reference outputs)."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}
+    offered: dict[str, Any] = {"input_model": session.input_model}
+    if metric.user_config is not None and metric.user_config.data_dir is not None:
+        offered["data_dir"] = metric.user_config.data_dir
+    return {k: v for k, v in offered.items() if k in params and v is not None}
 
 
 def _custom_values(metric: MetricConfig, raw: Any) -> dict[str, float]:
