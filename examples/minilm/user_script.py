@@ -115,8 +115,11 @@ def _cosines(
     )
     if key not in _COSINES:
         reference = _reference(folder, sentences)
-        runner = open_runner(model, Accelerator(device=device or "cpu", execution_providers=providers))
-        candidate = _embed(lambda feed: runner.run(feed)[0], list(runner.input_names), folder, sentences)
+        if model.kind == "hf" and model.model_path and Path(model.model_path).resolve() == folder:
+            candidate = reference  # the reference model itself (the input model): no second pass over it
+        else:
+            runner = open_runner(model, Accelerator(device=device or "cpu", execution_providers=providers))
+            candidate = _embed(lambda feed: runner.run(feed)[0], list(runner.input_names), folder, sentences)
         _COSINES[key] = np.sum(reference * candidate, axis=1)
     return _COSINES[key]
 
