@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh example
 .venv/bin/python examples/minilm/prepare.py
-exec .venv/bin/olivine run --config examples/minilm/config.json "$@"
+exec .venv/bin/olivine run --config examples/minilm/config.json --follow "$@"
