@@ -192,6 +192,22 @@ class HostSuite:
         assert sum(p.startswith("cache/evaluations/") for p in paths) == 2
         assert any(p.startswith("logs/worker/") for p in paths)
 
+    def test_host_resubmission_is_seeded_and_readable_from_the_datastore_alone(
+        self, host_env: HostEnv, tmp_path: Path
+    ) -> None:
+        config = write_workflow(tmp_path / "wf", passes={"quant": {"type": "OnnxDynamicQuantization"}})
+        first = host_env.submit(config).job
+        assert first is not None and host_env.wait(first.job_id).state is JobStatus.SUCCEEDED
+        second = host_env.submit(config).job
+        assert second is not None and host_env.wait(second.job_id).state is JobStatus.SUCCEEDED
+        assert second.resume_from == host_env.store.get(first.job_id).export_root
+        # What a machine without these job records sees: the newest export, its status and its log.
+        datastore = export_of(second).datastore.url_for()
+        status = service.remote_status(datastore, "conf")
+        assert status["job_id"] == second.job_id and status["state"] == "SUCCEEDED" and status["sealed"]
+        log = "\n".join(service.remote_logs(datastore, "conf"))
+        assert "'quant': cache hit" in log and f"job {second.job_id} SUCCEEDED" in log
+
     def test_host_logs_follow_until_the_job_ends(self, host_env: HostEnv, tmp_path: Path) -> None:
         job = host_env.submit(write_workflow(tmp_path / "wf")).job
         assert job is not None

@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from olivine.datastores.base import BACKENDS
+from olivine.datastores.base import BACKENDS, Datastore
+from olivine.datastores.exporter import Exporter
+from olivine.datastores.layout import claim_export
 from olivine.datastores.local import LocalDatastore, local_path_of
-from olivine.errors import JobNotFoundError, ReferenceNotFoundError
+from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
 from olivine.hosts import service
-from olivine.hosts.jobs import JobStatus
-from olivine.hosts.process import job_process_alive
+from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
+from olivine.hosts.process import job_process_alive, process_start_ticks
 from olivine.hosts.profiles import Profiles
 from olivine.hosts.store import JobStore
 from tiny_models import write_onnx_mlp
@@ -142,3 +148,45 @@ def test_submit_resume_from_an_unknown_job_is_job_not_found(home: Path, tmp_path
 def test_status_of_an_unknown_job_is_job_not_found(home: Path) -> None:
     with pytest.raises(JobNotFoundError, match="no job matches 'job-nope'"):
         service.status("job-nope")
+
+
+def test_submit_fresh_and_resume_from_exclude_each_other(home: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="fresh and resume_from"):
+        service.submit(_config(tmp_path / "src"), resume_from="job-x", fresh=True, dry_run=True)
+
+
+def test_submit_plans_to_seed_from_the_newest_export_that_has_a_cache(home: Path, tmp_path: Path) -> None:
+    datastore = Datastore.from_url((home / "datastore").as_uri())
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    with_cache = Exporter(datastore, claim_export(datastore, "wf", start))
+    (tmp_path / "run.json").write_text("{}")
+    with_cache.export_file(tmp_path / "run.json", "cache/runs/abc/run.json")
+    claim_export(datastore, "wf", start + timedelta(hours=1))  # newer, but nothing in it yet
+    claim_export(datastore, "other", start + timedelta(hours=2))
+    config = _config(tmp_path / "src")
+    plan = service.submit(config, dry_run=True).plan
+    assert plan.resume_from == with_cache.layout.url
+    assert f"seeding cache from {with_cache.layout.url}" in plan.describe()
+    assert service.submit(config, dry_run=True, fresh=True).plan.resume_from is None
+
+
+def test_status_fails_a_pending_job_whose_submitter_is_gone(home: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = process_start_ticks(proc.pid)
+    proc.wait()
+    store = JobStore.default()
+    record = JobRecord(
+        "job-00000000aa",
+        "sub-aa",
+        "wf",
+        "worker",
+        "LocalWorker",
+        host_config={"type": "LocalWorker"},
+        created_at=utc_now() - timedelta(minutes=5),
+        submitter_pid=proc.pid,
+        submitter_start_ticks=ticks,
+        submitter_host=socket.gethostname(),
+    )
+    store.create(record)
+    assert [j.state for j in service.list_jobs()] == [JobStatus.FAILED]
+    assert "submitting process" in service.status(record.job_id).message

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from olivine.datastores.base import Datastore
-from olivine.datastores.layout import ExportLayout
-from olivine.datastores.manifest import fetch
+from olivine.datastores.layout import ExportLayout, list_exports
+from olivine.datastores.manifest import export_entries, fetch
 from olivine.errors import DatastoreError
 from olivine.hosts.jobs import JobSpec
 
@@ -62,3 +62,16 @@ def seed_cache(source: ExportLayout, cache_root: Path, scratch: Path) -> int:
         shutil.copytree(fetched, cache_root, dirs_exist_ok=True)
     shutil.rmtree(scratch, ignore_errors=True)
     return len(files)
+
+
+def latest_cache_export(datastore: Datastore, workflow_id: str) -> ExportLayout | None:
+    """The newest export of ``workflow_id`` whose ``cache/`` holds anything, or None.
+
+    Exports whose cache is empty (a submission that failed before its worker ran, a job that has not
+    finished a step yet) are passed over: seeding from them would seed nothing. Every export holds the
+    whole cache of its run, seeded entries included, so the newest non-empty one is the best seed.
+    """
+    for layout in reversed(list_exports(datastore, workflow_id)):
+        if export_entries(datastore, layout, "cache"):
+            return layout
+    return None

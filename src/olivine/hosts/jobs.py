@@ -101,6 +101,9 @@ class JobRecord:
         host_name / host_type / host_config: the host (its system config, no secrets) that runs the job.
         state / message / error_kind: the status; ``error_kind`` is set for failed and cancelled jobs.
         pid: the worker's process id, for hosts that run one on this machine.
+        submitter_pid / submitter_start_ticks / submitter_host: the process that created the record
+            (pid, start time, host name), so the monitor can fail a job whose submission never
+            finished because that process died before handing it to the host.
         host_info: host-specific facts (e.g. the worker's process start time), owned by the host module.
         datastore_name / datastore_url: where the job exports, as the user named it and as a URL
             (redacted: no credentials); ``export_root`` is the job's own
@@ -120,6 +123,9 @@ class JobRecord:
     message: str = ""
     error_kind: ErrorKind | None = None
     pid: int | None = None
+    submitter_pid: int | None = None
+    submitter_start_ticks: int | None = None
+    submitter_host: str | None = None
     host_info: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None

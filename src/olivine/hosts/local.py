@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from olivine.errors import HostError, NotSupportedError
+from olivine.hosts.abandoned import close_export
 from olivine.hosts.base import Host
 from olivine.hosts.bundle import Bundle
 from olivine.hosts.jobs import JobRecord, JobSpec, JobStatus
@@ -69,7 +70,10 @@ class LocalSystemHost(Host):
                 f"job {job.job_id} runs in the foreground of process {job.pid} (LocalSystem host); "
                 "stop it with Ctrl-C in that terminal"
             )
-        # Never started: nothing to stop.
-        return self.store.update(
+        # Never started: nothing to stop; its claimed export is sealed as cancelled.
+        final = self.store.update(
             job.job_id, strict=False, state=JobStatus.CANCELLED, message="cancelled before it started"
         )
+        if final.state is JobStatus.CANCELLED:
+            close_export(final)
+        return final

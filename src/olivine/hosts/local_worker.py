@@ -20,6 +20,7 @@ from pathlib import Path
 
 from olivine.config.systems import LocalWorkerConfig
 from olivine.errors import HostError
+from olivine.hosts.abandoned import close_export
 from olivine.hosts.base import Host
 from olivine.hosts.bundle import Bundle
 from olivine.hosts.jobs import ErrorKind, JobRecord, JobSpec, JobStatus
@@ -106,5 +107,9 @@ class LocalWorkerHost(Host):
                 message = f"cancelled: the worker did not stop within {grace_s:g}s and was killed"
         elif job.pid is None:
             message = "cancelled before the worker started"
-        # A worker that stopped gracefully has written CANCELLED itself; this covers the others.
-        return self.store.update(job.job_id, strict=False, state=JobStatus.CANCELLED, message=message)
+        # A worker that stopped gracefully has written CANCELLED and sealed its export itself; this
+        # covers the others (killed after the grace period, or never started).
+        final = self.store.update(job.job_id, strict=False, state=JobStatus.CANCELLED, message=message)
+        if final.state is JobStatus.CANCELLED:
+            close_export(final)
+        return final

@@ -3,20 +3,30 @@
 A pid alone is not an identity: after a worker dies its pid can be reused by any process. The start time
 in ``/proc/<pid>/stat`` (clock ticks since boot) is recorded at launch; a pid is "our worker" only while
 that start time matches. A zombie (exited, not yet reaped) counts as dead.
+
+:func:`mark_if_dead` is the monitor of the local hosts: it fails a job whose worker is gone, and a
+``PENDING`` job that never got a worker because the process submitting it died first.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
+from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus, utc_now
 from olivine.hosts.store import JobStore
 
 _PROC = Path("/proc")
 _STARTTIME_FIELD = 19  # field 22 of /proc/<pid>/stat, counted from the state field (field 3)
+
+#: How long after its creation a PENDING job without a worker may sit with its submitter gone. A
+#: submitter killed between starting the worker and recording its pid leaves a worker that reports
+#: RUNNING itself within seconds; the grace keeps the monitor from failing that job first.
+SUBMITTER_GRACE_S = 30.0
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -53,21 +63,48 @@ def job_process_alive(job: JobRecord) -> bool:
     return process_alive(job.pid, job.host_info.get("pid_start_ticks"))
 
 
-def mark_if_dead(store: JobStore, job: JobRecord) -> JobRecord:
+def mark_if_dead(
+    store: JobStore, job: JobRecord, *, submitter_grace_s: float = SUBMITTER_GRACE_S
+) -> JobRecord:
     """The monitor: a job that should be running but whose worker process is gone becomes FAILED.
+
+    A ``PENDING`` job with no worker yet fails too when the process that submitted it is gone (on this
+    machine) and ``submitter_grace_s`` have passed since its creation: nobody is left to start it. When
+    the monitor fails a job, it also closes the job's export (final ``status.json``, the rest of the
+    log, the manifest), so readers of the datastore see the failure too.
 
     The update re-reads the record in its transaction, so a worker that wrote its final state just
     before exiting keeps it.
     """
-    if job.state.is_terminal() or job.pid is None or job_process_alive(job):
+    if job.state.is_terminal():
         return job
-    return store.update(
-        job.job_id,
-        strict=False,
-        state=JobStatus.FAILED,
-        error_kind=ErrorKind.INFRASTRUCTURE,
-        message=f"worker process died (pid {job.pid})",
+    if job.pid is None:
+        if job.state is not JobStatus.PENDING or not _submitter_gone(job, submitter_grace_s):
+            return job
+        message = (
+            f"submission did not complete: the submitting process (pid {job.submitter_pid}) ended "
+            "before the job was handed to its host"
+        )
+    elif job_process_alive(job):
+        return job
+    else:
+        message = f"worker process died (pid {job.pid})"
+    failed = store.update(
+        job.job_id, strict=False, state=JobStatus.FAILED, error_kind=ErrorKind.INFRASTRUCTURE, message=message
     )
+    if failed.state is JobStatus.FAILED and failed.message == message:
+        from olivine.hosts.abandoned import close_export
+
+        close_export(failed)
+    return failed
+
+
+def _submitter_gone(job: JobRecord, grace_s: float) -> bool:
+    if job.submitter_pid is None or job.submitter_host != socket.gethostname():
+        return False  # an older record, or submitted from another machine: no way to tell
+    if utc_now() - job.created_at < timedelta(seconds=grace_s):
+        return False
+    return not process_alive(job.submitter_pid, job.submitter_start_ticks)
 
 
 def signal_group(job: JobRecord, sig: signal.Signals) -> bool:

@@ -9,6 +9,7 @@ exists, so a worker that dies or is cancelled leaves every finished step on the 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("olivine.worker")
 
 _STAGING_PREFIX = ".staging-"  # the engine cache's in-progress run folders: never exported
+_RUN_RECORD = "run.json"  # a cached pass run's record; the engine treats a run with one as finished
 
 
 def skip_unfinished(path: Path) -> bool:
@@ -39,8 +41,21 @@ def skip_unfinished(path: Path) -> bool:
     return default_skip(path) or any(part.startswith(_STAGING_PREFIX) for part in path.parts)
 
 
+def export_cache(exporter: Exporter, local_dir: Path, rel_prefix: str) -> None:
+    """Export a cache folder (or one run of it) with every ``run.json`` after the files beside it.
+
+    A worker killed in the middle of an export then never leaves a run record on the datastore whose
+    model files are missing, which a resumed run would take for a finished pass.
+    """
+    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip_unfinished(p) or p.name == _RUN_RECORD)
+    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip_unfinished(p) or p.name != _RUN_RECORD)
+
+
 class JobReporter:
     """Writes the job's status to the job store and to ``status.json`` on the datastore.
+
+    ``status.json`` is also rewritten every ``heartbeat_s`` while the worker lives (its ``updated_at``
+    moves), so a reader elsewhere can tell a silent worker from a dead one (``heartbeat_s`` is in it).
 
     Args:
         spec: the job.
@@ -51,6 +66,8 @@ class JobReporter:
         self.spec = spec
         self.store = store
         self.exporter: Exporter | None = None
+        # The engine thread changes the status while the log shipper publishes it.
+        self._lock = threading.Lock()
         self.status: dict[str, Any] = {
             "job_id": spec.job_id,
             "workflow_id": spec.workflow_id,
@@ -62,6 +79,7 @@ class JobReporter:
             "best_metrics": {},
             "started_at": None,
             "ended_at": None,
+            "heartbeat_s": spec.log_export_interval_s,
         }
 
     def start(self, pid: int) -> bool:
@@ -89,11 +107,15 @@ class JobReporter:
 
     def progress(self, **changes: Any) -> None:
         """Record progress (``current_pass``, ``progress_done``/``progress_total``, ``best_metrics``)."""
-        for key, value in changes.items():
-            if key.startswith("progress_"):
-                self.status["progress"][key.removeprefix("progress_")] = value
-            else:
-                self.status[key] = value
+        with self._lock:
+            for key, value in changes.items():
+                if key.startswith("progress_"):
+                    self.status["progress"] = {
+                        **self.status["progress"],
+                        key.removeprefix("progress_"): value,
+                    }
+                else:
+                    self.status[key] = value
         if self.store is not None:
             try:
                 self.store.update(self.spec.job_id, **changes)
@@ -105,20 +127,23 @@ class JobReporter:
         """Rewrite ``status.json``; a datastore hiccup is logged, not fatal (the next write retries)."""
         if self.exporter is None:
             return
+        with self._lock:
+            snapshot = {**self.status, "updated_at": utc_now().isoformat()}
         try:
-            self.exporter.write_status({**self.status, "updated_at": utc_now().isoformat()})
+            self.exporter.write_status(snapshot)
         except DatastoreError as exc:
             logger.warning("could not update status.json: %s", exc)
 
     def final_status(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> dict[str, Any]:
-        self.status.update(
-            state=state.value,
-            message=message,
-            error_kind=error_kind.value if error_kind else None,
-            ended_at=utc_now().isoformat(),
-            current_pass=None,
-        )
-        return {**self.status, "updated_at": utc_now().isoformat()}
+        with self._lock:
+            self.status.update(
+                state=state.value,
+                message=message,
+                error_kind=error_kind.value if error_kind else None,
+                ended_at=utc_now().isoformat(),
+                current_pass=None,
+            )
+            return {**self.status, "updated_at": utc_now().isoformat()}
 
     def finish(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> None:
         """Set the final state in the job store (after the export is sealed)."""
@@ -178,7 +203,7 @@ class JobListener:
         rel = f"cache/{path.relative_to(self.cache_root).as_posix()}"
         try:
             if path.is_dir():
-                self.exporter.export_tree(path, rel, skip=skip_unfinished)
+                export_cache(self.exporter, path, rel)
             else:
                 self.exporter.export_file(path, rel)
         except DatastoreError as exc:

@@ -1,7 +1,11 @@
-"""The job functions :mod:`olivine.api` calls: submit, resume, status, list_jobs, logs, cancel, wait, fetch.
+"""The functions :mod:`olivine.api` calls.
 
-Every function after submission finds the job's host from its record (the host's config is stored in
-it), so callers never need to know which kind of host runs a job.
+Jobs in the local store: submit, resume, status, list_jobs, logs, cancel, wait, fetch. Every function
+after submission finds the job's host from its record (the host's config is stored in it), so callers
+never need to know which kind of host runs a job.
+
+From a datastore alone (any machine that can read it, no job record): remote_status, remote_logs,
+assets_list, assets_show.
 """
 
 from __future__ import annotations
@@ -13,20 +17,28 @@ from olivine.datastores.manifest import Which
 from olivine.datastores.manifest import fetch as fetch_export
 from olivine.errors import JobNotFoundError
 from olivine.hosts.base import host_of
+from olivine.hosts.catalog import AssetSummary, AssetVersion, assets_list, assets_show
 from olivine.hosts.jobs import JobRecord, JobStatus
 from olivine.hosts.profiles import Profiles
+from olivine.hosts.remote import job_export_logs, remote_logs, remote_status
 from olivine.hosts.store import JobStore
 from olivine.hosts.submission import DEFAULT_HOST, Submission, SubmitPlan, resume, submit
 
 __all__ = [
     "DEFAULT_HOST",
+    "AssetSummary",
+    "AssetVersion",
     "Submission",
     "SubmitPlan",
+    "assets_list",
+    "assets_show",
     "cancel",
     "fetch",
     "host_of",
     "list_jobs",
     "logs",
+    "remote_logs",
+    "remote_status",
     "resume",
     "status",
     "submit",
@@ -56,10 +68,23 @@ def list_jobs(
 
 
 def logs(job_id: str, *, follow: bool = False, store: JobStore | None = None) -> Iterator[str]:
-    """The job's log lines; with ``follow``, until the job ends."""
+    """The job's log lines; with ``follow``, until the job ends.
+
+    When the job's local log file is gone (its job folder was deleted), the log its worker exported to
+    the datastore is read instead; exported logs arrive in batches while the job runs.
+
+    Raises:
+        JobNotFoundError: no such job.
+    """
     store = store or JobStore.default()
     job = store.get(job_id)
-    return host_of(job, store).logs(job.job_id, follow=follow)
+    host = host_of(job, store)
+    # A PENDING job's log file may not exist yet (the host creates it when it launches the worker).
+    gone = job.log_path is not None and not Path(job.log_path).is_file()
+    if gone and job.export_root is not None and job.state is not JobStatus.PENDING:
+        finished = (lambda: host.status(job.job_id).state.is_terminal()) if follow else None
+        return job_export_logs(job, finished)
+    return host.logs(job.job_id, follow=follow)
 
 
 def cancel(job_id: str, *, timeout_s: float | None = None, store: JobStore | None = None) -> JobRecord:

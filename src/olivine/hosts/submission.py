@@ -1,77 +1,43 @@
 """Submitting a workflow to a host (and resubmitting a job to resume it).
 
 :func:`submit` picks the host and the datastore, persists a ``PENDING`` record first (idempotent per
-submission id), claims the export folder, builds the bundle in the job folder, writes ``job.json`` and
-hands the job to the host.
+submission id, with the submitting process's identity for the monitor), finds the export that seeds the
+cache (the workflow's newest export on that datastore, unless ``fresh``), claims a new export folder,
+builds the bundle in the job folder, writes ``job.json`` and hands the job to the host.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from olivine.config.systems import LocalWorkerConfig, SystemConfig
 from olivine.datastores.base import Datastore
 from olivine.datastores.layout import claim_export, timestamp_folder
-from olivine.datastores.paths import default_datastore_dir
 from olivine.datastores.redact import scrub_url
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow
-from olivine.errors import JobNotFoundError, ReferenceNotFoundError
+from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
 from olivine.hosts import bundle as bundles
 from olivine.hosts.base import Host, host_for, host_of
+from olivine.hosts.choice import DatastoreChoice, choose_datastore
+from olivine.hosts.exports import latest_cache_export
 from olivine.hosts.jobs import JobRecord, JobSpec, classify, new_job_id, utc_now
+from olivine.hosts.plan import Submission, SubmitPlan, plan_of
+from olivine.hosts.process import process_start_ticks
 from olivine.hosts.profiles import Profiles
 from olivine.hosts.store import JobStore
+
+logger = logging.getLogger(__name__)
 
 #: The host used when neither the call, the workflow (``workflow_host``) nor the hosts file names one.
 DEFAULT_HOST = "local-worker"
 
-
-@dataclass(frozen=True)
-class DatastoreChoice:
-    """Where a job exports. ``options`` hold no credentials; ``profile`` names the hosts-file entry that
-    has them."""
-
-    name: str | None
-    url: str
-    options: dict[str, Any]
-    profile: str | None = None
-
-
-@dataclass(frozen=True)
-class SubmitPlan:
-    """What a submission does; all of it is known before anything is written (``--dry-run``)."""
-
-    workflow_id: str
-    host: str
-    detached: bool
-    datastore_url: str
-    export_root: str
-    resume_from: str | None
-    entries: tuple[bundles.BundleEntry, ...]
-
-    def describe(self) -> str:
-        lines = [
-            f"workflow '{self.workflow_id}' -> {self.host}",
-            f"export to {self.export_root}",
-        ]
-        if self.resume_from:
-            lines.append(f"resume from the cache of {self.resume_from}")
-        return "\n".join([*lines, bundles.describe(self.entries, self.workflow_id)])
-
-
-@dataclass(frozen=True)
-class Submission:
-    """The result of :func:`submit`: the job (None for a dry run) and whether this call created it
-    (False: the submission id already had this job, and nothing was launched again)."""
-
-    plan: SubmitPlan
-    job: JobRecord | None = None
-    created: bool = False
+__all__ = ["DEFAULT_HOST", "Submission", "SubmitPlan", "resume", "submit"]
 
 
 def submit(
@@ -80,12 +46,18 @@ def submit(
     host_name: str | None = None,
     datastore: str | None = None,
     resume_from: str | None = None,
+    fresh: bool = False,
     submission_id: str | None = None,
     dry_run: bool = False,
     store: JobStore | None = None,
     profiles: Profiles | None = None,
 ) -> Submission:
     """Submit a workflow to a host.
+
+    Unless ``fresh`` (or an explicit ``resume_from``), the run is seeded with the cache of the newest
+    export of the same ``workflow_id`` on the chosen datastore, so passes that already finished there are
+    cache hits, not re-runs. The new run still gets its own ``<timestamp>`` folder; earlier exports are
+    only read.
 
     Args:
         workflow: a resolved workflow or a config file path.
@@ -94,20 +66,30 @@ def submit(
         datastore: a datastore name (the workflow's ``datastores``, then the hosts file) or a URL;
             default the host's ``datastores``, then ``default_datastore``, then the local default.
         resume_from: a job id or export URL whose exported cache seeds this run.
+        fresh: do not seed the cache from this workflow's latest export (finished passes run again).
         submission_id: idempotency key: submitting again with it returns the same job.
-        dry_run: only plan (hash and size the files); write and launch nothing.
+        dry_run: only plan (hash and size the files; list the datastore's exports); write and launch
+            nothing.
         store: the job store (default: the user's).
         profiles: the hosts file (default: the user's).
+
+    Raises:
+        UserInputError: ``fresh`` together with ``resume_from``.
     """
+    if fresh and resume_from:
+        raise UserInputError("fresh and resume_from exclude each other: a fresh run is seeded with nothing")
     wf = workflow if isinstance(workflow, ResolvedWorkflow) else load_workflow(workflow)
     store = store or JobStore.default()
     profiles = profiles or Profiles()
     name = host_name or wf.config.workflow_host or profiles.data.default_host or DEFAULT_HOST
     host = host_for(name, _host_config(wf, name, profiles), store)
-    choice = _datastore(
-        wf, datastore or host.default_datastore() or profiles.data.default_datastore, profiles
+    choice = choose_datastore(
+        datastore or host.default_datastore() or profiles.data.default_datastore, profiles, wf
     )
-    return _submit(wf, host, choice, _resume_source(resume_from, store), submission_id, dry_run, profiles)
+    source = _resume_source(resume_from, store)
+    # A workflow that wipes its cache at start would throw the seed away: do not download it.
+    auto_seed = not fresh and source is None and not wf.config.engine.clean_cache
+    return _submit(wf, host, choice, source, submission_id, dry_run, profiles, auto_seed=auto_seed)
 
 
 def resume(
@@ -130,8 +112,8 @@ def resume(
         host = host_of(old, store)
     else:
         host = host_for(host_name, _host_config(wf, host_name, profiles), store)
-    choice = _datastore(wf, datastore or old.datastore_name or old.datastore_url, profiles)
-    return _submit(wf, host, choice, old.export_root, submission_id, False, profiles)
+    choice = choose_datastore(datastore or old.datastore_name or old.datastore_url, profiles, wf)
+    return _submit(wf, host, choice, old.export_root, submission_id, False, profiles, auto_seed=False)
 
 
 def _submit(
@@ -142,42 +124,33 @@ def _submit(
     submission_id: str | None,
     dry_run: bool,
     profiles: Profiles,
+    *,
+    auto_seed: bool,
 ) -> Submission:
     now = utc_now()
     planned = f"{scrub_url(choice.url).rstrip('/')}/{timestamp_folder(now)}/{wf.workflow_id}"
     if dry_run:
-        return Submission(_plan(wf, host, choice, planned, resume_from, bundles.plan(wf)))
+        if auto_seed:
+            resume_from = _seed_source(choice.open(profiles), wf.workflow_id)
+        return Submission(plan_of(wf, host, choice, planned, resume_from, bundles.plan(wf)))
     store = host.store
     job_id = new_job_id()
     job_dir = store.job_dir(job_id)
-    record, created = store.create(
-        JobRecord(
-            job_id=job_id,
-            submission_id=submission_id or f"sub-{uuid.uuid4().hex}",
-            workflow_id=wf.workflow_id,
-            host_name=host.name,
-            host_type=host.type_name,
-            host_config=host.config.model_dump(mode="json"),
-            created_at=now,
-            datastore_name=choice.name,
-            datastore_url=scrub_url(choice.url),
-            resume_from=resume_from,
-            log_path=str(job_dir / "job.log"),
-            job_dir=str(job_dir),
-            message="preparing the bundle",
-        )
-    )
+    record, created = store.create(_new_record(wf, host, choice, job_id, job_dir, submission_id, resume_from))
     if not created:
         return Submission(
-            _plan(wf, host, choice, record.export_root or planned, resume_from, ()),
+            plan_of(wf, host, choice, record.export_root or planned, record.resume_from, ()),
             host_of(record, store).status(record.job_id),
             created=False,
         )
     try:
-        options = dict(choice.options)
-        if choice.profile:
-            options.update(profiles.datastore(choice.profile).options)
-        layout = claim_export(Datastore.from_url(choice.url, options), wf.workflow_id, now, claim_id=job_id)
+        datastore = choice.open(profiles)
+        if auto_seed:
+            # Looked up before claiming, so the new (empty) folder is never its own seed.
+            resume_from = _seed_source(datastore, wf.workflow_id)
+            if resume_from is not None:
+                store.update(job_id, resume_from=resume_from)
+        layout = claim_export(datastore, wf.workflow_id, now, claim_id=job_id)
         built = bundles.build(wf, job_dir / "bundle")
         spec = JobSpec(
             job_id=job_id,
@@ -199,26 +172,47 @@ def _submit(
         store.update(job_id, strict=False, state=state, error_kind=kind, message=message)
         raise
     job = host.submit(built, record, spec)
-    return Submission(_plan(wf, host, choice, layout.url, resume_from, built.entries), job, created=True)
+    return Submission(plan_of(wf, host, choice, layout.url, resume_from, built.entries), job, created=True)
 
 
-def _plan(
+def _new_record(
     wf: ResolvedWorkflow,
     host: Host,
     choice: DatastoreChoice,
-    export_root: str,
+    job_id: str,
+    job_dir: Path,
+    submission_id: str | None,
     resume_from: str | None,
-    entries: tuple[bundles.BundleEntry, ...],
-) -> SubmitPlan:
-    return SubmitPlan(
-        wf.workflow_id,
-        host.describe(),
-        host.detached,
-        scrub_url(choice.url),
-        export_root,
-        resume_from,
-        entries,
+) -> JobRecord:
+    """The PENDING record, with the submitting process's identity for the monitor."""
+    pid = os.getpid()
+    return JobRecord(
+        job_id=job_id,
+        submission_id=submission_id or f"sub-{uuid.uuid4().hex}",
+        workflow_id=wf.workflow_id,
+        host_name=host.name,
+        host_type=host.type_name,
+        host_config=host.config.model_dump(mode="json"),
+        created_at=utc_now(),
+        datastore_name=choice.name,
+        datastore_url=scrub_url(choice.url),
+        resume_from=resume_from,
+        submitter_pid=pid,
+        submitter_start_ticks=process_start_ticks(pid),
+        submitter_host=socket.gethostname(),
+        log_path=str(job_dir / "job.log"),
+        job_dir=str(job_dir),
+        message="preparing the bundle",
     )
+
+
+def _seed_source(datastore: Datastore, workflow_id: str) -> str | None:
+    """The export URL whose cache seeds a resubmission of ``workflow_id``, or None for a first run."""
+    layout = latest_cache_export(datastore, workflow_id)
+    if layout is None:
+        return None
+    logger.info("seeding cache from %s", layout.url)
+    return layout.url
 
 
 def _host_config(wf: ResolvedWorkflow, name: str, profiles: Profiles) -> SystemConfig:
@@ -232,27 +226,6 @@ def _host_config(wf: ResolvedWorkflow, name: str, profiles: Profiles) -> SystemC
     raise ReferenceNotFoundError(
         f"host '{name}' is neither a system of the workflow nor a host in {profiles.path} "
         f"(defined: {', '.join(defined) or 'none'})"
-    )
-
-
-def _datastore(wf: ResolvedWorkflow, name: str | None, profiles: Profiles) -> DatastoreChoice:
-    if name is None:
-        return DatastoreChoice(None, default_datastore_dir().as_uri(), {})
-    if name in wf.config.datastores:
-        config = wf.config.datastores[name]
-        return DatastoreChoice(name, config.url, config.options)
-    if profiles.has_datastore(name):
-        profile = profiles.datastore(name)
-        return DatastoreChoice(name, profile.url, profile.public_options(), profile=name)
-    if "://" in name:
-        return DatastoreChoice(name, name, {})
-    if name.startswith(("/", "~", ".")):
-        # A plain path is made absolute here: the worker runs in its job folder, not in this cwd.
-        return DatastoreChoice(name, Path(name).expanduser().resolve().as_uri(), {})
-    defined = sorted(set(wf.config.datastores) | set(profiles.data.datastores))
-    raise ReferenceNotFoundError(
-        f"datastore '{name}' is neither in the workflow's datastores nor in {profiles.path} "
-        f"(defined: {', '.join(defined) or 'none'}); a URL works too"
     )
 
 

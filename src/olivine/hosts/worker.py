@@ -28,7 +28,7 @@ from olivine.datastores.exporter import Exporter
 from olivine.datastores.redact import scrub_text, secret_values
 from olivine.errors import HostError, OlivineError
 from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
-from olivine.hosts.progress import JobListener, JobReporter, skip_unfinished
+from olivine.hosts.progress import JobListener, JobReporter, export_cache
 from olivine.hosts.store import JobStore
 
 logger = logging.getLogger("olivine.worker")
@@ -97,14 +97,17 @@ class _JobRun:
             self.exporter = Exporter(datastore, layout)
             self.reporter.attach(self.exporter)
             logger.info("job %s: exporting to %s", self.spec.job_id, layout.url)
-            shipper = _LogShipper(self.exporter, self.log_path, self.spec.log_export_interval_s)
+            shipper = _LogShipper(
+                self.exporter, self.reporter, self.log_path, self.spec.log_export_interval_s
+            )
             bundle = self.job_dir / self.spec.bundle
             workflow = unpack(bundle, self.job_dir / "unpacked" if bundle.is_file() else None)
             self.config = workflow.to_json()
             if self.spec.resume_from:
                 source = open_export_url(self.spec.resume_from, options)
+                logger.info("seeding cache from %s", source.url)
                 count = seed_cache(source, self.cache_root, self.job_dir / "seed")
-                logger.info("resuming from %s: %d cached file(s) seeded", source.url, count)
+                logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
             result = run_workflow(
                 workflow,
@@ -142,7 +145,7 @@ class _JobRun:
         if exporter is not None:
             try:
                 if self.cache_root.is_dir():
-                    exporter.export_tree(self.cache_root, "cache", skip=skip_unfinished)
+                    export_cache(exporter, self.cache_root, "cache")
                 if state is JobStatus.SUCCEEDED:
                     exporter.export_tree(self.output_dir, "output")
             except OlivineError as exc:
@@ -154,8 +157,8 @@ class _JobRun:
             try:
                 exporter.export_log(self.log_path, "worker")
                 exporter.write_status(status)
-                # Only a finished workflow becomes a data-asset version; a failed or cancelled export
-                # is still sealed (manifest) so its cache can seed a resume.
+                # Every sealed export becomes a data-asset version, failed and cancelled ones too (their
+                # state is in the summary): users look them up to resume or inspect them.
                 exporter.finalize(
                     {
                         "status": status,
@@ -163,7 +166,7 @@ class _JobRun:
                         "metrics": self.metrics,
                         "job_id": self.spec.job_id,
                     },
-                    register_asset=state is JobStatus.SUCCEEDED,
+                    register_asset=True,
                 )
             except OlivineError as exc:
                 logger.error("could not seal the export: %s", exc)
@@ -178,10 +181,12 @@ class _JobRun:
 
 
 class _LogShipper:
-    """Exports the growing job log every ``interval_s`` seconds from a background thread."""
+    """Exports the growing job log every ``interval_s`` seconds from a background thread, and rewrites
+    ``status.json`` as the worker's heartbeat."""
 
-    def __init__(self, exporter: Exporter, log_path: Path, interval_s: float) -> None:
+    def __init__(self, exporter: Exporter, reporter: JobReporter, log_path: Path, interval_s: float) -> None:
         self.exporter = exporter
+        self.reporter = reporter
         self.log_path = log_path
         self.interval_s = interval_s
         self._done = threading.Event()
@@ -190,6 +195,7 @@ class _LogShipper:
 
     def _loop(self) -> None:
         while not self._done.wait(self.interval_s):
+            self.reporter.publish()
             if not self.log_path.is_file():
                 continue
             try:

@@ -1,0 +1,231 @@
+"""Re-attaching to a workflow from its datastore alone: status and logs without a job store record.
+
+A worker writes its status (``status.json``) and its log (``logs/worker/<nnnnnn>.log`` chunks) to its
+export, so any machine that can read the datastore can follow it: :func:`remote_status` and
+:func:`remote_logs` need only the datastore and the workflow id. :func:`job_export_logs` reads the same
+exported log for a job in the local store whose log file is gone.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from olivine.datastores.base import Datastore
+from olivine.datastores.layout import ExportLayout, latest_export, list_exports, parse_timestamp_folder
+from olivine.datastores.logs import log_chunks
+from olivine.datastores.manifest import read_manifest
+from olivine.errors import DatastoreError, JobNotFoundError
+from olivine.hosts.choice import choose_datastore
+from olivine.hosts.exports import open_export_url, open_spec_export
+from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
+from olivine.hosts.profiles import Profiles
+
+logger = logging.getLogger(__name__)
+
+#: The log stream the worker writes (see :class:`olivine.hosts.worker._LogShipper`).
+WORKER_STREAM = "worker"
+_POLL_S = 1.0
+# A running worker rewrites status.json every ``heartbeat_s``; after this many missed beats (and at
+# least _STALE_MIN_S, for clock skew between machines) a non-final status is reported as stale.
+_STALE_BEATS = 5
+_STALE_MIN_S = 120.0
+
+
+def find_export(
+    datastore: str, workflow_id: str, timestamp: str | None = None, *, profiles: Profiles | None = None
+) -> ExportLayout:
+    """The export of ``workflow_id`` on a datastore: the one at ``timestamp``, else the newest.
+
+    Args:
+        datastore: a hosts-file datastore name, an fsspec URL or a local path.
+        workflow_id: the workflow's id.
+        timestamp: an export folder name, ``yyyy-mm-dd-hh-mm-ss``.
+        profiles: the hosts file (default: the user's).
+
+    Raises:
+        JobNotFoundError: the workflow has no (such) export there.
+        ReferenceNotFoundError: ``datastore`` is not a URL, a path or a hosts-file datastore.
+    """
+    profiles = profiles or Profiles()
+    store = choose_datastore(datastore, profiles).open(profiles)
+    if timestamp is None:
+        layout = latest_export(store, workflow_id)
+    elif parse_timestamp_folder(timestamp) is None:
+        raise JobNotFoundError(f"'{timestamp}' is not an export timestamp (yyyy-mm-dd-hh-mm-ss)")
+    else:
+        found = [e for e in list_exports(store, workflow_id) if e.folder == timestamp]
+        layout = found[0] if found else None
+    if layout is None:
+        when = f" at {timestamp}" if timestamp else ""
+        raise JobNotFoundError(f"no export of workflow '{workflow_id}'{when} on {store.url_for()}")
+    return layout
+
+
+def export_status(layout: ExportLayout) -> dict[str, Any]:
+    """The export's ``status.json`` with where its parts are (URLs as this reader sees them).
+
+    Keys added to what the worker wrote: ``workflow_id``, ``timestamp``, ``paths`` (``export_root``,
+    ``cache``, ``output``, ``logs``, ``manifest``), ``sealed`` (the manifest exists: nothing more will
+    be written) and ``stale`` (a non-final status whose worker stopped beating: it probably died with
+    nobody left to record it).
+    """
+    datastore = layout.datastore
+    status = _read_json(datastore, layout.status) or {
+        "state": JobStatus.PENDING.value,
+        "message": "no status yet: the worker has not started",
+    }
+    sealed = read_manifest(datastore, layout) is not None
+    doc: dict[str, Any] = {**status, "workflow_id": layout.workflow_id, "timestamp": layout.folder}
+    doc["paths"] = {
+        "export_root": layout.url,
+        "cache": datastore.url_for(layout.cache),
+        "output": datastore.url_for(layout.output),
+        "logs": datastore.url_for(layout.logs),
+        "manifest": datastore.url_for(layout.manifest),
+    }
+    doc["sealed"] = sealed
+    doc["stale"] = not sealed and not _is_final(status) and _silent_for_too_long(status)
+    return doc
+
+
+def remote_status(
+    datastore: str, workflow_id: str, *, timestamp: str | None = None, profiles: Profiles | None = None
+) -> dict[str, Any]:
+    """The status of a workflow's newest export (or the one at ``timestamp``), from the datastore alone.
+
+    Works on any machine that can read the datastore, with no job store record. See
+    :func:`export_status` for the keys.
+    """
+    return export_status(find_export(datastore, workflow_id, timestamp, profiles=profiles))
+
+
+def remote_logs(
+    datastore: str,
+    workflow_id: str,
+    *,
+    timestamp: str | None = None,
+    follow: bool = False,
+    profiles: Profiles | None = None,
+    poll_s: float = _POLL_S,
+) -> Iterator[str]:
+    """The exported log lines of a workflow's newest export (or the one at ``timestamp``).
+
+    With ``follow``, keep polling the exported log until the export's status is final (or stale: the
+    worker stopped beating; a warning is logged). A running worker ships its log every
+    ``log_export_interval_s`` (30 s by default), so lines arrive in batches.
+    """
+    layout = find_export(datastore, workflow_id, timestamp, profiles=profiles)
+    return follow_log(layout, (lambda: _export_finished(layout)) if follow else None, poll_s=poll_s)
+
+
+def job_export_logs(
+    job: JobRecord, finished: Callable[[], bool] | None, *, profiles: Profiles | None = None
+) -> Iterator[str]:
+    """The exported log of a job in the local store (for when its local log file is gone).
+
+    Raises:
+        JobNotFoundError: the job never got an export.
+    """
+    if job.export_root is None:
+        raise JobNotFoundError(f"job {job.job_id} has no local log and no export to read its log from")
+    spec_file = Path(job.job_dir) / "job.json" if job.job_dir else None
+    if spec_file is not None and spec_file.is_file():
+        from olivine.hosts.worker import read_spec
+
+        _, layout, _ = open_spec_export(read_spec(spec_file.parent))
+    else:
+        profiles = profiles or Profiles()
+        name = job.datastore_name
+        options = profiles.datastore(name).options if name and profiles.has_datastore(name) else {}
+        layout = open_export_url(job.export_root, options)
+    return follow_log(layout, finished)
+
+
+def follow_log(
+    layout: ExportLayout,
+    finished: Callable[[], bool] | None,
+    *,
+    stream: str = WORKER_STREAM,
+    poll_s: float = _POLL_S,
+) -> Iterator[str]:
+    """Lines of an exported log stream; with ``finished``, poll for new chunks until it returns true.
+
+    ``finished`` is asked before each read, so the read after it first says true still catches the
+    last chunks (the worker ships its log before it writes its final status).
+    """
+    datastore = layout.datastore
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    partial, consumed = "", 0
+    while True:
+        done = finished is None or finished()
+        chunks = log_chunks(datastore, layout, stream)
+        for rel, _ in chunks[consumed:]:
+            lines = (partial + decoder.decode(datastore.read_bytes(rel))).split("\n")
+            partial = lines.pop()
+            yield from (line.rstrip("\r") for line in lines)
+        consumed = len(chunks)
+        if done:
+            if partial:
+                yield partial.rstrip("\r")
+            return
+        time.sleep(poll_s)
+
+
+def _export_finished(layout: ExportLayout) -> bool:
+    status = _read_json(layout.datastore, layout.status)
+    if status is not None and _is_final(status):
+        return True
+    if _silent_for_too_long(status or {}):
+        logger.warning(
+            "no news from the worker of %s for a long time (it probably died); stopped following",
+            layout.url,
+        )
+        return True
+    return False
+
+
+def _is_final(status: dict[str, Any]) -> bool:
+    try:
+        return JobStatus(status.get("state")).is_terminal()
+    except ValueError:
+        return False
+
+
+def _silent_for_too_long(status: dict[str, Any]) -> bool:
+    """Whether the worker's last status update is older than its heartbeat allows.
+
+    An export without a status is never stale: its job may wait in a host's queue for a long time.
+    """
+    beat_s = float(status.get("heartbeat_s") or 30.0)
+    last = _parse_time(status.get("updated_at"))
+    if last is None:
+        return False
+    return utc_now() - last > timedelta(seconds=max(_STALE_MIN_S, _STALE_BEATS * beat_s))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _read_json(datastore: Datastore, rel: str) -> dict[str, Any] | None:
+    """A JSON object from the datastore, or None if absent; a corrupt one is an error."""
+    if not datastore.exists(rel):
+        return None
+    try:
+        data = json.loads(datastore.read_bytes(rel))
+    except ValueError as exc:
+        raise DatastoreError(f"{datastore.url_for(rel)} is not valid JSON: {exc}") from exc
+    return data if isinstance(data, dict) else None
