@@ -54,6 +54,11 @@ def submitted(job: Any, *, created: bool = True) -> str:
         [
             f"{verb}: job {job.job_id} (workflow '{job.workflow_id}')",
             f"  host   -> {job.host_name} ({job.host_type})",
+            *(
+                [f"  seeded -> cache of {job.resume_from} (finished steps are not run again)"]
+                if job.resume_from
+                else []
+            ),
             f"  cache  -> {paths['cache']}",
             f"  output -> {paths['output']}",
             f"  follow:  olivine logs {job.job_id} --follow",

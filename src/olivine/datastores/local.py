@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import mmap
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -103,7 +103,8 @@ def _publish(target: Path, fill: Callable[[int], T], *, exclusive: bool) -> T:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # Read-write: copy_hashed maps the copy to hash it.
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             result = fill(fd)
         finally:
@@ -142,10 +143,12 @@ def _write_all(fd: int, data: Chunk) -> None:
 def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
     """Copy ``local`` into ``dst_fd`` and return ``(size, sha256)`` of the copied bytes.
 
-    The hash reads the source once through one reused buffer; the copy itself is done by the kernel
-    (``sendfile``), which is what makes ``shutil.copy`` fast. Both read the same open file, and its
-    size and mtime are checked around them: if the file changed meanwhile, the copy is redone, so the
-    hash always describes the stored bytes.
+    The kernel copies (``sendfile``, what makes ``shutil.copy`` fast), then the hash reads the copy,
+    which is still in the page cache, through a memory map: no byte passes through a Python buffer.
+    Hashing the copy rather than the source means the hash describes exactly what is stored, and the
+    map is of our own temporary file, which nobody truncates (a map of a file truncated meanwhile
+    would kill the process with SIGBUS). The source's size and mtime are checked around the copy; if
+    it changed meanwhile, the copy is redone.
     """
     with open(local, "rb") as src:
         fd = src.fileno()
@@ -155,14 +158,13 @@ def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
                 data = src.read()
                 _write_all(dst_fd, data)
                 return len(data), hashlib.sha256(data).hexdigest()
-            digest = _hash_fd(fd, before.st_size)
             copied = _kernel_copy(fd, dst_fd, before.st_size)
             after = os.fstat(fd)
             if copied == before.st_size and (after.st_size, after.st_mtime_ns) == (
                 copied,
                 before.st_mtime_ns,
             ):
-                return copied, digest
+                return copied, _hash_fd(dst_fd, copied)
             # Changed under us: start over on an empty destination.
             os.ftruncate(dst_fd, 0)
             os.lseek(dst_fd, 0, os.SEEK_SET)
@@ -171,24 +173,21 @@ def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
 
 
 _SMALL_FILE_BYTES = 1 << 20
-_buffers = threading.local()
 
 
 def _hash_fd(fd: int, size: int) -> str:
-    # pread into a per-thread buffer: no allocation per file, and no shared file position between the
-    # hash and the copy. (mmap would be a little faster but dies with SIGBUS if the file is truncated.)
-    buf: bytearray | None = getattr(_buffers, "buf", None)
-    if buf is None:
-        buf = _buffers.buf = bytearray(CHUNK_BYTES)
-    view = memoryview(buf)
+    """sha256 of the first ``size`` bytes of ``fd`` (opened for reading)."""
+    try:
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+            # One update over the whole map; hashlib releases the GIL meanwhile.
+            return hashlib.sha256(mapped).hexdigest()
+    except (OSError, ValueError):
+        pass  # a filesystem without mmap support: read it
     digest = hashlib.sha256()
     offset = 0
-    while offset < size:
-        n = os.preadv(fd, [view[: min(CHUNK_BYTES, size - offset)]], offset)
-        if n == 0:
-            break
-        digest.update(view[:n])
-        offset += n
+    while offset < size and (data := os.pread(fd, min(CHUNK_BYTES, size - offset), offset)):
+        digest.update(data)
+        offset += len(data)
     return digest.hexdigest()
 
 

@@ -8,6 +8,7 @@ file and key path.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import os
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from olivine.passes.base import PASSES, Pass, PassConfig
 class ResolvedPass:
     name: str  # the key in ``passes``
     type: str  # canonical pass type name
-    cls: type[Pass]
+    cls: builtins.type[Pass]  # `type` is a field name here
     config: PassConfig
 
     def canonical_config(self) -> dict[str, Any]:

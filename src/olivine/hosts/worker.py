@@ -235,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--job-dir", required=True, type=Path, help="the job folder (holds job.json)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
+    # Olivine's own progress at INFO; third-party libraries (onnxruntime's optimizer logs every fusion at
+    # INFO) only from WARNING, as in a local run.
+    logging.basicConfig(level=logging.WARNING, format=_LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("olivine").setLevel(logging.INFO)
     stop = threading.Event()
 
     def _on_sigterm(signum: int, frame: FrameType | None) -> None:

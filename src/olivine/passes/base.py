@@ -28,7 +28,7 @@ class PassConfig(BaseModel):
 
 @dataclass(frozen=True)
 class PassContext:
-    accelerator: Accelerator = Accelerator()
+    accelerator: Accelerator = field(default_factory=Accelerator)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("olivine.passes"))
 
 
