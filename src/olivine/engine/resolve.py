@@ -74,17 +74,18 @@ class ResolvedWorkflow:
 
     def with_paths(self, mapping: dict[str, str]) -> ResolvedWorkflow:
         """A copy with every path string equal to a key of ``mapping`` replaced by its value."""
-        data = _replace_strings(self.to_json(), mapping)
+        data = replace_strings(self.to_json(), mapping)
         return resolve(validate_config(data), config_path=None, base_dir=self.base_dir)
 
 
-def _replace_strings(value: Any, mapping: dict[str, str]) -> Any:
+def replace_strings(value: Any, mapping: dict[str, str]) -> Any:
+    """``value`` (JSON-like) with every string equal to a key of ``mapping`` replaced by its value."""
     if isinstance(value, str):
         return mapping.get(value, value)
     if isinstance(value, dict):
-        return {k: _replace_strings(v, mapping) for k, v in value.items()}
+        return {k: replace_strings(v, mapping) for k, v in value.items()}
     if isinstance(value, list):
-        return [_replace_strings(v, mapping) for v in value]
+        return [replace_strings(v, mapping) for v in value]
     return value
 
 

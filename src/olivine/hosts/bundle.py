@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from olivine.engine.resolve import ResolvedWorkflow, load_workflow
+from olivine.engine.resolve import ResolvedWorkflow, load_workflow, replace_strings
 from olivine.errors import HostError
 from olivine.hosts.jobs import utc_now
 
@@ -122,7 +122,7 @@ def build(workflow: ResolvedWorkflow, dest: str | Path) -> Bundle:
     for path, entry in zip(sources, entries, strict=True):
         # A folder may be written with a trailing slash; both spellings name the same entry.
         mapping[str(path)] = mapping[f"{path}{os.sep}"] = entry.path
-    config = _rewrite(workflow.to_json(), mapping)
+    config = replace_strings(workflow.to_json(), mapping)
     # The bundle is what a host runs: it must not ask to be submitted again.
     config.pop("workflow_host", None)
     _write_json(root / "workflow.json", config)
@@ -328,16 +328,6 @@ def _extract_tar(path: Path, dest: Path) -> None:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as exc:
         raise HostError(f"cannot unpack bundle {path}: {exc}") from exc
-
-
-def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return mapping.get(value, value)
-    if isinstance(value, dict):
-        return {k: _rewrite(v, mapping) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite(v, mapping) for v in value]
-    return value
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from olivine.errors import HostError, NotSupportedError
 from olivine.hosts.abandoned import close_export
-from olivine.hosts.base import Host
 from olivine.hosts.bundle import Bundle
 from olivine.hosts.jobs import JobRecord, JobSpec, JobStatus
-from olivine.hosts.process import job_process_alive, mark_if_dead, process_start_ticks
+from olivine.hosts.local_process import LocalProcessHost
+from olivine.hosts.process import job_process_alive, process_start_ticks
 
 logger = logging.getLogger(__name__)
 
 
-class LocalSystemHost(Host):
+class LocalSystemHost(LocalProcessHost):
     """Runs each job in the calling process and returns when it ends."""
 
     type_name = "LocalSystem"
@@ -51,15 +50,6 @@ class LocalSystemHost(Host):
         log_file = Path(job.log_path) if job.log_path else None
         run_job(Path(job.job_dir), spec=spec, log_file=log_file)
         return self.store.get(job.job_id)
-
-    def refresh(self, job: JobRecord) -> JobRecord:
-        return mark_if_dead(self.store, job)
-
-    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
-        job = self.store.get(job_id)
-        if job.log_path is None:
-            return iter(())
-        return self._file_lines(Path(job.log_path), job.job_id, follow)
 
     def cancel(self, job_id: str, *, timeout_s: float | None = None) -> JobRecord:
         job = self.status(job_id)

@@ -15,16 +15,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 from olivine.config.systems import LocalWorkerConfig
 from olivine.errors import HostError
 from olivine.hosts.abandoned import close_export
-from olivine.hosts.base import Host
 from olivine.hosts.bundle import Bundle
 from olivine.hosts.jobs import ErrorKind, JobRecord, JobSpec, JobStatus
-from olivine.hosts.process import mark_if_dead, process_start_ticks, signal_group, wait_gone
+from olivine.hosts.local_process import LocalProcessHost
+from olivine.hosts.process import process_start_ticks, signal_group, wait_gone
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ logger = logging.getLogger(__name__)
 _KILL_WAIT_S = 5.0
 
 
-class LocalWorkerHost(Host):
+class LocalWorkerHost(LocalProcessHost):
     """Runs each job in a detached ``python -m olivine.hosts.worker`` process."""
 
     type_name = "LocalWorker"
@@ -81,15 +79,6 @@ class LocalWorkerHost(Host):
             pid=proc.pid,
             host_info={**job.host_info, "pid_start_ticks": process_start_ticks(proc.pid), "python": python},
         )
-
-    def refresh(self, job: JobRecord) -> JobRecord:
-        return mark_if_dead(self.store, job)
-
-    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
-        job = self.store.get(job_id)
-        if job.log_path is None:
-            return iter(())
-        return self._file_lines(Path(job.log_path), job.job_id, follow)
 
     def cancel(self, job_id: str, *, timeout_s: float | None = None) -> JobRecord:
         job = self.status(job_id)
