@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tiny_models import write_onnx_mlp
 
 pytestmark = pytest.mark.integration
@@ -27,10 +29,8 @@ def home(tmp_path: Path) -> Iterator[Path]:
     done = _cli(home, "list", "--json", cwd=tmp_path)
     for job in json.loads(done.stdout or "[]"):
         if job["state"] in ("PENDING", "RUNNING") and job.get("pid"):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(job["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _cli(home: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_models import write_mlp, write_tiny_bert
 
 from olivine.api import load, run_local
 from olivine.errors import PassRunError
+from tiny_models import write_mlp, write_tiny_bert
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def _bert_config(folder: Path) -> dict[str, Any]:
             },
             "quantize": {"type": "OnnxDynamicQuantization", "per_channel": True},
         },
-        "engine": {"evaluator": "e", "log_severity_level": 1},
+        "engine": {"evaluator": "e", "log_severity_level": 1, "evaluate_intermediate_models": True},
     }
 
 
@@ -178,3 +179,33 @@ def test_cli_verbose_shows_traceback_on_workflow_failure(tmp_path: Path) -> None
     assert quiet.returncode == loud.returncode == 1
     assert "pass 'c' failed" in quiet.stderr and "Traceback" not in quiet.stderr
     assert "Traceback" in loud.stderr
+
+
+def test_engine_evaluates_only_input_and_final_model_by_default(tmp_path: Path) -> None:
+    cfg = _bert_config(tmp_path)
+    del cfg["engine"]["evaluate_intermediate_models"]
+    result = run_local(load(_write_config(tmp_path, cfg)))
+    assert [c.metrics is not None for c in result.candidates] == [False, False, True]
+    assert result.input_metrics is not None
+    assert result.best is not None and result.best.pass_name == "quantize"  # the only evaluated candidate
+    assert len(list((tmp_path / "cache" / "tiny_bert" / "evaluations").glob("*.json"))) == 2
+
+
+def test_cli_local_flag_ignores_workflow_host(tmp_path: Path) -> None:
+    cfg = {
+        "input_model": write_mlp(tmp_path / "mlp"),
+        "passes": {"c": {"type": "OnnxConversion"}},
+        "systems": {"w": {"type": "LocalWorker"}},
+        "workflow_host": "w",
+    }
+    env_home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-m", "olivine", "run", "--config", str(_write_config(tmp_path, cfg)), "--local"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "OLIVINE_HOME": str(env_home)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "best model: c" in result.stdout
+    assert not (env_home / "jobs.db").exists()  # nothing was submitted

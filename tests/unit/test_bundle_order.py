@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tiny_models import write_onnx_mlp
-
 from olivine.engine.resolve import load_workflow
 from olivine.hosts import bundle
+from tiny_models import write_onnx_mlp
 
 
 def test_bundle_unpack_keeps_pass_order_when_names_are_not_sorted(tmp_path: Path) -> None:

@@ -67,7 +67,9 @@ def test_input_model_id_does_not_depend_on_location(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.onnx").write_bytes(b"same")
-    ids = {input_model_id(ModelHandle("onnx", {"model_path": str(tmp_path / n / "model.onnx")})) for n in "ab"}
+    ids = {
+        input_model_id(ModelHandle("onnx", {"model_path": str(tmp_path / n / "model.onnx")})) for n in "ab"
+    }
     assert len(ids) == 1
 
 
@@ -101,7 +103,9 @@ def test_cache_relocated_folder_still_loads(tmp_path: Path) -> None:
     cache.commit_run("a" * 64, staging, ModelHandle("onnx", {"model_path": str(staging / "model")}), {})
     (tmp_path / "one").rename(tmp_path / "two")
     moved = WorkflowCache(tmp_path / "two", "wf").load_run("a" * 64)
-    assert moved is not None and moved.model.model_path == str((tmp_path / "two/wf/runs" / ("a" * 64) / "model"))
+    assert moved is not None and moved.model.model_path == str(
+        tmp_path / "two/wf/runs" / ("a" * 64) / "model"
+    )
 
 
 def test_write_json_atomic_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ def test_config_misspelled_nested_key_suggests_the_right_one() -> None:
 
 
 def test_config_misspelled_accelerator_key_has_full_path() -> None:
-    systems = {"local": {"type": "LocalSystem", "accelerators": [{"device": "cpu", "execution_provider": []}]}}
+    systems = {
+        "local": {"type": "LocalSystem", "accelerators": [{"device": "cpu", "execution_provider": []}]}
+    }
     err = _error(_base(systems=systems))
     assert err.path == "systems.local.accelerators.0.execution_provider"
     assert "execution_providers" in str(err)
@@ -130,7 +132,9 @@ def test_config_unknown_latency_sub_type_is_refused() -> None:
 
 def test_config_legacy_search_algorithm_is_translated() -> None:
     cfg = validate_config(
-        _base(search_strategy={"search_algorithm": "exhaustive", "search_algorithm_config": {"num_samples": 3}})
+        _base(
+            search_strategy={"search_algorithm": "exhaustive", "search_algorithm_config": {"num_samples": 3}}
+        )
     )
     strategy = cfg.engine.search_strategy
     assert not isinstance(strategy, bool) and strategy is not None
@@ -144,7 +148,9 @@ def test_config_datastore_refuses_inline_credentials() -> None:
 
 
 def test_config_pass_params_flat_or_nested_are_merged() -> None:
-    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": True, "config": {"weight_type": "QUInt8"}}}
+    passes = {
+        "q": {"type": "OnnxDynamicQuantization", "per_channel": True, "config": {"weight_type": "QUInt8"}}
+    }
     cfg = validate_config(_base(passes=passes))
     entry = cfg.passes["q"]
     assert not isinstance(entry, list)
@@ -154,7 +160,9 @@ def test_config_pass_params_flat_or_nested_are_merged() -> None:
 def test_config_yaml_and_json_files_load_the_same(tmp_path: Path) -> None:
     data = {"input_model": {"type": "HfModel", "model_path": "m", "task": "feature-extraction"}}
     (tmp_path / "c.json").write_text(json.dumps(data))
-    (tmp_path / "c.yaml").write_text("input_model:\n  type: HfModel\n  model_path: m\n  task: feature-extraction\n")
+    (tmp_path / "c.yaml").write_text(
+        "input_model:\n  type: HfModel\n  model_path: m\n  task: feature-extraction\n"
+    )
     a, b = load_config(tmp_path / "c.json"), load_config(tmp_path / "c.yaml")
     assert isinstance(a.input_model, HfModelConfig)
     assert a == b

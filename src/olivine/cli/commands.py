@@ -38,6 +38,9 @@ def add_commands(sub: Any) -> None:
         help="submit to this host (a system in the config or a "
         "profile in the hosts file); overrides workflow_host",
     )
+    run.add_argument(
+        "--local", action="store_true", help="run in this process, ignoring workflow_host (no job, no export)"
+    )
     run.add_argument("--datastore", metavar="NAME|URL", help="export to this datastore (name or fsspec URL)")
     run.add_argument(
         "--follow",
@@ -143,7 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     workflow = api.load(args.config)
     _setup_logging(args, workflow.config.engine.log_severity_level)
-    host = args.host or workflow.config.workflow_host
+    if args.local and args.host:
+        raise _usage("--local and --host exclude each other")
+    host = None if args.local else args.host or workflow.config.workflow_host
     if host is None:
         return _run_here(args, workflow)
     submission = api.submit(

@@ -47,6 +47,9 @@ class EngineConfig(StrictModel):
     target: str | SystemConfig | None = None
     evaluator: str | EvaluatorConfig | None = None
     evaluate_input_model: bool = True
+    #: Olivine's key: also evaluate every intermediate pass output and pick the best of all of them.
+    #: Olive (without search) evaluates only the final model of the flow, which is the default here too.
+    evaluate_intermediate_models: bool = False
     output_dir: str = "olivine-output"
     cache_dir: str = ".olivine-cache"
     clean_cache: bool = False

@@ -125,7 +125,8 @@ def run_workflow(
             parent_id=run.record.get("input_model_id"),
             run_dir=run.run_dir,
         )
-        if evaluator is not None:
+        is_final = index == len(names)
+        if evaluator is not None and (is_final or engine.evaluate_intermediate_models):
             _check_stop(stop)
             evaluation = evaluator.evaluate(model_id, model, f"'{rpass.name}' output")
             candidate.metrics = evaluation.metrics
@@ -224,8 +225,10 @@ def _pick_best(
 ) -> Candidate | None:
     if not candidates:
         return None
-    if workflow.evaluator is None or any(c.metrics is None for c in candidates):
+    evaluated = [c for c in candidates if c.metrics is not None]
+    if workflow.evaluator is None or not evaluated:
         return candidates[-1]
+    candidates = evaluated
     from olivine.evaluate.goals import rank_key, resolve_goals
     from olivine.evaluate.results import MetricValue
 
