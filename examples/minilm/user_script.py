@@ -81,14 +81,13 @@ def fidelity_stats(
     return {"mean": float(cosines.mean()), "min": float(cosines.min())}
 
 
-def _reference_folder(input_model: ModelHandle | None, model_dir: str | None) -> Path:
+def _reference_model(input_model: ModelHandle | None, model_dir: str | None) -> ModelHandle:
     """The PyTorch model the reference embeddings come from: ``model_dir`` if given (relative to this
     script), else the workflow's input model (Olivine passes it as ``input_model``), else ``./model``."""
-    if model_dir is not None:
-        return (HERE / model_dir).resolve()
-    if input_model is not None and input_model.kind == "hf" and input_model.model_path:
-        return Path(input_model.model_path)
-    return (HERE / "model").resolve()
+    if model_dir is None and input_model is not None and input_model.kind == "hf" and input_model.model_path:
+        return input_model
+    folder = (HERE / (model_dir or "model")).resolve()
+    return ModelHandle("hf", {"model_path": str(folder), "task": "feature-extraction"})
 
 
 def _cosines(
@@ -107,14 +106,15 @@ def _cosines(
     ``data_dir`` (the metric's ``user_config.data_dir``) holds ``sentences_file``; without it the file is
     looked up beside this script. Both are passed by Olivine, which bundles ``data_dir`` for remote runs.
     """
-    folder = _reference_folder(input_model, model_dir)
+    reference_model = _reference_model(input_model, model_dir)
+    folder = Path(str(reference_model.model_path)).resolve()
     sentences = _sentences(Path(data_dir or HERE) / sentences_file, max_samples)
     providers = _providers(execution_providers)
     key = json.dumps(
         [model.to_json(), _file_stamps(model), providers, str(folder), len(sentences)], default=str
     )
     if key not in _COSINES:
-        reference = _reference(folder, sentences)
+        reference = _reference(reference_model, sentences)
         if model.kind == "hf" and model.model_path and Path(model.model_path).resolve() == folder:
             candidate = reference  # the reference model itself (the input model): no second pass over it
         else:
@@ -165,8 +165,9 @@ def _embed(run: Any, input_names: list[str], folder: Path, sentences: list[str])
     return np.concatenate(chunks)
 
 
-def _reference(folder: Path, sentences: list[str]) -> np.ndarray:
+def _reference(reference_model: ModelHandle, sentences: list[str]) -> np.ndarray:
     """The PyTorch fp32 embeddings: memoised per process and on disk under a content hash."""
+    folder = Path(str(reference_model.model_path)).resolve()
     digest = _reference_hash(folder, sentences)
     if digest in _REFERENCES:
         return _REFERENCES[digest]
@@ -174,18 +175,9 @@ def _reference(folder: Path, sentences: list[str]) -> np.ndarray:
     if cache.is_file():
         _REFERENCES[digest] = np.load(cache)
         return _REFERENCES[digest]
-    import torch
-    from transformers import AutoModel
-
-    module = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
-    names = ["input_ids", "token_type_ids", "attention_mask"]
-
-    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            out = module(**{k: torch.from_numpy(v) for k, v in feed.items()})
-        return out.last_hidden_state.numpy()
-
-    embeddings = _embed(run, names, folder, sentences)
+    # open_runner shares the module Olivine loaded to evaluate the input model (no second load).
+    runner = open_runner(reference_model)
+    embeddings = _embed(lambda feed: runner.run(feed)[0], list(runner.input_names), folder, sentences)
     cache.parent.mkdir(exist_ok=True)
     tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, embeddings)

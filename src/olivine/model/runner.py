@@ -98,9 +98,9 @@ class TorchRunner:
     """Runs a PyTorch or Hugging Face model under ``torch.inference_mode`` on the CPU."""
 
     def __init__(self, model: ModelHandle) -> None:
-        from olivine.model.loaders import load_torch_module, torch_input_names
+        from olivine.model.loaders import torch_input_names
 
-        self.module = load_torch_module(model)
+        self.module = _shared_module(model)
         self.input_names = torch_input_names(model, self.module)
         self.output_names: list[str] = []
 
@@ -115,6 +115,25 @@ class TorchRunner:
         with torch.inference_mode():
             out = call_module(self.module, self.input_names, tensors)
         return _flatten_outputs(out)
+
+
+# The last PyTorch module loaded for inference, keyed by the handle and its files' sizes and times.
+# Evaluation opens several runners on one model (latency, then a custom metric that computes reference
+# outputs); loading a Hugging Face model costs seconds each time. Runners never modify the module.
+_LAST_MODULE: dict[str, Any] = {}
+
+
+def _shared_module(model: ModelHandle) -> Any:
+    import json
+
+    from olivine.model.loaders import load_torch_module
+
+    stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in model.files()]
+    key = json.dumps([model.to_json(), stamps], sort_keys=True, default=str)
+    if key not in _LAST_MODULE:
+        _LAST_MODULE.clear()  # keep one model in memory at most
+        _LAST_MODULE[key] = load_torch_module(model)
+    return _LAST_MODULE[key]
 
 
 def _flatten_outputs(out: Any) -> list[np.ndarray]:
