@@ -31,7 +31,7 @@ OLIVINE_SRC = BENCH.parent / "src"
 #: System types Olive 0.13 accepts.
 OLIVE_SYSTEM_TYPES = frozenset({"LocalSystem", "PythonEnvironment", "Docker", "AzureML", "IsolatedORT"})
 #: Keys only Olivine understands, dropped from the top level and from ``engine``.
-OLIVINE_ONLY_KEYS = ("workflow_host", "datastores")
+OLIVINE_ONLY_KEYS = ("workflow_host", "datastores", "evaluate_intermediate_models")
 _PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path", "user_script")
 ADAPTER_FUNC = "evaluate"
 
