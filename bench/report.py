@@ -140,7 +140,7 @@ def goal_rows(results: dict[str, Any]) -> list[GoalRow]:
             "-",
             "-",
             submit.get("goal", "-") if submit else "-",
-            submit.get("status", "measured") if submit else TODO + " (helper-4's bench code)",
+            submit.get("status", "measured") if submit else TODO + " (bench/submit_latency.py missing)",
         )
     )
     return rows

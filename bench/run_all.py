@@ -147,7 +147,7 @@ def parse_export_output(text: str) -> dict[str, float]:
 def stage_export(quick: bool) -> dict[str, Any]:
     script = BENCH / "export_throughput.py"
     if not script.is_file():
-        raise RuntimeError("bench/export_throughput.py (helper-3) is missing")
+        raise RuntimeError("bench/export_throughput.py is missing")
     args = ["--mb", "50", "--rounds", "1"] if quick else ["--mb", "200", "--rounds", "3"]
     done = subprocess.run([str(MAIN_PYTHON), str(script), *args], capture_output=True, text=True, check=False)
     print(done.stdout, end="")
@@ -157,7 +157,7 @@ def stage_export(quick: bool) -> dict[str, Any]:
 
 
 def stage_submit(out: Path) -> dict[str, Any] | None:
-    """helper-4's submit-latency benchmark, if it exists (``bench/submit_latency.py``); else ``None``."""
+    """The submit-latency benchmark, if it exists (``bench/submit_latency.py``); else ``None``."""
     script = BENCH / "submit_latency.py"
     if not script.is_file():
         return None
