@@ -1,17 +1,19 @@
 """Custom metrics for the MiniLM example: how close a candidate's sentence embeddings stay to PyTorch fp32.
 
-Olive's ``evaluate_func`` signature: ``func(model, device, execution_providers, **evaluate_func_kwargs)``.
+Olive's ``evaluate_func`` signature: ``func(model, device, execution_providers, **evaluate_func_kwargs)``;
+Olivine also passes ``input_model`` (the reference model) and ``data_dir`` (the folder holding the
+sentences), which travel with the workflow when it is submitted to a host.
 
 - ``fidelity``: mean cosine similarity over ``data/sentences.txt`` (higher is better, 1.0 = identical).
-- ``fidelity_min``: the worst sentence's cosine similarity.
-- ``fidelity_stats``: both, as ``{"mean": ..., "min": ...}`` for a metric with those two sub-types.
+- ``fidelity_stats``: mean and worst sentence, as ``{"mean": ..., "min": ...}`` for a metric with those two
+  sub-types.
 
 Embeddings are sentence-transformers' recipe for all-MiniLM-L6-v2: mean of the last hidden state over
 non-padding tokens, L2-normalised. Sentences are tokenized with the model folder's tokenizer in batches of
 32, padded to the longest in the batch, truncated at 128 tokens. The fp32 reference embeddings are computed
 once with transformers, memoised per process and stored as ``.fidelity_cache/reference-<hash>.npy`` (the
 hash covers the model files, the sentences and the settings), so reruns do not recompute them. A
-candidate's cosines are memoised per process too, so ``fidelity`` and ``fidelity_min`` share one run.
+candidate's cosines are memoised per process too, so ``fidelity`` and ``fidelity_stats`` share one run.
 """
 
 from __future__ import annotations
@@ -49,21 +51,6 @@ def fidelity(
         model, device, execution_providers, input_model=input_model, data_dir=data_dir, **kwargs
     )
     return float(cosines.mean())
-
-
-def fidelity_min(
-    model: ModelHandle,
-    device: str = "cpu",
-    execution_providers: Any = None,
-    input_model: ModelHandle | None = None,
-    data_dir: str | None = None,
-    **kwargs: Any,
-) -> float:
-    """Lowest per-sentence cosine similarity (the worst case hidden by the mean)."""
-    cosines = _cosines(
-        model, device, execution_providers, input_model=input_model, data_dir=data_dir, **kwargs
-    )
-    return float(cosines.min())
 
 
 def fidelity_stats(
