@@ -43,7 +43,7 @@ def result_json(result: WorkflowResult) -> dict[str, Any]:
 
 
 def local_plan(workflow: ResolvedWorkflow, cache_dir: Path, output_dir: Path) -> str:
-    lines = [f"workflow '{workflow.workflow_id}' would run in this process (no workflow_host)"]
+    lines = [f"workflow '{workflow.workflow_id}' would run in this process (no host: no job, no export)"]
     lines.append(
         f"  input model: {workflow.config.input_model.type} {workflow.config.input_model.model_path}"
     )
