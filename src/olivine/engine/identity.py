@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from olivine.engine.keys import hash_json, hash_tree
-from olivine.model.handle import ModelHandle
-
-_PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path")
+from olivine.model.handle import PATH_KEYS, ModelHandle
 
 
 def input_model_id(model: ModelHandle) -> str:
     described: dict[str, Any] = {"type": model.type_name}
     for key, value in sorted(model.config.items()):
-        if key in _PATH_KEYS and value:
+        if key in PATH_KEYS and value:
             described[key] = {"sha256": hash_tree(Path(str(value)))}
         else:
             described[key] = value

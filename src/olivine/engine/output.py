@@ -60,8 +60,6 @@ def write_outputs(
         model_dir = out_dir / "model"
         staging = out_dir / ".model.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        from olivine.engine.run import copy_model
-
         copied = copy_model(best.model, staging)
         shutil.rmtree(model_dir, ignore_errors=True)
         staging.rename(model_dir)
@@ -118,3 +116,17 @@ def history_table(input_model: Candidate, candidates: list[Candidate], best_id: 
     ]
     rendered.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(rendered) + "\n"
+
+
+def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
+    """Copy a model's files into ``dest`` and return the handle pointing there."""
+    if model.model_path is None:
+        return model
+    src = Path(model.model_path)
+    if src.is_dir():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return model.with_config(model_path=str(dest))
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in model.files():
+        shutil.copy2(file, dest / file.name)
+    return model.with_config(model_path=str(dest / src.name))

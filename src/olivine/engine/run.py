@@ -8,7 +8,6 @@ model of the flow is the output, as in Olive.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 import traceback
@@ -239,17 +238,3 @@ def _pick_best(
     metrics = workflow.evaluator.metrics
     # min() keeps the first of equals, so ties go to the earlier (simpler) model in the flow.
     return min(candidates, key=lambda c: rank_key(values(c.metrics or {}), metrics, goals))
-
-
-def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
-    """Copy a model's files into ``dest`` and return the handle pointing there."""
-    if model.model_path is None:
-        return model
-    src = Path(model.model_path)
-    if src.is_dir():
-        shutil.copytree(src, dest, dirs_exist_ok=True)
-        return model.with_config(model_path=str(dest))
-    dest.mkdir(parents=True, exist_ok=True)
-    for file in model.files():
-        shutil.copy2(file, dest / file.name)
-    return model.with_config(model_path=str(dest / src.name))

@@ -16,8 +16,8 @@ ModelKind = Literal["onnx", "pytorch", "hf"]
 
 _TYPE_OF_KIND: dict[str, str] = {"onnx": "ONNXModel", "pytorch": "PyTorchModel", "hf": "HfModel"}
 _KIND_OF_TYPE = {v: k for k, v in _TYPE_OF_KIND.items()}
-# Keys whose values are local paths, per kind (relativized when stored in the cache).
-_PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path")
+#: Model config keys whose values are local paths (relativized in the cache, content-hashed for ids).
+PATH_KEYS = ("model_path", "model_script", "script_dir", "adapter_path")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ModelHandle:
         cfg = dict(self.config)
         if relative_to is not None:
             base = relative_to.resolve()
-            for key in _PATH_KEYS:
+            for key in PATH_KEYS:
                 if cfg.get(key):
                     path = Path(str(cfg[key])).resolve()
                     if path.is_relative_to(base):
@@ -80,7 +80,7 @@ class ModelHandle:
         kind = _KIND_OF_TYPE[str(data["type"])]
         cfg = dict(data.get("config") or {})
         if relative_to is not None:
-            for key in _PATH_KEYS:
+            for key in PATH_KEYS:
                 if cfg.get(key) and not os.path.isabs(str(cfg[key])):
                     cfg[key] = str((relative_to / str(cfg[key])).resolve())
         return cls(kind=kind, config=cfg)  # type: ignore[arg-type]
