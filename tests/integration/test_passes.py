@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from onnx.external_data_helper import uses_external_data
 from pydantic import ValidationError
 
 from olivine.errors import ConfigError
@@ -229,6 +230,24 @@ def test_dynamic_quantization_shrinks_mlp_and_stays_close(onnx_mlp: ModelHandle,
     feed = {"input": np.random.default_rng(2).standard_normal((4, MLP_IN)).astype(np.float32)}
     want = open_runner(onnx_mlp).run(feed)[0]
     np.testing.assert_allclose(open_runner(out).run(feed)[0], want, atol=0.1 * float(np.abs(want).max()))
+
+
+@pytest.mark.integration
+def test_dynamic_quantization_writes_one_file_unless_external_data_is_asked(
+    onnx_mlp: ModelHandle, tmp_path: Path
+) -> None:
+    single = run_pass("OnnxDynamicQuantization", onnx_mlp, tmp_path / "single")
+    assert sorted(p.name for p in single.files()) == [single.onnx_path.name]
+    assert not any(uses_external_data(t) for t in onnx.load(str(single.onnx_path)).graph.initializer)
+    split = run_pass(
+        "OnnxDynamicQuantization", onnx_mlp, tmp_path / "split", save_as_external_data=True, size_threshold=0
+    )
+    assert any(
+        uses_external_data(t)
+        for t in onnx.load(str(split.onnx_path), load_external_data=False).graph.initializer
+    )
+    feed = {"input": np.random.default_rng(3).standard_normal((2, MLP_IN)).astype(np.float32)}
+    np.testing.assert_array_equal(open_runner(split).run(feed)[0], open_runner(single).run(feed)[0])
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from olivine.data.params import (
 from olivine.data.tables import TABLE_FORMATS, Row, parse_split, read_rows, slice_rows
 from olivine.data.user_script import resolve_path
 from olivine.errors import ConfigError, DataError, MissingDependencyError, NotSupportedError
+from olivine.hf_import import import_transformers
 
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 _FALLBACK_VOCAB = 100
@@ -98,11 +99,11 @@ def load_tokenizer(model_name: str | None, tokenizer_path: str | None, base_dir:
             "folder with the tokenizer files)"
         )
     try:
-        from transformers import AutoTokenizer
+        auto_tokenizer = import_transformers().AutoTokenizer
     except ModuleNotFoundError as exc:
         raise MissingDependencyError("tokenizing needs transformers: pip install 'olivine[hf]'") from exc
     try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return auto_tokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot load a tokenizer from {folder}: {exc}") from exc
 

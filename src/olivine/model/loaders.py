@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from olivine.errors import ModelLoadError
+from olivine.hf_import import import_transformers
 from olivine.model.handle import ModelHandle
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _load_pytorch(model: ModelHandle) -> Any:
 
 
 def _load_hf(model: ModelHandle) -> Any:
-    import transformers
+    transformers = import_transformers()
 
     path = model.model_path
     if path is None or not Path(path).is_dir():
@@ -246,7 +247,7 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
 
 def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
     """The tokenizer's ``model_input_names`` for a local HF model folder (BERT's three if none is found)."""
-    import transformers
+    transformers = import_transformers()
 
     path = model.model_path
     try:

@@ -17,7 +17,7 @@ from pydantic import model_validator
 from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.passes.base import Pass, PassConfig, PassContext
-from olivine.passes.onnx_conversion import ExternalDataConfig, onnx_output_handle, save_onnx_model
+from olivine.passes.onnx_conversion import ExternalDataConfig, onnx_output_handle, publish_onnx_file
 
 _LEGACY_WEIGHT_TYPES = {"QInt8": "int8", "QUInt8": "uint8"}
 # Olive 0.8 exposed these extra options as top-level parameters.
@@ -105,17 +105,26 @@ class OnnxDynamicQuantization(Pass):
                     weight_type=QuantType.QInt8 if cfg.precision == "int8" else QuantType.QUInt8,
                     nodes_to_quantize=nodes_to_quantize,
                     nodes_to_exclude=nodes_to_exclude,
-                    # Always external while in the temp folder, so models near 2 GB do not fail here.
-                    use_external_data_format=True,
+                    # External in the temp folder unless the model is far from the 2 GB protobuf limit;
+                    # a single file is then moved into place without another load and save.
+                    use_external_data_format=_model_bytes(source) >= _SINGLE_FILE_BYTES,
                     extra_options=_extra_options(cfg, ctx),
                 )
-                proto = onnx.load(str(output))
             except Exception as exc:  # onnxruntime.quantization raises ValueError, AttributeError, ...
                 raise PassRunError(self.name, f"quantize_dynamic failed on {source}: {exc}") from exc
-        save_onnx_model(proto, output_dir / source.name, cfg)
+            proto = publish_onnx_file(output, output_dir / source.name, cfg)
         counts = _quantized_op_counts(proto)
         ctx.logger.info("dynamic quantization (%s): %s", cfg.precision, counts or "no quantized operators")
         return onnx_output_handle(model, output_dir, source.name, model.attributes)
+
+
+#: Models whose files (graph + external data) are below this quantize straight into one file.
+_SINGLE_FILE_BYTES = 1 << 30
+
+
+def _model_bytes(onnx_file: Path) -> int:
+    """The bytes of an ONNX model folder: the graph file and every file beside it (its external data)."""
+    return sum(p.stat().st_size for p in onnx_file.parent.iterdir() if p.is_file())
 
 
 def _preprocess(source: Path, tmp_dir: Path, ctx: PassContext) -> Path:

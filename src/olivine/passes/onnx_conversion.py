@@ -9,6 +9,7 @@ the ONNX save helper the other ONNX passes share.
 from __future__ import annotations
 
 import inspect
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -46,10 +47,7 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
     """Write ``proto`` to ``path``; weights go to external data when asked or when the model is >= 2 GB."""
     import onnx
 
-    external = config.save_as_external_data
-    if not external:
-        size = proto.ByteSize()
-        external = size <= 0 or size >= _MAX_PROTOBUF_BYTES
+    external = config.save_as_external_data or _needs_external_data(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not external:
         onnx.save_model(proto, str(path))
@@ -63,6 +61,62 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
         size_threshold=config.size_threshold,
         convert_attribute=config.convert_attribute,
     )
+
+
+def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
+    """Give the model a library wrote to ``written`` its final place ``path``; returns its graph.
+
+    A single-file model that may stay single-file is moved as is: loading and re-serializing ~100 MB
+    costs about half a second and changes nothing. Otherwise it is loaded and saved with
+    :func:`save_onnx_model`. The returned proto never holds the weights' bytes (only the graph is read).
+    """
+    import onnx
+
+    proto = onnx.load(str(written), load_external_data=False)
+    stays_single = (
+        not config.save_as_external_data
+        and not _has_external_data(proto)
+        and written.stat().st_size < _MAX_PROTOBUF_BYTES
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if stays_single:
+        shutil.move(written, path)
+        return proto
+    full = onnx.load(str(written))
+    save_onnx_model(full, path, config)
+    return proto
+
+
+def _needs_external_data(
+    proto: onnx.ModelProto, limit: int = _MAX_PROTOBUF_BYTES, margin: int = 256 << 20
+) -> bool:
+    """Whether ``proto`` is too big for one protobuf file (``limit``: 2 GiB).
+
+    ``ByteSize()`` serializes the whole model to count it (~0.2 s per 100 MB), so it is asked only when
+    the tensors' own bytes (initializers and constant attributes, nearly all of a model) come within
+    ``margin`` of the limit.
+    """
+    tensor_bytes = sum(_tensor_bytes(t) for t in proto.graph.initializer)
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensor_bytes += _tensor_bytes(attr.t)
+    if tensor_bytes < limit - margin:
+        return False
+    size = proto.ByteSize()
+    return size <= 0 or size >= limit
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor's data takes (raw or typed fields; 8 bytes per typed element is an upper bound)."""
+    typed = len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data) + len(tensor.double_data)
+    return len(tensor.raw_data) + 8 * typed + sum(len(v) for v in tensor.string_data)
+
+
+def _has_external_data(proto: onnx.ModelProto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
 
 
 def onnx_output_handle(
@@ -124,7 +178,6 @@ class OnnxConversion(Pass):
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         """Export ``model``; the output handle carries the io_config and (for HF) the model's config."""
-        import onnx
 
         from olivine.model.loaders import get_dummy_inputs, get_io_config, load_torch_module
 
@@ -149,10 +202,9 @@ class OnnxConversion(Pass):
             tmp_path = Path(tmp) / ONNX_FILE_NAME
             try:
                 _export(exportable, args, tmp_path, input_names, output_names, dynamic_axes, cfg)
-                proto = onnx.load(str(tmp_path))
             except Exception as exc:  # torch.onnx raises many unrelated types
                 raise PassRunError(self.name, f"torch.onnx.export ({exporter}) failed: {exc}") from exc
-        save_onnx_model(proto, output_dir / ONNX_FILE_NAME, cfg)
+            proto = publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         io_config = {**io_config, "output_names": [o.name for o in proto.graph.output]}
         io_config.pop("dynamic_shapes", None)
         attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
