@@ -5,6 +5,8 @@ Usage: ``.venv/bin/python bench/cli_startup.py [--runs 10] [--json OUT]``
 Every command runs ``--runs`` times, interleaved (one of each per round), wall time from process start
 to exit; reported as medians. A command that does not exist in this Olivine (or exits non-zero on its
 first try) is reported as skipped with its exit code. ``python -c pass`` in Olivine's venv is the floor.
+``olivine status`` and ``olivine list`` need a job: when the given ``OLIVINE_HOME`` has none, one is made
+first by running a one-node ONNX workflow through the ``LocalSystem`` host (not timed).
 """
 
 from __future__ import annotations
@@ -34,21 +36,62 @@ def commands() -> dict[str, list[str]]:
     }
 
 
+def make_job(folder: Path, env: dict[str, str]) -> None:
+    """Run a one-node ONNX workflow (y = x + 1) through the LocalSystem host, so the job store has a job.
+
+    Raises:
+        RuntimeError: the run failed (its output is in the message).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    one = numpy_helper.from_array(np.ones((1, 4), dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["y"])],
+        "add_one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "model").mkdir(exist_ok=True)
+    onnx.save_model(model, str(folder / "model" / "model.onnx"))
+    config = {
+        "workflow_id": "cli-bench",
+        "input_model": {"type": "ONNXModel", "model_path": "model/model.onnx"},
+        "systems": {"local_system": {"type": "LocalSystem"}},
+        "workflow_host": "local_system",
+        "output_dir": "output",
+        "cache_dir": "cache",
+    }
+    (folder / "cli-bench.json").write_text(json.dumps(config), encoding="utf-8")
+    log = folder / "cli-bench.log"
+    done = run_timed([OLIVINE, "run", "--config", "cli-bench.json"], cwd=folder, env=env, log=log)
+    if done.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"could not make a job for `olivine status` (exit {done.returncode}):\n{tail}")
+
+
 def measure_cli(
     runs: int = 10, *, olivine_home: Path | None = None, include_olive: bool = True
 ) -> dict[str, Any]:
     """Median wall seconds of each command, and the ratio ``olivine --help`` / ``olive --help``.
 
     Commands run in a scratch directory with :data:`common.BENCH_ENV`. ``olivine list``/``status`` read
-    the job store in ``olivine_home`` (``OLIVINE_HOME``; the e2e stage's has two jobs); without one they
-    get an empty scratch home, where ``status`` has no job to show and is skipped.
+    the job store in ``olivine_home`` (``OLIVINE_HOME``); without one, or when it holds no job, a scratch
+    home gets one job from :func:`make_job` first.
     """
     cmds = commands()
     if not include_olive or not Path(OLIVE).exists():
         cmds.pop("olive --help")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="olivine-cli-bench-") as scratch:
-        env = bench_env({"OLIVINE_HOME": str(olivine_home or Path(scratch) / "olivine-home")})
+        home = olivine_home if olivine_home and (olivine_home / "jobs.db").is_file() else None
+        env = bench_env({"OLIVINE_HOME": str(home or Path(scratch) / "olivine-home")})
+        if home is None:
+            make_job(Path(scratch), env)
         active: dict[str, list[str]] = {}
         for label, argv in cmds.items():
             if not Path(argv[0]).exists():
