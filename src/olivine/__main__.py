@@ -1,3 +1,3 @@
-from olivine.cli.main import main
+from olivine.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from olivine import __version__
 
@@ -36,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_commands(sub)
     return parser
+
+
+def entry() -> NoReturn:
+    """The ``olivine`` console command: :func:`main`, then a quick interpreter exit."""
+    code = main()
+    from olivine.quick_exit import prepare_exit
+
+    prepare_exit()
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,9 @@ Write rules:
 * Files are append-only: writing to a path that holds different content raises
   :class:`~olivine.errors.DatastoreError`; the same content is a no-op. ``put_bytes(..., overwrite=True)``
   is the one exception, for the single mutable file of an export (``status.json``).
+* Every write returns the stored file's size and sha256. Files are hashed while they are copied, unless
+  the caller passes the sha256 recorded when Olivine wrote the file (:mod:`olivine.digests`) and the
+  file's stat proves it unchanged since; then the copy is a plain copy.
 * A file appears complete or not at all: the local backend writes a temporary name and moves it into
   place; object stores commit a single put (or a block list) at close.
 * :meth:`Datastore.put_if_absent` is a create-only write; :attr:`Datastore.atomic_create` says whether a
@@ -33,6 +36,7 @@ from olivine.datastores.files import (
     REMOTE_BLOCK_BYTES,
     TEMP_MARK,
     Chunk,
+    CountingChunks,
     FileEntry,
     HashingChunks,
     clean_rel,
@@ -40,6 +44,7 @@ from olivine.datastores.files import (
     iter_chunks,
 )
 from olivine.datastores.redact import scrub_text, scrub_url, secret_values
+from olivine.digests import RecordedDigest
 from olivine.errors import DatastoreError, IntegrityError, OlivineError
 from olivine.registry import Registry
 
@@ -120,8 +125,15 @@ class Datastore:
         return f"{type(self).__name__}({self.url_for()!r})"
 
     # -- writes -----------------------------------------------------------------------------------
-    def put_file(self, local: str | Path, rel: str) -> FileEntry:
+    def put_file(self, local: str | Path, rel: str, *, recorded: RecordedDigest | None = None) -> FileEntry:
         """Copy a local file to ``rel`` (hashing while copying); same content already there is a no-op.
+
+        Args:
+            local: the file.
+            rel: where to put it.
+            recorded: the file's sha256 as recorded when it was written (:mod:`olivine.digests`). If the
+                file still matches the record's stat, it is copied without hashing and the recorded
+                sha256 is returned; otherwise (a stale record) it is hashed as without one.
 
         Raises:
             DatastoreError: ``rel`` holds different content (append-only), or the copy failed.
@@ -132,11 +144,11 @@ class Datastore:
             raise DatastoreError(f"cannot put {local} to {self.url_for(rel)}: no such local file")
         with self._errors("put", rel):
             if self._exists(full):
-                return self._same_file_or_refuse(Path(local), rel)
+                return self._same_file_or_refuse(Path(local), rel, recorded)
             try:
-                size, digest = self._write_file(full, Path(local), exclusive=True)
+                size, digest = self._write_file(full, Path(local), exclusive=True, recorded=recorded)
             except FileExistsError:
-                return self._same_file_or_refuse(Path(local), rel)
+                return self._same_file_or_refuse(Path(local), rel, recorded)
             return FileEntry(rel, size, digest)
 
     def put_bytes(self, rel: str, data: bytes, *, overwrite: bool = False) -> FileEntry:
@@ -213,11 +225,9 @@ class Datastore:
     def hash_of(self, rel: str) -> FileEntry:
         """Size and sha256 of ``rel``, streamed (the file is not held in memory)."""
         rel = self._file_rel(rel)
-        with self._errors("hash", rel), self._open_read(self.fs_path(rel)) as src:
-            hashing = HashingChunks(iter_chunks(src))
-            for _ in hashing:
-                pass
-        return FileEntry(rel, hashing.size, hashing.sha256)
+        with self._errors("hash", rel):
+            size, digest = self._hash_stored(self.fs_path(rel))
+        return FileEntry(rel, size, digest)
 
     def exists(self, rel: str) -> bool:
         """Whether ``rel`` is a file or a (non-empty, on object stores) folder."""
@@ -265,13 +275,23 @@ class Datastore:
             for chunk in chunks:
                 dst.write(chunk)
 
-    def _write_file(self, full: str, local: Path, *, exclusive: bool) -> tuple[int, str]:
+    def _write_file(
+        self, full: str, local: Path, *, exclusive: bool, recorded: RecordedDigest | None = None
+    ) -> tuple[int, str]:
         """Copy a local file to ``full`` like :meth:`_write`, returning ``(size, sha256)`` of what was
-        stored. Hashes the chunks as they stream to the backend, so the file is read once."""
+        stored. Hashes the chunks as they stream to the backend, so the file is read once; with a
+        ``recorded`` digest that the file's stat still matches, it does not hash at all."""
         with open(local, "rb") as src:
-            hashing = HashingChunks(iter_chunks(src))
-            self._write(full, hashing, exclusive=exclusive)
-        return hashing.size, hashing.sha256
+            if recorded is None or not recorded.matches(os.fstat(src.fileno())):
+                hashing = HashingChunks(iter_chunks(src))
+                self._write(full, hashing, exclusive=exclusive)
+                return hashing.size, hashing.sha256
+            counted = CountingChunks(iter_chunks(src))
+            self._write(full, counted, exclusive=exclusive)
+            if counted.size == recorded.size and recorded.matches(os.fstat(src.fileno())):
+                return recorded.size, recorded.sha256
+        # The file changed while it was stored: describe what the backend holds now.
+        return self._hash_stored(full)
 
     def _open_read(self, full: str) -> io.BufferedIOBase:
         f: io.BufferedIOBase = self.fs.open(full, "rb", block_size=REMOTE_BLOCK_BYTES)
@@ -279,6 +299,13 @@ class Datastore:
 
     def _read(self, full: str) -> bytes:
         return bytes(self.fs.cat_file(full))
+
+    def _hash_stored(self, full: str) -> tuple[int, str]:
+        with self._open_read(full) as src:
+            hashing = HashingChunks(iter_chunks(src))
+            for _ in hashing:
+                pass
+        return hashing.size, hashing.sha256
 
     def _exists(self, full: str) -> bool:
         return bool(self.fs.exists(full))
@@ -293,8 +320,9 @@ class Datastore:
             raise DatastoreError(f"a file path is required, got {rel!r}")
         return clean
 
-    def _same_file_or_refuse(self, local: Path, rel: str) -> FileEntry:
-        size, digest = hash_file(local)
+    def _same_file_or_refuse(self, local: Path, rel: str, recorded: RecordedDigest | None) -> FileEntry:
+        known = recorded.sha256_if_unchanged(local) if recorded is not None else None
+        size, digest = hash_file(local) if recorded is None or known is None else (recorded.size, known)
         if self.hash_of(rel) != FileEntry(rel, size, digest):
             raise self._refusal(rel)
         return FileEntry(rel, size, digest)

@@ -6,6 +6,9 @@ The exporter is called while the workflow runs (e.g. on each finished pass) and 
   mtime it exported, so an unchanged file costs one ``stat``; a file it has not seen is hashed once,
   while it is copied. The same facts go to the on-datastore index (:mod:`olivine.datastores.index`), so
   a restarted exporter skips what a previous one shipped.
+* Files whose sha256 Olivine recorded when it wrote them (a sidecar :data:`olivine.digests.DIGESTS_NAME`
+  in a folder of the tree, e.g. each cache run) are not hashed at all while their stat matches the
+  record: the export is a plain copy. Sidecars themselves are local bookkeeping and never exported.
 * ``status.json`` is the one mutable file, rewritten atomically by :meth:`Exporter.write_status`.
 * Logs are shipped as append-only chunks (:mod:`olivine.datastores.logs`).
 * :meth:`Exporter.finalize` writes ``manifest.json`` last, then registers the data asset; after it the
@@ -34,6 +37,7 @@ from olivine.datastores.layout import BOOKKEEPING_DIR, ExportLayout
 from olivine.datastores.logs import check_stream, chunk_path, log_chunks
 from olivine.datastores.manifest import build_manifest
 from olivine.datastores.redact import redact_config
+from olivine.digests import DIGESTS_NAME, RecordedDigest, read_digests
 from olivine.errors import DatastoreError
 
 logger = logging.getLogger(__name__)
@@ -58,9 +62,13 @@ class TreeExport:
         return sum(e.size for e in self.copied)
 
 
+# One regex for all patterns: this runs for every file of every export.
+_DEFAULT_SKIP_RE = re.compile("|".join(fnmatch.translate(os.path.normcase(p)) for p in DEFAULT_SKIP))
+
+
 def default_skip(path: Path) -> bool:
     """Whether ``path``'s name matches :data:`DEFAULT_SKIP`."""
-    return any(fnmatch.fnmatch(path.name, pattern) for pattern in DEFAULT_SKIP)
+    return _DEFAULT_SKIP_RE.match(os.path.normcase(path.name)) is not None
 
 
 class Exporter:
@@ -117,13 +125,14 @@ class Exporter:
         prefix = clean_rel(rel_prefix)
         result = TreeExport()
         todo: list[tuple[Path, str, _Seen]] = []
+        files, recorded = _files_under(root)
         with self._lock:
             self._check_open()
-            for path in _files_under(root):
+            for path in files:
                 if skip(path):
                     continue
                 rel = self._checked(f"{prefix}/{path.relative_to(root).as_posix()}")
-                seen, known = self._plan(path, rel)
+                seen, known = self._plan(path, rel, recorded.get(path))
                 if known is not None:
                     result.skipped += 1
                 else:
@@ -131,7 +140,7 @@ class Exporter:
         # Copy without holding the lock, so status and log writes from other threads go on meanwhile.
         done: list[tuple[FileEntry, _Seen]] = []
         try:
-            for entry, seen in self._copy_all(todo):
+            for entry, seen in self._copy_all(todo, recorded):
                 done.append((entry, seen))
                 result.copied.append(entry)
         finally:
@@ -139,7 +148,9 @@ class Exporter:
             self._record(done)
         return result
 
-    def _plan(self, local: Path, rel: str) -> tuple[_Seen, FileEntry | None]:
+    def _plan(
+        self, local: Path, rel: str, recorded: RecordedDigest | None = None
+    ) -> tuple[_Seen, FileEntry | None]:
         """The local file's identity, and the index entry if the file is already exported unchanged."""
         try:
             stat = local.stat()
@@ -149,7 +160,8 @@ class Exporter:
         known = self._load().get(rel)
         if known is None or self._seen.get(rel) == seen:
             return seen, known
-        if known.size == stat.st_size and hash_file(local)[1] == known.sha256:
+        sha256 = recorded.sha256 if recorded is not None and recorded.matches(stat) else None
+        if known.size == stat.st_size and (sha256 or hash_file(local)[1]) == known.sha256:
             self._seen[rel] = seen
             return seen, known
         raise DatastoreError(
@@ -157,19 +169,23 @@ class Exporter:
             "it was exported with different content and exports are append-only"
         )
 
-    def _copy(self, local: Path, rel: str) -> FileEntry:
-        stored = self.datastore.put_file(local, self.layout.path(rel))
+    def _copy(self, local: Path, rel: str, recorded: RecordedDigest | None = None) -> FileEntry:
+        stored = self.datastore.put_file(local, self.layout.path(rel), recorded=recorded)
         return FileEntry(rel, stored.size, stored.sha256)
 
-    def _copy_all(self, todo: list[tuple[Path, str, _Seen]]) -> Iterator[tuple[FileEntry, _Seen]]:
+    def _copy_all(
+        self, todo: list[tuple[Path, str, _Seen]], recorded: Mapping[Path, RecordedDigest]
+    ) -> Iterator[tuple[FileEntry, _Seen]]:
         workers = min(self.datastore.put_concurrency, len(todo))
         if workers <= 1:
             for path, rel, seen in todo:
-                yield self._copy(path, rel), seen
+                yield self._copy(path, rel, recorded.get(path)), seen
             return
         first_error: BaseException | None = None
         with ThreadPoolExecutor(workers, thread_name_prefix="olivine-export") as pool:
-            futures = [(pool.submit(self._copy, path, rel), seen) for path, rel, seen in todo]
+            futures = [
+                (pool.submit(self._copy, path, rel, recorded.get(path)), seen) for path, rel, seen in todo
+            ]
             for future, seen in futures:
                 if future.cancelled():
                     continue
@@ -317,10 +333,23 @@ class Exporter:
             raise DatastoreError(f"the export {self.layout.url} is finalized; it takes no more files")
 
 
-def _files_under(root: Path) -> list[Path]:
-    """Files under ``root`` in a stable order; symlinked folders are not followed (no cycles)."""
+def _files_under(root: Path) -> tuple[list[Path], dict[Path, RecordedDigest]]:
+    """Files under ``root`` in a stable order (symlinked folders are not followed: no cycles), and the
+    digests recorded by the sidecars among them (which are not in the list)."""
     found: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        found.extend(Path(folder, name) for name in sorted(names) if Path(folder, name).is_file())
-    return found
+    recorded: dict[Path, RecordedDigest] = {}
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subfolders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(folder / entry.name)
+            elif entry.name == DIGESTS_NAME:
+                recorded.update((folder / rel, record) for rel, record in read_digests(folder).items())
+            elif entry.is_file():
+                found.append(folder / entry.name)
+        folders.extend(reversed(subfolders))
+    return found, recorded

@@ -58,6 +58,19 @@ class HashingChunks:
         return self._hash.hexdigest()
 
 
+class CountingChunks:
+    """Wraps a chunk iterator, counting the bytes that flow through (a copy whose sha256 is known)."""
+
+    def __init__(self, chunks: Iterable[Chunk]) -> None:
+        self._chunks = chunks
+        self.size = 0
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            yield chunk
+
+
 def iter_chunks(src: io.BufferedIOBase, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Read ``src`` in chunks into one reused buffer. A chunk is valid until the next is requested."""
     # Plain reads first: a small file then never allocates (and zeroes) the big reusable buffer.

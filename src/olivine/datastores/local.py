@@ -27,6 +27,7 @@ from olivine.datastores.base import Datastore
 from olivine.datastores.files import CHUNK_BYTES, TEMP_MARK, Chunk
 from olivine.datastores.paths import default_datastore_dir
 from olivine.datastores.redact import scrub_url
+from olivine.digests import RecordedDigest
 from olivine.errors import ConfigError, DatastoreError
 
 # errno values meaning "this filesystem cannot hard-link", after which the O_EXCL fallback is used.
@@ -82,8 +83,10 @@ class LocalDatastore(Datastore):
 
         _publish(Path(full), fill, exclusive=exclusive)
 
-    def _write_file(self, full: str, local: Path, *, exclusive: bool) -> tuple[int, str]:
-        return _publish(Path(full), lambda fd: copy_hashed(local, fd), exclusive=exclusive)
+    def _write_file(
+        self, full: str, local: Path, *, exclusive: bool, recorded: RecordedDigest | None = None
+    ) -> tuple[int, str]:
+        return _publish(Path(full), lambda fd: copy_hashed(local, fd, recorded), exclusive=exclusive)
 
     def _open_read(self, full: str) -> io.BufferedIOBase:
         return open(full, "rb")
@@ -100,11 +103,15 @@ class LocalDatastore(Datastore):
 
 def _publish(target: Path, fill: Callable[[int], T], *, exclusive: bool) -> T:
     """Write a temporary file beside ``target`` with ``fill(fd)``, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
+    # Read-write: copy_hashed maps the copy to hash it.
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
     try:
-        # Read-write: copy_hashed maps the copy to hash it.
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:  # the folder is new (checked only then: one syscall less per file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
         try:
             result = fill(fd)
         finally:
@@ -140,7 +147,7 @@ def _write_all(fd: int, data: Chunk) -> None:
         view = view[os.write(fd, view) :]
 
 
-def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
+def copy_hashed(local: Path, dst_fd: int, recorded: RecordedDigest | None = None) -> tuple[int, str]:
     """Copy ``local`` into ``dst_fd`` and return ``(size, sha256)`` of the copied bytes.
 
     The kernel copies (``sendfile``, what makes ``shutil.copy`` fast), then the hash reads the copy,
@@ -149,12 +156,16 @@ def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
     map is of our own temporary file, which nobody truncates (a map of a file truncated meanwhile
     would kill the process with SIGBUS). The source's size and mtime are checked around the copy; if
     it changed meanwhile, the copy is redone.
+
+    With a ``recorded`` digest (:mod:`olivine.digests`) that the source's stat matches before and after
+    the copy, the copy is not hashed: the recorded sha256 is returned. A stale record is ignored.
     """
     with open(local, "rb") as src:
         fd = src.fileno()
         for _ in range(3):
             before = os.fstat(fd)
-            if before.st_size <= _SMALL_FILE_BYTES:
+            trusted = recorded is not None and recorded.matches(before)
+            if before.st_size <= _SMALL_FILE_BYTES and not trusted:
                 data = src.read()
                 _write_all(dst_fd, data)
                 return len(data), hashlib.sha256(data).hexdigest()
@@ -164,6 +175,8 @@ def copy_hashed(local: Path, dst_fd: int) -> tuple[int, str]:
                 copied,
                 before.st_mtime_ns,
             ):
+                if recorded is not None and trusted and recorded.matches(after):
+                    return copied, recorded.sha256
                 return copied, _hash_fd(dst_fd, copied)
             # Changed under us: start over on an empty destination.
             os.ftruncate(dst_fd, 0)

@@ -4,16 +4,23 @@ Layout under ``<cache_dir>/<workflow_id>/``::
 
     runs/<run_key>/run.json        a finished pass run (its config, input model id, versions, timing)
     runs/<run_key>/model/...       the run's output model; its id is the run key
+    runs/<run_key>/.olivine-digests.json   sha256 and stat of the run's files, recorded at commit
     failures/<run_key>.json        the last failure of a run; never a cache hit, so the run is retried
     evaluations/<eval_key>.json    metrics of one model under one evaluator
 
 Every write is atomic: a run is assembled in a temporary folder beside its final place and renamed into
 it; JSON records are written to a temporary file and renamed. A half-written run is never visible.
+
+A run's files are hashed once, when it is committed (they are still in the page cache), and recorded
+beside them (:mod:`olivine.digests`), so exporting the cache copies them without hashing them again.
+A cache without these records (older, or seeded from an export) works the same; its files are hashed
+when exported.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,8 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from olivine.digests import DIGESTS_NAME, record_folder
 from olivine.errors import CacheError
 from olivine.model.handle import ModelHandle
+
+logger = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -84,6 +94,12 @@ class WorkflowCache:
         # The model's paths point into the staging folder; store them relative so the rename keeps them.
         record = {**record, "key": key, "status": "succeeded", "model": model.to_json(relative_to=staging)}
         write_json_atomic(staging / "run.json", record)
+        # Last write into the folder: the records vouch for the files as they are committed.
+        try:
+            record_folder(staging)
+        except OSError as exc:  # only an optimisation: without records the export hashes the files
+            (staging / DIGESTS_NAME).unlink(missing_ok=True)
+            logger.warning("could not record the digests of run %s: %s", key, exc)
         try:
             os.rename(staging, final)
         except OSError:

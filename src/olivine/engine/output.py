@@ -6,20 +6,28 @@
 <output_dir>/input_model_metrics.json   the input model's metrics (when evaluated)
 <output_dir>/footprint.json             every model: parent, pass, config, metrics, which is best
 <output_dir>/run_history.txt            a readable table of the same
+<output_dir>/.olivine-digests.json      sha256 and stat of the model's files (see olivine.digests)
+
+The model files are a byte copy of the best run's, whose sha256 the cache recorded at commit; the
+records are carried over to the copies so exporting the output folder does not hash them again.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from olivine.digests import DIGESTS_NAME, carry_digests, read_digests, write_digests
 from olivine.engine.cache import write_json_atomic
 from olivine.model.handle import ModelHandle
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +64,8 @@ def write_outputs(
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     best_id = best.model_id if best else None
+    # Records of an earlier model here would describe files about to be replaced.
+    (out_dir / DIGESTS_NAME).unlink(missing_ok=True)
     if best is not None:
         model_dir = out_dir / "model"
         staging = out_dir / ".model.tmp"
@@ -63,6 +73,7 @@ def write_outputs(
         copied = copy_model(best.model, staging)
         shutil.rmtree(model_dir, ignore_errors=True)
         staging.rename(model_dir)
+        _carry_model_digests(best, model_dir, out_dir)
         final = copied.with_config(
             model_path=str(model_dir / Path(str(copied.model_path)).relative_to(staging))
         )
@@ -130,3 +141,22 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
     for file in model.files():
         shutil.copy2(file, dest / file.name)
     return model.with_config(model_path=str(dest / src.name))
+
+
+def _carry_model_digests(best: Candidate, model_dir: Path, out_dir: Path) -> None:
+    """Record the copied model files' sha256, taken from the best run's records (no hashing)."""
+    if best.run_dir is None or best.model.model_path is None:
+        return
+    source = {best.run_dir / rel: record for rel, record in read_digests(best.run_dir).items()}
+    src = Path(best.model.model_path)
+    if src.is_dir():
+        pairs = {model_dir / f.relative_to(src): f for f in src.rglob("*") if f.is_file()}
+    else:
+        pairs = {model_dir / f.name: f for f in best.model.files()}
+    carried = carry_digests(pairs, source)
+    if not carried:
+        return
+    try:
+        write_digests(out_dir, {path.relative_to(out_dir).as_posix(): rec for path, rec in carried.items()})
+    except OSError as exc:  # only an optimisation: without records the export hashes the files
+        logger.warning("could not record the digests of %s: %s", model_dir, exc)

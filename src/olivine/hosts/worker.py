@@ -257,4 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _code = main()
+    from olivine.quick_exit import prepare_exit
+
+    prepare_exit()  # the job's final state is recorded; the worker only has to go away
+    raise SystemExit(_code)
