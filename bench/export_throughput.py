@@ -1,6 +1,6 @@
 """Exporter throughput vs a plain ``shutil.copy`` of the same files to the same disk, in two cases.
 
-Usage: ``python bench/export_throughput.py [--mb 200] [--rounds 3]``
+Usage: ``python bench/export_throughput.py [--mb 200] [--rounds 5] [--cache DIR]``
 
 1. **Cold files** (sha256 computed at export): a tree like a workflow cache (a few large model files,
    some medium, many small JSON-sized ones) written by someone else, exported with
@@ -12,9 +12,14 @@ Usage: ``python bench/export_throughput.py [--mb 200] [--rounds 3]``
    separately: the cost moved from export to commit), then exported the way the worker does
    (:func:`olivine.hosts.progress.export_cache`), which copies them without hashing.
 
-Rounds are interleaved (copy, export, for each case); prints MB/s (median of the rounds), the ratios
-(target >= 0.8) and the CPU seconds each used: on a shared machine the wall-clock ratio moves with the
-load, the CPU cost does not.
+3. **Workflow cache** (only with ``--cache DIR``): a real engine cache folder (``<cache_dir>/<workflow_id>``,
+   e.g. the MiniLM example's after a run: three ~90 MB models and a few JSON records), exported the way
+   the worker does. ``bench/run_all.py`` passes the cache of its end-to-end Olivine run.
+
+Rounds are interleaved: copy and export for each case, copy first in even rounds and export first in odd
+ones, so neither always runs right after the other's writes and deletions. Prints MB/s (median of the
+rounds), the ratios (target >= 0.8) and the CPU seconds each used: on a shared machine the wall-clock
+ratio moves with the load, the CPU cost does not.
 """
 
 from __future__ import annotations
@@ -104,12 +109,20 @@ class Case:
         self.export_cpu: list[float] = []
 
     def round(self, base: Path, datastore: LocalDatastore, minute: int) -> None:
-        os.sync()  # each phase starts with no dirty pages left by the other
+        """One copy and one export; odd rounds export first, so neither always follows the other."""
+        phases = [self._copy_phase, self._export_phase]
+        for phase in phases if minute % 2 == 0 else reversed(phases):
+            os.sync()  # each phase starts with no dirty pages left by the other
+            phase(base, datastore, minute)
+
+    def _copy_phase(self, base: Path, datastore: LocalDatastore, minute: int) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         copy_tree(self.src, base / "copy")
         self.copy_s.append(time.perf_counter() - t0)
         self.copy_cpu.append(time.process_time() - c0)
-        os.sync()
+        shutil.rmtree(base / "copy")
+
+    def _export_phase(self, base: Path, datastore: LocalDatastore, minute: int) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         layout = claim_export(datastore, "bench", START + timedelta(minutes=minute))
         exporter = Exporter(datastore, layout)
@@ -117,8 +130,6 @@ class Case:
         exporter.finalize({"status": "succeeded"}, register_asset=False)
         self.export_s.append(time.perf_counter() - t0)
         self.export_cpu.append(time.process_time() - c0)
-        # Free the page cache pressure of this round before the next one.
-        shutil.rmtree(base / "copy")
         shutil.rmtree(base / "store" / layout.folder)
 
     def ratio(self) -> float:
@@ -134,8 +145,11 @@ class Case:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cache", type=Path, help="also export this cache (<cache_dir>/<workflow_id>)")
     args = parser.parse_args()
+    if args.cache is not None and not (args.cache / "runs").is_dir():
+        parser.error(f"--cache {args.cache}: not an engine cache folder (no runs/ in it)")
     with tempfile.TemporaryDirectory(prefix="olivine-bench-") as tmp:
         base = Path(tmp)
         files = plan_files(args.mb)
@@ -144,13 +158,22 @@ def main() -> None:
         datastore = LocalDatastore(base / "store")
         cold = Case("cold files", base / "src", lambda ex, src: ex.export_tree(src, "cache"))
         warm = Case("engine cache", cache.root, lambda ex, src: export_cache(ex, src, "cache"))
+        real = Case("workflow cache", args.cache, lambda ex, src: export_cache(ex, src, "cache"))
+        cases = [cold, warm] + ([real] if args.cache is not None else [])
         for r in range(args.rounds):
-            cold.round(base, datastore, 2 * r)
-            warm.round(base, datastore, 2 * r + 1)
+            for i, case in enumerate(cases):
+                # minute: a fresh export folder per round; its parity alternates copy-first / export-first.
+                case.round(base, datastore, 2 * (len(cases) * r + i) + r % 2)
         mb = nbytes / (1 << 20)
         print(f"files: {mb:.0f} MB in {len(files)} files")
         cold.print(mb)
         warm.print(mb)
+        if args.cache is not None:
+            real_files = [p for p in args.cache.rglob("*") if p.is_file()]
+            real_mb = sum(p.stat().st_size for p in real_files) / (1 << 20)
+            print(f"workflow cache {args.cache}: {real_mb:.0f} MB in {len(real_files)} files")
+            real.print(real_mb)
+            print(f"ratio exporter/copy, workflow cache (a real run's): {real.ratio():.2f} (target >= 0.80)")
         print(
             f"commit_run hashing (engine cache, once per run): {commit_s:.2f} s, CPU {commit_cpu:.2f} s "
             f"({mb / commit_s:.0f} MB/s)"
@@ -165,7 +188,7 @@ def main() -> None:
             + "; ".join(
                 f"{case.label}: shutil.copy {statistics.median(case.copy_cpu):.2f}, "
                 f"exporter {statistics.median(case.export_cpu):.2f}"
-                for case in (cold, warm)
+                for case in cases
             )
             + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
         )
