@@ -33,6 +33,7 @@ from common import (
     run_timed,
     tail,
 )
+from e2e_breakdown import breakdown
 from olive_config import write_olive_config
 
 OLIVINE = MAIN_VENV / "bin" / "olivine"
@@ -100,7 +101,9 @@ def measure_e2e(
             commands[tool] = command_for(tool, work)
             results[tool]["workdir"] = str(work)
             timed = run_timed(commands[tool], cwd=work, env=env_for(work), log=work / "whole.log")
-            results[tool]["whole"].append(_record(timed))
+            # Read now: only the last round's folders are kept.
+            stages = breakdown(tool, work / "whole.log", timed.wall_s)
+            results[tool]["whole"].append({**_record(timed), "stages": stages})
             print(
                 f"e2e round {r + 1}/{rounds}: {tool} whole run {timed.wall_s:.1f} s (exit {timed.returncode})"
             )

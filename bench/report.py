@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOC, fmt_mb, fmt_ms, fmt_ratio, fmt_seconds, goal_status, ratio
+from common import DOC, fmt_mb, fmt_ms, fmt_ratio, fmt_seconds, goal_status, median, ratio
 
 #: Labels of the models ``run_all.py`` hands to ``model_latency.py``.
 FP32 = "fp32 ONNX (Olivine OnnxConversion)"
@@ -239,6 +239,33 @@ def _e2e_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _stages_section(results: dict[str, Any]) -> list[str]:
+    """Median seconds per stage of the whole runs, from each tool's log (``bench/e2e_breakdown.py``)."""
+    tools = _get(results, "e2e", "tools") or {}
+    per_tool: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    for name, data in tools.items():
+        runs = [w["stages"] for w in data.get("whole", []) if w.get("stages")]
+        for run in runs:
+            order += [k for k in run if k not in order]
+        per_tool[name] = {k: median(r[k] for r in runs if k in r) for k in order if any(k in r for r in runs)}
+    if not any(per_tool.values()):
+        return []
+    names = list(per_tool)
+    rows = [[stage, *[fmt_seconds(per_tool[n].get(stage)) for n in names]] for stage in order]
+    rows.append(["**whole run (wall)**", *[fmt_seconds(_get(tools, n, "whole_s")) for n in names]])
+    return [
+        "### Where the time goes",
+        "",
+        "Median of the whole runs' steps, as each tool logged them; passes by their name in the config. "
+        "Start-up and exit is the process wall time outside the workflow's own span (Olive imports torch, "
+        "transformers and onnxruntime there; Olivine imports them when the input model is evaluated).",
+        "",
+        table(["stage", *names], rows),
+        "",
+    ]
+
+
 def _evaluated_note(tools: dict[str, Any]) -> str:
     """A sentence when the tools evaluated different numbers of models (the main cost of a whole run)."""
     ours = _get(tools, "olivine", "outputs", "evaluated_models")
@@ -414,6 +441,7 @@ def render(results: dict[str, Any]) -> str:
     body: list[str] = []
     for section in (
         _e2e_section,
+        _stages_section,
         _latency_section,
         _cli_section,
         _machine_section,

@@ -230,8 +230,9 @@ def commands(timestamp: str) -> dict[str, str]:
     return {
         "everything": ".venv/bin/python bench/run_all.py",
         "Olive venv": ".venv/bin/python bench/olive_env.py",
-        "Olivine, in its e2e work folder (a copy of examples/minilm; REPO = this checkout)": f"{env} "
-        "OLIVINE_HOME=$PWD/olivine-home $REPO/.venv/bin/olivine run --config config.json --host local_system",
+        "Olivine, in its e2e work folder (a copy of examples/minilm; REPO = this checkout; "
+        "config.equivalent.json = config.json evaluating what Olive evaluates)": f"{env} "
+        "OLIVINE_HOME=$PWD/olivine-home $REPO/.venv/bin/olivine run --config config.equivalent.json --local",
         "Olive, in its e2e work folder": "$REPO/.venv/bin/python $REPO/bench/olive_config.py config.json "
         f"--work . && {env} $REPO/bench/.olive-venv/bin/python $REPO/bench/olive_workflow.py "
         "olive_config.json",
