@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from olivine.datastores.base import Datastore
+from olivine.datastores.files import clean_rel
 from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import export_entries, fetch
+from olivine.digests import RecordedDigest, read_digests, write_digests
 from olivine.errors import DatastoreError
 from olivine.hosts.jobs import JobSpec
+
+logger = logging.getLogger(__name__)
 
 
 def spec_options(spec: JobSpec) -> dict[str, Any]:
@@ -53,15 +60,41 @@ def open_export_url(url: str, options: dict[str, Any] | None = None) -> ExportLa
 def seed_cache(source: ExportLayout, cache_root: Path, scratch: Path) -> int:
     """Download the ``cache/`` of an earlier export into ``cache_root`` (the workflow's cache folder).
 
-    Every file is verified against that export's manifest (or index). Returns the number of files.
+    Every file is verified against that export's manifest (or index) while it downloads, then moved into
+    place (no second copy when ``scratch`` is on the same filesystem). The verified sha256 of each file
+    is recorded beside the cache (:mod:`olivine.digests`), so exporting the seeded runs again does not
+    hash them a second time. Returns the number of files.
     """
+    entries = {clean_rel(e.path): e for e in export_entries(source.datastore, source, "cache")}
     files = fetch(source.datastore, source, "cache", scratch)
     fetched = scratch / "cache"
-    if fetched.is_dir():
-        cache_root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(fetched, cache_root, dirs_exist_ok=True)
+    records = read_digests(cache_root) if cache_root.is_dir() else {}
+    for path in files:
+        rel = path.relative_to(fetched).as_posix()
+        target = cache_root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _move(path, target)
+        entry = entries.get(f"cache/{rel}")
+        if entry is not None:
+            records[rel] = RecordedDigest.of(target.stat(), entry.sha256)
+    if records:
+        try:
+            write_digests(cache_root, records)
+        except OSError as exc:  # only an optimisation: without records the export hashes the files
+            logger.warning("could not record the digests of the seeded cache: %s", exc)
     shutil.rmtree(scratch, ignore_errors=True)
     return len(files)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Move a file, copying when ``dst`` is on another filesystem."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copy2(src, dst)
+        src.unlink()
 
 
 def latest_cache_export(datastore: Datastore, workflow_id: str) -> ExportLayout | None:
