@@ -65,3 +65,23 @@ def test_breakdown_is_empty_for_a_log_without_step_timings(tmp_path: Path) -> No
     (tmp_path / "whole.log").write_text("olivine: error: config.json: unknown key 'pases'\n")
     assert breakdown("olivine", tmp_path / "whole.log", 0.4) == {}
     assert breakdown("olive", tmp_path / "missing.log", 1.0) == {}
+
+
+def test_report_shows_step_medians_and_the_time_inside_the_workflow() -> None:
+    import report
+
+    def run(start: float, conv: float, wall: float) -> dict[str, object]:
+        return {"wall_s": wall, "stages": {START_UP: start, INPUT_EVAL: 5.0, "conversion": conv}}
+
+    results = {
+        "e2e": {
+            "tools": {
+                "olivine": {"whole": [run(1.0, 1.0, 7.0), run(1.2, 1.4, 7.6)], "whole_s": 7.3},
+                "olive": {"whole": [run(9.0, 2.0, 16.0)], "whole_s": 16.0},
+            }
+        }
+    }
+    text = "\n".join(report._stages_section(results))
+    assert "| conversion | 1.20 s | 2.00 s |" in text
+    assert "| **whole run (wall)** | 7.30 s | 16.0 s |" in text
+    assert "Inside the workflow: olivine 6.20 s, olive 7.00 s" in text
