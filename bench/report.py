@@ -356,7 +356,9 @@ def _cli_section(results: dict[str, Any]) -> list[str]:
     return [
         "## CLI start-up",
         "",
-        f"Median wall time of {cli.get('runs')} interleaved runs.",
+        f"Median wall time of {cli.get('runs')} interleaved runs. Olive 0.13 has no `status` or `list` "
+        "command (its workflows are not jobs), so those rows are Olivine's alone; `olivine status` shows "
+        "a real job, made first through the LocalSystem host.",
         "",
         table(["command", "median", "runs"], rows),
         "",
