@@ -68,7 +68,7 @@ def seed_cache(source: ExportLayout, cache_root: Path, scratch: Path) -> int:
     entries = {clean_rel(e.path): e for e in export_entries(source.datastore, source, "cache")}
     files = fetch(source.datastore, source, "cache", scratch)
     fetched = scratch / "cache"
-    records = read_digests(cache_root) if cache_root.is_dir() else {}
+    records = read_digests(cache_root)  # a resumed job may have seeded before
     for path in files:
         rel = path.relative_to(fetched).as_posix()
         target = cache_root / rel

@@ -67,10 +67,11 @@ def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> 
     """Give the model a library wrote to ``written`` its final place ``path``; returns its graph.
 
     A single-file model that may stay single-file is moved as is: loading and re-serializing ~100 MB
-    costs about half a second and changes nothing. Otherwise it is loaded and saved with
-    :func:`save_onnx_model`. The returned proto never holds the weights' bytes (only the graph is read).
+    costs about half a second and changes nothing. Otherwise its external data is read into the proto
+    already parsed and it is saved with :func:`save_onnx_model` (the file is parsed once either way).
     """
     import onnx
+    from onnx.external_data_helper import load_external_data_for_model
 
     proto = onnx.load(str(written), load_external_data=False)
     stays_single = (
@@ -82,8 +83,8 @@ def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> 
     if stays_single:
         shutil.move(written, path)
         return proto
-    full = onnx.load(str(written))
-    save_onnx_model(full, path, config)
+    load_external_data_for_model(proto, str(written.parent))
+    save_onnx_model(proto, path, config)
     return proto
 
 
