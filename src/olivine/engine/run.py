@@ -204,7 +204,9 @@ def _run_pass(
         ctx = PassContext(
             accelerator=workflow.accelerator, logger=logging.getLogger(f"olivine.passes.{rpass.name}")
         )
-        output = rpass.cls().run(model, rpass.config, staging / "model", ctx)
+        instance = rpass.cls()
+        output = instance.run(model, rpass.config, staging / "model", ctx)
+        instance.check_output(output)
     except Exception as exc:
         cache.discard(staging)
         message = str(exc) if isinstance(exc, OlivineError) else f"{type(exc).__name__}: {exc}"

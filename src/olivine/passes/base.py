@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +43,19 @@ class Pass(ABC):
     accepts: ClassVar[tuple[ModelKind, ...]]
     #: Distributions whose versions shape the artifact; their versions go into the cache key.
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+    #: Olive's declared search values per parameter: what ``"SEARCHABLE_VALUES"`` expands to under search
+    #: (the same values Olive's pass declares for that parameter, in Olive's order).
+    search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+
+    @classmethod
+    def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
+        """Why this combination of parameters cannot run (search skips it and logs the reason), or None."""
+        return None
+
+    def check_output(self, output: ModelHandle) -> None:
+        """Raise if what :meth:`run` wrote is not a usable model; the engine calls this before the cache
+        commits the run, so a corrupt artifact is recorded as a failure, never as a success."""
+        return None
 
     @abstractmethod
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
