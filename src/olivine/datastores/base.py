@@ -1,6 +1,6 @@
 """The datastore contract: an fsspec filesystem plus a root, with append-only, hash-while-copying writes.
 
-Every backend (``file://`` and ``memory://`` here; ``az://`` and ``s3://`` later) is one small subclass,
+Every backend (``file://``, ``memory://``, ``az://``/``abfs://``, ``s3://``) is one small subclass,
 registered by scheme in :data:`BACKENDS`. It implements :meth:`Datastore.open_url` and may override the
 private primitives ``_write`` (all-or-nothing, optionally create-only), ``_write_file``, ``_open_read``,
 ``_read``, ``_exists`` and ``_url_of``; everything else (append-only checks, hashing, error wrapping,
@@ -235,29 +235,27 @@ class Datastore:
         with self._errors("stat", rel):
             return self._exists(self.fs_path(rel))
 
+    def read_bytes_if_exists(self, rel: str) -> bytes | None:
+        """The content of file ``rel``, or None if there is none (one request on an object store)."""
+        rel = self._file_rel(rel)
+        with self._errors("read", rel):
+            return self._read_if_exists(self.fs_path(rel))
+
     def ls(self, rel: str = "") -> list[str]:
         """Names (not paths) of the entries directly under ``rel``, sorted; ``[]`` if it is missing."""
         rel = clean_rel(rel)
-        full = self.fs_path(rel)
         with self._errors("list", rel):
-            if not self._exists(full):
-                return []
-            entries = self.fs.ls(full, detail=True)
-        names = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries}
+            entries = self._list_names(self.fs_path(rel))
+        names = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries}
         return sorted(n for n in names if n and TEMP_MARK not in n)
 
     def walk_files(self, rel: str = "") -> list[tuple[str, int]]:
         """Every file under ``rel`` as ``(path relative to the datastore root, size)``, sorted."""
         rel = clean_rel(rel)
-        full = self.fs_path(rel)
         with self._errors("walk", rel):
-            if not self._exists(full):
-                return []
-            found = self.fs.find(full, detail=True)
+            found = self._list_files(self.fs_path(rel))
         files = [
-            (self._rel_of(str(name)), int(info["size"]))
-            for name, info in found.items()
-            if info.get("type") == "file" and TEMP_MARK not in str(name).rsplit("/", 1)[-1]
+            (self._rel_of(name), size) for name, size in found if TEMP_MARK not in name.rsplit("/", 1)[-1]
         ]
         return sorted(files)
 
@@ -307,8 +305,24 @@ class Datastore:
                 pass
         return hashing.size, hashing.sha256
 
+    def _read_if_exists(self, full: str) -> bytes | None:
+        return self._read(full) if self._exists(full) else None
+
     def _exists(self, full: str) -> bool:
         return bool(self.fs.exists(full))
+
+    def _list_names(self, full: str) -> list[str]:
+        """Paths (inside :attr:`fs`) of the entries directly under folder ``full``; [] if missing."""
+        if not self._exists(full):
+            return []
+        return [str(e["name"]) for e in self.fs.ls(full, detail=True)]
+
+    def _list_files(self, full: str) -> list[tuple[str, int]]:
+        """``(path inside fs, size)`` of every file under folder ``full``; [] if missing."""
+        if not self._exists(full):
+            return []
+        found = self.fs.find(full, detail=True)
+        return [(str(name), int(info["size"])) for name, info in found.items() if info.get("type") == "file"]
 
     def _url_of(self, full: str) -> str:
         return f"{self.scheme}://{full.lstrip('/')}"
@@ -362,7 +376,10 @@ def _safe_cause(exc: BaseException, secrets: Iterable[str]) -> BaseException | N
     return exc
 
 
-#: Backends by URL scheme. ``az``/``abfs`` (extra ``azure``) and ``s3`` (extra ``s3``) join later.
+#: Backends by URL scheme; the cloud ones need their extra (the registry gives the pip hint).
 BACKENDS: Registry[type[Datastore]] = Registry("datastore scheme")
 BACKENDS.register("file", "olivine.datastores.local:LocalDatastore")
 BACKENDS.register("memory", "olivine.datastores.memory:MemoryDatastore")
+for _scheme in ("az", "abfs", "abfss"):
+    BACKENDS.register(_scheme, "olivine.datastores.azure:AzureBlobDatastore", extra="azure")
+BACKENDS.register("s3", "olivine.datastores.s3:S3Datastore", extra="s3")

@@ -1,0 +1,79 @@
+"""S3 datastores: ``s3://<bucket>/<prefix>`` through s3fs (any S3-compatible service).
+
+Credentials are botocore's own: the standard variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``), ``AWS_PROFILE`` / the ``profile`` option, the shared credentials and config
+files, instance roles; or ``key`` / ``secret`` / ``token`` in the datastore's options in the user's
+hosts file. Never in a workflow file (refused there) and never in a message (scrubbed).
+
+Options: ``endpoint_url`` (default ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``), ``region``
+(default botocore's: ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the profile), ``profile``, the retry
+options of :class:`~olivine.datastores.objectstore.RetrySettings`, ``connection_timeout_s`` /
+``read_timeout_s``.
+
+Requests are retried by botocore's ``standard`` mode (429, 500, 502, 503, 504, throttling codes,
+connection errors) with capped exponential backoff. Create-only writes use ``If-None-Match: *`` on the
+put or on the multipart completion, which S3 (since 2024) and moto answer atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import s3fs  # noqa: F401  (fails early with the install hint when the extra is missing)
+
+from olivine.datastores.objectstore import ObjectStoreDatastore, RetrySettings, env_or, split_root
+from olivine.datastores.redact import secret_values
+from olivine.errors import ConfigError
+
+_SECRET_OPTIONS = ("key", "secret", "token")
+_KNOWN = {"endpoint_url", "region", "profile", "connection_timeout_s", "read_timeout_s", *_SECRET_OPTIONS}
+_ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class S3Datastore(ObjectStoreDatastore):
+    """A datastore in an S3 bucket (or an S3-compatible server)."""
+
+    scheme = "s3"
+
+    @classmethod
+    def open_url(cls, url: str, options: dict[str, Any]) -> S3Datastore:
+        from s3fs import S3FileSystem
+
+        opts = dict(options)
+        retry = RetrySettings.pop_from(opts)
+        unknown = sorted(set(opts) - _KNOWN)
+        if unknown:
+            raise ConfigError(
+                f"unknown s3:// datastore option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KNOWN))}, "
+                "retries, retry_backoff_s, retry_max_backoff_s"
+            )
+        bucket, prefix = split_root(url, ("s3",))
+        client_kwargs: dict[str, Any] = {}
+        endpoint = env_or(opts, "endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        if endpoint:
+            client_kwargs["endpoint_url"] = str(endpoint)
+        if opts.get("region"):
+            client_kwargs["region_name"] = str(opts["region"])
+        config = {
+            # botocore counts the first try as an attempt; backoff is its own (capped at 20 s).
+            "retries": {"max_attempts": retry.attempts, "mode": "standard"},
+            "connect_timeout": float(opts.get("connection_timeout_s", 20)),
+            "read_timeout": float(opts.get("read_timeout_s", 120)),
+        }
+        creds = {k: str(opts[k]) for k in _SECRET_OPTIONS if opts.get(k)}
+        fs = S3FileSystem(
+            **creds,
+            profile=opts.get("profile"),
+            client_kwargs=client_kwargs,
+            config_kwargs=config,
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+        fs.retries = retry.attempts  # s3fs's own loop around botocore's, for errors botocore passes up
+        secrets = secret_values(creds) + [v for n in _ENV_SECRETS if (v := os.environ.get(n))]
+        root = f"{bucket}/{prefix}" if prefix else bucket
+        return cls(fs, root, secrets=secrets)
+
+    def _url_of(self, full: str) -> str:
+        return f"s3://{full.lstrip('/')}"
