@@ -61,7 +61,15 @@ def azurite_bin() -> Path:
             raise RuntimeError("the azure tier needs Node.js and npm (to install azurite)")
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder), f"azurite@{AZURITE_VERSION}"],
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(folder),
+                f"azurite@{AZURITE_VERSION}",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             timeout=600,

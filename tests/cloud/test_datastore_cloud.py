@@ -84,7 +84,9 @@ def test_azure_datastore_creates_missing_container(azure_env: Azurite) -> None:
 
 
 @pytest.mark.s3
-def test_s3_datastore_endpoint_from_option_or_environment(s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_datastore_endpoint_from_option_or_environment(
+    s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = s3_url()
     Datastore.from_url(url).put_bytes("a.txt", b"a")  # AWS_ENDPOINT_URL_S3
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")

@@ -29,7 +29,13 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.storage.blob.aio import ExponentialRetry
 
-from olivine.datastores.objectstore import ObjectStoreDatastore, RetrySettings, env_or, split_root
+from olivine.datastores.objectstore import (
+    ObjectStoreDatastore,
+    RetrySettings,
+    check_options,
+    env_or,
+    split_root,
+)
 from olivine.datastores.redact import secret_values
 from olivine.errors import ConfigError
 
@@ -58,12 +64,7 @@ class AzureBlobDatastore(ObjectStoreDatastore):
 
         opts = dict(options)
         retry = RetrySettings.pop_from(opts)
-        unknown = sorted(set(opts) - _KNOWN)
-        if unknown:
-            raise ConfigError(
-                f"unknown az:// datastore option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KNOWN))}, "
-                "retries, retry_backoff_s, retry_max_backoff_s"
-            )
+        check_options("az", opts, _KNOWN)
         url = _account_in_host(url, opts)
         container, prefix = split_root(url, ("az", "abfs", "abfss"))
         creds = _credentials(opts)
@@ -156,7 +157,7 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
     return BlobServiceClient(account_url, credential=credential, **kwargs)
 
 
-class _CappedRetry(ExponentialRetry):  # type: ignore[misc]
+class _CappedRetry(ExponentialRetry):
     """The storage retry policy with backoff doubling from ``backoff_s`` up to ``max_backoff_s``."""
 
     def __init__(self, retry: RetrySettings) -> None:
@@ -169,7 +170,7 @@ class _CappedRetry(ExponentialRetry):  # type: ignore[misc]
         return float(min(backoff, self._settings.max_backoff_s) * random.uniform(0.8, 1.0))
 
 
-class _ThrottledIsRetriable(AsyncHTTPPolicy):  # type: ignore[misc]
+class _ThrottledIsRetriable(AsyncHTTPPolicy):
     """Turn a 429 answer into a retriable error: the storage retry policy treats 4xx as final."""
 
     async def send(self, request: PipelineRequest) -> PipelineResponse:

@@ -160,7 +160,8 @@ def split_root(url: str, schemes: tuple[str, ...]) -> tuple[str, str]:
     """
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in schemes or not rest:
-        raise ConfigError(f"expected {' or '.join(s + '://' for s in schemes)}<container>/<prefix>, got {url}")
+        expected = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"expected {expected}<container>/<prefix>, got {url}")
     if "?" in rest or "#" in rest:
         raise ConfigError(
             f"a {scheme}:// datastore URL takes no query string (put credentials in the environment or "
@@ -171,6 +172,19 @@ def split_root(url: str, schemes: tuple[str, ...]) -> tuple[str, str]:
     if not container or ".." in parts:
         raise ConfigError(f"invalid {scheme}:// datastore URL (need <container>/<prefix>, no '..')")
     return container, "/".join(parts)
+
+
+_RETRY_OPTIONS = ("retries", "retry_backoff_s", "retry_max_backoff_s")
+
+
+def check_options(scheme: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse option names a backend does not know (typos would silently change nothing)."""
+    allowed = sorted({*known, *_RETRY_OPTIONS})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown {scheme}:// datastore option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
 
 
 def env_or(options: Mapping[str, Any], key: str, *env_names: str) -> Any:

@@ -22,9 +22,14 @@ from typing import Any
 
 import s3fs  # noqa: F401  (fails early with the install hint when the extra is missing)
 
-from olivine.datastores.objectstore import ObjectStoreDatastore, RetrySettings, env_or, split_root
+from olivine.datastores.objectstore import (
+    ObjectStoreDatastore,
+    RetrySettings,
+    check_options,
+    env_or,
+    split_root,
+)
 from olivine.datastores.redact import secret_values
-from olivine.errors import ConfigError
 
 _SECRET_OPTIONS = ("key", "secret", "token")
 _KNOWN = {"endpoint_url", "region", "profile", "connection_timeout_s", "read_timeout_s", *_SECRET_OPTIONS}
@@ -42,12 +47,7 @@ class S3Datastore(ObjectStoreDatastore):
 
         opts = dict(options)
         retry = RetrySettings.pop_from(opts)
-        unknown = sorted(set(opts) - _KNOWN)
-        if unknown:
-            raise ConfigError(
-                f"unknown s3:// datastore option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KNOWN))}, "
-                "retries, retry_backoff_s, retry_max_backoff_s"
-            )
+        check_options("s3", opts, _KNOWN)
         bucket, prefix = split_root(url, ("s3",))
         client_kwargs: dict[str, Any] = {}
         endpoint = env_or(opts, "endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
