@@ -24,9 +24,8 @@ import re
 from typing import Any
 
 import adlfs  # noqa: F401  (fails early with the install hint when the extra is missing)
-from azure.core.exceptions import ServiceResponseError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.storage.blob.aio import ExponentialRetry
 
 from olivine.datastores.objectstore import (
@@ -145,7 +144,6 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
 
     kwargs: dict[str, Any] = {
         "retry_policy": _CappedRetry(retry),
-        "per_retry_policies": [_ThrottledIsRetriable()],
         **fs._timeout_kwargs,
     }
     if fs.connection_string:
@@ -158,7 +156,8 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
 
 
 class _CappedRetry(ExponentialRetry):
-    """The storage retry policy with backoff doubling from ``backoff_s`` up to ``max_backoff_s``."""
+    """The storage retry policy, with backoff doubling from ``backoff_s`` up to ``max_backoff_s``, that
+    also retries 429 (the storage SDK treats every 4xx but 408 as final)."""
 
     def __init__(self, retry: RetrySettings) -> None:
         n = retry.attempts - 1
@@ -169,12 +168,27 @@ class _CappedRetry(ExponentialRetry):
         backoff = self._settings.backoff_s * (2 ** settings["count"])
         return float(min(backoff, self._settings.max_backoff_s) * random.uniform(0.8, 1.0))
 
-
-class _ThrottledIsRetriable(AsyncHTTPPolicy):
-    """Turn a 429 answer into a retriable error: the storage retry policy treats 4xx as final."""
-
     async def send(self, request: PipelineRequest) -> PipelineResponse:
-        response: PipelineResponse = await self.next.send(request)
-        if response.http_response.status_code == 429:
-            raise ServiceResponseError("429 Too Many Requests", response=response.http_response)
-        return response
+        settings = self.configure_retries(request)
+        while True:
+            try:
+                response: PipelineResponse = await self.next.send(request)
+            except AzureError as err:
+                if isinstance(err, ClientAuthenticationError) or not self.increment(
+                    settings, request=request.http_request, error=err
+                ):
+                    raise
+                await self.sleep(settings, request.context.transport)
+                continue
+            status = response.http_response.status_code
+            if _RETRIABLE(status) and self.increment(
+                settings, request=request.http_request, response=response.http_response
+            ):
+                await self.sleep(settings, request.context.transport)
+                continue
+            response.http_response.location_mode = settings["mode"]
+            return response
+
+
+def _RETRIABLE(status: int) -> bool:  # noqa: N802
+    return status in (408, 429) or (status >= 500 and status not in (501, 505))

@@ -67,6 +67,9 @@ class Datastore:
     atomic_create: ClassVar[bool] = False
     #: How many files the exporter copies at once (network backends gain from more).
     put_concurrency: ClassVar[int] = 8
+    #: Whether writes check for an existing file first. Where a check is a round trip (object stores)
+    #: the create-only write itself is the check: it fails with FileExistsError and costs nothing more.
+    check_before_put: ClassVar[bool] = True
 
     def __init__(self, fs: Any, root: str, *, secrets: Iterable[str] = ()) -> None:
         self.fs = fs
@@ -143,7 +146,7 @@ class Datastore:
         if not Path(local).is_file():
             raise DatastoreError(f"cannot put {local} to {self.url_for(rel)}: no such local file")
         with self._errors("put", rel):
-            if self._exists(full):
+            if self.check_before_put and self._exists(full):
                 return self._same_file_or_refuse(Path(local), rel, recorded)
             try:
                 size, digest = self._write_file(full, Path(local), exclusive=True, recorded=recorded)
@@ -161,7 +164,7 @@ class Datastore:
             if overwrite:
                 self._write(full, [data], exclusive=False)
                 return entry
-            if not self._exists(full):
+            if not self.check_before_put or not self._exists(full):
                 try:
                     self._write(full, [data], exclusive=True)
                     return entry

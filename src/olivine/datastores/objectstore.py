@@ -61,6 +61,7 @@ class ObjectStoreDatastore(Datastore):
     :meth:`_ensure_container` and :meth:`_discard`."""
 
     atomic_create = True
+    check_before_put = False
     # Each copy mostly waits on the network.
     put_concurrency = 8
     #: Writes up to this size are one request; larger ones stream as blocks (parts) of this size.
