@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from cloud_servers import CONTAINER, AZURITE_ACCOUNT, Azurite, MotoS3, fresh_prefix
+from cloud_servers import AZURITE_ACCOUNT, CONTAINER, Azurite, MotoS3, fresh_prefix
 from http_meter import Fault, MeteringProxy
 from olivine.datastores import Datastore, Exporter, claim_export, verify
 from olivine.datastores.index import read_index

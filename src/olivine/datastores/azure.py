@@ -172,7 +172,7 @@ class _CappedRetry(ExponentialRetry):
         settings = self.configure_retries(request)
         while True:
             try:
-                response: PipelineResponse = await self.next.send(request)
+                response: PipelineResponse = await self.next.send(request)  # type: ignore[misc]
             except AzureError as err:
                 if isinstance(err, ClientAuthenticationError) or not self.increment(
                     settings, request=request.http_request, error=err
@@ -181,7 +181,7 @@ class _CappedRetry(ExponentialRetry):
                 await self.sleep(settings, request.context.transport)
                 continue
             status = response.http_response.status_code
-            if _RETRIABLE(status) and self.increment(
+            if _retriable(status) and self.increment(
                 settings, request=request.http_request, response=response.http_response
             ):
                 await self.sleep(settings, request.context.transport)
@@ -190,5 +190,5 @@ class _CappedRetry(ExponentialRetry):
             return response
 
 
-def _RETRIABLE(status: int) -> bool:  # noqa: N802
+def _retriable(status: int) -> bool:
     return status in (408, 429) or (status >= 500 and status not in (501, 505))
