@@ -8,6 +8,7 @@ and links plot points to table rows.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -174,7 +175,7 @@ def _columns(fp: Footprint) -> list[Column]:
             m = r.metrics.get(name)
             if m is None or m.value is None:
                 return "", ""
-            return _metric_text(m), repr(m.value)
+            return _metric_text(m), repr(m.value) if math.isfinite(m.value) else ""
 
         return Column(f"m:{name}", name, cell)
 
