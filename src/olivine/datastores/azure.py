@@ -168,7 +168,7 @@ class _CappedRetry(ExponentialRetry):
         backoff = self._settings.backoff_s * (2 ** settings["count"])
         return float(min(backoff, self._settings.max_backoff_s) * random.uniform(0.8, 1.0))
 
-    async def send(self, request: PipelineRequest) -> PipelineResponse:
+    async def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[override]
         settings = self.configure_retries(request)
         while True:
             try:
