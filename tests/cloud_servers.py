@@ -18,8 +18,13 @@ import socket
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from http_meter import MeteringProxy
+    from olivine.datastores import Datastore
 
 AZURITE_VERSION = "3.35.0"
 #: The container (bucket) the test fixtures create; each test uses a fresh prefix in it.
@@ -191,3 +196,24 @@ def azure_url(prefix: str | None = None) -> str:
 
 def s3_url(prefix: str | None = None) -> str:
     return f"s3://{CONTAINER}/{prefix or fresh_prefix()}"
+
+
+@dataclass
+class Cloud:
+    """One backend behind a metering proxy: ``open()`` gives a datastore on a fresh prefix."""
+
+    name: str
+    server: Azurite | MotoS3
+    proxy: MeteringProxy
+    url: str
+    options: dict[str, Any]
+
+    def open(self, **extra: Any) -> Datastore:
+        from olivine.datastores import Datastore
+
+        return Datastore.from_url(self.url, {**self.options, **extra})
+
+    def restart_server(self, down_s: float) -> None:
+        self.server.stop()
+        time.sleep(down_s)
+        self.server.start()

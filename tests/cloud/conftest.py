@@ -4,10 +4,12 @@ stopped by PID (Azurite) or by moto's own stop (in-process) at the end of the se
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from cloud_servers import CONTAINER, MOTO_ENV, Azurite, MotoS3
+from cloud_servers import AZURITE_ACCOUNT, CONTAINER, MOTO_ENV, Azurite, Cloud, MotoS3, fresh_prefix
+from http_meter import MeteringProxy
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +52,25 @@ def s3_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return moto_s3
+
+
+@pytest.fixture(
+    params=[pytest.param("azure", marks=pytest.mark.azure), pytest.param("s3", marks=pytest.mark.s3)]
+)
+def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    if request.param == "azure":
+        server: Azurite | MotoS3 = request.getfixturevalue("azure_env")
+        proxy = MeteringProxy(server.port).start()
+        endpoint = f"http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT}"
+        assert isinstance(server, Azurite)
+        options: dict[str, Any] = {"connection_string": server.connection_string(endpoint)}
+        url = f"az://{CONTAINER}/{fresh_prefix()}"
+    else:
+        server = request.getfixturevalue("s3_env")
+        proxy = MeteringProxy(server.port).start()
+        options = {"endpoint_url": f"http://127.0.0.1:{proxy.port}"}
+        url = f"s3://{CONTAINER}/{fresh_prefix()}"
+    try:
+        yield Cloud(request.param, server, proxy, url, options)
+    finally:
+        proxy.stop()

@@ -16,62 +16,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cloud_servers import AZURITE_ACCOUNT, CONTAINER, Azurite, MotoS3, fresh_prefix
-from http_meter import Fault, MeteringProxy
-from olivine.datastores import Datastore, Exporter, claim_export, verify
+from cloud_servers import CONTAINER, Cloud
+from http_meter import Fault
+from olivine.datastores import Exporter, claim_export, verify
 from olivine.datastores.index import read_index
 
 MiB = 1 << 20
 FAST_RETRY = {"retries": 10, "retry_backoff_s": 0.05, "retry_max_backoff_s": 1.0}
-
-
-@dataclass
-class Cloud:
-    """One backend behind a metering proxy: ``open()`` gives a datastore on a fresh prefix."""
-
-    name: str
-    server: Azurite | MotoS3
-    proxy: MeteringProxy
-    url: str
-    options: dict[str, Any]
-
-    def open(self, **extra: Any) -> Datastore:
-        return Datastore.from_url(self.url, {**self.options, **extra})
-
-    def restart_server(self, down_s: float) -> None:
-        self.server.stop()
-        time.sleep(down_s)
-        self.server.start()
-
-
-@pytest.fixture(
-    params=[pytest.param("azure", marks=pytest.mark.azure), pytest.param("s3", marks=pytest.mark.s3)]
-)
-def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
-    if request.param == "azure":
-        server: Azurite | MotoS3 = request.getfixturevalue("azure_env")
-        proxy = MeteringProxy(server.port).start()
-        endpoint = f"http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT}"
-        assert isinstance(server, Azurite)
-        options: dict[str, Any] = {"connection_string": server.connection_string(endpoint)}
-        url = f"az://{CONTAINER}/{fresh_prefix()}"
-    else:
-        server = request.getfixturevalue("s3_env")
-        proxy = MeteringProxy(server.port).start()
-        options = {"endpoint_url": f"http://127.0.0.1:{proxy.port}"}
-        url = f"s3://{CONTAINER}/{fresh_prefix()}"
-    try:
-        yield Cloud(request.param, server, proxy, url, options)
-    finally:
-        proxy.stop()
 
 
 def _file(path: Path, size: int) -> Path:

@@ -37,6 +37,8 @@ from olivine.datastores import (
     show,
     verify,
 )
+from olivine.datastores.assets import catalog
+from olivine.datastores.index import CHECKPOINT_EVERY, read_index
 from olivine.errors import DatastoreError, IntegrityError, JobNotFoundError
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
@@ -321,6 +323,30 @@ class DatastoreSuite:
         assert latest is not None and latest.folder == "2024-05-06-07-08-39"
         assert latest_export(datastore, "never-ran") is None
 
+    def test_export_index_reads_back_across_checkpoints(self, datastore: Datastore, tmp_path: Path) -> None:
+        layout = claim_export(datastore, WORKFLOW, T0)
+        exporter = Exporter(datastore, layout)
+        for i in range(2 * CHECKPOINT_EVERY + 3):  # one segment per call: crosses two checkpoints
+            (tmp_path / f"f{i:03d}").write_bytes(f"file {i}".encode())
+            exporter.export_file(tmp_path / f"f{i:03d}", f"cache/f{i:03d}")
+        names = datastore.ls(layout.index)
+        assert len(names) == 2 * CHECKPOINT_EVERY + 3
+        assert sum(n.endswith(".full.json") for n in names) == 2
+        index = read_index(datastore, layout)
+        assert sorted(index) == [f"cache/f{i:03d}" for i in range(2 * CHECKPOINT_EVERY + 3)]
+        restarted = Exporter(datastore, layout)
+        (tmp_path / "late").write_bytes(b"late")
+        restarted.export_file(tmp_path / "late", "cache/late")
+        assert "cache/late" in read_index(datastore, layout) and len(read_index(datastore, layout)) == 36
+
+    def test_list_exports_finds_exports_made_before_markers(self, datastore: Datastore) -> None:
+        claim_export(datastore, WORKFLOW, T0)
+        datastore.put_bytes("2024-05-06-07-08-20/wf-conf/cache/x", b"an export with no marker")
+        # markers exist for this workflow: the marked export is what is listed
+        assert [e.folder for e in list_exports(datastore, WORKFLOW)] == ["2024-05-06-07-08-09"]
+        datastore.put_bytes("2024-05-06-07-08-30/old-wf/cache/x", b"x")  # an old datastore
+        assert [e.folder for e in list_exports(datastore, "old-wf")] == ["2024-05-06-07-08-30"]
+
     def test_claim_export_same_second_gets_next_second(self, datastore: Datastore) -> None:
         first = claim_export(datastore, WORKFLOW, T0, claim_id="job-1")
         second = claim_export(datastore, WORKFLOW, T0, claim_id="job-2")
@@ -343,3 +369,6 @@ class DatastoreSuite:
             register(datastore, WORKFLOW, T0, {"status": "succeeded"})
         with pytest.raises(JobNotFoundError):
             show(datastore, "unknown-wf")
+        assert catalog(datastore) == {
+            WORKFLOW: [("2024-05-06-07-08-09", "failed"), ("2024-05-06-08-08-09", "succeeded")]
+        }

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from typing import Any
 from olivine.datastores import assets
 from olivine.datastores.base import Datastore
 from olivine.datastores.files import CHUNK_BYTES, TEMP_MARK, FileEntry, clean_rel, hash_file, json_bytes
-from olivine.datastores.index import next_segment, read_index, write_segment
+from olivine.datastores.index import load_index, write_segment
 from olivine.datastores.layout import BOOKKEEPING_DIR, ExportLayout
 from olivine.datastores.logs import check_stream, chunk_path, log_chunks
 from olivine.datastores.manifest import build_manifest
@@ -48,6 +49,8 @@ DEFAULT_SKIP = ("*.tmp", "*.tmp-*", ".*.tmp*", "*.part", "*.partial", "*.lock", 
 _RESERVED_FILES = {"manifest.json", "status.json"}
 _RESERVED_DIRS = (f"{BOOKKEEPING_DIR}/", "logs/")
 _Seen = tuple[str, int, int]  # (local path, size, mtime_ns) of a file as it was exported
+#: Log chunks exported meanwhile are added to the export index at least this often.
+LOG_INDEX_INTERVAL_S = 120.0
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Exporter:
         self._log_offset: dict[str, int] = {}
         self._last_status: dict[str, Any] | None = None
         self._finalized = False
+        self._unindexed_logs: list[FileEntry] = []
+        self._indexed_at = time.monotonic()
 
     # -- files ------------------------------------------------------------------------------------
     def export_file(self, local: str | Path, rel_under_root: str) -> FileEntry:
@@ -235,7 +240,11 @@ class Exporter:
             rel = chunk_path(self.layout, stream, seq)[len(self.layout.root) + 1 :]
             entry = FileEntry(rel, len(data), hashlib.sha256(data).hexdigest())
             self._load()[rel] = entry
-            self._flush([entry])
+            # A chunk costs one request; its index entry rides with the next segment (files, or at
+            # most every LOG_INDEX_INTERVAL_S): the manifest has every chunk either way.
+            self._unindexed_logs.append(entry)
+            if time.monotonic() - self._indexed_at >= LOG_INDEX_INTERVAL_S:
+                self._flush([])
             return entry
 
     def export_log(self, local_log_file: str | Path, stream: str | None = None) -> int:
@@ -311,14 +320,18 @@ class Exporter:
     # -- helpers ----------------------------------------------------------------------------------
     def _load(self) -> dict[str, FileEntry]:
         if self._index is None:
-            self._index = read_index(self.datastore, self.layout)
-            self._next_segment = next_segment(self.datastore, self.layout)
+            self._index, self._next_segment = load_index(self.datastore, self.layout)
         return self._index
 
     def _flush(self, entries: Iterable[FileEntry]) -> None:
-        batch = list(entries)
+        """Write ``entries`` and the log chunks not yet indexed as one index segment."""
+        batch = [*self._unindexed_logs, *entries]
         if batch:
-            self._next_segment = write_segment(self.datastore, self.layout, batch, self._next_segment)
+            self._next_segment = write_segment(
+                self.datastore, self.layout, batch, self._next_segment, whole=self._load()
+            )
+        self._unindexed_logs = []
+        self._indexed_at = time.monotonic()
 
     def _checked(self, rel: str) -> str:
         clean = clean_rel(rel)

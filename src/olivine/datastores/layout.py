@@ -30,6 +30,8 @@ _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 #: Bookkeeping folder inside an export root (claim marker, export index); not part of the manifest.
 BOOKKEEPING_DIR = ".olivine"
+#: Per-workflow export markers at the datastore root, so listing a workflow's exports is one request.
+EXPORTS_DIR = f"{BOOKKEEPING_DIR}/exports"
 
 
 def timestamp_folder(dt: datetime) -> str:
@@ -129,9 +131,10 @@ class ExportLayout:
 
     def read_status(self) -> dict[str, Any] | None:
         """The current ``status.json``, or None if none was written yet."""
-        if not self.datastore.exists(self.status):
+        data = self.datastore.read_bytes_if_exists(self.status)
+        if data is None:
             return None
-        status: dict[str, Any] = json.loads(self.datastore.read_bytes(self.status))
+        status: dict[str, Any] = json.loads(data)
         return status
 
 
@@ -164,10 +167,12 @@ def claim_export(
     for second in range(max_tries):
         layout = ExportLayout(datastore, start + timedelta(seconds=second), workflow_id)
         body = {"claim_id": claim_id, "workflow_id": workflow_id, "submitted_at": start.isoformat()}
-        if _owner(layout) == claim_id:
+        if _owner(layout) == claim_id:  # a retry of this submission: its folder (and marker) again
+            datastore.put_bytes(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
             return layout
         # A folder that exists without our claim is taken, even if some other tool made it.
         if not datastore.exists(layout.root) and datastore.put_if_absent(layout.claim, json_bytes(body)):
+            datastore.put_bytes(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
             return layout
         if _owner(layout) == claim_id:  # lost a race against our own retry
             return layout
@@ -178,10 +183,11 @@ def claim_export(
 
 
 def _owner(layout: ExportLayout) -> str | None:
-    if not layout.datastore.exists(layout.claim):
+    data = layout.datastore.read_bytes_if_exists(layout.claim)
+    if data is None:
         return None
     try:
-        owner = json.loads(layout.datastore.read_bytes(layout.claim)).get("claim_id")
+        owner = json.loads(data).get("claim_id")
     except (ValueError, AttributeError):
         return None
     return str(owner) if owner is not None else None
@@ -190,15 +196,24 @@ def _owner(layout: ExportLayout) -> str | None:
 def list_exports(datastore: Datastore, workflow_id: str) -> list[ExportLayout]:
     """Every export of ``workflow_id`` on ``datastore``, oldest first.
 
-    Scans the top-level timestamp folders for a ``<workflow_id>`` subfolder; other top-level entries
-    (``assets/``, stray files) are ignored.
+    One listing: each claim leaves a marker ``.olivine/exports/<workflow_id>/<timestamp>.json`` at the
+    datastore root. A datastore written before markers existed (none for this workflow) is scanned
+    instead: the top-level timestamp folders, each checked for a ``<workflow_id>`` subfolder.
     """
-    found = []
-    for name in datastore.ls(""):
-        ts = parse_timestamp_folder(name)
-        if ts is not None and datastore.exists(f"{name}/{workflow_id}"):
-            found.append(ExportLayout(datastore, ts, workflow_id))
+    marked = [n.removesuffix(".json") for n in datastore.ls(f"{EXPORTS_DIR}/{workflow_id}")]
+    folders = [n for n in marked if parse_timestamp_folder(n) is not None]
+    if not folders:
+        folders = [
+            name
+            for name in datastore.ls("")
+            if parse_timestamp_folder(name) is not None and datastore.exists(f"{name}/{workflow_id}")
+        ]
+    found = [ExportLayout.from_folder(datastore, name, workflow_id) for name in folders]
     return sorted(found, key=lambda layout: layout.timestamp)
+
+
+def _marker(workflow_id: str, folder: str) -> str:
+    return f"{EXPORTS_DIR}/{workflow_id}/{folder}.json"
 
 
 def latest_export(datastore: Datastore, workflow_id: str) -> ExportLayout | None:

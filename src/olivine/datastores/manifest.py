@@ -103,10 +103,11 @@ def build_manifest(
 
 def read_manifest(datastore: Datastore, layout: ExportLayout) -> dict[str, Any] | None:
     """The export's manifest, or None if it was not written (yet)."""
-    if not datastore.exists(layout.manifest):
+    data = datastore.read_bytes_if_exists(layout.manifest)
+    if data is None:
         return None
     try:
-        manifest: dict[str, Any] = json.loads(datastore.read_bytes(layout.manifest))
+        manifest: dict[str, Any] = json.loads(data)
     except ValueError as exc:
         raise DatastoreError(f"corrupt manifest {datastore.url_for(layout.manifest)}: {exc}") from exc
     return manifest

@@ -121,7 +121,8 @@ class ObjectStoreDatastore(Datastore):
 
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, full: str) -> bytes:
-        return bytes(self.fs.cat_file(full))
+        # One GET: a concurrent ranged read would first ask for the size (a second request).
+        return bytes(self.fs.cat_file(full, max_concurrency=1))
 
     def _read_if_exists(self, full: str) -> bytes | None:
         try:

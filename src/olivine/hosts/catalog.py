@@ -69,15 +69,11 @@ def assets_list(datastore: str | None = None, *, profiles: Profiles | None = Non
     profiles = profiles or Profiles()
     choice = choose_datastore(datastore, profiles) if datastore else default_datastore(profiles)
     store = choice.open(profiles)
-    summaries = []
-    for asset in assets.list_assets(store):
-        versions = tuple(
-            AssetVersion(v, _state(record), record["url"])
-            for v in asset.versions
-            for record in [assets.show(store, asset.name, v)]
-        )
-        summaries.append(AssetSummary(asset.name, versions))
-    return summaries
+    return [
+        AssetSummary(name, tuple(AssetVersion(v, state, store.url_for(f"{v}/{name}")) for v, state in rows))
+        for name, rows in assets.catalog(store).items()
+        if rows
+    ]
 
 
 def assets_show(
@@ -96,12 +92,4 @@ def assets_show(
     profiles = profiles or Profiles()
     choice = choose_datastore(datastore, profiles) if datastore else default_datastore(profiles)
     record = assets.show(choice.open(profiles), name, version)
-    return {**record, "state": _state(record)}
-
-
-def _state(record: dict[str, Any]) -> str | None:
-    status = record.get("summary", {}).get("status")
-    if isinstance(status, dict):
-        state = status.get("state")
-        return str(state) if state is not None else None
-    return str(status) if status is not None else None
+    return {**record, "state": assets.state_of(record)}
