@@ -41,7 +41,12 @@ def test_azureml_job_binds_output_to_the_spec_layout_and_registers_the_asset(tmp
     assert "python -m olivine.jobs.worker --job-dir" in job.command
     assert job.compute == "cpu-cluster"
     assert job.experiment_name == "olivine"
-    assert job.tags == {"team": "vision", "olivine_job_id": "job-1a2b", "workflow_id": "tiny_mlp", "export_timestamp": TS}
+    assert job.tags == {
+        "team": "vision",
+        "olivine_job_id": "job-1a2b",
+        "workflow_id": "tiny_mlp",
+        "export_timestamp": TS,
+    }
     assert job.environment.image == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
     assert job.resources.instance_type == "Standard_D4s_v3"
     assert job.environment_variables == {"PYTHONUNBUFFERED": "1"}
@@ -70,6 +75,8 @@ def test_azureml_job_builds_environment_from_a_dockerfile(tmp_path: Path) -> Non
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM python:3.11\n")
     job = build_job(
-        _request(tmp_path, environment={"build": {"path": str(tmp_path / "ctx"), "dockerfile_path": "Dockerfile"}})
+        _request(
+            tmp_path, environment={"build": {"path": str(tmp_path / "ctx"), "dockerfile_path": "Dockerfile"}}
+        )
     )
     assert job.environment.build.path == str(tmp_path / "ctx")
