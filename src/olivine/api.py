@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from olivine.engine.events import Listener
     from olivine.engine.resolve import ResolvedWorkflow
     from olivine.engine.run import WorkflowResult
-    from olivine.hosts.jobs import JobRecord
+    from olivine.jobs.records import JobRecord
     from olivine.hosts.submission import Submission
 
 logger = logging.getLogger("olivine")
@@ -157,8 +157,8 @@ def assets_show(name: str, *, version: str | None = None, datastore: str | None 
 
 def export_text(job: JobRecord, rel: str) -> str | None:
     """A text file from a job's export (``rel`` relative to the export root), or None if absent."""
-    from olivine.hosts.exports import open_spec_export
-    from olivine.hosts.worker import read_spec
+    from olivine.jobs.exports import open_spec_export
+    from olivine.jobs.worker import read_spec
 
     if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
         return None

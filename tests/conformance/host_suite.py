@@ -23,9 +23,9 @@ from olivine.datastores.base import Datastore
 from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import read_manifest
 from olivine.hosts import service
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.store import JobStore
 
 _METRIC_SCRIPT = """import time
 
@@ -275,7 +275,7 @@ class HostSuite:
         config = write_workflow(tmp_path / "wf")
         code = (
             "import sys; from olivine.hosts import service;"
-            "from olivine.hosts.store import JobStore; from olivine.hosts.profiles import Profiles;"
+            "from olivine.jobs.store import JobStore; from olivine.jobs.profiles import Profiles;"
             "s = service.submit(sys.argv[1], host_name=sys.argv[2], store=JobStore(sys.argv[3]),"
             " profiles=Profiles(sys.argv[4])); print(s.job.job_id)"
         )

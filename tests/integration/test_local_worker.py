@@ -17,7 +17,7 @@ import pytest
 from conformance.host_suite import HostEnv, HostSuite, export_of, write_workflow
 from olivine.datastores.manifest import verify
 from olivine.hosts import service
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 from olivine.hosts.process import job_process_alive
 
 pytestmark = pytest.mark.integration

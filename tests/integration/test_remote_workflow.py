@@ -30,7 +30,7 @@ from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import read_manifest, verify
 from olivine.errors import IntegrityError
 from olivine.hosts import service
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 from olivine.hosts.process import job_process_alive
 from tiny_models import write_onnx_mlp
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus, utc_now
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus, utc_now
 from olivine.hosts.process import SUBMITTER_GRACE_S, mark_if_dead, process_alive, process_start_ticks
-from olivine.hosts.store import JobStore
+from olivine.jobs.store import JobStore
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 

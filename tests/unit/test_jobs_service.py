@@ -21,10 +21,10 @@ from olivine.datastores.layout import claim_export
 from olivine.datastores.local import LocalDatastore, local_path_of
 from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
 from olivine.hosts import service
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
 from olivine.hosts.process import job_process_alive, process_start_ticks
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.store import JobStore
 from tiny_models import write_onnx_mlp
 
 SECRET = "sup3r-s3cret-account-key"

@@ -18,9 +18,9 @@ from pydantic import TypeAdapter
 
 from olivine.config.systems import SystemConfig
 from olivine.errors import HostError
-from olivine.hosts.bundle import Bundle
-from olivine.hosts.jobs import JobRecord, JobSpec
-from olivine.hosts.store import JobStore
+from olivine.jobs.bundle import Bundle
+from olivine.jobs.records import JobRecord, JobSpec
+from olivine.jobs.store import JobStore
 from olivine.registry import Registry
 
 _FOLLOW_POLL_S = 0.2

@@ -12,9 +12,9 @@ from typing import Any
 
 from olivine.datastores import assets
 from olivine.hosts.base import host_for
-from olivine.hosts.choice import DatastoreChoice, choose_datastore
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.store import JobStore
 
 
 @dataclass(frozen=True)

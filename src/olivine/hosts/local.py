@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 from olivine.errors import HostError, NotSupportedError
-from olivine.hosts.abandoned import close_export
-from olivine.hosts.bundle import Bundle
-from olivine.hosts.jobs import JobRecord, JobSpec, JobStatus
+from olivine.jobs.abandoned import close_export
+from olivine.jobs.bundle import Bundle
+from olivine.jobs.records import JobRecord, JobSpec, JobStatus
 from olivine.hosts.local_process import LocalProcessHost
 from olivine.hosts.process import job_process_alive, process_start_ticks
 
@@ -31,7 +31,7 @@ class LocalSystemHost(LocalProcessHost):
         return f"host '{self.name}' (LocalSystem: runs in the foreground, in this process)"
 
     def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
-        from olivine.hosts.worker import run_job
+        from olivine.jobs.worker import run_job
 
         if job.job_dir is None:
             raise HostError(f"job {job.job_id} has no job folder")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from olivine.hosts.base import Host
-from olivine.hosts.jobs import JobRecord
+from olivine.jobs.records import JobRecord
 from olivine.hosts.process import mark_if_dead
 
 

@@ -18,9 +18,9 @@ import threading
 
 from olivine.config.systems import LocalWorkerConfig
 from olivine.errors import HostError
-from olivine.hosts.abandoned import close_export
-from olivine.hosts.bundle import Bundle
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobSpec, JobStatus
+from olivine.jobs.abandoned import close_export
+from olivine.jobs.bundle import Bundle
+from olivine.jobs.records import ErrorKind, JobRecord, JobSpec, JobStatus
 from olivine.hosts.local_process import LocalProcessHost
 from olivine.hosts.process import process_start_ticks, signal_group, wait_gone
 
@@ -31,7 +31,7 @@ _KILL_WAIT_S = 5.0
 
 
 class LocalWorkerHost(LocalProcessHost):
-    """Runs each job in a detached ``python -m olivine.hosts.worker`` process."""
+    """Runs each job in a detached ``python -m olivine.jobs.worker`` process."""
 
     type_name = "LocalWorker"
     detached = True
@@ -47,7 +47,7 @@ class LocalWorkerHost(LocalProcessHost):
         if job.job_dir is None or job.log_path is None:
             raise HostError(f"job {job.job_id} has no job folder or log path")
         python = self.config.python or sys.executable
-        command = [python, "-m", "olivine.hosts.worker", "--job-dir", job.job_dir]
+        command = [python, "-m", "olivine.jobs.worker", "--job-dir", job.job_dir]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             with open(job.log_path, "ab") as log:

@@ -17,8 +17,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus, utc_now
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus, utc_now
+from olivine.jobs.store import JobStore
 
 _PROC = Path("/proc")
 _STARTTIME_FIELD = 19  # field 22 of /proc/<pid>/stat, counted from the state field (field 3)
@@ -93,7 +93,7 @@ def mark_if_dead(
         job.job_id, strict=False, state=JobStatus.FAILED, error_kind=ErrorKind.INFRASTRUCTURE, message=message
     )
     if failed.state is JobStatus.FAILED and failed.message == message:
-        from olivine.hosts.abandoned import close_export
+        from olivine.jobs.abandoned import close_export
 
         close_export(failed)
     return failed

@@ -18,10 +18,10 @@ from olivine.datastores.manifest import fetch as fetch_export
 from olivine.errors import JobNotFoundError
 from olivine.hosts.base import host_of
 from olivine.hosts.catalog import AssetSummary, AssetVersion, assets_list, assets_show
-from olivine.hosts.jobs import JobRecord, JobStatus
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.remote import job_export_logs, remote_logs, remote_status
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import JobRecord, JobStatus
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.remote import job_export_logs, remote_logs, remote_status
+from olivine.jobs.store import JobStore
 from olivine.hosts.submission import DEFAULT_HOST, Submission, SubmitPlan, resume, submit
 
 __all__ = [
@@ -118,8 +118,8 @@ def fetch(
         which: the part to download.
         datastore: for a URL, the hosts-file datastore whose options (credentials) open it.
     """
-    from olivine.hosts.exports import open_export_url, open_spec_export
-    from olivine.hosts.worker import read_spec
+    from olivine.jobs.exports import open_export_url, open_spec_export
+    from olivine.jobs.worker import read_spec
 
     if "/" in job_or_url:
         profiles = profiles or Profiles()

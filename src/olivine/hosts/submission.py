@@ -22,15 +22,15 @@ from olivine.datastores.layout import claim_export, timestamp_folder
 from olivine.datastores.redact import scrub_url
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow
 from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
-from olivine.hosts import bundle as bundles
+from olivine.jobs import bundle as bundles
 from olivine.hosts.base import Host, host_for, host_of
-from olivine.hosts.choice import DatastoreChoice, choose_datastore
-from olivine.hosts.exports import latest_cache_export
-from olivine.hosts.jobs import JobRecord, JobSpec, classify, new_job_id, utc_now
+from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.exports import latest_cache_export
+from olivine.jobs.records import JobRecord, JobSpec, classify, new_job_id, utc_now
 from olivine.hosts.plan import Submission, SubmitPlan, plan_of
 from olivine.hosts.process import process_start_ticks
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from olivine.datastores.files import json_bytes
 from olivine.datastores.layout import BOOKKEEPING_DIR
 from olivine.datastores.manifest import read_manifest
 from olivine.errors import OlivineError
-from olivine.hosts.exports import open_spec_export
-from olivine.hosts.jobs import JobRecord, utc_now
-from olivine.hosts.progress import export_cache
-from olivine.hosts.worker import read_spec
+from olivine.jobs.exports import open_spec_export
+from olivine.jobs.records import JobRecord, utc_now
+from olivine.jobs.progress import export_cache
+from olivine.jobs.worker import read_spec
 
 logger = logging.getLogger(__name__)
 

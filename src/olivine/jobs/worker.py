@@ -1,6 +1,6 @@
-"""The worker: ``python -m olivine.hosts.worker --job-dir DIR`` runs one job and exports it.
+"""The worker: ``python -m olivine.jobs.worker --job-dir DIR`` runs one job and exports it.
 
-It reads ``DIR/job.json`` (:class:`~olivine.hosts.jobs.JobSpec`), unpacks the bundle, seeds the cache
+It reads ``DIR/job.json`` (:class:`~olivine.jobs.records.JobSpec`), unpacks the bundle, seeds the cache
 from an earlier export when resuming, and runs the same engine as ``olivine run`` with a listener that
 exports every finished step at once. At the end it exports the cache, the output and the log, writes
 ``manifest.json`` and registers the data asset, and only then sets the final state. SIGTERM stops the
@@ -27,9 +27,9 @@ from typing import Any
 from olivine.datastores.exporter import Exporter
 from olivine.datastores.redact import scrub_text, secret_values
 from olivine.errors import HostError, OlivineError
-from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
-from olivine.hosts.progress import JobListener, JobReporter, export_cache
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, classify
+from olivine.jobs.progress import JobListener, JobReporter, export_cache
+from olivine.jobs.store import JobStore
 
 logger = logging.getLogger("olivine.worker")
 
@@ -85,8 +85,8 @@ class _JobRun:
 
     def execute(self) -> JobStatus:
         from olivine.engine.run import run_workflow
-        from olivine.hosts.bundle import unpack
-        from olivine.hosts.exports import open_export_url, open_spec_export, seed_cache
+        from olivine.jobs.bundle import unpack
+        from olivine.jobs.exports import open_export_url, open_spec_export, seed_cache
 
         state, kind, message = JobStatus.SUCCEEDED, None, "succeeded"
         interrupted: KeyboardInterrupt | None = None
@@ -231,7 +231,7 @@ def _logging_to(log_file: Path | None) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m olivine.hosts.worker", description=__doc__.splitlines()[0]
+        prog="python -m olivine.jobs.worker", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--job-dir", required=True, type=Path, help="the job folder (holds job.json)")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from olivine.datastores.base import Datastore
 from olivine.datastores.paths import default_datastore_dir
 from olivine.errors import ReferenceNotFoundError
-from olivine.hosts.profiles import Profiles
+from olivine.jobs.profiles import Profiles
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow, replace_strings
 from olivine.errors import HostError
-from olivine.hosts.jobs import utc_now
+from olivine.jobs.records import utc_now
 
 BUNDLE_FORMAT = 1
 _CHUNK = 1 << 20

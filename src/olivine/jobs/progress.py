@@ -24,8 +24,8 @@ from olivine.engine.events import (
     WorkflowStarted,
 )
 from olivine.errors import ConfigError, DatastoreError, HostError
-from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, utc_now
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, utc_now
+from olivine.jobs.store import JobStore
 
 if TYPE_CHECKING:
     from olivine.config.evaluators import EvaluatorConfig

@@ -22,14 +22,14 @@ from olivine.datastores.layout import ExportLayout, latest_export, list_exports,
 from olivine.datastores.logs import log_chunks
 from olivine.datastores.manifest import read_manifest
 from olivine.errors import DatastoreError, JobNotFoundError
-from olivine.hosts.choice import choose_datastore
-from olivine.hosts.exports import open_export_url, open_spec_export
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
-from olivine.hosts.profiles import Profiles
+from olivine.jobs.choice import choose_datastore
+from olivine.jobs.exports import open_export_url, open_spec_export
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
+from olivine.jobs.profiles import Profiles
 
 logger = logging.getLogger(__name__)
 
-#: The log stream the worker writes (see :class:`olivine.hosts.worker._LogShipper`).
+#: The log stream the worker writes (see :class:`olivine.jobs.worker._LogShipper`).
 WORKER_STREAM = "worker"
 _POLL_S = 1.0
 # A running worker rewrites status.json every ``heartbeat_s``; after this many missed beats (and at
@@ -137,7 +137,7 @@ def job_export_logs(
         raise JobNotFoundError(f"job {job.job_id} has no local log and no export to read its log from")
     spec_file = Path(job.job_dir) / "job.json" if job.job_dir else None
     if spec_file is not None and spec_file.is_file():
-        from olivine.hosts.worker import read_spec
+        from olivine.jobs.worker import read_spec
 
         _, layout, _ = open_spec_export(read_spec(spec_file.parent))
     else:

@@ -15,7 +15,7 @@ from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import export_entries, fetch
 from olivine.digests import RecordedDigest, read_digests, write_digests
 from olivine.errors import DatastoreError
-from olivine.hosts.jobs import JobSpec
+from olivine.jobs.records import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def spec_options(spec: JobSpec) -> dict[str, Any]:
     that profile's options with their credentials (read here, never copied into the job folder)."""
     options = dict(spec.datastore_options)
     if spec.datastore_profile:
-        from olivine.hosts.profiles import Profiles
+        from olivine.jobs.profiles import Profiles
 
         profiles = Profiles(spec.hosts_file) if spec.hosts_file else Profiles()
         options.update(profiles.datastore(spec.datastore_profile).options)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from olivine.errors import HostError, JobNotFoundError
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
 
 logger = logging.getLogger(__name__)
 
