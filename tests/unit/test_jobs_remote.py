@@ -129,15 +129,16 @@ def test_follow_log_without_a_log_yields_nothing(store: Datastore) -> None:
 
 
 def test_worker_heartbeat_rewrites_the_status_and_ships_the_log(store: Datastore, tmp_path: Path) -> None:
-    from olivine.jobs.records import JobSpec
+    from olivine.jobs.folder import JobFolder
     from olivine.jobs.progress import JobReporter
+    from olivine.jobs.records import JobSpec
     from olivine.jobs.worker import _LogShipper
 
     exporter = _export(store)
     spec = JobSpec(
         "job-1", "wf", "bundle", store.url_for(), exporter.layout.folder, log_export_interval_s=0.05
     )
-    reporter = JobReporter(spec, None)
+    reporter = JobReporter(spec, JobFolder(tmp_path))
     reporter.attach(exporter)
     first = service.remote_status(store.url_for(), "wf")
     log = tmp_path / "job.log"
