@@ -18,6 +18,30 @@ def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more (``nan``, ``inf`` and ``-5`` are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds between 0 and 604800")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 1 or more")
+    return value
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
 
@@ -78,7 +102,7 @@ def add_commands(sub: Any) -> None:
 
     lst = sub.add_parser("list", help="list submitted jobs, newest first")
     lst.add_argument("--workflow", metavar="ID", help="only this workflow id")
-    lst.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    lst.add_argument("--limit", type=_count, default=20, help="at most N jobs (default 20)")
     _json(lst)
     _verbose(lst)
     lst.set_defaults(handler=cmd_list)
@@ -104,7 +128,7 @@ def add_commands(sub: Any) -> None:
 
     cancel = sub.add_parser("cancel", help="stop a job: graceful, then forced after a timeout")
     cancel.add_argument("job", metavar="JOB")
-    cancel.add_argument("--timeout", type=float, metavar="S", help="seconds before a forced stop")
+    cancel.add_argument("--timeout", type=_seconds, metavar="S", help="seconds before a forced stop")
     _json(cancel)
     _verbose(cancel)
     cancel.set_defaults(handler=cmd_cancel)
@@ -127,6 +151,24 @@ def add_commands(sub: Any) -> None:
     _json(resume)
     _verbose(resume)
     resume.set_defaults(handler=cmd_resume)
+
+    report = sub.add_parser(
+        "report",
+        help="write report.html (plot, candidate table, machine) from a run's footprint",
+        description="Regenerate a run's report: report.html (self-contained: opens offline) and the "
+        "trade-off plot as pareto_frontier.png (needs matplotlib: pip install 'olivine[report]'). TARGET "
+        "is an output folder (or a folder filled by `olivine fetch`), a job id, or an export URL.",
+    )
+    report.add_argument("target", metavar="JOB|DIR|EXPORT_URL")
+    report.add_argument(
+        "--to",
+        metavar="DIR",
+        help="write here (default: beside a local footprint, else ./olivine-report/JOB)",
+    )
+    report.add_argument("--no-png", dest="png", action="store_false", help="do not draw the PNG plot")
+    report.add_argument("--datastore", metavar="NAME", help="hosts-file datastore with credentials for a URL")
+    _verbose(report)
+    report.set_defaults(handler=cmd_report)
 
     assets = sub.add_parser("assets", help="exports registered as data assets (name = workflow id)")
     asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
@@ -298,6 +340,19 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     files = api.fetch(args.job, dest, which=args.which, datastore=args.datastore)
     total = sum(f.stat().st_size for f in files if f.is_file())
     print(f"fetched {len(files)} file(s), {total / 1e6:.1f} MB, sha256 verified -> {dest.resolve()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    files = api.report(args.target, dest=args.to, png=args.png, datastore=args.datastore)
+    print(f"report -> {files.html.resolve()}")
+    if files.png is not None:
+        print(f"plot   -> {files.png.resolve()}")
+    elif files.png_skipped:
+        print(f"plot   -  not written: {files.png_skipped}")
     return 0
 
 

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from olivine.datastores.layout import ExportLayout
 from olivine.datastores.manifest import Which
 from olivine.datastores.manifest import fetch as fetch_export
 from olivine.hosts.base import Host, host_of
@@ -34,6 +35,7 @@ __all__ = [
     "assets_list",
     "assets_show",
     "cancel",
+    "export_file",
     "fetch",
     "host_of",
     "list_jobs",
@@ -135,12 +137,36 @@ def fetch(
         which: the part to download.
         datastore: for a URL, the hosts-file datastore whose options (credentials) open it.
     """
+    layout = _export_layout(job_or_url, datastore, store, profiles)
+    return fetch_export(layout.datastore, layout, which, Path(dest))
+
+
+def export_file(
+    job_or_url: str,
+    rel: str,
+    *,
+    datastore: str | None = None,
+    store: JobStore | None = None,
+    profiles: Profiles | None = None,
+) -> bytes | None:
+    """One file of a job's export (``rel`` relative to the export root), or None when it is not there (yet).
+
+    ``job_or_url`` and ``datastore`` are as for :func:`fetch`.
+    """
+    layout = _export_layout(job_or_url, datastore, store, profiles)
+    path = layout.path(rel)
+    if not layout.datastore.exists(path):
+        return None
+    return layout.datastore.read_bytes(path)
+
+
+def _export_layout(
+    job_or_url: str, datastore: str | None, store: JobStore | None, profiles: Profiles | None
+) -> ExportLayout:
     from olivine.jobs.exports import open_export_url, open_job_export
 
     profiles = profiles or Profiles()
     if "/" in job_or_url:
         options = profiles.datastore(datastore).options if datastore else {}
-        layout = open_export_url(job_or_url, options)
-    else:
-        layout = open_job_export((store or JobStore.default()).get(job_or_url), profiles)
-    return fetch_export(layout.datastore, layout, which, Path(dest))
+        return open_export_url(job_or_url, options)
+    return open_job_export((store or JobStore.default()).get(job_or_url), profiles)
