@@ -35,11 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from cloud_servers import AZURITE_ACCOUNT, CONTAINER, MOTO_ENV, Azurite, MotoS3  # noqa: E402
-from http_meter import MeteringProxy  # noqa: E402
-
-from olivine.datastores import Datastore, Exporter, claim_export, fetch, list_exports  # noqa: E402
-from olivine.datastores.assets import catalog  # noqa: E402
+from cloud_servers import AZURITE_ACCOUNT, CONTAINER, MOTO_ENV, Azurite, MotoS3
+from http_meter import MeteringProxy
+from olivine.datastores import Datastore, Exporter, claim_export, fetch, list_exports
+from olivine.datastores.assets import catalog
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 FILES_IN_FLIGHT = 8
@@ -106,7 +105,11 @@ def s3_uploader(endpoint: str) -> Callable[[Path, str], None]:
 
 
 def throughput(
-    open_ds: Callable[[str], Datastore], upload: Callable[[Path, str], None], tree: Path, mb: float, rounds: int
+    open_ds: Callable[[str], Datastore],
+    upload: Callable[[Path, str], None],
+    tree: Path,
+    mb: float,
+    rounds: int,
 ) -> dict[str, Any]:
     ours: list[float] = []
     sdk: list[float] = []
@@ -126,7 +129,9 @@ def throughput(
     return {"olivine_mb_s": mb / o, "sdk_mb_s": mb / s, "ratio": s / o, "olivine_s": ours, "sdk_s": sdk}
 
 
-def requests(open_ds: Callable[[str], Datastore], proxy: MeteringProxy, tree: Path, tmp: Path) -> dict[str, Any]:
+def requests(
+    open_ds: Callable[[str], Datastore], proxy: MeteringProxy, tree: Path, tmp: Path
+) -> dict[str, Any]:
     ds = open_ds("counted")
     proxy.take()
     layout = claim_export(ds, "bench", T0)
@@ -144,7 +149,10 @@ def requests(open_ds: Callable[[str], Datastore], proxy: MeteringProxy, tree: Pa
     out["list assets"] = proxy.take()
     fetch(ds, layout, "output", tmp / "fetched")
     out["fetch output"] = proxy.take()
-    return {k: {"requests": m.requests, "bytes_up": m.bytes_up, "bytes_down": m.bytes_down} for k, m in out.items()}
+    return {
+        k: {"requests": m.requests, "bytes_up": m.bytes_up, "bytes_down": m.bytes_down}
+        for k, m in out.items()
+    }
 
 
 def run_backend(name: str, work: Path, tree: Path, mb: float, rounds: int) -> dict[str, Any]:

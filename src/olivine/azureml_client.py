@@ -28,18 +28,29 @@ def ml_client(config: AzureMLClientConfig) -> Any:
         from azure.ai.ml import MLClient
         from azure.identity import DefaultAzureCredential
     except ModuleNotFoundError as exc:
-        raise MissingDependencyError(f"the Azure ML host needs the package '{exc.name}': {_INSTALL}") from None
+        raise MissingDependencyError(
+            f"the Azure ML host needs the package '{exc.name}': {_INSTALL}"
+        ) from None
     for name in ("azure.ai.ml", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"):
         log = logging.getLogger(name)
-        if not log.level:  # the SDK logs every request at INFO; keep the user's setting if they made one
-            log.setLevel(logging.WARNING)
-    credential = DefaultAzureCredential(**(config.default_auth_params or {}))
+        # As Olive: the SDK logs each request, and azure.identity a multi-line WARNING per failed
+        # credential, which our one-line errors already say. A level the user set is kept.
+        if not log.level:
+            log.setLevel(logging.ERROR)
+    try:
+        credential = DefaultAzureCredential(**(config.default_auth_params or {}))
+    except (TypeError, ValueError) as exc:  # bad default_auth_params, or AZURE_* variables
+        raise ConfigError(
+            f"no Azure credential: {one_line(exc)}", path="azureml_client.default_auth_params"
+        ) from None
     if config.aml_config_path:
         path = Path(config.aml_config_path).expanduser()
         if not path.is_file():
             raise ConfigError(f"no such file {path}", path="azureml_client.aml_config_path")
         try:
-            return MLClient.from_config(credential=credential, path=str(path), read_timeout=config.read_timeout)
+            return MLClient.from_config(
+                credential=credential, path=str(path), read_timeout=config.read_timeout
+            )
         except Exception as exc:
             raise ConfigError(one_line(exc), path="azureml_client.aml_config_path", file=str(path)) from None
     return MLClient(

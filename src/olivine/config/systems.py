@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from olivine.config.azureml import AzureMLClientConfig, AzureMLDockerConfig, AzureMLEnvironmentConfig
 from olivine.config.base import StrictModel
 from olivine.config.typed import flatten_typed
 
@@ -33,6 +34,10 @@ class SystemBase(StrictModel):
         """The datastore the system's jobs export to unless told otherwise (Olive's ``datastores``)."""
         return None
 
+    def with_azureml_client(self, client: AzureMLClientConfig | None) -> SystemBase:
+        """This system given a workflow's (or hosts file's) ``azureml_client``; only Azure ML uses it."""
+        return self
+
 
 class LocalSystemConfig(SystemBase):
     """Runs in this process. As a ``workflow_host`` it runs in the foreground (as Olive did)."""
@@ -52,11 +57,62 @@ class LocalWorkerConfig(SystemBase):
         return self.datastores
 
 
-_SYSTEMS: tuple[type[SystemBase], ...] = (LocalSystemConfig, LocalWorkerConfig)
-SYSTEM_TYPES = {cls.system_type().lower(): cls.system_type() for cls in _SYSTEMS}
-KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "azureml", "isolatedort"}
+class AzureMLConfig(SystemBase):
+    """An Azure ML workspace: the workflow runs there as one command job (Olive's ``AzureML`` fields).
 
-SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig, Field(discriminator="type")]
+    ``azureml_client_config`` is filled from the workflow's (or the hosts file's) ``azureml_client`` when
+    the system has none, as Olive did.
+    """
+
+    type: Literal["AzureML"] = "AzureML"
+    aml_compute: str
+    aml_docker_config: AzureMLDockerConfig | None = None
+    aml_environment_config: AzureMLEnvironmentConfig | None = None
+    datastores: str = "workspaceblobstore"
+    tags: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, Any] | None = None
+    instance_count: int = Field(default=1, ge=1)
+    hf_token: bool | None = None
+    is_dev: bool = False
+    azureml_client_config: AzureMLClientConfig | None = None
+    experiment_name: str = Field(default="olivine", description="Olivine's: the Azure ML experiment")
+
+    @model_validator(mode="after")
+    def _environment_given(self) -> AzureMLConfig:
+        if self.aml_docker_config is None and self.aml_environment_config is None:
+            raise ValueError("give aml_environment_config or aml_docker_config (the job's environment)")
+        return self
+
+    def default_datastore(self) -> str | None:
+        return self.datastores
+
+    def with_azureml_client(self, client: AzureMLClientConfig | None) -> AzureMLConfig:
+        if self.azureml_client_config is not None or client is None:
+            return self
+        return self.model_copy(update={"azureml_client_config": client})
+
+    def environment(self) -> str | dict[str, Any]:
+        """The job's environment: a registered one by reference, else one built from the docker config."""
+        if self.aml_environment_config is not None:
+            return self.aml_environment_config.reference()
+        docker = self.aml_docker_config
+        assert docker is not None
+        spec: dict[str, Any] = {"name": docker.name, "version": docker.version}
+        if docker.build_context_path:
+            spec["build"] = {
+                "path": docker.build_context_path,
+                "dockerfile_path": docker.dockerfile or "Dockerfile",
+            }
+        else:
+            spec.update(image=docker.base_image, conda_file=docker.conda_file_path)
+        return spec
+
+
+_SYSTEMS: tuple[type[SystemBase], ...] = (LocalSystemConfig, LocalWorkerConfig, AzureMLConfig)
+SYSTEM_TYPES = {cls.system_type().lower(): cls.system_type() for cls in _SYSTEMS}
+KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "isolatedort"}
+
+SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig | AzureMLConfig, Field(discriminator="type")]
 
 
 def normalize_system(value: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
+from olivine.config.azureml import AzureMLClientConfig
 from olivine.config.base import StrictModel
 from olivine.config.data import DataConfig
 from olivine.config.datastores import DatastoreConfig
@@ -31,7 +32,7 @@ class RunConfig(StrictModel):
     passes: dict[str, PassEntry | list[PassEntry]] = {}
     engine: EngineConfig = EngineConfig()
     workflow_host: str | None = None
-    azureml_client: dict[str, Any] | None = None
+    azureml_client: AzureMLClientConfig | None = None
     datastores: dict[str, DatastoreConfig] = {}
 
     @model_validator(mode="before")
@@ -55,6 +56,15 @@ class RunConfig(StrictModel):
                 k: prefixed(f"systems.{k}", normalize_system, v) for k, v in out["systems"].items()
             }
         return out
+
+    @model_validator(mode="after")
+    def _workspace_to_systems(self) -> RunConfig:
+        """Olive's top-level ``azureml_client`` is the workspace of every AzureML system without one."""
+        if self.azureml_client is not None:
+            systems = {k: v.with_azureml_client(self.azureml_client) for k, v in self.systems.items()}
+            if systems != self.systems:
+                object.__setattr__(self, "systems", systems)
+        return self
 
     @field_validator("workflow_id")
     @classmethod

@@ -60,8 +60,8 @@ def resolve(name: str, workspace: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     Raises:
         DatastoreError: the workspace cannot be reached or has no such blob datastore (one line).
     """
-    from olivine.config.azureml import AzureMLClientConfig
     from olivine.azureml_client import ml_client, one_line
+    from olivine.config.azureml import AzureMLClientConfig
 
     client = ml_client(AzureMLClientConfig.model_validate(workspace))
     try:

@@ -66,7 +66,12 @@ class AzureMLHost(Host):
         return f"host '{self.name}' (AzureML: compute '{self.config.aml_compute}' in workspace '{where}')"
 
     def check(self) -> None:
-        self.client_config()
+        client = self.client_config()
+        if self.config.hf_token and not client.keyvault_name:
+            raise ConfigError(
+                "hf_token needs azureml_client.keyvault_name (the job reads the token from that Key Vault)",
+                path=f"systems.{self.name}.hf_token",
+            )
         try:
             import azure.ai.ml  # noqa: F401
         except ModuleNotFoundError as exc:
@@ -90,11 +95,12 @@ class AzureMLHost(Host):
     ) -> DatastoreChoice | None:
         """The Azure ML datastore ``name`` as an ``az://`` datastore (None: ``name`` is defined in the
         workflow or the hosts file, which then decides). A dry run asks the workspace nothing."""
+        self.check()  # a missing workspace or SDK is the first thing to say
         if name != self.config.datastores or profiles.has_datastore(name):
             return None
         if wf is not None and name in wf.config.datastores:
             return None
-        if dry_run:
+        if dry_run:  # the workspace is not asked: the plan shows the name, the YAML the binding
             return DatastoreChoice(name, f"azureml://datastores/{name}", {})
         from olivine.azureml_client import ml_client, one_line
 
@@ -137,10 +143,12 @@ class AzureMLHost(Host):
             code=code,
         )
 
-    def dry_run_yaml(self, job_dir: Path, spec: JobSpec) -> str:
-        """The job YAML a submission of ``spec`` would send (no network)."""
-        request = self.job_request(job_dir, spec)
-        return job_yaml(build_job(request), {"job": request.job_dir})
+    def dry_run_details(self, spec: JobSpec) -> str:
+        """The Azure ML job a submission of ``spec`` would send, as YAML (no network)."""
+        self.check()
+        request = self.job_request(self.store.job_dir(spec.job_id), spec)
+        text = job_yaml(build_job(request), {"job": request.job_dir})
+        return f"Azure ML job (azure.ai.ml.load_job reads this):\n{text}"
 
     def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
         folder = JobFolder.of(job)
@@ -164,9 +172,16 @@ class AzureMLHost(Host):
                 message=message,
             )
             raise HostError(message) from None
-        info = {"aml_job": getattr(created, "name", aml_job.name), "studio_url": getattr(created, "studio_url", None)}
-        logger.info("job %s: Azure ML job %s (%s)", job.job_id, info["aml_job"], info["studio_url"] or "no URL")
-        return self.store.update(job.job_id, host_info={**current.host_info, **info}, message="submitted to Azure ML")
+        info = {
+            "aml_job": getattr(created, "name", aml_job.name),
+            "studio_url": getattr(created, "studio_url", None),
+        }
+        logger.info(
+            "job %s: Azure ML job %s (%s)", job.job_id, info["aml_job"], info["studio_url"] or "no URL"
+        )
+        return self.store.update(
+            job.job_id, host_info={**current.host_info, **info}, message="submitted to Azure ML"
+        )
 
     def _create(self, aml_job: Any) -> Any:
         """Hand the job to Azure ML (the one step that needs the service)."""
@@ -190,7 +205,9 @@ class AzureMLHost(Host):
         if again.state.is_terminal():
             return again
         if final is JobStatus.CANCELLED:
-            return again.evolve(state=JobStatus.CANCELLED, error_kind=ErrorKind.CANCELLED, message="cancelled in Azure ML")
+            return again.evolve(
+                state=JobStatus.CANCELLED, error_kind=ErrorKind.CANCELLED, message="cancelled in Azure ML"
+            )
         return again.evolve(
             state=JobStatus.FAILED,
             error_kind=ErrorKind.INFRASTRUCTURE,

@@ -24,10 +24,12 @@ from typing import Any
 
 import yaml
 
-#: The command of the job; ``${{inputs.job}}`` is the job folder as Azure ML hands it to the job.
+#: The command of the job; ``${{inputs.job}}`` is the job folder as Azure ML hands it to the job. The
+#: worker writes its log to the job folder itself (``--log-file``) and exports it from there, as a
+#: LocalWorker's log; Azure ML keeps stdout/stderr as the job's own log too.
 WORKER_COMMAND = (
     "rm -rf olivine-job && cp -r ${{inputs.job}} olivine-job && "
-    "python -m olivine.jobs.worker --job-dir olivine-job"
+    "python -m olivine.jobs.worker --job-dir olivine-job --log-file"
 )
 DEFAULT_EXPERIMENT = "olivine"
 

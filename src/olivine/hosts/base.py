@@ -15,11 +15,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import TypeAdapter
 
 from olivine.config.systems import (
+    AzureMLConfig,
     LocalSystemConfig,
     LocalWorkerConfig,
     SystemBase,
@@ -31,6 +32,11 @@ from olivine.jobs.folder import JobFolder
 from olivine.jobs.records import JobRecord, JobSpec
 from olivine.jobs.store import JobStore
 from olivine.registry import Registry
+
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
+    from olivine.jobs.choice import DatastoreChoice
+    from olivine.jobs.profiles import Profiles
 
 _FOLLOW_POLL_S = 0.2
 
@@ -65,6 +71,17 @@ class Host(ABC):
     def default_datastore(self) -> str | None:
         """The datastore name the host's config selects, if any (Olive's ``datastores`` key)."""
         return self.config.default_datastore()
+
+    def resolve_datastore(
+        self, name: str, profiles: Profiles, wf: ResolvedWorkflow | None, *, dry_run: bool
+    ) -> DatastoreChoice | None:
+        """The datastore a name means on this host, when the host knows better than the generic
+        lookup (e.g. an Azure ML datastore name); None: the generic lookup decides."""
+        return None
+
+    def dry_run_details(self, spec: JobSpec) -> str:
+        """Extra text for ``--dry-run`` about the job ``spec`` would be (e.g. a cloud job's definition)."""
+        return ""
 
     def new_host_info(self) -> dict[str, Any]:
         """The host's own part of a new job record (``host_info``), written before anything launches."""
@@ -183,6 +200,7 @@ def tail_lines(path: Path, finished: Callable[[], bool]) -> Iterator[str]:
 HOSTS: Registry[type[Host]] = Registry("host")
 HOSTS.register(LocalSystemConfig.system_type(), "olivine.hosts.local:LocalSystemHost")
 HOSTS.register(LocalWorkerConfig.system_type(), "olivine.hosts.local_worker:LocalWorkerHost")
+HOSTS.register(AzureMLConfig.system_type(), "olivine.hosts.azureml:AzureMLHost", extra="azureml")
 
 
 def host_for(name: str, config: SystemConfig, store: JobStore) -> Host:

@@ -26,6 +26,8 @@ class SubmitPlan:
     export_root: str
     resume_from: str | None
     entries: tuple[bundles.BundleEntry, ...]
+    #: What the host adds for a dry run (e.g. the Azure ML job's YAML); empty for most hosts.
+    details: str = ""
 
     def describe(self) -> str:
         lines = [
@@ -34,7 +36,8 @@ class SubmitPlan:
         ]
         if self.resume_from:
             lines.append(f"seeding cache from {self.resume_from}")
-        return "\n".join([*lines, bundles.describe(self.entries, self.workflow_id)])
+        text = "\n".join([*lines, bundles.describe(self.entries, self.workflow_id)])
+        return f"{text}\n{self.details.rstrip()}" if self.details else text
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def plan_of(
     export_root: str,
     resume_from: str | None,
     entries: tuple[bundles.BundleEntry, ...],
+    details: str = "",
 ) -> SubmitPlan:
     """The plan of submitting ``wf`` to ``host``, exporting to ``export_root``."""
     return SubmitPlan(
@@ -64,4 +68,5 @@ def plan_of(
         export_root,
         resume_from,
         entries,
+        details,
     )

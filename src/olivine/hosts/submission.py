@@ -17,7 +17,7 @@ from olivine.datastores.base import Datastore
 from olivine.datastores.layout import claim_export, timestamp_folder
 from olivine.datastores.redact import scrub_url
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow
-from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
+from olivine.errors import JobNotFoundError, OlivineError, ReferenceNotFoundError, UserInputError
 from olivine.hosts.base import Host, host_for, host_of
 from olivine.hosts.plan import Submission, SubmitPlan, plan_of
 from olivine.jobs import bundle as bundles
@@ -80,8 +80,9 @@ def submit(
     profiles = profiles or Profiles()
     name = host_name or wf.config.workflow_host or profiles.data.default_host or DEFAULT_HOST
     host = host_for(name, _host_config(wf, name, profiles), store)
-    choice = choose_datastore(
-        datastore or host.default_datastore() or profiles.data.default_datastore, profiles, wf
+    store_name = datastore or host.default_datastore() or profiles.data.default_datastore
+    choice = (store_name and host.resolve_datastore(store_name, profiles, wf, dry_run=dry_run)) or (
+        choose_datastore(store_name, profiles, wf)
     )
     source = _resume_source(resume_from, store)
     # A workflow that wipes its cache at start would throw the seed away: do not download it.
@@ -129,8 +130,21 @@ def _submit(
     planned = f"{scrub_url(choice.url).rstrip('/')}/{timestamp_folder(now)}/{wf.workflow_id}"
     if dry_run:
         if auto_seed:
-            resume_from = _seed_source(choice.open(profiles), wf.workflow_id)
-        return Submission(plan_of(wf, host, choice, planned, resume_from, bundles.plan(wf)))
+            try:
+                resume_from = _seed_source(choice.open(profiles), wf.workflow_id)
+            except OlivineError as exc:  # e.g. a datastore only the host's service can resolve
+                logger.info("a dry run does not look for a cache to seed from here: %s", exc)
+        preview = JobSpec(
+            job_id="job-dry-run",
+            workflow_id=wf.workflow_id,
+            bundle=JobFolder.BUNDLE_REL,
+            datastore_url=choice.url,
+            datastore_options=choice.options,
+            export_timestamp=timestamp_folder(now),
+            resume_from=resume_from,
+        )
+        details = host.dry_run_details(preview)
+        return Submission(plan_of(wf, host, choice, planned, resume_from, bundles.plan(wf), details))
     store = host.store
     host.check()
     job_id = new_job_id()
@@ -213,7 +227,9 @@ def _host_config(wf: ResolvedWorkflow, name: str, profiles: Profiles) -> SystemC
     if name in wf.config.systems:
         return wf.config.systems[name]
     if profiles.has_host(name):
-        return profiles.host(name)
+        # A hosts-file host without a workspace of its own takes the workflow's (Olive's azureml_client).
+        config: SystemConfig = profiles.host(name).with_azureml_client(wf.config.azureml_client)  # type: ignore[assignment]
+        return config
     if name == DEFAULT_HOST:
         return LocalWorkerConfig()
     defined = sorted(set(wf.config.systems) | set(profiles.data.hosts))

@@ -22,8 +22,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 
+from olivine.config.azureml import AzureMLClientConfig
 from olivine.config.base import StrictModel
 from olivine.config.datastores import url_credentials_problem
 from olivine.config.loader import format_validation_error, read_config_file
@@ -76,6 +77,15 @@ class HostsFile(StrictModel):
     default_datastore: str | None = None
     hosts: dict[str, SystemConfig] = {}
     datastores: dict[str, DatastoreProfile] = {}
+    #: Olive's ``azureml_client``: the workspace of the file's AzureML hosts that name none.
+    azureml_client: AzureMLClientConfig | None = None
+
+    @model_validator(mode="after")
+    def _workspace_to_hosts(self) -> HostsFile:
+        if self.azureml_client is not None:
+            hosts = {k: v.with_azureml_client(self.azureml_client) for k, v in self.hosts.items()}
+            object.__setattr__(self, "hosts", hosts)
+        return self
 
     @field_validator("hosts", mode="before")
     @classmethod
