@@ -68,3 +68,4 @@ PASSES.register(
     "OrtTransformersOptimization", "olivine.passes.transformers_optimization:OrtTransformersOptimization"
 )
 PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:OnnxDynamicQuantization")
+PASSES.register("ModelBuilder", "olivine.passes.model_builder:ModelBuilder", extra="genai")
