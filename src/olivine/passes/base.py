@@ -69,3 +69,7 @@ PASSES.register(
 )
 PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:OnnxDynamicQuantization")
 PASSES.register("ModelBuilder", "olivine.passes.model_builder:ModelBuilder", extra="genai")
+PASSES.register("OrtSessionParamsTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning")
+PASSES.register(
+    "OrtPerfTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning"
+)  # Olive <= 0.6
