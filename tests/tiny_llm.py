@@ -50,6 +50,7 @@ def write_causal_lm(
     intermediate_size: int = 128,
     vocab_size: int | None = None,
     max_positions: int = 256,
+    tie_word_embeddings: bool = False,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write a random-weight causal LM of ``family`` and its tokenizer; return the ``HfModel`` input dict.
@@ -80,7 +81,7 @@ def write_causal_lm(
         "bos_token_id": 1,
         "eos_token_id": 2,
         "pad_token_id": 0,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tie_word_embeddings,
     }
     classes = {
         "llama": (LlamaConfig, LlamaForCausalLM),

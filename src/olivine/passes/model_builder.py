@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -240,6 +241,10 @@ def _build(
     from onnxruntime_genai.models import builder
 
     console = io.StringIO()
+    # onnxruntime's int4/int8 quantizer logs every node at INFO through its own handler.
+    quantizer_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.WARNING)
     # The builder keeps downloads and intermediate files in its cache_dir: a private temporary folder, so
     # nothing lands in the user's Hugging Face cache and concurrent runs never share it.
     with tempfile.TemporaryDirectory(prefix="olivine-genai-") as cache_dir:
@@ -264,6 +269,8 @@ def _build(
                 "ModelBuilder",
                 f"the model builder failed on {input_dir}: {type(exc).__name__}: {exc}{detail}",
             ) from exc
+        finally:
+            quantizer_log.setLevel(level)
     ctx.logger.debug("model builder output:\n%s", console.getvalue())
 
 
