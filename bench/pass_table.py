@@ -367,7 +367,7 @@ def render_model(name: str, data: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     if others:
         lines += ["", "Not in the table:", *others]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -382,8 +382,8 @@ def render(results: dict[str, Any]) -> str:
         f"Load average {results['load_before'][0]} before, {results['load_after'][0]} after (the machine is "
         f"shared: trust the ratios measured in this run, not the absolute figures). Latency: "
         f"{results['settings']['runs']} timed runs per model and thread count in "
-        f"{results['settings']['rounds']} interleaved rounds. Pass wall time: the pass's `run` alone; by hand: the same onnxruntime calls in "
-        "a script, same inputs, same run.",
+        f"{results['settings']['rounds']} interleaved rounds. Pass wall time: the pass's `run` alone; "
+        "by hand: the same onnxruntime calls in a script, same inputs, same run.",
         "",
     ]
     for name, data in results["models"].items():
