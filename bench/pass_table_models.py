@@ -285,7 +285,110 @@ def hand_dynamic_quantization(spec: ModelSpec, params: dict[str, Any], out: Path
     return _timed("quant_pre_process + quantize_dynamic", work)
 
 
+class _Reader:
+    """onnxruntime's CalibrationDataReader over the calibration ``.npz`` (one sample per batch)."""
+
+    def __init__(self, spec: ModelSpec, model: Path) -> None:
+        import onnx
+
+        names = [i.name for i in onnx.load(str(model), load_external_data=False).graph.input]
+        arrays = dict(np.load(spec.folder / "calib.npz"))
+        count = len(next(iter(arrays.values())))
+        self.feeds = [{n: arrays[n][i : i + 1] for n in names} for i in range(count)]
+        self.index = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.index >= len(self.feeds):
+            return None
+        self.index += 1
+        return self.feeds[self.index - 1]
+
+    def rewind(self) -> None:
+        self.index = 0
+
+
+def hand_static_quantization(spec: ModelSpec, params: dict[str, Any], out: Path) -> tuple[str, float]:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.quantize import get_qdq_config, quantize
+
+    per_channel = bool(params.get("per_channel", False))
+    qdq = params.get("quant_format", "QDQ") == "QDQ"
+
+    def work() -> None:
+        source = _preprocess(spec, out)
+        reader = _Reader(spec, source)
+        if qdq:
+            config = get_qdq_config(
+                str(source),
+                reader,
+                calibrate_method=CalibrationMethod.MinMax,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+            )
+            quantize(str(source), str(out / "model.onnx"), config)
+        else:
+            quantize_static(
+                str(source),
+                str(out / "model.onnx"),
+                reader,
+                quant_format=QuantFormat.QOperator,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
+
+    what = "get_qdq_config + quantize" if qdq else "quantize_static (QOperator)"
+    return _timed(f"quant_pre_process + {what}", work)
+
+
+def hand_float16(spec: ModelSpec, params: dict[str, Any], out: Path) -> tuple[str, float]:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    def work() -> None:
+        model = OnnxModel(onnx.load(str(spec.fp32)))
+        model.convert_float_to_float16(keep_io_types=bool(params.get("keep_io_types", False)))
+        model.topological_sort()
+        model.save_model_to_file(str(out / "model.onnx"))
+
+    return _timed("OnnxModel.convert_float_to_float16 + save", work)
+
+
+def hand_rtn(spec: ModelSpec, params: dict[str, Any], out: Path) -> tuple[str, float]:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    block = int(params.get("block_size", 128))
+    ops = ("MatMul", "Gather")
+    axes = (("MatMul", 0), ("Gather", 1))
+
+    def work() -> None:
+        algo = DefaultWeightOnlyQuantConfig(
+            block_size=block, is_symmetric=True, op_types_to_quantize=ops, quant_axes=axes
+        )
+        quantizer = MatMulNBitsQuantizer(
+            onnx.load(str(spec.fp32)),
+            block_size=block,
+            is_symmetric=True,
+            op_types_to_quantize=ops,
+            quant_axes=axes,
+            algo_config=algo,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quantizer.process()
+        quantizer.model.save_model_to_file(str(out / "model.onnx"))
+
+    return _timed("MatMulNBitsQuantizer.process + save", work)
+
+
 BY_HAND: dict[str, Callable[[ModelSpec, dict[str, Any], Path], tuple[str, float]]] = {
     "OrtTransformersOptimization": hand_transformers_optimization,
     "OnnxDynamicQuantization": hand_dynamic_quantization,
+    "OnnxStaticQuantization": hand_static_quantization,
+    "OnnxFloatToFloat16": hand_float16,
+    "OnnxBlockWiseRtnQuantization": hand_rtn,
 }

@@ -93,6 +93,15 @@ def test_model_builder_int4_writes_matmulnbits_genai_config_and_tokenizer(
     assert {(q["bits"], q["block_size"], q["accuracy_level"]) for q in quantized} == {(4, 32, 4)}
     sequence, _ = generate(tmp_path / "out", max_length=16)
     assert len(sequence) == 16 and sequence[: len(PROMPT)] == PROMPT
+    # onnxruntime-genai's tokenizer reads the tokenizer files transformers 4.x saved, and agrees with it.
+    import onnxruntime_genai as og
+    from transformers import AutoTokenizer
+
+    text = "the quick brown fox"
+    expected = AutoTokenizer.from_pretrained(str(llama.model_path))(text)["input_ids"]
+    tokenizer = og.Tokenizer(og.Model(str(tmp_path / "out")))
+    assert [int(t) for t in tokenizer.encode(text)] == expected
+    assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
 @pytest.mark.integration
