@@ -149,23 +149,45 @@ def test_tuning_keeps_the_fast_setting_and_every_later_session_uses_it(tmp_path:
 
 
 @pytest.mark.integration
-def test_tuned_settings_reach_the_output_model_config(tmp_path: Path) -> None:
+def test_tuned_settings_reach_later_evaluation_and_the_output_model_config(tmp_path: Path) -> None:
     from olivine.api import load, run_local
 
+    size = 192
     cfg = {
         "input_model": {
             **write_constant_heavy_model(tmp_path / "src"),
             "inference_settings": {"session_options": {"graph_optimization_level": "ORT_DISABLE_ALL"}},
         },
+        "data_configs": [
+            {
+                "name": "lat",
+                "type": "DummyDataContainer",
+                "load_dataset_config": {"input_names": ["input"], "input_shapes": [[size, size]]},
+            }
+        ],
+        "evaluators": {
+            "e": {
+                "metrics": [
+                    {
+                        "name": "latency",
+                        "type": "latency",
+                        "data_config": "lat",
+                        "sub_types": [{"name": "avg", "metric_config": {"repeat_test_num": 10}}],
+                    }
+                ]
+            }
+        },
         "passes": {
             "tune": {
                 "type": "OrtPerfTuning",
+                "data_config": "lat",
                 "opt_level_list": ["ORT_DISABLE_ALL", "ORT_ENABLE_ALL"],
                 "intra_thread_num_list": [1],
                 "rounds": 2,
                 "repeat_test_num": 3,
             }
         },
+        "engine": {"evaluator": "e"},
         "cache_dir": str(tmp_path / "cache"),
         "output_dir": str(tmp_path / "out"),
     }
@@ -176,3 +198,8 @@ def test_tuned_settings_reach_the_output_model_config(tmp_path: Path) -> None:
 
     written = json.loads((result.output_dir / "model_config.json").read_text())
     assert written["config"]["inference_settings"]["session_options"]["graph_optimization_level"] == 99
+    # The same files, evaluated with the tuned settings: the constant chain is folded once at load.
+    assert result.input_metrics is not None and result.best is not None
+    before = result.input_metrics["latency-avg"]["value"]
+    after = result.metrics["latency-avg"]["value"]
+    assert after < 0.5 * before

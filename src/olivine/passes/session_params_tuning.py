@@ -276,7 +276,7 @@ def _inputs(model: ModelHandle, cfg: OrtSessionParamsTuningConfig, ctx: PassCont
 
     data: DataConfig
     if cfg.data_config is not None:
-        known = getattr(ctx, "data_configs", {}) or {}
+        known = ctx.data_configs
         if cfg.data_config not in known:
             raise PassRunError(
                 "OrtSessionParamsTuning", f"data_config '{cfg.data_config}' is not in data_configs"
@@ -287,9 +287,8 @@ def _inputs(model: ModelHandle, cfg: OrtSessionParamsTuningConfig, ctx: PassCont
             data = latency_data_config(model)
         except Exception as exc:  # EvaluationError: dynamic input shapes
             raise PassRunError("OrtSessionParamsTuning", f"data_config: {exc}") from exc
-    base_dir = getattr(ctx, "base_dir", None)
     tokenizer = model.attributes.get("hf_model_path")
-    loader = build_dataloader(data, model=model, tokenizer_path=tokenizer, base_dir=base_dir)
+    loader = build_dataloader(data, model=model, tokenizer_path=tokenizer, base_dir=ctx.base_dir)
     inputs, _ = loader.first_batch()
     return dict(inputs)
 
