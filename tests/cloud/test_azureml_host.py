@@ -91,10 +91,16 @@ def test_azureml_dry_run_prints_the_job_yaml_bound_to_the_spec_layout(tmp_path: 
 
 
 def test_azureml_without_workspace_is_one_error_line(tmp_path: Path) -> None:
-    done = _cli(tmp_path, "run", "--config", str(_config(tmp_path, client=None)), "--dry-run")
+    config = str(_config(tmp_path, client=None))
+    done = _cli(tmp_path, "run", "--config", config)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "azureml_client" in lines[0] and "Traceback" not in done.stderr
+    # A dry run needs no workspace to show the job; it says that submitting would fail.
+    dry = _cli(tmp_path, "run", "--config", config, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "note: submitting would fail" in dry.stdout
+    assert re.search(rf"path: azureml://datastores/workspaceblobstore/paths/{TS}/aml_mlp\n", dry.stdout)
 
 
 def test_azureml_incomplete_workspace_names_the_missing_keys(tmp_path: Path) -> None:

@@ -72,6 +72,9 @@ class AzureMLHost(Host):
                 "hf_token needs azureml_client.keyvault_name (the job reads the token from that Key Vault)",
                 path=f"systems.{self.name}.hf_token",
             )
+        self._check_sdk()
+
+    def _check_sdk(self) -> None:
         try:
             import azure.ai.ml  # noqa: F401
         except ModuleNotFoundError as exc:
@@ -95,7 +98,8 @@ class AzureMLHost(Host):
     ) -> DatastoreChoice | None:
         """The Azure ML datastore ``name`` as an ``az://`` datastore (None: ``name`` is defined in the
         workflow or the hosts file, which then decides). A dry run asks the workspace nothing."""
-        self.check()  # a missing workspace or SDK is the first thing to say
+        if not dry_run:
+            self.check()  # a missing workspace or SDK is the first thing to say
         if name != self.config.datastores or profiles.has_datastore(name):
             return None
         if wf is not None and name in wf.config.datastores:
@@ -123,9 +127,10 @@ class AzureMLHost(Host):
         """What the command job is built from, for ``spec`` in ``job_dir``."""
         cfg = self.config
         env_vars = {"PYTHONUNBUFFERED": "1"}
-        if cfg.hf_token:
+        client = cfg.azureml_client_config
+        if cfg.hf_token and client is not None and client.keyvault_name:
             # Olive's convention: the job reads the Hugging Face token from this Key Vault.
-            env_vars.update({"HF_LOGIN": "1", "KEYVAULT_NAME": str(self.client_config().keyvault_name)})
+            env_vars.update({"HF_LOGIN": "1", "KEYVAULT_NAME": client.keyvault_name})
         code = Path(__file__).resolve().parents[2] if cfg.is_dev else None  # Olivine's own source
         return JobRequest(
             job_dir=job_dir,
@@ -144,11 +149,17 @@ class AzureMLHost(Host):
         )
 
     def dry_run_details(self, spec: JobSpec) -> str:
-        """The Azure ML job a submission of ``spec`` would send, as YAML (no network)."""
-        self.check()
+        """The Azure ML job a submission of ``spec`` would send, as YAML (no network). The workspace is
+        not needed to build it; a missing one is noted (submitting would refuse)."""
+        self._check_sdk()
+        note = ""
+        try:
+            self.check()
+        except ConfigError as exc:
+            note = f"note: submitting would fail: {exc}\n"
         request = self.job_request(self.store.job_dir(spec.job_id), spec)
         text = job_yaml(build_job(request), {"job": request.job_dir})
-        return f"Azure ML job (azure.ai.ml.load_job reads this):\n{text}"
+        return f"{note}Azure ML job (azure.ai.ml.load_job reads this):\n{text}"
 
     def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
         folder = JobFolder.of(job)
