@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 import adlfs  # noqa: F401  (fails early with the install hint when the extra is missing)
@@ -85,6 +86,11 @@ class AzureBlobDatastore(ObjectStoreDatastore):
     def _url_of(self, full: str) -> str:
         return f"az://{full.lstrip('/')}"
 
+    def _put_large(self, full: str, local: Path, *, exclusive: bool) -> None:
+        # The SDK stages blocks (of block_bytes: see _service_client) file_concurrency at a time and
+        # commits the list, with If-None-Match when exclusive (FileExistsError if taken).
+        self.fs.put_file(str(local), full, overwrite=not exclusive, max_concurrency=self.file_concurrency)
+
     def _ensure_container(self) -> None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
         from fsspec.asyn import sync
@@ -142,7 +148,14 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
     """An async BlobServiceClient like the one adlfs builds, with our retry policy and timeouts."""
     from azure.storage.blob.aio import BlobServiceClient
 
+    block = AzureBlobDatastore.block_bytes
     kwargs: dict[str, Any] = {
+        # A file above one block is staged in blocks (never read whole for a single put), each read
+        # into bytes first: a retried block resends them (the SDK's file-substream path cannot rewind
+        # after a failed send).
+        "max_single_put_size": block,
+        "max_block_size": block,
+        "use_byte_buffer": True,
         "retry_policy": _CappedRetry(retry),
         **fs._timeout_kwargs,
     }

@@ -18,6 +18,7 @@ put or on the multipart completion, which S3 (since 2024) and moto answer atomic
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import s3fs  # noqa: F401  (fails early with the install hint when the extra is missing)
@@ -77,3 +78,14 @@ class S3Datastore(ObjectStoreDatastore):
 
     def _url_of(self, full: str) -> str:
         return f"s3://{full.lstrip('/')}"
+
+    def _put_large(self, full: str, local: Path, *, exclusive: bool) -> None:
+        # Parts of block_bytes, file_concurrency at a time, completed with If-None-Match when exclusive;
+        # a failed upload is aborted by s3fs.
+        self.fs.put_file(
+            str(local),
+            full,
+            mode="create" if exclusive else "overwrite",
+            chunksize=self.block_bytes,
+            max_concurrency=self.file_concurrency,
+        )
