@@ -23,6 +23,7 @@ from olivine.config.systems import (
     AzureMLConfig,
     LocalSystemConfig,
     LocalWorkerConfig,
+    RayConfig,
     SystemBase,
     SystemConfig,
 )
@@ -200,6 +201,7 @@ def tail_lines(path: Path, finished: Callable[[], bool]) -> Iterator[str]:
 HOSTS: Registry[type[Host]] = Registry("host")
 HOSTS.register(LocalSystemConfig.system_type(), "olivine.hosts.local:LocalSystemHost")
 HOSTS.register(LocalWorkerConfig.system_type(), "olivine.hosts.local_worker:LocalWorkerHost")
+HOSTS.register(RayConfig.system_type(), "olivine.hosts.ray:RayHost", extra="ray")
 HOSTS.register(AzureMLConfig.system_type(), "olivine.hosts.azureml:AzureMLHost", extra="azureml")
 
 
