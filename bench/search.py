@@ -347,6 +347,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200, help="timed runs per model (latency)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (latency)")
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
+    parser.add_argument(
+        "--reuse", type=Path, help="take the tools not in --tools from this results JSON (their work folders)"
+    )
     parser.add_argument("--doc", action="store_true", help="rewrite the search section of BENCHMARKS.md")
     args = parser.parse_args()
     if args.render:
@@ -355,7 +358,12 @@ def main() -> int:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = WORK / f"search-{stamp}"
         result = {"timestamp": stamp, "machine": machine_info(), "load_start": load_average()}
-        result["search"] = run_search(run_dir, tuple(args.tools.split(",")))
+        tools = tuple(args.tools.split(","))
+        reused = json.loads(args.reuse.read_text(encoding="utf-8"))["search"] if args.reuse else {}
+        result["search"] = {k: v for k, v in reused.items() if k not in tools}
+        result["search"].update(run_search(run_dir, tools))
+        if reused:
+            result["reused_from"] = str(args.reuse)
         result["latency"] = measure_models(result["search"], args.runs, args.rounds, run_dir / "latency.json")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"search-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
