@@ -56,10 +56,14 @@ class PyTorchModelConfig(StrictModel):
         return self
 
 
+#: Olive's ``DEFAULT_HF_TASK`` (olive/common/constants.py, 0.7 to 0.13): the task of an HfModel without one.
+DEFAULT_HF_TASK = "text-generation-with-past"
+
+
 class HfModelConfig(StrictModel):
     type: Literal["HfModel"] = "HfModel"
     model_path: LocalPath
-    task: str = "feature-extraction"
+    task: str = DEFAULT_HF_TASK
     load_kwargs: dict[str, Any] | None = None
     io_config: IOConfig | str | None = None
     adapter_path: LocalPath | None = None

@@ -112,16 +112,36 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
     evaluator = _resolve_evaluator(config, data_configs, base_dir)
     host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
     target = _system(config, config.engine.target, "engine.target") or host
+    passes = tuple(_resolve_passes(config, base_dir))
+    _check_hf_task(config, passes, evaluator)
     return ResolvedWorkflow(
         config=config,
         config_path=config_path,
         base_dir=base_dir,
-        passes=tuple(_resolve_passes(config, base_dir)),
+        passes=passes,
         evaluator=evaluator,
         data_configs=data_configs,
         accelerator=_accelerator(target),
         host=host,
     )
+
+
+def _check_hf_task(
+    config: RunConfig, passes: tuple[ResolvedPass, ...], evaluator: EvaluatorConfig | None
+) -> None:
+    """Refuse, before anything runs, an HfModel task that Olivine cannot load when the workflow loads it."""
+    model = config.input_model
+    if model.type != "HfModel":
+        return
+    first_loads = bool(passes) and getattr(passes[0].cls, "loads_torch_module", False)
+    evaluated = evaluator is not None and (config.engine.evaluate_input_model or not passes)
+    if not (first_loads or evaluated):
+        return
+    from olivine.model.hf_tasks import unsupported_reason
+
+    reason = unsupported_reason(model.task, given="task" in model.model_fields_set)
+    if reason is not None:
+        raise ConfigError(reason, path="input_model.task")
 
 
 def find_local(value: str, base_dir: Path) -> Path | None:

@@ -175,6 +175,8 @@ class OnnxConversion(Pass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
+    #: It loads an HfModel through transformers, so the model's task must be one Olivine can load.
+    loads_torch_module: ClassVar[bool] = True
     libraries: ClassVar[tuple[str, ...]] = ("torch", "transformers", "onnx", "onnxscript")
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
