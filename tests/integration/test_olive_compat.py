@@ -174,7 +174,9 @@ def test_hf_task_exports_with_the_task_inputs(
         cfg["passes"]["conversion"].update(use_dynamo_exporter=True, target_opset=18)
     result = run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
     assert result.best is not None
-    session = ort.InferenceSession(str(tmp_path / "out" / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     assert [i.name for i in session.get_inputs()] == inputs
 
 
