@@ -8,9 +8,12 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    """Every config model forbids unknown keys: a typo is an error, never a silent default."""
+    """Every config model forbids unknown keys: a typo is an error, never a silent default. NaN and
+    infinite numbers are refused everywhere: no setting means anything with them."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class LocalPathMarker:
