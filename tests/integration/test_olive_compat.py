@@ -191,3 +191,50 @@ def test_hf_model_without_task_takes_olives_default_and_is_refused_at_validation
     assert info.value.path == "input_model.task"
     assert "Olive's default 'text-generation-with-past'" in str(info.value)
     assert "task: text-generation" in str(info.value)
+
+
+def _bert_to_onnx(tmp_path: Path, **engine: Any) -> dict[str, Any]:
+    from tiny_models import write_tiny_bert
+
+    return {
+        "input_model": write_tiny_bert(tmp_path / "bert"),
+        "passes": {"conversion": {"type": "OnnxConversion", "target_opset": 17}},
+        "cache_dir": str(tmp_path / "cache"),
+        **engine,
+    }
+
+
+def test_output_dir_ending_in_onnx_is_the_model_file_and_artifacts_go_beside_it(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    cfg = _bert_to_onnx(tmp_path, output_dir=str(tmp_path / "out" / "bert.onnx"))
+    run_local(load(_write(tmp_path, cfg)))
+    out = tmp_path / "out"
+    assert (out / "bert.onnx").is_file()
+    ort.InferenceSession(str(out / "bert.onnx"), providers=["CPUExecutionProvider"])
+    assert (out / "footprint.json").is_file()
+    model_config = json.loads((out / "model_config.json").read_text())
+    assert model_config["config"]["model_path"] == "bert.onnx"
+    assert not (out / "model").exists()
+
+
+def test_no_artifacts_writes_only_the_model_and_its_config(tmp_path: Path) -> None:
+    cfg = _bert_to_onnx(tmp_path, output_dir=str(tmp_path / "out"), no_artifacts=True)
+    run_local(load(_write(tmp_path, cfg)), output_dir=tmp_path / "out")
+    # The hidden digests file only spares the exporter re-hashing the model files.
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert names == ["model", "model_config.json"]
+
+
+def test_output_folder_holds_the_hf_tokenizer_and_points_inside_itself(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    cfg = _bert_to_onnx(tmp_path, output_dir=str(tmp_path / "out"))
+    run_local(load(_write(tmp_path, cfg)), output_dir=tmp_path / "out")
+    model_dir = tmp_path / "out" / "model"
+    for name in ("model.onnx", "config.json", "tokenizer_config.json", "vocab.txt"):
+        assert (model_dir / name).is_file(), name
+    AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    model_config = json.loads((tmp_path / "out" / "model_config.json").read_text())
+    assert model_config["config"]["model_attributes"]["hf_model_path"] == str(model_dir)
+    assert str(tmp_path / "bert") not in json.dumps(model_config)

@@ -23,8 +23,11 @@ def result_table(result: WorkflowResult) -> str:
     ]
     if result.best is not None:
         lines.append(f"best model: {result.best.label} ({best_id[:12] if best_id else '-'})")
-    lines.append(f"written to: {result.output_dir / 'model'}")
-    lines.append(f"metrics, footprint and log: {result.output_dir}")
+    from olivine.engine.output import output_layout
+
+    folder, model_file = output_layout(result.output_dir)
+    lines.append(f"written to: {model_file or folder / 'model'}")
+    lines.append(f"metrics, footprint and log: {folder}")
     return "\n".join(lines)
 
 
