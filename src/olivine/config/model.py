@@ -15,8 +15,19 @@ class IOConfig(StrictModel):
     input_shapes: list[list[int]] | None = None
     input_types: list[str] | None = None
     output_names: list[str] | None = None
+    #: Olive records them for its own converters; the export derives the outputs from the model.
+    output_shapes: list[list[int | str]] | None = None
+    output_types: list[str] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
     dynamic_shapes: Any = None
+    #: Olive's KV-cache inputs/outputs for generative models (bool or a KVCacheConfig mapping).
+    kv_cache: bool | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_kv_cache(self) -> IOConfig:
+        if self.kv_cache:
+            raise ValueError("'kv_cache' (KV-cache inputs and outputs) is not supported by Olivine yet")
+        return self
 
 
 class InferenceSettings(StrictModel):

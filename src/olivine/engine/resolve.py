@@ -215,6 +215,8 @@ def _resolve_evaluator(
         _lookup("evaluator", ref, config.evaluators, "engine.evaluator") if isinstance(ref, str) else ref
     )
     where = f"evaluators.{ref}" if isinstance(ref, str) else "engine.evaluator"
+    if not evaluator.metrics:
+        return None  # Olive accepts an evaluator without metrics: nothing is evaluated
     for index, metric in enumerate(evaluator.metrics):
         if isinstance(metric.data_config, str):
             _lookup("data config", metric.data_config, data_configs, f"{where}.metrics.{index}.data_config")
