@@ -188,3 +188,77 @@ def test_huggingface_metrics_match_scikit_learn_which_evaluate_wraps(
     got = _hf_metrics(_FakeSession(preds, targets), cfg.evaluators["e"].metrics[0])  # type: ignore[arg-type]
     expected = getattr(sklearn.metrics, func)(targets, preds, **kwargs)
     assert got[name] == pytest.approx(expected)
+
+
+def _onnx_workflow(tmp_path: Any, **extra: Any) -> Any:
+    import json
+
+    from olivine.api import load
+    from tiny_models import write_onnx_mlp
+
+    cfg = {"input_model": write_onnx_mlp(tmp_path / "m"), **extra}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return path, lambda: load(path)
+
+
+def test_declared_but_unused_olive_system_warns_and_validates(tmp_path: Any, caplog: Any) -> None:
+    _, load = _onnx_workflow(tmp_path, systems={"aml": {"type": "AzureML", "aml_compute": "gpu-cluster"}})
+    workflow = load()
+    assert workflow.config.systems == {}
+    assert any("systems.aml: AzureML system declared but not used" in r.getMessage() for r in caplog.records)
+
+
+def test_a_reference_to_an_olive_only_system_is_refused_at_validation(tmp_path: Any) -> None:
+    systems = {"aml": {"type": "AzureML", "aml_compute": "gpu-cluster"}}
+    path, load = _onnx_workflow(tmp_path, systems=systems, engine={"host": "aml"})
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert info.value.path == "engine.host"
+    assert "AzureML" in info.value.message
+    assert info.value.file == str(path)
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "key"),
+    [
+        ({"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]}, "device"),
+        ({"device": "cpu", "execution_providers": ["OpenVINOExecutionProvider"]}, "execution_providers"),
+    ],
+)
+def test_non_cpu_target_is_refused_at_validation_with_file_and_key(
+    tmp_path: Any, accelerator: dict[str, Any], key: str
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    systems = {"local": {"type": "LocalSystem", "accelerators": [accelerator]}}
+    path, load = _onnx_workflow(tmp_path, systems=systems, engine={"target": "local"})
+    with pytest.raises(NotSupportedError) as info:
+        load()
+    assert info.value.path == f"systems.local.accelerators.0.{key}"
+    assert str(info.value).startswith(f"{path}: systems.local")
+
+
+def test_olive_05_accelerator_device_name_says_the_new_form() -> None:
+    err = _error(
+        {"input_model": ONNX, "systems": {"local": {"type": "LocalSystem", "accelerators": ["cpu"]}}}
+    )
+    assert err.path == "systems.local.accelerators.0"
+    assert "{device: cpu" in err.message
+
+
+def test_relative_tokenizer_folder_in_a_data_config_is_resolved_and_bundled(tmp_path: Any) -> None:
+    from tiny_models import write_tiny_bert
+
+    write_tiny_bert(tmp_path / "tok")
+    (tmp_path / "d.csv").write_text("text,label\nthe cat,1\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
+        "pre_process_data_config": {"model_name": "tok", "input_cols": ["text"], "label_col": "label"},
+    }
+    _, load = _onnx_workflow(tmp_path, data_configs=[data])
+    workflow = load()
+    files = dict(workflow.local_files())
+    assert files["data_configs.0.pre_process_data_config.params.model_name"] == tmp_path / "tok"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from olivine.config.workflow import RunConfig
 from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import PASSES, Pass, PassConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ def load_workflow(config_path: str | Path, *, data: dict[str, Any] | None = None
 
 
 def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> ResolvedWorkflow:
+    for name, kind in config.olive_only_systems.items():
+        logger.warning(
+            "systems.%s: %s system declared but not used; Olivine ignores it (not supported yet)", name, kind
+        )
     config = config.model_copy(deep=True)
     _absolutize(config, base_dir)
     _resolve_data(config, base_dir)
@@ -121,9 +128,16 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         passes=passes,
         evaluator=evaluator,
         data_configs=data_configs,
-        accelerator=_accelerator(target),
+        accelerator=_accelerator(target, _system_path(config, config.engine.target or config.engine.host)),
         host=host,
     )
+
+
+def _system_path(config: RunConfig, ref: str | SystemConfig | None) -> str:
+    """The key path of the target system, for messages (``systems.<name>`` or the inline engine key)."""
+    if isinstance(ref, str):
+        return f"systems.{ref}"
+    return "engine.target" if config.engine.target is not None else "engine.host"
 
 
 def _check_hf_task(
@@ -177,16 +191,18 @@ def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
         mapping: dict[str, str] = {}
-        for key, value in local_paths(dc):
+        # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
+        # so it is made absolute here and bundled for remote hosts like every other file.
+        for key, value in local_paths(dc, base_dir=base_dir):
             found = find_local(value, base_dir)
             if found is None:
                 raise ConfigError(f"path '{value}' does not exist", path=f"data_configs.{index}.{key}")
             mapping[value] = str(found)
-        dc = rewrite_paths(dc, mapping) if mapping else dc
+        dc = rewrite_paths(dc, mapping, base_dir=base_dir) if mapping else dc
         try:
-            validate_data_config(dc, base_dir=base_dir)
+            validate_data_config(dc, base_dir=base_dir, path=f"data_configs.{index}")
         except ConfigError as exc:
-            raise ConfigError(exc.message, path=exc.path or f"data_configs.{dc.name}") from None
+            raise type(exc)(exc.message, path=exc.path or f"data_configs.{index}") from None
         resolved.append(dc)
     config.data_configs = resolved
 
@@ -283,10 +299,12 @@ def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:
     return f"unknown parameter; allowed: {', '.join(sorted(model.model_fields))}"
 
 
-def _accelerator(system: SystemConfig) -> Accelerator:
+def _accelerator(system: SystemConfig, path: str) -> Accelerator:
     accelerators = system.accelerators or []
     if not accelerators:
         return Accelerator()
+    for index, accelerator in enumerate(accelerators):
+        _check_cpu(accelerator.device, accelerator.execution_providers or [], f"{path}.accelerators.{index}")
     first = accelerators[0]
     eps = tuple(first.execution_providers or ()) or (
         ("CPUExecutionProvider",) if first.device == "cpu" else ()
@@ -297,3 +315,19 @@ def _accelerator(system: SystemConfig) -> Accelerator:
             path="systems.accelerators.0.execution_providers",
         )
     return Accelerator(device=first.device, execution_providers=eps)
+
+
+def _check_cpu(device: str, providers: list[str], path: str) -> None:
+    """Olivine runs models on the CPU: refuse other devices and execution providers before anything runs."""
+    if device != "cpu":
+        raise NotSupportedError(
+            f"device '{device}' is not supported; Olivine runs on the CPU "
+            "(device: cpu, execution_providers: [CPUExecutionProvider])",
+            path=f"{path}.device",
+        )
+    others = [ep for ep in providers if ep != "CPUExecutionProvider"]
+    if others:
+        raise NotSupportedError(
+            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider",
+            path=f"{path}.execution_providers",
+        )
