@@ -274,7 +274,7 @@ def test_evaluate_model_raises_config_error_with_key_path_for_a_misspelled_param
     }
     with pytest.raises(ConfigError) as info:
         _evaluate(onnx_model, [metric], workdir)
-    assert info.value.path == "data_configs.0.load_dataset_config.params.lable_name"
+    assert info.value.path == "data_configs.typo.load_dataset_config.params.lable_name"
     assert "did you mean 'label_name'" in str(info.value)
 
 
