@@ -73,7 +73,7 @@ class RunConfig(StrictModel):
         for path, ref in refs.items():
             if isinstance(ref, str) and ref in self.olive_only_systems:
                 raise ConfigError(
-                    f"system '{ref}' is a {self.olive_only_systems[ref]} system: valid in Olive, not "
+                    f"system '{ref}' (type {self.olive_only_systems[ref]}) is valid in Olive, not "
                     "supported by Olivine yet (supported: LocalSystem, LocalWorker)",
                     path=path,
                 )

@@ -94,6 +94,10 @@ def resolve_components(dc: DataConfig, *, base_dir: Path | None = None) -> dict[
     for cfg in _configs(dc).values():
         task = (cfg.params.get("task") if cfg else None) or ""
         defaults.update(container.task_components.get(str(task).removesuffix("-with-past"), {}))
+    loader = dc.dataloader_config.type if dc.dataloader_config else None
+    if defaults["load_dataset"] is None and loader and loader.lower() not in BUILTINS["dataloader"]:
+        # Olive's default dataset (local_dataset) is no dataset: the user's own dataloader makes the data.
+        defaults["load_dataset"] = "local_dataset"
     return {
         kind: _resolve_one(kind, _configs(dc)[kind], defaults[kind], module, container.name, base_dir)
         for kind in COMPONENT_KINDS
@@ -133,7 +137,7 @@ def _resolve_one(
         config = _validate_params(builtin, params, base_dir, path=f"{field}.params")
         return Component(kind, type_name, params, builtin=builtin, config=config)
     if key in OLIVE_UNSUPPORTED:
-        raise NotSupportedError(f"{field}.type: Olive's '{type_name}' is not provided by Olivine")
+        raise NotSupportedError(f"Olive's '{type_name}' is not provided by Olivine", path=f"{field}.type")
     known = sorted(set(BUILTINS[kind]) | set(Registry.registered(module.__name__, kind) if module else ()))
     raise ConfigError(
         f"unknown {kind} component '{type_name}'{_did_you_mean(key, known)}; allowed: {', '.join(known)}"
