@@ -262,3 +262,67 @@ def test_relative_tokenizer_folder_in_a_data_config_is_resolved_and_bundled(tmp_
     workflow = load()
     files = dict(workflow.local_files())
     assert files["data_configs.0.pre_process_data_config.params.model_name"] == tmp_path / "tok"
+
+
+def _data_config(**fields: Any) -> Any:
+    from olivine.config.data import DataConfig
+
+    return DataConfig.model_validate({"name": "d", **fields})
+
+
+def test_user_dataloader_without_a_dataset_gets_olives_local_dataset(tmp_path: Any) -> None:
+    from olivine.data.components import resolve_components
+
+    script = tmp_path / "script.py"
+    script.write_text("def my_loader(dataset, batch_size):\n    assert dataset is None\n    return [1]\n")
+    dc = _data_config(user_script=str(script), dataloader_config={"type": "my_loader", "batch_size": 2})
+    components = resolve_components(dc, base_dir=tmp_path)
+    assert components["load_dataset"].type_name == "local_dataset"
+
+
+@pytest.mark.parametrize(
+    "container", ["TransformersTokenDummyDataContainer", "TransformersPromptDummyDataContainer"]
+)
+def test_transformers_dummy_containers_are_known(tmp_path: Any, container: str) -> None:
+    from olivine.data.components import validate_data_config
+
+    validate_data_config(_data_config(type=container), base_dir=tmp_path)
+
+
+def test_huggingface_dataset_accepts_streaming(tmp_path: Any) -> None:
+    from olivine.data.components import validate_data_config
+
+    (tmp_path / "d.csv").write_text("text,label\na,1\n")
+    load = {"data_name": "csv", "data_files": str(tmp_path / "d.csv"), "split": "train", "streaming": True}
+    validate_data_config(
+        _data_config(
+            type="HuggingfaceContainer",
+            load_dataset_config=load,
+            pre_process_data_config={"model_name": str(tmp_path), "input_cols": ["text"]},
+        ),
+        base_dir=tmp_path,
+    )
+
+
+def test_align_labels_maps_label_names_through_the_models_label2id() -> None:
+    from olivine.data.hf import align_labels
+
+    rows = [{"t": "a", "label": "POSITIVE"}, {"t": "b", "label": "negative"}, {"t": "c", "label": 1}]
+    out = align_labels(rows, "label", {"NEGATIVE": 0, "POSITIVE": 1})
+    assert [r["label"] for r in out] == [1, 0, 1]
+
+
+def test_unknown_optimization_options_are_refused_at_validation() -> None:
+    from olivine.passes.transformers_optimization import OrtTransformersOptimizationConfig
+
+    with pytest.raises(ValueError, match="unknown optimization_options .*enable_gelu_fusio"):
+        OrtTransformersOptimizationConfig.model_validate(
+            {"optimization_options": {"enable_gelu_fusio": True}}
+        )
+    ok = OrtTransformersOptimizationConfig.model_validate({"optimization_options": {"enable_gelu": False}})
+    assert ok.optimization_options == {"enable_gelu": False}
+
+
+def test_output_dir_null_means_the_default() -> None:
+    cfg = validate_config({"input_model": ONNX, "output_dir": None, "ort_py_log_severity_level": 2})
+    assert cfg.engine.output_dir == "olivine-output"
