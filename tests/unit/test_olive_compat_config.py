@@ -315,7 +315,7 @@ def test_align_labels_maps_label_names_through_the_models_label2id() -> None:
 def test_unknown_optimization_options_are_refused_at_validation() -> None:
     from olivine.passes.transformers_optimization import OrtTransformersOptimizationConfig
 
-    with pytest.raises(ValueError, match="unknown optimization_options .*enable_gelu_fusio"):
+    with pytest.raises(ValueError, match=r"unknown optimization_options .*enable_gelu_fusio"):
         OrtTransformersOptimizationConfig.model_validate(
             {"optimization_options": {"enable_gelu_fusio": True}}
         )
@@ -326,3 +326,18 @@ def test_unknown_optimization_options_are_refused_at_validation() -> None:
 def test_output_dir_null_means_the_default() -> None:
     cfg = validate_config({"input_model": ONNX, "output_dir": None, "ort_py_log_severity_level": 2})
     assert cfg.engine.output_dir == "olivine-output"
+
+
+def test_dry_run_checks_column_names_against_a_local_csv_header(tmp_path: Any) -> None:
+    from olivine.data.components import validate_data_config
+
+    (tmp_path / "d.csv").write_text("sentence,label\nthe cat,1\n")
+    dc = _data_config(
+        type="HuggingfaceContainer",
+        load_dataset_config={"data_name": "csv", "data_files": str(tmp_path / "d.csv"), "split": "train"},
+        pre_process_data_config={"model_name": str(tmp_path), "input_cols": ["sentense"]},
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_data_config(dc, base_dir=tmp_path, path="data_configs.0")
+    assert info.value.path == "data_configs.0.pre_process_data_config.params.input_cols"
+    assert "'sentense'" in info.value.message and "sentence, label" in info.value.message

@@ -173,9 +173,7 @@ def _validate_params(builtin: Builtin, params: dict[str, Any], base_dir: Path | 
         try:
             builtin.check(config, base_dir)
         except ConfigError as exc:
-            raise ConfigError(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
-        except NotSupportedError as exc:
-            raise NotSupportedError(f"{path}: {exc}") from None
+            raise type(exc)(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
     return config
 
 
@@ -232,8 +230,16 @@ def validate_data_config(dc: DataConfig, *, base_dir: Path, path: str | None = N
         for key, value in local_paths(dc, base_dir=base_dir):
             if not resolve_path(value, base_dir).exists():
                 raise ConfigError(f"file or folder not found: {resolve_path(value, base_dir)}", path=key)
-        resolve_components(dc, base_dir=base_dir)
+        components = resolve_components(dc, base_dir=base_dir)
+        _check_columns(components, base_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.message, path=f"{prefix}.{exc.path}" if exc.path else prefix) from None
-    except NotSupportedError as exc:
-        raise NotSupportedError(f"{prefix}: {exc}") from None
+        raise type(exc)(exc.message, path=f"{prefix}.{exc.path}" if exc.path else prefix) from None
+
+
+def _check_columns(components: dict[ComponentKind, Component], base_dir: Path | None) -> None:
+    from olivine.data.hf import check_columns
+    from olivine.data.params import HuggingfaceDatasetParams, TokenizerPreProcessParams
+
+    load, pre = components["load_dataset"].config, components["pre_process_data"].config
+    if isinstance(load, HuggingfaceDatasetParams) and isinstance(pre, TokenizerPreProcessParams):
+        check_columns(load, pre, base_dir)

@@ -66,6 +66,43 @@ def check_hf_dataset(params: HuggingfaceDatasetParams) -> None:
         )
 
 
+def csv_header(params: HuggingfaceDatasetParams, base_dir: Path | None) -> tuple[Path, list[str]] | None:
+    """(file, column names) of the first CSV file of the selected split, read without loading the rows;
+    None when the data is not a local CSV file."""
+    import csv
+
+    if params.data_name.lower() != "csv" or params.data_dir:
+        return None
+    name = parse_split(params.split or "")[0]
+    files = data_files_by_split(params).get(name)
+    if not files:
+        return None
+    path = resolve_path(files[0], base_dir)
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        return path, next(csv.reader(fh), [])
+
+
+def check_columns(
+    load: HuggingfaceDatasetParams, pre: TokenizerPreProcessParams, base_dir: Path | None
+) -> None:
+    """The pre-processing's columns against a local CSV file's header, so --dry-run catches a typo."""
+    found = csv_header(load, base_dir)
+    if found is None:
+        return
+    path, header = found
+    wanted = [("input_cols", c) for c in pre.input_cols]
+    if isinstance(pre, HuggingfacePreProcessParams):
+        wanted.append(("label_col", pre.label_col))
+    for key, column in wanted:
+        if column not in header:
+            raise ConfigError(
+                f"column '{column}' is not in the header of {path} (columns: {', '.join(header)})",
+                path=f"pre_process_data_config.params.{key}",
+            )
+
+
 def load_hf_rows(params: HuggingfaceDatasetParams, base_dir: Path | None) -> list[Row]:
     check_hf_dataset(params)
     fmt = params.data_name.lower()

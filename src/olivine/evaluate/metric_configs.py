@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from olivine.config.data import DataConfig
 from olivine.config.evaluators import EvaluatorConfig, MetricConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, ReferenceNotFoundError
 
 
 class _Strict(BaseModel):
@@ -193,5 +193,3 @@ def validate_evaluator(
                     raise ConfigError(exc.message, path=f"user_config.{func_key}") from None
         except ConfigError as exc:
             raise type(exc)(exc.message, path=f"{where}.{exc.path}" if exc.path else where) from None
-        except NotSupportedError as exc:
-            raise NotSupportedError(f"{where}: {exc}") from None
