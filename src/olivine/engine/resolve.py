@@ -317,7 +317,7 @@ def _accelerator(system: SystemConfig, path: str) -> Accelerator:
     if not eps:
         raise ConfigError(
             f"accelerator device '{first.device}' needs 'execution_providers'",
-            path="systems.accelerators.0.execution_providers",
+            path=f"{path}.accelerators.0.execution_providers",
         )
     return Accelerator(device=first.device, execution_providers=eps)
 
