@@ -14,7 +14,7 @@ from olivine.config.engine import ENGINE_KEYS, EngineConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.model import InputModelConfig, normalize_model
 from olivine.config.passes import PassEntry
-from olivine.config.systems import SystemConfig, normalize_system, olive_only_type
+from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
 from olivine.errors import ConfigError
 
@@ -74,7 +74,7 @@ class RunConfig(StrictModel):
             if isinstance(ref, str) and ref in self.olive_only_systems:
                 raise ConfigError(
                     f"system '{ref}' (type {self.olive_only_systems[ref]}) is valid in Olive, not "
-                    "supported by Olivine yet (supported: LocalSystem, LocalWorker)",
+                    f"supported by Olivine yet (supported: {', '.join(sorted(SYSTEM_TYPES.values()))})",
                     path=path,
                 )
         return self
