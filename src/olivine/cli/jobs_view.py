@@ -70,7 +70,7 @@ def submitted(job: Any, *, created: bool = True) -> str:
 
 def status_text(job: Any) -> str:
     paths = export_paths(job.export_root)
-    progress = f"{job.progress_done}/{job.progress_total} passes" if job.progress_total else "-"
+    progress = f"{job.progress_done}/{job.progress_total} candidates" if job.progress_total else "-"
     lines = [
         f"job        {job.job_id}",
         f"workflow   {job.workflow_id}",
@@ -80,7 +80,7 @@ def status_text(job: Any) -> str:
     if job.message:
         lines.append(f"message    {job.message}")
     lines += [
-        f"pass       {job.current_pass or '-'}",
+        f"phase      {job.current_pass or '-'}",
         f"progress   {progress}",
         f"best       {_metrics(job.best_metrics)}",
         f"created    {_when(job.created_at)}",

@@ -8,27 +8,34 @@ exists, so a worker that dies or is cancelled leaves every finished step on the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.datastores.exporter import Exporter, default_skip
 from olivine.engine.events import (
+    CandidateFinished,
+    CandidateStarted,
     EngineEvent,
     EvaluationFinished,
     PassFailed,
     PassFinished,
-    PassStarted,
+    PhaseChanged,
     WorkflowFinished,
     WorkflowStarted,
 )
-from olivine.errors import ConfigError, DatastoreError, HostError
-from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, utc_now
+from olivine.errors import DatastoreError, HostError
+from olivine.hosts.jobs import ErrorKind, JobRecord, JobSpec, JobStatus, utc_now
 from olivine.hosts.store import JobStore
 
 if TYPE_CHECKING:
     from olivine.config.evaluators import EvaluatorConfig
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(JobRecord))
+_PHASE_PUBLISH_S = 2.0  # phases change often (every timing round); publish them at most this often
 
 logger = logging.getLogger("olivine.worker")
 
@@ -75,7 +82,9 @@ class JobReporter:
             "message": "",
             "error_kind": None,
             "current_pass": None,
-            "progress": {"done": 0, "total": 0},
+            "phase": None,
+            "progress": {"done": 0, "total": 0, "candidates_done": 0, "candidates_total": None},
+            "best": None,
             "best_metrics": {},
             "started_at": None,
             "ended_at": None,
@@ -105,8 +114,10 @@ class JobReporter:
         }
         self.publish()
 
-    def progress(self, **changes: Any) -> None:
-        """Record progress (``current_pass``, ``progress_done``/``progress_total``, ``best_metrics``)."""
+    def progress(self, *, publish: bool = True, **changes: Any) -> None:
+        """Record progress (``phase``, ``progress_candidates_done``/``progress_candidates_total``, ``best``,
+        and the job record's ``current_pass``, ``progress_done``/``progress_total``, ``best_metrics``);
+        ``publish`` false keeps it for the next status write."""
         with self._lock:
             for key, value in changes.items():
                 if key.startswith("progress_"):
@@ -116,9 +127,12 @@ class JobReporter:
                     }
                 else:
                     self.status[key] = value
-        if self.store is not None:
+        if not publish:
+            return
+        recorded = {k: v for k, v in changes.items() if k in _RECORD_FIELDS}
+        if self.store is not None and recorded:
             try:
-                self.store.update(self.spec.job_id, **changes)
+                self.store.update(self.spec.job_id, **recorded)
             except HostError as exc:  # progress is advisory: a busy job store must not fail the workflow
                 logger.warning("could not record progress in the job store: %s", exc)
         self.publish()
@@ -161,41 +175,64 @@ class JobReporter:
 class JobListener:
     """The engine listener of a worker: exports finished steps and reports progress.
 
+    Progress is the engine's: candidates done / total, the best so far (ranked by the engine with
+    :mod:`olivine.search.ranking`; this listener never ranks), and the phase. For the job record (and
+    ``olivine status`` until it reads the typed status), the phase also goes to ``current_pass`` and the
+    candidates to ``progress_done``/``progress_total``.
+
     Args:
         reporter: where progress goes.
         exporter: where finished cache entries go.
-        evaluator: the workflow's evaluator, to rank candidates for the best-so-far metrics.
+        evaluator: the workflow's evaluator (unused; kept for callers).
     """
 
-    def __init__(self, reporter: JobReporter, exporter: Exporter, evaluator: EvaluatorConfig | None) -> None:
+    def __init__(
+        self, reporter: JobReporter, exporter: Exporter, evaluator: EvaluatorConfig | None = None
+    ) -> None:
         self.reporter = reporter
         self.exporter = exporter
-        self.evaluator = evaluator
         self.cache_root: Path | None = None
-        self.baseline: dict[str, Any] | None = None
-        self.candidates: list[dict[str, Any]] = []
-        self.passes_started = 0
+        self.candidates_done = 0
         self.export_failures = 0
+        self._phase_published = 0.0
+        self._phase_stage = ""
 
     def __call__(self, event: EngineEvent) -> None:
         if isinstance(event, WorkflowStarted):
             self.cache_root = event.cache_dir
-            self.reporter.progress(progress_done=0, progress_total=len(event.passes))
-        elif isinstance(event, PassStarted):
-            self.passes_started += 1
+            self.reporter.progress(progress_candidates_done=0, progress_done=0)
+        elif isinstance(event, PhaseChanged):
+            # A new stage (another candidate, pass or metric) is published at once; repeats within a
+            # stage (timing rounds, heartbeats) at most every few seconds.
+            now, stage = time.monotonic(), ":".join(event.phase.split(":")[:2]).split(" round ")[0]
+            publish = stage != self._phase_stage or now - self._phase_published >= _PHASE_PUBLISH_S
+            if publish:
+                self._phase_published, self._phase_stage = now, stage
+            self.reporter.progress(publish=publish, phase=event.phase, current_pass=event.phase[:200])
+        elif isinstance(event, CandidateStarted):
             self.reporter.progress(
-                current_pass=event.pass_name, progress_done=event.index - 1, progress_total=event.total
+                publish=False, progress_candidates_total=event.total, progress_total=event.total or 0
             )
         elif isinstance(event, PassFinished):
             self._export(event.run_dir)
-            self.reporter.progress(progress_done=self.passes_started)
-        elif isinstance(event, PassFailed):
+        elif isinstance(event, (PassFailed, EvaluationFinished)):
             self._export(event.record_path)
-        elif isinstance(event, EvaluationFinished):
-            self._export(event.record_path)
-            self._evaluated(event.metrics)
+        elif isinstance(event, CandidateFinished):
+            self.candidates_done += 1
+            best = None
+            if event.best_id is not None:
+                values = {k: v.get("value") for k, v in event.best_metrics.items()}
+                best = {"candidate_id": event.best_id, "metrics": values}
+            self.reporter.progress(
+                progress_candidates_done=self.candidates_done,
+                progress_candidates_total=event.total,
+                progress_done=self.candidates_done,
+                progress_total=event.total or self.candidates_done,
+                best=best,
+                best_metrics=event.best_metrics,
+            )
         elif isinstance(event, WorkflowFinished):
-            self.reporter.progress(current_pass=None, best_metrics=event.metrics)
+            self.reporter.progress(current_pass=None, phase=None, best_metrics=event.metrics)
 
     def _export(self, path: Path) -> None:
         if self.cache_root is None:
@@ -210,24 +247,3 @@ class JobListener:
             # Keep running: the final export of the whole cache tries again.
             self.export_failures += 1
             logger.warning("incremental export of %s failed: %s", rel, exc)
-
-    def _evaluated(self, metrics: dict[str, Any]) -> None:
-        if self.passes_started == 0:  # evaluated before any pass ran: the input model, the baseline
-            self.baseline = metrics
-            return
-        self.candidates.append(metrics)
-        self.reporter.progress(best_metrics=self._best())
-
-    def _best(self) -> dict[str, Any]:
-        """The best candidate so far, by the rule the engine uses for the final choice."""
-        if self.evaluator is None:
-            return self.candidates[-1]
-        from olivine.evaluate.goals import rank_key, resolve_goals
-        from olivine.evaluate.results import results_from_json
-
-        try:
-            goals = resolve_goals(self.evaluator, results_from_json(self.baseline) if self.baseline else None)
-        except ConfigError:  # a relative goal without a baseline: the engine reports that at the end
-            return self.candidates[-1]
-        metrics = self.evaluator.metrics
-        return min(self.candidates, key=lambda c: rank_key(results_from_json(c), metrics, goals))

@@ -9,6 +9,7 @@ are still read.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -81,6 +82,15 @@ class OnnxDynamicQuantization(Pass):
     config_class: ClassVar[type[PassConfig]] = OnnxDynamicQuantizationConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+    #: Olive's search_defaults (olive/passes/onnx/quantization.py: precision, per_channel, reduce_range,
+    #: quant_preprocess); ``weight_type`` is Olive <= 0.8's name for precision.
+    search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "precision": ("int8", "uint8"),
+        "per_channel": (True, False),
+        "reduce_range": (True, False),
+        "quant_preprocess": (True, False),
+        "weight_type": ("QInt8", "QUInt8"),
+    }
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         """Write the quantized model under ``output_dir`` with the input model's file name."""
