@@ -127,15 +127,22 @@ class SearchWalk:
             return self._fixed()
         if self.strategy.execution_order == "joint":
             return self._joint()
-        return self._level(0, ())
+        return self._level(0, (), {})
 
-    def _propose(self, space: SearchSpace, point: Point, parent: tuple[ResolvedPass, ...]) -> Proposal:
+    def _propose(
+        self,
+        space: SearchSpace,
+        point: Point,
+        parent: tuple[ResolvedPass, ...],
+        parent_point: dict[str, Any] | None = None,
+    ) -> Proposal:
         self.count += 1
         steps = space.steps(point, self.accelerator)
+        described = {**(parent_point or {}), **space.describe(point)}
         if isinstance(steps, str):
             logger.info("candidate %d is invalid, skipped: %s", self.count, steps)
-            return Proposal(self.count, point, space, parent, None, steps, space.describe(point))
-        return Proposal(self.count, point, space, parent, tuple(steps), None, space.describe(point))
+            return Proposal(self.count, point, space, parent, None, steps, described)
+        return Proposal(self.count, point, space, parent, tuple(steps), None, described)
 
     def _fixed(self) -> Iterator[Proposal]:
         n = len(self.slots)
@@ -171,12 +178,14 @@ class SearchWalk:
                 logger.info("max_time (%ss) reached; stopping the search", strategy.max_time)
                 return
 
-    def _level(self, depth: int, parent: tuple[ResolvedPass, ...]) -> Iterator[Proposal]:
+    def _level(
+        self, depth: int, parent: tuple[ResolvedPass, ...], parent_point: dict[str, Any]
+    ) -> Iterator[Proposal]:
         space = SearchSpace(self.slots[depth : depth + 1])
         sampler = self._sampler(space)
         results: list[tuple[Proposal, Metrics | None]] = []
         while (point := sampler.suggest()) is not None:
-            proposal = self._propose(space, point, parent)
+            proposal = self._propose(space, point, parent, parent_point)
             yield proposal
             feedback = self._feedback.pop(proposal.number, Feedback(None))
             sampler.tell(point, self._values(feedback), pruned=feedback.pruned)
@@ -187,7 +196,8 @@ class SearchWalk:
         meeting = [(p, m) for p, m in usable if meets_goals(m, self.objectives)]
         chosen = meeting or usable
         for index in ranking_order([m for _, m in chosen], self.objectives):
-            yield from self._level(depth + 1, chosen[index][0].chain)
+            proposal = chosen[index][0]
+            yield from self._level(depth + 1, proposal.chain, proposal.described)
 
     def _values(self, feedback: Feedback) -> list[float] | None:
         if feedback.metrics is None:
