@@ -141,10 +141,8 @@ _WORDS = (
 )
 
 
-def write_tiny_bert(folder: Path) -> dict[str, Any]:
-    """An ``HfModel`` (feature-extraction): 2-layer BERT, hidden 32, 2 heads, ~100-token WordPiece vocab."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+def _write_wordpiece(folder: Path) -> Any:
+    from transformers import BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -162,18 +160,54 @@ def write_tiny_bert(folder: Path) -> dict[str, Any]:
     vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def write_tiny_bert(folder: Path, *, max_positions: int = 64) -> dict[str, Any]:
+    """An ``HfModel`` (feature-extraction): 2-layer BERT, hidden 32, 2 heads, ~100-token WordPiece vocab.
+
+    Args:
+        folder: where to write the model and tokenizer files.
+        max_positions: the longest sequence the model takes (``max_position_embeddings``).
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = _write_wordpiece(folder)
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=max_positions,
     )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         BertModel(config).eval().save_pretrained(str(folder))
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
+
+
+def write_tiny_llama(folder: Path) -> dict[str, Any]:
+    """An ``HfModel`` (text-generation): 2-layer Llama, hidden 32, with the same WordPiece tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _write_wordpiece(folder)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).eval().save_pretrained(str(folder))
+    return {"type": "HfModel", "model_path": str(folder), "task": "text-generation"}
 
 
 def handle(input_model: dict[str, Any]) -> ModelHandle:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from olivine.errors import ConfigError
+
 if TYPE_CHECKING:
     from olivine.engine.events import Listener
     from olivine.engine.resolve import ResolvedWorkflow
@@ -78,7 +80,15 @@ def submit(
     }
     if fresh:
         kwargs["fresh"] = True
-    return service.submit(workflow, **kwargs)
+    try:
+        return service.submit(workflow, **kwargs)
+    except ConfigError as exc:
+        # A name the workflow file gave (its workflow_host, a datastore it names) that does not
+        # resolve: the error names that file, as validation errors do.
+        from_file = host in (None, workflow.config.workflow_host) and datastore is None
+        if exc.file is None and workflow.config_path is not None and from_file:
+            raise exc.with_file(str(workflow.config_path)) from None
+        raise
 
 
 def status(job_id: str) -> JobRecord:

@@ -44,7 +44,7 @@ def test_datastore_from_url_refuses_options_for_file(tmp_path: Path) -> None:
 
 
 def test_datastore_from_url_file_query_is_refused_without_leaking(tmp_path: Path) -> None:
-    with pytest.raises(DatastoreError) as info:
+    with pytest.raises(ConfigError) as info:
         Datastore.from_url(f"{tmp_path.as_uri()}?sv=1&sig=SuperSecretSig")
     assert "SuperSecretSig" not in str(info.value)
     assert tmp_path.as_uri() in str(info.value)

@@ -18,6 +18,30 @@ def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more (``nan``, ``inf`` and ``-5`` are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds between 0 and 604800")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 1 or more")
+    return value
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
 
@@ -78,7 +102,7 @@ def add_commands(sub: Any) -> None:
 
     lst = sub.add_parser("list", help="list submitted jobs, newest first")
     lst.add_argument("--workflow", metavar="ID", help="only this workflow id")
-    lst.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    lst.add_argument("--limit", type=_count, default=20, help="at most N jobs (default 20)")
     _json(lst)
     _verbose(lst)
     lst.set_defaults(handler=cmd_list)
@@ -92,7 +116,7 @@ def add_commands(sub: Any) -> None:
 
     cancel = sub.add_parser("cancel", help="stop a job: graceful, then forced after a timeout")
     cancel.add_argument("job", metavar="JOB")
-    cancel.add_argument("--timeout", type=float, metavar="S", help="seconds before a forced stop")
+    cancel.add_argument("--timeout", type=_seconds, metavar="S", help="seconds before a forced stop")
     _json(cancel)
     _verbose(cancel)
     cancel.set_defaults(handler=cmd_cancel)

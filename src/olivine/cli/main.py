@@ -70,16 +70,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         from olivine.errors import OlivineError
+        from olivine.scrubbing import process_scrubber
 
+        scrub = process_scrubber()
         if verbose:
             import traceback
 
-            traceback.print_exc()
+            print(scrub("".join(traceback.format_exc())), file=sys.stderr, end="")
         if isinstance(exc, OlivineError):
-            print(f"olivine: error: {exc}", file=sys.stderr)
+            print(one_line(scrub(f"olivine: error: {exc}")), file=sys.stderr)
             return exc.exit_code
         print(
-            f"olivine: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
+            one_line(
+                scrub(
+                    f"olivine: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)"
+                )
+            ),
             file=sys.stderr,
         )
         return 1
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters (newlines, escapes a key or a file name may
+    carry) are shown as Python escapes, so an error is always exactly one line on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

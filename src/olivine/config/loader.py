@@ -20,7 +20,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError("config file not found", file=str(path))
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not a text file: byte {exc.start} is not UTF-8 (a config is JSON or YAML text)", file=str(p)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}", file=str(p)) from None
+    if "\x00" in text:
+        raise ConfigError(
+            "not a text file: it contains NUL bytes (a config is JSON or YAML text)", file=str(p)
+        )
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from olivine.config.base import LocalPath, StrictModel
+from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
 from olivine.config.typed import flatten_typed
 
 
@@ -35,7 +35,8 @@ class ONNXModelConfig(StrictModel):
 
 class PyTorchModelConfig(StrictModel):
     type: Literal["PyTorchModel"] = "PyTorchModel"
-    model_path: LocalPath | None = None
+    #: A local file/folder, or (with ``model_loader``) any string the loader understands, as in Olive.
+    model_path: LocalPathOrName | None = None
     model_file_format: Literal["PyTorch.EntireModel", "PyTorch.StateDict", "PyTorch.TorchScript"] = (
         "PyTorch.EntireModel"
     )

@@ -8,20 +8,26 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from olivine.config.base import LOCAL_PATH
+from olivine.config.base import LocalPathMarker
 
 
-def _is_local_path(annotation: Any, metadata: list[Any]) -> bool:
-    if LOCAL_PATH in metadata:
-        return True
+def _marker(annotation: Any, metadata: list[Any]) -> LocalPathMarker | None:
+    found = next((m for m in metadata if isinstance(m, LocalPathMarker)), None)
     stack = [annotation]
-    while stack:
+    while stack and found is None:
         ann = stack.pop()
-        if typing.get_origin(ann) is typing.Annotated and LOCAL_PATH in typing.get_args(ann)[1:]:
-            return True
+        if typing.get_origin(ann) is typing.Annotated:
+            found = next((m for m in typing.get_args(ann)[1:] if isinstance(m, LocalPathMarker)), None)
         if typing.get_origin(ann) in (typing.Union, __import__("types").UnionType):
             stack.extend(typing.get_args(ann))
-    return False
+    return found
+
+
+def name_allowed(owner: BaseModel, field_name: str) -> bool:
+    """Whether ``owner.field_name`` may hold a plain name instead of an existing local path."""
+    field = type(owner).model_fields[field_name]
+    marker = _marker(field.annotation, field.metadata)
+    return marker is not None and marker.name_allowed
 
 
 def iter_local_paths(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, BaseModel, str, str]]:
@@ -29,7 +35,7 @@ def iter_local_paths(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, 
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         path = f"{prefix}.{name}" if prefix else name
-        if isinstance(value, str) and _is_local_path(field.annotation, field.metadata):
+        if isinstance(value, str) and _marker(field.annotation, field.metadata) is not None:
             yield path, model, name, value
         else:
             yield from _iter_value(value, path)

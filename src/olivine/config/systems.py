@@ -37,7 +37,7 @@ class LocalWorkerConfig(_SystemBase):
     type: Literal["LocalWorker"] = "LocalWorker"
     datastores: str | None = None
     python: str | None = Field(default=None, description="interpreter for the worker; default: this one")
-    cancel_grace_s: float = 10.0
+    cancel_grace_s: float = Field(default=10.0, ge=0, le=24 * 3600)
 
 
 SYSTEM_TYPES = {name.lower(): name for name in ("LocalSystem", "LocalWorker")}

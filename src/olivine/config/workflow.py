@@ -18,6 +18,8 @@ from olivine.config.systems import SystemConfig, normalize_system
 from olivine.config.typed import prefixed
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: A workflow id becomes a folder name (and ``<id>/<timestamp>.json`` on datastores); far below NAME_MAX.
+MAX_WORKFLOW_ID = 100
 
 
 class RunConfig(StrictModel):
@@ -61,6 +63,11 @@ class RunConfig(StrictModel):
             raise ValueError(
                 f"workflow_id '{value}' may contain letters, digits, '_', '.', '-' and must start with a "
                 "letter or digit (it becomes a folder and a data asset name)"
+            )
+        if len(value) > MAX_WORKFLOW_ID:
+            raise ValueError(
+                f"workflow_id is {len(value)} characters long; at most {MAX_WORKFLOW_ID} are allowed "
+                "(it becomes a folder and a data asset name)"
             )
         return value
 

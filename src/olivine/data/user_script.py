@@ -12,7 +12,6 @@ that import is served by :mod:`olivine.data.registry`, so an Olive user script r
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
 import importlib.util
 import sys
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from olivine import olive_standin
 from olivine.errors import ConfigError, DataError
 
 # Re-entrant: a user script may itself load another user script while being imported.
@@ -72,7 +72,7 @@ def load_user_script(
         cached = _MODULES.get(key)
         if cached is not None:
             return cached
-        _install_olive_registry_alias()
+        olive_standin.install()
         # Appended, as Olive does, so a script's neighbour module never shadows an installed package.
         if folder is not None and str(folder) not in sys.path:
             sys.path.append(str(folder))
@@ -112,25 +112,3 @@ def load_object(
         hint = f"; did you mean '{match[0]}'?" if match else ""
         raise ConfigError(f"user script {user_script} defines no function '{name}'{hint}")
     return obj
-
-
-def _install_olive_registry_alias() -> None:
-    """Serve ``olive.data.registry`` from Olivine when Olive is not installed (Olive user scripts)."""
-    if "olive.data.registry" in sys.modules:
-        return
-    try:
-        if importlib.util.find_spec("olive") is not None:
-            return
-    except (ImportError, ValueError):
-        return
-    from olivine.data import registry
-
-    for pkg in ("olive", "olive.data"):
-        if pkg not in sys.modules:
-            shim = types.ModuleType(pkg, "Olivine's stand-in so Olive user scripts import unchanged.")
-            shim.__path__ = []
-            shim.__spec__ = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
-            sys.modules[pkg] = shim
-    sys.modules["olive.data.registry"] = registry
-    sys.modules["olive"].data = sys.modules["olive.data"]  # type: ignore[attr-defined]
-    sys.modules["olive.data"].registry = registry  # type: ignore[attr-defined]

@@ -45,7 +45,7 @@ from olivine.datastores.files import (
 )
 from olivine.datastores.redact import scrub_text, scrub_url, secret_values
 from olivine.digests import RecordedDigest
-from olivine.errors import DatastoreError, IntegrityError, OlivineError
+from olivine.errors import ConfigError, DatastoreError, IntegrityError, OlivineError
 from olivine.registry import Registry
 
 if TYPE_CHECKING:
@@ -83,6 +83,11 @@ class Datastore:
             MissingDependencyError: the backend's extra is not installed (message has the pip hint).
             DatastoreError: the backend could not be opened (message scrubbed of credentials).
         """
+        from olivine.config.datastores import url_credentials_problem
+
+        problem = url_credentials_problem(url)
+        if problem:
+            raise ConfigError(f"datastore URL {scrub_url(url)}: the URL {problem}")
         scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
         backend = BACKENDS.get(scheme)
         opts = dict(options or {})

@@ -35,19 +35,46 @@ _NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EML
 T = TypeVar("T")
 
 
-def local_path_of(url: str) -> Path:
-    """The absolute folder a ``file://`` URL or a plain path names (``~`` expanded, relative to cwd).
+def local_path_of(url: str, base: Path | None = None) -> Path:
+    """The absolute folder a ``file://`` URL or a plain path names (``~`` expanded; a relative path is
+    relative to ``base``, default the current folder).
 
     Raises:
         DatastoreError: a ``file://`` URL with a query string or fragment.
     """
     if url.lower().startswith("file://"):
+        if "@" in urlsplit(url).netloc:
+            raise ConfigError(f"a file:// datastore URL takes no user name or password: {scrub_url(url)}")
         parts = urlsplit(url)
         if parts.query or parts.fragment:
             raise DatastoreError(f"a file:// datastore URL takes no query string: {scrub_url(url)}")
         # Like fsspec, everything after "file://" is the path: file:///abs, file://relative, file://~/x.
         url = unquote(url[len("file://") :])
-    return Path(url).expanduser().resolve()
+    path = Path(url).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    return path.resolve()
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` names a local folder (a ``file://`` URL or a plain path)."""
+    return "://" not in url or url.lower().startswith("file://")
+
+
+def absolute_url(url: str, base: Path) -> str:
+    """``url`` with a relative local path made absolute against ``base`` (other URLs unchanged).
+
+    The one place a relative datastore path is resolved: the submitter calls it before anything is
+    recorded, so the job store, the job spec, status and fetch and the worker all name one folder.
+    """
+    from olivine.config.datastores import url_credentials_problem
+
+    problem = url_credentials_problem(url)
+    if problem:
+        raise ConfigError(f"datastore URL {scrub_url(url)}: the URL {problem}")
+    if not is_local_url(url):
+        return url
+    return local_path_of(url, base).as_uri()
 
 
 class LocalDatastore(Datastore):
@@ -81,18 +108,41 @@ class LocalDatastore(Datastore):
             for chunk in chunks:
                 _write_all(fd, chunk)
 
-        _publish(Path(full), fill, exclusive=exclusive)
+        _publish(self._inside(full, create=True), fill, exclusive=exclusive)
 
     def _write_file(
         self, full: str, local: Path, *, exclusive: bool, recorded: RecordedDigest | None = None
     ) -> tuple[int, str]:
-        return _publish(Path(full), lambda fd: copy_hashed(local, fd, recorded), exclusive=exclusive)
+        target = self._inside(full, create=True)
+        return _publish(target, lambda fd: copy_hashed(local, fd, recorded), exclusive=exclusive)
 
     def _open_read(self, full: str) -> io.BufferedIOBase:
-        return open(full, "rb")
+        return open(self._inside(full), "rb")
 
     def _read(self, full: str) -> bytes:
-        return Path(full).read_bytes()
+        return self._inside(full).read_bytes()
+
+    def _inside(self, full: str, *, create: bool = False) -> Path:
+        """``full`` checked to stay inside the root through no symbolic link (a datastore is shared:
+        a link planted in it must not make Olivine write to, or export, a file elsewhere). With
+        ``create``, missing folders are created user-private (0700)."""
+        target = Path(full)
+        root = self.root or "/"
+        parent = target.parent
+        if create and not parent.is_dir():
+            _make_private_dirs(parent)
+        rel = os.path.relpath(parent, root)
+        outside = rel == os.pardir or rel.startswith(os.pardir + os.sep)
+        if outside or os.path.realpath(parent) != os.path.normpath(os.path.join(root, rel)):
+            raise DatastoreError(
+                f"{self.url_for(self._rel_of(full))}: a folder on its path is a symbolic link or lies "
+                "outside the datastore; refusing to follow it"
+            )
+        if not create and os.path.islink(target):
+            raise DatastoreError(
+                f"{self.url_for(self._rel_of(full))}: is a symbolic link; refusing to follow it"
+            )
+        return target
 
     def _exists(self, full: str) -> bool:
         return os.path.exists(full)
@@ -104,13 +154,10 @@ class LocalDatastore(Datastore):
 def _publish(target: Path, fill: Callable[[int], T], *, exclusive: bool) -> T:
     """Write a temporary file beside ``target`` with ``fill(fd)``, then move it into place."""
     tmp = target.with_name(f".{target.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
-    # Read-write: copy_hashed maps the copy to hash it.
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:  # the folder is new (checked only then: one syscall less per file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
+    # Read-write: copy_hashed maps the copy to hash it. User-private (0600): share a datastore folder
+    # with a team through group permissions set on purpose, not by default.
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
     try:
         try:
             result = fill(fd)
@@ -136,9 +183,26 @@ def _publish_exclusive(tmp: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
-    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
     os.replace(tmp, target)
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents with mode 0700 (``os.makedirs`` applies the mode to
+    the last folder only)."""
+    missing = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current == current.parent:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
 
 
 def _write_all(fd: int, data: Chunk) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from olivine.digests import DIGESTS_NAME, record_folder
 from olivine.errors import CacheError
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import PATH_KEYS, ModelHandle
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,22 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _confinement_problem(model: ModelHandle, run_dir: Path) -> str | None:
+    """Why ``model`` may not be used from ``run_dir``: a path outside it (absolute, ``..`` or through a
+    symbolic link) or a model file that is missing. None when it is fine."""
+    base = run_dir.resolve()
+    for key in PATH_KEYS:
+        value = model.config.get(key)
+        if not value:
+            continue
+        path = Path(str(value))
+        if not path.resolve().is_relative_to(base):
+            return f"{key} points outside the run folder"
+        if key == "model_path" and not path.exists():
+            return f"{key} does not exist"
+    return None
 
 
 @dataclass(frozen=True)
@@ -72,16 +88,40 @@ class WorkflowCache:
 
     # -- pass runs -------------------------------------------------------------------------------
     def load_run(self, key: str) -> CachedRun | None:
+        """The committed run ``key``, or None (a miss).
+
+        A cache may be seeded from an export another user wrote, so a record is untrusted input: one
+        that cannot be read, or whose model paths lead outside its own run folder (or to nothing), is
+        reported once, moved out of the way and treated as a miss; the run is redone and replaces it.
+        """
         run_dir = self.runs / key
         record_path = run_dir / "run.json"
         if not record_path.is_file():
             return None
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError("run.json is not a JSON object")
             model = ModelHandle.from_json(record["model"], relative_to=run_dir)
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable record: treat as a miss; the run is redone and replaces it
+            problem = _confinement_problem(model, run_dir)
+        except FileNotFoundError:
+            return None  # removed meanwhile (a concurrent clean_cache): a miss
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problem = f"unreadable record ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            self._quarantine(run_dir, problem)
+            return None
         return CachedRun(key=key, record=record, model=model, run_dir=run_dir)
+
+    def _quarantine(self, run_dir: Path, problem: str) -> None:
+        """Move a corrupt run folder out of the way (atomically: readers see a miss) and remove it."""
+        logger.warning("cache entry %s is corrupt and is ignored (it will be rebuilt): %s", run_dir, problem)
+        aside = self.runs / f".corrupt-{uuid.uuid4().hex}"
+        try:
+            os.rename(run_dir, aside)
+        except OSError:
+            return  # already moved or replaced by another process
+        shutil.rmtree(aside, ignore_errors=True)
 
     def new_run_dir(self) -> Path:
         """An empty staging folder for a run; pass it to :meth:`commit_run` when the run succeeded."""

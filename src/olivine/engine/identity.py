@@ -14,7 +14,7 @@ from olivine.model.handle import PATH_KEYS, ModelHandle
 def input_model_id(model: ModelHandle) -> str:
     described: dict[str, Any] = {"type": model.type_name}
     for key, value in sorted(model.config.items()):
-        if key in PATH_KEYS and value:
+        if key in PATH_KEYS and value and Path(str(value)).exists():
             described[key] = {"sha256": hash_tree(Path(str(value)))}
         else:
             described[key] = value

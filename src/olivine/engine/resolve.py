@@ -21,7 +21,7 @@ from olivine.config.engine import SearchStrategyConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.loader import format_validation_error, read_config_file, validate_config
 from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
-from olivine.config.paths import iter_local_paths
+from olivine.config.paths import iter_local_paths, name_allowed
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
 from olivine.errors import ConfigError, ReferenceNotFoundError
@@ -65,7 +65,11 @@ class ResolvedWorkflow:
 
     def local_files(self) -> list[tuple[str, Path]]:
         """(key path, absolute path) of every local file or folder the workflow reads."""
-        found = [(key, Path(value)) for key, _, _, value in iter_local_paths(self.config)]
+        found = [
+            (key, Path(value))
+            for key, owner, name, value in iter_local_paths(self.config)
+            if not (name_allowed(owner, name) and not Path(value).is_absolute())
+        ]
         for slot in self.slots:
             for option in slot.options:
                 step = _default_step(slot.name, option)
@@ -144,9 +148,13 @@ def _absolutize(config: RunConfig, base_dir: Path) -> None:
     for key, owner, name, value in list(iter_local_paths(config)):
         found = find_local(value, base_dir)
         if found is None:
+            if name_allowed(owner, name) and getattr(owner, "model_loader", None):
+                continue  # Olive hands a name that is no local path to the model_loader unchanged
             hint = ""
             if key == "input_model.model_path" and config.input_model.type == "HfModel":
                 hint = " (Olivine does not download from a model hub: point model_path at a local folder)"
+            elif name_allowed(owner, name):
+                hint = " (a name that is not a local path needs a 'model_loader' to receive it)"
             raise ConfigError(f"path '{value}' does not exist{hint}", path=key)
         setattr(owner, name, str(found))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.datastores.base import Datastore
+from olivine.datastores.local import absolute_url
 from olivine.datastores.paths import default_datastore_dir
 from olivine.errors import ReferenceNotFoundError
 from olivine.hosts.profiles import Profiles
@@ -51,19 +52,20 @@ def choose_datastore(
     Raises:
         ReferenceNotFoundError: the name is defined nowhere and is neither a URL nor a path.
     """
+    # Relative local paths are made absolute here, once, against the folder of the file that wrote
+    # them (the current folder for a command-line URL): the worker runs in its job folder and never
+    # resolves a datastore path again.
     if name is None:
         return DatastoreChoice(None, default_datastore_dir().as_uri(), {})
     if wf is not None and name in wf.config.datastores:
         config = wf.config.datastores[name]
-        return DatastoreChoice(name, config.url, config.options)
+        return DatastoreChoice(name, absolute_url(config.url, wf.base_dir), config.options)
     if profiles.has_datastore(name):
         profile = profiles.datastore(name)
-        return DatastoreChoice(name, profile.url, profile.public_options(), profile=name)
-    if "://" in name:
-        return DatastoreChoice(name, name, {})
-    if name.startswith(("/", "~", ".")):
-        # A plain path is made absolute here: the worker runs in its job folder, not in this cwd.
-        return DatastoreChoice(name, Path(name).expanduser().resolve().as_uri(), {})
+        url = absolute_url(profile.url, profiles.path.parent)
+        return DatastoreChoice(name, url, profile.public_options(), profile=name)
+    if "://" in name or name.startswith(("/", "~", ".")):
+        return DatastoreChoice(name, absolute_url(name, Path.cwd()), {})
     defined = sorted(set(wf.config.datastores if wf is not None else ()) | set(profiles.data.datastores))
     where = f"not in {profiles.path}"
     if wf is not None:

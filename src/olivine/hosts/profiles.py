@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError, field_validator
 
 from olivine.config.base import StrictModel
+from olivine.config.datastores import url_credentials_problem
 from olivine.config.loader import format_validation_error, read_config_file
 from olivine.config.systems import SystemConfig, normalize_system
 from olivine.config.typed import prefixed
@@ -45,6 +46,14 @@ class DatastoreProfile(StrictModel):
 
     url: str
     options: dict[str, Any] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        problem = url_credentials_problem(value)
+        if problem:
+            raise ValueError(f"the datastore URL {problem}")
+        return value
 
     def public_options(self) -> dict[str, Any]:
         """The options without credentials: safe for job specs, logs and status files."""

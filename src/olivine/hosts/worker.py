@@ -30,6 +30,7 @@ from olivine.errors import HostError, OlivineError
 from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
 from olivine.hosts.progress import JobListener, JobReporter, export_cache
 from olivine.hosts.store import JobStore
+from olivine.scrubbing import ScrubbingFormatter, process_scrubber, scrub_standard_streams
 
 logger = logging.getLogger("olivine.worker")
 
@@ -94,6 +95,7 @@ class _JobRun:
         try:
             datastore, layout, options = open_spec_export(self.spec)
             self.secrets = secret_values(options)
+            process_scrubber().add(self.secrets)
             self.exporter = Exporter(datastore, layout)
             self.reporter.attach(self.exporter)
             logger.info("job %s: exporting to %s", self.spec.job_id, layout.url)
@@ -215,7 +217,7 @@ def _logging_to(log_file: Path | None) -> Iterator[None]:
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.setFormatter(ScrubbingFormatter(_LOG_FORMAT))
     root = logging.getLogger("olivine")
     level = root.level
     root.addHandler(handler)
@@ -237,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Olivine's own progress at INFO; third-party libraries (onnxruntime's optimizer logs every fusion at
     # INFO) only from WARNING, as in a local run.
+    # The worker's stdout and stderr are its job log, exported to a datastore others read: scrub
+    # credentials from every line (log records, tracebacks, a user script's prints) before it lands.
+    scrub_standard_streams()
     logging.basicConfig(level=logging.WARNING, format=_LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("olivine").setLevel(logging.INFO)
     stop = threading.Event()

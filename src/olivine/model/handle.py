@@ -69,7 +69,7 @@ class ModelHandle:
         if relative_to is not None:
             base = relative_to.resolve()
             for key in PATH_KEYS:
-                if cfg.get(key):
+                if cfg.get(key) and Path(str(cfg[key])).is_absolute():
                     path = Path(str(cfg[key])).resolve()
                     if path.is_relative_to(base):
                         cfg[key] = os.path.relpath(path, base)
@@ -82,7 +82,10 @@ class ModelHandle:
         if relative_to is not None:
             for key in PATH_KEYS:
                 if cfg.get(key) and not os.path.isabs(str(cfg[key])):
-                    cfg[key] = str((relative_to / str(cfg[key])).resolve())
+                    candidate = (relative_to / str(cfg[key])).resolve()
+                    # A name that is no path (a model_loader's model_path) stays as it is.
+                    if candidate.exists():
+                        cfg[key] = str(candidate)
         return cls(kind=kind, config=cfg)  # type: ignore[arg-type]
 
     def files(self) -> list[Path]:

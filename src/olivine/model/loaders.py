@@ -147,6 +147,9 @@ def import_script(script: Path, script_dir: str | None = None) -> ModuleType:
     module_name = f"olivine_user_{script.stem}_{hashlib.sha256(str(script).encode()).hexdigest()[:16]}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    from olivine import olive_standin
+
+    olive_standin.install()
     # Olive puts script_dir on sys.path so a script can import its own helper modules.
     for folder in (script_dir, str(script.parent)):
         if folder and folder not in sys.path:

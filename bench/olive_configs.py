@@ -1,0 +1,397 @@
+"""Run Microsoft Olive's own run configs through Olivine, with only the model source swapped.
+
+Usage::
+
+    python bench/olive_configs.py collect --work DIR [--olive GITDIR] [--recipes GITDIR]
+    python bench/olive_configs.py run --work DIR [--e2e] [--limit N] [--only SUBSTR] [--json OUT]
+
+``collect`` reads the git snapshots of github:microsoft/Olive (every release tag's examples, tests and docs)
+and github:microsoft/olive-recipes (as fetched by the session's ``fetch`` tool, bare git dirs), keeps every
+JSON/YAML file that is a run config (``input_model`` + ``passes``), deduplicated by content, extracts the
+files of its folder (user scripts, data files) beside it, and writes the config with its model source
+swapped for a tiny local model built in code (``tests/tiny_models.py``): an ``HfModel`` gets a tiny BERT
+(or a tiny Llama for text-generation tasks), a ``PyTorchModel`` a tiny MLP script that defines the
+loader/io_config/dummy-inputs functions the config names, an ``ONNXModel`` a tiny ONNX MLP. Nothing else
+changes: data, metrics, passes, systems and engine keys are Olive's own.
+
+``run`` validates each config as ``olivine run --dry-run`` does (``olivine.api.load``) and, with ``--e2e``,
+runs those that validated end to end (``olivine run --local`` in a subprocess, with a timeout). It prints
+one line per config and the counts: ran / refused (at validation, with the one-line reason) / failed
+(validated, then failed at run time: the gaps the compat issue closes). Refusals are grouped by reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+MIRRORS = Path("/work/.mirror")
+OLIVE_GIT = MIRRORS / "microsoft+Olive" / "repo"
+RECIPES_GIT = MIRRORS / "microsoft+olive-recipes" / "repo"
+#: Olive refs read: each release tag that still had examples in the repository, and HEAD.
+OLIVE_REFS = ("HEAD", "v0.13.0", "v0.9.2", "v0.8.0", "v0.7.0", "v0.6.0", "v0.4.0", "v0.2.0")
+_MAX_EXTRACT_BYTES = 2_000_000
+_TEXT_GENERATION = ("text-generation", "text-generation-with-past", "text2text-generation")
+
+
+def _git(gitdir: Path, *args: str) -> bytes:
+    return subprocess.run(["git", f"--git-dir={gitdir}", *args], check=True, capture_output=True).stdout
+
+
+def _tree(gitdir: Path, ref: str) -> list[tuple[str, str, int]]:
+    """(path, blob sha, size) of every file at ``ref``."""
+    out = _git(gitdir, "ls-tree", "-r", "-l", ref).decode("utf-8", "replace")
+    rows = []
+    for line in out.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        if len(parts) == 4 and parts[1] == "blob" and parts[3] != "-":
+            rows.append((path, parts[2], int(parts[3])))
+    return rows
+
+
+def _parse(path: str, text: bytes) -> Any:
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception:
+        return None
+
+
+def _is_run_config(data: Any) -> bool:
+    return isinstance(data, dict) and "input_model" in data and ("passes" in data or "pass_flows" in data)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:150]
+
+
+# ---------------------------------------------------------------------------------------------- tiny models
+
+
+def _tiny_models(work: Path) -> dict[str, dict[str, Any]]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "src"))
+    import tiny_models
+
+    tiny = work / "tiny"
+    marker = tiny / "models.json"
+    if marker.is_file():
+        loaded: dict[str, dict[str, Any]] = json.loads(marker.read_text())
+        return loaded
+    models = {
+        "bert": tiny_models.write_tiny_bert(tiny / "bert", max_positions=512),
+        "llama": tiny_models.write_tiny_llama(tiny / "llama"),
+        "onnx": tiny_models.write_onnx_mlp(tiny / "onnx"),
+        "mlp": tiny_models.write_mlp(tiny / "mlp"),
+    }
+    marker.write_text(json.dumps(models, indent=2))
+    return models
+
+
+_LOADER_SCRIPT = '''"""Tiny model source for an Olive config (written by bench/olive_configs.py)."""
+import torch
+
+from tiny_mlp_base import MLP, IO_CONFIG
+
+
+def _load(model_path=None, *args, **kwargs):
+    return MLP()
+
+
+def _io_config(model=None, *args, **kwargs):
+    return IO_CONFIG
+
+
+def _dummy_inputs(model=None, *args, **kwargs):
+    return (torch.full((2, 32), 0.5),)
+
+'''
+
+
+def _swap_pytorch(model: dict[str, Any], folder: Path, tiny: dict[str, dict[str, Any]]) -> None:
+    """Point a PyTorchModel at a tiny MLP; functions the config names come from a generated script."""
+    cfg = model.get("config") if isinstance(model.get("config"), dict) else model
+    if "hf_config" in cfg:  # Olive < 0.7: the model source is hf_config.model_name
+        cfg["hf_config"]["model_name"] = tiny["bert"]["model_path"]
+        cfg.pop("model_path", None)
+        return
+    names = {
+        "model_loader": cfg.get("model_loader"),
+        "io_config": cfg.get("io_config") if isinstance(cfg.get("io_config"), str) else None,
+        "dummy_inputs_func": cfg.get("dummy_inputs_func"),
+    }
+    if not any(names.values()):
+        mlp = tiny["mlp"]
+        cfg["model_path"] = mlp["model_path"]
+        cfg["model_file_format"] = "PyTorch.StateDict"
+        cfg["model_loader"] = mlp["model_loader"]
+        cfg["model_script"] = mlp["model_script"]
+        cfg.pop("script_dir", None)
+        cfg.setdefault("io_config", mlp["io_config"])
+        return
+    body = _LOADER_SCRIPT
+    target = {"model_loader": "_load", "io_config": "_io_config", "dummy_inputs_func": "_dummy_inputs"}
+    for key, name in names.items():
+        if isinstance(name, str) and name.isidentifier():
+            body += f"{name} = {target[key]}\n"
+    script = folder / "tiny_model_script.py"
+    script.write_text(body)
+    base = Path(tiny["mlp"]["model_script"])
+    (folder / "tiny_mlp_base.py").write_text(base.read_text())
+    cfg["model_script"] = script.name
+    cfg.pop("script_dir", None)
+    if cfg.get("model_path") and Path(str(cfg["model_path"])).suffix in (".pt", ".pth", ".bin"):
+        cfg["model_path"] = tiny["mlp"]["model_path"]
+
+
+def swap_model(config: dict[str, Any], folder: Path, tiny: dict[str, dict[str, Any]]) -> str:
+    """Replace the model source in ``config`` (in place); return the tiny model's kind."""
+    model = config.get("input_model")
+    if not isinstance(model, dict):
+        return "none"
+    kind = str(model.get("type", "")).lower()
+    cfg = model.get("config") if isinstance(model.get("config"), dict) else model
+    if kind == "hfmodel":
+        task = str(cfg.get("task") or "")
+        which = "llama" if task.startswith(_TEXT_GENERATION) or task == "" else "bert"
+        cfg["model_path"] = tiny[which]["model_path"]
+        cfg.pop("model_name", None)
+        return which
+    if kind == "pytorchmodel":
+        _swap_pytorch(model, folder, tiny)
+        return "mlp"
+    if kind == "onnxmodel":
+        cfg["model_path"] = tiny["onnx"]["model_path"]
+        cfg["onnx_file_name"] = tiny["onnx"]["onnx_file_name"]
+        return "onnx"
+    return kind or "none"
+
+
+# ---------------------------------------------------------------------------------------------- collect
+
+
+def _sources(olive: Path, recipes: Path) -> list[tuple[str, Path, str]]:
+    out = []
+    if olive.exists():
+        tags = set(_git(olive, "tag").decode().split())
+        out += [("olive", olive, ref) for ref in OLIVE_REFS if ref == "HEAD" or ref in tags]
+    if recipes.exists():
+        out.append(("recipes", recipes, "HEAD"))
+    return out
+
+
+def collect(work: Path, olive: Path, recipes: Path) -> int:
+    tiny = _tiny_models(work)
+    seen: set[str] = set()
+    index: list[dict[str, Any]] = []
+    for source, gitdir, ref in _sources(olive, recipes):
+        tree = _tree(gitdir, ref)
+        by_dir: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
+        for row in tree:
+            by_dir[os.path.dirname(row[0])].append(row)
+        for path, sha, size in tree:
+            if not path.endswith((".json", ".yaml", ".yml")) or size > _MAX_EXTRACT_BYTES or sha in seen:
+                continue
+            text = _git(gitdir, "cat-file", "blob", sha)
+            data = _parse(path, text)
+            if not _is_run_config(data):
+                continue
+            seen.add(sha)
+            folder = work / "src" / source / ref / os.path.dirname(path)
+            _extract_dir(gitdir, by_dir[os.path.dirname(path)], folder)
+            kind = swap_model(data, folder, tiny)
+            name = f"olivine-corpus-{sha[:10]}.json"
+            (folder / name).write_text(json.dumps(data, indent=2))
+            index.append(
+                {
+                    "id": sha[:10],
+                    "source": source,
+                    "ref": ref,
+                    "path": path,
+                    "model": kind,
+                    "config": str((folder / name).relative_to(work)),
+                }
+            )
+    (work / "index.json").write_text(json.dumps(index, indent=2))
+    print(f"collected {len(index)} run configs into {work}")
+    return 0
+
+
+def _extract_dir(gitdir: Path, rows: list[tuple[str, str, int]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, sha, size in rows:
+        dest = folder / os.path.basename(path)
+        if size <= _MAX_EXTRACT_BYTES and not dest.exists():
+            dest.write_bytes(_git(gitdir, "cat-file", "blob", sha))
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _validate(config: Path) -> tuple[str, str, list[str]]:
+    """("ok", "", pass types) or ("refused", one-line reason, pass types)."""
+    from olivine import api
+    from olivine.errors import OlivineError
+
+    types = _pass_types(config)
+    try:
+        api.load(config)
+    except OlivineError as exc:
+        return "refused", str(exc).splitlines()[0], types
+    except Exception as exc:  # a crash in validation is a failure, not a refusal
+        return "crashed", f"{type(exc).__name__}: {exc}".splitlines()[0], types
+    return "ok", "", types
+
+
+def _pass_types(config: Path) -> list[str]:
+    data = _parse(str(config), config.read_bytes())
+    passes = data.get("passes") or data.get("pass_flows") or {}
+    out = []
+    if isinstance(passes, dict):
+        for entry in passes.values():
+            for item in entry if isinstance(entry, list) else [entry]:
+                if isinstance(item, dict):
+                    out.append(str(item.get("type")))
+    return out
+
+
+def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, float]:
+    out = work / "runs" / config.stem
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    cmd = [
+        sys.executable,
+        "-m",
+        "olivine",
+        "run",
+        "--config",
+        str(config),
+        "--local",
+        "--output-dir",
+        str(out / "output"),
+        "--cache-dir",
+        str(out / "cache"),
+    ]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=config.parent
+        )
+    except subprocess.TimeoutExpired:
+        return "failed", f"timeout after {timeout_s:.0f} s", time.perf_counter() - start
+    wall = time.perf_counter() - start
+    if proc.returncode == 0:
+        return "ran", "", wall
+    lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else f"exit {proc.returncode}"
+    return ("refused" if proc.returncode == 2 else "failed"), reason, wall
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(args.work).resolve()
+    index = json.loads((work / "index.json").read_text())
+    if args.only:
+        index = [e for e in index if args.only in e["path"] or args.only in e["id"]]
+    if args.limit:
+        index = index[: args.limit]
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    rows = []
+    for entry in index:
+        config = work / entry["config"]
+        old = Path.cwd()
+        os.chdir(config.parent)
+        try:
+            status, reason, types = _validate(config)
+        finally:
+            os.chdir(old)
+        row = dict(entry, dry_run=status, reason=reason, passes=types, outcome=status)
+        if status == "ok":
+            row["outcome"] = "validated"
+            if args.e2e:
+                outcome, why, wall = _run_e2e(config, work, args.timeout)
+                row.update(outcome=outcome, reason=why, wall_s=round(wall, 1))
+        elif status == "crashed":
+            row["outcome"] = "failed"
+        rows.append(row)
+        print(
+            f"{row['outcome']:9} {entry['source']}:{entry['ref']}:{entry['path']}  {row['reason']}"[:300],
+            flush=True,
+        )
+    _summary(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _reason_key(reason: str) -> str:
+    """A refusal's message without the file name and config-specific values, to group them."""
+    text = reason.split(".json: ", 1)[-1].split(".yaml: ", 1)[-1]
+    text = re.sub(r"'[^']*'", "'…'", text)
+    return re.sub(r"\d+", "N", text)[:120]
+
+
+def _known_passes() -> set[str]:
+    from olivine.passes.base import PASSES
+
+    return {name.lower() for name in PASSES.names()}
+
+
+def _summary(rows: list[dict[str, Any]]) -> None:
+    known = _known_passes()
+    unknown = collections.Counter(t for r in rows for t in r["passes"] if t.lower() not in known)
+    ours = [r for r in rows if r["passes"] and all(t.lower() in known for t in r["passes"])]
+    print(
+        f"\n{len(rows)} configs; {len(rows) - len(ours)} name a pass Olivine does not have "
+        f"(top: {', '.join(f'{t} {n}' for t, n in unknown.most_common(8))})"
+    )
+    counts = collections.Counter(r["outcome"] for r in ours)
+    print(
+        f"of the {len(ours)} whose passes are all Olivine's: "
+        + " / ".join(f"{k}: {counts[k]}" for k in ("ran", "validated", "refused", "failed") if counts[k])
+    )
+    for outcome in ("refused", "failed"):
+        reasons = collections.Counter(_reason_key(r["reason"]) for r in ours if r["outcome"] == outcome)
+        if reasons:
+            print(f"\n{outcome}, by reason:")
+            for reason, n in reasons.most_common(60):
+                print(f"  {n:4}  {reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--work", required=True)
+    c.add_argument("--olive", default=str(OLIVE_GIT))
+    c.add_argument("--recipes", default=str(RECIPES_GIT))
+    r = sub.add_parser("run")
+    r.add_argument("--work", required=True)
+    r.add_argument("--e2e", action="store_true", help="run end to end the configs that validate")
+    r.add_argument("--timeout", type=float, default=300.0)
+    r.add_argument("--limit", type=int, default=0)
+    r.add_argument("--only", help="only configs whose path or id contains this")
+    r.add_argument("--json", help="write every row to this file")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        work = Path(args.work).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        return collect(work, Path(args.olive), Path(args.recipes))
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Credentials are scrubbed where text leaves the process: log formatters, worker streams, CLI errors."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from olivine.cli.main import main, one_line
+from olivine.config.loader import validate_config
+from olivine.datastores import Datastore
+from olivine.errors import ConfigError
+from olivine.scrubbing import Scrubber, ScrubbingFormatter, ScrubbingStream, env_secrets
+
+ENV = {
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+    "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEXAMPLEsessiontoken",
+    "AZURE_STORAGE_KEY": "azkeyEXAMPLEbase64==",
+    "AZURE_STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=connKEY123==",
+    "AZURE_CLIENT_SECRET": "clientSECRETvalue",
+    "HF_TOKEN": "hf_EXAMPLEtokenvalue",
+    "MY_SERVICE_PASSWORD": "hunter2hunter2",
+    "TOKENIZERS_PARALLELISM": "false-but-long",
+    "PWD": "/home/me/project",
+    "PATH": "/usr/bin:/bin",
+}
+SECRETS = [v for k, v in ENV.items() if k not in ("TOKENIZERS_PARALLELISM", "PWD", "PATH")]
+
+
+def test_env_secrets_finds_credential_variables_only() -> None:
+    assert sorted(env_secrets(ENV)) == sorted(SECRETS)
+
+
+def test_scrubbing_stream_scrubs_a_secret_split_across_writes() -> None:
+    target = io.StringIO()
+    stream = ScrubbingStream(target, Scrubber(environ=ENV))
+    secret = ENV["HF_TOKEN"]
+    stream.write("token is " + secret[:5])
+    stream.write(secret[5:] + "\nnext ")
+    stream.write("https://user:pw1234@host/x?sig=abcdef\n")
+    stream.flush()
+    out = target.getvalue()
+    assert secret not in out and "pw1234" not in out and "abcdef" not in out
+    assert out.count("\n") == 2 and "next https://host/x" in out
+
+
+def test_scrubbing_formatter_scrubs_messages_and_tracebacks() -> None:
+    formatter = ScrubbingFormatter("%(message)s", scrubber=Scrubber(environ=ENV))
+    try:
+        raise RuntimeError(f"connect failed with {ENV['AZURE_STORAGE_CONNECTION_STRING']}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord(
+            "x", logging.ERROR, "f", 1, "key %s", (ENV["AWS_SECRET_ACCESS_KEY"],), sys.exc_info()
+        )
+    text = formatter.format(record)
+    assert "Traceback" in text
+    for secret in SECRETS:
+        assert secret not in text
+    assert "connKEY123" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file://user:s3cretPW@/tmp/x",
+        "az://acct:s3cretPW@container/prefix",
+        "az://container/prefix?sv=2024&sig=s3cretPW",
+        "s3://bucket/p?X-Amz-Signature=s3cretPW",
+    ],
+)
+def test_datastore_url_with_credentials_is_refused_without_repeating_them(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config(
+            {"input_model": {"type": "ONNXModel", "model_path": "m.onnx"}, "datastores": {"d": {"url": url}}},
+            file="cfg.json",
+        )
+    assert "s3cretPW" not in str(info.value) and "datastores.d.url" in str(info.value)
+    with pytest.raises(ConfigError) as opened:
+        Datastore.from_url(url)
+    assert "s3cretPW" not in str(opened.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_datastore_url_with_password_is_one_line_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLIVINE_HOME", str(tmp_path / "home"))
+    code = main(["status", "--datastore", f"file://me:s3cretPW@{tmp_path}/ds", "wf"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3cretPW" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_line_escapes_control_characters() -> None:
+    assert one_line("a\nb\x1ec\x00") == "a\\nb\\x1ec\\x00"
+    assert one_line("plain é") == "plain é"
