@@ -4,12 +4,19 @@ combinations recorded while the search goes on, pruning, and reproducibility (sa
 from __future__ import annotations
 
 import json
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conformance.host_suite import HostEnv, export_of
 from olivine.api import load, run_local
+from olivine.hosts import service
+from olivine.hosts.jobs import JobRecord, JobStatus
+from olivine.hosts.process import job_process_alive
 from tiny_models import write_onnx_mlp
 
 pytestmark = pytest.mark.integration
@@ -19,8 +26,11 @@ import numpy as np
 import onnxruntime as ort
 
 
-def fidelity(model, device, execution_providers, input_model):
+def fidelity(model, device, execution_providers, input_model, sleep_s=0.0):
     """1 - the largest absolute output difference from the input model, relative to its largest output."""
+    import time
+
+    time.sleep(sleep_s)
     x = np.linspace(-1.0, 1.0, 2 * 32, dtype=np.float32).reshape(2, 32)
 
     def run(handle):
@@ -39,8 +49,14 @@ def search_config(
     *,
     fidelity_goal: float = 0.5,
     workflow_id: str = "search",
+    sleep_s: float = 0.0,
+    latency_priority: int = 3,
 ) -> dict[str, Any]:
-    """A search over ``passes`` for a tiny ONNX MLP: fidelity (custom, goal), size, then latency."""
+    """A search over ``passes`` for a tiny ONNX MLP: fidelity (custom, goal), size, then latency.
+
+    Tests that compare two runs' best make latency report-only (``latency_priority=-1``): chains that
+    produce the same model differ only in measured latency, and two runs measure differently.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fidelity.py").write_text(FIDELITY_SCRIPT)
     return {
@@ -66,6 +82,7 @@ def search_config(
                         "user_config": {
                             "user_script": str(folder / "fidelity.py"),
                             "evaluate_func": "fidelity",
+                            "evaluate_func_kwargs": {"sleep_s": sleep_s},
                         },
                         "sub_types": [
                             {
@@ -84,7 +101,7 @@ def search_config(
                         "sub_types": [
                             {
                                 "name": "avg",
-                                "priority": 3,
+                                "priority": latency_priority,
                                 "metric_config": {"warmup_num": 2, "repeat_test_num": 10},
                             }
                         ],
@@ -202,8 +219,12 @@ def test_search_every_sampler_and_order_is_reproducible(tmp_path: Path, sampler:
     strategy = {"execution_order": order, "sampler": sampler, "seed": 3, "include_pass_params": False}
     if sampler == "tpe":
         strategy["max_samples"] = 3
-    first = run_config(tmp_path / "a", search_config(tmp_path / "a", TWO_SLOTS, strategy))
-    fresh = run_config(tmp_path / "b", search_config(tmp_path / "b", TWO_SLOTS, strategy))
+    first = run_config(
+        tmp_path / "a", search_config(tmp_path / "a", TWO_SLOTS, strategy, latency_priority=-1)
+    )
+    fresh = run_config(
+        tmp_path / "b", search_config(tmp_path / "b", TWO_SLOTS, strategy, latency_priority=-1)
+    )
     assert outline(fresh) == outline(first) and fresh["best"] == first["best"]
     statuses = [c["status"] for c in first["candidates"]]
     assert set(statuses) == {"evaluated"}
@@ -222,3 +243,56 @@ def test_search_every_sampler_and_order_is_reproducible(tmp_path: Path, sampler:
         inner = first["candidates"][width]["point"]
         assert set(inner) == {"optimize.opt_level", "quant.per_channel"}  # the parent's choice too
     assert first["best"] is not None
+
+
+def _kill(job: JobRecord) -> None:
+    assert job.pid is not None and job_process_alive(job)
+    os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HostEnv]:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("OLIVINE_HOME", str(home))
+    (home / "hosts.yaml").write_text("hosts:\n  worker: {type: LocalWorker, cancel_grace_s: 30}\n")
+    env = HostEnv(home=home, host_name="worker", kill_worker=_kill)
+    yield env
+    for job in env.store.list():
+        if job_process_alive(job):
+            _kill(job)
+
+
+def test_search_resumed_after_its_worker_is_killed_gives_the_uninterrupted_result(
+    env: HostEnv, tmp_path: Path
+) -> None:
+    strategy = {"sampler": "random", "seed": 5, "include_pass_params": False}
+    passes = {"quant": QUANT_CHOICES}
+    reference = run_config(
+        tmp_path / "ref", search_config(tmp_path / "ref", passes, strategy, latency_priority=-1)
+    )
+
+    folder = tmp_path / "job"
+    cfg = search_config(folder, passes, strategy, sleep_s=1.0, latency_priority=-1)
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(cfg, indent=2))
+    job = env.submit(path).job
+    assert job is not None
+    # Killed while the second candidate is being evaluated: the first one is finished and exported.
+    busy = env.wait_for(job.job_id, lambda j: "candidate 2/4: evaluating" in (j.current_pass or ""))
+    _kill(busy)
+    failed = env.wait_for(job.job_id, lambda j: j.state.is_terminal(), timeout_s=15)
+    assert failed.state is JobStatus.FAILED
+
+    resumed = service.resume(job.job_id, store=env.store, profiles=env.profiles).job
+    assert resumed is not None
+    done = env.wait(resumed.job_id)
+    assert done.state is JobStatus.SUCCEEDED, done.message
+    layout = export_of(done)
+    footprint = json.loads(layout.datastore.read_bytes(layout.path("output/footprint.json")))
+    assert outline(footprint) == outline(reference) and footprint["best"] == reference["best"]
+    assert footprint["frontier"] == reference["frontier"]
+    first_fidelity = footprint["candidates"][0]["metrics"]["fidelity-score"]
+    assert first_fidelity == reference["candidates"][0]["metrics"]["fidelity-score"]
+    log = "\n".join(service.logs(resumed.job_id, store=env.store))
+    assert "evaluate quant: cache hit" in log  # the first candidate was not evaluated again
