@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from olivine.config.data import DataConfig
 from olivine.engine.cache import CachedRun, WorkflowCache
 from olivine.engine.events import PassFailed, PassFinished, PassStarted
 from olivine.engine.keys import library_versions, run_key
@@ -45,6 +47,8 @@ class ChainRunner:
         phases: Phases,
         input_model: ModelHandle,
         input_model_id: str,
+        data_configs: Mapping[str, DataConfig] | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.cache = cache
@@ -52,6 +56,8 @@ class ChainRunner:
         self.phases = phases
         self.input_model = input_model
         self.input_model_id = input_model_id
+        self.data_configs = dict(data_configs or {})
+        self.base_dir = base_dir
         self._done: dict[str, CachedRun] = {}
         self._failed: dict[str, PassRunError] = {}  # a run that failed here is not retried in this process
 
@@ -60,10 +66,22 @@ class ChainRunner:
             input_model_id=model_id,
             pass_type=step.type,
             pass_version=step.cls.version,
-            pass_config=step.canonical_config(),
+            pass_config=self.key_config(step),
             accelerator=self.accelerator.to_json(),
             versions=library_versions(step.cls.libraries),
         )
+
+    def key_config(self, step: ResolvedPass) -> dict[str, Any]:
+        """The pass config for the run key; a pass that reads a data config (calibration) adds its
+        content."""
+        config = step.canonical_config()
+        name = step.cls.data_config_name(step.config)
+        if name is not None and name in self.data_configs:
+            from olivine.data import content_fingerprint
+
+            data_config = self.data_configs[name]
+            config["data_config_content"] = content_fingerprint(data_config, base_dir=self.base_dir)
+        return config
 
     def realise(self, steps: Sequence[ResolvedPass], label: str = "") -> RealisedChain:
         """Run ``steps`` in order (cached runs are reused); raise :class:`PassRunError` naming the pass."""
@@ -116,7 +134,10 @@ class ChainRunner:
         start = time.perf_counter()
         try:
             ctx = PassContext(
-                accelerator=self.accelerator, logger=logging.getLogger(f"olivine.passes.{step.name}")
+                accelerator=self.accelerator,
+                logger=logging.getLogger(f"olivine.passes.{step.name}"),
+                data_configs=self.data_configs,
+                base_dir=self.base_dir,
             )
             instance = step.cls()
             output = instance.run(model, step.config, staging / "model", ctx)

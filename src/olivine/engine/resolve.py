@@ -245,7 +245,12 @@ def resolve_slots(config: RunConfig, base_dir: Path) -> list[PassSlot]:
         options = []
         for index, item in enumerate(entries):
             path = f"passes.{name}" if len(entries) == 1 else f"passes.{name}.{index}"
-            options.append(_resolve_option(path, item, base_dir, search))
+            option = _resolve_option(path, item, base_dir, search)
+            data_name = option.cls.data_config_name(_default_step(name, option).config)
+            if data_name is not None:
+                defined = {dc.name: dc for dc in config.data_configs}
+                _lookup("data config", data_name, defined, f"{path}.data_config")
+            options.append(option)
         slots.append(PassSlot(name, tuple(options)))
     return slots
 

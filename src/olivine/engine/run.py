@@ -150,7 +150,16 @@ def _run(
             walk.space_size,
             walk.total,
         )
-    runner = ChainRunner(workflow.workflow_id, cache, workflow.accelerator, phases, model, model_id)
+    runner = ChainRunner(
+        workflow.workflow_id,
+        cache,
+        workflow.accelerator,
+        phases,
+        model,
+        model_id,
+        data_configs=workflow.data_configs,
+        base_dir=workflow.base_dir,
+    )
     loop = CandidateLoop(workflow.workflow_id, walk, runner, evaluator, objectives, phases, stop)
     candidates = loop.run()
 
@@ -180,6 +189,11 @@ def _run(
         best=best,
     )
     write_footprint(out_dir, doc)
+    if not engine.no_artifacts:
+        from olivine.report import write_run_report
+
+        phases.set("writing the report")
+        write_run_report(out_dir, plot=engine.plot_pareto_frontier)
     if best is None:
         failed = "; ".join(f"{c.id}: {c.error}" for c in candidates[:3])
         raise WorkflowError(f"no candidate succeeded ({len(candidates)} tried; first: {failed})")
