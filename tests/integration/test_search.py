@@ -157,7 +157,11 @@ def test_search_sequential_records_failed_and_invalid_candidates_and_goes_on(tmp
                 "type": "OnnxDynamicQuantization",
                 "precision": "int8",
                 "per_channel": "SEARCHABLE_VALUES",
-                "weight_type": ["QInt8", "QUInt8"],
+                "weight_type": {
+                    "olive_parameter_type": "SearchParameter",
+                    "type": "Categorical",
+                    "support": ["QInt8", "QUInt8"],
+                },
             },
             {"type": "OnnxConversion"},  # refuses an ONNX model: this candidate fails
         ]

@@ -144,7 +144,15 @@ def test_search_without_an_evaluator_is_refused(tmp_path: Path) -> None:
 
 def test_invalid_combination_gives_a_reason_instead_of_a_step(tmp_path: Path) -> None:
     passes = {
-        "q": {"type": "OnnxDynamicQuantization", "precision": "int8", "weight_type": ["QInt8", "QUInt8"]}
+        "q": {
+            "type": "OnnxDynamicQuantization",
+            "precision": "int8",
+            "weight_type": {
+                "olive_parameter_type": "SearchParameter",
+                "type": "Categorical",
+                "support": ["QInt8", "QUInt8"],
+            },
+        }
     }
     space = SearchSpace(_workflow(tmp_path, passes, {"include_pass_params": False}).slots)
     assert not isinstance(space.steps(space.point(0), Accelerator()), str)
