@@ -262,6 +262,11 @@ def test_remote_status_and_logs_from_a_machine_that_never_saw_the_job(
     followed = list(service.remote_logs("team", "far", follow=True, poll_s=0.2))
     assert f"job {job.job_id} SUCCEEDED: succeeded; best model" in "\n".join(followed)
     status = service.remote_status("team", "far")
+    # The worker writes its final status, then seals the export: a reader may come in between.
+    deadline = time.monotonic() + 30
+    while not status["sealed"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = service.remote_status("team", "far")
     assert status["state"] == "SUCCEEDED" and status["job_id"] == job.job_id and status["sealed"]
     assert status["paths"]["output"] == f"{job.export_root}/output" and not status["stale"]
     assert status["best_metrics"]["wait-done"]["value"] == 1.0
