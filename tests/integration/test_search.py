@@ -15,8 +15,8 @@ import pytest
 from conformance.host_suite import HostEnv, export_of
 from olivine.api import load, run_local
 from olivine.hosts import service
-from olivine.hosts.jobs import JobRecord, JobStatus
-from olivine.hosts.process import job_process_alive
+from olivine.hosts.process import job_process_alive, worker_pid
+from olivine.jobs.records import JobRecord, JobStatus
 from tiny_models import write_onnx_mlp
 
 pytestmark = pytest.mark.integration
@@ -250,8 +250,9 @@ def test_search_every_sampler_and_order_is_reproducible(tmp_path: Path, sampler:
 
 
 def _kill(job: JobRecord) -> None:
-    assert job.pid is not None and job_process_alive(job)
-    os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session
+    pid = worker_pid(job)
+    assert pid is not None and job_process_alive(job)
+    os.killpg(pid, signal.SIGKILL)  # the worker leads its own session
 
 
 @pytest.fixture
