@@ -31,7 +31,7 @@ from olivine.data.user_script import load_object, resolve_path
 from olivine.errors import EvaluationError, NotSupportedError, UserInputError
 from olivine.evaluate import metrics as m
 from olivine.evaluate.default_data import latency_data_config
-from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_runs
+from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_rounds
 from olivine.evaluate.metric_configs import metric_data_config, parse_metric_config, timing_config
 from olivine.evaluate.results import MetricValue, metric_value, result_key
 from olivine.model.accelerator import Accelerator
@@ -209,7 +209,7 @@ def _timed(session: _Session, metric: MetricConfig) -> tuple[list[list[float]], 
         if session.progress is not None:
             session.progress(f"{metric.name} ({metric.type}) round {index}/{total}")
 
-    latencies = time_runs(
+    latencies = time_rounds(
         session.runner(metric),
         inputs,
         warmup_num=timing.warmup_num,

@@ -70,6 +70,17 @@ def run_for_predictions(
 
 
 def time_runs(
+    runner: Runner, inputs: dict[str, np.ndarray], *, warmup_num: int, repeat_test_num: int, sleep_s: float
+) -> list[float]:
+    """Seconds per run of ``inputs``, after ``warmup_num`` untimed runs; sleeps ``sleep_s`` after each run
+    (Olive's ``sleep_num``)."""
+    measured = time_rounds(
+        runner, inputs, warmup_num=warmup_num, repeat_test_num=repeat_test_num, sleep_s=sleep_s
+    )
+    return [x for r in measured for x in r]
+
+
+def time_rounds(
     runner: Runner,
     inputs: dict[str, np.ndarray],
     *,
