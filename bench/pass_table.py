@@ -130,17 +130,22 @@ def pass_context(data_configs: dict[str, Any], base_dir: Path) -> Any:
 
 
 def onnx_pass_types() -> list[str]:
+    """Registered pass types that take an ONNX model, one name per class (aliases such as OrtPerfTuning
+    are the same pass)."""
     from olivine.passes import PASSES
 
-    out = []
+    chosen: dict[type, str] = {}
     for name in PASSES.names():
         try:
             cls = PASSES.get(name)
         except Exception:  # an extra that is not installed: not a row
             continue
-        if "onnx" in cls.accepts and name != "ModelBuilder":  # ModelBuilder takes ONNX only for metadata
-            out.append(name)
-    return out
+        # ModelBuilder takes an ONNX model only to add metadata (metadata_only).
+        if "onnx" not in cls.accepts or name == "ModelBuilder":
+            continue
+        if cls not in chosen or name == getattr(cls, "name", None):  # the class's own name wins
+            chosen[cls] = name
+    return sorted(chosen.values())
 
 
 def run_variant(row: Row, source: Any, out_dir: Path, ctx: Any) -> Any:
