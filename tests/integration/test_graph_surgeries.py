@@ -16,7 +16,8 @@ from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
 from olivine.passes.surgeons import NON_CPU_SURGEONS, NOT_YET_SURGEONS, Surgeon
-from tiny_models import MLP_IN, handle, write_onnx_mlp, write_tiny_bert
+from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
+from tiny_models import MLP_IN, write_onnx_mlp
 
 pytestmark = pytest.mark.integration
 
@@ -64,15 +65,12 @@ def vinfo(name: str, shape: list[Any], elem: int = TensorProto.FLOAT) -> Any:
 
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
-    return handle(write_onnx_mlp(tmp_path_factory.mktemp("mlp")))
+    return shared_onnx_mlp(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def bert_onnx(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
-    bert = handle(write_tiny_bert(tmp_path_factory.mktemp("bert")))
-    cls = PASSES.get("OnnxConversion")
-    out = tmp_path_factory.mktemp("bert_onnx")
-    return cls().run(bert, cls.config_class.model_validate({"target_opset": 17}), out, PassContext())
+    return shared_bert_onnx(tmp_path_factory)
 
 
 def test_rename_inputs_and_outputs(mlp: ModelHandle, tmp_path: Path) -> None:

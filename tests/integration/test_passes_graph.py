@@ -15,7 +15,8 @@ from olivine.errors import ConfigError
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from tiny_models import MLP_IN, MLP_OUT, handle, write_onnx_mlp, write_tiny_bert
+from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
+from tiny_models import MLP_IN, MLP_OUT
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +55,12 @@ def elem_type(values: Any, name: str) -> int:
 
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
-    return handle(write_onnx_mlp(tmp_path_factory.mktemp("mlp")))
+    return shared_onnx_mlp(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def bert_onnx(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
-    bert = handle(write_tiny_bert(tmp_path_factory.mktemp("bert")))
-    return run_pass("OnnxConversion", bert, tmp_path_factory.mktemp("bert_onnx"), target_opset=17)
+    return shared_bert_onnx(tmp_path_factory)
 
 
 # --- OnnxFloatToFloat16 / OnnxIODataTypeConverter --------------------------------------------------

@@ -17,7 +17,8 @@ from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from tiny_models import MLP_IN, handle, write_onnx_mlp, write_tiny_bert
+from onnx_fixtures import shared_bert_onnx
+from tiny_models import MLP_IN, handle, write_onnx_mlp
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +187,8 @@ def test_static_unknown_data_config_is_refused_by_name(mlp: ModelHandle, tmp_pat
         run_pass("OnnxStaticQuantization", mlp, tmp_path, PassContext(), data_config="nope")
 
 
-def test_static_quantizes_tiny_bert(tmp_path: Path) -> None:
-    bert = handle(write_tiny_bert(tmp_path / "bert"))
-    onnx_bert = run_pass("OnnxConversion", bert, tmp_path / "onnx", PassContext(), target_opset=17)
+def test_static_quantizes_tiny_bert(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    onnx_bert = shared_bert_onnx(tmp_path_factory)
     dummy = DataConfig.model_validate(
         {
             "name": "dummy",
