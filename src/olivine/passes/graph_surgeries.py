@@ -42,7 +42,7 @@ def parse_surgery(surgery: dict[str, Any], index: int) -> Surgeon:
     non_cpu = {k.lower(): (k, v) for k, v in NON_CPU_SURGEONS.items()}
     if name.lower() in non_cpu:
         canonical, reason = non_cpu[name.lower()]
-        raise ValueError(f"{where}: surgeon '{canonical}' is refused on the CPU target: it is {reason}")
+        raise ValueError(f"{where}: surgeon '{canonical}' is refused on the CPU target: {reason}")
     if name.lower() in {n.lower() for n in NOT_YET_SURGEONS}:
         raise ValueError(f"{where}: surgeon '{name}' (Olive's) is not implemented by Olivine yet")
     cls = Surgeon.registry.get(name.lower())

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 if TYPE_CHECKING:
     import onnx_ir as ir
 
-_DLA = "an NVIDIA DLA / NPU layout transform (Olive's dla_transforms), not for the CPU"
+_DLA = "it is an NVIDIA DLA / NPU layout transform (Olive's dla_transforms)"
 #: Olive's surgeons tied to a non-CPU runtime, with the reason they are refused.
 NON_CPU_SURGEONS: dict[str, str] = {
     **{
@@ -47,8 +47,8 @@ NON_CPU_SURGEONS: dict[str, str] = {
             "ReduceMax",
         )
     },
-    "ExposeQuantizedOutput": "exposes a uint8 output for the QNN (NPU) execution provider",
-    "RemoveMemcpy": "removes the GPU<->CPU copies of a graph partitioned for a GPU execution provider",
+    "ExposeQuantizedOutput": "it exposes a uint8 output for the QNN (NPU) execution provider",
+    "RemoveMemcpy": "it removes the GPU<->CPU copies of a graph partitioned for a GPU execution provider",
     "PackedAttentionToPackedMHA": "PackedMultiHeadAttention has only a CUDA kernel in onnxruntime",
 }
 #: Olive's CPU-usable surgeons that Olivine does not implement yet (refused by name, with this note).
