@@ -231,6 +231,23 @@ def test_deduplicate_nodes_keeps_the_first_producer(tmp_path: Path) -> None:
     assert [n.name for n in graph(out).node] == ["a"]
 
 
+def test_deduplicate_subgraph_initializers(tmp_path: Path) -> None:
+    one = numpy_helper.from_array(np.ones(2, np.float32), "c")
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["y"])], "then", [], [vinfo("y", [2])], [one, one]
+    )
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["z"])], "else", [], [vinfo("z", [2])])
+    nodes = [helper.make_node("If", ["cond"], ["out"], then_branch=body, else_branch=other)]
+    model = save(
+        tmp_path / "m", nodes, [vinfo("cond", [], TensorProto.BOOL), vinfo("x", [2])], [vinfo("out", [2])]
+    )
+    out = surgery(model, tmp_path / "o", {"surgeon": "DeduplicateSubgraphInitializers"})
+    then_branch = next(a.g for a in graph(out).node[0].attribute if a.name == "then_branch")
+    assert [i.name for i in then_branch.initializer] == ["c"]
+    feed = {"cond": np.array(True), "x": np.array([1, 2], np.float32)}
+    np.testing.assert_array_equal(open_runner(out).run(feed)[0], [2, 3])
+
+
 def test_rename_input_and_output_dims(mlp: ModelHandle, tmp_path: Path) -> None:
     out = surgery(
         mlp,

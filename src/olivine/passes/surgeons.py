@@ -63,7 +63,6 @@ NOT_YET_SURGEONS = (
     "TieWordEmbeddings",
     "QuantizeEmbeddingInt8",
     "ShareEmbeddingLmHead",
-    "DeduplicateSubgraphInitializers",
     "PackedAttentionToLoopMHA",
 )
 
@@ -512,6 +511,26 @@ class DeduplicateNodes(ProtoSurgeon):
         if len(keep) < len(proto.graph.node):
             del proto.graph.node[:]
             proto.graph.node.extend(keep)
+        return proto
+
+
+class DeduplicateSubgraphInitializers(ProtoSurgeon):
+    """In each Loop / If / Scan body, keep the first initializer of a name and drop later ones (onnxruntime's
+    optimizer can copy initializers into subgraphs that already hold them)."""
+
+    def apply_proto(self, proto: Any) -> Any:
+        for node in proto.graph.node:
+            for attr in node.attribute:
+                if not attr.HasField("g"):
+                    continue
+                seen: set[str] = set()
+                duplicates = []
+                for init in attr.g.initializer:
+                    if init.name in seen:
+                        duplicates.append(init)
+                    seen.add(init.name)
+                for init in duplicates:
+                    attr.g.initializer.remove(init)
         return proto
 
 
