@@ -359,3 +359,49 @@ def test_engine_refuses_a_non_cpu_surgeon_with_its_key_path(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="RemoveMemcpy") as info:
         load(_chain_config(tmp_path, [{"surgeon": "RemoveMemcpy"}]))
     assert info.value.path == "passes.surgery.surgeries"
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_simplified_layer_norm_to_rms_norm_uses_standard_ops(tmp_path: Path, skip: bool) -> None:
+    gamma = numpy_helper.from_array(np.array([1.0, 2.0, 0.5, 1.5], np.float32), "gamma")
+    if skip:
+        node = helper.make_node(
+            "SkipSimplifiedLayerNormalization",
+            ["x", "s", "gamma"],
+            ["y", "", "", "sum"],
+            domain="com.microsoft",
+            epsilon=1e-3,
+        )
+        outputs = [vinfo("y", [2, 4]), vinfo("sum", [2, 4])]
+        inputs = [vinfo("x", [2, 4]), vinfo("s", [2, 4])]
+    else:
+        node = helper.make_node("SimplifiedLayerNormalization", ["x", "gamma"], ["y"], axis=-1, epsilon=1e-3)
+        outputs, inputs = [vinfo("y", [2, 4])], [vinfo("x", [2, 4])]
+    model = save(tmp_path / "m", [node], inputs, outputs, [gamma])
+    out = surgery(model, tmp_path / "o", {"surgeon": "SimplifiedLayerNormToRMSNorm"})
+    assert not any("LayerNormalization" in op for op in ops(out)) and "ReduceMean" in ops(out)
+    rng = np.random.default_rng(0)
+    feed = {i.name: rng.standard_normal((2, 4)).astype(np.float32) for i in inputs}
+    for got, want in zip(open_runner(out).run(feed), open_runner(model).run(feed), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_pow_reduce_sum_pow_div_becomes_lp_normalization(tmp_path: Path) -> None:
+    consts = [
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+    ]
+    nodes = [
+        helper.make_node("Pow", ["x", "two"], ["sq"]),
+        helper.make_node("ReduceSum", ["sq", "axes"], ["sum"], keepdims=1),
+        helper.make_node("Pow", ["sum", "half"], ["norm"]),
+        helper.make_node("Div", ["x", "norm"], ["y"]),
+    ]
+    model = save(tmp_path / "m", nodes, [vinfo("x", [2, 3])], [vinfo("y", [2, 3])], consts)
+    out = surgery(model, tmp_path / "o", {"surgeon": "PowReduceSumPowDiv2LpNorm"})
+    assert ops(out) == ["LpNormalization"]
+    x = np.array([[3, 4, 0], [1, 1, 1]], np.float32)
+    np.testing.assert_allclose(
+        open_runner(out).run({"x": x})[0], open_runner(model).run({"x": x})[0], atol=1e-6
+    )

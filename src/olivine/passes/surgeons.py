@@ -55,9 +55,7 @@ NON_CPU_SURGEONS: dict[str, str] = {
 NOT_YET_SURGEONS = (
     "DecomposeRotaryEmbedding",
     "RMSNormToL2Norm",
-    "SimplifiedLayerNormToRMSNorm",
     "SimplifiedLayerNormToL2Norm",
-    "PowReduceSumPowDiv2LpNorm",
     "RemoveRopeMultiCache",
     "AttentionMaskToSequenceLengths",
     "TieWordEmbeddings",
@@ -532,6 +530,119 @@ class DeduplicateSubgraphInitializers(ProtoSurgeon):
                 for init in duplicates:
                     attr.g.initializer.remove(init)
         return proto
+
+
+class SimplifiedLayerNormToRMSNorm(Surgeon):
+    """``SimplifiedLayerNormalization`` / ``SkipSimplifiedLayerNormalization`` -> standard operators:
+    ``x / Sqrt(ReduceMean(x^2, -1) + epsilon) * gamma`` (``x = input + skip`` for the skip form, whose sum
+    output keeps its consumers). The node's own ``epsilon`` is used (Olive uses 1e-6 for every node)."""
+
+    def apply(self, model: ir.Model) -> ir.Model:
+        from onnx_ir.passes.common import TopologicalSortPass
+
+        graph = model.graph
+        axes_as_input = graph.opset_imports.get("", 13) >= 18
+        changed = False
+        for node in list(graph):
+            skip = node.op_type == "SkipSimplifiedLayerNormalization"
+            if node.op_type != "SimplifiedLayerNormalization" and not skip:
+                continue
+            inputs = list(node.inputs)
+            if len(inputs) != (3 if skip else 2) or any(v is None for v in inputs):
+                continue
+            _Builder(graph, node.name or str(node.outputs[0].name)).rms_norm(node, skip, axes_as_input)
+            changed = True
+        if changed:
+            TopologicalSortPass()(model)
+        return model
+
+
+class _Builder:
+    """Appends standard-operator nodes (named after ``prefix``) and constants to a graph."""
+
+    def __init__(self, graph: Any, prefix: str) -> None:
+        self.graph = graph
+        self.prefix = prefix
+        self.count = 0
+
+    def node(self, op: str, inputs: list[Any], attributes: Any = ()) -> Any:
+        import onnx_ir as ir
+
+        self.count += 1
+        made = ir.Node(
+            "", op, inputs=inputs, attributes=list(attributes), name=f"{self.prefix}_{op}_{self.count}"
+        )
+        made.outputs[0].name = f"{made.name}_out"
+        self.graph.append(made)
+        return made.outputs[0]
+
+    def const(self, name: str, value: Any) -> Any:
+        import onnx_ir as ir
+
+        tensor = ir.tensor(value, name=f"{self.prefix}_{name}")
+        init = ir.Value(name=tensor.name, const_value=tensor, type=ir.TensorType(tensor.dtype))
+        self.graph.register_initializer(init)
+        return init
+
+    def rms_norm(self, node: Any, skip: bool, axes_as_input: bool) -> None:
+        import numpy as np
+        import onnx_ir as ir
+
+        inputs = list(node.inputs)
+        dtype = inputs[0].dtype.numpy() if inputs[0].dtype is not None else np.float32
+        eps_attr = node.attributes.get("epsilon")
+        eps = eps_attr.as_float() if eps_attr is not None else 1e-5
+        x = self.node("Add", inputs[:2]) if skip else inputs[0]
+        squared = self.node("Pow", [x, self.const("two", np.array([2.0], dtype=dtype))])
+        keepdims = ir.AttrInt64("keepdims", 1)
+        if axes_as_input:
+            axes = self.const("axes", np.array([-1], np.int64))
+            mean = self.node("ReduceMean", [squared, axes], [keepdims])
+        else:
+            mean = self.node("ReduceMean", [squared], [ir.AttrInt64s("axes", [-1]), keepdims])
+        rms = self.node("Sqrt", [self.node("Add", [mean, self.const("eps", np.array([eps], dtype=dtype))])])
+        y = self.node("Mul", [self.node("Div", [x, rms]), inputs[-1]])
+        # The new values take over the old ones' names, types and shapes (graph outputs keep their names).
+        pairs = [(node.outputs[0], y)]
+        if skip and len(node.outputs) > 3 and node.outputs[3].name:
+            pairs.append((node.outputs[3], x))
+        for old, replacement in pairs:
+            replacement.type, replacement.shape = old.type, old.shape
+            old.replace_all_uses_with(replacement, replace_graph_outputs=True)
+        names = [old.name for old, _ in pairs]
+        self.graph.remove(node, safe=True)
+        for name, (_, replacement) in zip(names, pairs, strict=True):
+            replacement.name = name
+
+
+class PowReduceSumPowDiv2LpNorm(_Rewrite):
+    """``Div(x, Pow(ReduceSum(Pow(x, 2), axes=[-1]), 0.5))`` -> ``LpNormalization(x, p=2, axis=-1)``.
+
+    Only a reduction over the last axis is replaced (Olive does not check the axes)."""
+
+    def rules(self) -> Any:
+        from onnxscript.rewriter import pattern
+
+        def target(op: Any, x: Any, two: Any, axes: Any, half: Any) -> Any:
+            return op.Div(x, op.Pow(op.ReduceSum(op.Pow(x, two), axes, keepdims=1), half))
+
+        def scalar(value: Any, expected: float) -> bool:
+            const = value.const_value
+            return (
+                const is not None and const.numpy().size == 1 and float(const.numpy().ravel()[0]) == expected
+            )
+
+        def condition(context: Any, x: Any, two: Any, axes: Any, half: Any) -> bool:
+            if not (scalar(two, 2.0) and scalar(half, 0.5)) or axes.const_value is None:
+                return False
+            reduced = axes.const_value.numpy().ravel().tolist()
+            rank = x.shape.rank() if x.shape is not None else None
+            return reduced == [-1] or (rank is not None and reduced == [rank - 1])
+
+        def replacement(op: Any, x: Any, **_: Any) -> Any:
+            return op.LpNormalization(x, p=2, axis=-1)
+
+        return pattern.RewriteRuleSet([pattern.RewriteRule(target, replacement, condition)])
 
 
 class RenameInputDims(Surgeon):
