@@ -276,6 +276,29 @@ def test_static_invalid_combinations_have_a_reason(params: dict[str, Any], reaso
     assert reason in (cls.invalid_reason(config, Accelerator()) or "")
 
 
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"quant_format": "QOperator", "precision": "uint16", "activation_type": "uint8"}, "quant_format"),
+        ({"calibration_providers": ["CUDAExecutionProvider"]}, "calibration_providers"),
+    ],
+)
+def test_static_refuses_at_run_what_cannot_run_on_the_cpu(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, params: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        static(mlp, tmp_path, ctx, **params)
+    assert info.value.path == key
+
+
+def test_static_s8s8_qoperator_is_skipped_by_search_but_runs_when_asked(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    params = {"quant_format": "QOperator", "precision": "int8", "activation_type": "int8"}
+    out = static(mlp, tmp_path, ctx, quant_preprocess=False, **params)
+    assert op_counts(out).get("QLinearMatMul") == 3
+
+
 def test_static_valid_default_has_no_invalid_reason() -> None:
     cls = PASSES.get("OnnxStaticQuantization")
     assert cls.invalid_reason(cls.config_class.model_validate({"data_config": "c"}), Accelerator()) is None

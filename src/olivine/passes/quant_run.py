@@ -20,6 +20,7 @@ from olivine.passes.quant_config import (
     PARAM_EXTRA_OPTIONS,
     QuantizationConfig,
     StaticFieldsConfig,
+    static_unrunnable_reason,
 )
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
@@ -45,6 +46,13 @@ def quantize(
     """Quantize ``model`` (dynamic, or static when ``static``) into ``output_dir`` with its file name."""
     import onnx
 
+    if static:
+        assert isinstance(cfg, StaticFieldsConfig)
+        reason = static_unrunnable_reason(cfg, ctx.accelerator)
+        if reason:
+            raise ConfigError(
+                reason, path="quant_format" if "QOperator" in reason else "calibration_providers"
+            )
     source = model.onnx_path
     with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
         tmp_dir = Path(tmp)
