@@ -10,6 +10,7 @@ them, but onnx >= 1.18 refuses hard-linked external data as a possible attack).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from olivine.model.handle import ModelHandle, external_data_files
+from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle
 
@@ -53,21 +54,32 @@ class AddOliveMetadata(OnnxPass):
         onnx.helper.set_model_props(proto, metadata)
         proto.graph.name = cfg.graph_name
         output_dir.mkdir(parents=True, exist_ok=True)
-        for data_file in external_data_files(source):
+        for data_file in _external_files(proto, source.parent):
             shutil.copyfile(data_file, output_dir / data_file.name)
         onnx.save_model(proto, str(output_dir / source.name))
         ctx.logger.info("graph '%s', metadata keys: %s", cfg.graph_name, ", ".join(sorted(metadata)))
         return onnx_output_handle(model, output_dir, source.name, model.attributes)
 
 
-def olive_metadata(model: ModelHandle, cfg: AddOliveMetadataConfig) -> dict[str, str]:
+def _external_files(proto: Any, folder: Path) -> list[Path]:
+    """The external-data files the graph refers to (read from the proto already parsed)."""
+    names = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    return sorted(folder / n for n in names if (folder / n).is_file())
+
+
+@functools.cache
+def _olivine_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    metadata = {str(k): str(v) for k, v in cfg.custom_metadata.items()}
     try:
-        metadata["olivine_version"] = version("olivine")
+        return version("olivine")
     except PackageNotFoundError:
-        metadata["olivine_version"] = "unknown"
+        return "unknown"
+
+
+def olive_metadata(model: ModelHandle, cfg: AddOliveMetadataConfig) -> dict[str, str]:
+    metadata = {str(k): str(v) for k, v in cfg.custom_metadata.items()}
+    metadata["olivine_version"] = _olivine_version()
     attributes = model.attributes
     hf_name = attributes.get("_name_or_path")
     if isinstance(hf_name, str) and hf_name and not os.path.isabs(hf_name) and not os.path.exists(hf_name):
