@@ -98,3 +98,8 @@ PASSES.register("OnnxModelOptimizer", "olivine.passes.peephole_optimizer:OnnxPee
 PASSES.register("DynamicToFixedShape", "olivine.passes.dynamic_to_fixed_shape:DynamicToFixedShape")
 PASSES.register("GraphSurgeries", "olivine.passes.graph_surgeries:GraphSurgeries")
 PASSES.register("AddOliveMetadata", "olivine.passes.add_metadata:AddOliveMetadata")
+PASSES.register("ModelBuilder", "olivine.passes.model_builder:ModelBuilder", extra="genai")
+PASSES.register("OrtSessionParamsTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning")
+PASSES.register(
+    "OrtPerfTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning"
+)  # Olive <= 0.6
