@@ -224,7 +224,10 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
     if args.dry_run:
         print(render.local_plan(workflow, cache_dir, output_dir))
         return 0
-    logsetup.add_file(output_dir / "olivine.log")
+    from olivine.engine.output import output_layout
+
+    if not engine.no_artifacts:
+        logsetup.add_file(output_layout(output_dir)[0] / "olivine.log")
     result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
     if args.json:
         _print_json(render.result_json(result))

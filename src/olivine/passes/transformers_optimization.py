@@ -8,6 +8,7 @@ that ``OnnxConversion`` records). The fused operator counts are logged and store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -67,6 +68,13 @@ class OrtTransformersOptimizationConfig(ExternalDataConfig):
             raise ValueError(
                 "num_heads, num_key_value_heads and hidden_size must be >= 0 (0 = from the model)"
             )
+        if self.optimization_options:
+            # Checked here so that --dry-run refuses what the run would refuse; the keys do not depend
+            # on the model type.
+            try:
+                _fusion_options(self.model_type or "bert", self.optimization_options)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.path}: {exc.message}") from None
         return self
 
 
@@ -77,6 +85,9 @@ class OrtTransformersOptimization(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OrtTransformersOptimizationConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
+    # Olive's OrtTransformersOptimization declares no search_defaults: nothing is searched unless a
+    # config lists choices.
+    search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
