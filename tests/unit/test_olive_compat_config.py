@@ -199,19 +199,20 @@ def _onnx_workflow(tmp_path: Any, **extra: Any) -> Any:
 
 
 def test_declared_but_unused_olive_system_warns_and_validates(tmp_path: Any, caplog: Any) -> None:
-    _, load = _onnx_workflow(tmp_path, systems={"aml": {"type": "AzureML", "aml_compute": "gpu-cluster"}})
+    # (AzureML is a host now; Docker is still Olive-only.)
+    _, load = _onnx_workflow(tmp_path, systems={"aml": {"type": "Docker", "image_name": "olive:latest"}})
     workflow = load()
     assert workflow.config.systems == {}
-    assert any("systems.aml: AzureML system declared but not used" in r.getMessage() for r in caplog.records)
+    assert any("systems.aml: Docker system declared but not used" in r.getMessage() for r in caplog.records)
 
 
 def test_a_reference_to_an_olive_only_system_is_refused_at_validation(tmp_path: Any) -> None:
-    systems = {"aml": {"type": "AzureML", "aml_compute": "gpu-cluster"}}
+    systems = {"aml": {"type": "Docker", "image_name": "olive:latest"}}
     path, load = _onnx_workflow(tmp_path, systems=systems, engine={"host": "aml"})
     with pytest.raises(ConfigError) as info:
         load()
     assert info.value.path == "engine.host"
-    assert "AzureML" in info.value.message
+    assert "Docker" in info.value.message
     assert info.value.file == str(path)
 
 
