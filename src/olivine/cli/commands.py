@@ -195,7 +195,20 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
         print(render.local_plan(workflow, cache_dir, output_dir))
         return 0
     logsetup.add_file(output_dir / "olivine.log")
-    result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+    try:
+        result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+    except SystemExit as exc:  # Olivine's engine never exits: user code called sys.exit()
+        from olivine.errors import UserCodeExitError
+
+        raise UserCodeExitError(
+            f"user code called sys.exit({exc.code!r}) while the workflow ran; it produced no result"
+        ) from None
+    from olivine.engine.claims import output_problems
+    from olivine.errors import CacheError
+
+    problems = output_problems(output_dir)
+    if problems:
+        raise CacheError(f"the output in {output_dir} does not hold what the run produced: {problems[0]}")
     if args.json:
         _print_json(render.result_json(result))
     else:
