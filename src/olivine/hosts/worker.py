@@ -125,7 +125,7 @@ class _JobRun:
             state, kind, message = classify(exc)
         except Exception as exc:
             state, kind, message = classify(exc)
-            message = scrub_text(message, self.secrets)
+            message = process_scrubber()(message)
             logger.error(
                 "job %s failed (%s): %s",
                 self.spec.job_id,
@@ -136,7 +136,7 @@ class _JobRun:
         finally:
             if shipper is not None:
                 shipper.close()
-        state = self._wrap_up(state, kind, scrub_text(message, self.secrets))
+        state = self._wrap_up(state, kind, process_scrubber()(message))
         if interrupted is not None:
             raise interrupted
         return state
