@@ -92,7 +92,9 @@ class Bench:
             "input_model": write_onnx_mlp(model) if not model.exists() else _mlp_config(model),
             "passes": {"quantize": {"type": "OnnxDynamicQuantization"}},
             "evaluators": {
-                "ev": {"metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]}
+                "ev": {
+                    "metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]
+                }
             },
             "evaluator": "ev",
             **(extra or {}),
@@ -104,7 +106,9 @@ class Bench:
         path.write_text(json.dumps(cfg), encoding="utf-8")
         return path
 
-    def olivine(self, *args: str, check: bool = False, timeout: float = JOB_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    def olivine(
+        self, *args: str, check: bool = False, timeout: float = JOB_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [*OLIVINE, *args], capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.root
         )
@@ -229,7 +233,9 @@ class Bench:
             self.counts["recovered_by_resume"] += 1
         else:
             self.counts["lost"] += 1
-            self.problem(f"{job_id} ({kind}): resume {new} ended {final.get('state')}: {final.get('message')}")
+            self.problem(
+                f"{job_id} ({kind}): resume {new} ended {final.get('state')}: {final.get('message')}"
+            )
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -273,10 +279,14 @@ class Bench:
         self.settle(job, kind)
 
     def fault_cache_delete(self) -> None:
-        self._during_run("cache_delete", lambda job: _touch_random(self.job_dir(job) / "cache", self.rng, delete=True))
+        self._during_run(
+            "cache_delete", lambda job: _touch_random(self.job_dir(job) / "cache", self.rng, delete=True)
+        )
 
     def fault_cache_corrupt(self) -> None:
-        self._during_run("cache_corrupt", lambda job: _touch_random(self.job_dir(job) / "cache", self.rng, delete=False))
+        self._during_run(
+            "cache_corrupt", lambda job: _touch_random(self.job_dir(job) / "cache", self.rng, delete=False)
+        )
 
     def fault_unwritable(self) -> None:
         def action(job: str) -> None:
@@ -310,7 +320,9 @@ class Bench:
             final = self.wait(follow)
             if final.get("state") != "SUCCEEDED" or not self.output_verifies(follow):
                 self.counts["lost"] += 1
-                self.problem(f"{follow}: run after a damaged export ended {final.get('state')}: {final.get('message')}")
+                self.problem(
+                    f"{follow}: run after a damaged export ended {final.get('state')}: {final.get('message')}"
+                )
             self.counts["consistent" if self.consistent(follow) else "inconsistent"] += 1
 
     def fault_export_corrupt(self) -> None:
@@ -333,7 +345,14 @@ class Bench:
         if state == "SUCCEEDED":
             return
         procs = [
-            subprocess.Popen([*OLIVINE, "resume", job, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.root)
+            subprocess.Popen(
+                [*OLIVINE, "resume", job, "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+                cwd=self.root,
+            )
             for _ in range(2)
         ]
         news = []
@@ -358,11 +377,26 @@ class Bench:
     def fault_clean_cache(self) -> None:
         cache = self.root / "shared-cache"
         configs = [
-            self._workflow("cc", host=False, extra={"cache_dir": str(cache), "output_dir": str(self.root / f"out-{i}"), "clean_cache": i == 1})
+            self._workflow(
+                "cc",
+                host=False,
+                extra={
+                    "cache_dir": str(cache),
+                    "output_dir": str(self.root / f"out-{i}"),
+                    "clean_cache": i == 1,
+                },
+            )
             for i in range(2)
         ]
         procs = [
-            subprocess.Popen([*OLIVINE, "run", "--config", str(c)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.root)
+            subprocess.Popen(
+                [*OLIVINE, "run", "--config", str(c)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+                cwd=self.root,
+            )
             for c in configs
         ]
         for i, proc in enumerate(procs):
@@ -493,7 +527,9 @@ def main() -> int:
         print("\n".join(f"{k}: {v}" for k, v in summary.items()))
         print("details:", json.dumps(counts))
         if args.json:
-            args.json.write_text(json.dumps({"summary": summary, "counts": counts, "problems": bench.problems}, indent=2))
+            args.json.write_text(
+                json.dumps({"summary": summary, "counts": counts, "problems": bench.problems}, indent=2)
+            )
         if not args.keep:
             with contextlib.suppress(OSError):
                 shutil.rmtree(root)

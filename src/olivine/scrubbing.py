@@ -22,6 +22,7 @@ from typing import IO
 
 from olivine.datastores.redact import MIN_SECRET_CHARS, env_secrets, scrub_text
 
+
 class Scrubber:
     """Scrubs text of the known secret values (environment + any added) and credential patterns."""
 

@@ -33,7 +33,9 @@ def _config(folder: Path, workflow_id: str, model: dict[str, Any], **extra: Any)
         "workflow_id": workflow_id,
         "input_model": model,
         "passes": {"quantize": {"type": "OnnxDynamicQuantization"}},
-        "evaluators": {"ev": {"metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]}},
+        "evaluators": {
+            "ev": {"metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]}
+        },
         "evaluator": "ev",
         **extra,
     }
@@ -44,7 +46,12 @@ def _config(folder: Path, workflow_id: str, model: dict[str, Any], **extra: Any)
 
 def _olivine(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "olivine", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+        [sys.executable, "-m", "olivine", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -54,9 +61,7 @@ def test_twenty_concurrent_submissions_all_succeed_and_verify(tmp_path: Path) ->
     host = {"systems": {"w": {"type": "LocalWorker"}}, "workflow_host": "w"}
     # Half share one workflow id (claims in the same second, one asset index, seeding from each other),
     # half have their own.
-    configs = [
-        _config(tmp_path, "shared" if i % 2 else f"own{i}", model, **host) for i in range(SUBMISSIONS)
-    ]
+    configs = [_config(tmp_path, "shared" if i % 2 else f"own{i}", model, **host) for i in range(SUBMISSIONS)]
     readers_failed: list[str] = []
     stop = threading.Event()
 
@@ -71,7 +76,9 @@ def test_twenty_concurrent_submissions_all_succeed_and_verify(tmp_path: Path) ->
     reader = threading.Thread(target=read_loop, daemon=True)
     reader.start()
     with ThreadPoolExecutor(SUBMISSIONS) as pool:
-        submitted = list(pool.map(lambda c: _olivine(env, "run", "--config", str(c), "--json", cwd=tmp_path), configs))
+        submitted = list(
+            pool.map(lambda c: _olivine(env, "run", "--config", str(c), "--json", cwd=tmp_path), configs)
+        )
     assert all(s.returncode == 0 for s in submitted), [s.stderr for s in submitted if s.returncode]
     jobs = [json.loads(s.stdout)["job_id"] for s in submitted]
     assert len(set(jobs)) == SUBMISSIONS
@@ -104,7 +111,8 @@ def test_concurrent_foreground_runs_share_one_cache_dir_without_torn_entries(tmp
     model = write_onnx_mlp(tmp_path / "mlp")
     cache = tmp_path / "cache"
     configs = [
-        _config(tmp_path, "local", model, cache_dir=str(cache), output_dir=str(tmp_path / f"out{i}")) for i in range(4)
+        _config(tmp_path, "local", model, cache_dir=str(cache), output_dir=str(tmp_path / f"out{i}"))
+        for i in range(4)
     ]
     with ThreadPoolExecutor(4) as pool:
         runs = list(pool.map(lambda c: _olivine(env, "run", "--config", str(c), cwd=tmp_path), configs))

@@ -107,7 +107,12 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def _olivine(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "olivine", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+        [sys.executable, "-m", "olivine", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -125,17 +130,33 @@ def test_planted_secrets_reach_no_artifact_of_the_local_worker(tmp_path: Path, e
     host = {"systems": {"w": {"type": "LocalWorker"}}, "workflow_host": "w"}
     jobs = {}
     for workflow_id, func in (("leaky", "leaky_metric"), ("failing", "failing_metric")):
-        done = _olivine(env, tmp_path, "run", "--config", str(_config(tmp_path, workflow_id, func, **host)), "--json", "--verbose")
+        done = _olivine(
+            env,
+            tmp_path,
+            "run",
+            "--config",
+            str(_config(tmp_path, workflow_id, func, **host)),
+            "--json",
+            "--verbose",
+        )
         printed += [done.stdout, done.stderr]
         assert done.returncode == 0, done.stderr
         jobs[workflow_id] = json.loads(done.stdout)["job_id"]
     states = {wf: _wait(env, tmp_path, job)["state"] for wf, job in jobs.items()}
     assert states == {"leaky": "SUCCEEDED", "failing": "FAILED"}
     for job in jobs.values():
-        for args in (("status", job), ("status", job, "--json"), ("logs", job), ("list",), ("list", "--json")):
+        for args in (
+            ("status", job),
+            ("status", job, "--json"),
+            ("logs", job),
+            ("list",),
+            ("list", "--json"),
+        ):
             done = _olivine(env, tmp_path, *args, "--verbose")
             printed += [done.stdout, done.stderr]
-        done = _olivine(env, tmp_path, "fetch", job, "--all", "--to", str(tmp_path / "fetched" / job), "--verbose")
+        done = _olivine(
+            env, tmp_path, "fetch", job, "--all", "--to", str(tmp_path / "fetched" / job), "--verbose"
+        )
         printed += [done.stdout, done.stderr]
     # The log did record what the script printed, only scrubbed.
     leaky_log = _olivine(env, tmp_path, "logs", jobs["leaky"]).stdout
@@ -147,15 +168,25 @@ def test_planted_secrets_reach_no_artifact_of_the_local_worker(tmp_path: Path, e
     assert [n for n in NEEDLES if n in text] == []
 
 
-def test_planted_secrets_reach_no_artifact_of_a_foreground_run_with_verbose(tmp_path: Path, env: dict[str, str]) -> None:
+def test_planted_secrets_reach_no_artifact_of_a_foreground_run_with_verbose(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     printed: list[str] = []
     for workflow_id, func in (("leaky", "leaky_metric"), ("failing", "failing_metric")):
-        done = _olivine(env, tmp_path, "run", "--config", str(_config(tmp_path, workflow_id, func)), "--verbose")
+        done = _olivine(
+            env, tmp_path, "run", "--config", str(_config(tmp_path, workflow_id, func)), "--verbose"
+        )
         printed += [done.stdout, done.stderr]
         assert done.returncode == (0 if workflow_id == "leaky" else 1), done.stderr[-2000:]
     # LocalSystem as a host: runs in this process and still exports to a datastore (file:// and memory://).
     for url in ((tmp_path / "ds").as_uri(), "memory://planted"):
-        cfg = _config(tmp_path, "hosted", "leaky_metric", systems={"here": {"type": "LocalSystem"}}, workflow_host="here")
+        cfg = _config(
+            tmp_path,
+            "hosted",
+            "leaky_metric",
+            systems={"here": {"type": "LocalSystem"}},
+            workflow_host="here",
+        )
         done = _olivine(env, tmp_path, "run", "--config", str(cfg), "--datastore", url, "--verbose")
         printed += [done.stdout, done.stderr]
         assert done.returncode == 0, done.stderr[-2000:]
@@ -171,8 +202,19 @@ def test_planted_secrets_reach_no_artifact_of_a_foreground_run_with_verbose(tmp_
 def test_datastore_url_credentials_are_refused_before_anything_is_written(
     tmp_path: Path, env: dict[str, str], url: str
 ) -> None:
-    cfg = _config(tmp_path, "leaky", "leaky_metric", systems={"w": {"type": "LocalWorker"}}, workflow_host="w")
-    done = _olivine(env, tmp_path, "run", "--config", str(cfg), "--datastore", url.format(tmp=tmp_path.as_uri()), "--verbose")
+    cfg = _config(
+        tmp_path, "leaky", "leaky_metric", systems={"w": {"type": "LocalWorker"}}, workflow_host="w"
+    )
+    done = _olivine(
+        env,
+        tmp_path,
+        "run",
+        "--config",
+        str(cfg),
+        "--datastore",
+        url.format(tmp=tmp_path.as_uri()),
+        "--verbose",
+    )
     assert done.returncode == 2
     assert b"urlPASSWORDplanted" not in (done.stdout + done.stderr).encode()
     assert not (tmp_path / "home" / "jobs").exists() or not any((tmp_path / "home" / "jobs").iterdir())

@@ -50,7 +50,9 @@ def test_output_problems_reports_altered_files_and_a_missing_config(tmp_path: Pa
 
 def test_output_problems_refuses_a_model_path_outside_the_output(tmp_path: Path) -> None:
     out = _output(tmp_path)
-    (out / "model_config.json").write_text(json.dumps({"type": "ONNXModel", "config": {"model_path": "/etc"}}))
+    (out / "model_config.json").write_text(
+        json.dumps({"type": "ONNXModel", "config": {"model_path": "/etc"}})
+    )
     assert any("outside" in p for p in output_problems(out))
 
 

@@ -31,7 +31,9 @@ def output_problems(out_dir: Path) -> list[str]:
             problems.append("the footprint names a best model but model_config.json is missing")
         return problems
     try:
-        model = ModelHandle.from_json(json.loads(config_path.read_text(encoding="utf-8")), relative_to=out_dir)
+        model = ModelHandle.from_json(
+            json.loads(config_path.read_text(encoding="utf-8")), relative_to=out_dir
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"model_config.json is unreadable: {type(exc).__name__}: {exc}"]
     if model.model_path is None:
@@ -58,4 +60,3 @@ def _best_claimed(out_dir: Path) -> bool:
     if not isinstance(footprint, dict):
         return False
     return footprint.get("best_model_id") is not None or footprint.get("best") is not None
-

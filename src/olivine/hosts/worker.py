@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from olivine.datastores.exporter import Exporter
-from olivine.datastores.redact import scrub_text, secret_values
+from olivine.datastores.redact import secret_values
 from olivine.errors import HostError, OlivineError
 from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
 from olivine.hosts.progress import JobListener, JobReporter, export_cache
