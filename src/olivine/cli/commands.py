@@ -195,14 +195,16 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
         print(render.local_plan(workflow, cache_dir, output_dir))
         return 0
     logsetup.add_file(output_dir / "olivine.log")
+    from olivine.exits import install_sigint_flag, user_code_exit
+
+    install_sigint_flag()
     try:
         result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
-    except SystemExit as exc:  # Olivine's engine never exits: user code called sys.exit()
-        from olivine.errors import UserCodeExitError
-
-        raise UserCodeExitError(
-            f"user code called sys.exit({exc.code!r}) while the workflow ran; it produced no result"
-        ) from None
+    except (SystemExit, KeyboardInterrupt) as exc:  # the engine never exits: user code did, or Ctrl-C
+        error = user_code_exit(exc)
+        if error is None:
+            raise
+        raise error from None
     from olivine.engine.claims import output_problems
     from olivine.errors import CacheError
 
