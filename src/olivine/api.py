@@ -6,6 +6,7 @@
     status / list_jobs / logs / cancel / wait / fetch / resume      around a submitted job
     remote_status / remote_logs  the same from a datastore alone (no local job record needed)
     assets_list / assets_show    exports registered as data assets
+    report(target)               report.html + PNG plot of a run's candidates (folder, job or export URL)
 
 Everything heavy is imported inside the functions: ``import olivine.api`` stays light.
 """
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from olivine.engine.run import WorkflowResult
     from olivine.hosts.jobs import JobRecord
     from olivine.hosts.submission import Submission
+    from olivine.report import ReportFiles
 
 logger = logging.getLogger("olivine")
 
@@ -177,3 +179,55 @@ def export_text(job: JobRecord, rel: str) -> str | None:
     if not datastore.exists(path):
         return None
     return datastore.read_bytes(path).decode("utf-8", errors="replace")
+
+
+def report(
+    target: str | Path,
+    *,
+    dest: str | Path | None = None,
+    png: bool = True,
+    datastore: str | None = None,
+) -> ReportFiles:
+    """Write ``report.html`` (and the PNG plot, when matplotlib is installed) from a run's footprint.
+
+    Args:
+        target: a local output folder (or its ``footprint.json``, or a folder ``olivine fetch`` filled),
+            else a job id or an export URL ``<datastore>/<timestamp>/<workflow_id>``.
+        dest: where to write; default the footprint's folder for a local target, else
+            ``./olivine-report/<job or workflow id>``.
+        png: also draw ``pareto_frontier.png``.
+        datastore: for an export URL, the hosts-file datastore whose options (credentials) open it.
+
+    Raises:
+        UserInputError: no footprint there, or not one Olivine's search wrote.
+        JobNotFoundError: no such job, or its export has no footprint yet.
+    """
+    from olivine.errors import DatastoreError, JobNotFoundError, UserInputError
+    from olivine.report import write_report
+    from olivine.report.footprint import find_footprint, load_footprint, parse_footprint
+
+    local = Path(target)
+    if local.exists():
+        path = find_footprint(local)
+        footprint = load_footprint(path)
+        return write_report(footprint, Path(dest) if dest else path.parent, source=str(path), png=png)
+    from olivine.hosts import service
+
+    rel = "output/footprint.json"
+    try:
+        data = service.export_file(str(target), rel, datastore=datastore)
+    except DatastoreError as exc:
+        if "://" in str(target):
+            raise
+        raise UserInputError(
+            f"{target}: no such folder, and not an export URL "
+            "(<datastore>/<yyyy-mm-dd-hh-mm-ss>/<workflow_id>)"
+        ) from exc
+    if data is None:
+        raise JobNotFoundError(
+            f"{target}: its export has no {rel} (yet): the footprint is exported when the workflow ends"
+        )
+    footprint = parse_footprint(data.decode("utf-8", errors="replace"), f"{target} ({rel})")
+    name = str(target).rstrip("/").rpartition("/")[2]
+    out = Path(dest) if dest else Path("olivine-report") / name
+    return write_report(footprint, out, source=f"{target} ({rel})", png=png)

@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from olivine.passes.onnx_conversion import (
+from olivine.passes.onnx_io import (
     ExternalDataConfig,
     _needs_external_data,
     publish_onnx_file,

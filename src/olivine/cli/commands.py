@@ -140,6 +140,24 @@ def add_commands(sub: Any) -> None:
     _verbose(resume)
     resume.set_defaults(handler=cmd_resume)
 
+    report = sub.add_parser(
+        "report",
+        help="write report.html (plot, candidate table, machine) from a run's footprint",
+        description="Regenerate a run's report: report.html (self-contained: opens offline) and the "
+        "trade-off plot as pareto_frontier.png (needs matplotlib: pip install 'olivine[report]'). TARGET "
+        "is an output folder (or a folder filled by `olivine fetch`), a job id, or an export URL.",
+    )
+    report.add_argument("target", metavar="JOB|DIR|EXPORT_URL")
+    report.add_argument(
+        "--to",
+        metavar="DIR",
+        help="write here (default: beside a local footprint, else ./olivine-report/JOB)",
+    )
+    report.add_argument("--no-png", dest="png", action="store_false", help="do not draw the PNG plot")
+    report.add_argument("--datastore", metavar="NAME", help="hosts-file datastore with credentials for a URL")
+    _verbose(report)
+    report.set_defaults(handler=cmd_report)
+
     assets = sub.add_parser("assets", help="exports registered as data assets (name = workflow id)")
     asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
     alist = asub.add_parser("list", help="every asset and its versions (timestamps)")
@@ -313,6 +331,19 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     files = api.fetch(args.job, dest, which=args.which, datastore=args.datastore)
     total = sum(f.stat().st_size for f in files if f.is_file())
     print(f"fetched {len(files)} file(s), {total / 1e6:.1f} MB, sha256 verified -> {dest.resolve()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    files = api.report(args.target, dest=args.to, png=args.png, datastore=args.datastore)
+    print(f"report -> {files.html.resolve()}")
+    if files.png is not None:
+        print(f"plot   -> {files.png.resolve()}")
+    elif files.png_skipped:
+        print(f"plot   -  not written: {files.png_skipped}")
     return 0
 
 

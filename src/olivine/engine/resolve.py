@@ -220,6 +220,11 @@ def _resolve_passes(config: RunConfig, base_dir: Path) -> list[ResolvedPass]:
                 "set search_strategy to false or remove it"
             )
         out.append(_resolve_pass(name, entries[0], base_dir))
+    defined = {dc.name: dc for dc in config.data_configs}
+    for rpass in out:
+        data_name = rpass.cls.data_config_name(rpass.config)
+        if data_name is not None:
+            _lookup("data config", data_name, defined, f"passes.{rpass.name}.data_config")
     return out
 
 

@@ -179,7 +179,7 @@ def _run_pass(
         input_model_id=model_id,
         pass_type=rpass.type,
         pass_version=rpass.cls.version,
-        pass_config=rpass.canonical_config(),
+        pass_config=_key_config(workflow, rpass),
         accelerator=workflow.accelerator.to_json(),
         versions=versions,
     )
@@ -202,7 +202,10 @@ def _run_pass(
     start = time.perf_counter()
     try:
         ctx = PassContext(
-            accelerator=workflow.accelerator, logger=logging.getLogger(f"olivine.passes.{rpass.name}")
+            accelerator=workflow.accelerator,
+            logger=logging.getLogger(f"olivine.passes.{rpass.name}"),
+            data_configs=workflow.data_configs,
+            base_dir=workflow.base_dir,
         )
         instance = rpass.cls()
         output = instance.run(model, rpass.config, staging / "model", ctx)
@@ -219,6 +222,19 @@ def _run_pass(
     logger.info("%s: done in %.1fs (run %s)", prefix, duration, key[:12])
     _emit(listener, PassFinished(workflow.workflow_id, rpass.name, key, run.run_dir, False, duration))
     return run
+
+
+def _key_config(workflow: ResolvedWorkflow, rpass: ResolvedPass) -> dict[str, Any]:
+    """The pass config for the run key; a pass that reads a data config (calibration) adds its content."""
+    config = rpass.canonical_config()
+    name = rpass.cls.data_config_name(rpass.config)
+    if name is not None and name in workflow.data_configs:
+        from olivine.data import content_fingerprint
+
+        config["data_config_content"] = content_fingerprint(
+            workflow.data_configs[name], base_dir=workflow.base_dir
+        )
+    return config
 
 
 def _pick_best(

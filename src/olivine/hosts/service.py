@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from olivine.datastores.layout import ExportLayout
 from olivine.datastores.manifest import Which
 from olivine.datastores.manifest import fetch as fetch_export
 from olivine.errors import JobNotFoundError
@@ -33,6 +34,7 @@ __all__ = [
     "assets_list",
     "assets_show",
     "cancel",
+    "export_file",
     "fetch",
     "host_of",
     "list_jobs",
@@ -118,16 +120,41 @@ def fetch(
         which: the part to download.
         datastore: for a URL, the hosts-file datastore whose options (credentials) open it.
     """
+    layout = _export_layout(job_or_url, datastore, store, profiles)
+    return fetch_export(layout.datastore, layout, which, Path(dest))
+
+
+def export_file(
+    job_or_url: str,
+    rel: str,
+    *,
+    datastore: str | None = None,
+    store: JobStore | None = None,
+    profiles: Profiles | None = None,
+) -> bytes | None:
+    """One file of a job's export (``rel`` relative to the export root), or None when it is not there (yet).
+
+    ``job_or_url`` and ``datastore`` are as for :func:`fetch`.
+    """
+    layout = _export_layout(job_or_url, datastore, store, profiles)
+    path = layout.path(rel)
+    if not layout.datastore.exists(path):
+        return None
+    return layout.datastore.read_bytes(path)
+
+
+def _export_layout(
+    job_or_url: str, datastore: str | None, store: JobStore | None, profiles: Profiles | None
+) -> ExportLayout:
     from olivine.hosts.exports import open_export_url, open_spec_export
     from olivine.hosts.worker import read_spec
 
     if "/" in job_or_url:
         profiles = profiles or Profiles()
         options = profiles.datastore(datastore).options if datastore else {}
-        layout = open_export_url(job_or_url, options)
-    else:
-        job = (store or JobStore.default()).get(job_or_url)
-        if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
-            raise JobNotFoundError(f"job {job.job_id} has no job spec to find its export")
-        _, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
-    return fetch_export(layout.datastore, layout, which, Path(dest))
+        return open_export_url(job_or_url, options)
+    job = (store or JobStore.default()).get(job_or_url)
+    if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
+        raise JobNotFoundError(f"job {job.job_id} has no job spec to find its export")
+    _, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
+    return layout

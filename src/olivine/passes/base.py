@@ -12,13 +12,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.registry import Registry
+
+if TYPE_CHECKING:
+    from olivine.config.data import DataConfig
 
 
 class PassConfig(BaseModel):
@@ -31,6 +34,10 @@ class PassConfig(BaseModel):
 class PassContext:
     accelerator: Accelerator = field(default_factory=Accelerator)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("olivine.passes"))
+    #: The workflow's data configs by name (a pass's ``data_config`` parameter names one, e.g. calibration).
+    data_configs: Mapping[str, DataConfig] = field(default_factory=dict)
+    #: The folder relative paths in data configs are relative to (the config file's folder).
+    base_dir: Path | None = None
 
 
 class Pass(ABC):
@@ -46,6 +53,12 @@ class Pass(ABC):
     #: Olive's declared search values per parameter: what ``"SEARCHABLE_VALUES"`` expands to under search
     #: (the same values Olive's pass declares for that parameter, in Olive's order).
     search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+
+    @classmethod
+    def data_config_name(cls, config: Any) -> str | None:
+        """The data config the pass reads (its ``data_config`` parameter); its content keys the run."""
+        name = getattr(config, "data_config", None)
+        return name if isinstance(name, str) else None
 
     @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
@@ -68,3 +81,6 @@ PASSES.register(
     "OrtTransformersOptimization", "olivine.passes.transformers_optimization:OrtTransformersOptimization"
 )
 PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:OnnxDynamicQuantization")
+PASSES.register("OnnxStaticQuantization", "olivine.passes.static_quantization:OnnxStaticQuantization")
+PASSES.register("OnnxQuantization", "olivine.passes.onnx_quantization:OnnxQuantization")
+PASSES.register("OnnxQuantizationPreprocess", "olivine.passes.quant_preprocess:OnnxQuantizationPreprocess")

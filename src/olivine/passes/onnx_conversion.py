@@ -2,14 +2,12 @@
 
 Olive's parameter names and defaults (olive/passes/onnx/conversion.py, olive-ai 0.13). The TorchScript
 exporter is the default, as in Olive: on transformers 4.x BERT-like models its graph is the one
-onnxruntime's transformer optimizer fuses (see FIELD-NOTES). Also home of the external-data parameters and
-the ONNX save helper the other ONNX passes share.
+onnxruntime's transformer optimizer fuses (see FIELD-NOTES).
 """
 
 from __future__ import annotations
 
 import inspect
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -22,114 +20,17 @@ from pydantic import field_validator
 from olivine.config.base import LocalPath
 from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
-from olivine.passes.base import Pass, PassConfig, PassContext
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import (
+    ONNX_FILE_NAME,
+    ExternalDataConfig,
+    OnnxPass,
+    onnx_output_handle,
+    publish_onnx_file,
+)
 
 if TYPE_CHECKING:
-    import onnx
     import torch
-
-ONNX_FILE_NAME = "model.onnx"
-# protobuf cannot serialize a message of 2 GiB or more; such models must keep their weights outside.
-_MAX_PROTOBUF_BYTES = 2**31 - 1
-
-
-class ExternalDataConfig(PassConfig):
-    """Olive's external-data parameters, shared by every pass that writes an ONNX model."""
-
-    save_as_external_data: bool = False
-    all_tensors_to_one_file: bool = True
-    external_data_name: str | None = None
-    size_threshold: int = 1024
-    convert_attribute: bool = False
-
-
-def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConfig) -> None:
-    """Write ``proto`` to ``path``; weights go to external data when asked or when the model is >= 2 GB."""
-    import onnx
-
-    external = config.save_as_external_data or _needs_external_data(proto)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not external:
-        onnx.save_model(proto, str(path))
-        return
-    onnx.save_model(
-        proto,
-        str(path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=config.all_tensors_to_one_file,
-        location=config.external_data_name or f"{path.name}.data",
-        size_threshold=config.size_threshold,
-        convert_attribute=config.convert_attribute,
-    )
-
-
-def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
-    """Give the model a library wrote to ``written`` its final place ``path``; returns its graph.
-
-    A single-file model that may stay single-file is moved as is: loading and re-serializing ~100 MB
-    costs about half a second and changes nothing. Otherwise its external data is read into the proto
-    already parsed and it is saved with :func:`save_onnx_model` (the file is parsed once either way).
-    """
-    import onnx
-    from onnx.external_data_helper import load_external_data_for_model
-
-    proto = onnx.load(str(written), load_external_data=False)
-    stays_single = (
-        not config.save_as_external_data
-        and not _has_external_data(proto)
-        and written.stat().st_size < _MAX_PROTOBUF_BYTES
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if stays_single:
-        shutil.move(written, path)
-        return proto
-    load_external_data_for_model(proto, str(written.parent))
-    save_onnx_model(proto, path, config)
-    return proto
-
-
-def _needs_external_data(
-    proto: onnx.ModelProto, limit: int = _MAX_PROTOBUF_BYTES, margin: int = 256 << 20
-) -> bool:
-    """Whether ``proto`` is too big for one protobuf file (``limit``: 2 GiB).
-
-    ``ByteSize()`` serializes the whole model to count it (~0.2 s per 100 MB), so it is asked only when
-    the tensors' own bytes (initializers and constant attributes, nearly all of a model) come within
-    ``margin`` of the limit.
-    """
-    tensor_bytes = sum(_tensor_bytes(t) for t in proto.graph.initializer)
-    for node in proto.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensor_bytes += _tensor_bytes(attr.t)
-    if tensor_bytes < limit - margin:
-        return False
-    size = proto.ByteSize()
-    return size <= 0 or size >= limit
-
-
-def _tensor_bytes(tensor: onnx.TensorProto) -> int:
-    """The bytes a tensor's data takes (raw or typed fields; 8 bytes per typed element is an upper bound)."""
-    typed = len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data) + len(tensor.double_data)
-    return len(tensor.raw_data) + 8 * typed + sum(len(v) for v in tensor.string_data)
-
-
-def _has_external_data(proto: onnx.ModelProto) -> bool:
-    from onnx.external_data_helper import uses_external_data
-
-    return any(uses_external_data(t) for t in proto.graph.initializer)
-
-
-def onnx_output_handle(
-    source: ModelHandle, output_dir: Path, file_name: str, attributes: dict[str, Any]
-) -> ModelHandle:
-    """The handle of an ONNX model written to ``output_dir/file_name``; inference settings carry over."""
-    config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": file_name}
-    if source.kind == "onnx" and source.config.get("inference_settings"):
-        config["inference_settings"] = source.config["inference_settings"]
-    if attributes:
-        config["model_attributes"] = attributes
-    return ModelHandle(kind="onnx", config=config)
 
 
 class OnnxConversionConfig(ExternalDataConfig):
@@ -168,7 +69,7 @@ class OnnxConversionConfig(ExternalDataConfig):
         return value
 
 
-class OnnxConversion(Pass):
+class OnnxConversion(OnnxPass):
     """Convert a ``PyTorchModel`` or ``HfModel`` to ``model.onnx`` in the output folder."""
 
     name: ClassVar[str] = "OnnxConversion"

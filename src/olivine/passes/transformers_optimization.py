@@ -15,8 +15,8 @@ from pydantic import model_validator
 
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
-from olivine.passes.base import Pass, PassConfig, PassContext
-from olivine.passes.onnx_conversion import ExternalDataConfig, onnx_output_handle, save_onnx_model
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle, save_onnx_model
 
 # Olive's MODEL_TYPE_MAPPING: HF model types the optimizer knows under another name.
 _MODEL_TYPE_MAPPING = {
@@ -70,7 +70,7 @@ class OrtTransformersOptimizationConfig(ExternalDataConfig):
         return self
 
 
-class OrtTransformersOptimization(Pass):
+class OrtTransformersOptimization(OnnxPass):
     """Fuse attention, layer norms and GELU into onnxruntime's contrib operators."""
 
     name: ClassVar[str] = "OrtTransformersOptimization"

@@ -1,0 +1,209 @@
+"""What every ONNX pass shares: Olive's external-data parameters, writing a model, its output handle, and
+the default output check.
+
+A pass module imports this one, never a sibling pass. :class:`OnnxPass` is the base of the passes that
+take an ONNX model: its :meth:`~OnnxPass.check_output` runs ``onnx.checker`` on the written file (by path,
+so models over 2 GB with external data are checked too) and creates an onnxruntime session from it. The
+engine calls it before the cache commits a run, so a model a pass wrote broken is a failure, never a
+cached success.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import field_validator
+
+from olivine.errors import ConfigError, PassRunError
+from olivine.model.handle import ModelHandle, ModelKind
+from olivine.passes.base import Pass, PassConfig
+
+if TYPE_CHECKING:
+    import onnx
+
+ONNX_FILE_NAME = "model.onnx"
+# protobuf cannot serialize a message of 2 GiB or more; such models must keep their weights outside.
+_MAX_PROTOBUF_BYTES = 2**31 - 1
+
+
+class ExternalDataConfig(PassConfig):
+    """Olive's external-data parameters, shared by every pass that writes an ONNX model."""
+
+    save_as_external_data: bool = False
+    all_tensors_to_one_file: bool = True
+    external_data_name: str | None = None
+    size_threshold: int = 1024
+    convert_attribute: bool = False
+
+    @field_validator("external_data_name")
+    @classmethod
+    def _plain_data_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value or "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError(
+                f"external_data_name must be a plain file name written beside the model, got {value!r}"
+            )
+        if value.lower().endswith(".onnx"):
+            # The graph file is <name>.onnx: the weights would overwrite it (or be taken for a second model).
+            raise ValueError(
+                f"external_data_name {value!r} ends in '.onnx', the name of the model's graph file; "
+                "use another suffix, e.g. 'model.onnx.data'"
+            )
+        return value
+
+
+def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConfig) -> None:
+    """Write ``proto`` to ``path``; weights go to external data when asked or when the model is >= 2 GB."""
+    import onnx
+
+    external = config.save_as_external_data or _needs_external_data(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not external:
+        onnx.save_model(proto, str(path))
+        return
+    location = config.external_data_name or f"{path.name}.data"
+    if location == path.name:
+        raise ConfigError(
+            f"'{location}' is the model's own file name; the weights would replace its graph",
+            path="external_data_name",
+        )
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=config.all_tensors_to_one_file,
+        location=location,
+        size_threshold=config.size_threshold,
+        convert_attribute=config.convert_attribute,
+    )
+
+
+def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
+    """Give the model a library wrote to ``written`` its final place ``path``; returns its graph.
+
+    A single-file model that may stay single-file is moved as is: loading and re-serializing ~100 MB
+    costs about half a second and changes nothing. Otherwise its external data is read into the proto
+    already parsed and it is saved with :func:`save_onnx_model` (the file is parsed once either way).
+    """
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model
+
+    proto = onnx.load(str(written), load_external_data=False)
+    stays_single = (
+        not config.save_as_external_data
+        and not _has_external_data(proto)
+        and written.stat().st_size < _MAX_PROTOBUF_BYTES
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if stays_single:
+        shutil.move(written, path)
+        return proto
+    load_external_data_for_model(proto, str(written.parent))
+    save_onnx_model(proto, path, config)
+    return proto
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """The whole model at ``path``, external data included (the passes that rewrite a graph need it all)."""
+    import onnx
+
+    return onnx.load(str(path), load_external_data=True)
+
+
+def _needs_external_data(
+    proto: onnx.ModelProto, limit: int = _MAX_PROTOBUF_BYTES, margin: int = 256 << 20
+) -> bool:
+    """Whether ``proto`` is too big for one protobuf file (``limit``: 2 GiB).
+
+    ``ByteSize()`` serializes the whole model to count it (~0.2 s per 100 MB), so it is asked only when
+    the tensors' own bytes (initializers and constant attributes, nearly all of a model) come within
+    ``margin`` of the limit.
+    """
+    tensor_bytes = sum(_tensor_bytes(t) for t in proto.graph.initializer)
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensor_bytes += _tensor_bytes(attr.t)
+    if tensor_bytes < limit - margin:
+        return False
+    size = proto.ByteSize()
+    return size <= 0 or size >= limit
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor's data takes (raw or typed fields; 8 bytes per typed element is an upper bound)."""
+    typed = len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data) + len(tensor.double_data)
+    return len(tensor.raw_data) + 8 * typed + sum(len(v) for v in tensor.string_data)
+
+
+def _has_external_data(proto: onnx.ModelProto) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
+
+
+def onnx_output_handle(
+    source: ModelHandle, output_dir: Path, file_name: str, attributes: dict[str, Any]
+) -> ModelHandle:
+    """The handle of an ONNX model written to ``output_dir/file_name``; inference settings carry over."""
+    config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": file_name}
+    if source.kind == "onnx" and source.config.get("inference_settings"):
+        config["inference_settings"] = source.config["inference_settings"]
+    if attributes:
+        config["model_attributes"] = attributes
+    return ModelHandle(kind="onnx", config=config)
+
+
+def write_output(
+    proto: onnx.ModelProto, model: ModelHandle, output_dir: Path, config: ExternalDataConfig
+) -> ModelHandle:
+    """Save ``proto`` under ``output_dir`` with the input model's file name (attributes carry over)."""
+    name = model.onnx_path.name
+    save_onnx_model(proto, output_dir / name, config)
+    return onnx_output_handle(model, output_dir, name, model.attributes)
+
+
+def check_onnx_file(path: Path) -> None:
+    """Raise ``ValueError`` naming what is wrong if ``path`` is not a model onnxruntime can load.
+
+    ``onnx.checker`` is given the path (not a proto), which is how it checks models over 2 GB; the
+    session is created with graph optimizations off: it proves every node has a CPU kernel and every
+    external tensor is readable, without paying for an optimization the evaluator will do anyway.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ValueError(f"the pass wrote no model file at {path}")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # ValidationError, DecodeError, OSError for missing external data
+        raise ValueError(f"onnx.checker rejects {path.name}: {_first_line(exc)}") from exc
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented types
+        raise ValueError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class OnnxPass(Pass):
+    """Base of the passes that take an ONNX model and write one; checks the written model."""
+
+    accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+
+    def check_output(self, output: ModelHandle) -> None:
+        try:
+            check_onnx_file(output.onnx_path)
+        except ValueError as exc:
+            raise PassRunError(self.name, f"its output is not a usable model: {exc}") from exc

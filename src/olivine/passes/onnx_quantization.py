@@ -1,0 +1,51 @@
+"""``OnnxQuantization``: Olive's combined quantization pass, static (default) or dynamic by ``quant_mode``.
+
+The static parameters are ignored when ``quant_mode`` is dynamic, as in Olive; under search, Olive's
+``quant_mode`` search values are dynamic and static.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import OnnxPass
+from olivine.passes.quant_config import (
+    COMMON_SEARCH_VALUES,
+    STATIC_SEARCH_VALUES,
+    OnnxQuantizationConfig,
+    static_invalid_reason,
+)
+from olivine.passes.quant_run import quantize
+
+
+class OnnxQuantization(OnnxPass):
+    """Static or dynamic onnxruntime quantization, chosen by ``quant_mode``."""
+
+    name: ClassVar[str] = "OnnxQuantization"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OnnxQuantizationConfig
+    search_values: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "quant_mode": ("dynamic", "static"),
+        **COMMON_SEARCH_VALUES,
+        **STATIC_SEARCH_VALUES,
+    }
+
+    @classmethod
+    def data_config_name(cls, config: Any) -> str | None:
+        return config.data_config if config.quant_mode == "static" else None
+
+    @classmethod
+    def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
+        if config.quant_mode == "dynamic":
+            if config.precision not in ("int8", "uint8"):
+                return "quant_mode dynamic supports precision int8 or uint8"
+            return None
+        return static_invalid_reason(config, accelerator)
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: OnnxQuantizationConfig = config
+        return quantize(self.name, model, cfg, output_dir, ctx, static=cfg.quant_mode == "static")

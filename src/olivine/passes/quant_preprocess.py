@@ -1,0 +1,51 @@
+"""``OnnxQuantizationPreprocess``: onnxruntime's quantization pre-processing as a pass of its own.
+
+The same step the quantization passes run first when ``quant_preprocess`` is on: symbolic shape
+inference, onnxruntime's graph optimization, ONNX shape inference (Olive's parameters skip each).
+Unlike inside a quantization pass, a failure here fails the pass.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from olivine.errors import PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle, publish_onnx_file
+from olivine.passes.quant_run import preprocess
+
+
+class OnnxQuantizationPreprocessConfig(ExternalDataConfig):
+    skip_optimization: bool = False
+    skip_onnx_shape: bool = False
+    skip_symbolic_shape: bool = False
+
+
+class OnnxQuantizationPreprocess(OnnxPass):
+    name: ClassVar[str] = "OnnxQuantizationPreprocess"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OnnxQuantizationPreprocessConfig
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: OnnxQuantizationPreprocessConfig = config
+        source = model.onnx_path
+        with tempfile.TemporaryDirectory(prefix="olivine-prep-") as tmp:
+            try:
+                written = preprocess(
+                    source,
+                    Path(tmp),
+                    ctx,
+                    skip_optimization=cfg.skip_optimization,
+                    skip_onnx_shape=cfg.skip_onnx_shape,
+                    skip_symbolic_shape=cfg.skip_symbolic_shape,
+                    fail_ok=False,
+                )
+            except Exception as exc:  # symbolic shape inference and the optimizer raise assorted errors
+                raise PassRunError(
+                    self.name, f"quant_pre_process failed on {source}: {exc} (try skip_optimization: true)"
+                ) from exc
+            publish_onnx_file(written, output_dir / source.name, cfg)
+        return onnx_output_handle(model, output_dir, source.name, model.attributes)

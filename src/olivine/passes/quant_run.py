@@ -1,0 +1,328 @@
+"""Running onnxruntime's quantizers for the quantization passes: pre-processing, node selection, extra
+options, the calibration reader over a data config, and ``quantize_dynamic`` / ``quantize_static``.
+
+The quantizer writes into a temporary folder and the result is published to the output folder with the
+pass's external-data parameters (a single file is moved, not re-serialized).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from olivine.errors import ConfigError, PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassContext
+from olivine.passes.onnx_io import onnx_output_handle, publish_onnx_file
+from olivine.passes.quant_config import (
+    PARAM_EXTRA_OPTIONS,
+    QuantizationConfig,
+    StaticFieldsConfig,
+)
+
+#: Models whose files (graph + external data) are below this quantize straight into one file.
+_SINGLE_FILE_BYTES = 1 << 30
+_QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
+
+
+def quant_type(precision: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return QuantType[_QUANT_TYPES[precision]]
+
+
+def quantize(
+    pass_name: str,
+    model: ModelHandle,
+    cfg: QuantizationConfig,
+    output_dir: Path,
+    ctx: PassContext,
+    *,
+    static: bool,
+) -> ModelHandle:
+    """Quantize ``model`` (dynamic, or static when ``static``) into ``output_dir`` with its file name."""
+    import onnx
+
+    source = model.onnx_path
+    with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
+        tmp_dir = Path(tmp)
+        quant_input = preprocess(source, tmp_dir, ctx) if cfg.quant_preprocess else source
+        graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
+        nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
+        output = tmp_dir / "quantized.onnx"
+        # External in the temp folder unless the model is far from the 2 GB protobuf limit; a single
+        # file is then moved into place without another load and save.
+        external = model_bytes(source) >= _SINGLE_FILE_BYTES
+        try:
+            if static:
+                assert isinstance(cfg, StaticFieldsConfig)
+                _quantize_static(
+                    cfg, model, quant_input, output, nodes_to_quantize, nodes_to_exclude, external, ctx
+                )
+            else:
+                _quantize_dynamic(
+                    cfg, quant_input, output, nodes_to_quantize, nodes_to_exclude, external, ctx
+                )
+        except (ConfigError, PassRunError):
+            raise
+        except Exception as exc:  # onnxruntime.quantization raises ValueError, AttributeError, ...
+            what = "quantize_static" if static else "quantize_dynamic"
+            raise PassRunError(pass_name, f"{what} failed on {source}: {exc}") from exc
+        proto = publish_onnx_file(output, output_dir / source.name, cfg)
+    counts = quantized_op_counts(proto)
+    mode = "static" if static else "dynamic"
+    ctx.logger.info("%s quantization (%s): %s", mode, cfg.precision, counts or "no quantized operators")
+    return onnx_output_handle(model, output_dir, source.name, model.attributes)
+
+
+def _quantize_dynamic(
+    cfg: QuantizationConfig,
+    source: Path,
+    output: Path,
+    nodes_to_quantize: list[str] | None,
+    nodes_to_exclude: list[str],
+    external: bool,
+    ctx: PassContext,
+) -> None:
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(
+        model_input=str(source),
+        model_output=str(output),
+        op_types_to_quantize=cfg.op_types_to_quantize,
+        per_channel=cfg.per_channel,
+        reduce_range=cfg.reduce_range,
+        weight_type=quant_type(cfg.precision),
+        nodes_to_quantize=nodes_to_quantize,
+        nodes_to_exclude=nodes_to_exclude,
+        use_external_data_format=external,
+        extra_options=extra_options(cfg, ctx, static=False),
+    )
+
+
+def _quantize_static(
+    cfg: StaticFieldsConfig,
+    model: ModelHandle,
+    source: Path,
+    output: Path,
+    nodes_to_quantize: list[str] | None,
+    nodes_to_exclude: list[str],
+    external: bool,
+    ctx: PassContext,
+) -> None:
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    reader = calibration_reader(cfg, model, source, ctx)
+    options = extra_options(cfg, ctx, static=True)
+    method = CalibrationMethod[cfg.calibrate_method]
+    providers = cfg.calibration_providers or ["CPUExecutionProvider"]
+    if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config:
+        from onnxruntime.quantization.quantize import get_qdq_config
+        from onnxruntime.quantization.quantize import quantize as quantize_with_config
+
+        # onnxruntime's full-integer QDQ configuration (Olive's default path): every op type of the model is
+        # quantizable unless op_types_to_quantize narrows it; the symmetric / range options are parameters.
+        exposed = {
+            param: options.pop(key) for key, (param, _) in PARAM_EXTRA_OPTIONS.items() if key in options
+        }
+        qdq = get_qdq_config(
+            str(source),
+            reader,
+            calibrate_method=method,
+            activation_type=quant_type(cfg.activation_type),
+            weight_type=quant_type(cfg.precision),
+            per_channel=cfg.per_channel,
+            reduce_range=cfg.reduce_range,
+            calibration_providers=providers,
+            op_types_to_quantize=cfg.op_types_to_quantize,
+            nodes_to_exclude=nodes_to_exclude,
+            extra_options=options or None,
+            **exposed,
+        )
+        qdq.nodes_to_quantize = nodes_to_quantize
+        qdq.use_external_data_format = external
+        quantize_with_config(str(source), str(output), qdq)
+        return
+    quantize_static(
+        model_input=str(source),
+        model_output=str(output),
+        calibration_data_reader=reader,
+        quant_format=QuantFormat[cfg.quant_format],
+        op_types_to_quantize=cfg.op_types_to_quantize,
+        per_channel=cfg.per_channel,
+        reduce_range=cfg.reduce_range,
+        activation_type=quant_type(cfg.activation_type),
+        weight_type=quant_type(cfg.precision),
+        nodes_to_quantize=nodes_to_quantize,
+        nodes_to_exclude=nodes_to_exclude,
+        use_external_data_format=external,
+        calibrate_method=method,
+        calibration_providers=providers,
+        extra_options=options,
+    )
+
+
+def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path, ctx: PassContext) -> Any:
+    """An onnxruntime ``CalibrationDataReader`` over the batches of the pass's ``data_config``."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from olivine.data import build_dataloader, model_input_names
+
+    name = cfg.data_config or ""
+    if name not in ctx.data_configs:
+        known = ", ".join(sorted(ctx.data_configs)) or "none are defined"
+        raise ConfigError(f"data config '{name}' is not defined (defined: {known})", path="data_config")
+    loader = build_dataloader(
+        ctx.data_configs[name],
+        model=model,
+        tokenizer_path=model.attributes.get("hf_model_path"),
+        base_dir=ctx.base_dir,
+    )
+    wanted = model_input_names(ModelHandle(kind="onnx", config={"model_path": str(source)})) or []
+    limit = cfg.sampling_size
+
+    def feeds() -> Iterator[dict[str, Any]]:
+        seen = 0
+        for inputs, _labels in loader:
+            missing = [n for n in wanted if n not in inputs]
+            if missing:
+                raise ConfigError(
+                    f"data config '{name}' gives no {missing} (the model's inputs: {wanted})",
+                    path="data_config",
+                )
+            feed = {n: inputs[n] for n in wanted}
+            if limit is not None:
+                rows = len(next(iter(feed.values()))) if feed else 0
+                if seen + rows > limit:
+                    feed = {k: v[: limit - seen] for k, v in feed.items()}
+                seen += min(rows, limit - seen)
+            yield feed
+            if limit is not None and seen >= limit:
+                return
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = feeds()
+            self.count = 0
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self._batches, None)
+            self.count += batch is not None
+            return batch
+
+        def rewind(self) -> None:
+            self._batches = feeds()
+
+    ctx.logger.info("calibrating on data config '%s'%s", name, f" ({limit} samples)" if limit else "")
+    return _Reader()
+
+
+def model_bytes(onnx_file: Path) -> int:
+    """The bytes of an ONNX model folder: the graph file and every file beside it (its external data)."""
+    return sum(p.stat().st_size for p in onnx_file.parent.iterdir() if p.is_file())
+
+
+def preprocess(
+    source: Path,
+    tmp_dir: Path,
+    ctx: PassContext,
+    *,
+    skip_optimization: bool = False,
+    skip_onnx_shape: bool = False,
+    skip_symbolic_shape: bool = False,
+    fail_ok: bool = True,
+) -> Path:
+    """onnxruntime's quantization pre-processing: symbolic shape inference, optimization, ONNX shapes.
+
+    On failure the original model is quantized instead, with a warning (Olive does the same), unless
+    ``fail_ok`` is false (the ``OnnxQuantizationPreprocess`` pass), when the error propagates.
+    """
+    from onnxruntime.quantization.preprocess import quant_pre_process
+
+    target = tmp_dir / "preprocessed.onnx"
+    try:
+        quant_pre_process(
+            input_model=str(source),
+            output_model_path=str(target),
+            skip_optimization=skip_optimization,
+            skip_onnx_shape=skip_onnx_shape,
+            skip_symbolic_shape=skip_symbolic_shape,
+            auto_merge=True,
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+        )
+    except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
+        if not fail_ok:
+            raise
+        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
+        return source
+    return target
+
+
+def node_lists(cfg: QuantizationConfig, nodes: Any, ctx: PassContext) -> tuple[list[str] | None, list[str]]:
+    """``nodes_to_quantize`` and ``nodes_to_exclude`` as names in the graph being quantized.
+
+    Pre-processing renames the nodes it fuses (``fc1/MatMul`` -> ``fc1/MatMul/MatMulAddFusion``), so a name
+    from the input model also selects the nodes derived from it, including the halves of a split Gemm.
+    Excluded op types become node names: the quantizer itself has no op-type exclusion.
+    """
+    ops = {n.name: n.op_type for n in nodes}
+    unknown: list[str] = []
+
+    def resolve(given: list[str]) -> list[str]:
+        out: list[str] = []
+        for name in given:
+            matches = [n for n in ops if n == name or n.startswith(f"{name}/")]
+            if not matches:
+                unknown.append(name)
+            out += matches or [name]
+            # Dynamic quantization splits a Gemm into "<name>_MatMul" + "<name>_Add" before it selects nodes.
+            out += [f"{m}{suffix}" for m in matches if ops[m] == "Gemm" for suffix in ("_MatMul", "_Add")]
+        return out
+
+    to_quantize = resolve(cfg.nodes_to_quantize) if cfg.nodes_to_quantize else None
+    to_exclude = resolve(cfg.nodes_to_exclude or [])
+    if unknown:
+        ctx.logger.warning("node names not in the model (ignored): %s", ", ".join(unknown))
+    if cfg.op_types_to_exclude:
+        to_exclude += [n.name for n in nodes if n.op_type in cfg.op_types_to_exclude]
+    return to_quantize, to_exclude
+
+
+def extra_options(cfg: QuantizationConfig, ctx: PassContext, *, static: bool) -> dict[str, Any]:
+    """``extra_options`` with the keys set from their parameters (symmetry; range and overrides if static).
+
+    A parameter left at its default does not override the same key written in ``extra_options`` (Olive
+    overrides it and warns; keeping the explicit value is what the user meant).
+    """
+    options = dict(cfg.extra_options or {})
+    for key, (param, in_dynamic) in PARAM_EXTRA_OPTIONS.items():
+        if not (static or in_dynamic):
+            continue
+        value = getattr(cfg, param, None)
+        if value is None or (key in options and param not in cfg.model_fields_set):
+            continue
+        if key in options and options[key] != value:
+            ctx.logger.warning(
+                "extra_options.%s is overridden by the pass parameter %s=%s", key, param, value
+            )
+        options[key] = value
+    return options
+
+
+def quantized_op_counts(proto: Any) -> dict[str, int]:
+    """How many quantized operators (integer ops, Q/DQ, QLinear* and quantized contrib ops) a graph has."""
+    counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        op = node.op_type
+        if (
+            "Integer" in op
+            or op.startswith("QLinear")
+            or op in ("DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "QAttention")
+            or op in ("QEmbedLayerNormalization", "QGemm")
+        ):
+            counts[op] = counts.get(op, 0) + 1
+    return counts

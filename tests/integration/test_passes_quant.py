@@ -1,0 +1,339 @@
+"""OnnxStaticQuantization, OnnxQuantization and OnnxQuantizationPreprocess on the tiny MLP and BERT: what
+the output graph is (operators, data types, scales), not only that a run finished."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from pydantic import ValidationError
+
+from olivine.config.data import DataConfig
+from olivine.errors import ConfigError
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.model.runner import open_runner
+from olivine.passes import PASSES, PassContext
+from tiny_models import MLP_IN, handle, write_onnx_mlp, write_tiny_bert
+
+pytestmark = pytest.mark.integration
+
+CALIB = DataConfig.model_validate(
+    {
+        "name": "calib",
+        "type": "DataContainer",
+        "load_dataset_config": {"type": "numpy_dataset", "data_files": "__NPZ__"},
+        "dataloader_config": {"batch_size": 4},
+    }
+)
+
+
+def op_counts(model: ModelHandle) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(model.onnx_path)).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def initializers(model: ModelHandle) -> dict[str, onnx.TensorProto]:
+    return {i.name: i for i in onnx.load(str(model.onnx_path)).graph.initializer}
+
+
+@pytest.fixture(scope="module")
+def mlp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mlp")
+    write_onnx_mlp(folder / "model")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "calib.npz", input=rng.standard_normal((16, MLP_IN)).astype(np.float32))
+    return folder
+
+
+@pytest.fixture()
+def mlp(mlp_dir: Path) -> ModelHandle:
+    return handle({"type": "ONNXModel", "model_path": str(mlp_dir / "model"), "onnx_file_name": "model.onnx"})
+
+
+@pytest.fixture()
+def ctx(mlp_dir: Path) -> PassContext:
+    calib = CALIB.model_copy(deep=True)
+    assert calib.load_dataset_config is not None
+    calib.load_dataset_config.params["data_files"] = str(mlp_dir / "calib.npz")
+    return PassContext(data_configs={"calib": calib}, base_dir=mlp_dir)
+
+
+def run_pass(
+    type_name: str, model: ModelHandle, output_dir: Path, ctx: PassContext, **params: Any
+) -> ModelHandle:
+    cls = PASSES.get(type_name)
+    config = cls.config_class.model_validate(params)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    instance = cls()
+    out = instance.run(model, config, output_dir, ctx)
+    instance.check_output(out)
+    return out
+
+
+def close_to(model: ModelHandle, reference: ModelHandle, rel: float) -> None:
+    feed = {"input": np.random.default_rng(5).standard_normal((6, MLP_IN)).astype(np.float32)}
+    want = open_runner(reference).run(feed)[0]
+    got = open_runner(model).run(feed)[0]
+    np.testing.assert_allclose(got, want, atol=rel * float(np.abs(want).max()))
+
+
+def static(model: ModelHandle, out: Path, ctx: PassContext, **params: Any) -> ModelHandle:
+    return run_pass("OnnxStaticQuantization", model, out, ctx, data_config="calib", **params)
+
+
+# --- OnnxStaticQuantization: formats and types ---------------------------------------------------
+
+
+def test_static_qdq_int8_quantizes_every_matmul_and_stays_close(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    out = static(mlp, tmp_path, ctx)
+    counts = op_counts(out)
+    assert counts["QuantizeLinear"] >= 3 and counts["DequantizeLinear"] >= 6
+    inits = initializers(out)
+    weights = [i for n, i in inits.items() if n.startswith("fc") and n.endswith("weight_quantized")]
+    assert len(weights) == 3 and {w.data_type for w in weights} == {onnx.TensorProto.INT8}
+    close_to(out, mlp, 0.1)
+
+
+def test_static_qoperator_uint8_uses_qlinear_ops(mlp: ModelHandle, ctx: PassContext, tmp_path: Path) -> None:
+    params: dict[str, Any] = {"quant_format": "QOperator", "precision": "uint8", "activation_type": "uint8"}
+    out = static(mlp, tmp_path / "raw", ctx, quant_preprocess=False, **params)
+    counts = op_counts(out)
+    assert counts.get("QLinearMatMul") == 3 and counts.get("QLinearAdd") == 3 and "MatMul" not in counts
+    # Float in and out: one QuantizeLinear at the input, one DequantizeLinear at the output.
+    assert (counts["QuantizeLinear"], counts["DequantizeLinear"]) == (1, 1)
+    close_to(out, mlp, 0.1)
+    # Pre-processing fuses each MatMul + Add into a Gemm first, which becomes a QGemm.
+    fused = op_counts(static(mlp, tmp_path / "pre", ctx, **params))
+    assert fused.get("QGemm") == 3 and "QLinearMatMul" not in fused
+
+
+@pytest.mark.parametrize("activation_type", ["int16", "uint16"])
+def test_static_qdq_sixteen_bit_activations(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, activation_type: str
+) -> None:
+    out = static(mlp, tmp_path, ctx, activation_type=activation_type)
+    expected = onnx.TensorProto.INT16 if activation_type == "int16" else onnx.TensorProto.UINT16
+    zero_points = [i for n, i in initializers(out).items() if n.startswith("input") and "zero_point" in n]
+    assert zero_points and {z.data_type for z in zero_points} == {expected}
+    close_to(out, mlp, 0.05)
+
+
+def test_static_per_channel_gives_vector_weight_scales(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    out = static(mlp, tmp_path, ctx, per_channel=True)
+    scale = initializers(out)["fc2.weight_scale"]
+    assert list(scale.dims) == [128]
+
+
+@pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile", "Distribution"])
+def test_static_calibrate_methods_each_produce_activation_scales(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, method: str
+) -> None:
+    out = static(mlp, tmp_path, ctx, calibrate_method=method, quant_preprocess=False)
+    scale = onnx.numpy_helper.to_array(initializers(out)["input_scale"])
+    assert scale.shape == () and float(scale) > 0
+
+
+def test_static_distribution_and_minmax_calibrate_to_different_ranges(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    def input_scale(method: str) -> float:
+        out = static(mlp, tmp_path / method, ctx, calibrate_method=method, quant_preprocess=False)
+        return float(onnx.numpy_helper.to_array(initializers(out)["fc1_relu_scale"]))
+
+    assert input_scale("Distribution") > 1.5 * input_scale("MinMax")
+
+
+def test_static_nodes_to_exclude_and_op_types(mlp: ModelHandle, ctx: PassContext, tmp_path: Path) -> None:
+    excluded = static(mlp, tmp_path / "ex", ctx, nodes_to_exclude=["fc1_matmul"], quant_preprocess=False)
+    assert "fc1.weight_quantized" not in initializers(excluded)
+    assert "fc2.weight_quantized" in initializers(excluded)
+    only_relu = static(mlp, tmp_path / "relu", ctx, op_types_to_quantize=["Relu"], quant_preprocess=False)
+    assert not any(n.endswith("weight_quantized") for n in initializers(only_relu))
+
+
+def test_static_activation_symmetric_puts_zero_points_at_zero(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    out = static(mlp, tmp_path, ctx, activation_symmetric=True, quant_preprocess=False)
+    zero_point = onnx.numpy_helper.to_array(initializers(out)["fc1_relu_zero_point"])
+    assert int(zero_point) == 0
+
+
+def test_static_calibration_sampling_size_caps_the_samples_read(mlp: ModelHandle, ctx: PassContext) -> None:
+    from olivine.passes.quant_config import StaticQuantizationConfig
+    from olivine.passes.quant_run import calibration_reader
+
+    cfg = StaticQuantizationConfig(data_config="calib", calibration_sampling_size=6)
+    reader = calibration_reader(cfg, mlp, mlp.onnx_path, ctx)
+    rows = []
+    while (batch := reader.get_next()) is not None:
+        rows.append(len(batch["input"]))
+    assert rows == [4, 2]  # batches of 4 from 16 samples, cut at 6
+
+
+def test_static_unknown_data_config_is_refused_by_name(mlp: ModelHandle, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data config 'nope' is not defined"):
+        run_pass("OnnxStaticQuantization", mlp, tmp_path, PassContext(), data_config="nope")
+
+
+def test_static_quantizes_tiny_bert(tmp_path: Path) -> None:
+    bert = handle(write_tiny_bert(tmp_path / "bert"))
+    onnx_bert = run_pass("OnnxConversion", bert, tmp_path / "onnx", PassContext(), target_opset=17)
+    dummy = DataConfig.model_validate(
+        {
+            "name": "dummy",
+            "type": "TransformersDummyDataContainer",
+            "load_dataset_config": {"seq_len": 8, "max_samples": 4},
+        }
+    )
+    ctx = PassContext(data_configs={"dummy": dummy})
+    out = run_pass("OnnxStaticQuantization", onnx_bert, tmp_path / "q", ctx, data_config="dummy")
+    counts = op_counts(out)
+    quantized = [i.data_type for n, i in initializers(out).items() if n.endswith("_quantized")]
+    assert counts["DequantizeLinear"] > 10
+    # 2 layers x 6 linear weights in int8 (and their biases in int32, as QDQ stores them).
+    assert quantized.count(onnx.TensorProto.INT8) >= 12
+    assert set(quantized) == {onnx.TensorProto.INT8, onnx.TensorProto.INT32}
+
+
+# --- OnnxQuantization, OnnxQuantizationPreprocess --------------------------------------------------
+
+
+def test_onnx_quantization_static_by_default_and_dynamic_by_mode(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    st = run_pass("OnnxQuantization", mlp, tmp_path / "s", ctx, data_config="calib")
+    assert "QuantizeLinear" in op_counts(st) and "MatMulInteger" not in op_counts(st)
+    dyn = run_pass("OnnxQuantization", mlp, tmp_path / "d", ctx, quant_mode="dynamic")
+    assert op_counts(dyn).get("MatMulInteger") == 3
+
+
+def test_quant_preprocess_pass_fuses_and_infers_shapes(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    out = run_pass("OnnxQuantizationPreprocess", mlp, tmp_path, ctx)
+    graph = onnx.load(str(out.onnx_path)).graph
+    assert len(graph.value_info) > 0  # shape inference recorded the intermediate tensors
+    skipped = run_pass(
+        "OnnxQuantizationPreprocess",
+        mlp,
+        tmp_path / "skip",
+        ctx,
+        skip_onnx_shape=True,
+        skip_symbolic_shape=True,
+        skip_optimization=True,
+    )
+    assert len(onnx.load(str(skipped.onnx_path)).graph.value_info) == 0
+    close_to(out, mlp, 1e-5)
+
+
+# --- validation and invalid combinations ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_name", "params", "message"),
+    [
+        ("OnnxStaticQuantization", {}, "data_config"),
+        ("OnnxStaticQuantization", {"data_config": "c", "calibrate_method": "KL"}, "calibrate_method"),
+        ("OnnxStaticQuantization", {"data_config": "c", "quant_format": "QDQ8"}, "quant_format"),
+        ("OnnxStaticQuantization", {"data_config": "c", "activation_type": "int4"}, "activation_type"),
+        ("OnnxStaticQuantization", {"data_config": {"name": "x"}}, "inline data config"),
+        ("OnnxStaticQuantization", {"data_config": "c", "calibration_sampling_size": 0}, ">= 1"),
+        ("OnnxQuantization", {}, "data_config"),
+        ("OnnxQuantization", {"quant_mode": "dynamic", "precision": "int16"}, "int8 or uint8"),
+        ("OnnxDynamicQuantization", {"precision": "uint16"}, "int8 or uint8"),
+        ("OnnxQuantizationPreprocess", {"skip_optimisation": True}, "skip_optimisation"),
+    ],
+)
+def test_quantization_config_refusals_name_the_parameter(
+    type_name: str, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PASSES.get(type_name).config_class.model_validate(params)
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"quant_format": "QOperator", "activation_type": "int16"}, "16-bit"),
+        ({"quant_format": "QOperator", "precision": "int8", "activation_type": "int8"}, "S8S8"),
+        ({"calibration_providers": ["CUDAExecutionProvider"]}, "CUDAExecutionProvider"),
+    ],
+)
+def test_static_invalid_combinations_have_a_reason(params: dict[str, Any], reason: str) -> None:
+    cls = PASSES.get("OnnxStaticQuantization")
+    config = cls.config_class.model_validate({"data_config": "c", **params})
+    assert reason in (cls.invalid_reason(config, Accelerator()) or "")
+
+
+def test_static_valid_default_has_no_invalid_reason() -> None:
+    cls = PASSES.get("OnnxStaticQuantization")
+    assert cls.invalid_reason(cls.config_class.model_validate({"data_config": "c"}), Accelerator()) is None
+
+
+def test_quantization_search_values_follow_olive() -> None:
+    static_values = PASSES.get("OnnxStaticQuantization").search_values
+    assert static_values["calibrate_method"] == ("MinMax", "Entropy", "Percentile")
+    assert static_values["quant_format"] == ("QOperator", "QDQ")
+    assert static_values["per_channel"] == (True, False)
+    assert PASSES.get("OnnxQuantization").search_values["quant_mode"] == ("dynamic", "static")
+    assert "calibrate_method" not in PASSES.get("OnnxDynamicQuantization").search_values
+
+
+# --- through the engine: the data config is resolved by name and its content keys the run -----------
+
+
+def _static_workflow(folder: Path, data_config: str) -> Path:
+    import json
+
+    write_onnx_mlp(folder / "mlp")
+    np.savez(
+        folder / "calib.npz", input=np.random.default_rng(1).standard_normal((8, MLP_IN)).astype(np.float32)
+    )
+    config = {
+        "workflow_id": "static",
+        "input_model": {"type": "ONNXModel", "model_path": "mlp", "onnx_file_name": "model.onnx"},
+        "data_configs": [
+            {"name": "calib", "load_dataset_config": {"type": "numpy_dataset", "data_files": "calib.npz"}}
+        ],
+        "passes": {"quant": {"type": "OnnxStaticQuantization", "data_config": data_config}},
+        "cache_dir": "cache",
+        "output_dir": "out",
+    }
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_engine_refuses_an_undefined_calibration_data_config(tmp_path: Path) -> None:
+    from olivine.api import load
+
+    with pytest.raises(ConfigError, match="data config 'calibration' is not defined") as info:
+        load(_static_workflow(tmp_path, "calibration"))
+    assert info.value.path == "passes.quant.data_config"
+
+
+def test_engine_reruns_static_quantization_when_the_calibration_data_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from olivine.api import load, run_local
+
+    monkeypatch.chdir(tmp_path)
+    path = _static_workflow(tmp_path, "calib")
+    first = run_local(load(path)).best
+    assert first is not None and "QuantizeLinear" in op_counts(first.model)
+    again = run_local(load(path)).best
+    assert again is not None and again.model_id == first.model_id
+    np.savez(tmp_path / "calib.npz", input=np.full((8, MLP_IN), 3.0, dtype=np.float32))
+    changed = run_local(load(path)).best
+    assert changed is not None and changed.model_id != first.model_id

@@ -1,0 +1,95 @@
+"""bench/search.py: goal rows from hand-made measurements, footprint reading, the BENCHMARKS section."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import search
+
+from footprints import minilm_like
+
+
+def _model(median_ms: float, spread_ms: float, fid: float | None) -> dict[str, Any]:
+    model: dict[str, Any] = {"latency": {"1": {"median_ms": median_ms, "round_spread_ms": spread_ms}}}
+    if fid is not None:
+        model["fidelity"] = {"mean": fid, "min": fid - 0.02}
+    return model
+
+
+def _result(ours_s: float, theirs_s: float, ours: tuple[float, float], theirs: tuple[float, float]) -> dict:
+    return {
+        "timestamp": "20261202-060000",
+        "search": {
+            "olivine": {"returncode": 0, "wall_s": ours_s, "candidates": {"evaluated": 14, "failed": 2}},
+            "olive": {"returncode": 0, "wall_s": theirs_s},
+        },
+        "latency": {
+            "settings": {"batch": 1, "sequence": 128, "runs": 200, "rounds": 10},
+            "models": {
+                search.FP32_EXPORT: _model(50.0, 1.0, 1.0),
+                search.FP32_FUSED: _model(47.0, 1.0, 1.0),
+                search.BEST["olivine"]: _model(ours[0], 1.0, ours[1]),
+                search.BEST["olive"]: _model(theirs[0], 1.0, theirs[1]),
+            },
+        },
+    }
+
+
+def test_goals_meet_when_faster_search_finds_an_equal_model() -> None:
+    rows = search.goals(_result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994)))
+    assert [r["status"] for r in rows] == ["met", "met", "not met"]
+    assert rows[0]["ratio"] == "0.40x"
+    assert rows[2]["ratio"] == "0.66x"  # 33 / 50: above 0.55x, so the example's goal is not met
+
+
+def test_goals_best_model_within_the_round_spread_is_equal_beyond_it_is_worse() -> None:
+    assert search.goals(_result(40.0, 100.0, (34.5, 0.994), (33.8, 0.994)))[1]["status"] == "met"
+    assert search.goals(_result(40.0, 100.0, (36.0, 0.994), (33.8, 0.994)))[1]["status"] == "not met"
+    # A best model that misses the fidelity goal is not equal, however fast.
+    assert search.goals(_result(40.0, 100.0, (20.0, 0.98), (33.8, 0.994)))[1]["status"] == "not met"
+
+
+def test_goals_example_latency_goal_needs_speed_and_fidelity() -> None:
+    assert search.goals(_result(40.0, 100.0, (27.0, 0.993), (30.0, 0.99)))[2]["status"] == "met"
+    assert search.goals(_result(40.0, 100.0, (27.0, 0.985), (30.0, 0.99)))[2]["status"] == "not met"
+
+
+def test_goals_without_measurements_say_so() -> None:
+    rows = search.goals({"search": {"olivine": {"returncode": 1, "wall_s": 5.0}}})
+    assert [r["status"] for r in rows] == ["-", "-", "-"]
+
+
+def test_count_candidates_reads_both_footprint_shapes() -> None:
+    assert search.count_candidates(minilm_like()) == {"evaluated": 8, "pruned": 2, "failed": 1, "invalid": 1}
+    olive = {"a": {"metrics": {"x": 1}}, "b": {"metrics": None}, "c": {"metrics": {"x": 2}}}
+    assert search.count_candidates(olive) == {"evaluated (models with metrics, input included)": 2}
+
+
+def test_fp32_models_come_from_the_cache_runs_of_the_chain(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"engine": {"cache_dir": ".cache", "output_dir": "out"}}))
+    runs = tmp_path / ".cache" / "minilm-search" / "runs"
+    for key in ("conversion-key", "transformers_optimization-key"):
+        (runs / key / "model").mkdir(parents=True)
+        (runs / key / "model" / "model.onnx").write_bytes(b"x")
+    found = search.fp32_models(minilm_like(), config)
+    assert found == {
+        search.FP32_EXPORT: str(runs / "conversion-key" / "model" / "model.onnx"),
+        search.FP32_FUSED: str(runs / "transformers_optimization-key" / "model" / "model.onnx"),
+    }
+
+
+def test_section_replaces_only_its_own_block() -> None:
+    section = search.render_section(_result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994)))
+    assert section.startswith(search.BEGIN) and section.rstrip().endswith(search.END)
+    assert "| Search wall time (whole search, fresh caches) | 40.0 s | 100.0 s | 0.40x |" in section
+    doc = "# Benchmarks\n\nbody\n"
+    once = search.replace_section(doc, section)
+    assert once == doc + "\n" + section
+    twice = search.replace_section(once + "\n## After\n", section.replace("40.0 s", "41.0 s"))
+    assert twice.count(search.BEGIN) == 1 and "41.0 s" in twice and twice.endswith("## After\n")
+    assert twice.startswith(doc)
