@@ -65,7 +65,12 @@ def _config(folder: Path, func: str, *, worker: bool) -> Path:
 def _olivine(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OLIVINE_HOME": str(tmp_path / "home")}
     return subprocess.run(
-        [sys.executable, "-m", "olivine", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        [sys.executable, "-m", "olivine", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
 
 
@@ -77,7 +82,9 @@ def _olivine(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("interrupt", "KeyboardInterrupt"),
     ],
 )
-def test_foreground_run_fails_with_exit_1_naming_the_user_code_exit(tmp_path: Path, func: str, says: str) -> None:
+def test_foreground_run_fails_with_exit_1_naming_the_user_code_exit(
+    tmp_path: Path, func: str, says: str
+) -> None:
     done = _olivine(tmp_path, "run", "--config", str(_config(tmp_path, func, worker=False)))
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
@@ -93,7 +100,9 @@ def test_foreground_run_fails_with_exit_1_naming_the_user_code_exit(tmp_path: Pa
         ("interrupt", "KeyboardInterrupt"),
     ],
 )
-def test_worker_job_fails_with_kind_user_naming_the_user_code_exit(tmp_path: Path, func: str, says: str) -> None:
+def test_worker_job_fails_with_kind_user_naming_the_user_code_exit(
+    tmp_path: Path, func: str, says: str
+) -> None:
     done = _olivine(tmp_path, "run", "--config", str(_config(tmp_path, func, worker=True)), "--json")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)["job_id"]

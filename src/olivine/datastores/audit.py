@@ -106,7 +106,9 @@ def _file_findings(layout: ExportLayout, *, hashes: bool) -> list[Finding]:
         elif hashes and datastore.hash_of(layout.path(entry.path)).sha256 != entry.sha256:
             findings.append(Finding("sha256", where, "content differs from the manifest"))
     for path in sorted(p for p in stored if p.startswith(("cache/", "output/"))):
-        findings.append(Finding("unexpected", f"{layout.url}/{path}", "on the datastore, not in the manifest"))
+        findings.append(
+            Finding("unexpected", f"{layout.url}/{path}", "on the datastore, not in the manifest")
+        )
     return findings
 
 
@@ -126,13 +128,17 @@ def audit_assets(datastore: Datastore) -> list[Finding]:
                 findings.append(Finding("asset", datastore.url_for(rel), f"unreadable record: {exc}"))
                 continue
             if path != f"{version}/{name}":
-                findings.append(Finding("asset", datastore.url_for(rel), f"points to {path!r}, not its export"))
+                findings.append(
+                    Finding("asset", datastore.url_for(rel), f"points to {path!r}, not its export")
+                )
             elif not datastore.exists(path):
                 findings.append(Finding("asset", datastore.url_for(rel), "its export is gone"))
     return findings
 
 
-def audit_datastore(datastore: Datastore, *, hashes: bool = False, now: datetime | None = None) -> list[Finding]:
+def audit_datastore(
+    datastore: Datastore, *, hashes: bool = False, now: datetime | None = None
+) -> list[Finding]:
     """Every finding on ``datastore``: each export, future-dated folders, the asset index."""
     limit = (now or datetime.now(timezone.utc)) + FUTURE_SLACK
     findings = []
