@@ -10,7 +10,7 @@ Usage: ``python bench/export_throughput.py [--mb 200] [--rounds 5] [--cache DIR]
 2. **Engine cache** (sha256 recorded at commit): the same files committed as pass runs through
    :meth:`olivine.engine.cache.WorkflowCache.commit_run`, which hashes them once (timed and printed
    separately: the cost moved from export to commit), then exported the way the worker does
-   (:func:`olivine.hosts.progress.export_cache`), which copies them without hashing.
+   (:func:`olivine.jobs.progress.export_cache`), which copies them without hashing.
 
 3. **Workflow cache** (only with ``--cache DIR``): a real engine cache folder (``<cache_dir>/<workflow_id>``,
    e.g. the MiniLM example's after a run: three ~90 MB models and a few JSON records), exported the way
@@ -38,7 +38,7 @@ from pathlib import Path
 from olivine.datastores import Exporter, claim_export
 from olivine.datastores.local import LocalDatastore
 from olivine.engine.cache import WorkflowCache
-from olivine.hosts.progress import export_cache
+from olivine.jobs.progress import export_cache
 from olivine.model.handle import ModelHandle
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from olivine.engine.events import Listener
     from olivine.engine.resolve import ResolvedWorkflow
     from olivine.engine.run import WorkflowResult
-    from olivine.hosts.jobs import JobRecord
     from olivine.hosts.submission import Submission
+    from olivine.jobs.records import JobRecord
     from olivine.report import ReportFiles
 
 logger = logging.getLogger("olivine")
@@ -167,18 +167,25 @@ def assets_show(name: str, *, version: str | None = None, datastore: str | None 
     return shown
 
 
+def monitor(job_id: str | None = None) -> list[JobRecord]:
+    """Record what the hosts observe for a job (default: every unfinished one) and seal the exports of
+    jobs whose worker died. Idempotent."""
+    from olivine.hosts import service
+
+    return service.monitor(job_id)
+
+
 def export_text(job: JobRecord, rel: str) -> str | None:
     """A text file from a job's export (``rel`` relative to the export root), or None if absent."""
-    from olivine.hosts.exports import open_spec_export
-    from olivine.hosts.worker import read_spec
+    from olivine.jobs.exports import open_job_export
 
-    if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
+    if job.export_root is None:
         return None
-    datastore, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
+    layout = open_job_export(job)
     path = layout.path(rel)
-    if not datastore.exists(path):
+    if not layout.datastore.exists(path):
         return None
-    return datastore.read_bytes(path).decode("utf-8", errors="replace")
+    return layout.datastore.read_bytes(path).decode("utf-8", errors="replace")
 
 
 def report(

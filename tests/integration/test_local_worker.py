@@ -17,16 +17,17 @@ import pytest
 from conformance.host_suite import HostEnv, HostSuite, export_of, write_workflow
 from olivine.datastores.manifest import verify
 from olivine.hosts import service
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
-from olivine.hosts.process import job_process_alive
+from olivine.hosts.process import job_process_alive, worker_pid
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 
 pytestmark = pytest.mark.integration
 
 
 def _kill(job: JobRecord) -> None:
     # The worker leads its own session: its pid is its process group id.
-    assert job.pid is not None and job_process_alive(job)
-    os.killpg(job.pid, signal.SIGKILL)
+    pid = worker_pid(job)
+    assert pid is not None and job_process_alive(job)
+    os.killpg(pid, signal.SIGKILL)
 
 
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, detached: bool) -> HostEnv:
@@ -73,8 +74,10 @@ def test_local_worker_runs_after_the_original_files_are_deleted(host_env: HostEn
 def test_local_worker_survives_sighup(host_env: HostEnv, tmp_path: Path) -> None:
     job = host_env.submit(write_workflow(tmp_path / "wf", sleep_s=2.0)).job
     assert job is not None
-    running = host_env.wait_for(job.job_id, lambda j: j.state is JobStatus.RUNNING and j.pid is not None)
-    os.killpg(int(str(running.pid)), signal.SIGHUP)  # what a closing terminal sends
+    running = host_env.wait_for(
+        job.job_id, lambda j: j.state is JobStatus.RUNNING and worker_pid(j) is not None
+    )
+    os.killpg(int(str(worker_pid(running))), signal.SIGHUP)  # what a closing terminal sends
     assert host_env.wait(job.job_id).state is JobStatus.SUCCEEDED
 
 

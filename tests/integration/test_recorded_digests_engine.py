@@ -13,7 +13,7 @@ from olivine.api import load, run_local
 from olivine.datastores import Exporter, claim_export, fetch, verify
 from olivine.datastores.local import LocalDatastore
 from olivine.digests import DIGESTS_NAME, read_digests
-from olivine.hosts.progress import export_cache
+from olivine.jobs.progress import export_cache
 from tiny_models import write_onnx_mlp
 
 pytestmark = pytest.mark.integration

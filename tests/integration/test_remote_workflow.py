@@ -30,8 +30,8 @@ from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import read_manifest, verify
 from olivine.errors import IntegrityError
 from olivine.hosts import service
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus
-from olivine.hosts.process import job_process_alive
+from olivine.hosts.process import job_process_alive, worker_pid
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 from tiny_models import write_onnx_mlp
 
 pytestmark = pytest.mark.integration
@@ -40,8 +40,9 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}$")
 
 
 def _kill(job: JobRecord) -> None:
-    assert job.pid is not None and job_process_alive(job)
-    os.killpg(job.pid, signal.SIGKILL)  # the worker leads its own session
+    pid = worker_pid(job)
+    assert pid is not None and job_process_alive(job)
+    os.killpg(pid, signal.SIGKILL)  # the worker leads its own session
 
 
 @pytest.fixture
@@ -123,11 +124,11 @@ def test_remote_job_finishes_after_the_submitting_cli_process_is_killed(env: Hos
     )
     try:
         deadline = time.monotonic() + 60
-        while not (jobs := env.store.list()) or jobs[0].state is JobStatus.PENDING:
+        while not (jobs := service.list_jobs(store=env.store)) or jobs[0].state is JobStatus.PENDING:
             assert cli.poll() is None and time.monotonic() < deadline, "the job never started"
             time.sleep(0.1)
         running = service.status(jobs[0].job_id, store=env.store)
-        assert running.state is JobStatus.RUNNING and running.submitter_pid == cli.pid
+        assert running.state is JobStatus.RUNNING and running.host_info["submitter"]["pid"] == cli.pid
         os.killpg(cli.pid, signal.SIGKILL)  # the CLI and anything in its session, as a closed terminal would
         assert cli.wait(10) == -signal.SIGKILL
     finally:
@@ -188,8 +189,12 @@ def test_remote_killed_worker_fails_keeps_its_pass_and_resume_skips_it(env: Host
     _kill(after_pass)
     failed = env.wait_for(job.job_id, lambda j: j.state.is_terminal(), timeout_s=15)
     assert failed.state is JobStatus.FAILED and failed.error_kind is ErrorKind.INFRASTRUCTURE
-    assert failed.message == f"worker process died (pid {after_pass.pid})"
-    # The monitor sealed the export: readers of the datastore see the failure, the pass is in it.
+    assert failed.message == f"worker process died (pid {worker_pid(after_pass)})"
+    # Observing wrote nothing; the monitor records the verdict and seals the export: readers of the
+    # datastore see the failure, the pass is in it.
+    assert not env.store.get(job.job_id).state.is_terminal()
+    [monitored] = service.monitor(job.job_id, store=env.store)
+    assert monitored == failed.evolve(ended_at=monitored.ended_at)
     first = export_of(failed)
     remote = service.remote_status(str(env.home / "datastore"), "slow")
     assert remote["state"] == "FAILED" and remote["sealed"] and remote["message"] == failed.message

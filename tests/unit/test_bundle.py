@@ -15,7 +15,7 @@ import pytest
 
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow
 from olivine.errors import HostError
-from olivine.hosts import bundle as bundles
+from olivine.jobs import bundle as bundles
 from tiny_models import write_onnx_mlp
 
 

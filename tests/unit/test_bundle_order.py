@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from olivine.engine.resolve import load_workflow
-from olivine.hosts import bundle
+from olivine.jobs import bundle
 from tiny_models import write_onnx_mlp
 
 

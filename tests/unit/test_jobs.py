@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from olivine.errors import HostError
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobSpec, JobStatus, new_job_id
+from olivine.jobs.records import ErrorKind, JobRecord, JobSpec, JobStatus, new_job_id
 
 
 def _record(**changes: object) -> JobRecord:

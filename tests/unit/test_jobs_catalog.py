@@ -12,8 +12,8 @@ from olivine.datastores.exporter import Exporter
 from olivine.datastores.layout import claim_export
 from olivine.errors import JobNotFoundError
 from olivine.hosts import service
-from olivine.hosts.catalog import AssetSummary, AssetVersion
-from olivine.hosts.profiles import Profiles
+from olivine.jobs.catalog import AssetSummary, AssetVersion
+from olivine.jobs.profiles import Profiles
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus, utc_now
-from olivine.hosts.process import SUBMITTER_GRACE_S, mark_if_dead, process_alive, process_start_ticks
-from olivine.hosts.store import JobStore
+from olivine.hosts.base import host_of
+from olivine.hosts.process import SUBMITTER_GRACE_S, death_of, process_alive, process_start_ticks
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus, utc_now
+from olivine.jobs.status import WorkerStatus
+from olivine.jobs.store import JobStore
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -50,30 +52,49 @@ def test_process_start_ticks_treat_a_zombie_as_dead() -> None:
     assert process_start_ticks(proc.pid) is None
 
 
-def test_mark_if_dead_fails_a_running_job_whose_worker_is_gone(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def _worker_job(job_id: str, pid: int, ticks: int | None, **extra: object) -> JobRecord:
+    info = {"pid": pid, "pid_start_ticks": ticks}
+    config = {"type": "LocalWorker"}
+    return JobRecord(job_id, "s" + job_id, "wf", "w", "LocalWorker", config, host_info=info, **extra)  # type: ignore[arg-type]
+
+
+def test_death_of_a_running_job_whose_worker_is_gone() -> None:
     proc = _sleeper()
-    ticks = process_start_ticks(proc.pid)
-    record = JobRecord(
-        "job-0000000001", "s", "wf", "w", "LocalWorker", pid=proc.pid, host_info={"pid_start_ticks": ticks}
-    )
-    store.create(record)
-    running = store.update(record.job_id, state=JobStatus.RUNNING)
-    assert mark_if_dead(store, running) == running
+    running = _worker_job("job-0000000001", proc.pid, process_start_ticks(proc.pid), state=JobStatus.RUNNING)
+    assert death_of(running) is None
     proc.kill()
     proc.wait()
-    failed = mark_if_dead(store, running)
-    assert failed.state is JobStatus.FAILED and failed.error_kind is ErrorKind.INFRASTRUCTURE
-    assert failed.message == f"worker process died (pid {proc.pid})"
+    assert death_of(running) == f"worker process died (pid {proc.pid})"
 
 
-def test_mark_if_dead_keeps_a_final_state_written_just_before_exit(tmp_path: Path) -> None:
+def test_monitor_keeps_a_final_status_the_worker_wrote_just_before_exit(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.db")
-    record = JobRecord("job-0000000002", "s", "wf", "w", "LocalWorker", pid=2**22 + 1)  # no such pid
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    record = _worker_job("job-0000000002", 2**22 + 1, None, job_dir=str(job_dir))  # no such pid
     store.create(record)
     stale = store.update(record.job_id, state=JobStatus.RUNNING)
-    store.update(record.job_id, state=JobStatus.SUCCEEDED)  # the worker finished, then exited
-    assert mark_if_dead(store, stale).state is JobStatus.SUCCEEDED
+    # The worker finished (its status says so), then exited.
+    WorkerStatus(record.job_id, "wf", state=JobStatus.SUCCEEDED, message="done").write(
+        job_dir / "status.json"
+    )
+    host = host_of(stale, store)
+    assert host.observe(stale).state is JobStatus.SUCCEEDED
+    assert store.get(record.job_id).state is JobStatus.RUNNING  # observing wrote nothing
+    assert host.monitor(stale).state is JobStatus.SUCCEEDED
+    assert store.get(record.job_id).message == "done"
+
+
+def test_monitor_fails_a_dead_worker_once_and_is_idempotent(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    pid, ticks = _dead_process()
+    record = _worker_job("job-0000000007", pid, ticks)
+    store.create(record)
+    running = store.update(record.job_id, state=JobStatus.RUNNING)
+    host = host_of(running, store)
+    failed = host.monitor(running)
+    assert failed.state is JobStatus.FAILED and failed.error_kind is ErrorKind.INFRASTRUCTURE
+    assert host.monitor(store.get(record.job_id)) == failed == store.get(record.job_id)
 
 
 def _dead_process() -> tuple[int, int]:
@@ -86,57 +107,38 @@ def _dead_process() -> tuple[int, int]:
     return proc.pid, ticks
 
 
-def _pending(store: JobStore, job_id: str, pid: int, ticks: int | None, age_s: float) -> JobRecord:
-    record = JobRecord(
+def _pending(job_id: str, pid: int, ticks: int | None, age_s: float, host: str | None = None) -> JobRecord:
+    submitter = {"pid": pid, "start_ticks": ticks, "host": host or socket.gethostname()}
+    return JobRecord(
         job_id,
         f"s-{job_id}",
         "wf",
         "w",
         "LocalWorker",
         created_at=utc_now() - timedelta(seconds=age_s),
-        submitter_pid=pid,
-        submitter_start_ticks=ticks,
-        submitter_host=socket.gethostname(),
+        host_info={"submitter": submitter},
     )
-    store.create(record)
-    return record
 
 
-def test_mark_if_dead_fails_a_pending_job_whose_submitter_died(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
+def test_death_of_a_pending_job_whose_submitter_died() -> None:
     pid, ticks = _dead_process()
-    record = _pending(store, "job-0000000003", pid, ticks, age_s=SUBMITTER_GRACE_S + 5)
-    failed = mark_if_dead(store, record)
-    assert failed.state is JobStatus.FAILED and failed.error_kind is ErrorKind.INFRASTRUCTURE
-    assert failed.message == (
+    record = _pending("job-0000000003", pid, ticks, age_s=SUBMITTER_GRACE_S + 5)
+    assert death_of(record) == (
         f"submission did not complete: the submitting process (pid {pid}) ended before the job was "
         "handed to its host"
     )
 
 
-def test_mark_if_dead_waits_out_the_grace_period_for_a_pending_job(tmp_path: Path) -> None:
+def test_death_of_waits_out_the_grace_period_for_a_pending_job() -> None:
     # The worker may be starting with its pid not recorded yet: it reports RUNNING itself.
-    store = JobStore(tmp_path / "jobs.db")
     pid, ticks = _dead_process()
-    record = _pending(store, "job-0000000004", pid, ticks, age_s=1.0)
-    assert mark_if_dead(store, record).state is JobStatus.PENDING
-    assert mark_if_dead(store, record, submitter_grace_s=0.5).state is JobStatus.FAILED
+    record = _pending("job-0000000004", pid, ticks, age_s=1.0)
+    assert death_of(record) is None
+    assert death_of(record, submitter_grace_s=0.5) is not None
 
 
-def test_mark_if_dead_keeps_a_pending_job_whose_submitter_lives_or_is_elsewhere(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "jobs.db")
-    me = _pending(store, "job-0000000005", os.getpid(), process_start_ticks(os.getpid()), age_s=3600)
-    assert mark_if_dead(store, me).state is JobStatus.PENDING  # a long bundle build, still going
+def test_death_of_spares_a_pending_job_whose_submitter_lives_or_is_elsewhere() -> None:
+    me = _pending("job-0000000005", os.getpid(), process_start_ticks(os.getpid()), age_s=3600)
+    assert death_of(me) is None  # a long bundle build, still going
     pid, ticks = _dead_process()
-    remote = JobRecord(
-        "job-0000000006",
-        "s6",
-        "wf",
-        "w",
-        "LocalWorker",
-        submitter_pid=pid,
-        submitter_start_ticks=ticks,
-        submitter_host="elsewhere",
-    )
-    store.create(remote.evolve(created_at=utc_now() - timedelta(hours=1)))
-    assert mark_if_dead(store, store.get(remote.job_id)).state is JobStatus.PENDING
+    assert death_of(_pending("job-0000000006", pid, ticks, age_s=3600, host="elsewhere")) is None

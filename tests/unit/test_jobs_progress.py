@@ -9,7 +9,7 @@ from pathlib import Path
 from olivine.datastores.base import Datastore
 from olivine.datastores.exporter import Exporter
 from olivine.datastores.layout import claim_export
-from olivine.hosts.progress import export_cache
+from olivine.jobs.progress import export_cache
 
 
 def test_export_cache_ships_each_run_record_after_its_model_and_skips_staging(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from olivine.datastores.exporter import Exporter
 from olivine.datastores.layout import ExportLayout, claim_export
 from olivine.errors import JobNotFoundError, ReferenceNotFoundError
 from olivine.hosts import service
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.remote import follow_log
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.remote import follow_log
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -118,7 +118,7 @@ def test_remote_logs_stop_following_a_stale_export_with_a_warning(
     exporter = _export(store)
     exporter.append_log("last words\n")
     exporter.write_status(_status("RUNNING", age_s=3600, heartbeat_s=30))
-    with caplog.at_level(logging.WARNING, logger="olivine.hosts.remote"):
+    with caplog.at_level(logging.WARNING, logger="olivine.jobs.remote"):
         lines = list(service.remote_logs(store.url_for(), "wf", follow=True, poll_s=0.05))
     assert lines == ["last words"] and "probably died" in caplog.text
 
@@ -129,15 +129,16 @@ def test_follow_log_without_a_log_yields_nothing(store: Datastore) -> None:
 
 
 def test_worker_heartbeat_rewrites_the_status_and_ships_the_log(store: Datastore, tmp_path: Path) -> None:
-    from olivine.hosts.jobs import JobSpec
-    from olivine.hosts.progress import JobReporter
-    from olivine.hosts.worker import _LogShipper
+    from olivine.jobs.folder import JobFolder
+    from olivine.jobs.progress import JobReporter
+    from olivine.jobs.records import JobSpec
+    from olivine.jobs.worker import _LogShipper
 
     exporter = _export(store)
     spec = JobSpec(
         "job-1", "wf", "bundle", store.url_for(), exporter.layout.folder, log_export_interval_s=0.05
     )
-    reporter = JobReporter(spec, None)
+    reporter = JobReporter(spec, JobFolder(tmp_path))
     reporter.attach(exporter)
     first = service.remote_status(store.url_for(), "wf")
     log = tmp_path / "job.log"

@@ -21,10 +21,11 @@ from olivine.datastores.layout import claim_export
 from olivine.datastores.local import LocalDatastore, local_path_of
 from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
 from olivine.hosts import service
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
-from olivine.hosts.process import job_process_alive, process_start_ticks
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.hosts.process import job_process_alive, process_start_ticks, worker_pid
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
+from olivine.jobs.store import JobStore
 from tiny_models import write_onnx_mlp
 
 SECRET = "sup3r-s3cret-account-key"
@@ -49,7 +50,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield home
     for job in JobStore(home / "jobs.db").list() if (home / "jobs.db").exists() else []:
         if job_process_alive(job):
-            os.killpg(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            os.killpg(int(str(worker_pid(job))), signal.SIGKILL)
 
 
 def _config(folder: Path, **extra: Any) -> Path:
@@ -135,7 +136,7 @@ def test_submit_keeps_credentials_in_the_hosts_file(home: Path, tmp_path: Path) 
     assert done.state is JobStatus.FAILED
     spec = json.loads((Path(str(job.job_dir)) / "job.json").read_text())
     assert spec["datastore_profile"] == "blob" and spec["datastore_options"] == {"account_name": "dev"}
-    for path in [home / "jobs.db", Path(str(job.log_path)), *(tmp_path / "blob").rglob("*")]:
+    for path in [home / "jobs.db", JobFolder(Path(str(job.job_dir))).log, *(tmp_path / "blob").rglob("*")]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
 
@@ -183,10 +184,11 @@ def test_status_fails_a_pending_job_whose_submitter_is_gone(home: Path) -> None:
         "LocalWorker",
         host_config={"type": "LocalWorker"},
         created_at=utc_now() - timedelta(minutes=5),
-        submitter_pid=proc.pid,
-        submitter_start_ticks=ticks,
-        submitter_host=socket.gethostname(),
+        host_info={"submitter": {"pid": proc.pid, "start_ticks": ticks, "host": socket.gethostname()}},
     )
     store.create(record)
     assert [j.state for j in service.list_jobs()] == [JobStatus.FAILED]
     assert "submitting process" in service.status(record.job_id).message
+    assert store.get(record.job_id).state is JobStatus.PENDING  # reading wrote nothing
+    [monitored] = service.monitor(store=store)
+    assert monitored.state is JobStatus.FAILED and store.get(record.job_id) == monitored

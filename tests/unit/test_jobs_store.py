@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from olivine.errors import HostError, JobNotFoundError
-from olivine.hosts.jobs import JobRecord, JobStatus
-from olivine.hosts.store import JobStore, default_store_path
+from olivine.jobs.records import JobRecord, JobStatus
+from olivine.jobs.store import JobStore, default_store_path
 
 
 def _record(job_id: str = "job-aaaaaaaaaa", submission_id: str = "sub-1", **changes: object) -> JobRecord:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from olivine.errors import ConfigError, ReferenceNotFoundError
-from olivine.hosts.profiles import Profiles, hosts_file_path
+from olivine.jobs.profiles import Profiles, hosts_file_path
 
 _FILE = """
 default_host: box
@@ -87,6 +87,6 @@ def test_profiles_warn_when_credentials_are_readable_by_others(
 ) -> None:
     path = _write(tmp_path)
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="olivine.hosts.profiles"):
+    with caplog.at_level(logging.WARNING, logger="olivine.jobs.profiles"):
         Profiles(path)
     assert "chmod 600" in caplog.text

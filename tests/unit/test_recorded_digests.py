@@ -23,7 +23,7 @@ from olivine.digests import (
 )
 from olivine.engine.cache import WorkflowCache
 from olivine.errors import IntegrityError
-from olivine.hosts.progress import export_cache
+from olivine.jobs.progress import export_cache
 from olivine.model.handle import ModelHandle
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)

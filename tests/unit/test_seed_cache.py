@@ -10,8 +10,8 @@ from pathlib import Path
 from olivine.datastores import Datastore, Exporter, claim_export, fetch, list_exports
 from olivine.digests import DIGESTS_NAME, RecordedDigest, read_digests, write_digests
 from olivine.engine.cache import WorkflowCache
-from olivine.hosts.exports import seed_cache
-from olivine.hosts.progress import export_cache
+from olivine.jobs.exports import seed_cache
+from olivine.jobs.progress import export_cache
 from olivine.model.handle import ModelHandle
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)

@@ -107,6 +107,18 @@ def add_commands(sub: Any) -> None:
     _verbose(lst)
     lst.set_defaults(handler=cmd_list)
 
+    mon = sub.add_parser(
+        "monitor",
+        help="record what the hosts see (dead workers fail) and seal abandoned exports",
+        description="The monitor, as an explicit step (status and list only read): record the "
+        "state each host observes for JOB (default: every unfinished job), fail jobs whose worker "
+        "died and seal their exports so datastore readers see it. Safe to repeat (e.g. from cron).",
+    )
+    mon.add_argument("job", nargs="?", metavar="JOB")
+    _json(mon)
+    _verbose(mon)
+    mon.set_defaults(handler=cmd_monitor)
+
     logs = sub.add_parser("logs", help="print a job's log (--follow streams until the job ends)")
     logs.add_argument("job", metavar="JOB|WORKFLOW_ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
@@ -293,6 +305,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     _setup_logging(args, 2)
     jobs = api.list_jobs(workflow_id=args.workflow, limit=args.limit)
+    if args.json:
+        _print_json([jobs_view.job_json(j) for j in jobs])
+    else:
+        print(jobs_view.jobs_table(jobs))
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    jobs = api.monitor(args.job)
     if args.json:
         _print_json([jobs_view.job_json(j) for j in jobs])
     else:

@@ -79,10 +79,15 @@ def status_text(job: Any) -> str:
     ]
     if job.message:
         lines.append(f"message    {job.message}")
+    if job.phase:
+        lines.append(f"phase      {job.phase}")
+    if job.candidates_done or job.candidates_total:
+        lines.append(f"candidates {job.candidates_done}/{job.candidates_total or '?'}")
+    best = f" ({job.best_candidate})" if job.best_candidate else ""
     lines += [
         f"pass       {job.current_pass or '-'}",
         f"progress   {progress}",
-        f"best       {_metrics(job.best_metrics)}",
+        f"best       {_metrics(job.best_metrics)}{best}",
         f"created    {_when(job.created_at)}",
         f"ended      {_when(job.ended_at)}",
         f"cache      {paths['cache'] or '-'}",

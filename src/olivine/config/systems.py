@@ -21,17 +21,26 @@ class AcceleratorConfig(StrictModel):
         return value.lower() if isinstance(value, str) else value
 
 
-class _SystemBase(StrictModel):
+class SystemBase(StrictModel):
     accelerators: list[AcceleratorConfig] | None = None
 
+    @classmethod
+    def system_type(cls) -> str:
+        """The ``type`` value of this system: written once, in the class's ``type`` field."""
+        return str(cls.model_fields["type"].default)
 
-class LocalSystemConfig(_SystemBase):
+    def default_datastore(self) -> str | None:
+        """The datastore the system's jobs export to unless told otherwise (Olive's ``datastores``)."""
+        return None
+
+
+class LocalSystemConfig(SystemBase):
     """Runs in this process. As a ``workflow_host`` it runs in the foreground (as Olive did)."""
 
     type: Literal["LocalSystem"] = "LocalSystem"
 
 
-class LocalWorkerConfig(_SystemBase):
+class LocalWorkerConfig(SystemBase):
     """A detached worker process on this machine: the embedded default host for remote workflows."""
 
     type: Literal["LocalWorker"] = "LocalWorker"
@@ -39,8 +48,12 @@ class LocalWorkerConfig(_SystemBase):
     python: str | None = Field(default=None, description="interpreter for the worker; default: this one")
     cancel_grace_s: float = Field(default=10.0, ge=0, le=24 * 3600)
 
+    def default_datastore(self) -> str | None:
+        return self.datastores
 
-SYSTEM_TYPES = {name.lower(): name for name in ("LocalSystem", "LocalWorker")}
+
+_SYSTEMS: tuple[type[SystemBase], ...] = (LocalSystemConfig, LocalWorkerConfig)
+SYSTEM_TYPES = {cls.system_type().lower(): cls.system_type() for cls in _SYSTEMS}
 KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "azureml", "isolatedort"}
 
 SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig, Field(discriminator="type")]

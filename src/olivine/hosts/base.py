@@ -1,7 +1,10 @@
 """The host contract and the host registry.
 
 A host takes a bundle and a job record that is already persisted (``PENDING``) and makes a worker run
-it: :meth:`Host.submit`, :meth:`Host.status`, :meth:`Host.logs`, :meth:`Host.cancel`. Everything a
+it: :meth:`Host.submit`, :meth:`Host.status`, :meth:`Host.logs`, :meth:`Host.cancel`. Reading a job
+(:meth:`Host.observe`, :meth:`Host.status`, :meth:`Host.logs`) writes nothing; :meth:`Host.monitor` is
+the one explicit step that records what it observed and seals the export of a job whose worker died.
+What a worker elsewhere says comes back through its status (:mod:`olivine.jobs.status`). Everything a
 particular host type knows (processes, clusters, clouds) lives in its own module; callers only ever see
 this class (no ``if host.type == ...`` anywhere else).
 """
@@ -12,15 +15,21 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import TypeAdapter
 
-from olivine.config.systems import SystemConfig
+from olivine.config.systems import (
+    LocalSystemConfig,
+    LocalWorkerConfig,
+    SystemBase,
+    SystemConfig,
+)
 from olivine.errors import HostError
-from olivine.hosts.bundle import Bundle
-from olivine.hosts.jobs import JobRecord, JobSpec
-from olivine.hosts.store import JobStore
+from olivine.jobs.bundle import Bundle
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.records import JobRecord, JobSpec
+from olivine.jobs.store import JobStore
 from olivine.registry import Registry
 
 _FOLLOW_POLL_S = 0.2
@@ -35,8 +44,8 @@ class Host(ABC):
         store: the job store its records live in.
     """
 
-    #: The system ``type`` this class runs (a key of :data:`HOSTS`).
-    type_name: ClassVar[str]
+    #: The system config class this host runs; its ``type`` is the host's type name.
+    config_type: ClassVar[type[SystemBase]]
     #: True when :meth:`submit` returns while the workflow still runs, so the job outlives the caller.
     detached: ClassVar[bool] = True
 
@@ -45,33 +54,76 @@ class Host(ABC):
         self.config = config
         self.store = store
 
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.config_type.system_type()
+
     def describe(self) -> str:
         """One line for ``--dry-run`` and logs: where jobs run."""
-        return f"host '{self.name}' ({self.type_name})"
+        return f"host '{self.name}' ({self.type_name()})"
 
     def default_datastore(self) -> str | None:
         """The datastore name the host's config selects, if any (Olive's ``datastores`` key)."""
+        return self.config.default_datastore()
+
+    def new_host_info(self) -> dict[str, Any]:
+        """The host's own part of a new job record (``host_info``), written before anything launches."""
+        return {}
+
+    def check(self) -> None:
+        """Called before a job is persisted: raise :class:`HostError` when the host cannot take jobs
+        (e.g. an extra is not installed), so nothing is written for a submission that cannot run."""
         return None
 
     @abstractmethod
     def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
         """Start running ``job`` and return its record; detached hosts return within about a second.
 
-        ``job`` is already in the store (``PENDING``) and ``spec`` written to ``job.job_dir``; a failure
+        ``job`` is already in the store (``PENDING``) and ``spec`` written to its job folder; a failure
         to launch marks the job ``FAILED`` (error kind ``infrastructure``) and raises :class:`HostError`.
         """
 
-    def refresh(self, job: JobRecord) -> JobRecord:
-        """Reconcile ``job`` with reality (the monitor): e.g. mark a job whose worker died as failed."""
+    # -- reading a job: no writes ------------------------------------------------------------------
+    def observe(self, job: JobRecord) -> JobRecord:
+        """``job`` as it is now, from the host's view of its worker; writes nothing.
+
+        E.g. a job whose worker died is returned FAILED (error kind ``infrastructure``); the store is
+        not changed until :meth:`monitor` is called.
+        """
         return job
 
+    def observe_all(self, jobs: list[JobRecord]) -> list[JobRecord]:
+        """:meth:`observe` for many jobs of this host; hosts that ask a service override it to ask once."""
+        return [self.observe(job) for job in jobs]
+
     def status(self, job_id: str) -> JobRecord:
-        """The job's current record, after :meth:`refresh`."""
-        return self.refresh(self.store.get(job_id))
+        """The job's current record (:meth:`observe` of the stored one); writes nothing."""
+        return self.observe(self.store.get(job_id))
 
     @abstractmethod
     def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
         """The job's log lines; with ``follow``, keep yielding until the job ends."""
+
+    # -- changing a job -----------------------------------------------------------------------------
+    def monitor(self, job: JobRecord) -> JobRecord:
+        """The monitor: persist what :meth:`observe` sees, and seal the export of a job that ended
+        without its worker doing it (a dead worker). Idempotent; returns the stored record."""
+        if job.state.is_terminal():
+            return job
+        before, after = self.store.sync(self.observe(job))
+        if after.state.is_terminal() and not before.state.is_terminal():
+            self.close_export(after)
+        return after
+
+    def close_export(self, job: JobRecord) -> bool:
+        """Seal the export of a job the store says is over (no-op when its worker sealed it)."""
+        from olivine.jobs.abandoned import close_export
+
+        return close_export(job, self.worker_folder(job))
+
+    def worker_folder(self, job: JobRecord) -> JobFolder | None:
+        """The folder the job's worker runs in, when it is on this machine (None: elsewhere)."""
+        return None
 
     @abstractmethod
     def cancel(self, job_id: str, *, timeout_s: float | None = None) -> JobRecord:
@@ -81,13 +133,20 @@ class Host(ABC):
         """
 
     def wait(self, job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5) -> JobRecord:
-        """Block until the job ends (or ``timeout_s`` passes) and return its record."""
+        """Block until the job ends (or ``timeout_s`` passes) and return its record (monitored)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            job = self.status(job_id)
+            job = self.monitor(self.store.get(job_id))
             if job.state.is_terminal() or (deadline is not None and time.monotonic() >= deadline):
                 return job
             time.sleep(poll_s)
+
+    def _export_lines(self, job: JobRecord, follow: bool) -> Iterator[str]:
+        """The log the worker exported to the datastore (for workers whose log is not readable here)."""
+        from olivine.jobs.remote import job_export_logs
+
+        finished = (lambda: self.status(job.job_id).state.is_terminal()) if follow else None
+        return job_export_logs(job, finished)
 
     def _file_lines(self, path: Path, job_id: str, follow: bool) -> Iterator[str]:
         """Lines of a local log file; with ``follow``, tail it until the job is terminal."""
@@ -122,8 +181,8 @@ def tail_lines(path: Path, finished: Callable[[], bool]) -> Iterator[str]:
 
 
 HOSTS: Registry[type[Host]] = Registry("host")
-HOSTS.register("LocalSystem", "olivine.hosts.local:LocalSystemHost")
-HOSTS.register("LocalWorker", "olivine.hosts.local_worker:LocalWorkerHost")
+HOSTS.register(LocalSystemConfig.system_type(), "olivine.hosts.local:LocalSystemHost")
+HOSTS.register(LocalWorkerConfig.system_type(), "olivine.hosts.local_worker:LocalWorkerHost")
 
 
 def host_for(name: str, config: SystemConfig, store: JobStore) -> Host:
@@ -134,8 +193,8 @@ def host_for(name: str, config: SystemConfig, store: JobStore) -> Host:
         HostError: the host class does not match the type it is registered under.
     """
     cls = HOSTS.get(config.type)
-    if cls.type_name != config.type:
-        raise HostError(f"host class {cls.__name__} runs '{cls.type_name}', not '{config.type}'")
+    if not isinstance(config, cls.config_type):
+        raise HostError(f"host class {cls.__name__} runs '{cls.type_name()}', not '{config.type}'")
     return cls(name, config, store)
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
+from olivine.config.systems import LocalSystemConfig
 from olivine.errors import HostError, NotSupportedError
-from olivine.hosts.abandoned import close_export
-from olivine.hosts.bundle import Bundle
-from olivine.hosts.jobs import JobRecord, JobSpec, JobStatus
 from olivine.hosts.local_process import LocalProcessHost
-from olivine.hosts.process import job_process_alive, process_start_ticks
+from olivine.hosts.process import job_process_alive, process_start_ticks, worker_pid
+from olivine.jobs.bundle import Bundle
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.records import JobRecord, JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +24,17 @@ logger = logging.getLogger(__name__)
 class LocalSystemHost(LocalProcessHost):
     """Runs each job in the calling process and returns when it ends."""
 
-    type_name = "LocalSystem"
+    config_type = LocalSystemConfig
     detached = False
 
     def describe(self) -> str:
         return f"host '{self.name}' (LocalSystem: runs in the foreground, in this process)"
 
     def submit(self, bundle: Bundle, job: JobRecord, spec: JobSpec) -> JobRecord:
-        from olivine.hosts.worker import run_job
+        from olivine.jobs.worker import run_job
 
-        if job.job_dir is None:
+        folder = JobFolder.of(job)
+        if folder is None:
             raise HostError(f"job {job.job_id} has no job folder")
         logger.info(
             "host '%s' is a LocalSystem: running job %s in the foreground in this process (pid %d); "
@@ -42,28 +43,21 @@ class LocalSystemHost(LocalProcessHost):
             job.job_id,
             os.getpid(),
         )
+        pid = os.getpid()
         self.store.update(
-            job.job_id,
-            pid=os.getpid(),
-            host_info={**job.host_info, "pid_start_ticks": process_start_ticks(os.getpid())},
+            job.job_id, host_info={**job.host_info, "pid": pid, "pid_start_ticks": process_start_ticks(pid)}
         )
-        log_file = Path(job.log_path) if job.log_path else None
-        run_job(Path(job.job_dir), spec=spec, log_file=log_file)
-        return self.store.get(job.job_id)
+        run_job(folder.root, spec=spec, log_file=folder.log)
+        return self.monitor(self.store.get(job.job_id))
 
     def cancel(self, job_id: str, *, timeout_s: float | None = None) -> JobRecord:
-        job = self.status(job_id)
+        job = self.monitor(self.store.get(job_id))
         if job.state.is_terminal():
             return job
         if job_process_alive(job):
             raise NotSupportedError(
-                f"job {job.job_id} runs in the foreground of process {job.pid} (LocalSystem host); "
+                f"job {job.job_id} runs in the foreground of process {worker_pid(job)} (LocalSystem host); "
                 "stop it with Ctrl-C in that terminal"
             )
         # Never started: nothing to stop; its claimed export is sealed as cancelled.
-        final = self.store.update(
-            job.job_id, strict=False, state=JobStatus.CANCELLED, message="cancelled before it started"
-        )
-        if final.state is JobStatus.CANCELLED:
-            close_export(final)
-        return final
+        return self._cancel_unstarted(job, "cancelled before it started")

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from olivine.datastores.redact import scrub_url
-from olivine.hosts import bundle as bundles
-from olivine.hosts.jobs import JobRecord
+from olivine.jobs import bundle as bundles
+from olivine.jobs.records import JobRecord
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
     from olivine.hosts.base import Host
-    from olivine.hosts.choice import DatastoreChoice
+    from olivine.jobs.choice import DatastoreChoice
 
 
 @dataclass(frozen=True)

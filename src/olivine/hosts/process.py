@@ -4,8 +4,9 @@ A pid alone is not an identity: after a worker dies its pid can be reused by any
 in ``/proc/<pid>/stat`` (clock ticks since boot) is recorded at launch; a pid is "our worker" only while
 that start time matches. A zombie (exited, not yet reaped) counts as dead.
 
-:func:`mark_if_dead` is the monitor of the local hosts: it fails a job whose worker is gone, and a
-``PENDING`` job that never got a worker because the process submitting it died first.
+:func:`death_of` is what the local hosts' monitor looks at: a job whose worker is gone, or a ``PENDING``
+job that never got a worker because the process submitting it died first. These facts live in the
+record's ``host_info`` (``pid``, ``pid_start_ticks``, ``submitter``), which only the local hosts read.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from olivine.hosts.jobs import ErrorKind, JobRecord, JobStatus, utc_now
-from olivine.hosts.store import JobStore
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
 
 _PROC = Path("/proc")
 _STARTTIME_FIELD = 19  # field 22 of /proc/<pid>/stat, counted from the state field (field 3)
@@ -56,63 +57,64 @@ def process_alive(pid: int, start_ticks: int | None) -> bool:
     return True
 
 
+def worker_pid(job: JobRecord) -> int | None:
+    """The worker process id a local host recorded for ``job``."""
+    pid = job.host_info.get("pid")
+    return int(pid) if pid is not None else None
+
+
 def job_process_alive(job: JobRecord) -> bool:
     """Whether the worker process recorded in ``job`` is alive (False when none was recorded)."""
-    if job.pid is None:
+    pid = worker_pid(job)
+    if pid is None:
         return False
-    return process_alive(job.pid, job.host_info.get("pid_start_ticks"))
+    return process_alive(pid, job.host_info.get("pid_start_ticks"))
 
 
-def mark_if_dead(
-    store: JobStore, job: JobRecord, *, submitter_grace_s: float = SUBMITTER_GRACE_S
-) -> JobRecord:
-    """The monitor: a job that should be running but whose worker process is gone becomes FAILED.
+def submitter_info() -> dict[str, Any]:
+    """The identity of this (submitting) process, for :func:`death_of`."""
+    pid = os.getpid()
+    return {"pid": pid, "start_ticks": process_start_ticks(pid), "host": socket.gethostname()}
 
-    A ``PENDING`` job with no worker yet fails too when the process that submitted it is gone (on this
-    machine) and ``submitter_grace_s`` have passed since its creation: nobody is left to start it. When
-    the monitor fails a job, it also closes the job's export (final ``status.json``, the rest of the
-    log, the manifest), so readers of the datastore see the failure too.
 
-    The update re-reads the record in its transaction, so a worker that wrote its final state just
-    before exiting keeps it.
+def death_of(job: JobRecord, *, submitter_grace_s: float = SUBMITTER_GRACE_S) -> str | None:
+    """Why a job that should be running cannot be (its worker process is gone), or None.
+
+    A ``PENDING`` job with no worker yet counts too when the process that submitted it is gone (on this
+    machine) and ``submitter_grace_s`` have passed since its creation: nobody is left to start it.
     """
     if job.state.is_terminal():
-        return job
-    if job.pid is None:
+        return None
+    pid = worker_pid(job)
+    if pid is None:
         if job.state is not JobStatus.PENDING or not _submitter_gone(job, submitter_grace_s):
-            return job
-        message = (
-            f"submission did not complete: the submitting process (pid {job.submitter_pid}) ended "
+            return None
+        submitter = job.host_info.get("submitter", {})
+        return (
+            f"submission did not complete: the submitting process (pid {submitter.get('pid')}) ended "
             "before the job was handed to its host"
         )
-    elif job_process_alive(job):
-        return job
-    else:
-        message = f"worker process died (pid {job.pid})"
-    failed = store.update(
-        job.job_id, strict=False, state=JobStatus.FAILED, error_kind=ErrorKind.INFRASTRUCTURE, message=message
-    )
-    if failed.state is JobStatus.FAILED and failed.message == message:
-        from olivine.hosts.abandoned import close_export
-
-        close_export(failed)
-    return failed
+    if job_process_alive(job):
+        return None
+    return f"worker process died (pid {pid})"
 
 
 def _submitter_gone(job: JobRecord, grace_s: float) -> bool:
-    if job.submitter_pid is None or job.submitter_host != socket.gethostname():
+    submitter = job.host_info.get("submitter") or {}
+    if submitter.get("pid") is None or submitter.get("host") != socket.gethostname():
         return False  # an older record, or submitted from another machine: no way to tell
     if utc_now() - job.created_at < timedelta(seconds=grace_s):
         return False
-    return not process_alive(job.submitter_pid, job.submitter_start_ticks)
+    return not process_alive(int(submitter["pid"]), submitter.get("start_ticks"))
 
 
 def signal_group(job: JobRecord, sig: signal.Signals) -> bool:
     """Send ``sig`` to the worker's process group (its session leader is the worker); False if gone."""
-    if job.pid is None or not job_process_alive(job):
+    pid = worker_pid(job)
+    if pid is None or not job_process_alive(job):
         return False
     try:
-        os.killpg(job.pid, sig)
+        os.killpg(pid, sig)
     except ProcessLookupError:
         return False
     return True

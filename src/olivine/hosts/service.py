@@ -1,8 +1,9 @@
 """The functions :mod:`olivine.api` calls.
 
-Jobs in the local store: submit, resume, status, list_jobs, logs, cancel, wait, fetch. Every function
-after submission finds the job's host from its record (the host's config is stored in it), so callers
-never need to know which kind of host runs a job.
+Jobs in the local store: submit, resume, status, list_jobs, logs, cancel, wait, fetch, monitor. Every
+function after submission finds the job's host from its record (the host's config is stored in it), so
+callers never need to know which kind of host runs a job. ``status``, ``list_jobs`` and ``logs`` only
+read; ``monitor`` (and ``wait``, ``cancel``) record what the hosts observe.
 
 From a datastore alone (any machine that can read it, no job record): remote_status, remote_logs,
 assets_list, assets_show.
@@ -10,20 +11,20 @@ assets_list, assets_show.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from olivine.datastores.layout import ExportLayout
 from olivine.datastores.manifest import Which
 from olivine.datastores.manifest import fetch as fetch_export
-from olivine.errors import JobNotFoundError
-from olivine.hosts.base import host_of
-from olivine.hosts.catalog import AssetSummary, AssetVersion, assets_list, assets_show
-from olivine.hosts.jobs import JobRecord, JobStatus
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.remote import job_export_logs, remote_logs, remote_status
-from olivine.hosts.store import JobStore
+from olivine.hosts.base import Host, host_of
 from olivine.hosts.submission import DEFAULT_HOST, Submission, SubmitPlan, resume, submit
+from olivine.jobs.catalog import AssetSummary, AssetVersion, assets_list, assets_show
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.records import JobRecord, JobStatus
+from olivine.jobs.remote import remote_logs, remote_status
+from olivine.jobs.store import JobStore
 
 __all__ = [
     "DEFAULT_HOST",
@@ -39,6 +40,7 @@ __all__ = [
     "host_of",
     "list_jobs",
     "logs",
+    "monitor",
     "remote_logs",
     "remote_status",
     "resume",
@@ -49,10 +51,10 @@ __all__ = [
 
 
 def status(job_id: str, *, store: JobStore | None = None) -> JobRecord:
-    """The job's record, reconciled by its host's monitor (a dead worker shows as FAILED)."""
+    """The job as its host sees it now (a dead worker shows as FAILED). Writes nothing."""
     store = store or JobStore.default()
     job = store.get(job_id)
-    return host_of(job, store).status(job.job_id)
+    return host_of(job, store).observe(job)
 
 
 def list_jobs(
@@ -62,31 +64,46 @@ def list_jobs(
     limit: int | None = None,
     store: JobStore | None = None,
 ) -> list[JobRecord]:
-    """Jobs, newest first; unfinished ones are reconciled by their host's monitor first."""
+    """Jobs, newest first, as their hosts see them now. Writes nothing.
+
+    Unfinished jobs are observed one host at a time (:meth:`Host.observe_all`): a host behind a
+    service is asked once for all its jobs, not once per job.
+    """
     store = store or JobStore.default()
-    for job in store.list(states=(JobStatus.PENDING, JobStatus.RUNNING)):
-        host_of(job, store).refresh(job)
-    return store.list(states=states, workflow_id=workflow_id, limit=limit)
+    jobs = store.list(workflow_id=workflow_id, limit=None if states else limit)
+    observed = {job.job_id: job for job in jobs}
+    for host, group in _by_host([j for j in jobs if not j.state.is_terminal()], store):
+        observed.update((j.job_id, j) for j in host.observe_all(group))
+    result = [observed[j.job_id] for j in jobs if not states or observed[j.job_id].state in states]
+    return result[:limit] if limit is not None else result
+
+
+def monitor(job_id: str | None = None, *, store: JobStore | None = None) -> list[JobRecord]:
+    """The monitor, as an explicit step: record what the hosts observe for one job (or every unfinished
+    one) and seal the exports of jobs whose worker died. Idempotent; returns the monitored records."""
+    store = store or JobStore.default()
+    jobs = [store.get(job_id)] if job_id else store.list(states=(JobStatus.PENDING, JobStatus.RUNNING))
+    return [host_of(job, store).monitor(job) for job in jobs]
+
+
+def _by_host(jobs: list[JobRecord], store: JobStore) -> list[tuple[Host, list[JobRecord]]]:
+    groups: dict[str, list[JobRecord]] = {}
+    for job in jobs:
+        key = json.dumps([job.host_name, job.host_config], sort_keys=True)
+        groups.setdefault(key, []).append(job)
+    return [(host_of(group[0], store), group) for group in groups.values()]
 
 
 def logs(job_id: str, *, follow: bool = False, store: JobStore | None = None) -> Iterator[str]:
-    """The job's log lines; with ``follow``, until the job ends.
-
-    When the job's local log file is gone (its job folder was deleted), the log its worker exported to
-    the datastore is read instead; exported logs arrive in batches while the job runs.
+    """The job's log lines; with ``follow``, until the job ends. The job's host decides where they come
+    from (a local file, a cluster's job logs, or the log the worker exported to the datastore).
 
     Raises:
         JobNotFoundError: no such job.
     """
     store = store or JobStore.default()
     job = store.get(job_id)
-    host = host_of(job, store)
-    # A PENDING job's log file may not exist yet (the host creates it when it launches the worker).
-    gone = job.log_path is not None and not Path(job.log_path).is_file()
-    if gone and job.export_root is not None and job.state is not JobStatus.PENDING:
-        finished = (lambda: host.status(job.job_id).state.is_terminal()) if follow else None
-        return job_export_logs(job, finished)
-    return host.logs(job.job_id, follow=follow)
+    return host_of(job, store).logs(job.job_id, follow=follow)
 
 
 def cancel(job_id: str, *, timeout_s: float | None = None, store: JobStore | None = None) -> JobRecord:
@@ -97,7 +114,7 @@ def cancel(job_id: str, *, timeout_s: float | None = None, store: JobStore | Non
 
 
 def wait(job_id: str, *, timeout_s: float | None = None, store: JobStore | None = None) -> JobRecord:
-    """Block until the job ends (or ``timeout_s`` passes); return its record."""
+    """Block until the job ends (or ``timeout_s`` passes); return its record (monitored)."""
     store = store or JobStore.default()
     job = store.get(job_id)
     return host_of(job, store).wait(job.job_id, timeout_s=timeout_s)
@@ -146,15 +163,10 @@ def export_file(
 def _export_layout(
     job_or_url: str, datastore: str | None, store: JobStore | None, profiles: Profiles | None
 ) -> ExportLayout:
-    from olivine.hosts.exports import open_export_url, open_spec_export
-    from olivine.hosts.worker import read_spec
+    from olivine.jobs.exports import open_export_url, open_job_export
 
+    profiles = profiles or Profiles()
     if "/" in job_or_url:
-        profiles = profiles or Profiles()
         options = profiles.datastore(datastore).options if datastore else {}
         return open_export_url(job_or_url, options)
-    job = (store or JobStore.default()).get(job_or_url)
-    if job.job_dir is None or not (Path(job.job_dir) / "job.json").is_file():
-        raise JobNotFoundError(f"job {job.job_id} has no job spec to find its export")
-    _, layout, _ = open_spec_export(read_spec(Path(job.job_dir)))
-    return layout
+    return open_job_export((store or JobStore.default()).get(job_or_url), profiles)

@@ -8,13 +8,9 @@ builds the bundle in the job folder, writes ``job.json`` and hands the job to th
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import uuid
 from pathlib import Path
-from typing import Any
 
 from olivine.config.systems import LocalWorkerConfig, SystemConfig
 from olivine.datastores.base import Datastore
@@ -22,15 +18,16 @@ from olivine.datastores.layout import claim_export, timestamp_folder
 from olivine.datastores.redact import scrub_url
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow
 from olivine.errors import JobNotFoundError, ReferenceNotFoundError, UserInputError
-from olivine.hosts import bundle as bundles
 from olivine.hosts.base import Host, host_for, host_of
-from olivine.hosts.choice import DatastoreChoice, choose_datastore
-from olivine.hosts.exports import latest_cache_export
-from olivine.hosts.jobs import JobRecord, JobSpec, classify, new_job_id, utc_now
 from olivine.hosts.plan import Submission, SubmitPlan, plan_of
-from olivine.hosts.process import process_start_ticks
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs import bundle as bundles
+from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.exports import latest_cache_export
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.records import JobRecord, JobSpec, classify, new_job_id, utc_now
+from olivine.jobs.store import JobStore
+from olivine.jobs.worker import write_spec
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +102,10 @@ def resume(
     store = store or JobStore.default()
     profiles = profiles or Profiles()
     old = store.get(job_id)
-    if old.export_root is None or old.job_dir is None:
+    folder = JobFolder.of(old)
+    if old.export_root is None or folder is None:
         raise JobNotFoundError(f"job {old.job_id} never exported anything to resume from")
-    wf = bundles.unpack(Path(old.job_dir) / "bundle")
+    wf = bundles.unpack(folder.bundle)
     if host_name is None:
         host = host_of(old, store)
     else:
@@ -134,9 +132,10 @@ def _submit(
             resume_from = _seed_source(choice.open(profiles), wf.workflow_id)
         return Submission(plan_of(wf, host, choice, planned, resume_from, bundles.plan(wf)))
     store = host.store
+    host.check()
     job_id = new_job_id()
-    job_dir = store.job_dir(job_id)
-    record, created = store.create(_new_record(wf, host, choice, job_id, job_dir, submission_id, resume_from))
+    folder = JobFolder(store.job_dir(job_id))
+    record, created = store.create(_new_record(wf, host, choice, job_id, folder, submission_id, resume_from))
     if not created:
         return Submission(
             plan_of(wf, host, choice, record.export_root or planned, record.resume_from, ()),
@@ -151,20 +150,18 @@ def _submit(
             if resume_from is not None:
                 store.update(job_id, resume_from=resume_from)
         layout = claim_export(datastore, wf.workflow_id, now, claim_id=job_id)
-        built = bundles.build(wf, job_dir / "bundle")
+        built = bundles.build(wf, folder.bundle)
         spec = JobSpec(
             job_id=job_id,
             workflow_id=wf.workflow_id,
-            bundle="bundle",
+            bundle=JobFolder.BUNDLE_REL,
             datastore_url=choice.url,
             datastore_options=choice.options,
             datastore_profile=choice.profile,
-            hosts_file=str(profiles.path) if choice.profile else None,
             export_timestamp=layout.folder,
             resume_from=resume_from,
-            store_path=str(store.path),
         )
-        _write_private(job_dir / "job.json", spec.to_json())
+        write_spec(folder.root, spec)
         record = store.update(job_id, export_root=layout.url, message="submitted")
     except BaseException as exc:
         # Whatever stopped the submission (Ctrl-C included), the record must not stay PENDING forever.
@@ -180,28 +177,25 @@ def _new_record(
     host: Host,
     choice: DatastoreChoice,
     job_id: str,
-    job_dir: Path,
+    folder: JobFolder,
     submission_id: str | None,
     resume_from: str | None,
 ) -> JobRecord:
-    """The PENDING record, with the submitting process's identity for the monitor."""
-    pid = os.getpid()
+    """The PENDING record, with the host's own facts (e.g. the submitting process, for its monitor)."""
     return JobRecord(
         job_id=job_id,
         submission_id=submission_id or f"sub-{uuid.uuid4().hex}",
         workflow_id=wf.workflow_id,
         host_name=host.name,
-        host_type=host.type_name,
+        host_type=host.type_name(),
         host_config=host.config.model_dump(mode="json"),
         created_at=utc_now(),
         datastore_name=choice.name,
         datastore_url=scrub_url(choice.url),
+        datastore_options=choice.options,
         resume_from=resume_from,
-        submitter_pid=pid,
-        submitter_start_ticks=process_start_ticks(pid),
-        submitter_host=socket.gethostname(),
-        log_path=str(job_dir / "job.log"),
-        job_dir=str(job_dir),
+        host_info=host.new_host_info(),
+        job_dir=str(folder.root),
         message="preparing the bundle",
     )
 
@@ -237,10 +231,3 @@ def _resume_source(resume_from: str | None, store: JobStore) -> str | None:
     if old.export_root is None:
         raise JobNotFoundError(f"job {old.job_id} has no export to resume from")
     return old.export_root
-
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)

@@ -1,9 +1,12 @@
-"""The worker: ``python -m olivine.hosts.worker --job-dir DIR`` runs one job and exports it.
+"""The worker: ``python -m olivine.jobs.worker --job-dir DIR`` runs one job and exports it.
 
-It reads ``DIR/job.json`` (:class:`~olivine.hosts.jobs.JobSpec`), unpacks the bundle, seeds the cache
+It reads ``DIR/job.json`` (:class:`~olivine.jobs.records.JobSpec`), fetches the bundle when the spec
+names one on the datastore, unpacks it, seeds the cache
 from an earlier export when resuming, and runs the same engine as ``olivine run`` with a listener that
 exports every finished step at once. At the end it exports the cache, the output and the log, writes
-``manifest.json`` and registers the data asset, and only then sets the final state. SIGTERM stops the
+``manifest.json`` and registers the data asset, and only then writes its final status. It reports only
+through its status (:mod:`olivine.jobs.status`, in the job folder and on the datastore): it reads no
+job store and no hosts file but the one of the machine it runs on. SIGTERM stops the
 workflow after the running step (CANCELLED); a failure still exports the log and what finished.
 
 Exit codes: 0 succeeded, 1 failed, 3 cancelled.
@@ -27,9 +30,9 @@ from typing import Any
 from olivine.datastores.exporter import Exporter
 from olivine.datastores.redact import secret_values
 from olivine.errors import HostError, OlivineError
-from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, classify
-from olivine.hosts.progress import JobListener, JobReporter, export_cache
-from olivine.hosts.store import JobStore
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.progress import JobListener, JobReporter, export_cache
+from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, classify
 from olivine.scrubbing import ScrubbingFormatter, process_scrubber, scrub_standard_streams
 
 logger = logging.getLogger("olivine.worker")
@@ -39,10 +42,21 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def read_spec(job_dir: Path) -> JobSpec:
+    path = JobFolder(job_dir).spec
     try:
-        return JobSpec.from_json(json.loads((job_dir / "job.json").read_text(encoding="utf-8")))
+        return JobSpec.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as exc:
-        raise HostError(f"cannot read the job spec {job_dir / 'job.json'}: {exc}") from exc
+        raise HostError(f"cannot read the job spec {path}: {exc}") from exc
+
+
+def write_spec(job_dir: Path, spec: JobSpec) -> Path:
+    """Write ``job.json`` readable by its owner only (it names no secrets, but the paths are private)."""
+    path = JobFolder(job_dir).spec
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(spec.to_json(), fh, indent=2, sort_keys=True)
+    return path
 
 
 def run_job(
@@ -62,8 +76,8 @@ def run_job(
             stdout and stderr already go to the job log).
     """
     spec = spec or read_spec(job_dir)
-    reporter = JobReporter(spec, JobStore(spec.store_path) if spec.store_path else None)
-    if not reporter.start(os.getpid()):
+    reporter = JobReporter(spec, JobFolder(job_dir))
+    if not reporter.start():
         logger.info("job %s ended before its worker started; nothing to do", spec.job_id)
         return JobStatus.CANCELLED
     with _logging_to(log_file):
@@ -73,12 +87,13 @@ def run_job(
 class _JobRun:
     def __init__(self, job_dir: Path, spec: JobSpec, reporter: JobReporter, stop: threading.Event) -> None:
         self.job_dir = job_dir
+        self.folder = JobFolder(job_dir)
         self.spec = spec
         self.reporter = reporter
         self.stop = stop
-        self.log_path = job_dir / spec.log_file
-        self.cache_root = job_dir / "cache" / spec.workflow_id
-        self.output_dir = job_dir / "output"
+        self.log_path = self.folder.log
+        self.cache_root = self.folder.cache_root(spec.workflow_id)
+        self.output_dir = self.folder.output
         self.exporter: Exporter | None = None
         self.secrets: list[str] = []
         self.config: dict[str, Any] | None = None
@@ -86,8 +101,8 @@ class _JobRun:
 
     def execute(self) -> JobStatus:
         from olivine.engine.run import run_workflow
-        from olivine.hosts.bundle import unpack
-        from olivine.hosts.exports import open_export_url, open_spec_export, seed_cache
+        from olivine.jobs.bundle import unpack
+        from olivine.jobs.exports import open_export_url, open_spec_export, seed_cache
 
         state, kind, message = JobStatus.SUCCEEDED, None, "succeeded"
         interrupted: KeyboardInterrupt | None = None
@@ -102,19 +117,19 @@ class _JobRun:
             shipper = _LogShipper(
                 self.exporter, self.reporter, self.log_path, self.spec.log_export_interval_s
             )
-            bundle = self.job_dir / self.spec.bundle
-            workflow = unpack(bundle, self.job_dir / "unpacked" if bundle.is_file() else None)
+            bundle = self._bundle(datastore)
+            workflow = unpack(bundle, self.folder.unpacked if bundle.is_file() else None)
             self.config = workflow.to_json()
             if self.spec.resume_from:
                 source = open_export_url(self.spec.resume_from, options)
                 logger.info("seeding cache from %s", source.url)
-                count = seed_cache(source, self.cache_root, self.job_dir / "seed")
+                count = seed_cache(source, self.cache_root, self.folder.seed)
                 logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
             result = run_workflow(
                 workflow,
                 listener=listener,
-                cache_dir=self.job_dir / "cache",
+                cache_dir=self.folder.cache,
                 output_dir=self.output_dir,
                 stop=self.stop,
             )
@@ -158,7 +173,6 @@ class _JobRun:
             logger.info("job %s %s: %s", self.spec.job_id, state, message)
             try:
                 exporter.export_log(self.log_path, "worker")
-                exporter.write_status(status)
                 # Every sealed export becomes a data-asset version, failed and cancelled ones too (their
                 # state is in the summary): users look them up to resume or inspect them.
                 exporter.finalize(
@@ -170,6 +184,8 @@ class _JobRun:
                     },
                     register_asset=True,
                 )
+                # The final status last: a reader that sees it final finds the export sealed.
+                exporter.write_status(status)
             except OlivineError as exc:
                 logger.error("could not seal the export: %s", exc)
                 if state is JobStatus.SUCCEEDED:
@@ -177,9 +193,20 @@ class _JobRun:
                     self.reporter.final_status(state, message, kind)
                     self.reporter.publish()
         else:
+            self.reporter.final_status(state, message, kind)
             logger.info("job %s %s: %s", self.spec.job_id, state, message)
-        self.reporter.finish(state, message, kind)
+        self.reporter.finish()
         return state
+
+    def _bundle(self, datastore: Any) -> Path:
+        """The bundle folder or tar: in the job folder, or downloaded from the datastore first."""
+        if self.spec.bundle_url is None:
+            return self.job_dir / self.spec.bundle
+        from olivine.jobs.bundle import download_bundle
+
+        return download_bundle(
+            datastore, self.spec.bundle_url, self.spec.bundle_sha256, self.folder.bundle_tar
+        )
 
 
 class _LogShipper:
@@ -233,9 +260,14 @@ def _logging_to(log_file: Path | None) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m olivine.hosts.worker", description=__doc__.splitlines()[0]
+        prog="python -m olivine.jobs.worker", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--job-dir", required=True, type=Path, help="the job folder (holds job.json)")
+    parser.add_argument(
+        "--log-file",
+        action="store_true",
+        help="also write the log to the job folder's job.log (when stdout goes elsewhere, e.g. to Ray)",
+    )
     args = parser.parse_args(argv)
     # Olivine's own progress at INFO; third-party libraries (onnxruntime's optimizer logs every fusion at
     # INFO) only from WARNING, as in a local run.
@@ -254,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     # The worker has its own session and no terminal, but a stray SIGHUP must not end it either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        state = run_job(args.job_dir.resolve(), stop=stop)
+        job_dir = args.job_dir.resolve()
+        state = run_job(job_dir, stop=stop, log_file=JobFolder(job_dir).log if args.log_file else None)
     except OlivineError as exc:  # the spec or the job store is unusable: nothing to report to
         logger.error("%s", exc)
         return EXIT_CODES[JobStatus.FAILED]

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from olivine.datastores.base import Datastore
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow, replace_strings
-from olivine.errors import HostError
-from olivine.hosts.jobs import utc_now
+from olivine.errors import HostError, OlivineError
+from olivine.jobs.records import utc_now
 
 BUNDLE_FORMAT = 1
 _CHUNK = 1 << 20
@@ -332,3 +333,37 @@ def _extract_tar(path: Path, dest: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+#: Where bundles uploaded for workers elsewhere live on a datastore (content-addressed: one per sha256).
+BUNDLES_DIR = "bundles"
+
+
+def upload_bundle(datastore: Datastore, bundle: Bundle, scratch: Path) -> tuple[str, str]:
+    """Upload ``bundle`` as a tar to ``bundles/<sha256>.tar`` once; return ``(path, sha256)``.
+
+    The tar is written in ``scratch`` (a file path) and hashed; a bundle with the same content that is
+    already on the datastore is not uploaded again.
+    """
+    tar = bundle.to_tar(scratch)
+    digest, _ = _hash_copy(tar, None)
+    rel = f"{BUNDLES_DIR}/{digest}.tar"
+    if not datastore.exists(rel):
+        datastore.put_file(tar, rel)
+    return rel, digest
+
+
+def download_bundle(datastore: Datastore, rel: str, sha256: str | None, dest: Path) -> Path:
+    """Download the bundle tar at ``rel`` to ``dest``, checked against ``sha256``.
+
+    Raises:
+        HostError: the path is not a bundle path, or the download does not match.
+    """
+    wrong_hash = sha256 is not None and not rel.endswith(f"/{sha256}.tar")
+    if wrong_hash or not re.fullmatch(rf"{BUNDLES_DIR}/[0-9a-f]{{64}}\.tar", rel):
+        raise HostError(f"bundle path '{rel}' is not allowed (expected {BUNDLES_DIR}/<sha256>.tar)")
+    try:
+        datastore.get_file(rel, dest, expected_sha256=sha256)
+    except OlivineError as exc:
+        raise HostError(f"cannot download the bundle {datastore.url_for(rel)}: {exc}") from exc
+    return dest

@@ -1,14 +1,18 @@
 """A job's progress while its worker runs: incremental export and status, driven by engine events.
 
-:class:`JobReporter` keeps one status in two places: the job store row (when the worker can reach the
-submitter's store) and ``status.json`` on the datastore (readable from anywhere). :class:`JobListener`
-is the engine listener: each finished pass run and each evaluation record is exported as soon as it
-exists, so a worker that dies or is cancelled leaves every finished step on the datastore.
+:class:`JobReporter` keeps the worker's status (:mod:`olivine.jobs.status`) in two places: its job folder
+and ``status.json`` on the datastore (readable from anywhere); the worker never touches a job store.
+:class:`JobListener` is the engine listener: each finished pass run and each evaluation record is
+exported as soon as it exists, so a worker that dies or is cancelled leaves every finished step on
+the datastore.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +27,10 @@ from olivine.engine.events import (
     WorkflowFinished,
     WorkflowStarted,
 )
-from olivine.errors import ConfigError, DatastoreError, HostError
-from olivine.hosts.jobs import ErrorKind, JobSpec, JobStatus, utc_now
-from olivine.hosts.store import JobStore
+from olivine.errors import ConfigError, DatastoreError
+from olivine.jobs.folder import JobFolder
+from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, utc_now
+from olivine.jobs.status import Best, WorkerStatus
 
 if TYPE_CHECKING:
     from olivine.config.evaluators import EvaluatorConfig
@@ -52,49 +57,49 @@ def export_cache(exporter: Exporter, local_dir: Path, rel_prefix: str) -> None:
 
 
 class JobReporter:
-    """Writes the job's status to the job store and to ``status.json`` on the datastore.
+    """Writes the job's :class:`~olivine.jobs.status.WorkerStatus` to the job folder and the datastore.
 
-    ``status.json`` is also rewritten every ``heartbeat_s`` while the worker lives (its ``updated_at``
-    moves), so a reader elsewhere can tell a silent worker from a dead one (``heartbeat_s`` is in it).
+    The local copy (``status.json`` in the job folder) is what a host whose worker runs on its machine
+    reads back; the exported copy is the channel for every other reader. It is also rewritten every
+    ``heartbeat_s`` while the worker lives (``updated_at`` moves), so a reader elsewhere can tell a
+    silent worker from a dead one.
 
     Args:
         spec: the job.
-        store: the job store, or None for workers that cannot reach it.
+        folder: the job folder the worker runs in.
     """
 
-    def __init__(self, spec: JobSpec, store: JobStore | None) -> None:
+    def __init__(self, spec: JobSpec, folder: JobFolder) -> None:
         self.spec = spec
-        self.store = store
+        self.folder = folder
         self.exporter: Exporter | None = None
         # The engine thread changes the status while the log shipper publishes it.
         self._lock = threading.Lock()
-        self.status: dict[str, Any] = {
-            "job_id": spec.job_id,
-            "workflow_id": spec.workflow_id,
-            "state": JobStatus.PENDING.value,
-            "message": "",
-            "error_kind": None,
-            "current_pass": None,
-            "progress": {"done": 0, "total": 0},
-            "best_metrics": {},
-            "started_at": None,
-            "ended_at": None,
-            "heartbeat_s": spec.log_export_interval_s,
-        }
-
-    def start(self, pid: int) -> bool:
-        """Mark the job RUNNING; False when it already ended (cancelled before the worker started)."""
-        self.status.update(state=JobStatus.RUNNING.value, started_at=utc_now().isoformat())
-        if self.store is None:
-            return True
-        record = self.store.update(
-            self.spec.job_id, strict=False, state=JobStatus.RUNNING, pid=pid, message="running"
+        self.status = WorkerStatus(
+            job_id=spec.job_id,
+            workflow_id=spec.workflow_id,
+            heartbeat_s=spec.log_export_interval_s,
+            worker={"pid": os.getpid(), "host": socket.gethostname()},
         )
-        return record.state is JobStatus.RUNNING
+
+    def start(self) -> bool:
+        """Mark the job RUNNING; False when a cancel was asked for before the worker started."""
+        if self.folder.cancel_marker.exists():
+            self._set(
+                state=JobStatus.CANCELLED,
+                error_kind=ErrorKind.CANCELLED,
+                message="cancelled before it started",
+                ended_at=utc_now().isoformat(),
+            )
+            self.finish()
+            return False
+        self._set(state=JobStatus.RUNNING, message="running", started_at=utc_now().isoformat())
+        self.finish()
+        return True
 
     def attach(self, exporter: Exporter) -> None:
         self.exporter = exporter
-        self.status["paths"] = {
+        paths = {
             name: exporter.datastore.url_for(rel)
             for name, rel in (
                 ("export_root", exporter.layout.root),
@@ -103,59 +108,71 @@ class JobReporter:
                 ("logs", exporter.layout.logs),
             )
         }
+        self._set(paths=paths)
         self.publish()
 
     def progress(self, **changes: Any) -> None:
-        """Record progress (``current_pass``, ``progress_done``/``progress_total``, ``best_metrics``)."""
+        """Record progress and publish it.
+
+        Keys: ``current_pass``, ``phase``, ``best_metrics``, ``best`` (``{"candidate_id", "metrics"}``),
+        and the counters ``progress_done``, ``progress_total``, ``progress_candidates_done``,
+        ``progress_candidates_total``.
+        """
         with self._lock:
-            for key, value in changes.items():
-                if key.startswith("progress_"):
-                    self.status["progress"] = {
-                        **self.status["progress"],
-                        key.removeprefix("progress_"): value,
-                    }
-                else:
-                    self.status[key] = value
-        if self.store is not None:
-            try:
-                self.store.update(self.spec.job_id, **changes)
-            except HostError as exc:  # progress is advisory: a busy job store must not fail the workflow
-                logger.warning("could not record progress in the job store: %s", exc)
+            counters = {
+                key.removeprefix("progress_"): changes.pop(key)
+                for key in list(changes)
+                if key.startswith("progress_")
+            }
+            if "best" in changes and changes["best"] is not None:
+                best = changes["best"]
+                changes["best"] = best if isinstance(best, Best) else Best.from_json(best)
+            progress = dataclasses.replace(self.status.progress, **counters)
+            self.status = self.status.evolve(progress=progress, **changes)
         self.publish()
 
     def publish(self) -> None:
-        """Rewrite ``status.json``; a datastore hiccup is logged, not fatal (the next write retries)."""
+        """Rewrite both copies of ``status.json``; a hiccup is logged, not fatal (the next write retries)."""
+        with self._lock:
+            self.status = self.status.evolve(updated_at=utc_now().isoformat())
+            snapshot = self.status
+        try:
+            snapshot.write(self.folder.status)
+        except OSError as exc:
+            logger.warning("could not write %s: %s", self.folder.status, exc)
         if self.exporter is None:
             return
-        with self._lock:
-            snapshot = {**self.status, "updated_at": utc_now().isoformat()}
         try:
-            self.exporter.write_status(snapshot)
+            self.exporter.write_status(snapshot.to_json())
         except DatastoreError as exc:
             logger.warning("could not update status.json: %s", exc)
 
     def final_status(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> dict[str, Any]:
+        """Set the final state (not yet published) and return the status document to seal the export with."""
+        self._set(
+            state=state,
+            message=message,
+            error_kind=error_kind,
+            ended_at=utc_now().isoformat(),
+            current_pass=None,
+        )
         with self._lock:
-            self.status.update(
-                state=state.value,
-                message=message,
-                error_kind=error_kind.value if error_kind else None,
-                ended_at=utc_now().isoformat(),
-                current_pass=None,
-            )
-            return {**self.status, "updated_at": utc_now().isoformat()}
+            return self.status.evolve(updated_at=utc_now().isoformat()).to_json()
 
-    def finish(self, state: JobStatus, message: str, error_kind: ErrorKind | None) -> None:
-        """Set the final state in the job store (after the export is sealed)."""
-        if self.store is not None:
-            self.store.update(
-                self.spec.job_id,
-                strict=False,
-                state=state,
-                message=message,
-                error_kind=error_kind,
-                current_pass=None,
-            )
+    def finish(self) -> None:
+        """Write the status to the job folder only (the final state goes there after the export is
+        sealed, so a local reader that sees it final knows the export is complete)."""
+        with self._lock:
+            self.status = self.status.evolve(updated_at=utc_now().isoformat())
+            snapshot = self.status
+        try:
+            snapshot.write(self.folder.status)
+        except OSError as exc:
+            logger.warning("could not write %s: %s", self.folder.status, exc)
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            self.status = self.status.evolve(**changes)
 
 
 class JobListener:

@@ -15,7 +15,7 @@ from olivine.datastores.base import Datastore
 from olivine.datastores.local import absolute_url
 from olivine.datastores.paths import default_datastore_dir
 from olivine.errors import ReferenceNotFoundError
-from olivine.hosts.profiles import Profiles
+from olivine.jobs.profiles import Profiles
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow

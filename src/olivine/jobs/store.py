@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from olivine.errors import HostError, JobNotFoundError
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -215,3 +215,21 @@ class JobStore:
                 (new.state.value, utc_now().isoformat(), json.dumps(new.to_json()), current.job_id),
             )
         return new
+
+    def sync(self, observed: JobRecord) -> tuple[JobRecord, JobRecord]:
+        """Persist what a monitor observed (:meth:`JobRecord.take_status`) in one transaction.
+
+        Idempotent: nothing is written when the stored record already says it.
+
+        Returns:
+            ``(before, after)``: the stored record before and after the update.
+        """
+        with self._connect(write=True) as conn:
+            current = self._get(conn, observed.job_id)
+            new = current.take_status(observed)
+            if new != current:
+                conn.execute(
+                    "UPDATE jobs SET state = ?, updated_at = ?, record = ? WHERE job_id = ?",
+                    (new.state.value, utc_now().isoformat(), json.dumps(new.to_json()), current.job_id),
+                )
+        return current, new

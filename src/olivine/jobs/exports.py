@@ -7,29 +7,54 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from olivine.datastores.base import Datastore
 from olivine.datastores.files import clean_rel
 from olivine.datastores.layout import ExportLayout, list_exports
 from olivine.datastores.manifest import export_entries, fetch
 from olivine.digests import RecordedDigest, read_digests, write_digests
-from olivine.errors import DatastoreError
-from olivine.hosts.jobs import JobSpec
+from olivine.errors import DatastoreError, JobNotFoundError
+from olivine.jobs.records import JobRecord, JobSpec
+
+if TYPE_CHECKING:
+    from olivine.jobs.profiles import Profiles
 
 logger = logging.getLogger(__name__)
 
 
 def spec_options(spec: JobSpec) -> dict[str, Any]:
     """The datastore options of a job: the spec's public ones plus, when it names a hosts-file profile,
-    that profile's options with their credentials (read here, never copied into the job folder)."""
+    that profile's options with their credentials, from the hosts file of the machine the worker runs
+    on (read here, never copied into the job folder)."""
     options = dict(spec.datastore_options)
     if spec.datastore_profile:
-        from olivine.hosts.profiles import Profiles
+        from olivine.jobs.profiles import Profiles
 
-        profiles = Profiles(spec.hosts_file) if spec.hosts_file else Profiles()
-        options.update(profiles.datastore(spec.datastore_profile).options)
+        options.update(Profiles().datastore(spec.datastore_profile).options)
     return options
+
+
+def open_job_export(job: JobRecord, profiles: Profiles | None = None) -> ExportLayout:
+    """The export of a job in the store, from its record alone (no job folder, no spec).
+
+    Credentials come from ``profiles`` (default: the user's hosts file) when the job's datastore is a
+    hosts-file datastore.
+
+    Raises:
+        JobNotFoundError: the job never got an export.
+    """
+    if job.export_root is None:
+        raise JobNotFoundError(f"job {job.job_id} has no export (its submission did not get that far)")
+    options = dict(job.datastore_options)
+    name = job.datastore_name
+    if name:
+        from olivine.jobs.profiles import Profiles
+
+        profiles = profiles or Profiles()
+        if profiles.has_datastore(name):
+            options.update(profiles.datastore(name).options)
+    return open_export_url(job.export_root, options)
 
 
 def open_spec_export(spec: JobSpec) -> tuple[Datastore, ExportLayout, dict[str, Any]]:

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from olivine.datastores.base import Datastore
@@ -22,14 +21,15 @@ from olivine.datastores.layout import ExportLayout, latest_export, list_exports,
 from olivine.datastores.logs import log_chunks
 from olivine.datastores.manifest import read_manifest
 from olivine.errors import DatastoreError, JobNotFoundError
-from olivine.hosts.choice import choose_datastore
-from olivine.hosts.exports import open_export_url, open_spec_export
-from olivine.hosts.jobs import JobRecord, JobStatus, utc_now
-from olivine.hosts.profiles import Profiles
+from olivine.jobs.choice import choose_datastore
+from olivine.jobs.exports import open_job_export
+from olivine.jobs.profiles import Profiles
+from olivine.jobs.records import JobRecord, JobStatus, utc_now
+from olivine.jobs.status import WorkerStatus
 
 logger = logging.getLogger(__name__)
 
-#: The log stream the worker writes (see :class:`olivine.hosts.worker._LogShipper`).
+#: The log stream the worker writes (see :class:`olivine.jobs.worker._LogShipper`).
 WORKER_STREAM = "worker"
 _POLL_S = 1.0
 # A running worker rewrites status.json every ``heartbeat_s``; after this many missed beats (and at
@@ -77,10 +77,14 @@ def export_status(layout: ExportLayout) -> dict[str, Any]:
     nobody left to record it).
     """
     datastore = layout.datastore
-    status = _read_json(datastore, layout.status) or {
-        "state": JobStatus.PENDING.value,
-        "message": "no status yet: the worker has not started",
-    }
+    raw = _read_json(datastore, layout.status)
+    if raw is None:
+        status: dict[str, Any] = {
+            "state": JobStatus.PENDING.value,
+            "message": "no status yet: the worker has not started",
+        }
+    else:
+        status = WorkerStatus.from_json(raw, where=datastore.url_for(layout.status)).to_json()
     sealed = read_manifest(datastore, layout) is not None
     doc: dict[str, Any] = {**status, "workflow_id": layout.workflow_id, "timestamp": layout.folder}
     doc["paths"] = {
@@ -128,24 +132,12 @@ def remote_logs(
 def job_export_logs(
     job: JobRecord, finished: Callable[[], bool] | None, *, profiles: Profiles | None = None
 ) -> Iterator[str]:
-    """The exported log of a job in the local store (for when its local log file is gone).
+    """The exported log of a job in the local store (when its worker's log is not readable here).
 
     Raises:
         JobNotFoundError: the job never got an export.
     """
-    if job.export_root is None:
-        raise JobNotFoundError(f"job {job.job_id} has no local log and no export to read its log from")
-    spec_file = Path(job.job_dir) / "job.json" if job.job_dir else None
-    if spec_file is not None and spec_file.is_file():
-        from olivine.hosts.worker import read_spec
-
-        _, layout, _ = open_spec_export(read_spec(spec_file.parent))
-    else:
-        profiles = profiles or Profiles()
-        name = job.datastore_name
-        options = profiles.datastore(name).options if name and profiles.has_datastore(name) else {}
-        layout = open_export_url(job.export_root, options)
-    return follow_log(layout, finished)
+    return follow_log(open_job_export(job, profiles), finished)
 
 
 def follow_log(
@@ -229,3 +221,14 @@ def _read_json(datastore: Datastore, rel: str) -> dict[str, Any] | None:
     except ValueError as exc:
         raise DatastoreError(f"{datastore.url_for(rel)} is not valid JSON: {exc}") from exc
     return data if isinstance(data, dict) else None
+
+
+def is_stale(status: WorkerStatus) -> bool:
+    """Whether a non-final status has missed so many heartbeats that its worker is probably gone."""
+    return not status.state.is_terminal() and _silent_for_too_long(status.to_json())
+
+
+def read_export_status(layout: ExportLayout) -> WorkerStatus | None:
+    """The worker status of an export as a typed value, or None when the worker wrote none yet."""
+    raw = _read_json(layout.datastore, layout.status)
+    return WorkerStatus.from_json(raw, where=layout.datastore.url_for(layout.status)) if raw else None

@@ -100,17 +100,16 @@ class JobRecord:
         submission_id: the idempotency key; submitting twice with it yields this same job.
         host_name / host_type / host_config: the host (its system config, no secrets) that runs the job.
         state / message / error_kind: the status; ``error_kind`` is set for failed and cancelled jobs.
-        pid: the worker's process id, for hosts that run one on this machine.
-        submitter_pid / submitter_start_ticks / submitter_host: the process that created the record
-            (pid, start time, host name), so the monitor can fail a job whose submission never
-            finished because that process died before handing it to the host.
-        host_info: host-specific facts (e.g. the worker's process start time), owned by the host module.
-        datastore_name / datastore_url: where the job exports, as the user named it and as a URL
-            (redacted: no credentials); ``export_root`` is the job's own
+        host_info: host-specific facts, owned by the host module and read by nobody else (a local
+            worker's pid and start time, the submitting process; a Ray head's address).
+        datastore_name / datastore_url / datastore_options: where the job exports, as the user named it
+            and as a URL with its options (redacted: no credentials); ``export_root`` is the job's own
             ``<datastore>/<timestamp>/<workflow_id>`` folder in it.
         resume_from: the export root whose cache seeded this job.
-        current_pass / progress_done / progress_total / best_metrics: progress while running.
-        log_path / job_dir: local files of the job (the log and the folder with its spec and bundle).
+        current_pass / phase / progress_done / progress_total / candidates_done / candidates_total /
+            best_metrics / best_candidate: progress while running, as the worker reported it in its
+            status (:class:`olivine.jobs.status.WorkerStatus`).
+        job_dir: the submitter's job folder (spec and bundle; :class:`olivine.jobs.folder.JobFolder`).
     """
 
     job_id: str
@@ -122,23 +121,23 @@ class JobRecord:
     state: JobStatus = JobStatus.PENDING
     message: str = ""
     error_kind: ErrorKind | None = None
-    pid: int | None = None
-    submitter_pid: int | None = None
-    submitter_start_ticks: int | None = None
-    submitter_host: str | None = None
     host_info: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     datastore_name: str | None = None
     datastore_url: str | None = None
+    datastore_options: dict[str, Any] = field(default_factory=dict)
     export_root: str | None = None
     resume_from: str | None = None
     current_pass: str | None = None
+    phase: str | None = None
     progress_done: int = 0
     progress_total: int = 0
+    candidates_done: int = 0
+    candidates_total: int | None = None
     best_metrics: dict[str, Any] = field(default_factory=dict)
-    log_path: str | None = None
+    best_candidate: str | None = None
     job_dir: str | None = None
 
     @property
@@ -170,6 +169,25 @@ class JobRecord:
             changes["error_kind"] = ErrorKind(changes["error_kind"])
         return dataclasses.replace(self, **changes)
 
+    def take_status(self, observed: JobRecord) -> JobRecord:
+        """This record with the status fields of ``observed`` (what a monitor saw), if the change is legal.
+
+        Only :data:`STATUS_FIELDS` are taken, so a host's own writes (``host_info``) made meanwhile stay;
+        a terminal record stays as it is, and a PENDING one passes through RUNNING to a final state.
+        """
+        if self.state.is_terminal():
+            return self
+        changes = {name: getattr(observed, name) for name in STATUS_FIELDS}
+        for name in _TIME_FIELDS:
+            if changes.get(name, 0) is None:
+                del changes[name]  # evolve stamps it
+        new = self
+        if observed.state is JobStatus.SUCCEEDED and self.state is JobStatus.PENDING:
+            new = new.evolve(state=JobStatus.RUNNING, started_at=observed.started_at)
+        if not new.state.can_become(observed.state):
+            return self
+        return new.evolve(**changes)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (times in ISO 8601 UTC, enums as their values)."""
         out = dataclasses.asdict(self)
@@ -194,6 +212,24 @@ class JobRecord:
         return cls(**values)
 
 
+#: The fields a monitor observes (from a worker's status, a process table or a cluster's job state).
+STATUS_FIELDS = (
+    "state",
+    "message",
+    "error_kind",
+    "started_at",
+    "ended_at",
+    "current_pass",
+    "phase",
+    "progress_done",
+    "progress_total",
+    "candidates_done",
+    "candidates_total",
+    "best_metrics",
+    "best_candidate",
+)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What a worker needs to run one job; written as ``job.json`` in the job folder. Holds no secrets.
@@ -201,13 +237,15 @@ class JobSpec:
     Attributes:
         job_id / workflow_id: the job and its workflow.
         bundle: the bundle folder or tar, relative to the job folder (or absolute).
+        bundle_url: when set, the worker downloads the bundle (a tar) from this datastore path
+            first (hosts whose job folder cannot carry it, e.g. Ray's ``working_dir`` limit).
+        bundle_sha256: the tar's sha256, checked after the download.
         datastore_url / datastore_options: where to export; options without credentials.
-        datastore_profile / hosts_file: the hosts-file entry to read credentials from, if any (the
-            worker re-reads it, so credentials are never copied into the job folder).
+        datastore_profile: the hosts-file datastore to read credentials from, if any: the worker looks
+            it up in the hosts file of the machine it runs on, so credentials are never copied into
+            the job folder (and never point at the submitter's files).
         export_timestamp: the ``<yyyy-mm-dd-hh-mm-ss>`` level of the export layout.
         resume_from: the export root of an earlier job whose ``cache`` seeds this run.
-        store_path: the job store to update, for workers on the submitter's machine.
-        log_file: the worker's log, relative to the job folder; exported as log stream ``worker``.
         log_export_interval_s: how often the worker exports its log while running.
     """
 
@@ -216,12 +254,11 @@ class JobSpec:
     bundle: str
     datastore_url: str
     export_timestamp: str
+    bundle_url: str | None = None
+    bundle_sha256: str | None = None
     datastore_options: dict[str, Any] = field(default_factory=dict)
     datastore_profile: str | None = None
-    hosts_file: str | None = None
     resume_from: str | None = None
-    store_path: str | None = None
-    log_file: str = "job.log"
     log_export_interval_s: float = 30.0
 
     def to_json(self) -> dict[str, Any]:

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from olivine.datastores import assets
-from olivine.hosts.base import host_for
-from olivine.hosts.choice import DatastoreChoice, choose_datastore
-from olivine.hosts.profiles import Profiles
-from olivine.hosts.store import JobStore
+from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.profiles import Profiles
 
 
 @dataclass(frozen=True)
@@ -50,8 +48,7 @@ def default_datastore(profiles: Profiles) -> DatastoreChoice:
     name = profiles.data.default_datastore
     host = profiles.data.default_host
     if name is None and host is not None and profiles.has_host(host):
-        # Building a host object reads nothing; the store is only needed by its constructor.
-        name = host_for(host, profiles.host(host), JobStore.default()).default_datastore()
+        name = profiles.host(host).default_datastore()
     return choose_datastore(name, profiles)
 
 
