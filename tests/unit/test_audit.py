@@ -11,7 +11,7 @@ from olivine.datastores import Datastore, Exporter, claim_export
 from olivine.datastores.audit import audit_datastore
 from olivine.datastores.files import json_bytes
 from olivine.engine.cache import WorkflowCache
-from olivine.hosts.progress import export_cache
+from olivine.jobs.progress import export_cache
 from olivine.model.handle import ModelHandle
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)

@@ -126,3 +126,43 @@ def test_job_store_wraps_sqlite_errors(tmp_path: Path) -> None:
     (tmp_path / "jobs.db").write_text("not a database")
     with pytest.raises(HostError, match="job store"):
         JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_one_bad_row_is_skipped_by_list_and_named_by_get(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    store.create(_record(job_id="job-bbbbbbbbbb", submission_id="sub-2"))
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE jobs SET record = '{not json' WHERE job_id = 'job-aaaaaaaaaa'")
+    assert [r.job_id for r in store.list()] == ["job-bbbbbbbbbb"]
+    assert store.get("job-bbbbbbbbbb").state is JobStatus.PENDING
+    with pytest.raises(HostError, match="job-aaaaaaaaaa is unreadable.*doctor --fix"):
+        store.get("job-aaaaaaaaaa")
+
+
+def test_job_store_truncated_to_nothing_is_an_error_not_an_empty_store(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    store.job_dir("job-aaaaaaaaaa").mkdir(parents=True)
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{store.path}{suffix}")
+        if path.exists():
+            path.write_bytes(b"")
+    with pytest.raises(HostError, match="empty but 1 job folder"):
+        JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_damaged_file_names_doctor(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    data = bytearray(store.path.read_bytes())
+    data[:16] = b"garbage garbage!"
+    store.path.write_bytes(bytes(data))
+    with pytest.raises(HostError, match="doctor --fix"):
+        JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_file_is_user_private(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "home" / "jobs.db")
+    store.create(_record())
+    assert store.path.stat().st_mode & 0o077 == 0

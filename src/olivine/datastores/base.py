@@ -67,6 +67,8 @@ class Datastore:
     atomic_create: ClassVar[bool] = False
     #: How many files the exporter copies at once (network backends gain from more).
     put_concurrency: ClassVar[int] = 8
+    #: True when only this process can see the data (``memory://``): no use to a worker elsewhere.
+    process_local: ClassVar[bool] = False
 
     def __init__(self, fs: Any, root: str, *, secrets: Iterable[str] = ()) -> None:
         self.fs = fs
@@ -99,6 +101,12 @@ class Datastore:
             secrets = secret_values(opts)
             message = scrub_text(f"cannot open datastore {url}: {type(exc).__name__}: {exc}", secrets)
             raise DatastoreError(message) from _safe_cause(exc, secrets)
+
+    @staticmethod
+    def backend_for(url: str) -> type[Datastore]:
+        """The backend class of ``url``'s scheme (a plain path means ``file://``), not opened."""
+        scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+        return BACKENDS.get(scheme)
 
     @staticmethod
     def from_config(config: DatastoreConfig) -> Datastore:

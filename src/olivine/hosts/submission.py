@@ -127,6 +127,11 @@ def _submit(
 ) -> Submission:
     now = utc_now()
     planned = f"{scrub_url(choice.url).rstrip('/')}/{timestamp_folder(now)}/{wf.workflow_id}"
+    if host.detached and Datastore.backend_for(choice.url).process_local:
+        raise UserInputError(
+            f"datastore {scrub_url(choice.url)} lives in this process's memory; {host.describe()} runs the "
+            "job in another process, so its export would vanish: use a file:// (or cloud) datastore"
+        )
     if dry_run:
         if auto_seed:
             resume_from = _seed_source(choice.open(profiles), wf.workflow_id)
@@ -150,6 +155,9 @@ def _submit(
             if resume_from is not None:
                 store.update(job_id, resume_from=resume_from)
         layout = claim_export(datastore, wf.workflow_id, now, claim_id=job_id)
+        # User-private job folder (spec, bundle, log, cache, output): only its owner may read it.
+        store.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.root.mkdir(mode=0o700, exist_ok=True)
         built = bundles.build(wf, folder.bundle)
         spec = JobSpec(
             job_id=job_id,
