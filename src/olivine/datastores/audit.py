@@ -79,6 +79,12 @@ def audit_export(layout: ExportLayout, *, hashes: bool = False) -> list[Finding]
         findings = []
     if manifest is None:
         state = state_of(status)
+        if (
+            status is None
+            and not datastore.walk_files(f"{layout.root}/cache")
+            and not datastore.walk_files(f"{layout.root}/logs")
+        ):
+            return findings  # only a claim: its submission stopped before anything was exported
         findings.append(Finding("unsealed", url, f"no manifest; status.json says {state or 'nothing'}"))
         return findings
     sealed = state_of(manifest.get("status"))

@@ -22,6 +22,7 @@ from olivine.hosts.base import Host, host_for, host_of
 from olivine.hosts.plan import Submission, SubmitPlan, plan_of
 from olivine.jobs import bundle as bundles
 from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.doctor import write_record
 from olivine.jobs.exports import latest_cache_export
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.profiles import Profiles
@@ -171,6 +172,7 @@ def _submit(
         )
         write_spec(folder.root, spec)
         record = store.update(job_id, export_root=layout.url, message="submitted")
+        write_record(folder, record)  # lets `olivine doctor --fix` rebuild a damaged job store
     except BaseException as exc:
         # Whatever stopped the submission (Ctrl-C included), the record must not stay PENDING forever.
         state, kind, message = classify(exc)
