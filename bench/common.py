@@ -308,3 +308,56 @@ def prepare_workdir(example: Path, work: Path) -> Path:
 def dir_size(path: Path) -> int:
     """Bytes of every file under ``path`` (symlinks not followed)."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+# Sections of BENCHMARKS.md written by single-purpose scripts (bench/model_builder.py, bench/pass_table.py)
+# sit between these markers; run_all.py's re-render keeps them (carry_doc_blocks).
+_BLOCK_START = "<!-- bench:{name} -->"
+_BLOCK_END = "<!-- /bench:{name} -->"
+
+
+def doc_block(name: str, markdown: str) -> str:
+    """``markdown`` wrapped in the markers of block ``name``."""
+    body = markdown.strip("\n")
+    return f"{_BLOCK_START.format(name=name)}\n{body}\n{_BLOCK_END.format(name=name)}"
+
+
+def replace_doc_block(text: str, name: str, markdown: str) -> str:
+    """``text`` with block ``name`` replaced by ``markdown`` (appended at the end when absent)."""
+    start, end = _BLOCK_START.format(name=name), _BLOCK_END.format(name=name)
+    block = doc_block(name, markdown)
+    if start in text and end in text[text.index(start) :]:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def doc_blocks(text: str) -> dict[str, str]:
+    """The blocks in ``text`` by name (the whole block, markers included)."""
+    import re
+
+    found = re.finditer(r"<!-- bench:([\w-]+) -->\n.*?<!-- /bench:\1 -->", text, flags=re.S)
+    return {m.group(1): m.group(0) for m in found}
+
+
+def carry_doc_blocks(old: str, new: str) -> str:
+    """``new`` plus every block of ``old`` that ``new`` does not have (a re-render keeps other scripts'
+    sections)."""
+    have = doc_blocks(new)
+    for name, block in doc_blocks(old).items():
+        if name not in have:
+            new = new.rstrip("\n") + "\n\n" + block + "\n"
+    return new
+
+
+def write_doc_block(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace (or add) block ``name`` of ``BENCHMARKS.md``."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    doc.write_text(replace_doc_block(text, name, markdown), encoding="utf-8")
+
+
+def write_doc(text: str, doc: Path = DOC) -> None:
+    """Write a freshly rendered ``BENCHMARKS.md``, keeping the blocks other bench scripts wrote."""
+    if doc.is_file():
+        text = carry_doc_blocks(doc.read_text(encoding="utf-8"), text)
+    doc.write_text(text, encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOC, fmt_mb, fmt_ms, fmt_ratio, fmt_seconds, goal_status, median, ratio
+from common import DOC, fmt_mb, fmt_ms, fmt_ratio, fmt_seconds, goal_status, median, ratio, write_doc
 from e2e_breakdown import START_UP
 
 #: Labels of the models ``run_all.py`` hands to ``model_latency.py``.
@@ -453,7 +453,7 @@ def main() -> int:
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=DOC)
     args = parser.parse_args()
-    args.out.write_text(render(json.loads(args.results.read_text(encoding="utf-8"))), encoding="utf-8")
+    write_doc(render(json.loads(args.results.read_text(encoding="utf-8"))), args.out)
     print(f"wrote {args.out}")
     return 0
 

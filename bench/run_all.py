@@ -41,6 +41,7 @@ from common import (
     library_versions,
     load_average,
     machine_info,
+    write_doc,
 )
 
 STAGES = ("e2e", "latency", "cli", "export", "submit")
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows in logs
     if args.render:
-        DOC.write_text(report.render(json.loads(args.render.read_text(encoding="utf-8"))), encoding="utf-8")
+        write_doc(report.render(json.loads(args.render.read_text(encoding="utf-8"))))
         print(f"wrote {DOC}")
         return 0
     started = datetime.now(timezone.utc)
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and not args.doc:
         print(text)
     else:
-        DOC.write_text(text, encoding="utf-8")
+        write_doc(text)
         print(f"wrote {DOC}")
     print(f"results: {out}")
     return 0

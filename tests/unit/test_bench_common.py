@@ -115,3 +115,15 @@ def test_prepare_workdir_copies_files_links_folders_and_skips_caches(tmp_path: P
     assert (work / "model").is_symlink()
     assert (work / "model" / "weights.bin").read_bytes() == b"w"
     assert not (work / "config.json").is_symlink()
+
+
+def test_doc_blocks_replace_in_place_and_survive_a_re_render() -> None:
+    from common import carry_doc_blocks, replace_doc_block
+
+    text = replace_doc_block("# Benchmarks\n\nintro\n", "pass-table", "## Passes\n| a |\n")
+    text = replace_doc_block(text, "genai", "## genai\nv1")
+    again = replace_doc_block(text, "pass-table", "## Passes\n| b |")
+    assert again.count("<!-- bench:pass-table -->") == 1 and "| b |" in again and "| a |" not in again
+    assert again.index("pass-table") < again.index("genai")  # replaced where it was
+    rendered = carry_doc_blocks(again, "# Benchmarks\n\nnew intro\n")
+    assert "new intro" in rendered and "| b |" in rendered and "## genai\nv1" in rendered

@@ -9,6 +9,7 @@ from pydantic import model_validator
 
 from olivine.config.base import LocalPath, StrictModel
 from olivine.config.data import DataConfig
+from olivine.config.model import InferenceSettings
 
 MetricType = Literal["accuracy", "latency", "throughput", "size_on_disk", "custom"]
 
@@ -48,6 +49,13 @@ class SubMetric(StrictModel):
     goal: Goal | None = None
 
 
+class MetricInferenceSettings(StrictModel):
+    """A metric's own inference settings, per framework (Olive's ``{"onnx": {...}}``)."""
+
+    onnx: InferenceSettings | None = None
+    pytorch: dict[str, Any] | None = None
+
+
 class MetricUserConfig(StrictModel):
     user_script: LocalPath | None = None
     script_dir: LocalPath | None = None
@@ -57,7 +65,7 @@ class MetricUserConfig(StrictModel):
     evaluate_func_kwargs: dict[str, Any] | None = None
     metric_func: str | None = None
     metric_func_kwargs: dict[str, Any] | None = None
-    inference_settings: dict[str, Any] | None = None
+    inference_settings: MetricInferenceSettings | None = None
     io_bind: bool = False
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
+from olivine.config.session import SessionOptions
 from olivine.config.typed import flatten_typed
 
 
@@ -20,9 +21,15 @@ class IOConfig(StrictModel):
 
 
 class InferenceSettings(StrictModel):
+    """How onnxruntime runs the model (Olive's keys); session option enums by name or by integer."""
+
     execution_provider: list[Any] | None = None
     provider_options: list[dict[str, Any]] | None = None
-    session_options: dict[str, Any] | None = None
+    session_options: SessionOptions | None = None
+    # Written by Olive's OrtSessionParamsTuning into its output model config; kept so such a config
+    # loads. Olivine runs on the CPU without I/O binding and has no ROCm op tuning.
+    io_bind: bool | None = None
+    tuning_op_result: Any = None
 
 
 class ONNXModelConfig(StrictModel):

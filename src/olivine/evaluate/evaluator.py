@@ -73,8 +73,13 @@ class _Session:
 
     def runner(self, metric: MetricConfig) -> Runner:
         """A runner for ``metric`` (shared unless the metric sets its own onnxruntime session options)."""
-        settings = (metric.user_config.inference_settings if metric.user_config else None) or {}
-        session_options = (settings.get("onnx") or {}).get("session_options")
+        settings = metric.user_config.inference_settings if metric.user_config else None
+        onnx_settings = settings.onnx if settings else None
+        session_options = (
+            onnx_settings.session_options.model_dump(exclude_none=True)
+            if onnx_settings and onnx_settings.session_options
+            else None
+        )
         key = json.dumps(session_options, sort_keys=True, default=str)
         if key not in self._runners:
             self._runners[key] = open_runner(self.model, self.accelerator, session_options=session_options)

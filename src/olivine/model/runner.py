@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from olivine.config.session import normalize_session_options
 from olivine.errors import ModelLoadError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
@@ -39,18 +40,23 @@ class OnnxRunner:
         options.log_severity_level = log_severity_level
         settings = dict((model.config.get("inference_settings") or {}).get("session_options") or {})
         settings.update(session_options or {})
+        try:
+            # A handle's settings may come from a model config another tool wrote: check them here too.
+            settings = normalize_session_options(settings)
+        except ValueError as exc:
+            raise ModelLoadError(f"inference settings of {model.onnx_path}: {exc}") from None
         for key, value in settings.items():
             if key == "graph_optimization_level":
-                options.graph_optimization_level = ort.GraphOptimizationLevel(int(value))
+                options.graph_optimization_level = ort.GraphOptimizationLevel(value)
             elif key == "execution_mode":
-                options.execution_mode = ort.ExecutionMode(int(value))
+                options.execution_mode = ort.ExecutionMode(value)
+            elif key == "execution_order":
+                options.execution_order = ort.ExecutionOrder(value)
             elif key == "extra_session_config":
                 for k, v in dict(value).items():
                     options.add_session_config_entry(str(k), str(v))
-            elif hasattr(options, key):
-                setattr(options, key, value)
             else:
-                raise ModelLoadError(f"unknown onnxruntime session option '{key}'")
+                setattr(options, key, value)
         available = set(ort.get_available_providers())
         providers = [ep for ep in accelerator.execution_providers if ep in available]
         if not providers:

@@ -84,3 +84,8 @@ PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:
 PASSES.register("OnnxStaticQuantization", "olivine.passes.static_quantization:OnnxStaticQuantization")
 PASSES.register("OnnxQuantization", "olivine.passes.onnx_quantization:OnnxQuantization")
 PASSES.register("OnnxQuantizationPreprocess", "olivine.passes.quant_preprocess:OnnxQuantizationPreprocess")
+PASSES.register("ModelBuilder", "olivine.passes.model_builder:ModelBuilder", extra="genai")
+PASSES.register("OrtSessionParamsTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning")
+PASSES.register(
+    "OrtPerfTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning"
+)  # Olive <= 0.6

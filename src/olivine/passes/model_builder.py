@@ -1,0 +1,319 @@
+"""``ModelBuilder``: onnxruntime-genai's model builder, a Hugging Face causal LM folder to an ONNX model
+plus the ``genai_config.json`` and tokenizer files that onnxruntime-genai's generator loads.
+
+Olive's parameter names, defaults and search values (olive/passes/onnx/model_builder.py): ``precision``
+(fp32 by default), ``metadata_only`` (an existing ONNX model gets the genai config only), ``search``
+(merged into the generated config's ``search`` block), the ``int4_*`` quantization options, the
+``exclude_*`` / ``include_hidden_states`` switches and free-form ``extra_options``. Like Olive, every set
+option is handed to the builder's own ``check_extra_options`` so the builder stays the one owner of what
+an option means.
+
+The builder is pinned to onnxruntime-genai 0.15.2, the newest release whose builder imports with
+transformers 4.x (0.16 and later import classes that exist only in transformers 5; see the ``genai``
+extra in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
+
+from olivine.errors import PassRunError
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle, ModelKind
+from olivine.passes.base import Pass, PassConfig, PassContext
+
+ONNX_FILE_NAME = "model.onnx"
+GENAI_CONFIG = "genai_config.json"
+
+# Olive's EP_MAP: the builder's name for each execution provider.
+_EP_NAMES = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "DmlExecutionProvider": "dml",
+    "WebGpuExecutionProvider": "webgpu",
+    "JsExecutionProvider": "web",
+    "NvTensorRTRTXExecutionProvider": "NvTensorRtRtx",
+}
+# Options that only mean something on a GPU execution provider (refused on a CPU target).
+_GPU_ONLY = {
+    "use_cuda_bf16": "BF16 I/O applies to the CUDA execution provider",
+    "enable_cuda_graph": "CUDA graph capture applies to the CUDA execution provider",
+    "use_webgpu_fp32": "applies to the WebGPU execution provider",
+}
+# Olive passes list-valued options as the joined strings the builder's command line produces.
+_LIST_SEPARATORS = {"op_types_to_quantize": "/", "nodes_to_exclude": ","}
+# The keys of the generated config's "search" block (onnxruntime-genai's generator search options).
+SEARCH_KEYS = frozenset(
+    {
+        "diversity_penalty",
+        "do_sample",
+        "early_stopping",
+        "length_penalty",
+        "max_length",
+        "min_length",
+        "no_repeat_ngram_size",
+        "num_beams",
+        "num_return_sequences",
+        "past_present_share_buffer",
+        "random_seed",
+        "repetition_penalty",
+        "temperature",
+        "top_k",
+        "top_p",
+    }
+)
+# The config keys handled by the pass itself; every other set key is a builder option.
+_PASS_KEYS = {"precision", "metadata_only", "search", "extra_options"}
+
+
+class ModelBuilderConfig(PassConfig):
+    """Olive's ``ModelBuilder`` parameters (an unset option is not passed, so the builder's default holds)."""
+
+    precision: Literal["fp32", "fp16", "bf16", "int8", "int4"] = "fp32"
+    metadata_only: bool = False
+    search: dict[str, Any] | None = None
+    int4_accuracy_level: Literal[1, 2, 3, 4] | None = None
+    int4_block_size: Literal[16, 32, 64, 128, 256] | None = None
+    int4_is_symmetric: bool | None = None
+    int4_op_types_to_quantize: list[str] | None = None
+    int4_nodes_to_exclude: list[str] | None = None
+    int4_algo_config: str | None = None
+    use_qdq: bool | None = None
+    use_8bits_moe: bool | None = None
+    use_webgpu_fp32: bool | None = None
+    use_cuda_bf16: bool | None = None
+    include_hidden_states: bool | None = None
+    exclude_embeds: bool | None = None
+    exclude_lm_head: bool | None = None
+    enable_cuda_graph: bool | None = None
+    extra_options: dict[str, Any] | None = None
+
+    @field_validator("search")
+    @classmethod
+    def _search_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        unknown = sorted(set(value or {}) - SEARCH_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown generator search option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(SEARCH_KEYS))}"
+            )
+        return value
+
+
+class ModelBuilder(Pass):
+    """Build an ONNX causal LM and its genai config with onnxruntime-genai's model builder."""
+
+    name: ClassVar[str] = "ModelBuilder"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = ModelBuilderConfig
+    accepts: ClassVar[tuple[ModelKind, ...]] = ("hf", "onnx")
+    libraries: ClassVar[tuple[str, ...]] = (
+        "onnxruntime-genai",
+        "onnx",
+        "onnxruntime",
+        "transformers",
+        "torch",
+    )
+    # Olive's search_defaults: Categorical([32, 64, 128]), Boolean(), and the four algorithm names.
+    search_values: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "int4_block_size": (32, 64, 128),
+        "int4_is_symmetric": (True, False),
+        "int4_algo_config": ("default", "rtn", "k_quant_mixed", "k_quant_last"),
+    }
+
+    @classmethod
+    def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
+        cfg: ModelBuilderConfig = config
+        provider = _provider(accelerator)
+        if cfg.precision == "fp16" and provider == "cpu":
+            return "precision fp16 is not supported on the CPU execution provider (use fp32, int8 or int4)"
+        if cfg.precision == "bf16" and provider != "cuda":
+            return "precision bf16 needs the CUDA execution provider"
+        if provider == "cpu":
+            for key, why in _GPU_ONLY.items():
+                if getattr(cfg, key):
+                    return f"{key}: {why}, not to a CPU target"
+        return None
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: ModelBuilderConfig = config
+        reason = self.invalid_reason(cfg, ctx.accelerator)
+        if reason is not None:
+            raise PassRunError(self.name, reason)
+        input_dir = _input_folder(model, cfg)
+        options = _builder_options(cfg, model)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _build(input_dir, output_dir, cfg.precision, _provider(ctx.accelerator), options, ctx)
+        _merge_search_options(output_dir / GENAI_CONFIG, cfg.search)
+        # The output folder is self-contained: with metadata_only the input model's files join the new
+        # genai config; otherwise the HF config goes beside the model (as in Olive), for a later
+        # metadata_only run to read.
+        sources = (
+            model.files()
+            if cfg.metadata_only
+            else [input_dir / "config.json", input_dir / "generation_config.json"]
+        )
+        for source in sources:
+            target = output_dir / source.relative_to(input_dir)
+            if source.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(source, target)
+        onnx_name = _onnx_file(output_dir, str(options["filename"]))
+        attributes = {k: v for k, v in model.attributes.items() if k != "additional_files"}
+        handle_config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": onnx_name}
+        if model.kind == "onnx" and model.config.get("inference_settings"):
+            handle_config["inference_settings"] = model.config["inference_settings"]
+        if attributes:
+            handle_config["model_attributes"] = attributes
+        return ModelHandle(kind="onnx", config=handle_config)
+
+    def check_output(self, output: ModelHandle) -> None:
+        """The genai config names a graph that exists, and onnxruntime-genai loads the model folder."""
+        folder = Path(str(output.model_path))
+        folder = folder if folder.is_dir() else folder.parent
+        check_genai_folder(folder)
+
+
+def _provider(accelerator: Accelerator) -> str:
+    first = accelerator.execution_providers[0] if accelerator.execution_providers else "CPUExecutionProvider"
+    return _EP_NAMES.get(first, "cpu")
+
+
+def _input_folder(model: ModelHandle, cfg: ModelBuilderConfig) -> Path:
+    if cfg.metadata_only and model.kind != "onnx":
+        raise PassRunError("ModelBuilder", "metadata_only: true needs an ONNXModel as input")
+    if not cfg.metadata_only and model.kind != "hf":
+        raise PassRunError("ModelBuilder", "model building needs an HfModel (a local model folder) as input")
+    path = Path(str(model.model_path))
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.json").is_file():
+        raise PassRunError(
+            "ModelBuilder",
+            f"{folder} has no config.json: the builder reads the Hugging Face config from there",
+        )
+    return folder
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, target)
+
+
+def _builder_options(cfg: ModelBuilderConfig, model: ModelHandle) -> dict[str, Any]:
+    """The builder's extra options, as strings like its ``--extra_options key=value`` (what Olive passes)."""
+    options: dict[str, Any] = {"filename": ONNX_FILE_NAME}
+    if cfg.metadata_only:
+        options["filename"] = model.onnx_path.name
+        options["config_only"] = True
+    options.update({k: v for k, v in cfg.model_dump().items() if v is not None and k not in _PASS_KEYS})
+    options.update(cfg.extra_options or {})
+    for key, value in list(options.items()):
+        if isinstance(value, bool):
+            options[key] = str(value).lower()
+        elif isinstance(value, list | tuple):
+            separator = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
+            if separator:
+                options[key] = separator.join(map(str, value))
+    return options
+
+
+def _build(
+    input_dir: Path,
+    output_dir: Path,
+    precision: str,
+    provider: str,
+    options: dict[str, Any],
+    ctx: PassContext,
+) -> None:
+    """Run the builder with its console output captured (it prints per tensor); the tail goes into errors."""
+    from onnxruntime_genai.models import builder
+
+    console = io.StringIO()
+    # onnxruntime's int4/int8 quantizer logs every node at INFO through its own handler.
+    quantizer_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.WARNING)
+    # The builder keeps downloads and intermediate files in its cache_dir: a private temporary folder, so
+    # nothing lands in the user's Hugging Face cache and concurrent runs never share it.
+    with tempfile.TemporaryDirectory(prefix="olivine-genai-") as cache_dir:
+        try:
+            with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+                builder.check_extra_options(
+                    str(input_dir), str(input_dir), str(output_dir), precision, provider, cache_dir, options
+                )
+                builder.create_model(
+                    model_name=str(input_dir),
+                    input_path=str(input_dir),
+                    output_dir=str(output_dir),
+                    precision=precision,
+                    execution_provider=provider,
+                    cache_dir=cache_dir,
+                    **options,
+                )
+        except Exception as exc:  # the builder raises ValueError, NotImplementedError, KeyError, ...
+            tail = console.getvalue().strip().splitlines()[-3:]
+            detail = f" (builder output: {' | '.join(tail)})" if tail else ""
+            raise PassRunError(
+                "ModelBuilder",
+                f"the model builder failed on {input_dir}: {type(exc).__name__}: {exc}{detail}",
+            ) from exc
+        finally:
+            quantizer_log.setLevel(level)
+    ctx.logger.debug("model builder output:\n%s", console.getvalue())
+
+
+def _merge_search_options(genai_config: Path, search: dict[str, Any] | None) -> None:
+    if not genai_config.is_file():
+        raise PassRunError(
+            "ModelBuilder", f"the model builder wrote no {GENAI_CONFIG} in {genai_config.parent}"
+        )
+    if not search:
+        return
+    data = json.loads(genai_config.read_text())
+    data["search"] = {**(data.get("search") or {}), **search}
+    genai_config.write_text(json.dumps(data, indent=4))
+
+
+def _onnx_file(output_dir: Path, expected: str) -> str:
+    if (output_dir / expected).is_file():
+        return expected
+    found = sorted(p.name for p in output_dir.glob("*.onnx"))
+    if len(found) == 1:
+        return found[0]
+    raise PassRunError(
+        "ModelBuilder",
+        f"the model builder wrote {len(found)} ONNX files ({', '.join(found) or 'none'}); multi-component "
+        "models (encoder/decoder, vision) need a composite model handle, which Olivine does not have yet",
+    )
+
+
+def check_genai_folder(folder: Path) -> None:
+    """Raise :class:`PassRunError` unless ``folder`` is a model onnxruntime-genai can load."""
+    config_file = folder / GENAI_CONFIG
+    try:
+        data = json.loads(config_file.read_text())
+        graph = str(data["model"]["decoder"]["filename"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PassRunError("ModelBuilder", f"{config_file} is missing or malformed: {exc}") from exc
+    if not (folder / graph).is_file():
+        raise PassRunError(
+            "ModelBuilder", f"{config_file} names the graph '{graph}', which is not in {folder}"
+        )
+    import onnxruntime_genai as og
+
+    try:
+        og.Model(str(folder))
+    except Exception as exc:  # onnxruntime-genai raises RuntimeError / OrtException
+        raise PassRunError("ModelBuilder", f"onnxruntime-genai could not load {folder}: {exc}") from exc

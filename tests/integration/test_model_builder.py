@@ -1,0 +1,229 @@
+"""ModelBuilder (onnxruntime-genai's builder) on tiny random-weight causal LMs built in code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from pydantic import ValidationError
+
+from olivine.errors import PassRunError
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.passes import PASSES, PassContext
+from tiny_llm import write_causal_lm
+from tiny_models import handle
+
+PROMPT = [1, 5, 9, 40, 77]
+
+
+def build(model: ModelHandle, output_dir: Path, **params: Any) -> ModelHandle:
+    cls = PASSES.get("ModelBuilder")
+    config = cls.config_class.model_validate(params)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    instance = cls()
+    out = instance.run(model, config, output_dir, PassContext())
+    instance.check_output(out)
+    return out
+
+
+def nodes(model: ModelHandle, op_type: str) -> list[dict[str, Any]]:
+    graph = onnx.load(str(model.onnx_path), load_external_data=False).graph
+    return [
+        {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        for n in graph.node
+        if n.op_type == op_type
+    ]
+
+
+def generate(folder: Path, max_length: int | None = None) -> tuple[list[int], np.ndarray]:
+    """Greedy generation with onnxruntime-genai; returns the sequence and the prompt's last logits."""
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    if max_length is not None:
+        params.set_search_options(max_length=max_length)
+    generator = og.Generator(model, params)
+    generator.append_tokens(PROMPT)
+    logits = np.asarray(generator.get_output("logits"))
+    while not generator.is_done():
+        generator.generate_next_token()
+    return [int(t) for t in generator.get_sequence(0)], logits.reshape(-1, logits.shape[-1])[-1]
+
+
+def torch_greedy(folder: str, max_length: int) -> tuple[list[int], np.ndarray]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = torch.tensor([PROMPT])
+    with torch.inference_mode():
+        logits = model(ids).logits[0, -1].numpy()
+        out = model.generate(ids, max_length=max_length, do_sample=False, pad_token_id=0, eos_token_id=2)
+    return [int(t) for t in out[0]], logits
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
+    return handle(write_causal_lm(tmp_path_factory.mktemp("llama"), "llama"))
+
+
+@pytest.fixture(scope="module")
+def qwen2(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
+    return handle(write_causal_lm(tmp_path_factory.mktemp("qwen2"), "qwen2"))
+
+
+@pytest.mark.integration
+def test_model_builder_int4_writes_matmulnbits_genai_config_and_tokenizer(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    out = build(llama, tmp_path / "out", precision="int4", int4_block_size=32, int4_accuracy_level=4)
+
+    names = {p.name for p in tmp_path.joinpath("out").iterdir()}
+    assert {"model.onnx", "model.onnx.data", "genai_config.json", "tokenizer.json", "config.json"} <= names
+    assert out.kind == "onnx" and out.onnx_path == tmp_path / "out" / "model.onnx"
+    quantized = nodes(out, "MatMulNBits")
+    # 2 layers x (qkv, o, gate, up, down) + lm_head
+    assert len(quantized) == 11 and not nodes(out, "MatMul")
+    assert {(q["bits"], q["block_size"], q["accuracy_level"]) for q in quantized} == {(4, 32, 4)}
+    sequence, _ = generate(tmp_path / "out", max_length=16)
+    assert len(sequence) == 16 and sequence[: len(PROMPT)] == PROMPT
+    # onnxruntime-genai's tokenizer reads the tokenizer files transformers 4.x saved, and agrees with it.
+    import onnxruntime_genai as og
+    from transformers import AutoTokenizer
+
+    text = "the quick brown fox"
+    expected = AutoTokenizer.from_pretrained(str(llama.model_path))(text)["input_ids"]
+    tokenizer = og.Tokenizer(og.Model(str(tmp_path / "out")))
+    assert [int(t) for t in tokenizer.encode(text)] == expected
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+@pytest.mark.integration
+def test_model_builder_int4_phi3_generates(tmp_path: Path) -> None:
+    phi3 = handle(write_causal_lm(tmp_path / "phi3", "phi3"))
+    build(phi3, tmp_path / "out", precision="int4")
+
+    sequence, logits = generate(tmp_path / "out", max_length=12)
+    assert len(sequence) == 12 and np.isfinite(logits).all()
+
+
+@pytest.mark.integration
+def test_model_builder_fp32_generates_what_pytorch_generates(qwen2: ModelHandle, tmp_path: Path) -> None:
+    out = build(qwen2, tmp_path / "out", precision="fp32", search={"max_length": 20})
+
+    assert len(nodes(out, "MatMul")) == 11 and not nodes(out, "MatMulNBits")
+    genai_config = json.loads((tmp_path / "out" / "genai_config.json").read_text())
+    assert genai_config["search"]["max_length"] == 20  # merged over the builder's default
+    sequence, logits = generate(tmp_path / "out")
+    expected, expected_logits = torch_greedy(str(qwen2.model_path), 20)
+    assert sequence == expected
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
+
+
+@pytest.mark.integration
+def test_model_builder_int8_uses_8_bit_weights_and_stays_close_to_fp32(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    out = build(llama, tmp_path / "int8", precision="int8")
+
+    assert {q["bits"] for q in nodes(out, "MatMulNBits")} == {8}
+    _, logits = generate(tmp_path / "int8", max_length=8)
+    _, reference = torch_greedy(str(llama.model_path), 8)
+    cosine = float(logits @ reference / (np.linalg.norm(logits) * np.linalg.norm(reference)))
+    assert cosine > 0.999
+
+
+@pytest.mark.integration
+def test_model_builder_exclude_embeds_and_lm_head_change_the_graph_io(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    out = build(llama, tmp_path / "out", precision="fp32", exclude_embeds=True, exclude_lm_head=True)
+
+    graph = onnx.load(str(out.onnx_path), load_external_data=False).graph
+    inputs = {i.name for i in graph.input}
+    outputs = {o.name for o in graph.output}
+    assert "inputs_embeds" in inputs and "input_ids" not in inputs
+    assert "hidden_states" in outputs and "logits" not in outputs
+
+
+@pytest.mark.integration
+def test_model_builder_metadata_only_adds_genai_config_to_an_onnx_model(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    built = build(llama, tmp_path / "built", precision="fp32")
+    (tmp_path / "built" / "genai_config.json").unlink()
+
+    out = build(built, tmp_path / "meta", metadata_only=True, search={"max_length": 12})
+
+    folder = tmp_path / "meta"
+    assert out.onnx_path == folder / "model.onnx"
+    assert {"genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    sequence, _ = generate(folder)
+    assert len(sequence) == 12
+
+
+@pytest.mark.integration
+def test_model_builder_metadata_only_refuses_an_hf_model(llama: ModelHandle, tmp_path: Path) -> None:
+    with pytest.raises(PassRunError, match="metadata_only: true needs an ONNXModel"):
+        build(llama, tmp_path / "out", metadata_only=True)
+
+
+def test_model_builder_refuses_gpu_only_options_on_cpu() -> None:
+    cls = PASSES.get("ModelBuilder")
+    cpu = Accelerator()
+    fp16 = cls.config_class.model_validate({"precision": "fp16"})
+    graph = cls.config_class.model_validate({"precision": "int4", "enable_cuda_graph": True})
+    assert "fp16 is not supported on the CPU" in (cls.invalid_reason(fp16, cpu) or "")
+    assert (cls.invalid_reason(graph, cpu) or "").startswith("enable_cuda_graph:")
+    cuda = Accelerator(device="gpu", execution_providers=("CUDAExecutionProvider",))
+    assert cls.invalid_reason(fp16, cuda) is None
+    with pytest.raises(PassRunError, match="fp16"):
+        cls().run(ModelHandle(kind="hf", config={}), fp16, Path("unused"), PassContext())
+
+
+def test_model_builder_config_refuses_unknown_search_option_and_block_size() -> None:
+    cls = PASSES.get("ModelBuilder")
+    with pytest.raises(ValidationError, match="unknown generator search option"):
+        cls.config_class.model_validate({"search": {"max_lenght": 10}})
+    with pytest.raises(ValidationError, match="int4_block_size"):
+        cls.config_class.model_validate({"int4_block_size": 48})
+
+
+def test_model_builder_declares_olives_search_values() -> None:
+    cls = PASSES.get("ModelBuilder")
+    assert cls.search_values["int4_block_size"] == (32, 64, 128)
+    assert cls.search_values["int4_is_symmetric"] == (True, False)
+
+
+@pytest.mark.integration
+def test_model_builder_runs_in_a_workflow_and_its_output_folder_generates(tmp_path: Path) -> None:
+    from olivine.api import load, run_local
+
+    config = {
+        "input_model": write_causal_lm(tmp_path / "llm", "qwen2"),
+        "passes": {"builder": {"type": "ModelBuilder", "precision": "int4", "search": {"max_length": 10}}},
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+
+    result = run_local(load(path))
+
+    model_config = json.loads((result.output_dir / "model_config.json").read_text())
+    assert model_config["type"] == "ONNXModel" and model_config["config"]["onnx_file_name"] == "model.onnx"
+    # The output folder holds the whole genai model: graph, weights, genai config, tokenizer.
+    folder = result.output_dir / model_config["config"]["model_path"]
+    assert {"model.onnx", "model.onnx.data", "genai_config.json", "tokenizer.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    sequence, _ = generate(folder)
+    assert len(sequence) == 10
