@@ -83,7 +83,10 @@ def env(tmp_path: Path) -> Env:
 def test_doctor_fix_rebuilds_a_bad_row_and_a_truncated_store(env: Env) -> None:
     job = env.submit()
     assert env.wait(job)["state"] == "SUCCEEDED"
-    assert env.doctor() == (0, {"checked": {"jobs": 1, "caches": 1, "datastores": 1}, "findings": [], "problems_left": 0})
+    assert env.doctor() == (
+        0,
+        {"checked": {"jobs": 1, "caches": 1, "datastores": 1}, "findings": [], "problems_left": 0},
+    )
     db = env.home / "jobs.db"
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE jobs SET record = 'garbage' WHERE job_id = ?", (job,))
@@ -98,7 +101,11 @@ def test_doctor_fix_rebuilds_a_bad_row_and_a_truncated_store(env: Env) -> None:
         if path.exists():
             path.write_bytes(b"")
     listed = env.olivine("list")
-    assert listed.returncode == 1 and "doctor --fix" in listed.stderr and len(listed.stderr.strip().splitlines()) == 1
+    assert (
+        listed.returncode == 1
+        and "doctor --fix" in listed.stderr
+        and len(listed.stderr.strip().splitlines()) == 1
+    )
     code, report = env.doctor("--fix")
     assert code == 0, report
     assert env.status(job)["state"] == "SUCCEEDED"

@@ -155,6 +155,7 @@ def rebuild_store(store: JobStore) -> tuple[Path, int]:
         if src.exists():
             os.replace(src, Path(f"{kept}{suffix}"))
     fresh = JobStore(store.path)
+    fresh._init(rebuilding=True)  # empty on purpose, beside job folders: that is what is rebuilt here
     count = 0
     for folder in _job_folders(store):
         record = record_from_folder(JobFolder(folder))
@@ -243,6 +244,8 @@ def _check_job(store: JobStore, job: JobRecord, report: Report, fix: bool) -> No
             job = host.monitor(job)
             if finding is not None:
                 finding.fixed = job.state.is_terminal()
+        else:
+            job = observed  # what the store will say once the monitor runs
     if not job.state.is_terminal() or job.export_root is None:
         return
     _check_sealed(host, job, report, fix)

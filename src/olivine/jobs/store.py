@@ -106,11 +106,11 @@ class JobStore:
                 conn.execute("ROLLBACK")
             conn.close()
 
-    def _init(self) -> None:
+    def _init(self, *, rebuilding: bool = False) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # User-private: job records name paths, datastores and (scrubbed) messages of one user.
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        if self.path.stat().st_size == 0:
+        if self.path.stat().st_size == 0 and not rebuilding:
             folders = [p for p in self.jobs_dir.iterdir() if p.is_dir()] if self.jobs_dir.is_dir() else []
             if folders:
                 raise HostError(
