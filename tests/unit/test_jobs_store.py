@@ -136,7 +136,7 @@ def test_job_store_one_bad_row_is_skipped_by_list_and_named_by_get(tmp_path: Pat
         conn.execute("UPDATE jobs SET record = '{not json' WHERE job_id = 'job-aaaaaaaaaa'")
     assert [r.job_id for r in store.list()] == ["job-bbbbbbbbbb"]
     assert store.get("job-bbbbbbbbbb").state is JobStatus.PENDING
-    with pytest.raises(HostError, match="job-aaaaaaaaaa is unreadable.*doctor --fix"):
+    with pytest.raises(HostError, match=r"job-aaaaaaaaaa is unreadable.*doctor --fix"):
         store.get("job-aaaaaaaaaa")
 
 
