@@ -143,8 +143,9 @@ class Bench:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             doc = self.status(job_id)
-            if doc.get("pid"):
-                return int(doc["pid"])
+            pid = (doc.get("host_info") or {}).get("pid")
+            if pid:
+                return int(pid)
             if doc.get("state") in TERMINAL:
                 return None
             time.sleep(0.1)
