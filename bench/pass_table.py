@@ -39,6 +39,7 @@ from model_latency import measure_latency, onnx_size
 # graph (MiniLM only). A pass type absent here runs once with its defaults on the fp32 model.
 Variant = tuple[str, str, dict[str, Any]]
 BERT = {"model_type": "bert", "num_heads": 12, "hidden_size": 384}
+TUNING = {"data_config": "latency", "rounds": 3, "repeat_test_num": 5}
 VARIANTS: dict[str, dict[str, list[Variant]]] = {
     "minilm": {
         "OrtTransformersOptimization": [("bert fusion", "fp32", BERT)],
@@ -62,7 +63,7 @@ VARIANTS: dict[str, dict[str, list[Variant]]] = {
             ("int4 RTN block 128", "fp32", {}),
             ("int4 RTN block 32", "fp32", {"block_size": 32}),
         ],
-        "OrtSessionParamsTuning": [("threads/mode tuning", "fp32", {"data_config": "latency"})],
+        "OrtSessionParamsTuning": [("threads/mode tuning", "fp32", TUNING)],
         "OrtPerfTuning": [],  # the same class as OrtSessionParamsTuning
         "DynamicToFixedShape": [
             (
@@ -92,7 +93,7 @@ VARIANTS: dict[str, dict[str, list[Variant]]] = {
             )
         ],
         "OnnxFloatToFloat16": [("fp16, fp32 I/O", "fp32", {"keep_io_types": True})],
-        "OrtSessionParamsTuning": [("threads/mode tuning", "fp32", {"data_config": "latency"})],
+        "OrtSessionParamsTuning": [("threads/mode tuning", "fp32", TUNING)],
         "OrtPerfTuning": [],
         "DynamicToFixedShape": [("batch 1", "fp32", {"dim_param": ["batch"], "dim_value": [1]})],
     },
@@ -257,7 +258,8 @@ def run_model(name: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
             if output is not None and pass_type == "OrtTransformersOptimization":
                 bases["optimized"] = output
             hand = models_mod.BY_HAND.get(pass_type)
-            if output is not None and hand is not None and base == "fp32":
+            first = not any(r.pass_type == pass_type and r.hand_s is not None for r in rows)
+            if output is not None and hand is not None and base == "fp32" and first:
                 hand_dir = work / name / "hand" / f"{pass_type}-{len(rows)}"
                 shutil.rmtree(hand_dir, ignore_errors=True)
                 hand_dir.mkdir(parents=True)

@@ -13,7 +13,7 @@ import numpy as np
 from common import EXAMPLE
 from model_latency import make_feed
 
-SAMPLES = 32  # calibration samples, and (other) fidelity samples
+SAMPLES = 16  # calibration samples, and (other) fidelity samples
 
 
 @dataclasses.dataclass

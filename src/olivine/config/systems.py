@@ -52,11 +52,43 @@ class LocalWorkerConfig(SystemBase):
         return self.datastores
 
 
-_SYSTEMS: tuple[type[SystemBase], ...] = (LocalSystemConfig, LocalWorkerConfig)
+class RayConfig(SystemBase):
+    """A Ray cluster, through its Jobs API: the job runs on the cluster and outlives the submitter."""
+
+    type: Literal["Ray"] = "Ray"
+    address: str = Field(description="the Ray dashboard / Jobs API address, e.g. http://head:8265")
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="runtime_env additions (env_vars, pip, ...); Olivine sets working_dir itself",
+    )
+    entrypoint_num_cpus: float | None = None
+    entrypoint_memory: int | None = Field(default=None, description="bytes reserved for the worker")
+    entrypoint_resources: dict[str, float] | None = None
+    datastores: str | None = None
+    python: str = Field(default="python", description="the interpreter on the cluster that has Olivine")
+    cancel_grace_s: float = Field(default=10.0, ge=1.0)
+    working_dir_max_bytes: int = Field(
+        default=50_000_000,
+        ge=0,
+        description="bundles up to this size travel as Ray's working_dir; larger ones via the datastore",
+    )
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_working_dir(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "working_dir" in value:
+            raise ValueError("runtime_env.working_dir is set by Olivine (the job folder); remove it")
+        return value
+
+    def default_datastore(self) -> str | None:
+        return self.datastores
+
+
+_SYSTEMS: tuple[type[SystemBase], ...] = (LocalSystemConfig, LocalWorkerConfig, RayConfig)
 SYSTEM_TYPES = {cls.system_type().lower(): cls.system_type() for cls in _SYSTEMS}
 KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "azureml", "isolatedort"}
 
-SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig, Field(discriminator="type")]
+SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig | RayConfig, Field(discriminator="type")]
 
 
 def normalize_system(value: Any) -> Any:

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from olivine.config.systems import (
     LocalSystemConfig,
     LocalWorkerConfig,
+    RayConfig,
     SystemBase,
     SystemConfig,
 )
@@ -183,6 +184,7 @@ def tail_lines(path: Path, finished: Callable[[], bool]) -> Iterator[str]:
 HOSTS: Registry[type[Host]] = Registry("host")
 HOSTS.register(LocalSystemConfig.system_type(), "olivine.hosts.local:LocalSystemHost")
 HOSTS.register(LocalWorkerConfig.system_type(), "olivine.hosts.local_worker:LocalWorkerHost")
+HOSTS.register(RayConfig.system_type(), "olivine.hosts.ray:RayHost", extra="ray")
 
 
 def host_for(name: str, config: SystemConfig, store: JobStore) -> Host:

@@ -28,7 +28,6 @@ from typing import Any, Literal
 from olivine.datastores.base import Datastore
 from olivine.engine.resolve import ResolvedWorkflow, load_workflow, replace_strings
 from olivine.errors import HostError, OlivineError
-from olivine.jobs.records import utc_now
 
 BUNDLE_FORMAT = 1
 _CHUNK = 1 << 20
@@ -92,12 +91,25 @@ class Bundle:
         return describe(self.entries, self.workflow_id)
 
     def to_tar(self, path: str | Path) -> Path:
-        """Write the bundle as an uncompressed tar (model weights barely compress)."""
+        """Write the bundle as an uncompressed tar (model weights barely compress).
+
+        The tar is reproducible (sorted members, no times, owners or modes of the submitter's files):
+        the same bundle content always gives the same bytes, so an upload keyed by its sha256 happens once.
+        """
         path = Path(path)
-        with tarfile.open(path, "w") as tar:
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
             for name in ("bundle.json", "workflow.json", "files"):
-                tar.add(self.root / name, arcname=name)
+                tar.add(self.root / name, arcname=name, filter=_reproducible)
         return path
+
+
+def _reproducible(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() else 0o644
+    info.pax_headers = {}
+    return info
 
 
 def plan(workflow: ResolvedWorkflow) -> tuple[BundleEntry, ...]:
@@ -132,7 +144,6 @@ def build(workflow: ResolvedWorkflow, dest: str | Path) -> Bundle:
         {
             "format": BUNDLE_FORMAT,
             "workflow_id": workflow.workflow_id,
-            "created_at": utc_now().isoformat(),
             "config": "workflow.json",
             "total_bytes": sum(e.size_bytes for e in entries),
             "entries": [e.to_json() for e in entries],
