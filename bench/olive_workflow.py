@@ -18,6 +18,9 @@ The bugs (olive-ai 0.13.0, pydantic 2.13; found by reading ``olive/evaluator/met
    ``RunEngineConfig.create_engine`` and ``OliveCache.prepare_resources_for_local`` both round-trip the
    evaluator through ``model_dump``, and evaluation then fails with "evaluate_func or metric_func is
    not specified in the metric config".
+4. ``FootprintNode.update`` sets ``model_config``, the alias of ``model_config_data``; pydantic 2.13 refuses
+   an alias in ``setattr``, so in a search every point after the first (whose shared passes are cache
+   hits) fails with ``"FootprintNode" object has no field "model_config"``.
 """
 
 from __future__ import annotations
@@ -125,6 +128,27 @@ def _patch_user_config_round_trips() -> None:
     RunEngineConfig.create_engine = create_engine
 
 
+def _footprint_update_fails() -> bool:
+    from olive.engine.footprint import FootprintNode
+
+    try:
+        FootprintNode(model_id="probe").update(model_config={})
+    except Exception:
+        return True
+    return False
+
+
+def _patch_footprint_update() -> None:
+    from olive.engine.footprint import FootprintNode
+
+    def update(self: Any, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            # ``model_config`` is the alias of the field ``model_config_data``; pydantic 2.13 sets fields only
+            setattr(self, "model_config_data" if key == "model_config" else key, value)
+
+    FootprintNode.update = update
+
+
 PATCHES = (
     Patch(
         "custom metric backend serializer",
@@ -144,6 +168,13 @@ PATCHES = (
         "drop evaluate_func/user_script ('evaluate_func or metric_func is not specified')",
         _user_config_lost,
         _patch_user_config_round_trips,
+    ),
+    Patch(
+        "footprint node update by alias",
+        "FootprintNode.update sets 'model_config', the alias of model_config_data, which pydantic 2.13 "
+        "refuses: in a search every point after the first (a cache hit on the shared passes) fails",
+        _footprint_update_fails,
+        _patch_footprint_update,
     ),
 )
 

@@ -54,7 +54,11 @@ VARIANTS: dict[str, dict[str, list[Variant]]] = {
         ],
         "OnnxStaticQuantization": [
             ("QDQ MinMax", "fp32", {"data_config": "calib"}),
-            ("QDQ MinMax per-channel", "fp32", {"data_config": "calib", "per_channel": True}),
+            (
+                "QDQ MinMax per-channel, MatMul only",
+                "fp32",
+                {"data_config": "calib", "per_channel": True, "op_types_to_quantize": ["MatMul"]},
+            ),
             ("QOperator MinMax", "fp32", {"data_config": "calib", "quant_format": "QOperator"}),
         ],
         "OnnxQuantization": [("dynamic (quant_mode)", "fp32", {"quant_mode": "dynamic"})],
@@ -126,17 +130,22 @@ def pass_context(data_configs: dict[str, Any], base_dir: Path) -> Any:
 
 
 def onnx_pass_types() -> list[str]:
+    """Registered pass types that take an ONNX model, one name per class (aliases such as OrtPerfTuning
+    are the same pass)."""
     from olivine.passes import PASSES
 
-    out = []
+    chosen: dict[type, str] = {}
     for name in PASSES.names():
         try:
             cls = PASSES.get(name)
         except Exception:  # an extra that is not installed: not a row
             continue
-        if "onnx" in cls.accepts and name != "ModelBuilder":  # ModelBuilder takes ONNX only for metadata
-            out.append(name)
-    return out
+        # ModelBuilder takes an ONNX model only to add metadata (metadata_only).
+        if "onnx" not in cls.accepts or name == "ModelBuilder":
+            continue
+        if cls not in chosen or name == getattr(cls, "name", None):  # the class's own name wins
+            chosen[cls] = name
+    return sorted(chosen.values())
 
 
 def run_variant(row: Row, source: Any, out_dir: Path, ctx: Any) -> Any:
@@ -384,8 +393,9 @@ def render(results: dict[str, Any]) -> str:
         f"Load average {results['load_before'][0]} before, {results['load_after'][0]} after (the machine is "
         f"shared: trust the ratios measured in this run, not the absolute figures). Latency: "
         f"{results['settings']['runs']} timed runs per model and thread count in "
-        f"{results['settings']['rounds']} interleaved rounds. Pass wall time: the pass's `run` alone; "
-        "by hand: the same onnxruntime calls in a script, same inputs, same run.",
+        f"{results['settings']['rounds']} interleaved rounds. Pass wall time: the pass's `run` alone, one "
+        "run; by hand (the first variant of a pass): the same onnxruntime calls in a script, one run, same "
+        "inputs (`bench/pass_overhead.py` measures the overhead carefully, on an MLP).",
         "",
     ]
     for name, data in results["models"].items():

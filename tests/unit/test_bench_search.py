@@ -83,13 +83,13 @@ def test_fp32_models_come_from_the_cache_runs_of_the_chain(tmp_path: Path) -> No
     }
 
 
-def test_section_replaces_only_its_own_block() -> None:
+def test_section_is_a_doc_block_that_a_rerender_keeps() -> None:
+    from common import carry_doc_blocks, replace_doc_block
+
     section = search.render_section(_result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994)))
-    assert section.startswith(search.BEGIN) and section.rstrip().endswith(search.END)
+    assert section.startswith("## Search (`bench/search.py`)")
     assert "| Search wall time (whole search, fresh caches) | 40.0 s | 100.0 s | 0.40x |" in section
-    doc = "# Benchmarks\n\nbody\n"
-    once = search.replace_section(doc, section)
-    assert once == doc + "\n" + section
-    twice = search.replace_section(once + "\n## After\n", section.replace("40.0 s", "41.0 s"))
-    assert twice.count(search.BEGIN) == 1 and "41.0 s" in twice and twice.endswith("## After\n")
-    assert twice.startswith(doc)
+    doc = replace_doc_block("# Benchmarks\n\nbody\n", "search", section)
+    assert doc.count("<!-- bench:search -->") == 1
+    rerendered = carry_doc_blocks(doc, "# Benchmarks\n\nnew body\n")
+    assert "new body" in rerendered and "| Search wall time" in rerendered

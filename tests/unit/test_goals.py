@@ -1,4 +1,4 @@
-"""Goal maths (OLIVE-CONFIG.md), goal checks and candidate ranking."""
+"""Goal maths (OLIVE-CONFIG.md), and goal checks and ranking through olivine.search.ranking."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 
 from olivine.config.evaluators import EvaluatorConfig, Goal
 from olivine.errors import ConfigError
-from olivine.evaluate.goals import goal_value, meets_goals, rank_key, resolve_goals
+from olivine.evaluate.goals import goal_value, resolve_goals
 from olivine.evaluate.results import MetricValue, results_from_json, results_to_json
+from olivine.search.ranking import Objectives, meets_goals, ranking_order, resolve_objectives
 
 
 @pytest.mark.parametrize(
@@ -98,38 +99,41 @@ def test_resolve_goals_names_the_metric_when_the_baseline_is_missing() -> None:
         resolve_goals(_evaluator(), None)
 
 
+def _ranked(goals: dict[str, float] | None = None) -> Objectives:
+    ranked = resolve_objectives(_evaluator(), _results(0.9, 20.0)).ranked
+    return Objectives(ranked, goals or {})
+
+
 def test_meets_goals_checks_each_direction_and_missing_results() -> None:
-    goals = {"acc-accuracy_score": 0.85, "latency-avg": 18.0}
+    goals = _ranked({"acc-accuracy_score": 0.85, "latency-avg": 18.0})
     assert meets_goals(_results(0.85, 18.0), goals)
     assert not meets_goals(_results(0.84, 10.0), goals)
     assert not meets_goals(_results(0.95, 18.5), goals)
     assert not meets_goals({"acc-accuracy_score": MetricValue(0.9, 1, True)}, goals)
 
 
-def test_rank_key_orders_by_priority_then_direction() -> None:
-    metrics = _evaluator().metrics
+def test_ranking_orders_by_priority_then_direction() -> None:
     candidates = {
         "slow_accurate": _results(0.92, 30.0),
         "fast_accurate": _results(0.92, 15.0),
         "fastest_less_accurate": _results(0.90, 5.0),
     }
-    order = sorted(candidates, key=lambda name: rank_key(candidates[name], metrics))
-    assert order == ["fast_accurate", "slow_accurate", "fastest_less_accurate"]
+    names = list(candidates)
+    order = ranking_order([candidates[n] for n in names], _ranked())
+    assert [names[i] for i in order] == ["fast_accurate", "slow_accurate", "fastest_less_accurate"]
 
 
-def test_rank_key_puts_candidates_failing_goals_after_those_meeting_them() -> None:
-    metrics = _evaluator().metrics
-    goals = {"acc-accuracy_score": 0.85, "latency-avg": 18.0}
-    candidates = {"best_but_too_slow": _results(0.99, 19.0), "meets": _results(0.86, 17.0)}
-    order = sorted(candidates, key=lambda name: rank_key(candidates[name], metrics, goals))
-    assert order == ["meets", "best_but_too_slow"]
+def test_ranking_puts_candidates_failing_goals_after_those_meeting_them() -> None:
+    objectives = _ranked({"acc-accuracy_score": 0.85, "latency-avg": 18.0})
+    candidates = [_results(0.99, 19.0), _results(0.86, 17.0)]
+    assert ranking_order(candidates, objectives) == [1, 0]
 
 
-def test_rank_key_ignores_report_only_metrics_and_ranks_missing_values_last() -> None:
-    metrics = _evaluator().metrics
-    assert rank_key(_results(0.9, 10.0, p99=1.0), metrics) == rank_key(_results(0.9, 10.0, p99=99.0), metrics)
+def test_ranking_ignores_report_only_metrics_and_ranks_missing_values_last() -> None:
+    objectives = _ranked()
+    assert ranking_order([_results(0.9, 10.0, p99=99.0), _results(0.9, 10.0, p99=1.0)], objectives) == [0, 1]
     missing: dict[str, Any] = {"latency-avg": MetricValue(1.0, 2, False)}
-    assert rank_key(missing, metrics) > rank_key(_results(0.1, 100.0), metrics)
+    assert ranking_order([missing, _results(0.1, 100.0)], objectives) == [1, 0]
 
 
 def test_results_round_trip_through_olive_json() -> None:

@@ -265,3 +265,22 @@ def test_minilm_like_fixture_follows_the_contract_keys() -> None:
         for metric in rec["metrics"].values():
             assert set(metric) == {"value", "spread", "rounds", "priority", "higher_is_better"}
     assert copy.deepcopy(data) == minilm_like()  # deterministic
+
+
+def test_scatter_uses_a_log_axis_when_values_span_more_than_twenty_fold() -> None:
+    data = minilm_like()
+    data["input"]["metrics"]["latency-avg"]["value"] = 2663.0  # a PyTorch input model, ONNX candidates ~30 ms
+    data["candidates"][1]["metrics"]["latency-avg"]["spread"] = 40.0  # a whisker reaching below zero
+    fp = _fp(data)
+    scatter = build_scatter(fp)
+    assert scatter is not None and scatter.x.log and not scatter.y.log
+    assert scatter.x.ticks == (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+    assert "log scale" in scatter.x.label
+    assert 0 < scatter.x.fraction(29.5) < scatter.x.fraction(100.0) < scatter.x.fraction(2663.0) < 1
+    assert scatter.x.fraction(-9.0) == 0.0  # clipped at the axis, not a math error
+    assert 'data-id="input"' in render_page(fp, scatter, "fp.json")
+
+
+def test_scatter_stays_linear_for_close_values() -> None:
+    scatter = build_scatter(_fp())
+    assert scatter is not None and not scatter.x.log and not scatter.y.log

@@ -84,9 +84,9 @@ def status_text(job: Any) -> str:
     if job.candidates_done or job.candidates_total:
         lines.append(f"candidates {job.candidates_done}/{job.candidates_total or '?'}")
     best = f" ({job.best_candidate})" if job.best_candidate else ""
+    if not (job.phase or job.candidates_done or job.candidates_total):  # a worker without candidates
+        lines += [f"pass       {job.current_pass or '-'}", f"progress   {progress}"]
     lines += [
-        f"pass       {job.current_pass or '-'}",
-        f"progress   {progress}",
         f"best       {_metrics(job.best_metrics)}{best}",
         f"created    {_when(job.created_at)}",
         f"ended      {_when(job.ended_at)}",

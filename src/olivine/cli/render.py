@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def result_table(result: WorkflowResult) -> str:
     from olivine.engine.output import history_table
 
-    best_id = result.best_model_id
+    best_id = result.best.id if result.best else None
     lines = [
         "",
         f"workflow '{result.workflow_id}' finished in {result.duration_s:.1f}s",
@@ -22,7 +22,12 @@ def result_table(result: WorkflowResult) -> str:
         "",
     ]
     if result.best is not None:
-        lines.append(f"best model: {result.best.label} ({best_id[:12] if best_id else '-'})")
+        model_id = result.best.model_id
+        lines.append(
+            f"best model: {result.best.label} [{result.best.id}] ({model_id[:12] if model_id else '-'})"
+        )
+        if result.frontier:
+            lines.append(f"pareto frontier: {', '.join(result.frontier)}")
     lines.append(f"written to: {result.output_dir / 'model'}")
     lines.append(f"metrics, footprint and log: {result.output_dir}")
     return "\n".join(lines)
@@ -37,7 +42,9 @@ def result_json(result: WorkflowResult) -> dict[str, Any]:
         "best_model_id": result.best_model_id,
         "metrics": result.metrics,
         "input_model_metrics": result.input_metrics,
-        "candidates": [c.footprint(result.best_model_id) for c in result.candidates],
+        "best": result.best.id if result.best else None,
+        "frontier": result.frontier,
+        "candidates": [c.record() for c in result.candidates],
         "duration_s": round(result.duration_s, 3),
     }
 
@@ -47,8 +54,13 @@ def local_plan(workflow: ResolvedWorkflow, cache_dir: Path, output_dir: Path) ->
     lines.append(
         f"  input model: {workflow.config.input_model.type} {workflow.config.input_model.model_path}"
     )
-    for index, rpass in enumerate(workflow.passes, start=1):
-        lines.append(f"  [{index}] {rpass.type} '{rpass.name}'")
+    for index, slot in enumerate(workflow.slots, start=1):
+        for option in slot.options:
+            searched = f" searching {', '.join(d.param for d in option.dims)}" if option.dims else ""
+            lines.append(f"  [{index}] {option.type} '{slot.name}'{searched}")
+    if workflow.search is not None:
+        s = workflow.search
+        lines.append(f"  search: {s.sampler} sampler, {s.execution_order} order, seed {s.seed}")
     lines.append(f"  evaluator: {len(workflow.evaluator.metrics) if workflow.evaluator else 0} metric(s)")
     lines.append(f"  accelerator: {workflow.accelerator}")
     lines.append(f"  cache:  {cache_dir / workflow.workflow_id}")

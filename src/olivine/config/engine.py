@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from olivine.config.base import StrictModel
 from olivine.config.evaluators import EvaluatorConfig
@@ -15,30 +15,59 @@ _LEGACY_ALGORITHMS = {"exhaustive": "sequential", "random": "random", "tpe": "tp
 
 
 class SearchStrategyConfig(StrictModel):
+    """Olive's ``search_strategy`` (see :mod:`olivine.search`).
+
+    Olive nests the sampler's own keys (``max_samples``, ``seed``, and TPE's ``multivariate``/``group``)
+    under ``sampler_config`` or writes them flat beside ``sampler``; both are read. ``stop_when_goals_met``,
+    ``max_iter`` and ``max_time`` apply to the ``joint`` order only (Olive ignores them for ``pass-by-pass``).
+    """
+
     execution_order: Literal["joint", "pass-by-pass"] = "joint"
-    sampler: Literal["sequential", "random", "tpe"] = "sequential"
+    sampler: str = "sequential"
     max_samples: int = Field(default=0, ge=0)
     seed: int = 1
+    multivariate: bool = True
+    group: bool = True
     stop_when_goals_met: bool = False
-    max_iter: int | None = None
-    max_time: int | None = None
+    max_iter: int | None = Field(default=None, ge=1)
+    max_time: float | None = Field(default=None, gt=0)
+    include_pass_params: bool = True
 
     @model_validator(mode="before")
     @classmethod
     def _legacy(cls, value: Any) -> Any:
-        """Olive before 0.8 wrote ``search_algorithm`` + ``search_algorithm_config``."""
-        if not isinstance(value, dict) or "search_algorithm" not in value:
+        """Olive before 0.8 wrote ``search_algorithm`` + ``search_algorithm_config``; later Olive nests
+        the sampler's keys under ``sampler_config``."""
+        if not isinstance(value, dict):
             return value
         out = dict(value)
+        nested = out.pop("sampler_config", None) or {}
+        if not isinstance(nested, dict):
+            raise ValueError("'sampler_config' must be a mapping")
+        for key, val in nested.items():
+            if key in out and out[key] != val:
+                raise ValueError(f"'{key}' is given both flat and under 'sampler_config'")
+            out[key] = val
+        if "search_algorithm" not in out:
+            return out
         algo = str(out.pop("search_algorithm")).lower()
         if algo not in _LEGACY_ALGORITHMS:
             raise ValueError(f"unknown search_algorithm '{algo}'; allowed: exhaustive, random, tpe")
         out.setdefault("sampler", _LEGACY_ALGORITHMS[algo])
-        legacy_cfg = out.pop("search_algorithm_config", None) or {}
+        legacy_cfg = dict(out.pop("search_algorithm_config", None) or {})
         if "num_samples" in legacy_cfg:
             out.setdefault("max_samples", legacy_cfg.pop("num_samples"))
         out.update({k: v for k, v in legacy_cfg.items() if k not in out})
         return out
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        from olivine.search.samplers import SAMPLERS
+
+        if value not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{value}'; allowed: {', '.join(SAMPLERS.names())}")
+        return SAMPLERS.canonical_name(value)
 
 
 class EngineConfig(StrictModel):
@@ -70,6 +99,16 @@ class EngineConfig(StrictModel):
                 if isinstance(value.get(key), dict):
                     value[key] = prefixed(f"engine.{key}", normalize_system, value[key])
         return value
+
+    @property
+    def search(self) -> SearchStrategyConfig | None:
+        """The search strategy in effect: ``true`` means Olive's default (joint, sequential), ``false`` or
+        ``null`` means no search."""
+        if self.search_strategy is True:
+            return SearchStrategyConfig()
+        if isinstance(self.search_strategy, SearchStrategyConfig):
+            return self.search_strategy
+        return None
 
     @model_validator(mode="after")
     def _unsupported(self) -> EngineConfig:

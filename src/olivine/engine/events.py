@@ -25,7 +25,7 @@ class WorkflowStarted(EngineEvent):
 class PassStarted(EngineEvent):
     pass_name: str
     pass_type: str
-    index: int  # 1-based position in the flow
+    index: int  # 1-based position in the candidate's chain
     total: int
 
 
@@ -62,3 +62,24 @@ class WorkflowFinished(EngineEvent):
 
 
 Listener = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True)
+class CandidateStarted(EngineEvent):
+    index: int  # 1-based, in proposal order
+    total: int | None  # how many candidates the search proposes at most (None: unknown)
+    point: dict[str, Any]  # the searched dimensions, "<pass>.<param>" -> value
+
+
+@dataclass(frozen=True)
+class CandidateFinished(EngineEvent):
+    index: int
+    total: int | None
+    record: dict[str, Any]  # the candidate's footprint record (see olivine.engine.footprint)
+    best_id: str | None  # the best candidate so far (by olivine.search.ranking)
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PhaseChanged(EngineEvent):
+    phase: str  # e.g. "evaluating input model: latency (latency) round 2/5"

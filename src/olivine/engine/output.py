@@ -4,7 +4,7 @@
 <output_dir>/model_config.json          loadable as an ``input_model`` (model_path relative to it)
 <output_dir>/metrics.json               the best model's metrics
 <output_dir>/input_model_metrics.json   the input model's metrics (when evaluated)
-<output_dir>/footprint.json             every model: parent, pass, config, metrics, which is best
+<output_dir>/footprint.json             every candidate (see olivine.engine.footprint), written by the engine
 <output_dir>/run_history.txt            a readable table of the same
 <output_dir>/.olivine-digests.json      sha256 and stat of the model's files (see olivine.digests)
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.digests import DIGESTS_NAME, carry_digests, read_digests, write_digests
 from olivine.engine.cache import write_json_atomic
+from olivine.engine.candidates import Candidate
 from olivine.errors import CacheError
 from olivine.model.handle import ModelHandle
 
@@ -29,31 +29,6 @@ if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    model_id: str
-    model: ModelHandle
-    label: str
-    pass_name: str | None = None
-    pass_type: str | None = None
-    pass_config: dict[str, Any] | None = None
-    parent_id: str | None = None
-    run_dir: Path | None = None
-    metrics: dict[str, Any] | None = None
-
-    def footprint(self, best_id: str | None) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "parent_model_id": self.parent_id,
-            "from_pass": self.pass_type,
-            "pass_name": self.pass_name,
-            "pass_config": self.pass_config,
-            "metrics": self.metrics,
-            "is_best": self.model_id == best_id,
-            "model_config": self.model.to_json(),
-        }
 
 
 def write_outputs(
@@ -64,10 +39,10 @@ def write_outputs(
     out_dir: Path,
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    best_id = best.model_id if best else None
+    best_id = best.id if best else None
     # Records of an earlier model here would describe files about to be replaced.
     (out_dir / DIGESTS_NAME).unlink(missing_ok=True)
-    if best is not None:
+    if best is not None and best.model is not None:
         model_dir = out_dir / "model"
         staging = out_dir / ".model.tmp"
         shutil.rmtree(staging, ignore_errors=True)
@@ -79,14 +54,9 @@ def write_outputs(
             model_path=str(model_dir / Path(str(copied.model_path)).relative_to(staging))
         )
         write_json_atomic(out_dir / "model_config.json", final.to_json(relative_to=out_dir))
-        write_json_atomic(out_dir / "metrics.json", best.metrics or {})
+        write_json_atomic(out_dir / "metrics.json", best.metrics_json() or {})
     if input_model.metrics is not None:
-        write_json_atomic(out_dir / "input_model_metrics.json", input_model.metrics)
-    nodes = {c.model_id: c.footprint(best_id) for c in [input_model, *candidates]}
-    write_json_atomic(
-        out_dir / "footprint.json",
-        {"workflow_id": workflow.workflow_id, "nodes": nodes, "best_model_id": best_id},
-    )
+        write_json_atomic(out_dir / "input_model_metrics.json", input_model.metrics_json())
     (out_dir / "run_history.txt").write_text(
         history_table(input_model, candidates, best_id), encoding="utf-8"
     )
@@ -104,6 +74,8 @@ def metric_names(rows: list[Candidate]) -> list[str]:
 def format_value(value: Any) -> str:
     if isinstance(value, dict):
         value = value.get("value")
+    if hasattr(value, "value"):
+        value = value.value
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
     if isinstance(value, int):
@@ -112,15 +84,17 @@ def format_value(value: Any) -> str:
 
 
 def history_table(input_model: Candidate, candidates: list[Candidate], best_id: str | None) -> str:
+    """A readable table: one row per candidate (``best_id`` is a candidate id)."""
     rows = [input_model, *candidates]
     metrics = metric_names(rows)
-    header = ["model", "pass", "model id", *metrics, "best"]
+    header = ["id", "chain", "pass", "status", "model id", *metrics, "best"]
     lines = [header]
     for row in rows:
+        status = "-" if row.id == "input" else row.status
         lines.append(
-            [row.label, row.pass_type or "-", row.model_id[:12]]
+            [row.id, row.label, row.pass_type or "-", status, (row.model_id or "-")[:12]]
             + [format_value((row.metrics or {}).get(m)) for m in metrics]
-            + ["*" if row.model_id == best_id else ""]
+            + ["*" if row.id == best_id else ""]
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     rendered = [
@@ -150,7 +124,7 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
 
 def _carry_model_digests(best: Candidate, model_dir: Path, out_dir: Path) -> None:
     """Record the copied model files' sha256, taken from the best run's records (no hashing)."""
-    if best.run_dir is None or best.model.model_path is None:
+    if best.run_dir is None or best.model is None or best.model.model_path is None:
         return
     source = {best.run_dir / rel: record for rel, record in read_digests(best.run_dir).items()}
     src = Path(best.model.model_path)

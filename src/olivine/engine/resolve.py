@@ -8,7 +8,6 @@ file and key path.
 
 from __future__ import annotations
 
-import builtins
 import copy
 import os
 from dataclasses import dataclass, field
@@ -18,26 +17,19 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from olivine.config.data import DataConfig
+from olivine.config.engine import SearchStrategyConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.loader import format_validation_error, read_config_file, validate_config
 from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
 from olivine.config.paths import iter_local_paths, name_allowed
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, ReferenceNotFoundError
 from olivine.model.accelerator import Accelerator
-from olivine.passes.base import PASSES, Pass, PassConfig
+from olivine.passes.base import PASSES, Pass
+from olivine.search.space import Dimension, PassOption, PassSlot, ResolvedPass
 
-
-@dataclass(frozen=True)
-class ResolvedPass:
-    name: str  # the key in ``passes``
-    type: str  # canonical pass type name
-    cls: builtins.type[Pass]  # `type` is a field name here
-    config: PassConfig
-
-    def canonical_config(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json")
+__all__ = ["ResolvedPass", "ResolvedWorkflow", "load_workflow", "resolve", "resolve_slots"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +37,7 @@ class ResolvedWorkflow:
     config: RunConfig
     config_path: Path | None
     base_dir: Path
-    passes: tuple[ResolvedPass, ...]
+    slots: tuple[PassSlot, ...]
     evaluator: EvaluatorConfig | None
     data_configs: dict[str, DataConfig]
     accelerator: Accelerator
@@ -54,6 +46,18 @@ class ResolvedWorkflow:
     @property
     def workflow_id(self) -> str:
         return self.config.workflow_id
+
+    @property
+    def search(self) -> SearchStrategyConfig | None:
+        """The search strategy in effect, or None (no search: one chain, searchable parameters take
+        their defaults)."""
+        return self.config.engine.search
+
+    @property
+    def passes(self) -> tuple[ResolvedPass, ...]:
+        """The default chain: each slot's first option with every searched parameter at its first
+        choice (without search, the only chain)."""
+        return tuple(_default_step(slot.name, slot.options[0]) for slot in self.slots)
 
     def to_json(self) -> dict[str, Any]:
         """The resolved config as a plain Olive-format mapping with absolute paths."""
@@ -66,8 +70,12 @@ class ResolvedWorkflow:
             for key, owner, name, value in iter_local_paths(self.config)
             if not (name_allowed(owner, name) and not Path(value).is_absolute())
         ]
-        for rpass in self.passes:
-            found += [(f"passes.{rpass.name}.{k}", Path(v)) for k, _, _, v in iter_local_paths(rpass.config)]
+        for slot in self.slots:
+            for option in slot.options:
+                step = _default_step(slot.name, option)
+                found += [
+                    (f"passes.{slot.name}.{k}", Path(v)) for k, _, _, v in iter_local_paths(step.config)
+                ]
         from olivine.data import local_paths
 
         for index, dc in enumerate(self.config.data_configs):
@@ -116,7 +124,7 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         config=config,
         config_path=config_path,
         base_dir=base_dir,
-        passes=tuple(_resolve_passes(config, base_dir)),
+        slots=tuple(resolve_slots(config, base_dir)),
         evaluator=evaluator,
         data_configs=data_configs,
         accelerator=_accelerator(target),
@@ -204,57 +212,159 @@ def _resolve_evaluator(
     return evaluator
 
 
-def _resolve_passes(config: RunConfig, base_dir: Path) -> list[ResolvedPass]:
-    search = config.engine.search_strategy
-    out: list[ResolvedPass] = []
+def _default_step(name: str, option: PassOption) -> ResolvedPass:
+    step = option.build(name, option.values_at(0), _ANY_ACCELERATOR)
+    if isinstance(step, str):  # resolve_slots validated the defaults; a pass may still refuse them
+        step = ResolvedPass(
+            name, option.type, option.cls, option.cls.config_class.model_validate(option.fixed)
+        )
+    return step
+
+
+_ANY_ACCELERATOR = Accelerator()
+
+
+def resolve_slots(config: RunConfig, base_dir: Path) -> list[PassSlot]:
+    """The pass slots of ``config`` (see :mod:`olivine.search.space`)."""
+    search = config.engine.search
+    if search is not None and config.engine.evaluator is None:
+        raise ConfigError(
+            "search needs an evaluator to rank candidates: set engine.evaluator, or remove search_strategy",
+            path="engine.search_strategy",
+        )
+    slots: list[PassSlot] = []
     for name, entry in config.passes.items():
         entries = entry if isinstance(entry, list) else [entry]
-        if len(entries) != 1:
-            raise NotSupportedError(
-                f"passes.{name}: a list of alternative passes needs search, "
-                "which Olivine does not support yet"
+        if not entries:
+            raise ConfigError("an empty list of alternative passes", path=f"passes.{name}")
+        if len(entries) > 1 and search is None:
+            raise ConfigError(
+                "a list of alternative passes needs search: set engine.search_strategy (e.g. true)",
+                path=f"passes.{name}",
             )
-        if search:
-            raise NotSupportedError(
-                "engine.search_strategy: search is not supported by Olivine yet; "
-                "set search_strategy to false or remove it"
-            )
-        out.append(_resolve_pass(name, entries[0], base_dir))
-    defined = {dc.name: dc for dc in config.data_configs}
-    for rpass in out:
-        data_name = rpass.cls.data_config_name(rpass.config)
-        if data_name is not None:
-            _lookup("data config", data_name, defined, f"passes.{rpass.name}.data_config")
-    return out
+        options = []
+        for index, item in enumerate(entries):
+            path = f"passes.{name}" if len(entries) == 1 else f"passes.{name}.{index}"
+            option = _resolve_option(path, item, base_dir, search)
+            data_name = option.cls.data_config_name(_default_step(name, option).config)
+            if data_name is not None:
+                defined = {dc.name: dc for dc in config.data_configs}
+                _lookup("data config", data_name, defined, f"{path}.data_config")
+            options.append(option)
+        slots.append(PassSlot(name, tuple(options)))
+    return slots
 
 
-def _resolve_pass(name: str, entry: PassEntry, base_dir: Path) -> ResolvedPass:
-    path = f"passes.{name}"
+def _resolve_option(
+    path: str, entry: PassEntry, base_dir: Path, search: SearchStrategyConfig | None
+) -> PassOption:
     if entry.type not in PASSES:
         raise ConfigError(
             f"unknown pass type '{entry.type}'; supported: {', '.join(PASSES.names())}", path=f"{path}.type"
         )
     cls = PASSES.get(entry.type)
+    searching = search is not None and not entry.disable_search
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
-    # Without search a searchable parameter takes its default (Olive does the same).
-    params = {k: v for k, v in params.items() if v != SEARCHABLE_VALUES}
+    fixed: dict[str, Any] = {}
+    dims: list[Dimension] = []
+    for key, value in params.items():
+        choices = _choices(cls, key, value, f"{path}.{key}", searching)
+        if choices is None:
+            fixed[key] = value
+        elif len(choices) == 1:
+            fixed[key] = choices[0]
+        elif choices:
+            dims.append(Dimension(key, choices))
+    if searching and search is not None and search.include_pass_params:
+        # Olive: under search, a searchable parameter the config leaves unset is searched too.
+        fields = cls.config_class.model_fields
+        for key, values in cls.search_values.items():
+            if key not in params and key in fields and len(values) > 1:
+                dims.append(Dimension(key, tuple(values)))
+    order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
+    dims.sort(key=lambda d: order.get(d.param, len(order)))
+    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims))
+    _check_defaults(path, option)
+    return _with_absolute_paths(path, option, entry, base_dir)
+
+
+def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) -> tuple[Any, ...] | None:
+    """The choices ``value`` asks for, or None when it is a plain value (empty: take the default)."""
+    if value == SEARCHABLE_VALUES:
+        if not searching:
+            return ()  # Olive without search: the parameter takes its default
+        if key not in cls.search_values:
+            searchable = ", ".join(sorted(cls.search_values)) or "none"
+            raise ConfigError(
+                f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
+            )
+        return tuple(cls.search_values[key])
+    if isinstance(value, dict) and value.get("olive_parameter_type") == "SearchParameter":
+        if value.get("type") != "Categorical" or not isinstance(value.get("support"), list):
+            raise ConfigError(
+                "only Categorical search parameters ({'type': 'Categorical', 'support': [...]}) "
+                "are supported",
+                path=path,
+            )
+        if not searching:
+            raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
+        return tuple(value["support"])
+    if isinstance(value, list) and value and key in cls.search_values and _each_valid(cls, key, value):
+        # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
+        if not searching:
+            raise ConfigError(
+                "a list of choices needs search: set engine.search_strategy (or give one value)", path=path
+            )
+        return tuple(value)
+    return None
+
+
+def _each_valid(cls: type[Pass], key: str, values: list[Any]) -> bool:
+    from pydantic import TypeAdapter
+
+    field = cls.config_class.model_fields.get(key)
+    if field is None or field.annotation is None:
+        return True  # a legacy alias (e.g. weight_type): the pass validates the combination
+    adapter: TypeAdapter[Any] = TypeAdapter(field.annotation)
     try:
-        pass_config = cls.config_class.model_validate(params)
+        for item in values:
+            adapter.validate_python(item)
+    except ValidationError:
+        return False
+    return True
+
+
+def _check_defaults(path: str, option: PassOption) -> None:
+    """Fixed parameters must validate (searched ones at their first choice; a combination of searched
+    values that the pass refuses is an invalid candidate, not a config error)."""
+    searched = {d.param for d in option.dims}
+    try:
+        option.cls.config_class.model_validate({**option.fixed, **option.values_at(0)})
     except ValidationError as exc:
         sub, message = format_validation_error(exc)
+        if sub.split(".")[0] in searched:
+            return
         if exc.errors()[0]["type"] == "extra_forbidden":
-            message = _pass_did_you_mean(cls.config_class, sub, message)
+            message = _pass_did_you_mean(option.cls.config_class, sub, message)
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
-    # Local files a pass reads (e.g. OnnxConversion's user_script) resolve like every other path; the
-    # entry is updated too, so the resolved config (and a remote bundle) carries the absolute path.
-    for key, owner, field_name, value in list(iter_local_paths(pass_config)):
+
+
+def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_dir: Path) -> PassOption:
+    """Local files a pass reads (e.g. OnnxConversion's user_script) resolve like every other path; the
+    entry is updated too, so the resolved config (and a remote bundle) carries the absolute path."""
+    step = option.build("-", option.values_at(0), _ANY_ACCELERATOR)
+    if isinstance(step, str):
+        return option
+    fixed = dict(option.fixed)
+    for key, _owner, _field_name, value in list(iter_local_paths(step.config)):
         found = find_local(value, base_dir)
         if found is None:
             raise ConfigError(f"path '{value}' does not exist", path=f"{path}.{key}")
-        setattr(owner, field_name, str(found))
+        if key in fixed:
+            fixed[key] = str(found)
         if key in entry.config:
             entry.config[key] = str(found)
-    return ResolvedPass(name=name, type=PASSES.canonical_name(entry.type), cls=cls, config=pass_config)
+    return PassOption(option.type, option.cls, fixed, option.dims)
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:

@@ -31,7 +31,7 @@ from olivine.data.user_script import load_object, resolve_path
 from olivine.errors import EvaluationError, NotSupportedError, UserInputError
 from olivine.evaluate import metrics as m
 from olivine.evaluate.default_data import latency_data_config
-from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_runs
+from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_rounds
 from olivine.evaluate.metric_configs import metric_data_config, parse_metric_config, timing_config
 from olivine.evaluate.results import MetricValue, metric_value, result_key
 from olivine.model.accelerator import Accelerator
@@ -39,7 +39,11 @@ from olivine.model.handle import ModelHandle
 from olivine.model.runner import Runner, open_runner
 
 #: Bump when a metric's computation changes, so cached evaluations are not reused.
-EVALUATOR_VERSION = "1"
+EVALUATOR_VERSION = "2"  # 2: timed metrics carry per-round medians and their spread
+
+#: Timed metrics are measured in this many rounds (fewer when there are fewer runs); the spread of the
+#: rounds' medians is what tells two candidates apart (see olivine.search.ranking).
+TIMING_ROUNDS = 5
 
 _CLASSIFICATION = {
     "accuracy_score": m.accuracy_score,
@@ -61,8 +65,12 @@ class _Session:
         tokenizer_path: str | None,
         base_dir: Path | None,
         input_model: ModelHandle | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
+        self.progress = progress
+        #: metric name -> the median of each timing round (ms for latency, samples/s for throughput)
+        self.rounds: dict[str, tuple[float, ...]] = {}
         self.input_model = input_model
         self.evaluator = evaluator
         self.data_configs = data_configs
@@ -113,6 +121,7 @@ def evaluate_model(
     tokenizer_path: str | None = None,
     base_dir: Path | None = None,
     input_model: ModelHandle | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, MetricValue]:
     """Compute every metric of ``evaluator`` on ``model``.
 
@@ -124,6 +133,8 @@ def evaluate_model(
         tokenizer_path: local tokenizer folder for Hugging Face pre-processing.
         base_dir: the folder relative paths are relative to (the config file's folder).
         input_model: the workflow's input model, offered to custom functions that take ``input_model``.
+        progress: called with what is being measured (a metric, a timing round), so a long evaluation
+            is never silent.
 
     Returns:
         ``"<metric>-<sub_type>"`` -> :class:`MetricValue`, in config order.
@@ -132,9 +143,13 @@ def evaluate_model(
         EvaluationError: a metric could not be computed; the message names the metric.
         UserInputError: the configuration is invalid (normally caught at resolve time).
     """
-    session = _Session(model, evaluator, data_configs, accelerator, tokenizer_path, base_dir, input_model)
+    session = _Session(
+        model, evaluator, data_configs, accelerator, tokenizer_path, base_dir, input_model, progress
+    )
     results: dict[str, MetricValue] = {}
     for metric in evaluator.metrics:
+        if progress is not None:
+            progress(f"{metric.name} ({metric.type})")
         try:
             values = _EVALUATE[metric.type](session, metric)
         except UserInputError:
@@ -142,8 +157,9 @@ def evaluate_model(
         except Exception as exc:  # runners, data and user code raise many types; name the metric
             detail = str(exc) if isinstance(exc, EvaluationError) else f"{type(exc).__name__}: {exc}"
             raise EvaluationError(f"metric '{metric.name}' ({metric.type}): {detail}") from exc
+        rounds = session.rounds.get(metric.name)
         for sub in metric.sub_types:
-            results[result_key(metric.name, sub.name)] = metric_value(sub, values[sub.name])
+            results[result_key(metric.name, sub.name)] = metric_value(sub, values[sub.name], rounds)
     return results
 
 
@@ -184,28 +200,42 @@ def _primary(value: Any) -> Any:
     return value
 
 
-def _timed(session: _Session, metric: MetricConfig) -> tuple[list[float], int]:
+def _timed(session: _Session, metric: MetricConfig) -> tuple[list[list[float]], int]:
     timing = timing_config(metric)
     loader = session.loader(session.data(metric, for_timing=True))
     inputs, _ = loader.first_batch()
-    latencies = time_runs(
+
+    def on_round(index: int, total: int) -> None:
+        if session.progress is not None:
+            session.progress(f"{metric.name} ({metric.type}) round {index}/{total}")
+
+    latencies = time_rounds(
         session.runner(metric),
         inputs,
         warmup_num=timing.warmup_num,
         repeat_test_num=timing.repeat_test_num,
         sleep_s=timing.sleep_num,
+        rounds=TIMING_ROUNDS,
+        on_round=on_round,
     )
     return latencies, samples_per_run(inputs, loader.batch_size)
 
 
+def _round_medians_ms(rounds: list[list[float]]) -> tuple[float, ...]:
+    return tuple(round(float(np.median(r)) * 1000.0, 5) for r in rounds if r)
+
+
 def _latency(session: _Session, metric: MetricConfig) -> dict[str, float]:
-    latencies, _ = _timed(session, metric)
-    return m.latency_stats(latencies)
+    rounds, _ = _timed(session, metric)
+    session.rounds[metric.name] = _round_medians_ms(rounds)
+    return m.latency_stats([x for r in rounds for x in r])
 
 
 def _throughput(session: _Session, metric: MetricConfig) -> dict[str, float]:
-    latencies, samples = _timed(session, metric)
-    return m.throughput_stats(latencies, samples)
+    rounds, samples = _timed(session, metric)
+    medians = _round_medians_ms(rounds)
+    session.rounds[metric.name] = tuple(round(samples / ms * 1000.0, 5) for ms in medians if ms > 0)
+    return m.throughput_stats([x for r in rounds for x in r], samples)
 
 
 def _size_on_disk(session: _Session, metric: MetricConfig) -> dict[str, float]:

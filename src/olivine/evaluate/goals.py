@@ -1,4 +1,4 @@
-"""Goals and ranking: which candidate meets the metric goals, and which one is best.
+"""Goals: the value each sub-metric must reach (ranking lives in :mod:`olivine.search.ranking`).
 
 Goal maths (Olive's; m = +1 when higher is better, else -1; b = the input model's value):
 ``threshold`` = v; ``max-degradation`` = b - m v; ``min-improvement`` = b + m v;
@@ -8,12 +8,11 @@ A result meets its goal when it is at least the goal value (higher is better) or
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from olivine.config.evaluators import EvaluatorConfig, Goal, MetricConfig
+from olivine.config.evaluators import EvaluatorConfig, Goal
 from olivine.errors import ConfigError
-from olivine.evaluate.results import MetricValue, ranked_keys, result_key
+from olivine.evaluate.results import MetricValue, result_key
 
 _RELATIVE = ("max-degradation", "min-improvement", "percent-max-degradation", "percent-min-improvement")
 
@@ -66,41 +65,3 @@ def resolve_goals(
             except ConfigError as exc:
                 raise ConfigError(f"{key}: {exc.message}") from None
     return goals
-
-
-def meets_goal(value: float, goal: float, higher_is_better: bool) -> bool:
-    if math.isnan(value):
-        return False
-    return value >= goal if higher_is_better else value <= goal
-
-
-def meets_goals(results: Mapping[str, MetricValue], goals: Mapping[str, float]) -> bool:
-    """Whether every goal is met; a goal whose metric is missing from ``results`` is not met."""
-    for key, goal in goals.items():
-        result = results.get(key)
-        if result is None or not meets_goal(result.value, goal, result.higher_is_better):
-            return False
-    return True
-
-
-def rank_key(
-    results: Mapping[str, MetricValue],
-    metrics: Sequence[MetricConfig],
-    goals: Mapping[str, float] | None = None,
-) -> tuple[float, ...]:
-    """Sort key (ascending = best first): candidates meeting the goals first, then by the ranked
-    sub-metrics in priority order, each in its better direction. Report-only metrics (-1) do not count;
-    a missing or NaN value ranks last.
-
-    Example:
-        ``best = min(candidates, key=lambda r: rank_key(r, evaluator.metrics, goals))``
-    """
-    meets = meets_goals(results, goals) if goals else True
-    key: list[float] = [0.0 if meets else 1.0]
-    for name, higher_is_better in ranked_keys(list(metrics)):
-        result = results.get(name)
-        if result is None or math.isnan(result.value):
-            key.append(math.inf)
-        else:
-            key.append(-result.value if higher_is_better else result.value)
-    return tuple(key)

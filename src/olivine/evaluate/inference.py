@@ -74,17 +74,46 @@ def time_runs(
 ) -> list[float]:
     """Seconds per run of ``inputs``, after ``warmup_num`` untimed runs; sleeps ``sleep_s`` after each run
     (Olive's ``sleep_num``)."""
+    measured = time_rounds(
+        runner, inputs, warmup_num=warmup_num, repeat_test_num=repeat_test_num, sleep_s=sleep_s
+    )
+    return [x for r in measured for x in r]
+
+
+def time_rounds(
+    runner: Runner,
+    inputs: dict[str, np.ndarray],
+    *,
+    warmup_num: int,
+    repeat_test_num: int,
+    sleep_s: float,
+    rounds: int = 1,
+    on_round: Callable[[int, int], None] | None = None,
+) -> list[list[float]]:
+    """Seconds per run of ``inputs``, after ``warmup_num`` untimed runs, in ``rounds`` consecutive rounds
+    that share the ``repeat_test_num`` runs (the first rounds take the remainder); sleeps ``sleep_s``
+    after each run (Olive's ``sleep_num``). ``on_round(i, rounds)`` is called before round ``i``
+    (1-based), outside the timed sections."""
     feed = _feed(runner, inputs)
-    latencies: list[float] = []
-    for i in range(warmup_num + repeat_test_num):
-        start = time.perf_counter()
+    for _ in range(warmup_num):
         runner.run(feed)
-        elapsed = time.perf_counter() - start
-        if i >= warmup_num:
-            latencies.append(elapsed)
         if sleep_s:
             time.sleep(sleep_s)
-    return latencies
+    rounds = max(1, min(rounds, repeat_test_num))
+    base, extra = divmod(repeat_test_num, rounds)
+    measured: list[list[float]] = []
+    for r in range(rounds):
+        if on_round is not None:
+            on_round(r + 1, rounds)
+        latencies: list[float] = []
+        for _ in range(base + (1 if r < extra else 0)):
+            start = time.perf_counter()
+            runner.run(feed)
+            latencies.append(time.perf_counter() - start)
+            if sleep_s:
+                time.sleep(sleep_s)
+        measured.append(latencies)
+    return measured
 
 
 def samples_per_run(inputs: dict[str, np.ndarray], batch_size: int | None) -> int:

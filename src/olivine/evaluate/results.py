@@ -13,21 +13,39 @@ DELIMITER = "-"
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One sub-metric's result. ``priority`` -1 means report only."""
+    """One sub-metric's result. ``priority`` -1 means report only.
+
+    Timed metrics (latency, throughput) also carry ``rounds`` (the median of each measuring round) and
+    ``spread`` (half the range of those medians; None with a single round): two values closer than
+    their spreads are tied (see :mod:`olivine.search.ranking`). Other metrics have neither.
+    """
 
     value: float
     priority: int
     higher_is_better: bool
+    spread: float | None = None
+    rounds: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.spread is None:
+            out.pop("spread")
+        if self.rounds is None:
+            out.pop("rounds")
+        else:
+            out["rounds"] = list(self.rounds)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MetricValue:
+        spread = data.get("spread")
+        rounds = data.get("rounds")
         return cls(
             value=float(data["value"]),
             priority=int(data["priority"]),
             higher_is_better=bool(data["higher_is_better"]),
+            spread=None if spread is None else float(spread),
+            rounds=None if rounds is None else tuple(float(r) for r in rounds),
         )
 
 
@@ -36,9 +54,17 @@ def result_key(metric_name: str, sub_type_name: str) -> str:
     return f"{metric_name}{DELIMITER}{sub_type_name}"
 
 
-def metric_value(sub: SubMetric, value: float) -> MetricValue:
-    """A result for ``sub`` (its ``higher_is_better`` is always set once the config is validated)."""
-    return MetricValue(value=float(value), priority=sub.priority, higher_is_better=bool(sub.higher_is_better))
+def metric_value(sub: SubMetric, value: float, rounds: tuple[float, ...] | None = None) -> MetricValue:
+    """A result for ``sub`` (its ``higher_is_better`` is always set once the config is validated); with
+    ``rounds`` (per-round medians) the spread is half their range."""
+    spread = (max(rounds) - min(rounds)) / 2 if rounds and len(rounds) > 1 else None
+    return MetricValue(
+        value=float(value),
+        priority=sub.priority,
+        higher_is_better=bool(sub.higher_is_better),
+        spread=None if spread is None else round(spread, 5),
+        rounds=rounds,
+    )
 
 
 def ranked_keys(metrics: list[MetricConfig]) -> list[tuple[str, bool]]:

@@ -14,20 +14,23 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.datastores.exporter import Exporter, default_skip
 from olivine.engine.events import (
+    CandidateFinished,
+    CandidateStarted,
     EngineEvent,
     EvaluationFinished,
     PassFailed,
     PassFinished,
-    PassStarted,
+    PhaseChanged,
     WorkflowFinished,
     WorkflowStarted,
 )
-from olivine.errors import ConfigError, DatastoreError
+from olivine.errors import DatastoreError
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, utc_now
 from olivine.jobs.status import Best, WorkerStatus
@@ -39,6 +42,7 @@ logger = logging.getLogger("olivine.worker")
 
 _STAGING_PREFIX = ".staging-"  # the engine cache's in-progress run folders: never exported
 _RUN_RECORD = "run.json"  # a cached pass run's record; the engine treats a run with one as finished
+_PHASE_PUBLISH_S = 2.0  # phases change often (every timing round); publish them at most this often
 
 
 def skip_unfinished(path: Path) -> bool:
@@ -111,8 +115,8 @@ class JobReporter:
         self._set(paths=paths)
         self.publish()
 
-    def progress(self, **changes: Any) -> None:
-        """Record progress and publish it.
+    def progress(self, *, publish: bool = True, **changes: Any) -> None:
+        """Record progress and publish it (``publish`` false: keep it for the next write).
 
         Keys: ``current_pass``, ``phase``, ``best_metrics``, ``best`` (``{"candidate_id", "metrics"}``),
         and the counters ``progress_done``, ``progress_total``, ``progress_candidates_done``,
@@ -129,7 +133,8 @@ class JobReporter:
                 changes["best"] = best if isinstance(best, Best) else Best.from_json(best)
             progress = dataclasses.replace(self.status.progress, **counters)
             self.status = self.status.evolve(progress=progress, **changes)
-        self.publish()
+        if publish:
+            self.publish()
 
     def publish(self) -> None:
         """Rewrite both copies of ``status.json``; a hiccup is logged, not fatal (the next write retries)."""
@@ -178,41 +183,63 @@ class JobReporter:
 class JobListener:
     """The engine listener of a worker: exports finished steps and reports progress.
 
+    Progress is the engine's: candidates done / total, the best so far (ranked by the engine with
+    :mod:`olivine.search.ranking`; this listener never ranks), and the phase. The phase also goes to
+    ``current_pass`` and the candidates to ``progress.done``/``total``, for readers of those fields.
+
     Args:
         reporter: where progress goes.
         exporter: where finished cache entries go.
-        evaluator: the workflow's evaluator, to rank candidates for the best-so-far metrics.
+        evaluator: unused (kept for callers).
     """
 
-    def __init__(self, reporter: JobReporter, exporter: Exporter, evaluator: EvaluatorConfig | None) -> None:
+    def __init__(
+        self, reporter: JobReporter, exporter: Exporter, evaluator: EvaluatorConfig | None = None
+    ) -> None:
         self.reporter = reporter
         self.exporter = exporter
-        self.evaluator = evaluator
         self.cache_root: Path | None = None
-        self.baseline: dict[str, Any] | None = None
-        self.candidates: list[dict[str, Any]] = []
-        self.passes_started = 0
+        self.candidates_done = 0
         self.export_failures = 0
+        self._phase_published = 0.0
+        self._phase_stage = ""
 
     def __call__(self, event: EngineEvent) -> None:
         if isinstance(event, WorkflowStarted):
             self.cache_root = event.cache_dir
-            self.reporter.progress(progress_done=0, progress_total=len(event.passes))
-        elif isinstance(event, PassStarted):
-            self.passes_started += 1
+            self.reporter.progress(progress_candidates_done=0, progress_done=0)
+        elif isinstance(event, PhaseChanged):
+            # A new stage (another candidate, pass or metric) is published at once; repeats within a
+            # stage (timing rounds, heartbeats) at most every few seconds.
+            now, stage = time.monotonic(), ":".join(event.phase.split(":")[:2]).split(" round ")[0]
+            publish = stage != self._phase_stage or now - self._phase_published >= _PHASE_PUBLISH_S
+            if publish:
+                self._phase_published, self._phase_stage = now, stage
+            self.reporter.progress(publish=publish, phase=event.phase, current_pass=event.phase[:200])
+        elif isinstance(event, CandidateStarted):
             self.reporter.progress(
-                current_pass=event.pass_name, progress_done=event.index - 1, progress_total=event.total
+                publish=False, progress_candidates_total=event.total, progress_total=event.total or 0
             )
         elif isinstance(event, PassFinished):
             self._export(event.run_dir)
-            self.reporter.progress(progress_done=self.passes_started)
-        elif isinstance(event, PassFailed):
+        elif isinstance(event, (PassFailed, EvaluationFinished)):
             self._export(event.record_path)
-        elif isinstance(event, EvaluationFinished):
-            self._export(event.record_path)
-            self._evaluated(event.metrics)
+        elif isinstance(event, CandidateFinished):
+            self.candidates_done += 1
+            best = None
+            if event.best_id is not None:
+                values = {k: v.get("value") for k, v in event.best_metrics.items()}
+                best = {"candidate_id": event.best_id, "metrics": values}
+            self.reporter.progress(
+                progress_candidates_done=self.candidates_done,
+                progress_candidates_total=event.total,
+                progress_done=self.candidates_done,
+                progress_total=event.total or self.candidates_done,
+                best=best,
+                best_metrics=event.best_metrics,
+            )
         elif isinstance(event, WorkflowFinished):
-            self.reporter.progress(current_pass=None, best_metrics=event.metrics)
+            self.reporter.progress(current_pass=None, phase=None, best_metrics=event.metrics)
 
     def _export(self, path: Path) -> None:
         if self.cache_root is None:
@@ -227,24 +254,3 @@ class JobListener:
             # Keep running: the final export of the whole cache tries again.
             self.export_failures += 1
             logger.warning("incremental export of %s failed: %s", rel, exc)
-
-    def _evaluated(self, metrics: dict[str, Any]) -> None:
-        if self.passes_started == 0:  # evaluated before any pass ran: the input model, the baseline
-            self.baseline = metrics
-            return
-        self.candidates.append(metrics)
-        self.reporter.progress(best_metrics=self._best())
-
-    def _best(self) -> dict[str, Any]:
-        """The best candidate so far, by the rule the engine uses for the final choice."""
-        if self.evaluator is None:
-            return self.candidates[-1]
-        from olivine.evaluate.goals import rank_key, resolve_goals
-        from olivine.evaluate.results import results_from_json
-
-        try:
-            goals = resolve_goals(self.evaluator, results_from_json(self.baseline) if self.baseline else None)
-        except ConfigError:  # a relative goal without a baseline: the engine reports that at the end
-            return self.candidates[-1]
-        metrics = self.evaluator.metrics
-        return min(self.candidates, key=lambda c: rank_key(results_from_json(c), metrics, goals))

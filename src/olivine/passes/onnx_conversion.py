@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -76,6 +76,8 @@ class OnnxConversion(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
+    # Olive's OnnxConversion declares no search_defaults: nothing to search unless a config lists choices.
+    search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("torch", "transformers", "onnx", "onnxscript")
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:

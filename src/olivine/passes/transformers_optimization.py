@@ -8,6 +8,7 @@ that ``OnnxConversion`` records). The fused operator counts are logged and store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -77,6 +78,9 @@ class OrtTransformersOptimization(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OrtTransformersOptimizationConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
+    # Olive's OrtTransformersOptimization declares no search_defaults: nothing is searched unless a
+    # config lists choices.
+    search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:

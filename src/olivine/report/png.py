@@ -36,6 +36,10 @@ def write_png(scatter: Scatter, path: Path, title: str) -> Path:
 
     fig = Figure(figsize=(8, 5.2), dpi=110)
     ax = fig.add_subplot()
+    if scatter.x.log:
+        ax.set_xscale("log")
+    if scatter.y.log:
+        ax.set_yscale("log")
     ax.set_xlim(scatter.x.lo, scatter.x.hi)
     ax.set_ylim(scatter.y.lo, scatter.y.hi)
     ax.set_xlabel(scatter.x.label)

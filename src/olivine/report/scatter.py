@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from olivine.report.footprint import CandidateRecord, Footprint, Objective
 
 INDEX_AXIS = "candidate #"
+LOG_RATIO = 20.0
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,20 @@ class Axis:
     ticks: tuple[float, ...]
     goal: float | None = None
     goal_text: str | None = None
+    log: bool = False  # values spread over more than LOG_RATIO: a log scale keeps them apart
 
     @property
     def label(self) -> str:
+        scale = ", log scale" if self.log else ""
         if self.higher_is_better is None:
-            return self.key
-        return f"{self.key} ({'higher' if self.higher_is_better else 'lower'} is better)"
+            return f"{self.key}{scale}" if self.log else self.key
+        return f"{self.key} ({'higher' if self.higher_is_better else 'lower'} is better{scale})"
 
     def fraction(self, value: float) -> float:
         """Where ``value`` sits between ``lo`` (0) and ``hi`` (1)."""
+        if self.log:
+            value = max(value, self.lo)  # a whisker reaching zero or below stops at the axis
+            return (math.log10(value) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
         return (value - self.lo) / (self.hi - self.lo)
 
 
@@ -156,6 +162,22 @@ def _axis(
         lows.append(goal[0])
         highs.append(goal[0])
     lo, hi = min(lows), max(highs)
+    positive = min(values) > 0 and (goal is None or goal[0] > 0)
+    if positive and max(values) / min(values) > LOG_RATIO:
+        # e.g. a PyTorch input model 40x slower than its ONNX candidates: linear, they would be one dot
+        ends = values + ([goal[0]] if goal else [])
+        lo, hi = min(ends), max(ends)
+        factor = (hi / lo) ** 0.04
+        return Axis(
+            key=key,
+            higher_is_better=higher_is_better,
+            lo=lo / factor,
+            hi=hi * factor,
+            ticks=tuple(log_ticks(lo, hi)),
+            goal=goal[0] if goal else None,
+            goal_text=goal[1] if goal else None,
+            log=True,
+        )
     if hi - lo <= 1e-12 * max(1.0, abs(hi)):
         pad = abs(hi) * 0.05 or 1.0
         lo, hi = lo - pad, hi + pad
@@ -171,6 +193,19 @@ def _axis(
         goal=goal[0] if goal else None,
         goal_text=goal[1] if goal else None,
     )
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2 and 5 times the powers of ten within ``[lo, hi]`` (only the powers when that is too many)."""
+    ticks = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**e <= hi
+    ]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if math.isclose(10 ** round(math.log10(t)), t)]
+    return ticks or [lo, hi]
 
 
 def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:

@@ -1,0 +1,210 @@
+"""The search space built at resolve time, its numbering (Olive's), and the samplers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from olivine.config.loader import validate_config
+from olivine.engine.resolve import ResolvedWorkflow, resolve
+from olivine.errors import ConfigError
+from olivine.model.accelerator import Accelerator
+from olivine.passes.base import PASSES
+from olivine.search.samplers import SAMPLERS
+from olivine.search.samplers.base import SamplerSettings
+from olivine.search.space import Dimension, PassOption, PassSlot, SearchSpace
+
+EVALUATOR = {"e": {"metrics": [{"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]}}
+
+
+def _workflow(tmp_path: Path, passes: dict[str, Any], search: Any = True, **engine: Any) -> ResolvedWorkflow:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "evaluators": EVALUATOR,
+        "passes": passes,
+        "engine": {"evaluator": "e", "search_strategy": search, **engine},
+    }
+    return resolve(validate_config(data), config_path=None, base_dir=tmp_path)
+
+
+def _slot(name: str, *dims: tuple[str, tuple[Any, ...]]) -> PassSlot:
+    cls = PASSES.get("OnnxDynamicQuantization")
+    return PassSlot(
+        name, (PassOption("OnnxDynamicQuantization", cls, {}, tuple(Dimension(p, c) for p, c in dims)),)
+    )
+
+
+def test_space_numbers_points_as_olive_does_first_dimension_fastest() -> None:
+    # Olive's SearchSpace docstring: A [a], B [b, c], C [d, e, f] -> index 1 is (a, c, d), 2 is (a, b, e).
+    space = SearchSpace([_slot("q", ("per_channel", (True, False)), ("precision", ("int8", "uint8", "x")))])
+    assert len(space) == 6
+    values = [dict(space.point(i).choices[0].values) for i in range(6)]
+    assert values[1] == {"per_channel": False, "precision": "int8"}
+    assert values[2] == {"per_channel": True, "precision": "uint8"}
+    for i in range(6):
+        assert space.index_of(space.point(i).choices) == i
+    two = SearchSpace(
+        [_slot("a", ("per_channel", (True, False))), _slot("b", ("reduce_range", (True, False)))]
+    )
+    assert space.describe(space.point(3)) == {"q.per_channel": False, "q.precision": "uint8"}
+    assert [two.describe(two.point(i))["a.per_channel"] for i in range(4)] == [True, False, True, False]
+
+
+def test_searchable_values_expand_to_the_pass_declared_values_only_under_search(tmp_path: Path) -> None:
+    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    searched = _workflow(tmp_path, passes, {"include_pass_params": False})
+    (option,) = searched.slots[0].options
+    assert option.dims == (Dimension("per_channel", (True, False)),)
+    plain = _workflow(tmp_path, passes, None)
+    assert plain.slots[0].options[0].dims == () and plain.passes[0].config.per_channel is False  # type: ignore[attr-defined]
+
+
+def test_search_includes_unset_searchable_params_like_olive_unless_told_not_to(tmp_path: Path) -> None:
+    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": True}}
+    option = _workflow(tmp_path, passes).slots[0].options[0]
+    assert [d.param for d in option.dims] == ["precision", "reduce_range", "quant_preprocess"]
+    assert len(SearchSpace(_workflow(tmp_path, passes).slots)) == 8
+    disabled = {"q": {"type": "OnnxDynamicQuantization", "per_channel": True, "disable_search": True}}
+    assert _workflow(tmp_path, disabled).slots[0].options[0].dims == ()
+
+
+def test_explicit_choices_lists_and_olive_categorical_and_alternatives(tmp_path: Path) -> None:
+    passes = {
+        "q": [
+            {
+                "type": "OnnxDynamicQuantization",
+                "precision": ["uint8", "int8"],
+                "op_types_to_quantize": ["MatMul"],  # a list-valued parameter stays a value
+                "nodes_to_exclude": {
+                    "olive_parameter_type": "SearchParameter",
+                    "type": "Categorical",
+                    "support": [None, ["n1"]],
+                },
+            },
+            {"type": "OnnxDynamicQuantization", "per_channel": True},
+        ]
+    }
+    workflow = _workflow(tmp_path, passes, {"include_pass_params": False})
+    first, second = workflow.slots[0].options
+    assert first.dims == (
+        Dimension("precision", ("uint8", "int8")),
+        Dimension("nodes_to_exclude", (None, ["n1"])),
+    )
+    assert first.fixed["op_types_to_quantize"] == ["MatMul"] and second.dims == ()
+    space = SearchSpace(workflow.slots)
+    assert len(space) == 5
+    assert space.describe(space.point(4)) == {"q": 1}
+
+
+@pytest.mark.parametrize(
+    ("passes", "search", "message", "path"),
+    [
+        ({"q": [{"type": "OnnxDynamicQuantization"}] * 2}, None, "needs search", "passes.q"),
+        (
+            {"q": {"type": "OnnxDynamicQuantization", "precision": ["int8", "uint8"]}},
+            None,
+            "needs search",
+            "passes.q.precision",
+        ),
+        (
+            {"q": {"type": "OnnxDynamicQuantization", "size_threshold": "SEARCHABLE_VALUES"}},
+            True,
+            "no search values",
+            "passes.q.size_threshold",
+        ),
+        (
+            {"q": {"type": "OnnxDynamicQuantization", "precision": ["int9", "int8"]}},
+            True,
+            "precision",
+            "passes.q.precision",
+        ),
+    ],
+)
+def test_bad_search_configs_name_the_key(
+    tmp_path: Path, passes: Any, search: Any, message: str, path: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _workflow(tmp_path, passes, search)
+    assert message in str(info.value) and path in str(info.value)
+
+
+def test_search_without_an_evaluator_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "passes": {"q": {"type": "OnnxDynamicQuantization"}},
+        "engine": {"search_strategy": True},
+    }
+    with pytest.raises(ConfigError, match=r"engine\.search_strategy"):
+        resolve(validate_config(data), config_path=None, base_dir=tmp_path)
+
+
+def test_invalid_combination_gives_a_reason_instead_of_a_step(tmp_path: Path) -> None:
+    passes = {
+        "q": {
+            "type": "OnnxDynamicQuantization",
+            "precision": "int8",
+            "weight_type": {
+                "olive_parameter_type": "SearchParameter",
+                "type": "Categorical",
+                "support": ["QInt8", "QUInt8"],
+            },
+        }
+    }
+    space = SearchSpace(_workflow(tmp_path, passes, {"include_pass_params": False}).slots)
+    assert not isinstance(space.steps(space.point(0), Accelerator()), str)
+    reason = space.steps(space.point(1), Accelerator())
+    assert isinstance(reason, str) and "disagree" in reason and reason.startswith("passes.q")
+
+
+def test_search_strategy_accepts_olive_spellings() -> None:
+    from olivine.config.engine import EngineConfig
+
+    nested = EngineConfig.model_validate(
+        {"search_strategy": {"sampler": "TPE", "sampler_config": {"seed": 7, "max_samples": 3}}}
+    )
+    assert nested.search is not None and (
+        nested.search.sampler,
+        nested.search.seed,
+        nested.search.max_samples,
+    ) == ("tpe", 7, 3)
+    default = EngineConfig.model_validate({"search_strategy": True}).search
+    assert default is not None and (default.execution_order, default.sampler) == ("joint", "sequential")
+    assert EngineConfig.model_validate({"search_strategy": False}).search is None
+    with pytest.raises(ValueError, match="unknown sampler 'grid'"):
+        EngineConfig.model_validate({"search_strategy": {"sampler": "grid"}})
+
+
+def _proposals(name: str, space: SearchSpace, seed: int = 1, max_samples: int = 0) -> list[int]:
+    sampler = SAMPLERS.get(name)(space, SamplerSettings(max_samples=max_samples, seed=seed), [False])
+    out = []
+    while (point := sampler.suggest()) is not None:
+        out.append(point.index)
+        sampler.tell(point, [float(point.index % 3)])
+    return out
+
+
+@pytest.mark.parametrize("name", ["sequential", "random", "tpe"])
+def test_samplers_propose_distinct_points_reproducibly_up_to_max_samples(name: str) -> None:
+    space = SearchSpace([_slot("q", ("per_channel", (True, False)), ("precision", ("int8", "uint8", "x")))])
+    every = _proposals(name, space)
+    assert sorted(every) == list(range(6))
+    assert _proposals(name, space) == every
+    assert _proposals(name, space, max_samples=4) == every[:4] or name == "tpe"
+    assert len(set(_proposals(name, space, max_samples=4))) == 4
+    if name == "sequential":
+        assert every == list(range(6))
+
+
+def test_random_sampler_draws_as_olive_for_a_seed() -> None:
+    import random
+
+    space = SearchSpace([_slot("q", ("per_channel", (True, False)), ("precision", ("int8", "uint8", "x")))])
+    rng, available, expected = random.Random(5), list(range(6)), []
+    while available:
+        expected.append(available.pop(rng.randrange(len(available))))
+    assert _proposals("random", space, seed=5) == expected
+    assert _proposals("random", space, seed=6) != expected
