@@ -344,6 +344,32 @@ def _reason_key(reason: str) -> str:
     return re.sub(r"\d+", "N", text)[:120]
 
 
+#: Refusals that are right on this machine, by what the message says: (label, pattern).
+LEGITIMATE = (
+    ("removed from Olive itself", r"removed in Olive"),
+    (
+        "needs the Hugging Face Hub (offline here)",
+        r"no model hub|huggingface\.co|does not reach|not a local folder",
+    ),
+    ("a script needs a package not installed here", r"No module named"),
+    ("targets a GPU/NPU or a non-CPU execution provider", r"device '|ExecutionProvider|use_gpu|GPU|CUDA"),
+    ("a system type Olivine does not run", r"system type|\(type \w+\) is valid in Olive"),
+    ("a local data folder the example downloads first", r"data_dir: path '[^']*' does not exist"),
+    ("an evaluator type Olivine does not have", r"evaluator type"),
+    ("a KV-cache export (text-generation-with-past)", r"KV cache|kv_cache"),
+    ("an unfilled template placeholder (<<...>>)", r"<<"),
+    (
+        "a task or feature Olivine refuses at validation",
+        r"is not supported by Olivine|not provided by Olivine",
+    ),
+)
+
+
+def category(reason: str) -> str | None:
+    """The legitimate-refusal label of a one-line reason, or None (then it may be a gap)."""
+    return next((label for label, pattern in LEGITIMATE if re.search(pattern, reason)), None)
+
+
 def _known_passes() -> set[str]:
     from olivine.passes.base import PASSES
 
@@ -358,15 +384,24 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         f"\n{len(rows)} configs; {len(rows) - len(ours)} name a pass Olivine does not have "
         f"(top: {', '.join(f'{t} {n}' for t, n in unknown.most_common(8))})"
     )
+    for r in ours:
+        if r["outcome"] == "refused" and category(r["reason"]) is not None:
+            r["outcome"] = "refused-legitimately"
     counts = collections.Counter(r["outcome"] for r in ours)
+    kinds = ("ran", "validated", "refused-legitimately", "refused", "failed")
     print(
         f"of the {len(ours)} whose passes are all Olivine's: "
-        + " / ".join(f"{k}: {counts[k]}" for k in ("ran", "validated", "refused", "failed") if counts[k])
+        + " / ".join(f"{k}: {counts[k]}" for k in kinds if counts[k])
     )
+    legit = collections.Counter(category(r["reason"]) for r in ours if r["outcome"] == "refused-legitimately")
+    if legit:
+        print("\nrefused legitimately, by reason:")
+        for label, n in legit.most_common():
+            print(f"  {n:4}  {label}")
     for outcome in ("refused", "failed"):
         reasons = collections.Counter(_reason_key(r["reason"]) for r in ours if r["outcome"] == outcome)
         if reasons:
-            print(f"\n{outcome}, by reason:")
+            print(f"\n{outcome} (gaps?), by reason:")
             for reason, n in reasons.most_common(60):
                 print(f"  {n:4}  {reason}")
 

@@ -3,8 +3,8 @@
     OlivineError                      base; ``exit_code`` tells the CLI how to exit
     +-- UserInputError (exit 2)       the user can fix it by editing a file or a flag
     |   +-- ConfigError               invalid run config: names the file and the key path
-    |   +-- ReferenceNotFoundError    a system / evaluator / data config / datastore name is undefined
-    |   +-- NotSupportedError         valid Olive, but not something Olivine does (yet)
+    |       +-- ReferenceNotFoundError    a system / evaluator / data config / datastore name is undefined
+    |       +-- NotSupportedError         valid Olive, but not something Olivine does (yet)
     |   +-- MissingDependencyError    an optional extra is not installed (message has the pip hint)
     |   +-- JobNotFoundError          no job with that id in the job store / datastore
     +-- WorkflowError (exit 1)        the workflow ran and something in it failed
@@ -56,15 +56,15 @@ class ConfigError(UserInputError):
         return f"{where}{key}{self.message}"
 
     def with_file(self, file: str) -> ConfigError:
-        return ConfigError(self.message, path=self.path, file=file)
+        return type(self)(self.message, path=self.path, file=file)
 
 
 class ReferenceNotFoundError(ConfigError):
     pass
 
 
-class NotSupportedError(UserInputError):
-    pass
+class NotSupportedError(ConfigError):
+    """Valid in Olive, not done by Olivine (yet); like every config error it names the key and the file."""
 
 
 class MissingDependencyError(UserInputError):

@@ -17,7 +17,8 @@ from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from tiny_models import MLP_IN, handle, write_onnx_mlp, write_tiny_bert
+from onnx_fixtures import shared_bert_onnx
+from tiny_models import MLP_IN, handle, write_onnx_mlp
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +187,8 @@ def test_static_unknown_data_config_is_refused_by_name(mlp: ModelHandle, tmp_pat
         run_pass("OnnxStaticQuantization", mlp, tmp_path, PassContext(), data_config="nope")
 
 
-def test_static_quantizes_tiny_bert(tmp_path: Path) -> None:
-    bert = handle(write_tiny_bert(tmp_path / "bert"))
-    onnx_bert = run_pass("OnnxConversion", bert, tmp_path / "onnx", PassContext(), target_opset=17)
+def test_static_quantizes_tiny_bert(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    onnx_bert = shared_bert_onnx(tmp_path_factory)
     dummy = DataConfig.model_validate(
         {
             "name": "dummy",
@@ -274,6 +274,29 @@ def test_static_invalid_combinations_have_a_reason(params: dict[str, Any], reaso
     cls = PASSES.get("OnnxStaticQuantization")
     config = cls.config_class.model_validate({"data_config": "c", **params})
     assert reason in (cls.invalid_reason(config, Accelerator()) or "")
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"quant_format": "QOperator", "precision": "uint16", "activation_type": "uint8"}, "quant_format"),
+        ({"calibration_providers": ["CUDAExecutionProvider"]}, "calibration_providers"),
+    ],
+)
+def test_static_refuses_at_run_what_cannot_run_on_the_cpu(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, params: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        static(mlp, tmp_path, ctx, **params)
+    assert info.value.path == key
+
+
+def test_static_s8s8_qoperator_is_skipped_by_search_but_runs_when_asked(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path
+) -> None:
+    params = {"quant_format": "QOperator", "precision": "int8", "activation_type": "int8"}
+    out = static(mlp, tmp_path, ctx, quant_preprocess=False, **params)
+    assert op_counts(out).get("QLinearMatMul") == 3
 
 
 def test_static_valid_default_has_no_invalid_reason() -> None:

@@ -84,9 +84,11 @@ def test_config_missing_required_key_is_named() -> None:
     assert "missing" in str(err)
 
 
-def test_config_olive_system_types_not_supported_yet_are_clear() -> None:
-    err = _error(_base(systems={"d": {"type": "Docker", "config": {"image_name": "x"}}}))
-    assert err.path == "systems.d.type"
+def test_config_olive_system_types_not_supported_yet_are_clear_when_used() -> None:
+    systems = {"d": {"type": "Docker", "config": {"image_name": "x"}}}
+    assert validate_config(_base(systems=systems)).olive_only_systems == {"d": "Docker"}
+    err = _error(_base(systems=systems, engine={"host": "d"}))
+    assert err.path == "engine.host"
     assert "not supported" in str(err)
 
 

@@ -135,7 +135,7 @@ def test_validate_data_config_needs_the_train_split_for_a_single_data_file(base:
 def test_validate_data_config_names_a_missing_data_file(base: Path) -> None:
     dc = _dc(load_dataset_config={"type": "numpy_dataset", "data_files": ["data/a.npz", "data/b.npz"]})
     error = _error(dc, base)
-    assert error.path == "data_configs.d.load_dataset_config.params.data_files[1]"
+    assert error.path == "data_configs.d.load_dataset_config.params.data_files.1"
 
 
 def test_validate_data_config_rejects_olive_components_olivine_lacks(base: Path) -> None:
@@ -276,7 +276,7 @@ def test_local_paths_joins_hf_data_files_under_data_dir(base: Path) -> None:
     )
     assert local_paths(dc) == [
         ("load_dataset_config.params.data_dir", "data"),
-        ("load_dataset_config.params.data_files[0]", str(Path("data") / "a.csv")),
+        ("load_dataset_config.params.data_files.0", str(Path("data") / "a.csv")),
     ]
 
 
@@ -301,7 +301,7 @@ def test_rewrite_paths_replaces_by_key_path_or_by_listed_value(base: Path) -> No
         dc,
         {
             "user_script": "/bundle/s.py",
-            "load_dataset_config.params.data_files[1]": "/bundle/b.npz",
+            "load_dataset_config.params.data_files.1": "/bundle/b.npz",
             "a.npz": "/bundle/a.npz",
             "unrelated.txt": "/bundle/unrelated.txt",
         },

@@ -72,7 +72,9 @@ def test_load_torch_module_names_the_missing_function(tmp_path: Path) -> None:
 
 
 def test_load_torch_module_loads_hf_task_class(bert_dir: Path) -> None:
-    base = load_torch_module(handle({"type": "HfModel", "model_path": str(bert_dir)}))
+    base = load_torch_module(
+        handle({"type": "HfModel", "model_path": str(bert_dir), "task": "feature-extraction"})
+    )
     assert type(base).__name__ == "BertModel"
     classifier = load_torch_module(
         handle({"type": "HfModel", "model_path": str(bert_dir), "task": "text-classification"})
@@ -81,7 +83,7 @@ def test_load_torch_module_loads_hf_task_class(bert_dir: Path) -> None:
 
 
 def test_load_torch_module_rejects_unknown_hf_task(bert_dir: Path) -> None:
-    with pytest.raises(ModelLoadError, match="unsupported HfModel task 'translation'"):
+    with pytest.raises(ModelLoadError, match="task 'translation' is not supported by Olivine"):
         load_torch_module(handle({"type": "HfModel", "model_path": str(bert_dir), "task": "translation"}))
 
 
@@ -92,7 +94,12 @@ def test_load_torch_module_rejects_hf_path_that_is_not_a_folder(tmp_path: Path) 
 
 def test_load_torch_module_applies_hf_torch_dtype(bert_dir: Path) -> None:
     model = handle(
-        {"type": "HfModel", "model_path": str(bert_dir), "load_kwargs": {"torch_dtype": "float16"}}
+        {
+            "type": "HfModel",
+            "model_path": str(bert_dir),
+            "task": "feature-extraction",
+            "load_kwargs": {"torch_dtype": "float16"},
+        }
     )
     module = load_torch_module(model)
     assert next(module.parameters()).dtype == torch.float16
@@ -111,7 +118,7 @@ def test_get_io_config_calls_function_named_in_script(tmp_path: Path) -> None:
 
 
 def test_get_io_config_derives_hf_inputs_outputs_and_axes(bert_dir: Path) -> None:
-    model = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "feature-extraction"})
     io_config = get_io_config(model, load_torch_module(model))
     assert io_config["input_names"] == ["input_ids", "token_type_ids", "attention_mask"]
     assert io_config["output_names"] == ["last_hidden_state", "pooler_output"]
@@ -150,7 +157,7 @@ def test_get_dummy_inputs_prefers_dummy_inputs_func(tmp_path: Path) -> None:
 
 
 def test_get_dummy_inputs_builds_hf_token_batch(bert_dir: Path) -> None:
-    model = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "feature-extraction"})
     module = load_torch_module(model)
     dummy = get_dummy_inputs(model, module, get_io_config(model, module))
     assert set(dummy) == {"input_ids", "token_type_ids", "attention_mask"}
@@ -168,7 +175,7 @@ def test_get_dummy_inputs_fails_without_any_source(tmp_path: Path) -> None:
 def test_torch_input_names_follow_io_config(tmp_path: Path, bert_dir: Path) -> None:
     mlp = handle(write_mlp(tmp_path))
     assert torch_input_names(mlp, load_torch_module(mlp)) == ["input"]
-    bert = handle({"type": "HfModel", "model_path": str(bert_dir)})
+    bert = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "feature-extraction"})
     assert "attention_mask" in torch_input_names(bert, load_torch_module(bert))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from olivine.config.data import DataConfig
 from olivine.config.evaluators import EvaluatorConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, ReferenceNotFoundError
 from olivine.evaluate import evaluation_fingerprint, validate_evaluator
 from olivine.evaluate.metric_configs import LatencyConfig, timing_config
 
@@ -46,7 +46,7 @@ def test_validate_evaluator_names_a_misspelled_metric_config_key(base: Path) -> 
     ev = _evaluator(_accuracy(metric_config={"task": "multiclass", "averag": "macro"}))
     with pytest.raises(ConfigError) as info:
         validate_evaluator(ev, data_configs=_data(), base_dir=base, path="evaluators.common")
-    assert info.value.path == "evaluators.common.metrics[0].sub_types[0].metric_config.averag"
+    assert info.value.path == "evaluators.common.metrics.0.sub_types.0.metric_config.averag"
     assert "did you mean 'average'" in info.value.message
 
 
@@ -56,17 +56,26 @@ def test_validate_evaluator_rejects_options_olivine_does_not_compute(base: Path)
             validate_evaluator(_evaluator(_accuracy(metric_config=cfg)), data_configs=_data(), base_dir=base)
 
 
-def test_validate_evaluator_rejects_the_huggingface_metrics_backend(base: Path) -> None:
-    ev = _evaluator({**_accuracy(), "backend": "huggingface_metrics"})
-    with pytest.raises(NotSupportedError, match="huggingface_metrics"):
-        validate_evaluator(ev, data_configs=_data(), base_dir=base)
+def test_huggingface_metrics_backend_refuses_a_torch_metrics_sub_type_naming_the_backend() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="backend 'huggingface_metrics' sub-type 'accuracy_score'"):
+        _evaluator({**_accuracy(), "backend": "huggingface_metrics"})
+
+
+def test_validate_evaluator_refuses_huggingface_metrics_load_params(base: Path) -> None:
+    metric = {**_accuracy(), "backend": "huggingface_metrics"}
+    metric["sub_types"] = [{"name": "f1", "metric_config": {"load_params": {"config_name": "x"}}}]
+    with pytest.raises(ConfigError) as info:
+        validate_evaluator(_evaluator(metric), data_configs=_data(), base_dir=base)
+    assert info.value.path == "evaluator.metrics.0.sub_types.0.metric_config.load_params"
 
 
 def test_validate_evaluator_reports_an_undefined_data_config(base: Path) -> None:
     ev = _evaluator({**_accuracy(), "data_config": "missing"})
     with pytest.raises(ReferenceNotFoundError) as info:
         validate_evaluator(ev, data_configs=_data(), base_dir=base)
-    assert info.value.path == "evaluator.metrics[0].data_config"
+    assert info.value.path == "evaluator.metrics.0.data_config"
 
 
 def test_validate_evaluator_requires_data_for_accuracy(base: Path) -> None:
@@ -86,7 +95,7 @@ def test_validate_evaluator_finds_the_custom_function_in_the_evaluator_user_scri
     bad = {**good, "user_config": {"evaluate_func": "my_evl"}}
     with pytest.raises(ConfigError) as info:
         validate_evaluator(_evaluator(bad, user_script="eval.py"), data_configs={}, base_dir=base)
-    assert info.value.path == "evaluator.metrics[0].user_config.evaluate_func"
+    assert info.value.path == "evaluator.metrics.0.user_config.evaluate_func"
     assert "did you mean 'my_eval'" in info.value.message
 
 

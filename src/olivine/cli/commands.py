@@ -244,9 +244,12 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
     if args.dry_run:
         print(render.local_plan(workflow, cache_dir, output_dir))
         return 0
-    logsetup.add_file(output_dir / "olivine.log")
+    from olivine.engine.output import output_layout
     from olivine.exits import install_sigint_flag, user_code_exit
 
+    artifacts, model_file = output_layout(output_dir)
+    if not engine.no_artifacts:
+        logsetup.add_file(artifacts / "olivine.log")
     install_sigint_flag()
     try:
         result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
@@ -255,12 +258,13 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
         if error is None:
             raise
         raise error from None
-    from olivine.engine.claims import output_problems
-    from olivine.errors import CacheError
+    if model_file is None and not engine.no_artifacts:
+        from olivine.engine.claims import output_problems
+        from olivine.errors import CacheError
 
-    problems = output_problems(output_dir)
-    if problems:
-        raise CacheError(f"the output in {output_dir} does not hold what the run produced: {problems[0]}")
+        problems = output_problems(artifacts)
+        if problems:
+            raise CacheError(f"the output in {artifacts} does not hold what the run produced: {problems[0]}")
     if args.json:
         _print_json(render.result_json(result))
     else:

@@ -28,8 +28,11 @@ def result_table(result: WorkflowResult) -> str:
         )
         if result.frontier:
             lines.append(f"pareto frontier: {', '.join(result.frontier)}")
-    lines.append(f"written to: {result.output_dir / 'model'}")
-    lines.append(f"metrics, footprint and log: {result.output_dir}")
+    from olivine.engine.output import output_layout
+
+    folder, model_file = output_layout(result.output_dir)
+    lines.append(f"written to: {model_file or folder / 'model'}")
+    lines.append(f"metrics, footprint and log: {folder}")
     return "\n".join(lines)
 
 

@@ -86,6 +86,9 @@ class EngineConfig(StrictModel):
     plot_pareto_frontier: bool = False
     log_severity_level: int = Field(default=1, ge=0, le=4)
     ort_log_severity_level: int = Field(default=3, ge=0, le=4)
+    #: onnxruntime's Python-side log level (Olive >= 0.4); Olivine's onnxruntime logging follows
+    #: ``ort_log_severity_level`` and accepts this one for compatibility.
+    ort_py_log_severity_level: int = Field(default=3, ge=0, le=4)
     log_to_file: bool = False
     no_artifacts: bool = False
     packaging_config: Any = None
@@ -95,6 +98,9 @@ class EngineConfig(StrictModel):
     def _systems(cls, value: Any) -> Any:
         if isinstance(value, dict):
             value = dict(value)
+            for key in ("output_dir", "cache_dir"):
+                if key in value and value[key] is None:
+                    del value[key]  # Olive accepts null for "the default"
             for key in ("host", "target"):
                 if isinstance(value.get(key), dict):
                     value[key] = prefixed(f"engine.{key}", normalize_system, value[key])

@@ -20,6 +20,17 @@ SUB_TYPES: dict[str, tuple[str, ...]] = {
     "size_on_disk": ("bytes",),
 }
 
+#: Sub-types of ``backend: huggingface_metrics`` (Olive loads them with ``evaluate.load(name)``). The
+#: evaluate package ships no metric (each is downloaded from the Hugging Face Hub), so Olivine computes
+#: these four itself with scikit-learn's semantics, which evaluate's versions wrap.
+HF_METRIC_SUB_TYPES = ("accuracy", "f1", "precision", "recall")
+
+#: Evaluator types of Olive that Olivine does not implement, and what they do.
+UNSUPPORTED_EVALUATORS = {
+    "lmevaluator": "LMEvaluator (lm-evaluation-harness tasks)",
+    "mtebevaluator": "MTEBEvaluator (MTEB embedding benchmarks)",
+}
+
 # Whether a larger value is better, per metric type, when a sub-metric does not say.
 DEFAULT_HIGHER_IS_BETTER = {
     "accuracy": True,
@@ -67,6 +78,15 @@ class MetricUserConfig(StrictModel):
     metric_func_kwargs: dict[str, Any] | None = None
     inference_settings: MetricInferenceSettings | None = None
     io_bind: bool = False
+    #: Olive shares the KV-cache buffers between runs with io_bind on CUDA; nothing to share on the CPU.
+    shared_kv_buffer: bool = False
+    run_kwargs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _run_kwargs(self) -> MetricUserConfig:
+        if self.run_kwargs:
+            raise ValueError("'run_kwargs' (extra model call arguments) is not supported by Olivine yet")
+        return self
 
 
 class MetricConfig(StrictModel):
@@ -77,11 +97,38 @@ class MetricConfig(StrictModel):
     user_config: MetricUserConfig | None = None
     data_config: str | DataConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_user_config(cls, value: Any) -> Any:
+        """Olive folds metric-level keys that are not metric fields into ``user_config``."""
+        if not isinstance(value, dict):
+            return value
+        folded = {
+            k: v for k, v in value.items() if k not in cls.model_fields and k in MetricUserConfig.model_fields
+        }
+        if not folded:
+            return value
+        out = {k: v for k, v in value.items() if k not in folded}
+        user_config = dict(out.get("user_config") or {})
+        for key, val in folded.items():
+            if key in user_config:
+                raise ValueError(f"'{key}' is given both at the metric level and under 'user_config'")
+            user_config[key] = val
+        out["user_config"] = user_config
+        return out
+
     @model_validator(mode="after")
     def _check(self) -> MetricConfig:
-        allowed = SUB_TYPES.get(self.type)
+        hf_backend = self.backend == "huggingface_metrics" and self.type == "accuracy"
+        allowed = HF_METRIC_SUB_TYPES if hf_backend else SUB_TYPES.get(self.type)
         for sub in self.sub_types:
             if allowed is not None and sub.name not in allowed:
+                if hf_backend:
+                    raise ValueError(
+                        f"metric '{self.name}': backend 'huggingface_metrics' sub-type '{sub.name}' is "
+                        "not available: the evaluate package downloads its metrics from the Hugging Face "
+                        f"Hub, which Olivine does not reach; Olivine computes {', '.join(allowed)}"
+                    )
                 raise ValueError(
                     f"metric '{self.name}': unknown {self.type} sub-type '{sub.name}'; "
                     f"allowed: {', '.join(allowed)}"
@@ -100,9 +147,24 @@ class MetricConfig(StrictModel):
 
 
 class EvaluatorConfig(StrictModel):
-    metrics: list[MetricConfig]
+    #: Olive accepts an evaluator without metrics (``{}``): it evaluates nothing.
+    metrics: list[MetricConfig] = []
     user_script: LocalPath | None = None
     script_dir: LocalPath | None = None
+    type: Literal["OliveEvaluator"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        kind = value.get("type") if isinstance(value, dict) else None
+        if isinstance(kind, str) and kind.lower() in UNSUPPORTED_EVALUATORS:
+            raise ValueError(
+                f"evaluator type '{kind}': {UNSUPPORTED_EVALUATORS[kind.lower()]} is not supported by "
+                "Olivine; use an evaluator with 'metrics' (type OliveEvaluator)"
+            )
+        if isinstance(kind, str) and kind.lower() == "oliveevaluator":
+            return {**value, "type": "OliveEvaluator"}
+        return value
 
     @model_validator(mode="after")
     def _priorities(self) -> EvaluatorConfig:

@@ -6,6 +6,7 @@ Every problem becomes one :class:`ConfigError` naming the file and the key path.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,26 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError) -> tuple[str, str]:
-    """Return (key path, message) for the first error, mentioning how many more there are."""
+    """Return (key path, message) for the first error, mentioning how many more there are.
+
+    A key that Olive itself removed is reported first (with the Olive version and its successor), since
+    the other errors of an old config usually follow from it.
+    """
+    from olivine.config.removed import removed_key
+
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
-    path = ".".join(loc)
+    paths = [error_path(error["loc"]) for error in errors]
+    removed = [
+        (i, found)
+        for i, error in enumerate(errors)
+        if error["type"] == "extra_forbidden" and (found := removed_key(paths[i])) is not None
+    ]
+    index = removed[0][0] if removed else 0
+    first, path = errors[index], paths[index]
     kind = first["type"]
-    if kind == "extra_forbidden":
+    if removed:
+        message = removed[0][1].message()
+    elif kind == "extra_forbidden":
         message = "unknown key" + _did_you_mean(exc, first)
     elif kind == "missing":
         message = "required key is missing"
@@ -73,9 +87,24 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
     return path, message
 
 
+def error_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A pydantic error location as the config's dotted key path (``metrics.0.sub_types``).
+
+    pydantic adds the member of a union it tried (``IOConfig``, ``str``, ``list[str]``) and validator
+    wrappers (``function-after[...]``) to the location; those are not keys of the config file.
+    """
+    return ".".join(str(part) for part in loc if not _is_union_tag(part))
+
+
+_INTERNAL = re.compile(
+    r"^(function-(after|before|wrap|plain)\[.*|[A-Z]\w*Config|str|int|float|bool|none|"
+    r"(list|dict|tuple|set|Annotated|union)\[.*|literal\[.*|tagged-union\[.*)$"
+)
+
+
 def _is_union_tag(part: object) -> bool:
     # pydantic puts the discriminator value of a tagged union into the location; drop it.
-    return isinstance(part, str) and part in _UNION_TAGS
+    return isinstance(part, str) and (part in _UNION_TAGS or bool(_INTERNAL.match(part)))
 
 
 _UNION_TAGS = frozenset({"ONNXModel", "PyTorchModel", "HfModel", "LocalSystem", "LocalWorker"})
@@ -101,6 +130,8 @@ def _keys_at(annotation: Any, loc: list[Any]) -> list[str]:
     current = annotation
     parts = list(loc)
     for _ in range(100):
+        while parts and isinstance(parts[0], str) and parts[0].startswith("function-"):
+            parts.pop(0)
         origin = typing.get_origin(current)
         args = typing.get_args(current)
         if origin is typing.Annotated:

@@ -16,8 +16,19 @@ class IOConfig(StrictModel):
     input_shapes: list[list[int]] | None = None
     input_types: list[str] | None = None
     output_names: list[str] | None = None
+    #: Olive records them for its own converters; the export derives the outputs from the model.
+    output_shapes: list[list[int | str]] | None = None
+    output_types: list[str] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
     dynamic_shapes: Any = None
+    #: Olive's KV-cache inputs/outputs for generative models (bool or a KVCacheConfig mapping).
+    kv_cache: bool | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_kv_cache(self) -> IOConfig:
+        if self.kv_cache:
+            raise ValueError("'kv_cache' (KV-cache inputs and outputs) is not supported by Olivine yet")
+        return self
 
 
 class InferenceSettings(StrictModel):
@@ -63,10 +74,14 @@ class PyTorchModelConfig(StrictModel):
         return self
 
 
+#: Olive's ``DEFAULT_HF_TASK`` (olive/common/constants.py, 0.7 to 0.13): the task of an HfModel without one.
+DEFAULT_HF_TASK = "text-generation-with-past"
+
+
 class HfModelConfig(StrictModel):
     type: Literal["HfModel"] = "HfModel"
     model_path: LocalPath
-    task: str = "feature-extraction"
+    task: str = DEFAULT_HF_TASK
     load_kwargs: dict[str, Any] | None = None
     io_config: IOConfig | str | None = None
     adapter_path: LocalPath | None = None

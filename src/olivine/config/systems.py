@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from olivine.config.base import StrictModel
 from olivine.config.typed import flatten_typed
@@ -14,6 +14,16 @@ from olivine.config.typed import flatten_typed
 class AcceleratorConfig(StrictModel):
     device: Literal["cpu", "gpu", "npu"] = "cpu"
     execution_providers: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                f"an accelerator is a mapping since Olive 0.6 (a bare device name '{value}' is the form of "
+                f"Olive 0.5 and before); use {{device: {value.lower()}, execution_providers: [...]}}"
+            )
+        return value
 
     @field_validator("device", mode="before")
     @classmethod
@@ -91,8 +101,17 @@ KNOWN_OLIVE_SYSTEMS = {"pythonenvironment", "docker", "azureml", "isolatedort"}
 SystemConfig = Annotated[LocalSystemConfig | LocalWorkerConfig | RayConfig, Field(discriminator="type")]
 
 
+def olive_only_type(value: Any) -> str | None:
+    """The type name of a system Olive has and Olivine does not (None for any other value)."""
+    if isinstance(value, dict):
+        kind = str(value.get("type", ""))
+        if kind.lower() in KNOWN_OLIVE_SYSTEMS and kind.lower() not in SYSTEM_TYPES:
+            return kind
+    return None
+
+
 def normalize_system(value: Any) -> Any:
-    if isinstance(value, dict) and str(value.get("type", "")).lower() in KNOWN_OLIVE_SYSTEMS:
+    if olive_only_type(value) is not None:
         from olivine.errors import ConfigError
 
         raise ConfigError(

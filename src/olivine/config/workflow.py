@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from olivine.config.base import StrictModel
 from olivine.config.data import DataConfig
@@ -14,8 +14,9 @@ from olivine.config.engine import ENGINE_KEYS, EngineConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.model import InputModelConfig, normalize_model
 from olivine.config.passes import PassEntry
-from olivine.config.systems import SystemConfig, normalize_system
+from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
+from olivine.errors import ConfigError
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: A workflow id becomes a folder name (and ``<id>/<timestamp>.json`` on datastores); far below NAME_MAX.
@@ -33,6 +34,10 @@ class RunConfig(StrictModel):
     workflow_host: str | None = None
     azureml_client: dict[str, Any] | None = None
     datastores: dict[str, DatastoreConfig] = {}
+    #: Systems of Olive types that Olivine does not run (name -> type), set aside from ``systems``: declared
+    #: and unused they only draw a warning; a reference to one is refused. Filled from ``systems`` (pydantic
+    #: re-runs this validator on assignment, so it cannot tell a user's key from its own and takes both).
+    olive_only_systems: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -40,6 +45,11 @@ class RunConfig(StrictModel):
         if not isinstance(value, dict):
             return value
         out = dict(value)
+        if isinstance(out.get("systems"), dict):
+            aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
+            if aside:
+                out["systems"] = {k: v for k, v in out["systems"].items() if k not in aside}
+                out["olive_only_systems"] = aside
         flat = {k: out.pop(k) for k in list(out) if k in ENGINE_KEYS}
         if flat:
             engine = dict(out.get("engine") or {})
@@ -55,6 +65,19 @@ class RunConfig(StrictModel):
                 k: prefixed(f"systems.{k}", normalize_system, v) for k, v in out["systems"].items()
             }
         return out
+
+    @model_validator(mode="after")
+    def _olive_only_references(self) -> RunConfig:
+        refs = {"workflow_host": self.workflow_host, "engine.host": self.engine.host}
+        refs["engine.target"] = self.engine.target
+        for path, ref in refs.items():
+            if isinstance(ref, str) and ref in self.olive_only_systems:
+                raise ConfigError(
+                    f"system '{ref}' (type {self.olive_only_systems[ref]}) is valid in Olive, not "
+                    f"supported by Olivine yet (supported: {', '.join(sorted(SYSTEM_TYPES.values()))})",
+                    path=path,
+                )
+        return self
 
     @field_validator("workflow_id")
     @classmethod

@@ -18,7 +18,7 @@ from olivine.data.datasets import ArrayDataset, RawDataset, RepeatDataset, dummy
 from olivine.data.loader import DataLoader, batching_loader, unbatched_loader
 from olivine.data.registry import ComponentKind
 from olivine.data.user_script import resolve_path
-from olivine.errors import ConfigError, DataError
+from olivine.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ def _token_dummy(ctx: BuildContext, prm: p.TransformersDummyParams) -> Any:
     return token_dummy_dataset(
         prm, model_inputs=ctx.model_inputs, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir
     )
+
+
+def _no_dataset(ctx: BuildContext, prm: p.PlaceholderDatasetParams) -> Any:
+    return None
 
 
 def _hf_dataset(ctx: BuildContext, prm: p.HuggingfaceDatasetParams) -> Any:
@@ -113,11 +117,6 @@ def _tokenize(ctx: BuildContext, dataset: Any, prm: p.TokenizerPreProcessParams)
     except (TypeError, ValueError) as exc:
         raise DataError(f"tokenizing needs a dataset of rows (mappings column -> value): {exc}") from exc
     return tokenize_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)
-
-
-def _check_hf_pre(prm: p.HuggingfacePreProcessParams, base_dir: Path | None) -> None:
-    if prm.align_labels:
-        raise ConfigError("'align_labels' is not supported by Olivine yet", path="align_labels")
 
 
 # ---- post_process_data (output: one array, or a mapping output name -> array) --------------------------
@@ -172,6 +171,9 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
         "dummy_dataset": Builtin(_dummy, p.DummyDatasetParams),
         "transformers_dummy_dataset": Builtin(_token_dummy, p.TransformersDummyParams),
         "transformers_prompt_dummy_dataset": Builtin(_token_dummy, p.TransformersPromptDummyParams),
+        "transformers_token_dummy_dataset": Builtin(_token_dummy, p.TransformersTokenDummyParams),
+        "local_dataset": Builtin(_no_dataset, p.PlaceholderDatasetParams),
+        "simple_dataset": Builtin(_no_dataset, p.PlaceholderDatasetParams),
         "huggingface_dataset": Builtin(_hf_dataset, p.HuggingfaceDatasetParams, _check_hf_dataset),
         "numpy_dataset": Builtin(_numpy_dataset, p.NumpyDatasetParams),
         "raw_dataset": Builtin(_raw_dataset, p.RawDatasetParams),
@@ -180,7 +182,7 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
         "pre_process": _IDENTITY_PRE,
         "default_pre_process_data": _IDENTITY_PRE,
         "skip_pre_process": _IDENTITY_PRE,
-        "huggingface_pre_process": Builtin(_tokenize, p.HuggingfacePreProcessParams, _check_hf_pre),
+        "huggingface_pre_process": Builtin(_tokenize, p.HuggingfacePreProcessParams),
         "tokenizer_pre_process": Builtin(_tokenize, p.TokenizerPreProcessParams),
     },
     "post_process_data": {
@@ -200,10 +202,7 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
 #: Olive components Olivine knows of but does not provide (a clearer error than "unknown").
 OLIVE_UNSUPPORTED = frozenset(
     {
-        "local_dataset",
-        "simple_dataset",
         "default_load_dataset",
-        "transformers_token_dummy_dataset",
         "image_folder_dataset",
         "ner_huggingface_preprocess",
         "text_generation_huggingface_pre_process",
@@ -234,6 +233,10 @@ CONTAINERS: dict[str, Container] = {
         ),
         Container(
             "TransformersDummyDataContainer", {**_COMMON, "load_dataset": "transformers_dummy_dataset"}
+        ),
+        Container(
+            "TransformersTokenDummyDataContainer",
+            {**_COMMON, "load_dataset": "transformers_token_dummy_dataset"},
         ),
         Container(
             "TransformersPromptDummyDataContainer",

@@ -94,6 +94,10 @@ def resolve_components(dc: DataConfig, *, base_dir: Path | None = None) -> dict[
     for cfg in _configs(dc).values():
         task = (cfg.params.get("task") if cfg else None) or ""
         defaults.update(container.task_components.get(str(task).removesuffix("-with-past"), {}))
+    loader = dc.dataloader_config.type if dc.dataloader_config else None
+    if defaults["load_dataset"] is None and loader and loader.lower() not in BUILTINS["dataloader"]:
+        # Olive's default dataset (local_dataset) is no dataset: the user's own dataloader makes the data.
+        defaults["load_dataset"] = "local_dataset"
     return {
         kind: _resolve_one(kind, _configs(dc)[kind], defaults[kind], module, container.name, base_dir)
         for kind in COMPONENT_KINDS
@@ -133,7 +137,7 @@ def _resolve_one(
         config = _validate_params(builtin, params, base_dir, path=f"{field}.params")
         return Component(kind, type_name, params, builtin=builtin, config=config)
     if key in OLIVE_UNSUPPORTED:
-        raise NotSupportedError(f"{field}.type: Olive's '{type_name}' is not provided by Olivine")
+        raise NotSupportedError(f"Olive's '{type_name}' is not provided by Olivine", path=f"{field}.type")
     known = sorted(set(BUILTINS[kind]) | set(Registry.registered(module.__name__, kind) if module else ()))
     raise ConfigError(
         f"unknown {kind} component '{type_name}'{_did_you_mean(key, known)}; allowed: {', '.join(known)}"
@@ -169,9 +173,7 @@ def _validate_params(builtin: Builtin, params: dict[str, Any], base_dir: Path | 
         try:
             builtin.check(config, base_dir)
         except ConfigError as exc:
-            raise ConfigError(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
-        except NotSupportedError as exc:
-            raise NotSupportedError(f"{path}: {exc}") from None
+            raise type(exc)(exc.message, path=f"{path}.{exc.path}" if exc.path else path) from None
     return config
 
 
@@ -228,8 +230,16 @@ def validate_data_config(dc: DataConfig, *, base_dir: Path, path: str | None = N
         for key, value in local_paths(dc, base_dir=base_dir):
             if not resolve_path(value, base_dir).exists():
                 raise ConfigError(f"file or folder not found: {resolve_path(value, base_dir)}", path=key)
-        resolve_components(dc, base_dir=base_dir)
+        components = resolve_components(dc, base_dir=base_dir)
+        _check_columns(components, base_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.message, path=f"{prefix}.{exc.path}" if exc.path else prefix) from None
-    except NotSupportedError as exc:
-        raise NotSupportedError(f"{prefix}: {exc}") from None
+        raise type(exc)(exc.message, path=f"{prefix}.{exc.path}" if exc.path else prefix) from None
+
+
+def _check_columns(components: dict[ComponentKind, Component], base_dir: Path | None) -> None:
+    from olivine.data.hf import check_columns
+    from olivine.data.params import HuggingfaceDatasetParams, TokenizerPreProcessParams
+
+    load, pre = components["load_dataset"].config, components["pre_process_data"].config
+    if isinstance(load, HuggingfaceDatasetParams) and isinstance(pre, TokenizerPreProcessParams):
+        check_columns(load, pre, base_dir)

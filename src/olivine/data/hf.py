@@ -66,6 +66,43 @@ def check_hf_dataset(params: HuggingfaceDatasetParams) -> None:
         )
 
 
+def csv_header(params: HuggingfaceDatasetParams, base_dir: Path | None) -> tuple[Path, list[str]] | None:
+    """(file, column names) of the first CSV file of the selected split, read without loading the rows;
+    None when the data is not a local CSV file."""
+    import csv
+
+    if params.data_name.lower() != "csv" or params.data_dir:
+        return None
+    name = parse_split(params.split or "")[0]
+    files = data_files_by_split(params).get(name)
+    if not files:
+        return None
+    path = resolve_path(files[0], base_dir)
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        return path, next(csv.reader(fh), [])
+
+
+def check_columns(
+    load: HuggingfaceDatasetParams, pre: TokenizerPreProcessParams, base_dir: Path | None
+) -> None:
+    """The pre-processing's columns against a local CSV file's header, so --dry-run catches a typo."""
+    found = csv_header(load, base_dir)
+    if found is None:
+        return
+    path, header = found
+    wanted = [("input_cols", c) for c in pre.input_cols]
+    if isinstance(pre, HuggingfacePreProcessParams):
+        wanted.append(("label_col", pre.label_col))
+    for key, column in wanted:
+        if column not in header:
+            raise ConfigError(
+                f"column '{column}' is not in the header of {path} (columns: {', '.join(header)})",
+                path=f"pre_process_data_config.params.{key}",
+            )
+
+
 def load_hf_rows(params: HuggingfaceDatasetParams, base_dir: Path | None) -> list[Row]:
     check_hf_dataset(params)
     fmt = params.data_name.lower()
@@ -126,6 +163,9 @@ def tokenize_rows(
         raise DataError(f"columns {missing} are not in the data (columns: {', '.join(rows[0])})")
     if not rows:
         return SampleListDataset([])
+    if isinstance(params, HuggingfacePreProcessParams) and params.align_labels:
+        source = params.model_config_path or params.model_name or tokenizer_path
+        rows = align_labels(rows, params.label_col, _label2id(source, base_dir))
     tokenizer = load_tokenizer(params.model_name, tokenizer_path, base_dir)
     texts = [[r[c] for r in rows] for c in params.input_cols]
     encoded = tokenizer(
@@ -143,6 +183,33 @@ def tokenize_rows(
         label = None if label_col is None else np.asarray(row[label_col])
         samples.append((inputs, label))
     return SampleListDataset(samples)
+
+
+def _label2id(source: str | None, base_dir: Path | None) -> dict[str, int]:
+    """The model's ``label2id`` from the ``config.json`` of a local model folder."""
+    folder = resolve_path(source, base_dir) if source else None
+    config = folder / "config.json" if folder is not None else None
+    if config is None or not config.is_file():
+        raise DataError(
+            f"align_labels needs the model's config.json (label2id); none in {folder or 'no model folder'}"
+        )
+    mapping = json.loads(config.read_text(encoding="utf-8")).get("label2id") or {}
+    return {str(k): int(v) for k, v in mapping.items()}
+
+
+def align_labels(rows: list[Row], label_col: str, label2id: dict[str, int]) -> list[Row]:
+    """Olive's ``align_labels``: label names become the model's ids (matched case-insensitively, as
+    ``datasets.Dataset.align_labels_with_mapping`` does); labels that are already ids stay."""
+    lowered = {k.lower(): v for k, v in label2id.items()}
+    out = []
+    for row in rows:
+        label = row[label_col]
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            if label.lower() not in lowered:
+                raise DataError(f"label '{label}' is not in the model's label2id ({', '.join(label2id)})")
+            row = {**row, label_col: lowered[label.lower()]}
+        out.append(row)
+    return out
 
 
 def vocab_size_near(model_name: str | None, tokenizer_path: str | None, base_dir: Path | None) -> int:

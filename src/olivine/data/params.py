@@ -59,6 +59,22 @@ class TransformersDummyParams(ComponentParams):
     vocab_size: int | None = Field(None, ge=2)
 
 
+class TransformersTokenDummyParams(TransformersDummyParams):
+    """Olive's token-generation dummy data (one new token after a KV cache); Olivine feeds ``seq_len``
+    tokens without the cache."""
+
+    seq_len: int = Field(1, ge=1)
+    past_seq_len: int = Field(8, ge=0)
+    max_seq_len: int = 2048
+
+
+class PlaceholderDatasetParams(ComponentParams):
+    """Olive's ``local_dataset`` / ``simple_dataset``: no dataset (the user's dataloader makes the data);
+    Olive accepts and ignores any parameter."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=True)
+
+
 class TransformersPromptDummyParams(TransformersDummyParams):
     seq_len: int = Field(8, ge=1)
     past_seq_len: int = Field(0, ge=0)
@@ -80,6 +96,8 @@ class HuggingfaceDatasetParams(ComponentParams):
     col_filters: dict[str, str | int | float] | None = None
     field: str | None = None
     trust_remote_code: bool | None = None
+    #: Hugging Face ``datasets`` reads lazily when streaming; local files give the same rows either way.
+    streaming: bool = False
 
 
 class NumpyDatasetParams(ComponentParams):

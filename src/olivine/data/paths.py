@@ -5,7 +5,7 @@ Local paths are ``user_script``, ``script_dir``, and in any component's ``params
 ``data_files`` (a path, a list, or a mapping of split / array name -> path(s)), and ``model_name`` /
 ``model_config_path`` when they name an existing local folder (a tokenizer). ``data_files`` of
 ``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined.
-Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files[1]``.
+Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files.1``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _value_slots(path: str, holder: Any, key: Any, value: Any, under: str | None
         yield path, holder, key, shown
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _value_slots(f"{path}[{i}]", value, i, item, under)
+            yield from _value_slots(f"{path}.{i}", value, i, item, under)
     elif isinstance(value, dict):
         for name, item in value.items():
             yield from _value_slots(f"{path}.{name}", value, name, item, under)

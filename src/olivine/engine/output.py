@@ -10,6 +10,14 @@
 
 The model files are a byte copy of the best run's, whose sha256 the cache recorded at commit; the
 records are carried over to the copies so exporting the output folder does not hash them again.
+
+As in Olive (>= 0.10), an ``output_dir`` ending in ``.onnx`` (and not an existing folder) names the output
+model file itself: an ONNX best model is written there (external data beside it) and everything else goes
+to its folder (:func:`output_layout`). ``no_artifacts: true`` writes only the model and
+``model_config.json`` (Olive skips the footprints, metrics and history files too). The output is
+self-contained: when the input was a Hugging Face model, its tokenizer, config and processor files are
+copied beside the output model, and the model's ``hf_model_path`` attribute points at that copy, not at
+the input folder (or a remote job's bundle).
 """
 
 from __future__ import annotations
@@ -31,6 +39,33 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Files of a Hugging Face model folder that users of the exported model need (tokenizer, config, processor).
+HF_COMPANION_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.jinja",
+)
+
+
+def output_layout(out_dir: Path) -> tuple[Path, Path | None]:
+    """(folder for the artifacts, the model file ``output_dir`` names or None), as Olive reads output_dir."""
+    if out_dir.suffix.lower() == ".onnx" and not out_dir.is_dir():
+        return out_dir.parent, out_dir
+    return out_dir, None
+
+
 def write_outputs(
     workflow: ResolvedWorkflow,
     best: Candidate | None,
@@ -38,23 +73,35 @@ def write_outputs(
     candidates: list[Candidate],
     out_dir: Path,
 ) -> None:
+    out_dir, model_file = output_layout(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    no_artifacts = workflow.config.engine.no_artifacts
     best_id = best.id if best else None
     # Records of an earlier model here would describe files about to be replaced.
     (out_dir / DIGESTS_NAME).unlink(missing_ok=True)
     if best is not None and best.model is not None:
-        model_dir = out_dir / "model"
-        staging = out_dir / ".model.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        copied = copy_model(best.model, staging)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        staging.rename(model_dir)
-        _carry_model_digests(best, model_dir, out_dir)
-        final = copied.with_config(
-            model_path=str(model_dir / Path(str(copied.model_path)).relative_to(staging))
-        )
+        if model_file is not None and best.model.kind == "onnx":
+            final = _publish_onnx(best.model, model_file)
+            companions_dir = model_file.parent
+        else:
+            model_dir = out_dir / "model"
+            staging = out_dir / ".model.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            copied = copy_model(best.model, staging)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            staging.rename(model_dir)
+            _carry_model_digests(best, model_dir, out_dir)
+            final = copied.with_config(
+                model_path=str(model_dir / Path(str(copied.model_path)).relative_to(staging))
+            )
+            companions_dir = model_dir
+        if best is not input_model and input_model.model is not None:
+            final = _with_hf_companions(final, input_model.model, companions_dir)
         write_json_atomic(out_dir / "model_config.json", final.to_json(relative_to=out_dir))
-        write_json_atomic(out_dir / "metrics.json", best.metrics_json() or {})
+        if not no_artifacts:
+            write_json_atomic(out_dir / "metrics.json", best.metrics_json() or {})
+    if no_artifacts:
+        return
     if input_model.metrics is not None:
         write_json_atomic(out_dir / "input_model_metrics.json", input_model.metrics_json())
     (out_dir / "run_history.txt").write_text(
@@ -120,6 +167,43 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
     for file in model.files():
         shutil.copy2(file, dest / file.name)
     return model.with_config(model_path=str(dest / src.name))
+
+
+def _publish_onnx(model: ModelHandle, target: Path) -> ModelHandle:
+    """Copy an ONNX model to the file ``target`` (its external data files beside it, names kept)."""
+    source = model.onnx_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for file in model.files():
+        if file != source:
+            shutil.copy2(file, target.parent / file.name)
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.copy2(source, staging)
+    staging.replace(target)
+    config = {k: v for k, v in model.config.items() if k != "onnx_file_name"}
+    return ModelHandle(kind="onnx", config={**config, "model_path": str(target)})
+
+
+def _with_hf_companions(model: ModelHandle, input_model: ModelHandle, dest: Path) -> ModelHandle:
+    """Copy the HF input's tokenizer/config files to ``dest``; point ``hf_model_path`` there."""
+    if input_model.kind == "hf":
+        source = input_model.model_path
+    else:
+        source = input_model.attributes.get("hf_model_path")
+    if model.kind == "hf" or not source or not Path(str(source)).is_dir():
+        return model
+    copied = False
+    for name in HF_COMPANION_FILES:
+        src = Path(str(source)) / name
+        if src.is_file() and not (dest / name).exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+            copied = True
+    if not copied and not (dest / "config.json").is_file():
+        return model
+    attributes = {**model.attributes, "hf_model_path": str(dest)}
+    if attributes.get("_name_or_path") == str(source):  # transformers' record of where it loaded from
+        attributes["_name_or_path"] = str(dest)
+    return model.with_config(model_attributes=attributes)
 
 
 def _carry_model_digests(best: Candidate, model_dir: Path, out_dir: Path) -> None:

@@ -9,6 +9,7 @@ file and key path.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
 from olivine.config.paths import iter_local_paths, name_allowed
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
-from olivine.errors import ConfigError, ReferenceNotFoundError
+from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import PASSES, Pass
 from olivine.search.space import Dimension, PassOption, PassSlot, ResolvedPass
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ResolvedPass", "ResolvedWorkflow", "load_workflow", "resolve", "resolve_slots"]
 
@@ -113,6 +116,10 @@ def load_workflow(config_path: str | Path, *, data: dict[str, Any] | None = None
 
 
 def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> ResolvedWorkflow:
+    for name, kind in config.olive_only_systems.items():
+        logger.warning(
+            "systems.%s: %s system declared but not used; Olivine ignores it (not supported yet)", name, kind
+        )
     config = config.model_copy(deep=True)
     _absolutize(config, base_dir)
     _resolve_data(config, base_dir)
@@ -120,16 +127,41 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
     evaluator = _resolve_evaluator(config, data_configs, base_dir)
     host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
     target = _system(config, config.engine.target, "engine.target") or host
+    slots = tuple(resolve_slots(config, base_dir))
+    _check_hf_task(config, slots, evaluator)
     return ResolvedWorkflow(
         config=config,
         config_path=config_path,
         base_dir=base_dir,
-        slots=tuple(resolve_slots(config, base_dir)),
+        slots=slots,
         evaluator=evaluator,
         data_configs=data_configs,
-        accelerator=_accelerator(target),
+        accelerator=_accelerator(target, _system_path(config, config.engine.target or config.engine.host)),
         host=host,
     )
+
+
+def _system_path(config: RunConfig, ref: str | SystemConfig | None) -> str:
+    """The key path of the target system, for messages (``systems.<name>`` or the inline engine key)."""
+    if isinstance(ref, str):
+        return f"systems.{ref}"
+    return "engine.target" if config.engine.target is not None else "engine.host"
+
+
+def _check_hf_task(config: RunConfig, slots: tuple[PassSlot, ...], evaluator: EvaluatorConfig | None) -> None:
+    """Refuse, before anything runs, an HfModel task that Olivine cannot load when the workflow loads it."""
+    model = config.input_model
+    if model.type != "HfModel":
+        return
+    first_loads = bool(slots) and any(getattr(o.cls, "loads_torch_module", False) for o in slots[0].options)
+    evaluated = evaluator is not None and (config.engine.evaluate_input_model or not slots)
+    if not (first_loads or evaluated):
+        return
+    from olivine.model.hf_tasks import unsupported_reason
+
+    reason = unsupported_reason(model.task, given="task" in model.model_fields_set)
+    if reason is not None:
+        raise ConfigError(reason, path="input_model.task")
 
 
 def find_local(value: str, base_dir: Path) -> Path | None:
@@ -165,16 +197,18 @@ def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
         mapping: dict[str, str] = {}
-        for key, value in local_paths(dc):
+        # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
+        # so it is made absolute here and bundled for remote hosts like every other file.
+        for key, value in local_paths(dc, base_dir=base_dir):
             found = find_local(value, base_dir)
             if found is None:
                 raise ConfigError(f"path '{value}' does not exist", path=f"data_configs.{index}.{key}")
             mapping[value] = str(found)
-        dc = rewrite_paths(dc, mapping) if mapping else dc
+        dc = rewrite_paths(dc, mapping, base_dir=base_dir) if mapping else dc
         try:
-            validate_data_config(dc, base_dir=base_dir)
+            validate_data_config(dc, base_dir=base_dir, path=f"data_configs.{index}")
         except ConfigError as exc:
-            raise ConfigError(exc.message, path=exc.path or f"data_configs.{dc.name}") from None
+            raise type(exc)(exc.message, path=exc.path or f"data_configs.{index}") from None
         resolved.append(dc)
     config.data_configs = resolved
 
@@ -203,6 +237,8 @@ def _resolve_evaluator(
         _lookup("evaluator", ref, config.evaluators, "engine.evaluator") if isinstance(ref, str) else ref
     )
     where = f"evaluators.{ref}" if isinstance(ref, str) else "engine.evaluator"
+    if not evaluator.metrics:
+        return None  # Olive accepts an evaluator without metrics: nothing is evaluated
     for index, metric in enumerate(evaluator.metrics):
         if isinstance(metric.data_config, str):
             _lookup("data config", metric.data_config, data_configs, f"{where}.metrics.{index}.data_config")
@@ -376,10 +412,12 @@ def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:
     return f"unknown parameter; allowed: {', '.join(sorted(model.model_fields))}"
 
 
-def _accelerator(system: SystemConfig) -> Accelerator:
+def _accelerator(system: SystemConfig, path: str) -> Accelerator:
     accelerators = system.accelerators or []
     if not accelerators:
         return Accelerator()
+    for index, accelerator in enumerate(accelerators):
+        _check_cpu(accelerator.device, accelerator.execution_providers or [], f"{path}.accelerators.{index}")
     first = accelerators[0]
     eps = tuple(first.execution_providers or ()) or (
         ("CPUExecutionProvider",) if first.device == "cpu" else ()
@@ -387,6 +425,22 @@ def _accelerator(system: SystemConfig) -> Accelerator:
     if not eps:
         raise ConfigError(
             f"accelerator device '{first.device}' needs 'execution_providers'",
-            path="systems.accelerators.0.execution_providers",
+            path=f"{path}.accelerators.0.execution_providers",
         )
     return Accelerator(device=first.device, execution_providers=eps)
+
+
+def _check_cpu(device: str, providers: list[str], path: str) -> None:
+    """Olivine runs models on the CPU: refuse other devices and execution providers before anything runs."""
+    if device != "cpu":
+        raise NotSupportedError(
+            f"device '{device}' is not supported; Olivine runs on the CPU "
+            "(device: cpu, execution_providers: [CPUExecutionProvider])",
+            path=f"{path}.device",
+        )
+    others = [ep for ep in providers if ep != "CPUExecutionProvider"]
+    if others:
+        raise NotSupportedError(
+            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider",
+            path=f"{path}.execution_providers",
+        )

@@ -20,7 +20,7 @@ from olivine.engine.events import EvaluationFinished, Listener, WorkflowFinished
 from olivine.engine.footprint import footprint, write_footprint
 from olivine.engine.identity import handle_from_input_config, input_model_id
 from olivine.engine.loop import CandidateLoop, check_stop
-from olivine.engine.output import write_outputs
+from olivine.engine.output import output_layout, write_outputs
 from olivine.engine.phase import Phases
 from olivine.engine.resolve import ResolvedWorkflow
 from olivine.errors import WorkflowError
@@ -188,12 +188,12 @@ def _run(
         frontier=frontier,
         best=best,
     )
-    write_footprint(out_dir, doc)
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 
+        write_footprint(output_layout(out_dir)[0], doc)
         phases.set("writing the report")
-        write_run_report(out_dir, plot=engine.plot_pareto_frontier)
+        write_run_report(output_layout(out_dir)[0], plot=engine.plot_pareto_frontier)
     if best is None:
         failed = "; ".join(f"{c.id}: {c.error}" for c in candidates[:3])
         raise WorkflowError(f"no candidate succeeded ({len(candidates)} tried; first: {failed})")

@@ -19,7 +19,7 @@ import json
 import numbers
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from olivine.config.evaluators import EvaluatorConfig, MetricConfig
 from olivine.data.paths import content_fingerprint, content_hash
 from olivine.data.pipeline import build_dataloader, post_processor
 from olivine.data.user_script import load_object, resolve_path
-from olivine.errors import EvaluationError, NotSupportedError, UserInputError
+from olivine.errors import EvaluationError, UserInputError
 from olivine.evaluate import metrics as m
 from olivine.evaluate.default_data import latency_data_config
 from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_rounds
@@ -165,7 +165,7 @@ def evaluate_model(
 
 def _accuracy(session: _Session, metric: MetricConfig) -> dict[str, float]:
     if metric.backend == "huggingface_metrics":
-        raise NotSupportedError(f"metric '{metric.name}': backend 'huggingface_metrics' is not supported")
+        return _hf_metrics(session, metric)
     output, targets = session.predictions(metric)
     preds, logits = _primary(output.preds), _primary(output.logits)
     values: dict[str, float] = {}
@@ -190,6 +190,27 @@ def _accuracy(session: _Session, metric: MetricConfig) -> dict[str, float]:
                 threshold=cfg.threshold,
                 ignore_index=cfg.ignore_index,
             )
+    return values
+
+
+def _hf_metrics(session: _Session, metric: MetricConfig) -> dict[str, float]:
+    """evaluate's accuracy / f1 / precision / recall (scikit-learn's), on the predictions as Olive passes
+    them (``predictions=model_output[0]``)."""
+    output, targets = session.predictions(metric)
+    preds = m.to_labels(_primary(output.preds), "multiclass")
+    values: dict[str, float] = {}
+    for i, sub in enumerate(metric.sub_types):
+        cfg = parse_metric_config(metric, i)
+        average = cfg.compute_params.average if cfg.compute_params else "binary"
+        if sub.name == "accuracy":
+            values[sub.name] = m.accuracy_score(preds, targets, task="multiclass", average="micro")
+        elif average == "binary":
+            values[sub.name] = _CLASSIFICATION[f"{sub.name}_score" if sub.name == "f1" else sub.name](
+                preds, targets, task="binary"
+            )
+        else:
+            func = _CLASSIFICATION[f"{sub.name}_score" if sub.name == "f1" else sub.name]
+            values[sub.name] = func(preds, targets, task="multiclass", average=cast(m.Average, average))
     return values
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from olivine.config.data import DataConfig
 from olivine.config.evaluators import EvaluatorConfig, MetricConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, ReferenceNotFoundError
 
 
 class _Strict(BaseModel):
@@ -60,6 +60,23 @@ class NoConfig(_Strict):
     pass
 
 
+class HfComputeParams(_Strict):
+    """``compute_params`` of evaluate's accuracy/f1/precision/recall that Olivine computes the same way."""
+
+    average: Literal["binary", "micro", "macro", "weighted"] = "binary"
+    pos_label: Literal[1] = 1
+    normalize: Literal[True] = True
+
+
+class HfMetricConfig(_Strict):
+    """Olive's ``huggingface_metrics`` backend config: ``evaluate.load(name, **load_params)`` then
+    ``compute(predictions, references, **compute_params)``, the value read at ``result_key``."""
+
+    load_params: dict[str, Any] | None = None
+    compute_params: HfComputeParams | None = None
+    result_key: str | None = None
+
+
 def config_model(metric_type: str, sub_type: str) -> type[BaseModel] | None:
     """The ``metric_config`` model of a sub-type; ``None`` for custom metrics (any mapping is accepted)."""
     if metric_type == "accuracy":
@@ -75,10 +92,10 @@ def parse_metric_config(metric: MetricConfig, index: int) -> Any:
     """The validated ``metric_config`` of ``metric.sub_types[index]`` (defaults when it has none).
 
     Raises:
-        ConfigError: with the key path below the metric, e.g. ``sub_types[0].metric_config.averag``.
+        ConfigError: with the key path below the metric, e.g. ``sub_types.0.metric_config.averag``.
     """
     sub = metric.sub_types[index]
-    model = config_model(metric.type, sub.name)
+    model = HfMetricConfig if metric.backend == "huggingface_metrics" else config_model(metric.type, sub.name)
     if model is None:
         return dict(sub.metric_config or {})
     try:
@@ -93,7 +110,20 @@ def parse_metric_config(metric: MetricConfig, index: int) -> Any:
             message = f"unknown key{hint}; allowed: {', '.join(known) or 'none'}"
         else:
             message = f"{error['msg']} (got {error.get('input')!r})"
-        raise ConfigError(message, path=f"sub_types[{index}].metric_config.{loc}") from None
+        raise ConfigError(message, path=f"sub_types.{index}.metric_config.{loc}") from None
+
+
+def _check_hf_metric(config: HfMetricConfig, name: str, index: int) -> None:
+    if config.load_params:
+        raise ConfigError(
+            "load_params (evaluate.load arguments) are not supported: Olivine computes the metric itself",
+            path=f"sub_types.{index}.metric_config.load_params",
+        )
+    if config.result_key not in (None, name):
+        raise ConfigError(
+            f"the result of '{name}' has the single key '{name}'",
+            path=f"sub_types.{index}.metric_config.result_key",
+        )
 
 
 def timing_config(metric: MetricConfig) -> LatencyConfig:
@@ -135,12 +165,12 @@ def validate_evaluator(
     from olivine.data.user_script import load_object
 
     for m_index, metric in enumerate(evaluator.metrics):
-        where = f"{path}.metrics[{m_index}]"
+        where = f"{path}.metrics.{m_index}"
         try:
-            if metric.backend == "huggingface_metrics":
-                raise NotSupportedError("backend 'huggingface_metrics' is not supported; omit 'backend'")
             for s_index in range(len(metric.sub_types)):
-                parse_metric_config(metric, s_index)
+                parsed = parse_metric_config(metric, s_index)
+                if isinstance(parsed, HfMetricConfig):
+                    _check_hf_metric(parsed, metric.sub_types[s_index].name, s_index)
             dc = metric_data_config(metric, data_configs)
             if isinstance(metric.data_config, DataConfig):
                 validate_data_config(metric.data_config, base_dir=base_dir, path="data_config")
@@ -163,5 +193,3 @@ def validate_evaluator(
                     raise ConfigError(exc.message, path=f"user_config.{func_key}") from None
         except ConfigError as exc:
             raise type(exc)(exc.message, path=f"{where}.{exc.path}" if exc.path else where) from None
-        except NotSupportedError as exc:
-            raise NotSupportedError(f"{where}: {exc}") from None

@@ -17,25 +17,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from olivine.config.model import DEFAULT_HF_TASK
 from olivine.errors import ModelLoadError
 from olivine.hf_import import import_transformers
 from olivine.model.handle import ModelHandle
+from olivine.model.hf_tasks import TASKS, unsupported_reason
 
 if TYPE_CHECKING:
     import torch
 
-#: Olive task name (and synonyms) -> transformers auto class.
-HF_TASK_CLASSES: dict[str, str] = {
-    "feature-extraction": "AutoModel",
-    "default": "AutoModel",
-    "text-classification": "AutoModelForSequenceClassification",
-    "sequence-classification": "AutoModelForSequenceClassification",
-    "fill-mask": "AutoModelForMaskedLM",
-    "masked-lm": "AutoModelForMaskedLM",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "multiple-choice": "AutoModelForMultipleChoice",
-}
 _FALLBACK_HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Two probe shapes (batch, sequence): a dimension that follows them is dynamic. Two probes rather than one,
 # so a hidden size that happens to equal the probe length is not mistaken for the sequence axis.
@@ -96,18 +86,20 @@ def _load_hf(model: ModelHandle) -> Any:
     path = model.model_path
     if path is None or not Path(path).is_dir():
         raise ModelLoadError(f"HfModel 'model_path' must be a local folder with config.json; got {path}")
-    task = str(model.config.get("task") or "feature-extraction")
-    class_name = HF_TASK_CLASSES.get(task)
-    if class_name is None:
-        raise ModelLoadError(
-            f"unsupported HfModel task '{task}'; supported: {', '.join(sorted(HF_TASK_CLASSES))}"
-        )
+    task = str(model.config.get("task") or DEFAULT_HF_TASK)
+    reason = unsupported_reason(task, given=bool(model.config.get("task")))
+    if reason is not None:
+        raise ModelLoadError(reason)
+    class_name = TASKS[task].auto_class
     auto_class = getattr(transformers, class_name)
     kwargs = _hf_load_kwargs(model.config.get("load_kwargs") or {})
     try:
-        return auto_class.from_pretrained(path, local_files_only=True, **kwargs)
+        module = auto_class.from_pretrained(path, local_files_only=True, **kwargs)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ModelLoadError(f"transformers could not load {class_name} from {path}: {exc}") from exc
+    if class_name == "AutoModelForCausalLM" and getattr(module, "config", None) is not None:
+        module.config.use_cache = False  # exported and evaluated without the KV cache
+    return module
 
 
 def _hf_load_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -215,10 +207,7 @@ def _forward_parameters(module: torch.nn.Module) -> list[str]:
 def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]:
     import torch
 
-    accepted = set(_forward_parameters(module))
-    names = [n for n in hf_tokenizer_input_names(model) if n in accepted]
-    if "input_ids" not in names:
-        raise ModelLoadError("cannot derive the inputs of this Hugging Face model; set 'io_config'")
+    names = hf_input_names(model, module)
     outputs: list[dict[str, Any]] = []
     with torch.inference_mode():
         for batch, seq in _PROBES:
@@ -228,8 +217,7 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
             if not tensors:
                 raise ModelLoadError("the Hugging Face model returned no named tensors; set 'io_config'")
             outputs.append(tensors)
-    input_axes = {0: "batch_size", 1: "sequence_length"}
-    dynamic_axes: dict[str, dict[int, str]] = {n: dict(input_axes) for n in names}
+    dynamic_axes: dict[str, dict[int, str]] = {n: dict(_INPUT_AXES.get(n, _TOKEN_AXES)) for n in names}
     first, second = outputs
     for name, tensor in first.items():
         axes: dict[int, str] = {}
@@ -242,10 +230,35 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
         dynamic_axes[name] = axes
     return {
         "input_names": names,
-        "input_types": ["int64"] * len(names),
+        "input_types": ["float32" if n in _FLOAT_INPUTS else "int64" for n in names],
         "output_names": list(first),
         "dynamic_axes": dynamic_axes,
     }
+
+
+_TOKEN_AXES = {0: "batch_size", 1: "sequence_length"}
+_INPUT_AXES: dict[str, dict[int, str]] = {
+    "pixel_values": {0: "batch_size"},
+    "input_values": {0: "batch_size", 1: "audio_sequence_length"},
+}
+_FLOAT_INPUTS = frozenset(_INPUT_AXES)
+
+
+def hf_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
+    """The inputs a Hugging Face model of the handle's task takes (Olive's task templates)."""
+    task = str(model.config.get("task") or DEFAULT_HF_TASK)
+    kind = TASKS[task].inputs if task in TASKS else "text"
+    accepted = set(_forward_parameters(module))
+    names: list[str] = []
+    if kind in ("text", "text+image"):
+        names = [n for n in hf_tokenizer_input_names(model) if n in accepted]
+        if "input_ids" not in names:
+            raise ModelLoadError("cannot derive the inputs of this Hugging Face model; set 'io_config'")
+    if kind in ("image", "text+image"):
+        names.append("pixel_values")
+    if kind == "audio":
+        names.append("input_values")
+    return names
 
 
 def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
@@ -264,16 +277,34 @@ def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    vocab = int(getattr(getattr(module, "config", None), "vocab_size", 100) or 100)
+    config = getattr(module, "config", None)
+    vocab = int(_config_value(config, "vocab_size", 100))
     feed: dict[str, torch.Tensor] = {}
     for name in names:
         if name == "input_ids":
             feed[name] = torch.randint(0, vocab, (batch, seq), generator=generator, dtype=torch.int64)
         elif name == "attention_mask":
             feed[name] = torch.ones(batch, seq, dtype=torch.int64)
+        elif name == "pixel_values":
+            channels = int(_config_value(config, "num_channels", 3))
+            size = _config_value(config, "image_size", 64)
+            height, width = (size, size) if isinstance(size, int) else tuple(size)
+            feed[name] = torch.rand(batch, channels, height, width, generator=generator)
+        elif name == "input_values":
+            # Raw audio: long enough for a wav2vec2-style convolutional feature encoder.
+            feed[name] = torch.rand(batch, seq * 100, generator=generator) - 0.5
         else:
             feed[name] = torch.zeros(batch, seq, dtype=torch.int64)
     return feed
+
+
+def _config_value(config: Any, key: str, default: Any) -> Any:
+    """``config.key``, else the vision/text sub-config's (CLIP keeps image_size in ``vision_config``)."""
+    for holder in (config, getattr(config, "vision_config", None), getattr(config, "text_config", None)):
+        value = getattr(holder, key, None) if holder is not None else None
+        if value:
+            return value
+    return default
 
 
 def torch_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:

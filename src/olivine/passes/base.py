@@ -84,6 +84,20 @@ PASSES.register("OnnxDynamicQuantization", "olivine.passes.dynamic_quantization:
 PASSES.register("OnnxStaticQuantization", "olivine.passes.static_quantization:OnnxStaticQuantization")
 PASSES.register("OnnxQuantization", "olivine.passes.onnx_quantization:OnnxQuantization")
 PASSES.register("OnnxQuantizationPreprocess", "olivine.passes.quant_preprocess:OnnxQuantizationPreprocess")
+PASSES.register("OnnxFloatToFloat16", "olivine.passes.float16_conversion:OnnxFloatToFloat16")
+PASSES.register("OnnxIODataTypeConverter", "olivine.passes.io_datatype_converter:OnnxIODataTypeConverter")
+# Olive <= 0.8's name: the same pass with the same defaults (float16 -> float32 on names matching "logits").
+PASSES.register("OnnxIOFloat16ToFloat32", "olivine.passes.io_datatype_converter:OnnxIODataTypeConverter")
+PASSES.register(
+    "OnnxBlockWiseRtnQuantization", "olivine.passes.rtn_quantization:OnnxBlockWiseRtnQuantization"
+)
+PASSES.register("OnnxMatMul4Quantizer", "olivine.passes.rtn_quantization:OnnxMatMul4Quantizer")
+PASSES.register("OnnxPeepholeOptimizer", "olivine.passes.peephole_optimizer:OnnxPeepholeOptimizer")
+# Olive <= 0.6's name for the peephole optimizer (no parameters of its own).
+PASSES.register("OnnxModelOptimizer", "olivine.passes.peephole_optimizer:OnnxPeepholeOptimizer")
+PASSES.register("DynamicToFixedShape", "olivine.passes.dynamic_to_fixed_shape:DynamicToFixedShape")
+PASSES.register("GraphSurgeries", "olivine.passes.graph_surgeries:GraphSurgeries")
+PASSES.register("AddOliveMetadata", "olivine.passes.add_metadata:AddOliveMetadata")
 PASSES.register("ModelBuilder", "olivine.passes.model_builder:ModelBuilder", extra="genai")
 PASSES.register("OrtSessionParamsTuning", "olivine.passes.session_params_tuning:OrtSessionParamsTuning")
 PASSES.register(

@@ -76,6 +76,8 @@ class OnnxConversion(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
+    #: It loads an HfModel through transformers, so the model's task must be one Olivine can load.
+    loads_torch_module: ClassVar[bool] = True
     # Olive's OnnxConversion declares no search_defaults: nothing to search unless a config lists choices.
     search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("torch", "transformers", "onnx", "onnxscript")

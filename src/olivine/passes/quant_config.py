@@ -180,13 +180,20 @@ class OnnxQuantizationConfig(StaticFieldsConfig):
 
 
 def static_invalid_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
-    """Why a static configuration cannot run here (search skips it), or None."""
-    sixteen = {"int16", "uint16"}
-    if config.quant_format == "QOperator" and ({config.precision, config.activation_type} & sixteen):
-        return "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
+    """Why search skips a static configuration, or None: what cannot run (:func:`static_unrunnable_reason`)
+    and S8S8 QOperator, which Olive's conditional search space excludes (slow on x86-64 CPUs; an explicit
+    config still runs it, as in Olive)."""
     if config.quant_format == "QOperator" and config.precision == "int8" and config.activation_type == "int8":
-        # Olive's conditional search space marks (QOperator, int8) invalid: S8S8 QOperator is slow on x86-64.
         return "quant_format QOperator with int8 weights and int8 activations (S8S8) is slow on x86-64 CPUs"
+    return static_unrunnable_reason(config, accelerator)
+
+
+def static_unrunnable_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
+    """Why a static configuration cannot run on ``accelerator`` (the pass refuses it), or None."""
+    if config.quant_format == "QOperator" and (
+        {config.precision, config.activation_type} & {"int16", "uint16"}
+    ):
+        return "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
     foreign = [p for p in config.calibration_providers or [] if p not in accelerator.execution_providers]
     if foreign:
         return (

@@ -20,6 +20,7 @@ from olivine.passes.quant_config import (
     PARAM_EXTRA_OPTIONS,
     QuantizationConfig,
     StaticFieldsConfig,
+    static_unrunnable_reason,
 )
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
@@ -45,12 +46,23 @@ def quantize(
     """Quantize ``model`` (dynamic, or static when ``static``) into ``output_dir`` with its file name."""
     import onnx
 
+    if static:
+        assert isinstance(cfg, StaticFieldsConfig)
+        reason = static_unrunnable_reason(cfg, ctx.accelerator)
+        if reason:
+            raise ConfigError(
+                reason, path="quant_format" if "QOperator" in reason else "calibration_providers"
+            )
     source = model.onnx_path
     with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
         tmp_dir = Path(tmp)
         quant_input = preprocess(source, tmp_dir, ctx) if cfg.quant_preprocess else source
-        graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
-        nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
+        nodes_to_quantize: list[str] | None = None
+        nodes_to_exclude: list[str] = []
+        if cfg.nodes_to_quantize or cfg.nodes_to_exclude or cfg.op_types_to_exclude:
+            # Parsed only when names are needed: a single-file model's graph costs ~0.1 s per 100 MB.
+            graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
+            nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
         output = tmp_dir / "quantized.onnx"
         # External in the temp folder unless the model is far from the 2 GB protobuf limit; a single
         # file is then moved into place without another load and save.
@@ -175,13 +187,17 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
     if name not in ctx.data_configs:
         known = ", ".join(sorted(ctx.data_configs)) or "none are defined"
         raise ConfigError(f"data config '{name}' is not defined (defined: {known})", path="data_config")
+    # The model being quantized (pre-processed: same inputs, weights outside, so its graph parses fast).
+    view = ModelHandle(
+        kind="onnx", config={**model.config, "model_path": str(source.parent), "onnx_file_name": source.name}
+    )
     loader = build_dataloader(
         ctx.data_configs[name],
-        model=model,
+        model=view,
         tokenizer_path=model.attributes.get("hf_model_path"),
         base_dir=ctx.base_dir,
     )
-    wanted = model_input_names(ModelHandle(kind="onnx", config={"model_path": str(source)})) or []
+    wanted = model_input_names(view) or []
     limit = cfg.sampling_size
 
     def feeds() -> Iterator[dict[str, Any]]:

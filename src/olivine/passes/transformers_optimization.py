@@ -68,6 +68,13 @@ class OrtTransformersOptimizationConfig(ExternalDataConfig):
             raise ValueError(
                 "num_heads, num_key_value_heads and hidden_size must be >= 0 (0 = from the model)"
             )
+        if self.optimization_options:
+            # Checked here so that --dry-run refuses what the run would refuse; the keys do not depend
+            # on the model type.
+            try:
+                _fusion_options(self.model_type or "bert", self.optimization_options)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.path}: {exc.message}") from None
         return self
 
 

@@ -1,0 +1,299 @@
+"""Each ONNX pass against the same work done by hand with onnxruntime's (or onnx / onnxscript's) tools.
+
+Same process, same model, interleaved rounds (the order alternates each round), medians. The pass's
+``run`` is timed on its own, and with its output check (onnx.checker + an onnxruntime session load),
+which the engine adds before it caches a run. Goal: ``run`` <= 1.1x the hand-written calls.
+
+    PYTHONPATH=src .venv/bin/python bench/pass_overhead.py [--rounds 3] [--hidden 1024] [--layers 6]
+
+The model is a float32 MLP built with onnx.helper (``--layers`` MatMul+Add+Relu blocks of ``--hidden``
+units, ~25 MB at the defaults) with a dynamic batch; calibration uses 64 random samples in batches of 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average
+
+
+def build_mlp(folder: Path, hidden: int, layers: int) -> Path:
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "input"
+    for i in range(layers):
+        w = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32)
+        b = (rng.standard_normal(hidden) * 0.1).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [
+            helper.make_node("MatMul", [current, f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
+            helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"add{i}"], name=f"add{i}"),
+        ]
+        out = "output" if i == layers - 1 else f"relu{i}"
+        nodes.append(helper.make_node("Relu", [f"add{i}"], [out], name=f"relu{i}"))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", hidden])],
+        inits,
+    )
+    folder.mkdir(parents=True)
+    path = folder / "model.onnx"
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path)
+    )
+    return path
+
+
+class Reader:
+    """The calibration data by hand: batches of 8 from the same arrays the data config reads."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        from onnxruntime.quantization import CalibrationDataReader
+
+        class _R(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.batches = iter(np.split(data, len(data) // 8))
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                batch = next(self.batches, None)
+                return None if batch is None else {"input": batch}
+
+        self.reader = _R()
+
+
+def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
+    """What a user would write with the libraries to get the same artifact as the pass."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "model.onnx"
+    if name in ("OnnxDynamicQuantization", "OnnxStaticQuantization QDQ", "OnnxStaticQuantization QOperator"):
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+        from onnxruntime.quantization.preprocess import quant_pre_process
+        from onnxruntime.quantization.quantize import get_qdq_config, quantize
+
+        pre = out / "pre.onnx"
+        quant_pre_process(
+            str(source), str(pre), auto_merge=True, save_as_external_data=True, all_tensors_to_one_file=True
+        )
+        if name == "OnnxDynamicQuantization":
+            quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
+        elif name.endswith("QDQ"):
+            config = get_qdq_config(str(pre), Reader(data).reader, activation_type=QuantType.QInt8)
+            quantize(str(pre), str(target), config)
+        else:
+            quantize_static(
+                str(pre),
+                str(target),
+                Reader(data).reader,
+                quant_format=QuantFormat.QOperator,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QUInt8,
+            )
+        for extra in out.glob("pre.onnx*"):
+            extra.unlink()
+    elif name == "OnnxQuantizationPreprocess":
+        from onnxruntime.quantization.preprocess import quant_pre_process
+
+        quant_pre_process(str(source), str(target), auto_merge=True)
+    elif name == "OnnxFloatToFloat16":
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        model = OnnxModel(onnx.load(str(source)))
+        model.convert_float_to_float16(keep_io_types=False)
+        model.topological_sort()
+        onnx.save_model(model.model, str(target))
+    elif name == "OnnxBlockWiseRtnQuantization":
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            DefaultWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
+
+        ops = ("MatMul", "Gather")
+        axes = (("MatMul", 0), ("Gather", 1))
+        algo = DefaultWeightOnlyQuantConfig(
+            block_size=128, is_symmetric=True, op_types_to_quantize=ops, quant_axes=axes
+        )
+        quantizer = MatMulNBitsQuantizer(
+            onnx.load(str(source)),
+            block_size=128,
+            is_symmetric=True,
+            op_types_to_quantize=ops,
+            quant_axes=axes,
+            algo_config=algo,
+        )
+        quantizer.process()
+        onnx.save_model(quantizer.model.model, str(target))
+    elif name == "OnnxPeepholeOptimizer":
+        import onnxoptimizer
+        import onnxscript
+
+        model = onnxscript.optimizer.optimize(onnx.load(str(source)))
+        onnx.save_model(onnxoptimizer.optimize(model), str(target))
+    elif name == "DynamicToFixedShape":
+        from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        model = onnx.load(str(source))
+        make_dim_param_fixed(model.graph, "batch", 1)
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        model.graph.output[0].type.tensor_type.shape.CopyFrom(inferred.graph.output[0].type.tensor_type.shape)
+        onnx.save_model(model, str(target))
+    elif name == "GraphSurgeries MatMulAddToGemm":
+        import onnx_ir as ir
+        from onnx_ir.passes.common import ShapeInferencePass
+        from onnxscript.rewriter import pattern
+
+        def target_pattern(op: Any, a: Any, w: Any, b: Any) -> Any:
+            return op.Add(op.MatMul(a, w), b)
+
+        def replacement(op: Any, a: Any, w: Any, b: Any) -> Any:
+            return op.Gemm(a, w, b)
+
+        model = ShapeInferencePass()(ir.from_proto(onnx.load(str(source)))).model
+        pattern.RewriteRuleSet(
+            [pattern.RewriteRule(target_pattern, replacement)], commute=True
+        ).apply_to_model(model)
+        onnx.save_model(ir.to_proto(model), str(target))
+    elif name == "AddOliveMetadata":
+        model = onnx.load(str(source))
+        helper.set_model_props(model, {"owner": "bench"})
+        model.graph.name = "bench"
+        onnx.save_model(model, str(target))
+    else:
+        raise ValueError(name)
+
+
+CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "OnnxDynamicQuantization": ("OnnxDynamicQuantization", {}),
+    "OnnxStaticQuantization QDQ": ("OnnxStaticQuantization", {"data_config": "calib"}),
+    "OnnxStaticQuantization QOperator": (
+        "OnnxStaticQuantization",
+        {
+            "data_config": "calib",
+            "quant_format": "QOperator",
+            "precision": "uint8",
+            "activation_type": "uint8",
+        },
+    ),
+    "OnnxQuantizationPreprocess": ("OnnxQuantizationPreprocess", {}),
+    "OnnxFloatToFloat16": ("OnnxFloatToFloat16", {}),
+    "OnnxBlockWiseRtnQuantization": ("OnnxBlockWiseRtnQuantization", {}),
+    "OnnxPeepholeOptimizer": ("OnnxPeepholeOptimizer", {}),
+    "DynamicToFixedShape": ("DynamicToFixedShape", {"dim_param": ["batch"], "dim_value": [1]}),
+    "GraphSurgeries MatMulAddToGemm": (
+        "GraphSurgeries",
+        {"surgeries": [{"surgeon": "MatMulAddToGemm"}], "remove_duplicate_initializers": False},
+    ),
+    "AddOliveMetadata": ("AddOliveMetadata", {"graph_name": "bench", "custom_metadata": {"owner": "bench"}}),
+}
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(
+    case: str,
+    cls: Any,
+    config: Any,
+    model: Any,
+    ctx: Any,
+    source: Path,
+    data: np.ndarray,
+    work: Path,
+    rounds: int,
+) -> tuple[list[float], list[float], list[float]]:
+    """Interleaved rounds (the order alternates): seconds by hand, of the pass's run, of its output check."""
+    hand: list[float] = []
+    runs: list[float] = []
+    checks: list[float] = []
+    for r in range(-1, rounds):  # round -1 warms up (imports, caches) and is not counted
+        out_hand, out_pass = work / f"{case}-hand-{r}", work / f"{case}-pass-{r}"
+        out_pass.mkdir()
+        instance = cls()
+        produced: list[Any] = []
+
+        def hand_step(out: Path = out_hand) -> None:
+            by_hand(case, source, out, data)
+
+        def pass_step(out: Path = out_pass, inst: Any = instance, made: list[Any] = produced) -> None:
+            made.append(inst.run(model, config, out, ctx))
+
+        steps = [(hand, hand_step), (runs, pass_step)]
+        for bucket, fn in steps if r % 2 == 0 else reversed(steps):
+            seconds = timed(fn)
+            if r >= 0:
+                bucket.append(seconds)
+        check_s = timed(lambda inst=instance, made=produced: inst.check_output(made[0]))
+        if r >= 0:
+            checks.append(check_s)
+        shutil.rmtree(out_hand)
+        shutil.rmtree(out_pass)
+    return hand, runs, checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    args = parser.parse_args()
+
+    from olivine.config.data import DataConfig
+    from olivine.model.handle import ModelHandle
+    from olivine.passes import PASSES, PassContext
+
+    work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
+    source = build_mlp(work / "src", args.hidden, args.layers)
+    data = np.random.default_rng(1).standard_normal((64, args.hidden)).astype(np.float32)
+    np.savez(work / "calib.npz", input=data)
+    calib = DataConfig.model_validate(
+        {
+            "name": "calib",
+            "load_dataset_config": {"type": "numpy_dataset", "data_files": str(work / "calib.npz")},
+            "dataloader_config": {"batch_size": 8},
+        }
+    )
+    ctx = PassContext(data_configs={"calib": calib})
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(source.parent), "onnx_file_name": "model.onnx"}
+    )
+    cases = [c for c in CASES if not args.only or c in args.only.split(",")]
+    size_mb = source.stat().st_size / 1e6
+    print(f"model: {size_mb:.1f} MB MLP ({args.layers} x {args.hidden}); rounds: {args.rounds}")
+    print(f"load averages before: {load_average()}  cpus: {os.cpu_count()}")
+    print()
+    print("| pass | by hand (s) | pass run (s) | run / hand | output check (s) | run + check / hand |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for case in cases:
+        type_name, params = CASES[case]
+        cls = PASSES.get(type_name)
+        config = cls.config_class.model_validate(params)
+        hand, runs, checks = measure(case, cls, config, model, ctx, source, data, work, args.rounds)
+        h, p, c = statistics.median(hand), statistics.median(runs), statistics.median(checks)
+        print(f"| {case} | {h:.3f} | {p:.3f} | {p / h:.2f}x | {c:.3f} | {(p + c) / h:.2f}x |", flush=True)
+    print()
+    print(f"load averages after: {load_average()}")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

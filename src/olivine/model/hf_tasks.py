@@ -1,0 +1,62 @@
+"""Hugging Face tasks (Olive's names): which auto class loads the model and what its inputs look like.
+
+Olive's default task, when an ``HfModel`` has none, is ``text-generation-with-past`` (``DEFAULT_HF_TASK``
+in ``olive/common/constants.py`` since 0.7, when ``HfModel`` appeared). Olive exports such a model with
+its KV cache as inputs and outputs; Olivine's export has no KV cache yet, so that task is refused at
+validation whenever the workflow has to load the model (a conversion, or evaluating the input model),
+with a message that says how to export without the cache. Passes that read the model folder themselves
+(ModelBuilder) do not care.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+InputKind = Literal["text", "image", "audio", "text+image"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    auto_class: str
+    inputs: InputKind = "text"
+
+
+#: Task (and the synonyms Olive's older versions used) -> how to load it and feed it.
+TASKS: dict[str, TaskSpec] = {
+    "feature-extraction": TaskSpec("AutoModel"),
+    "default": TaskSpec("AutoModel"),
+    "text-classification": TaskSpec("AutoModelForSequenceClassification"),
+    "sequence-classification": TaskSpec("AutoModelForSequenceClassification"),
+    "fill-mask": TaskSpec("AutoModelForMaskedLM"),
+    "masked-lm": TaskSpec("AutoModelForMaskedLM"),
+    "token-classification": TaskSpec("AutoModelForTokenClassification"),
+    "question-answering": TaskSpec("AutoModelForQuestionAnswering"),
+    "multiple-choice": TaskSpec("AutoModelForMultipleChoice"),
+    # Exported without the KV cache: input_ids, attention_mask -> logits (use_cache off).
+    "text-generation": TaskSpec("AutoModelForCausalLM"),
+    "causal-lm": TaskSpec("AutoModelForCausalLM"),
+    "image-classification": TaskSpec("AutoModelForImageClassification", "image"),
+    "zero-shot-image-classification": TaskSpec("AutoModelForZeroShotImageClassification", "text+image"),
+    "audio-classification": TaskSpec("AutoModelForAudioClassification", "audio"),
+}
+
+_WITH_PAST = ("text-generation-with-past", "text2text-generation-with-past")
+
+
+def unsupported_reason(task: str, *, given: bool) -> str | None:
+    """Why Olivine cannot load/export a model of ``task`` (``None`` when it can).
+
+    Args:
+        task: the ``HfModel.task`` value.
+        given: whether the config set it (else it is Olive's default, and the message says so).
+    """
+    if task in TASKS:
+        return None
+    origin = f"task '{task}'" if given else f"no 'task' means Olive's default '{task}', which"
+    if task in _WITH_PAST:
+        return (
+            f"{origin} needs an ONNX export with the KV cache (past_key_values), which Olivine does not "
+            f"do yet; set task: {task.removesuffix('-with-past')} to export without the cache"
+        )
+    return f"{origin} is not supported by Olivine; supported: {', '.join(sorted(TASKS))}"

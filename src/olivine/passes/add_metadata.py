@@ -1,0 +1,96 @@
+"""``AddOliveMetadata``: name the graph and write metadata properties into the ONNX file.
+
+Olive's parameters (olive/passes/onnx/add_metadata.py): ``graph_name`` (required), ``custom_metadata``
+(string key/values), ``add_optimization_info`` (the model's HF task, optimization passes and
+quantization config from its attributes). Olive also writes ``olive_version``; this pass writes
+``olivine_version``. ``hf_model_name`` is written only when it is a hub name, never a local path. The
+weights are not re-serialized: external-data files are copied beside the new graph (Olive hard-links
+them, but onnx >= 1.18 refuses hard-linked external data as a possible attack).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import field_validator
+
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle
+
+
+class AddOliveMetadataConfig(ExternalDataConfig):
+    graph_name: str
+    custom_metadata: dict[str, Any] = {}
+    add_optimization_info: bool = True
+
+    @field_validator("graph_name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("graph_name must not be empty")
+        return value
+
+
+class AddOliveMetadata(OnnxPass):
+    name: ClassVar[str] = "AddOliveMetadata"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = AddOliveMetadataConfig
+    #: Its output records the olivine version.
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "olivine")
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        import onnx
+
+        cfg: AddOliveMetadataConfig = config
+        source = model.onnx_path
+        proto = onnx.load(str(source), load_external_data=False)
+        metadata = {p.key: p.value for p in proto.metadata_props}
+        metadata.update(olive_metadata(model, cfg))
+        onnx.helper.set_model_props(proto, metadata)
+        proto.graph.name = cfg.graph_name
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for data_file in _external_files(proto, source.parent):
+            shutil.copyfile(data_file, output_dir / data_file.name)
+        onnx.save_model(proto, str(output_dir / source.name))
+        ctx.logger.info("graph '%s', metadata keys: %s", cfg.graph_name, ", ".join(sorted(metadata)))
+        return onnx_output_handle(model, output_dir, source.name, model.attributes)
+
+
+def _external_files(proto: Any, folder: Path) -> list[Path]:
+    """The external-data files the graph refers to (read from the proto already parsed)."""
+    names = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    return sorted(folder / n for n in names if (folder / n).is_file())
+
+
+@functools.cache
+def _olivine_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("olivine")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def olive_metadata(model: ModelHandle, cfg: AddOliveMetadataConfig) -> dict[str, str]:
+    metadata = {str(k): str(v) for k, v in cfg.custom_metadata.items()}
+    metadata["olivine_version"] = _olivine_version()
+    attributes = model.attributes
+    hf_name = attributes.get("_name_or_path")
+    if isinstance(hf_name, str) and hf_name and not os.path.isabs(hf_name) and not os.path.exists(hf_name):
+        metadata["hf_model_name"] = hf_name
+    if cfg.add_optimization_info:
+        passes = attributes.get("optimization_passes")
+        if passes is not None:
+            metadata["optimization_passes"] = (
+                ", ".join(map(str, passes)) if isinstance(passes, list) else str(passes)
+            )
+        for key in ("hf_task", "quantization_config"):
+            if key in attributes:
+                metadata[key] = str(attributes[key])
+    return metadata

@@ -1,0 +1,94 @@
+"""``DynamicToFixedShape``: symbolic dimensions or whole input shapes become fixed numbers.
+
+Olive's parameters (olive/passes/onnx/dynamic_to_fixed_shape.py): either ``dim_param`` + ``dim_value``
+(each symbolic dimension name gets a value) or ``input_name`` + ``input_shape`` (each input gets a shape),
+never both. onnxruntime's ``onnx_model_utils`` makes the change; output shapes that symbolic shape
+inference can now fix are fixed too, as in Olive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import model_validator
+
+from olivine.errors import ConfigError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+
+
+class DynamicToFixedShapeConfig(ExternalDataConfig):
+    dim_param: list[str] | None = None
+    dim_value: list[int] | None = None
+    input_name: list[str] | None = None
+    input_shape: list[list[int]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DynamicToFixedShapeConfig:
+        if self.dim_param and self.input_name:
+            raise ValueError("give either dim_param + dim_value or input_name + input_shape, not both")
+        if not self.dim_param and not self.input_name:
+            raise ValueError("dim_param (with dim_value) or input_name (with input_shape) is required")
+        if bool(self.dim_param) != bool(self.dim_value):
+            raise ValueError("dim_param and dim_value go together")
+        if bool(self.input_name) != bool(self.input_shape):
+            raise ValueError("input_name and input_shape go together")
+        if self.dim_param and self.dim_value:
+            if len(self.dim_param) != len(self.dim_value):
+                raise ValueError("dim_param and dim_value must have the same number of items")
+            if any(v < 0 for v in self.dim_value):
+                raise ValueError("dim_value must all be >= 0")
+        if self.input_name and self.input_shape:
+            if len(self.input_name) != len(self.input_shape):
+                raise ValueError("input_name and input_shape must have the same number of items")
+            if any(d <= 0 for shape in self.input_shape for d in shape):
+                raise ValueError("input_shape dimensions must all be > 0")
+        return self
+
+
+class DynamicToFixedShape(OnnxPass):
+    name: ClassVar[str] = "DynamicToFixedShape"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = DynamicToFixedShapeConfig
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed, make_input_shape_fixed
+
+        cfg: DynamicToFixedShapeConfig = config
+        proto = load_onnx(model.onnx_path)
+        if cfg.dim_param and cfg.dim_value:
+            present = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim}
+            missing = [p for p in cfg.dim_param if p not in present]
+            if missing:
+                known = ", ".join(sorted(p for p in present if p)) or "none"
+                raise ConfigError(
+                    f"{missing} are not dimensions of the inputs (they have: {known})", path="dim_param"
+                )
+            for param, value in zip(cfg.dim_param, cfg.dim_value, strict=True):
+                make_dim_param_fixed(proto.graph, param, value)
+        elif cfg.input_name and cfg.input_shape:
+            inputs = [i.name for i in proto.graph.input]
+            missing = [n for n in cfg.input_name if n not in inputs]
+            if missing:
+                raise ConfigError(
+                    f"{missing} are not inputs of the model (inputs: {inputs})", path="input_name"
+                )
+            for name, shape in zip(cfg.input_name, cfg.input_shape, strict=True):
+                make_input_shape_fixed(proto.graph, name, shape)
+        _fix_output_shapes(proto)
+        return write_output(proto, model, output_dir, cfg)
+
+
+def _fix_output_shapes(proto: Any) -> None:
+    """Outputs whose shape symbolic shape inference now knows get it (Olive's ``_fix_output_shapes``)."""
+    from onnxruntime.tools.onnx_model_utils import is_fixed_size_tensor
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
+    for index, output in enumerate(proto.graph.output):
+        if not is_fixed_size_tensor(output):
+            candidate = inferred.graph.output[index]
+            if is_fixed_size_tensor(candidate):
+                output.type.tensor_type.shape.CopyFrom(candidate.type.tensor_type.shape)

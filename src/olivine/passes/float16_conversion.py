@@ -1,0 +1,85 @@
+"""``OnnxFloatToFloat16``: float32 weights and operators to float16 with onnxruntime's float16 converter.
+
+Olive's parameter names and defaults (olive/passes/onnx/float16_conversion.py): ``keep_io_types`` false
+(a list keeps the named inputs/outputs float32), ``op_block_list`` / ``op_include_list``,
+``node_block_list`` / ``node_include_list`` (each pair mutually exclusive), ``min_positive_val`` 1e-7 and
+``max_finite_val`` 1e4 (constants are clipped to them), ``use_symbolic_shape_infer`` true.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import model_validator
+
+from olivine.errors import PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+
+
+class OnnxFloatToFloat16Config(ExternalDataConfig):
+    min_positive_val: float = 1e-7
+    max_finite_val: float = 1e4
+    keep_io_types: bool | list[str] = False
+    use_symbolic_shape_infer: bool = True
+    op_block_list: list[str] | None = None
+    op_include_list: list[str] | None = None
+    node_block_list: list[str] | None = None
+    node_include_list: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _exclusive_lists(self) -> OnnxFloatToFloat16Config:
+        if self.op_include_list is not None and self.op_block_list is not None:
+            raise ValueError("op_include_list and op_block_list are mutually exclusive; give one")
+        if self.node_include_list is not None and self.node_block_list is not None:
+            raise ValueError("node_include_list and node_block_list are mutually exclusive; give one")
+        if not 0 < self.min_positive_val < self.max_finite_val:
+            raise ValueError("min_positive_val must be > 0 and below max_finite_val")
+        return self
+
+
+class OnnxFloatToFloat16(OnnxPass):
+    name: ClassVar[str] = "OnnxFloatToFloat16"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OnnxFloatToFloat16Config
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        cfg: OnnxFloatToFloat16Config = config
+        proto = load_onnx(model.onnx_path)
+        op_block_list, node_block_list = _block_lists(cfg, proto)
+        ort_model = OnnxModel(proto)
+        try:
+            ort_model.convert_float_to_float16(
+                use_symbolic_shape_infer=cfg.use_symbolic_shape_infer,
+                keep_io_types=cfg.keep_io_types,
+                op_block_list=op_block_list,
+                node_block_list=node_block_list,
+                min_positive_val=cfg.min_positive_val,
+                max_finite_val=cfg.max_finite_val,
+            )
+            # The Casts the converter adds at the inputs come after their consumers; onnxruntime needs order.
+            ort_model.topological_sort()
+        except Exception as exc:  # the converter raises assorted errors on graphs it cannot type
+            raise PassRunError(self.name, f"float16 conversion failed on {model.onnx_path}: {exc}") from exc
+        return write_output(ort_model.model, model, output_dir, cfg)
+
+
+def _block_lists(cfg: OnnxFloatToFloat16Config, proto: Any) -> tuple[list[str] | None, list[str] | None]:
+    """Include lists become block lists of everything else (the converter only takes block lists)."""
+    op_block_list, node_block_list = cfg.op_block_list, cfg.node_block_list
+    nodes = list(proto.graph.node)
+    if cfg.op_include_list is not None:
+        op_block_list = sorted({n.op_type for n in nodes if n.op_type not in cfg.op_include_list})
+    if cfg.node_include_list is not None:
+        if any(not n.name for n in nodes):
+            raise PassRunError(
+                "OnnxFloatToFloat16",
+                "node_include_list needs every node to have a name and this model has unnamed nodes; "
+                "use node_block_list",
+            )
+        node_block_list = [n.name for n in nodes if n.name not in cfg.node_include_list]
+    return op_block_list, node_block_list

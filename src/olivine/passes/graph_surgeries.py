@@ -1,0 +1,99 @@
+"""``GraphSurgeries``: a list of named graph edits (surgeons) applied in order to an ONNX model.
+
+Olive's pass (olive/passes/onnx/graph_surgeries.py): ``surgeries`` is a list of
+``{"surgeon": <name>, <its parameters>}`` and ``remove_duplicate_initializers`` (default true) merges
+initializers with the same content afterwards. Every surgeon name and parameter is checked when the config
+is validated: an unknown surgeon, one tied to a non-CPU runtime, one Olivine does not implement yet, or an
+unknown parameter is refused with the index of the surgery. See :mod:`olivine.passes.surgeons`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import ValidationError, field_validator
+
+from olivine.errors import PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+from olivine.passes.surgeons import NON_CPU_SURGEONS, NOT_YET_SURGEONS, ProtoSurgeon, Surgeon
+
+
+class GraphSurgeriesConfig(ExternalDataConfig):
+    surgeries: list[dict[str, Any]]
+    remove_duplicate_initializers: bool = True
+
+    @field_validator("surgeries")
+    @classmethod
+    def _known_surgeons(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, surgery in enumerate(value):
+            parse_surgery(surgery, index)
+        return value
+
+
+def parse_surgery(surgery: dict[str, Any], index: int) -> Surgeon:
+    """The surgeon of ``surgeries[index]``, parameters validated; a ``ValueError`` says what is wrong."""
+    where = f"surgeries[{index}]"
+    name = surgery.get("surgeon")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: 'surgeon' (the surgeon's name) is required")
+    non_cpu = {k.lower(): (k, v) for k, v in NON_CPU_SURGEONS.items()}
+    if name.lower() in non_cpu:
+        canonical, reason = non_cpu[name.lower()]
+        raise ValueError(f"{where}: surgeon '{canonical}' is refused on the CPU target: {reason}")
+    if name.lower() in {n.lower() for n in NOT_YET_SURGEONS}:
+        raise ValueError(f"{where}: surgeon '{name}' (Olive's) is not implemented by Olivine yet")
+    cls = Surgeon.registry.get(name.lower())
+    if cls is None:
+        allowed = ", ".join(
+            sorted(c.__name__ for c in Surgeon.registry.values() if not c.__name__.startswith("_"))
+        )
+        raise ValueError(f"{where}: unknown surgeon '{name}'; allowed: {allowed}")
+    params = {k: v for k, v in surgery.items() if k != "surgeon"}
+    try:
+        return cls.model_validate(params)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        problem = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ValueError(f"{where} ({cls.__name__}): {key + ': ' if key else ''}{problem}") from None
+
+
+class GraphSurgeries(OnnxPass):
+    name: ClassVar[str] = "GraphSurgeries"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = GraphSurgeriesConfig
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir")
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        import onnx_ir as ir
+        from onnx_ir.passes.common import DeduplicateHashedInitializersPass
+
+        cfg: GraphSurgeriesConfig = config
+        # The model stays a proto until a surgeon needs the IR, and goes back for a proto surgeon.
+        current: Any = load_onnx(model.onnx_path)
+        for index, surgery in enumerate(cfg.surgeries):
+            surgeon = parse_surgery(surgery, index)
+            try:
+                if isinstance(surgeon, ProtoSurgeon):
+                    current = surgeon.apply_proto(_as_proto(current))
+                else:
+                    current = surgeon.apply(
+                        current if isinstance(current, ir.Model) else ir.from_proto(current)
+                    )
+            except Exception as exc:  # surgeons raise ValueError for a model they do not fit, onnx_ir others
+                where = f"surgeries[{index}] ({type(surgeon).__name__})"
+                raise PassRunError(self.name, f"{where}: {exc}") from exc
+            ctx.logger.info("applied surgeon %s", type(surgeon).__name__)
+        if cfg.remove_duplicate_initializers:
+            ir_model = current if isinstance(current, ir.Model) else ir.from_proto(current)
+            current = DeduplicateHashedInitializersPass()(ir_model).model
+        return write_output(_as_proto(current), model, output_dir, cfg)
+
+
+def _as_proto(model: Any) -> Any:
+    import onnx_ir as ir
+
+    return ir.to_proto(model) if isinstance(model, ir.Model) else model

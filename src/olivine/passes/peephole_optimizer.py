@@ -1,0 +1,142 @@
+"""``OnnxPeepholeOptimizer``: graph clean-ups that keep the model's operators (constant folding, dead code,
+redundant casts and reshapes), with onnxscript's optimizer and the ``onnxoptimizer`` package.
+
+Olive's parameters and defaults (olive/passes/onnx/peephole_optimizer.py): ``onnxscript_optimize``,
+``onnxoptimizer_optimize`` and ``fuse_reshape_operations`` on; ``fix_com_microsoft_opset`` and
+``cast_chain_elimination`` off. Olive's older ``OnnxModelOptimizer`` name runs this pass. Olive skips
+``onnxoptimizer`` with a warning when it is missing; here the pass says how to install it or turn it off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from olivine.errors import MissingDependencyError, PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+
+
+class OnnxPeepholeOptimizerConfig(ExternalDataConfig):
+    onnxscript_optimize: bool = True
+    onnxoptimizer_optimize: bool = True
+    fuse_reshape_operations: bool = True
+    fix_com_microsoft_opset: bool = False
+    cast_chain_elimination: bool = False
+
+
+class OnnxPeepholeOptimizer(OnnxPass):
+    name: ClassVar[str] = "OnnxPeepholeOptimizer"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = OnnxPeepholeOptimizerConfig
+    libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir", "onnxoptimizer")
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: OnnxPeepholeOptimizerConfig = config
+        proto = load_onnx(model.onnx_path)
+        before = len(proto.graph.node)
+        steps = [
+            (cfg.onnxscript_optimize, _onnxscript_optimize),
+            (cfg.onnxoptimizer_optimize, _onnxoptimizer_optimize),
+            (cfg.fuse_reshape_operations, _fuse_reshapes),
+            (cfg.cast_chain_elimination, _eliminate_cast_chains),
+            # Last: the rewriter drops opset imports no node uses.
+            (cfg.fix_com_microsoft_opset, _declare_com_microsoft),
+        ]
+        for enabled, step in steps:
+            if not enabled:
+                continue
+            try:
+                proto = step(proto)
+            except MissingDependencyError:
+                raise
+            except Exception as exc:  # the optimizers raise assorted errors on graphs they cannot type
+                raise PassRunError(self.name, f"{step.__name__.strip('_')} failed: {exc}") from exc
+        ctx.logger.info("peephole optimization: %d -> %d nodes", before, len(proto.graph.node))
+        return write_output(proto, model, output_dir, cfg)
+
+
+def _onnxscript_optimize(proto: Any) -> Any:
+    import onnxscript
+
+    try:
+        return onnxscript.optimizer.optimize(proto)
+    except Exception as exc:  # onnx shape inference rejects some contrib-op graphs; Olive retries without
+        if "TypeInferenceError" not in str(exc):
+            raise
+        return onnxscript.optimizer.optimize(proto, onnx_shape_inference=False)
+
+
+def _onnxoptimizer_optimize(proto: Any) -> Any:
+    try:
+        import onnxoptimizer
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError(
+            "onnxoptimizer_optimize needs the package 'onnxoptimizer': pip install 'olivine[onnxopt]', "
+            "or set onnxoptimizer_optimize: false"
+        ) from exc
+    return onnxoptimizer.optimize(proto)
+
+
+def _fuse_reshapes(proto: Any) -> Any:
+    """Drop a Reshape whose only consumer is a Reshape to ``[-1]`` (the flatten makes the first useless)."""
+    import numpy as np
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+    from onnxscript import ir
+
+    model = ir.from_proto(proto)
+    changed = 0
+    for node in model.graph.all_nodes():
+        if node.op_type != "Reshape" or node.inputs[0] is None or len(node.inputs) < 2:
+            continue
+        data = node.inputs[0]
+        previous = data.producer()
+        shape = node.inputs[1]
+        value = ir.convenience.get_const_tensor(shape) if shape is not None else None
+        flattens = value is not None and np.array_equal(value.numpy(), np.array([-1]))
+        if (
+            previous is not None
+            and previous.op_type == "Reshape"
+            and flattens
+            and len(tuple(data.uses())) == 1
+        ):
+            node.replace_input_with(0, previous.inputs[0])
+            changed += 1
+    if not changed:
+        return proto
+    RemoveUnusedNodesPass()(model)
+    return ir.to_proto(model)
+
+
+def _declare_com_microsoft(proto: Any) -> Any:
+    from onnx import helper
+
+    if "com.microsoft" not in {o.domain for o in proto.opset_import}:
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    for function in proto.functions:
+        if "com.microsoft" not in {o.domain for o in function.opset_import}:
+            function.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return proto
+
+
+def _eliminate_cast_chains(proto: Any) -> Any:
+    """``Cast(Cast(x, to=B), to=A)`` with ``x`` already of type A becomes ``x`` (dynamo exports do this)."""
+    from onnxscript import ir
+    from onnxscript.rewriter import RewriteRule, rewrite
+    from onnxscript.rewriter._basics import MatchResult
+
+    def pattern(op: Any, x: Any, to: Any, to_ignored: Any) -> Any:
+        return op.Cast(op.Cast(x, to=to_ignored), to=to)
+
+    def check(context: Any, x: ir.Value, to: ir.Attr, to_ignored: ir.Attr) -> MatchResult:
+        result = MatchResult()
+        if x.dtype is None or x.dtype != to.as_int():
+            return result.fail("not a round trip")
+        return result
+
+    def replacement(op: Any, x: Any, **_: Any) -> Any:
+        return op.Identity(x)
+
+    rule = RewriteRule(pattern, replacement, check, name="CastCastRoundTrip")
+    return rewrite(proto, pattern_rewrite_rules=[rule])

@@ -1,0 +1,192 @@
+"""``OnnxBlockWiseRtnQuantization``: weight-only block-wise round-to-nearest quantization (int4 / int8) of
+MatMul weights (to ``MatMulNBits``) and Gather embedding tables (to ``GatherBlockQuantized``).
+
+Olive's parameter names and defaults (olive/passes/onnx/rtn_quantization.py): ``bits`` 4, ``block_size``
+128, ``axis`` 0, ``is_symmetric`` true, ``accuracy_level`` 0 (unset; 1 fp32, 2 fp16, 3 bf16, 4 int8; the
+names are accepted too), ``nodes_to_exclude``, ``nodes_to_include``. The quantizer is onnxruntime's
+``MatMulNBitsQuantizer`` with its default (RTN) algorithm. Olive's older ``OnnxMatMul4Quantizer`` (block
+size 32, ``op_types_to_quantize``, ``quant_axes``, ``algorithm``) runs the same quantizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
+
+from olivine.errors import PassRunError
+from olivine.model.handle import ModelHandle
+from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+
+_ACCURACY_LEVELS = {"unset": 0, "fp32": 1, "fp16": 2, "bf16": 3, "int8": 4}
+
+
+def _accuracy_level(value: Any) -> Any:
+    if isinstance(value, str) and value in _ACCURACY_LEVELS:
+        return _ACCURACY_LEVELS[value]
+    if value is not None and value not in _ACCURACY_LEVELS.values():
+        allowed = ", ".join(f"{v} ({k})" for k, v in _ACCURACY_LEVELS.items())
+        raise ValueError(f"accuracy_level must be one of {allowed}, got {value!r}")
+    return value
+
+
+class BlockWiseRtnConfig(ExternalDataConfig):
+    bits: Literal[4, 8] = 4
+    block_size: int = 128
+    axis: Literal[0] = 0
+    is_symmetric: bool = True
+    accuracy_level: int = 0
+    nodes_to_exclude: list[str] | None = None
+    nodes_to_include: list[str] | None = None
+
+    @field_validator("accuracy_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return _accuracy_level(value)
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value < 16 or value & (value - 1):
+            raise ValueError(f"block_size must be a power of two >= 16 (MatMulNBits), got {value}")
+        return value
+
+
+class MatMul4QuantizerConfig(ExternalDataConfig):
+    """Olive <= 0.8's ``OnnxMatMul4Quantizer`` parameters (default algorithm only)."""
+
+    block_size: int = 32
+    is_symmetric: bool = True
+    nodes_to_exclude: list[str] | None = None
+    nodes_to_include: list[str] | None = None
+    op_types_to_quantize: list[Literal["MatMul", "Gather"]] | None = None
+    quant_axes: dict[str, int] | None = None
+    accuracy_level: int | None = None
+    algorithm: Literal["DEFAULT"] | None = None
+    weight_only_quant_configs: dict[str, Any] | None = None
+
+    @field_validator("accuracy_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return _accuracy_level(value)
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _default_algorithm(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() != "DEFAULT":
+            raise ValueError(
+                f"algorithm '{value}' needs Intel Neural Compressor or a GPU-era path Olivine does not run; "
+                "allowed: DEFAULT (round to nearest), or leave it unset"
+            )
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("weight_only_quant_configs")
+    @classmethod
+    def _known_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        unknown = sorted(set(value or {}) - {"block_size", "is_symmetric", "accuracy_level"})
+        if unknown:
+            raise ValueError(f"weight_only_quant_configs: unknown keys {unknown} for algorithm DEFAULT")
+        return value
+
+
+class OnnxBlockWiseRtnQuantization(OnnxPass):
+    name: ClassVar[str] = "OnnxBlockWiseRtnQuantization"
+    version: ClassVar[str] = "1"
+    config_class: ClassVar[type[PassConfig]] = BlockWiseRtnConfig
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: BlockWiseRtnConfig = config
+        return self._quantize(
+            model,
+            output_dir,
+            cfg,
+            ctx,
+            bits=cfg.bits,
+            block_size=cfg.block_size,
+            is_symmetric=cfg.is_symmetric,
+            accuracy_level=cfg.accuracy_level,
+            op_types=("MatMul", "Gather"),
+            quant_axes=(("MatMul", 0), ("Gather", 1)),
+        )
+
+    def _quantize(
+        self,
+        model: ModelHandle,
+        output_dir: Path,
+        cfg: Any,
+        ctx: PassContext,
+        *,
+        bits: int,
+        block_size: int,
+        is_symmetric: bool,
+        accuracy_level: int | None,
+        op_types: tuple[str, ...],
+        quant_axes: tuple[tuple[str, int], ...],
+    ) -> ModelHandle:
+        import numpy as np
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            DefaultWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
+
+        proto = load_onnx(model.onnx_path)
+        algo = DefaultWeightOnlyQuantConfig(
+            block_size=block_size,
+            is_symmetric=is_symmetric,
+            accuracy_level=accuracy_level or None,
+            op_types_to_quantize=op_types,
+            quant_axes=quant_axes,
+            bits=bits,
+        )
+        quantizer = MatMulNBitsQuantizer(
+            proto,
+            bits=bits,
+            block_size=block_size,
+            is_symmetric=is_symmetric,
+            accuracy_level=accuracy_level or None,
+            nodes_to_exclude=list(cfg.nodes_to_exclude or []),
+            nodes_to_include=cfg.nodes_to_include or None,
+            op_types_to_quantize=op_types,
+            quant_axes=quant_axes,
+            algo_config=algo,
+        )
+        try:
+            # An all-zero block (e.g. a padding embedding row) divides 0 by a zero scale; it stays zero.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                quantizer.process()
+        except Exception as exc:  # the quantizer raises assorted errors on shapes it cannot block
+            raise PassRunError(self.name, f"MatMulNBitsQuantizer failed on {model.onnx_path}: {exc}") from exc
+        out = quantizer.model.model
+        counts = {op: sum(n.op_type == op for n in out.graph.node) for op in _QUANTIZED_OPS}
+        ctx.logger.info("block-wise RTN int%d (block %d): %s", bits, block_size, counts)
+        return write_output(out, model, output_dir, cfg)
+
+
+_QUANTIZED_OPS = ("MatMulNBits", "GatherBlockQuantized")
+
+
+class OnnxMatMul4Quantizer(OnnxBlockWiseRtnQuantization):
+    """Olive <= 0.8's int4 MatMul quantizer: the same quantizer with its own parameters and defaults."""
+
+    name: ClassVar[str] = "OnnxMatMul4Quantizer"
+    config_class: ClassVar[type[PassConfig]] = MatMul4QuantizerConfig
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
+        cfg: MatMul4QuantizerConfig = config
+        overrides = cfg.weight_only_quant_configs or {}
+        axes = {"MatMul": 0, "Gather": 1, **(cfg.quant_axes or {})}
+        op_types = tuple(cfg.op_types_to_quantize or ("MatMul",))
+        return self._quantize(
+            model,
+            output_dir,
+            cfg,
+            ctx,
+            bits=4,
+            block_size=int(overrides.get("block_size", cfg.block_size)),
+            is_symmetric=bool(overrides.get("is_symmetric", cfg.is_symmetric)),
+            accuracy_level=_accuracy_level(overrides.get("accuracy_level", cfg.accuracy_level)),
+            op_types=op_types,
+            quant_axes=tuple((op, axes[op]) for op in op_types),
+        )

@@ -1,0 +1,257 @@
+"""The graph passes on the tiny MLP and BERT: float16, IO types, int4 block-wise, peephole, fixed shapes,
+metadata. Each test checks what the output graph is (operators, types, shapes, files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from pydantic import ValidationError
+
+from olivine.errors import ConfigError
+from olivine.model.handle import ModelHandle
+from olivine.model.runner import open_runner
+from olivine.passes import PASSES, PassContext
+from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
+from tiny_models import MLP_IN, MLP_OUT
+
+pytestmark = pytest.mark.integration
+
+BERT_FEED = {
+    "input_ids": np.array([[2, 40, 41, 42, 3, 0, 0], [2, 50, 51, 52, 53, 54, 3]], dtype=np.int64),
+    "token_type_ids": np.zeros((2, 7), dtype=np.int64),
+    "attention_mask": np.array([[1, 1, 1, 1, 1, 0, 0], [1] * 7], dtype=np.int64),
+}
+MLP_FEED = {"input": np.random.default_rng(7).standard_normal((3, MLP_IN)).astype(np.float32)}
+
+
+def run_pass(type_name: str, model: ModelHandle, output_dir: Path, **params: Any) -> ModelHandle:
+    cls = PASSES.get(type_name)
+    config = cls.config_class.model_validate(params)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    instance = cls()
+    out = instance.run(model, config, output_dir, PassContext())
+    instance.check_output(out)
+    return out
+
+
+def graph(model: ModelHandle) -> onnx.GraphProto:
+    return onnx.load(str(model.onnx_path)).graph
+
+
+def op_counts(model: ModelHandle) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph(model).node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def elem_type(values: Any, name: str) -> int:
+    return int(next(v for v in values if v.name == name).type.tensor_type.elem_type)
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
+    return shared_onnx_mlp(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bert_onnx(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
+    return shared_bert_onnx(tmp_path_factory)
+
+
+# --- OnnxFloatToFloat16 / OnnxIODataTypeConverter --------------------------------------------------
+
+
+def test_float16_converts_weights_and_io(mlp: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass("OnnxFloatToFloat16", mlp, tmp_path)
+    g = graph(out)
+    assert {i.data_type for i in g.initializer} == {onnx.TensorProto.FLOAT16}
+    assert elem_type(g.input, "input") == onnx.TensorProto.FLOAT16
+    assert out.size_on_disk() < 0.6 * mlp.size_on_disk()
+    got = open_runner(out).run({"input": MLP_FEED["input"].astype(np.float16)})[0]
+    want = open_runner(mlp).run(MLP_FEED)[0]
+    np.testing.assert_allclose(got.astype(np.float32), want, atol=0.02 * float(np.abs(want).max()))
+
+
+def test_float16_keep_io_types_and_block_lists(mlp: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass("OnnxFloatToFloat16", mlp, tmp_path / "io", keep_io_types=True)
+    g = graph(out)
+    assert elem_type(g.input, "input") == onnx.TensorProto.FLOAT
+    assert elem_type(g.output, "output") == onnx.TensorProto.FLOAT
+    assert op_counts(out)["Cast"] >= 2
+    assert open_runner(out).run(MLP_FEED)[0].dtype == np.float32
+    blocked = run_pass(
+        "OnnxFloatToFloat16", mlp, tmp_path / "blk", keep_io_types=True, node_block_list=["fc1_matmul"]
+    )
+    inits = {i.name: i.data_type for i in graph(blocked).initializer}
+    assert inits["fc1.weight"] == onnx.TensorProto.FLOAT and inits["fc2.weight"] == onnx.TensorProto.FLOAT16
+    only_add = run_pass(
+        "OnnxFloatToFloat16", mlp, tmp_path / "inc", keep_io_types=True, op_include_list=["Add"]
+    )
+    inits = {i.name: i.data_type for i in graph(only_add).initializer}
+    assert inits["fc1.weight"] == onnx.TensorProto.FLOAT and inits["fc1.bias"] == onnx.TensorProto.FLOAT16
+
+
+@pytest.mark.parametrize("type_name", ["OnnxIODataTypeConverter", "OnnxIOFloat16ToFloat32"])
+def test_io_converter_turns_float16_outputs_to_float32(
+    mlp: ModelHandle, tmp_path: Path, type_name: str
+) -> None:
+    half = run_pass("OnnxFloatToFloat16", mlp, tmp_path / "half")
+    out = run_pass(type_name, half, tmp_path / "io", name_pattern="out")
+    g = graph(out)
+    assert elem_type(g.output, "output") == onnx.TensorProto.FLOAT
+    assert elem_type(g.input, "input") == onnx.TensorProto.FLOAT16  # "input" does not match "out"
+    result = open_runner(out).run({"input": MLP_FEED["input"].astype(np.float16)})[0]
+    assert result.dtype == np.float32 and result.shape == (3, MLP_OUT)
+
+
+def test_io_converter_with_empty_pattern_converts_inputs_too(mlp: ModelHandle, tmp_path: Path) -> None:
+    half = run_pass("OnnxFloatToFloat16", mlp, tmp_path / "half")
+    out = run_pass("OnnxIODataTypeConverter", half, tmp_path / "io", name_pattern="")
+    g = graph(out)
+    assert elem_type(g.input, "input") == onnx.TensorProto.FLOAT
+    assert open_runner(out).run(MLP_FEED)[0].dtype == np.float32
+
+
+# --- OnnxBlockWiseRtnQuantization / OnnxMatMul4Quantizer -------------------------------------------
+
+
+def test_blockwise_rtn_int4_matmuls_and_embeddings_of_bert(bert_onnx: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass("OnnxBlockWiseRtnQuantization", bert_onnx, tmp_path, block_size=16)
+    counts = op_counts(out)
+    assert counts["MatMulNBits"] >= 12 and counts["GatherBlockQuantized"] >= 1
+    node = next(n for n in graph(out).node if n.op_type == "MatMulNBits")
+    attrs = {a.name: a.i for a in node.attribute}
+    assert (attrs["bits"], attrs["block_size"]) == (4, 16)
+    assert out.size_on_disk() < 0.5 * bert_onnx.size_on_disk()
+    got, want = open_runner(out).run(BERT_FEED)[0], open_runner(bert_onnx).run(BERT_FEED)[0]
+    assert float(np.abs(got - want).mean()) < 0.1 * float(np.abs(want).mean())
+
+
+def test_blockwise_rtn_params(mlp: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass(
+        "OnnxBlockWiseRtnQuantization",
+        mlp,
+        tmp_path / "q",
+        bits=8,
+        block_size=32,
+        accuracy_level="int8",
+        is_symmetric=False,
+        nodes_to_exclude=["fc3_matmul"],
+    )
+    nodes = [n for n in graph(out).node if n.op_type == "MatMulNBits"]
+    assert len(nodes) == 2 and op_counts(out)["MatMul"] == 1
+    attrs = {a.name: a.i for a in nodes[0].attribute}
+    assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 32, 4)
+    assert len(nodes[0].input) == 4  # asymmetric: a zero point input
+    np.testing.assert_allclose(
+        open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0], atol=0.05
+    )
+
+
+def test_matmul4_quantizer_is_olives_older_name_with_block_32(mlp: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass("OnnxMatMul4Quantizer", mlp, tmp_path)
+    node = next(n for n in graph(out).node if n.op_type == "MatMulNBits")
+    assert {a.name: a.i for a in node.attribute}["block_size"] == 32
+    assert op_counts(out)["MatMulNBits"] == 3
+
+
+# --- OnnxPeepholeOptimizer, DynamicToFixedShape, AddOliveMetadata --------------------------------
+
+
+@pytest.mark.parametrize("type_name", ["OnnxPeepholeOptimizer", "OnnxModelOptimizer"])
+def test_peephole_optimizer_folds_constants_and_keeps_outputs(
+    bert_onnx: ModelHandle, tmp_path: Path, type_name: str
+) -> None:
+    out = run_pass(type_name, bert_onnx, tmp_path, cast_chain_elimination=True, fix_com_microsoft_opset=True)
+    assert len(graph(out).node) < len(graph(bert_onnx).node)
+    assert "com.microsoft" in {o.domain for o in onnx.load(str(out.onnx_path)).opset_import}
+    for got, want in zip(open_runner(out).run(BERT_FEED), open_runner(bert_onnx).run(BERT_FEED), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_peephole_optimizer_with_everything_off_changes_nothing(mlp: ModelHandle, tmp_path: Path) -> None:
+    off = {"onnxscript_optimize": False, "onnxoptimizer_optimize": False, "fuse_reshape_operations": False}
+    out = run_pass("OnnxPeepholeOptimizer", mlp, tmp_path, **off)
+    assert [n.op_type for n in graph(out).node] == [n.op_type for n in graph(mlp).node]
+
+
+def test_dynamic_to_fixed_shape_by_dim_param(bert_onnx: ModelHandle, tmp_path: Path) -> None:
+    inputs = graph(bert_onnx).input
+    params = sorted({d.dim_param for i in inputs for d in i.type.tensor_type.shape.dim if d.dim_param})
+    out = run_pass(
+        "DynamicToFixedShape", bert_onnx, tmp_path, dim_param=params, dim_value=[2, 7][: len(params)]
+    )
+    g = graph(out)
+    for value in g.input:
+        assert [d.dim_value for d in value.type.tensor_type.shape.dim] == [2, 7]
+    assert [d.dim_value for d in g.output[0].type.tensor_type.shape.dim] == [2, 7, 32]
+    assert open_runner(out).run(BERT_FEED)[0].shape == (2, 7, 32)
+
+
+def test_dynamic_to_fixed_shape_by_input_shape(mlp: ModelHandle, tmp_path: Path) -> None:
+    out = run_pass("DynamicToFixedShape", mlp, tmp_path, input_name=["input"], input_shape=[[3, MLP_IN]])
+    g = graph(out)
+    assert [d.dim_value for d in g.input[0].type.tensor_type.shape.dim] == [3, MLP_IN]
+    assert [d.dim_value for d in g.output[0].type.tensor_type.shape.dim] == [3, MLP_OUT]
+
+
+def test_dynamic_to_fixed_shape_refuses_names_not_in_the_model(mlp: ModelHandle, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="batch") as info:
+        run_pass("DynamicToFixedShape", mlp, tmp_path, dim_param=["batch"], dim_value=[1])
+    assert info.value.path == "dim_param" and "batch_size" in info.value.message
+
+
+def test_add_olive_metadata_names_the_graph_and_keeps_external_weights(
+    mlp: ModelHandle, tmp_path: Path
+) -> None:
+    external = run_pass(
+        "OnnxPeepholeOptimizer", mlp, tmp_path / "ext", save_as_external_data=True, size_threshold=0
+    )
+    out = run_pass(
+        "AddOliveMetadata",
+        external,
+        tmp_path / "meta",
+        graph_name="tiny",
+        custom_metadata={"owner": "tests", "n": 3},
+    )
+    proto = onnx.load(str(out.onnx_path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert proto.graph.name == "tiny"
+    assert (props["owner"], props["n"]) == ("tests", "3") and props["olivine_version"]
+    assert sorted(p.name for p in (tmp_path / "meta").iterdir()) == ["model.onnx", "model.onnx.data"]
+    np.testing.assert_array_equal(open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0])
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_name", "params", "message"),
+    [
+        ("OnnxFloatToFloat16", {"op_include_list": ["Add"], "op_block_list": ["Mul"]}, "mutually exclusive"),
+        ("OnnxFloatToFloat16", {"keep_io_type": True}, "keep_io_type"),
+        ("OnnxIODataTypeConverter", {"source_dtype": 99}, "source_dtype"),
+        ("OnnxIODataTypeConverter", {"name_pattern": "("}, "regular expression"),
+        ("OnnxBlockWiseRtnQuantization", {"bits": 3}, "bits"),
+        ("OnnxBlockWiseRtnQuantization", {"block_size": 100}, "power of two"),
+        ("OnnxBlockWiseRtnQuantization", {"accuracy_level": 7}, "accuracy_level"),
+        ("OnnxBlockWiseRtnQuantization", {"axis": 1}, "axis"),
+        ("OnnxMatMul4Quantizer", {"algorithm": "GPTQ"}, "algorithm"),
+        ("DynamicToFixedShape", {}, "required"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "input_name": ["x"]}, "not both"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [1, 2]}, "same number"),
+        ("DynamicToFixedShape", {"input_name": ["x"], "input_shape": [[0, 3]]}, "> 0"),
+        ("AddOliveMetadata", {}, "graph_name"),
+        ("OnnxPeepholeOptimizer", {"onnxscript_optimise": True}, "onnxscript_optimise"),
+    ],
+)
+def test_graph_pass_config_refusals_name_the_parameter(
+    type_name: str, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PASSES.get(type_name).config_class.model_validate(params)
