@@ -238,3 +238,23 @@ def report(
     name = str(target).rstrip("/").rpartition("/")[2]
     out = Path(dest) if dest else Path("olivine-report") / name
     return write_report(footprint, out, source=f"{target} ({rel})", png=png)
+
+
+def doctor(
+    *,
+    fix: bool = False,
+    cache_dirs: tuple[Path, ...] = (),
+    datastores: tuple[str, ...] = (),
+    hashes: bool = False,
+) -> Any:
+    """Check the job store, job folders, caches and datastores; with ``fix`` repair what can be.
+
+    Returns:
+        A :class:`olivine.jobs.doctor.Report` (``findings``, ``open_problems``, ``checked``).
+    """
+    from olivine.jobs.doctor import run_doctor
+    from olivine.jobs.store import JobStore
+
+    return run_doctor(
+        JobStore.default(), fix=fix, cache_dirs=cache_dirs, datastores=datastores, hashes=hashes
+    )

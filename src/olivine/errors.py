@@ -12,6 +12,8 @@
     |   +-- EvaluationError           a metric could not be computed
     |   +-- DataError                 a data config could not be loaded
     |   +-- ModelLoadError            a model could not be loaded
+    |   +-- UserCodeExitError         user code ended the workflow: sys.exit(), os._exit(), a raised
+    |                                 KeyboardInterrupt (a job's error kind: ``user``)
     +-- CacheError (exit 1)           the cache folder is unusable
     +-- HostError (exit 1)            infrastructure: submitting, a worker, a job store
     +-- DatastoreError (exit 1)       reading or writing a datastore failed
@@ -109,6 +111,12 @@ class DatastoreError(OlivineError):
 
 class IntegrityError(DatastoreError):
     pass
+
+
+class UserCodeExitError(WorkflowError):
+    """User code (a user script, a model loader, a metric) ended the workflow on its own: it called
+    ``sys.exit()``/``os._exit()`` or raised ``KeyboardInterrupt`` without a signal. The user's doing,
+    not the infrastructure's: hosts record it with error kind ``user``."""
 
 
 class WorkflowCancelledError(WorkflowError):

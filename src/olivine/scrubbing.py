@@ -16,38 +16,11 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import IO
 
-from olivine.datastores.redact import scrub_text
-
-# Environment variable names whose values are credentials. Anchored on the *end* of a name part
-# (``..._TOKEN``, ``..._SECRET_ACCESS_KEY``), so ``TOKENIZERS_PARALLELISM`` is not one.
-_SECRET_ENV = re.compile(
-    r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIALS?|ACCOUNT_KEY|ACCESS_KEY|ACCESS_KEY_ID|API_KEY|"
-    r"SECRET_ACCESS_KEY|SESSION_TOKEN|CONNECTION_STRING|CONN_STR|SAS_TOKEN|SAS|STORAGE_KEY|CLIENT_SECRET|"
-    r"PRIVATE_KEY|AUTH)$"
-)
-# Names that match the pattern but hold no secret.
-_NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
-#: Shorter values are not scrubbed: they would match everywhere and protect nothing.
-MIN_SECRET_CHARS = 6
-
-
-def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The values of environment variables that hold credentials (by name), longest first."""
-    env = os.environ if environ is None else environ
-    found = {
-        value
-        for name, value in env.items()
-        if name.upper() not in _NOT_SECRET_ENV
-        and _SECRET_ENV.search(name)
-        and len(value.strip()) >= MIN_SECRET_CHARS
-    }
-    return sorted(found, key=len, reverse=True)
+from olivine.datastores.redact import MIN_SECRET_CHARS, env_secrets, scrub_text
 
 
 class Scrubber:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from olivine.errors import HostError, JobNotFoundError
 from olivine.jobs.records import JobRecord, JobStatus
@@ -126,3 +130,78 @@ def test_job_store_wraps_sqlite_errors(tmp_path: Path) -> None:
     (tmp_path / "jobs.db").write_text("not a database")
     with pytest.raises(HostError, match="job store"):
         JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_one_bad_row_is_skipped_by_list_and_named_by_get(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    store.create(_record(job_id="job-bbbbbbbbbb", submission_id="sub-2"))
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE jobs SET record = '{not json' WHERE job_id = 'job-aaaaaaaaaa'")
+    assert [r.job_id for r in store.list()] == ["job-bbbbbbbbbb"]
+    assert store.get("job-bbbbbbbbbb").state is JobStatus.PENDING
+    with pytest.raises(HostError, match=r"job-aaaaaaaaaa is unreadable.*doctor --fix"):
+        store.get("job-aaaaaaaaaa")
+
+
+def test_job_store_truncated_to_nothing_is_an_error_not_an_empty_store(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    store.job_dir("job-aaaaaaaaaa").mkdir(parents=True)
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{store.path}{suffix}")
+        if path.exists():
+            path.write_bytes(b"")
+    with pytest.raises(HostError, match="empty but 1 job folder"):
+        JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_damaged_file_names_doctor(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(_record())
+    data = bytearray(store.path.read_bytes())
+    data[:16] = b"garbage garbage!"
+    store.path.write_bytes(bytes(data))
+    with pytest.raises(HostError, match="doctor --fix"):
+        JobStore(tmp_path / "jobs.db").list()
+
+
+def test_job_store_file_is_user_private(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "home" / "jobs.db")
+    store.create(_record())
+    assert store.path.stat().st_mode & 0o077 == 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+_FIELDS = st.dictionaries(
+    st.sampled_from(["job_id", "state", "error_kind", "created_at", "host_info", "progress_done", "job_dir"]),
+    _JSON,
+    max_size=3,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raw=st.one_of(
+        st.binary(max_size=30).map(lambda b: b.decode("latin-1")),
+        _JSON.map(json.dumps),
+        _FIELDS.map(lambda f: json.dumps({**_record().to_json(), **f})),
+    )
+)
+def test_job_store_mutated_row_never_breaks_other_jobs(tmp_path: Path, raw: str) -> None:
+    store = JobStore(tmp_path / f"{uuid.uuid4().hex}.db")
+    store.create(_record())
+    store.create(_record(job_id="job-bbbbbbbbbb", submission_id="sub-2"))
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE jobs SET record = ? WHERE job_id = 'job-aaaaaaaaaa'", (raw,))
+    assert "job-bbbbbbbbbb" in [r.job_id for r in store.list()]
+    assert store.get("job-bbbbbbbbbb").job_id == "job-bbbbbbbbbb"
+    try:
+        got = store.get("job-aaaaaaaaaa")
+    except HostError:
+        return  # named, with the doctor hint
+    assert got.job_id == "job-aaaaaaaaaa"

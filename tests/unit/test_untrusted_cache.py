@@ -174,3 +174,58 @@ def test_mutated_manifest_never_escapes_the_cache_nor_seeds_a_bad_file(
             continue  # the digests sidecar
         digest = hashlib.sha256((base / rel).read_bytes()).hexdigest()
         assert stored.get(f"cache/{inner}") == digest, rel
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_PATH_VALUES = st.one_of(
+    st.sampled_from(["/", "/etc", "..", "../..", "model/../../..", "~", "model", "model/model.onnx", ""]),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    model_type=st.one_of(st.sampled_from(["ONNXModel", "PyTorchModel", "HfModel"]), st.text(max_size=10)),
+    paths=st.dictionaries(
+        st.sampled_from(["model_path", "model_script", "script_dir", "adapter_path"]), _PATH_VALUES
+    ),
+    junk=st.dictionaries(st.text(max_size=8), _JSON, max_size=3),
+    replace_whole=st.one_of(st.none(), _JSON),
+)
+def test_mutated_run_record_is_a_miss_or_confined_never_an_error(
+    tmp_path: Path, model_type: str, paths: dict[str, str], junk: dict[str, object], replace_whole: object
+) -> None:
+    cache = WorkflowCache(tmp_path / f"c-{os.urandom(4).hex()}", "wf")
+    _commit(cache, KEY_A, b"model")
+    record_path = cache.runs / KEY_A / "run.json"
+    record = json.loads(record_path.read_text())
+    record["model"] = {"type": model_type, "config": {**record["model"]["config"], **paths, **junk}}
+    record_path.write_text(json.dumps(record if replace_whole is None else replace_whole))
+    loaded = cache.load_run(KEY_A)
+    if loaded is not None:
+        base = (cache.runs / KEY_A).resolve()
+        for key in ("model_path", "model_script", "script_dir", "adapter_path"):
+            value = loaded.model.config.get(key)
+            if value:
+                assert Path(str(value)).resolve().is_relative_to(base), (key, value)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segment=st.one_of(st.binary(max_size=40), _JSON.map(lambda v: json.dumps(v).encode())))
+def test_mutated_index_segment_never_breaks_seeding_or_escapes(tmp_path: Path, segment: bytes) -> None:
+    base = tmp_path / f"case-{os.urandom(4).hex()}"
+    datastore = Datastore.from_url((base / "store").as_uri())
+    cache = WorkflowCache(base / "first", "wf")
+    _commit(cache, KEY_A, b"model-a")
+    layout = claim_export(datastore, "wf", T0)
+    exporter = Exporter(datastore, layout)
+    export_cache(exporter, cache.root, "cache")  # no manifest: readers fall back to the index
+    datastore.put_bytes(f"{layout.index}/999999.json", segment)
+    before = _files(base)
+    seeded = base / "job" / "cache" / "wf"
+    seed_cache(layout, seeded, base / "job" / "seed")
+    assert all(p.startswith("job/cache/wf/") for p in _files(base) - before)

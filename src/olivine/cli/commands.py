@@ -119,6 +119,26 @@ def add_commands(sub: Any) -> None:
     _verbose(mon)
     mon.set_defaults(handler=cmd_monitor)
 
+    doc = sub.add_parser(
+        "doctor",
+        help="check the job store, caches and datastores for corruption; --fix repairs what it can",
+        description="Check the job store (damaged file, unreadable rows, jobs whose worker died, exports "
+        "left unsealed or disagreeing with the store), the job folders' and the given caches (corrupt "
+        "entries), and the datastores (damaged files, future-dated exports, asset records). With --fix, "
+        "repair what can be repaired and say what was done. Exit 0 when no problem is left, 1 otherwise.",
+    )
+    doc.add_argument("--fix", action="store_true", help="repair what can be repaired")
+    doc.add_argument(
+        "--cache-dir", action="append", default=[], metavar="DIR", help="also check this cache_dir"
+    )
+    doc.add_argument(
+        "--datastore", action="append", default=[], metavar="NAME|URL", help="also check this datastore"
+    )
+    doc.add_argument("--hashes", action="store_true", help="re-hash every exported file (reads them all)")
+    _json(doc)
+    _verbose(doc)
+    doc.set_defaults(handler=cmd_doctor)
+
     logs = sub.add_parser("logs", help="print a job's log (--follow streams until the job ends)")
     logs.add_argument("job", metavar="JOB|WORKFLOW_ID")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming until the job ends")
@@ -225,10 +245,26 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
         print(render.local_plan(workflow, cache_dir, output_dir))
         return 0
     from olivine.engine.output import output_layout
+    from olivine.exits import install_sigint_flag, user_code_exit
 
+    artifacts, model_file = output_layout(output_dir)
     if not engine.no_artifacts:
-        logsetup.add_file(output_layout(output_dir)[0] / "olivine.log")
-    result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+        logsetup.add_file(artifacts / "olivine.log")
+    install_sigint_flag()
+    try:
+        result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+    except (SystemExit, KeyboardInterrupt) as exc:  # the engine never exits: user code did, or Ctrl-C
+        error = user_code_exit(exc)
+        if error is None:
+            raise
+        raise error from None
+    if model_file is None and not engine.no_artifacts:
+        from olivine.engine.claims import output_problems
+        from olivine.errors import CacheError
+
+        problems = output_problems(artifacts)
+        if problems:
+            raise CacheError(f"the output in {artifacts} does not hold what the run produced: {problems[0]}")
     if args.json:
         _print_json(render.result_json(result))
     else:
@@ -310,6 +346,34 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     else:
         print(jobs_view.jobs_table(jobs))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from olivine import api
+
+    _setup_logging(args, 2)
+    report = api.doctor(
+        fix=args.fix,
+        cache_dirs=tuple(Path(d) for d in args.cache_dir),
+        datastores=tuple(args.datastore),
+        hashes=args.hashes,
+    )
+    remaining = report.open_problems
+    if args.json:
+        _print_json(
+            {
+                "checked": report.checked,
+                "findings": [f.to_json() for f in report.findings],
+                "problems_left": len(remaining),
+            }
+        )
+    else:
+        for finding in report.findings:
+            print(finding)
+        fixed = len(report.findings) - len(remaining)
+        checked = ", ".join(f"{n} {what}" for what, n in report.checked.items())
+        print(f"checked {checked}: {len(report.findings)} problem(s), {fixed} fixed, {len(remaining)} left")
+    return 1 if remaining else 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

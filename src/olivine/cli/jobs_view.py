@@ -111,7 +111,9 @@ def final_summary(job: Any, *, history: str | None = None) -> str:
     lines.append(f"job {job.job_id} {job.state.value}" + (f": {job.message}" if job.message else ""))
     lines.append(f"  best metrics: {_metrics(job.best_metrics)}")
     lines.append(f"  exported cache  -> {paths['cache']}")
-    lines.append(f"  exported output -> {paths['output']}")
+    # Only a job that succeeded exported an output (a failed or cancelled one exports none).
+    if job.state.value == "SUCCEEDED":
+        lines.append(f"  exported output -> {paths['output']}")
     if job.state.value == "SUCCEEDED":
         lines.append(f"  download the best model: olivine fetch {job.job_id} --to DIR")
     elif job.state.value in ("FAILED", "CANCELLED"):

@@ -41,19 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def entry() -> NoReturn:
     """The ``olivine`` console command: :func:`main`, then a quick interpreter exit."""
-    code = main()
+    code = main(scrub_streams=True)
     from olivine.quick_exit import prepare_exit
 
     prepare_exit()
     sys.exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, scrub_streams: bool = False) -> int:
+    """Run one command. ``scrub_streams`` (the console command) also routes stdout/stderr through the
+    credential scrubber, so what a workflow's user code prints in this process is scrubbed too."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if scrub_streams:
+        import os
+
+        from olivine.scrubbing import scrub_standard_streams
+
+        scrub_standard_streams()
+        # Job store, job folders, logs, bundles, caches and the default datastore: user-private.
+        os.umask(os.umask(0o077) | 0o077)
     verbose = bool(getattr(args, "verbose", False))
     try:
         code: int = args.handler(args)

@@ -70,6 +70,8 @@ class Datastore:
     #: Whether writes check for an existing file first. Where a check is a round trip (object stores)
     #: the create-only write itself is the check: it fails with FileExistsError and costs nothing more.
     check_before_put: ClassVar[bool] = True
+    #: True when only this process can see the data (``memory://``): no use to a worker elsewhere.
+    process_local: ClassVar[bool] = False
 
     def __init__(self, fs: Any, root: str, *, secrets: Iterable[str] = ()) -> None:
         self.fs = fs
@@ -102,6 +104,12 @@ class Datastore:
             secrets = secret_values(opts)
             message = scrub_text(f"cannot open datastore {url}: {type(exc).__name__}: {exc}", secrets)
             raise DatastoreError(message) from _safe_cause(exc, secrets)
+
+    @staticmethod
+    def backend_for(url: str) -> type[Datastore]:
+        """The backend class of ``url``'s scheme (a plain path means ``file://``), not opened."""
+        scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+        return BACKENDS.get(scheme)
 
     @staticmethod
     def from_config(config: DatastoreConfig) -> Datastore:

@@ -61,6 +61,12 @@ def is_local_url(url: str) -> bool:
     return "://" not in url or url.lower().startswith("file://")
 
 
+def local_path_is_absolute(url: str) -> bool:
+    """Whether a ``file://`` URL or plain path names an absolute path (``~`` counts as absolute)."""
+    path = unquote(url[len("file://") :]) if url.lower().startswith("file://") else url
+    return path.startswith(("/", "~"))
+
+
 def absolute_url(url: str, base: Path) -> str:
     """``url`` with a relative local path made absolute against ``base`` (other URLs unchanged).
 

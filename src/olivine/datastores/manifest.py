@@ -197,6 +197,12 @@ def fetch(datastore: Datastore, layout: ExportLayout, which: Which, to: Path) ->
     entries = export_entries(datastore, layout, which)
     if not entries and not datastore.exists(layout.root):
         raise DatastoreError(f"no export at {layout.url}")
+    if not entries:
+        sealed = datastore.exists(layout.manifest)
+        raise DatastoreError(
+            f"the export {layout.url} has no {which} files"
+            + ("" if sealed else " (it has no manifest: its job has not finished, or ended without output)")
+        )
     paths = []
     for entry in entries:
         dest = Path(to) / clean_rel(entry.path)

@@ -27,6 +27,7 @@ class MemoryDatastore(Datastore):
 
     scheme = "memory"
     atomic_create = True  # within the one process that can see it
+    process_local = True
 
     def __init__(self, root: str) -> None:
         fs = MemoryFileSystem()

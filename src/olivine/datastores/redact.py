@@ -12,6 +12,7 @@ Three tools, from narrow to broad:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -57,6 +58,33 @@ _CONNECTION_STRING = re.compile(
 )
 _SAS = re.compile(r"(?i)(^|[?&])sig=[^&]+")
 _PRESIGNED = re.compile(r"(?i)X-Amz-(Signature|Credential|Security-Token)=")
+
+
+# Environment variable names whose values are credentials. Anchored on the *end* of a name part
+# (``..._TOKEN``, ``..._SECRET_ACCESS_KEY``), so ``TOKENIZERS_PARALLELISM`` is not one.
+_SECRET_ENV = re.compile(
+    r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIALS?|ACCOUNT_KEY|ACCESS_KEY|ACCESS_KEY_ID|API_KEY|"
+    r"SECRET_ACCESS_KEY|SESSION_TOKEN|CONNECTION_STRING|CONN_STR|SAS_TOKEN|SAS|STORAGE_KEY|CLIENT_SECRET|"
+    r"PRIVATE_KEY|AUTH)$"
+)
+# Names that match the pattern but hold no secret.
+_NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
+#: Shorter values are not scrubbed: they would match everywhere and protect nothing.
+MIN_SECRET_CHARS = 6
+
+
+def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of environment variables that hold credentials (by name), longest first:
+    ``AWS_SECRET_ACCESS_KEY``, ``AZURE_STORAGE_CONNECTION_STRING``, ``HF_TOKEN``, ``*_PASSWORD``..."""
+    env = os.environ if environ is None else environ
+    found = {
+        value
+        for name, value in env.items()
+        if name.upper() not in _NOT_SECRET_ENV
+        and _SECRET_ENV.search(name)
+        and len(value.strip()) >= MIN_SECRET_CHARS
+    }
+    return sorted(found, key=len, reverse=True)
 
 
 def is_secret_key(key: str) -> bool:
@@ -111,22 +139,33 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
-def redact_config(value: Any) -> Any:
+def redact_config(value: Any, secrets: Iterable[str] | None = None) -> Any:
     """Copy a JSON-like value without credentials.
 
     Mapping keys for which :func:`is_secret_key` holds are dropped at any depth; string values (also
-    inside lists) that :func:`looks_like_secret` are dropped too. Other values are kept as written.
+    inside lists) that :func:`looks_like_secret` are dropped too. Other strings are kept, scrubbed of
+    ``secrets`` (default: the credential values of the environment, :func:`env_secrets`), which may
+    sit inside free text such as an error message.
     """
+    known = tuple(env_secrets() if secrets is None else secrets)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if is_secret_key(str(key)) or (isinstance(item, str) and looks_like_secret(item)):
                 continue
-            out[str(key)] = redact_config(item)
+            out[str(key)] = redact_config(item, known)
         return out
     if isinstance(value, (list, tuple)):
-        return [redact_config(v) for v in value if not (isinstance(v, str) and looks_like_secret(v))]
+        return [redact_config(v, known) for v in value if not (isinstance(v, str) and looks_like_secret(v))]
+    if isinstance(value, str) and known:
+        return _replace_known(value, known)
     return value
+
+
+def _replace_known(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def secret_values(options: Mapping[str, Any]) -> list[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from olivine.digests import DIGESTS_NAME, record_folder
+from olivine.digests import DIGESTS_NAME, hash_recorded, read_digests, record_folder
 from olivine.errors import CacheError
 from olivine.model.handle import PATH_KEYS, ModelHandle
 
@@ -63,6 +63,26 @@ def _confinement_problem(model: ModelHandle, run_dir: Path) -> str | None:
             return f"{key} points outside the run folder"
         if key == "model_path" and not path.exists():
             return f"{key} does not exist"
+    return None
+
+
+def _run_problem(run_dir: Path) -> str | None:
+    """Why the committed run in ``run_dir`` cannot be used (None when it can)."""
+    try:
+        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        model = ModelHandle.from_json(record["model"], relative_to=run_dir)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"unreadable record ({type(exc).__name__}: {exc})"
+    problem = _confinement_problem(model, run_dir)
+    if problem is not None:
+        return problem
+    for rel, recorded in read_digests(run_dir).items():
+        path = run_dir / rel
+        try:
+            if recorded.sha256_if_unchanged(path) is None and hash_recorded(path).sha256 != recorded.sha256:
+                return f"{rel}: content differs from what was committed"
+        except OSError:
+            return f"{rel}: missing"
     return None
 
 
@@ -183,6 +203,36 @@ class WorkflowCache:
         shutil.rmtree(target, ignore_errors=True)
         for folder in (self.runs, self.failures, self.evaluations):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def audit(self, *, fix: bool = False, staging_older_than_s: float = 3600) -> list[str]:
+        """Problems of this workflow cache, one line each; with ``fix`` they are repaired (corrupt runs
+        and evaluations removed, so they are rebuilt as cache misses; old staging folders swept).
+
+        A run is corrupt when its record is unreadable, its model path leaves the run folder or is
+        missing, or a file its digests sidecar recorded changed content.
+        """
+        problems: list[str] = []
+        for run_dir in sorted(p for p in self.runs.iterdir() if p.is_dir()) if self.runs.is_dir() else []:
+            if run_dir.name.startswith((".staging-", ".corrupt-")):
+                if time.time() - run_dir.stat().st_mtime > staging_older_than_s:
+                    problems.append(f"{run_dir}: leftover of a run that never finished")
+                    if fix:
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                continue
+            problem = _run_problem(run_dir)
+            if problem is not None:
+                problems.append(f"{run_dir}: {problem}")
+                if fix:
+                    self._quarantine(run_dir, problem)
+        for path in sorted(self.evaluations.glob("*.json")) if self.evaluations.is_dir() else []:
+            try:
+                if not isinstance(json.loads(path.read_text(encoding="utf-8")), dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                problems.append(f"{path}: unreadable evaluation ({exc})")
+                if fix:
+                    path.unlink(missing_ok=True)
+        return problems
 
     def sweep_staging(self, *, older_than_s: float = 6 * 3600) -> None:
         """Remove staging folders left by a process that died mid-run (old ones only: a concurrent

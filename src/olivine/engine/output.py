@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from olivine.digests import DIGESTS_NAME, carry_digests, read_digests, write_digests
 from olivine.engine.cache import write_json_atomic
 from olivine.engine.candidates import Candidate
+from olivine.errors import CacheError
 from olivine.model.handle import ModelHandle
 
 if TYPE_CHECKING:
@@ -155,6 +156,10 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
     if model.model_path is None:
         return model
     src = Path(model.model_path)
+    if not model.files():
+        # The run's folder vanished after it was evaluated (e.g. another run with clean_cache on the
+        # same cache_dir): an empty output must never pass for the best model.
+        raise CacheError(f"the best model's files are gone from {src}; was the cache cleaned meanwhile?")
     if src.is_dir():
         shutil.copytree(src, dest, dirs_exist_ok=True)
         return model.with_config(model_path=str(dest))

@@ -12,6 +12,7 @@ from olivine.errors import HostError
 from olivine.hosts.base import Host
 from olivine.hosts.process import death_of, submitter_info
 from olivine.jobs.folder import JobFolder
+from olivine.jobs.reconcile import sealed_status
 from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 from olivine.jobs.status import WorkerStatus, apply_status
 
@@ -38,6 +39,11 @@ class LocalProcessHost(Host):
         again = self._with_status(job)
         if again.state.is_terminal():
             return again
+        # Killed after it sealed its export but before its local status said so: the sealed manifest
+        # is the commit point, so its verdict stands (datastore first, then the store).
+        sealed = sealed_status(job)
+        if sealed is not None:
+            return apply_status(again, sealed)
         return again.evolve(state=JobStatus.FAILED, error_kind=ErrorKind.INFRASTRUCTURE, message=verdict)
 
     def _with_status(self, job: JobRecord) -> JobRecord:

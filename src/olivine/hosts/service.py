@@ -18,6 +18,7 @@ from pathlib import Path
 from olivine.datastores.layout import ExportLayout
 from olivine.datastores.manifest import Which
 from olivine.datastores.manifest import fetch as fetch_export
+from olivine.errors import UserInputError
 from olivine.hosts.base import Host, host_of
 from olivine.hosts.submission import DEFAULT_HOST, Submission, SubmitPlan, resume, submit
 from olivine.jobs.catalog import AssetSummary, AssetVersion, assets_list, assets_show
@@ -137,6 +138,14 @@ def fetch(
         which: the part to download.
         datastore: for a URL, the hosts-file datastore whose options (credentials) open it.
     """
+    if "/" not in job_or_url and which == "output":
+        # Only a SUCCEEDED job has an output; say so rather than "fetched 0 files".
+        job = status(job_or_url, store=store)  # as its host sees it now, not a stale record
+        if job.state is not JobStatus.SUCCEEDED:
+            raise UserInputError(
+                f"job {job.job_id} is {job.state.value}: it has no output to fetch "
+                "(--cache or --all fetch what it exported)"
+            )
     layout = _export_layout(job_or_url, datastore, store, profiles)
     return fetch_export(layout.datastore, layout, which, Path(dest))
 

@@ -22,6 +22,7 @@ from olivine.hosts.base import Host, host_for, host_of
 from olivine.hosts.plan import Submission, SubmitPlan, plan_of
 from olivine.jobs import bundle as bundles
 from olivine.jobs.choice import DatastoreChoice, choose_datastore
+from olivine.jobs.doctor import write_record
 from olivine.jobs.exports import latest_cache_export
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.profiles import Profiles
@@ -128,6 +129,11 @@ def _submit(
 ) -> Submission:
     now = utc_now()
     planned = f"{scrub_url(choice.url).rstrip('/')}/{timestamp_folder(now)}/{wf.workflow_id}"
+    if host.detached and Datastore.backend_for(choice.url).process_local:
+        raise UserInputError(
+            f"datastore {scrub_url(choice.url)} lives in this process's memory; {host.describe()} runs the "
+            "job in another process, so its export would vanish: use a file:// (or cloud) datastore"
+        )
     if dry_run:
         if auto_seed:
             try:
@@ -164,6 +170,9 @@ def _submit(
             if resume_from is not None:
                 store.update(job_id, resume_from=resume_from)
         layout = claim_export(datastore, wf.workflow_id, now, claim_id=job_id)
+        # User-private job folder (spec, bundle, log, cache, output): only its owner may read it.
+        store.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.root.mkdir(mode=0o700, exist_ok=True)
         built = bundles.build(wf, folder.bundle)
         spec = JobSpec(
             job_id=job_id,
@@ -177,6 +186,7 @@ def _submit(
         )
         write_spec(folder.root, spec)
         record = store.update(job_id, export_root=layout.url, message="submitted")
+        write_record(folder, record)  # lets `olivine doctor --fix` rebuild a damaged job store
     except BaseException as exc:
         # Whatever stopped the submission (Ctrl-C included), the record must not stay PENDING forever.
         state, kind, message = classify(exc)

@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 _MARKER = f"{BOOKKEEPING_DIR}/closed-by-monitor.json"
 
 
-def close_export(job: JobRecord, folder: JobFolder | None = None, profiles: Profiles | None = None) -> bool:
+def close_export(
+    job: JobRecord, folder: JobFolder | None = None, profiles: Profiles | None = None, *, retry: bool = False
+) -> bool:
     """Seal the export of ``job`` (already terminal in the store) with its final state.
 
     It acts at most once per export: a create-only marker lets only the first of several monitors
@@ -46,6 +48,8 @@ def close_export(job: JobRecord, folder: JobFolder | None = None, profiles: Prof
             the rest of its log are exported too. None for a worker elsewhere (what it exported is all
             there is).
         profiles: the hosts file with the datastore's credentials (default: the user's).
+        retry: close it even when an earlier attempt left its marker (that attempt failed part-way,
+            e.g. on an unwritable datastore; every write here is idempotent). For ``olivine doctor --fix``.
 
     Returns:
         Whether this call closed the export.
@@ -58,15 +62,23 @@ def close_export(job: JobRecord, folder: JobFolder | None = None, profiles: Prof
         if read_manifest(datastore, layout) is not None:
             return False
         claim = {"job_id": job.job_id, "closed_at": utc_now().isoformat(), "message": job.message}
-        if not datastore.put_if_absent(layout.path(_MARKER), json_bytes(claim)):
+        if not datastore.put_if_absent(layout.path(_MARKER), json_bytes(claim)) and not retry:
             return False
         exporter = Exporter(datastore, layout)
+        # The log's last verdict must agree with the seal: the worker may have logged a verdict it
+        # never committed (killed between the line and the manifest).
+        when = utc_now().isoformat(timespec="seconds")
+        verdict = f"{when} ERROR olivine.monitor: job {job.job_id} {job.state.value}: {job.message}\n"
         if folder is not None:
             cache_root = folder.cache_root(job.workflow_id)
             if cache_root.is_dir():
                 export_cache(exporter, cache_root, "cache")
-            if folder.log.is_file():
+            if folder.root.is_dir():
+                with open(folder.log, "a", encoding="utf-8") as log:
+                    log.write(verdict)
                 exporter.export_log(folder.log, "worker")
+        else:
+            exporter.append_log(verdict, "worker")
         status = _final_status(layout.read_status(), job)
         exporter.finalize({"status": status, "job_id": job.job_id}, register_asset=True)
         exporter.write_status(status)  # last: a reader that sees the final status finds the export sealed

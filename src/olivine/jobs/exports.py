@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from olivine.datastores import seeding
 from olivine.datastores.base import Datastore
-from olivine.datastores.files import clean_rel
-from olivine.datastores.layout import ExportLayout, list_exports
-from olivine.datastores.manifest import export_entries, fetch
-from olivine.digests import RecordedDigest, read_digests, write_digests
-from olivine.errors import DatastoreError, JobNotFoundError
+from olivine.datastores.layout import ExportLayout
+from olivine.datastores.local import is_local_url, local_path_is_absolute
+from olivine.errors import DatastoreError, HostError, JobNotFoundError
 from olivine.jobs.records import JobRecord, JobSpec
 
 if TYPE_CHECKING:
@@ -60,6 +56,10 @@ def open_job_export(job: JobRecord, profiles: Profiles | None = None) -> ExportL
 def open_spec_export(spec: JobSpec) -> tuple[Datastore, ExportLayout, dict[str, Any]]:
     """The datastore, export layout and options of a job spec."""
     options = spec_options(spec)
+    # The submitter made local paths absolute; the worker runs elsewhere (its job folder) and must not
+    # resolve a relative one against it: that would export to a second, different folder.
+    if is_local_url(spec.datastore_url) and not local_path_is_absolute(spec.datastore_url):
+        raise HostError(f"job {spec.job_id}: its datastore URL {spec.datastore_url} is relative; resubmit it")
     datastore = Datastore.from_url(spec.datastore_url, options)
     return datastore, ExportLayout.from_folder(datastore, spec.export_timestamp, spec.workflow_id), options
 
@@ -83,53 +83,13 @@ def open_export_url(url: str, options: dict[str, Any] | None = None) -> ExportLa
 
 
 def seed_cache(source: ExportLayout, cache_root: Path, scratch: Path) -> int:
-    """Download the ``cache/`` of an earlier export into ``cache_root`` (the workflow's cache folder).
-
-    Every file is verified against that export's manifest (or index) while it downloads, then moved into
-    place (no second copy when ``scratch`` is on the same filesystem). The verified sha256 of each file
-    is recorded beside the cache (:mod:`olivine.digests`), so exporting the seeded runs again does not
-    hash them a second time. Returns the number of files.
-    """
-    entries = {clean_rel(e.path): e for e in export_entries(source.datastore, source, "cache")}
-    files = fetch(source.datastore, source, "cache", scratch)
-    fetched = scratch / "cache"
-    records = read_digests(cache_root)  # a resumed job may have seeded before
-    for path in files:
-        rel = path.relative_to(fetched).as_posix()
-        target = cache_root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _move(path, target)
-        entry = entries.get(f"cache/{rel}")
-        if entry is not None:
-            records[rel] = RecordedDigest.of(target.stat(), entry.sha256)
-    if records:
-        try:
-            write_digests(cache_root, records)
-        except OSError as exc:  # only an optimisation: without records the export hashes the files
-            logger.warning("could not record the digests of the seeded cache: %s", exc)
-    shutil.rmtree(scratch, ignore_errors=True)
-    return len(files)
-
-
-def _move(src: Path, dst: Path) -> None:
-    """Move a file, copying when ``dst`` is on another filesystem."""
-    try:
-        os.replace(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.copy2(src, dst)
-        src.unlink()
+    """Download the ``cache/`` of an earlier export into ``cache_root`` (the workflow's cache folder),
+    treating it as untrusted (:mod:`olivine.datastores.seeding`): corrupt or ill-named entries are
+    dropped (cache misses), never followed, never fatal. Returns the number of files seeded."""
+    return seeding.seed_cache(source, cache_root, scratch).files
 
 
 def latest_cache_export(datastore: Datastore, workflow_id: str) -> ExportLayout | None:
-    """The newest export of ``workflow_id`` whose ``cache/`` holds anything, or None.
-
-    Exports whose cache is empty (a submission that failed before its worker ran, a job that has not
-    finished a step yet) are passed over: seeding from them would seed nothing. Every export holds the
-    whole cache of its run, seeded entries included, so the newest non-empty one is the best seed.
-    """
-    for layout in reversed(list_exports(datastore, workflow_id)):
-        if export_entries(datastore, layout, "cache"):
-            return layout
-    return None
+    """The newest export of ``workflow_id`` that can seed a new run (see
+    :func:`olivine.datastores.seeding.latest_seed`: not empty, readable, not dated in the future)."""
+    return seeding.latest_seed(datastore, workflow_id)

@@ -17,6 +17,7 @@ from typing import Any
 from olivine.errors import (
     HostError,
     OlivineError,
+    UserCodeExitError,
     UserInputError,
     WorkflowCancelledError,
     WorkflowError,
@@ -70,7 +71,7 @@ def classify(exc: BaseException) -> tuple[JobStatus, ErrorKind, str]:
     """Final state, error kind and message for an exception that ended a job."""
     if isinstance(exc, WorkflowCancelledError | KeyboardInterrupt):
         return JobStatus.CANCELLED, ErrorKind.CANCELLED, "cancelled"
-    if isinstance(exc, UserInputError):
+    if isinstance(exc, UserInputError | UserCodeExitError):
         return JobStatus.FAILED, ErrorKind.USER, str(exc)
     if isinstance(exc, WorkflowError):
         return JobStatus.FAILED, ErrorKind.WORKFLOW, str(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,22 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
 """
 _BUSY_TIMEOUT_S = 30.0
+_REPORTED: set[str] = set()
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "; the file is damaged: run 'olivine doctor --fix' (it keeps a copy and rebuilds the store)"
+    return ""
+
+
+def _encode(record: JobRecord) -> str:
+    """The stored form of a record: credentials in free text (an error message) are scrubbed here,
+    at the boundary, whatever wrote them."""
+    from olivine.datastores.redact import redact_config
+
+    return json.dumps(redact_config(record.to_json()))
 
 
 def default_store_path() -> Path:
@@ -73,7 +90,9 @@ class JobStore:
                 self._init()
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise HostError(f"job store {self.path}: {exc}") from exc
+            raise HostError(f"job store {self.path}: {exc}{_hint(exc)}") from exc
+        except OSError as exc:
+            raise HostError(f"job store {self.path}: {exc.strerror or exc}") from exc
         try:
             if write:
                 conn.execute("BEGIN IMMEDIATE")
@@ -81,14 +100,23 @@ class JobStore:
             if write:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise HostError(f"job store {self.path}: {exc}") from exc
+            raise HostError(f"job store {self.path}: {exc}{_hint(exc)}") from exc
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.close()
 
-    def _init(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _init(self, *, rebuilding: bool = False) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # User-private: job records name paths, datastores and (scrubbed) messages of one user.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        if self.path.stat().st_size == 0 and not rebuilding:
+            folders = [p for p in self.jobs_dir.iterdir() if p.is_dir()] if self.jobs_dir.is_dir() else []
+            if folders:
+                raise HostError(
+                    f"job store {self.path} is empty but {len(folders)} job folder(s) exist beside it: it "
+                    "was truncated or replaced; run 'olivine doctor --fix' to rebuild it from the folders"
+                )
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             # WAL: readers never block the worker's writes; NORMAL sync is durable enough in WAL mode.
@@ -109,10 +137,10 @@ class JobStore:
         now = utc_now().isoformat()
         with self._connect(write=True) as conn:
             row = conn.execute(
-                "SELECT record FROM jobs WHERE submission_id = ?", (record.submission_id,)
+                "SELECT record, job_id FROM jobs WHERE submission_id = ?", (record.submission_id,)
             ).fetchone()
             if row is not None:
-                return JobRecord.from_json(json.loads(row[0])), False
+                return self._decode(row[0], str(row[1])), False
             conn.execute(
                 "INSERT INTO jobs (job_id, submission_id, workflow_id, host_name, state, created_at, "
                 "updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -124,7 +152,7 @@ class JobStore:
                     record.state.value,
                     record.created_at.isoformat(),
                     now,
-                    json.dumps(record.to_json()),
+                    _encode(record),
                 ),
             )
         return record, True
@@ -139,21 +167,43 @@ class JobStore:
             return self._get(conn, job_id)
 
     def _get(self, conn: sqlite3.Connection, job_id: str) -> JobRecord:
-        rows = conn.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchall()
+        rows = conn.execute("SELECT job_id, record FROM jobs WHERE job_id = ?", (job_id,)).fetchall()
         if not rows and job_id:
             pattern = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             rows = conn.execute(
-                "SELECT record FROM jobs WHERE job_id LIKE ? ESCAPE '\\' LIMIT 2", (pattern,)
+                "SELECT job_id, record FROM jobs WHERE job_id LIKE ? ESCAPE '\\' LIMIT 2", (pattern,)
             ).fetchall()
         if len(rows) != 1:
             what = "no job" if not rows else "more than one job"
             raise JobNotFoundError(f"{what} matches '{job_id}' in the job store {self.path}")
-        return JobRecord.from_json(json.loads(rows[0][0]))
+        return self._decode(rows[0][1], str(rows[0][0]))
+
+    def _decode(self, text: Any, job_id: str) -> JobRecord:
+        """A stored record, or HostError naming the job when its row is unreadable (one bad row is
+        that job's problem only: :meth:`list` skips it, ``olivine doctor --fix`` repairs it)."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            record = JobRecord.from_json(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise HostError(
+                f"job store {self.path}: the record of job {job_id} is unreadable ({type(exc).__name__}); "
+                "run 'olivine doctor --fix'"
+            ) from None
+        if record.job_id != job_id:
+            raise HostError(
+                f"job store {self.path}: the row of job {job_id} holds the record of another job; "
+                "run 'olivine doctor --fix'"
+            )
+        return record
 
     def find_by_submission(self, submission_id: str) -> JobRecord | None:
         with self._connect() as conn:
-            row = conn.execute("SELECT record FROM jobs WHERE submission_id = ?", (submission_id,)).fetchone()
-        return JobRecord.from_json(json.loads(row[0])) if row else None
+            row = conn.execute(
+                "SELECT record, job_id FROM jobs WHERE submission_id = ?", (submission_id,)
+            ).fetchone()
+        return self._decode(row[0], row[1]) if row else None
 
     def list(
         self,
@@ -175,7 +225,7 @@ class JobStore:
         if host_name:
             where.append("host_name = ?")
             args.append(host_name)
-        sql = "SELECT record FROM jobs"
+        sql = "SELECT job_id, record FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC"
@@ -184,7 +234,15 @@ class JobStore:
             args.append(int(limit))
         with self._connect() as conn:
             rows = conn.execute(sql, args).fetchall()
-        return [JobRecord.from_json(json.loads(r[0])) for r in rows]
+        records = []
+        for job_id, text in rows:
+            try:
+                records.append(self._decode(text, str(job_id)))
+            except HostError as exc:
+                if str(job_id) not in _REPORTED:  # once per process: list runs in loops
+                    _REPORTED.add(str(job_id))
+                    logger.warning("%s; it is left out", exc)
+        return records
 
     def update(self, job_id: str, *, strict: bool = True, **changes: Any) -> JobRecord:
         """Apply ``changes`` to the stored record in one transaction (state changes are guarded).
@@ -212,7 +270,7 @@ class JobStore:
                 return current
             conn.execute(
                 "UPDATE jobs SET state = ?, updated_at = ?, record = ? WHERE job_id = ?",
-                (new.state.value, utc_now().isoformat(), json.dumps(new.to_json()), current.job_id),
+                (new.state.value, utc_now().isoformat(), _encode(new), current.job_id),
             )
         return new
 
@@ -230,6 +288,6 @@ class JobStore:
             if new != current:
                 conn.execute(
                     "UPDATE jobs SET state = ?, updated_at = ?, record = ? WHERE job_id = ?",
-                    (new.state.value, utc_now().isoformat(), json.dumps(new.to_json()), current.job_id),
+                    (new.state.value, utc_now().isoformat(), _encode(new), current.job_id),
                 )
         return current, new

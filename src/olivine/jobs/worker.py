@@ -28,8 +28,10 @@ from types import FrameType
 from typing import Any
 
 from olivine.datastores.exporter import Exporter
-from olivine.datastores.redact import scrub_text, secret_values
-from olivine.errors import HostError, OlivineError
+from olivine.datastores.redact import secret_values
+from olivine.engine.claims import output_problems
+from olivine.errors import CacheError, HostError, OlivineError, UserCodeExitError
+from olivine.exits import guard_os_exit, install_sigint_flag, user_code_exit
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.progress import JobListener, JobReporter, export_cache
 from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, classify
@@ -105,7 +107,7 @@ class _JobRun:
         from olivine.jobs.exports import open_export_url, open_spec_export, seed_cache
 
         state, kind, message = JobStatus.SUCCEEDED, None, "succeeded"
-        interrupted: KeyboardInterrupt | None = None
+        interrupted: BaseException | None = None
         shipper: _LogShipper | None = None
         try:
             datastore, layout, options = open_spec_export(self.spec)
@@ -126,21 +128,31 @@ class _JobRun:
                 count = seed_cache(source, self.cache_root, self.folder.seed)
                 logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
-            result = run_workflow(
-                workflow,
-                listener=listener,
-                cache_dir=self.folder.cache,
-                output_dir=self.output_dir,
-                stop=self.stop,
-            )
+            with guard_os_exit(self._record_exit):
+                result = run_workflow(
+                    workflow,
+                    listener=listener,
+                    cache_dir=self.folder.cache,
+                    output_dir=self.output_dir,
+                    stop=self.stop,
+                )
             self.metrics = result.metrics
             message = f"succeeded; best model {result.best_model_id}"
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-            state, kind, message = classify(exc)
+            # Claim only what holds: the output must still be there, whole, before it is exported.
+            problems = output_problems(self.output_dir)
+            if problems:
+                raise CacheError(f"the output does not hold what the run produced: {problems[0]}")
+        except (KeyboardInterrupt, SystemExit) as exc:
+            user_exit = user_code_exit(exc)
+            if user_exit is None:  # a real interrupt: stop as cancelled, then let it propagate
+                interrupted = exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt()
+                state, kind, message = classify(exc)
+            else:
+                state, kind, message = classify(user_exit)
+                logger.error("job %s failed (%s): %s", self.spec.job_id, kind, message)
         except Exception as exc:
             state, kind, message = classify(exc)
-            message = scrub_text(message, self.secrets)
+            message = process_scrubber()(message)
             logger.error(
                 "job %s failed (%s): %s",
                 self.spec.job_id,
@@ -151,10 +163,18 @@ class _JobRun:
         finally:
             if shipper is not None:
                 shipper.close()
-        state = self._wrap_up(state, kind, scrub_text(message, self.secrets))
+        state = self._wrap_up(state, kind, process_scrubber()(message))
         if interrupted is not None:
             raise interrupted
         return state
+
+    def _record_exit(self, error: UserCodeExitError) -> None:
+        """User code calls ``os._exit``: record the verdict before the process vanishes (the monitor
+        seals the export with it)."""
+        state, kind, message = classify(error)
+        logger.error("job %s %s: %s", self.spec.job_id, state, message)
+        self.reporter.final_status(state, message, kind)
+        self.reporter.finish()
 
     def _wrap_up(self, state: JobStatus, kind: ErrorKind | None, message: str) -> JobStatus:
         """Export what exists, seal the export, then set the final state (in that order)."""
@@ -171,6 +191,7 @@ class _JobRun:
                     state, kind, message = JobStatus.FAILED, ErrorKind.INFRASTRUCTURE, f"export failed: {exc}"
             status = self.reporter.final_status(state, message, kind)
             logger.info("job %s %s: %s", self.spec.job_id, state, message)
+            sealed = False
             try:
                 exporter.export_log(self.log_path, "worker")
                 # Every sealed export becomes a data-asset version, failed and cancelled ones too (their
@@ -184,13 +205,19 @@ class _JobRun:
                     },
                     register_asset=True,
                 )
+                # The manifest is the commit point: from here on the job's verdict is what it says.
+                sealed = True
                 # The final status last: a reader that sees it final finds the export sealed.
                 exporter.write_status(status)
             except OlivineError as exc:
-                logger.error("could not seal the export: %s", exc)
-                if state is JobStatus.SUCCEEDED:
+                if sealed:  # only status.json failed: the sealed manifest stands (doctor --fix rewrites it)
+                    logger.warning("the export is sealed but its status.json could not be updated: %s", exc)
+                else:
+                    logger.error("could not seal the export: %s", exc)
+                if state is JobStatus.SUCCEEDED and not sealed:
                     state, kind, message = JobStatus.FAILED, ErrorKind.INFRASTRUCTURE, f"export failed: {exc}"
                     self.reporter.final_status(state, message, kind)
+                    logger.info("job %s %s: %s", self.spec.job_id, state, message)
                     self.reporter.publish()
         else:
             self.reporter.final_status(state, message, kind)
@@ -274,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     # The worker's stdout and stderr are its job log, exported to a datastore others read: scrub
     # credentials from every line (log records, tracebacks, a user script's prints) before it lands.
     scrub_standard_streams()
+    # Cache, output, logs and the unpacked bundle in the job folder: user-private.
+    os.umask(os.umask(0o077) | 0o077)
+    install_sigint_flag()
     logging.basicConfig(level=logging.WARNING, format=_LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("olivine").setLevel(logging.INFO)
     stop = threading.Event()
