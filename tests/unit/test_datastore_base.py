@@ -34,7 +34,7 @@ def test_datastore_from_config(tmp_path: Path) -> None:
 
 
 def test_datastore_from_url_unknown_scheme_lists_allowed() -> None:
-    with pytest.raises(NotSupportedError, match=r"'gs'.*allowed: abfs, abfss, az, file, memory, s3"):
+    with pytest.raises(NotSupportedError, match=r"'gs'.*allowed: abfs, abfss, az, azureml, file, memory, s3"):
         Datastore.from_url("gs://bucket/prefix")
 
 

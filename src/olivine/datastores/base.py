@@ -399,3 +399,5 @@ BACKENDS.register("memory", "olivine.datastores.memory:MemoryDatastore")
 for _scheme in ("az", "abfs", "abfss"):
     BACKENDS.register(_scheme, "olivine.datastores.azure:AzureBlobDatastore", extra="azure")
 BACKENDS.register("s3", "olivine.datastores.s3:S3Datastore", extra="s3")
+# azureml://datastores/<name>: resolved through the workspace to the az:// datastore it is.
+BACKENDS.register("azureml", "olivine.datastores.azureml:AzureMLDatastore", extra="azureml")
