@@ -443,6 +443,7 @@ class Bench:
             raise SystemExit(f"the baseline job did not succeed: {doc.get('message')}")
 
     def run(self, faults: int) -> None:
+        streak = 0
         for i in range(faults):
             kind = self.rng.choice(KINDS)
             started = time.monotonic()
@@ -451,9 +452,16 @@ class Bench:
             except Exception as exc:  # a bench bug or a hung command: count it, go on
                 self.problem(f"fault {i + 1} ({kind}) raised {type(exc).__name__}: {exc}")
                 self.counts["bench_errors"] += 1
-            self.counts["faults"] += 1
-            self.counts[f"kind:{kind}"] += 1
-            print(f"[{i + 1}/{faults}] {kind} ({time.monotonic() - started:.1f}s)", flush=True)
+                streak += 1
+                if streak >= 3:  # the environment is broken (e.g. the venv vanished): stop counting
+                    message = "3 bench errors in a row: stopping; the counts above are not valid"
+                    raise SystemExit(message) from exc
+                continue
+            finally:
+                self.counts["faults"] += 1
+                self.counts[f"kind:{kind}"] += 1
+                print(f"[{i + 1}/{faults}] {kind} ({time.monotonic() - started:.1f}s)", flush=True)
+            streak = 0
 
 
 def _mlp_config(model: Path) -> dict[str, Any]:
