@@ -328,20 +328,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     from olivine import api
 
     _setup_logging(args, 2)
-    jobs = api.list_jobs(workflow_id=args.workflow, limit=args.limit)
-    if args.json:
-        _print_json([jobs_view.job_json(j) for j in jobs])
-    else:
-        print(jobs_view.jobs_table(jobs))
-    return 0
+    return _print_jobs(api.list_jobs(workflow_id=args.workflow, limit=args.limit), as_json=args.json)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from olivine import api
 
     _setup_logging(args, 2)
-    jobs = api.monitor(args.job)
-    if args.json:
+    return _print_jobs(api.monitor(args.job), as_json=args.json)
+
+
+def _print_jobs(jobs: list[Any], *, as_json: bool) -> int:
+    """Print job records as JSON or as the jobs table (``list`` and ``monitor`` show the same view)."""
+    if as_json:
         _print_json([jobs_view.job_json(j) for j in jobs])
     else:
         print(jobs_view.jobs_table(jobs))
