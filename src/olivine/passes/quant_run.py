@@ -262,16 +262,17 @@ def preprocessed(source: Path, tmp_dir: Path, ctx: PassContext) -> Path:
     """
     if ctx.shared is None:
         return preprocess(source, tmp_dir, ctx)
+
+    def make(folder: Path) -> Path:
+        ctx.logger.info("quantization pre-processing (once for every quantization of this input model)")
+        return preprocess(source, folder, ctx, fail_ok=False)
+
     try:
-        shared = ctx.shared.get_or_make(
-            "quant_preprocess",
-            _PREPROCESS_PARAMS,
-            lambda folder: preprocess(source, folder, ctx, fail_ok=False),
-        )
+        shared = ctx.shared.get_or_make("quant_preprocess", _PREPROCESS_PARAMS, make)
     except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
         ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
         return source
-    ctx.logger.info("quantization pre-processing: reusing the graph pre-processed for this input model")
+    ctx.logger.debug("quantizing the pre-processed graph shared by every quantization of this input model")
     for item in shared.parent.iterdir():
         if item.is_file() and item.name != "shared.json":
             shutil.copyfile(item, tmp_dir / item.name)
