@@ -64,9 +64,12 @@ def quantize(
             graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
             nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
         output = tmp_dir / "quantized.onnx"
-        # External in the temp folder unless the model is far from the 2 GB protobuf limit; a single
-        # file is then moved into place without another load and save.
-        external = model_bytes(source) >= _SINGLE_FILE_BYTES
+        # Static: the quantizer's models (the calibration copy with every tensor exposed, the output) are
+        # written with external data, which costs a raw write instead of serializing every weight
+        # (onnxruntime's own get_qdq_config does the same for a pre-processed model); the output is then
+        # made one file if the pass's layout asks for it. Dynamic: one file unless the model is near the
+        # 2 GB protobuf limit; a single file is moved into place without another load and save.
+        external = static or model_bytes(source) >= _SINGLE_FILE_BYTES
         try:
             if static:
                 assert isinstance(cfg, StaticFieldsConfig)
