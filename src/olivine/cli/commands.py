@@ -81,6 +81,12 @@ def add_commands(sub: Any) -> None:
     run.add_argument(
         "--fresh", action="store_true", help="do not seed the cache from this workflow's latest export"
     )
+    run.add_argument(
+        "--cpu-fallback",
+        action="store_true",
+        help="run a config that targets a GPU, an NPU or a non-CPU execution provider on the CPU "
+        "(warns for each key changed; without it such a config is refused)",
+    )
     run.add_argument("--output-dir", metavar="DIR", help="override output_dir (runs in this process only)")
     run.add_argument("--cache-dir", metavar="DIR", help="override cache_dir (runs in this process only)")
     _json(run)
@@ -218,7 +224,8 @@ def _print_json(data: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from olivine import api
 
-    workflow = api.load(args.config)
+    _setup_logging(args, 2)  # warnings while loading (CPU fallback, unused systems) in the usual format
+    workflow = api.load(args.config, cpu_fallback=args.cpu_fallback)
     _setup_logging(args, workflow.config.engine.log_severity_level)
     if args.local and args.host:
         raise _usage("--local and --host exclude each other")
