@@ -15,7 +15,7 @@ from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from olivine.passes.surgeons import NON_CPU_SURGEONS, NOT_YET_SURGEONS, Surgeon
+from olivine.passes.surgeons import NON_CPU_SURGEONS, Surgeon
 from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
 from tiny_models import MLP_IN, write_onnx_mlp
 
@@ -291,7 +291,10 @@ def test_a_surgeon_that_does_not_fit_the_model_fails_the_pass_naming_it(
             r"surgeries\[1\]: surgeon 'RemoveMemcpy' is refused on the CPU",
         ),
         ([{"surgeon": "non4dreshape"}], "DLA"),
-        ([{"surgeon": "TieWordEmbeddings"}], "not implemented by Olivine yet"),
+        (
+            [{"surgeon": "RemoveRopeMultiCache", "use_large": True}],
+            r"\(RemoveRopeMultiCache\): use_large: unknown",
+        ),
         ([{"surgeon": "RenameInputs", "old_names": ["a"]}], r"\(RenameInputs\): new_names: Field required"),
         (
             [{"surgeon": "ExposeOutputs", "names": ["a"], "name": "b"}],
@@ -309,10 +312,9 @@ def test_surgeries_are_refused_by_name_at_validation(surgeries: list[dict[str, A
 def test_every_olive_surgeon_is_implemented_or_refused_with_a_reason() -> None:
     olive_names = {
         *NON_CPU_SURGEONS,
-        *NOT_YET_SURGEONS,
         *(c.__name__ for c in Surgeon.registry.values()),
     }
-    assert len(olive_names) == len(NON_CPU_SURGEONS) + len(NOT_YET_SURGEONS) + len(Surgeon.registry)
+    assert len(olive_names) == len(NON_CPU_SURGEONS) + len(Surgeon.registry)
     assert not {n.lower() for n in NON_CPU_SURGEONS} & set(Surgeon.registry)
 
 

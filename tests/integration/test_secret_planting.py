@@ -46,10 +46,15 @@ NEEDLES = [
 ]
 
 USER_SCRIPT = """
-import logging, os
+import logging, os, subprocess
 
 def leaky_metric(model, device, execution_providers):
     print("env says", os.environ["HF_TOKEN"], os.environ["AWS_SECRET_ACCESS_KEY"], flush=True)
+    # Below Python: straight to the descriptors (as native libraries do), and from a subprocess.
+    os.write(1, ("fd1 says " + os.environ["HF_TOKEN"] + "\\n").encode())
+    os.write(2, ("fd2 says " + os.environ["AWS_SESSION_TOKEN"][:9]).encode())
+    os.write(2, (os.environ["AWS_SESSION_TOKEN"][9:] + "\\n").encode())
+    subprocess.run(["sh", "-c", 'echo "child says $AZURE_STORAGE_KEY"'], check=True)
     logging.getLogger("olivine.user").warning("key=%s", os.environ["AZURE_STORAGE_KEY"])
     print("sas", "https://acct.blob.core.windows.net/c?" + os.environ["AZURE_STORAGE_SAS_TOKEN"], flush=True)
     return 1.0
@@ -161,6 +166,8 @@ def test_planted_secrets_reach_no_artifact_of_the_local_worker(tmp_path: Path, e
     # The log did record what the script printed, only scrubbed.
     leaky_log = _olivine(env, tmp_path, "logs", jobs["leaky"]).stdout
     assert "env says" in leaky_log and "***" in leaky_log
+    for said in ("fd1 says ***", "fd2 says ***", "child says ***"):
+        assert said in leaky_log
     failing_log = _olivine(env, tmp_path, "logs", jobs["failing"]).stdout
     assert "Traceback" in failing_log and "cannot connect with" in failing_log
     assert _grep(tmp_path) == []

@@ -97,3 +97,32 @@ def test_cli_datastore_url_with_password_is_one_line_without_the_password(
 def test_one_line_escapes_control_characters() -> None:
     assert one_line("a\nb\x1ec\x00") == "a\\nb\\x1ec\\x00"
     assert one_line("plain é") == "plain é"
+
+
+def test_descriptor_scrubber_scrubs_native_writes_and_subprocess_output(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from olivine.scrubbing import DescriptorScrubber
+
+    log = tmp_path / "job.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    twin = os.dup(fd)  # two descriptors on one open file (stdout and stderr in one log): one pipe
+    secret = ENV["HF_TOKEN"]
+    try:
+        route = DescriptorScrubber(Scrubber(environ=ENV), fds=(fd, twin))
+        os.write(fd, f"first {secret[:6]}".encode())
+        os.write(twin, f"{secret[6:]} end\n".encode())  # split across writes and descriptors
+        subprocess.run(["echo", f"child {ENV['AWS_SECRET_ACCESS_KEY']}"], check=True, stdout=fd)
+        assert route.sync()  # every complete line is in the file now (a worker exports its log next)
+        assert log.read_text().splitlines() == ["first *** end", "child ***"]
+        os.write(fd, b"no newline at the end " + ENV["AZURE_CLIENT_SECRET"].encode())
+        route.close()
+        os.write(fd, b"after close\n")  # the descriptor points at the log again
+    finally:
+        os.close(fd)
+        os.close(twin)
+    text = log.read_text()
+    for value in SECRETS:
+        assert value not in text
+    assert text.splitlines() == ["first *** end", "child ***", "no newline at the end ***after close"]

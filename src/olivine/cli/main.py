@@ -43,6 +43,9 @@ def entry() -> NoReturn:
     """The ``olivine`` console command: :func:`main`, then a quick interpreter exit."""
     code = main(scrub_streams=True)
     from olivine.quick_exit import prepare_exit
+    from olivine.scrubbing import close_descriptor_scrubbing
+
+    close_descriptor_scrubbing()
 
     prepare_exit()
     sys.exit(code)
@@ -62,6 +65,12 @@ def main(argv: Sequence[str] | None = None, *, scrub_streams: bool = False) -> i
         from olivine.scrubbing import scrub_standard_streams
 
         scrub_standard_streams()
+        if args.command == "run":
+            # A foreground run executes user code here: what native code or a subprocess writes to a
+            # redirected stdout/stderr (a CI log) is scrubbed too. A terminal stays a terminal.
+            from olivine.scrubbing import scrub_descriptors
+
+            scrub_descriptors(fds=tuple(fd for fd in (1, 2) if not os.isatty(fd)))
         # Job store, job folders, logs, bundles, caches and the default datastore: user-private.
         os.umask(os.umask(0o077) | 0o077)
     verbose = bool(getattr(args, "verbose", False))

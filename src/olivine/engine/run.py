@@ -112,11 +112,20 @@ def _run(
         evaluator = CachedEvaluator(workflow, cache, tokenizer_path, model)
 
     input_candidate = Candidate(id=INPUT_ID, index=0, model_id=model_id, model=model)
+    input_timing: dict[str, Any] | None = None
     if evaluator is not None and engine.evaluate_input_model:
         check_stop(stop)
         evaluation = evaluator.evaluate(
-            model_id, model, "input model", progress=phases.reporter("evaluating input model")
+            model_id,
+            model,
+            "input model",
+            progress=phases.reporter("evaluating input model"),
+            reference=workflow.search is not None,
         )
+        if evaluation.reference_timing:
+            from olivine.engine.evaluation import REFERENCE_TIMING
+
+            input_timing = {"reference": True, **REFERENCE_TIMING}
         input_candidate.metrics = evaluation.metrics
         for path in evaluation.record_paths:
             phases.emit(
@@ -192,6 +201,8 @@ def _run(
         frontier=frontier,
         best=best,
     )
+    if input_timing is not None:  # the input model's timed metrics were measured with fewer runs
+        doc["input"]["timing"] = input_timing
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 

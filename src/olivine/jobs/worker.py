@@ -35,7 +35,14 @@ from olivine.exits import guard_os_exit, install_sigint_flag, user_code_exit
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.progress import JobListener, JobReporter, export_cache
 from olivine.jobs.records import ErrorKind, JobSpec, JobStatus, classify
-from olivine.scrubbing import ScrubbingFormatter, process_scrubber, scrub_standard_streams
+from olivine.scrubbing import (
+    ScrubbingFormatter,
+    close_descriptor_scrubbing,
+    process_scrubber,
+    scrub_descriptors,
+    scrub_standard_streams,
+    sync_descriptor_scrubbing,
+)
 
 logger = logging.getLogger("olivine.worker")
 
@@ -119,6 +126,7 @@ class _JobRun:
             shipper = _LogShipper(
                 self.exporter, self.reporter, self.log_path, self.spec.log_export_interval_s
             )
+            self._hf_login()
             bundle = self._bundle(datastore)
             workflow = unpack(bundle, self.folder.unpacked if bundle.is_file() else None)
             self.config = workflow.to_json()
@@ -174,6 +182,17 @@ class _JobRun:
             raise interrupted
         return state
 
+    def _hf_login(self) -> None:
+        """An Azure ML job with ``hf_token``: the Hugging Face token from Key Vault, as ``HF_TOKEN``."""
+        from olivine.keyvault import hf_login_from_keyvault, hf_login_requested
+
+        if not hf_login_requested():
+            return
+        token = hf_login_from_keyvault()
+        if token:
+            self.secrets.append(token)
+            process_scrubber().add([token])
+
     def _record_exit(self, error: UserCodeExitError) -> None:
         """User code calls ``os._exit``: record the verdict before the process vanishes (the monitor
         seals the export with it)."""
@@ -181,6 +200,7 @@ class _JobRun:
         logger.error("job %s %s: %s", self.spec.job_id, state, message)
         self.reporter.final_status(state, message, kind)
         self.reporter.finish()
+        close_descriptor_scrubbing()  # what the user code wrote must reach the log before the exit
 
     def _wrap_up(self, state: JobStatus, kind: ErrorKind | None, message: str) -> JobStatus:
         """Export what exists, seal the export, then set the final state (in that order)."""
@@ -199,6 +219,7 @@ class _JobRun:
             logger.info("job %s %s: %s", self.spec.job_id, state, message)
             sealed = False
             try:
+                sync_descriptor_scrubbing()  # the verdict line just logged is in the file before it ships
                 exporter.export_log(self.log_path, "worker")
                 # Every sealed export becomes a data-asset version, failed and cancelled ones too (their
                 # state is in the summary): users look them up to resume or inspect them.
@@ -305,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     # Olivine's own progress at INFO; third-party libraries (onnxruntime's optimizer logs every fusion at
     # INFO) only from WARNING, as in a local run.
     # The worker's stdout and stderr are its job log, exported to a datastore others read: scrub
-    # credentials from every line (log records, tracebacks, a user script's prints) before it lands.
+    # credentials from every line (log records, tracebacks, a user script's prints, and what native code
+    # or a subprocess writes to descriptors 1 and 2) before it lands.
     scrub_standard_streams()
+    scrub_descriptors()
     # Cache, output, logs and the unpacked bundle in the job folder: user-private.
     os.umask(os.umask(0o077) | 0o077)
     install_sigint_flag()
@@ -327,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     except OlivineError as exc:  # the spec or the job store is unusable: nothing to report to
         logger.error("%s", exc)
         return EXIT_CODES[JobStatus.FAILED]
+    finally:
+        close_descriptor_scrubbing()  # drain the pipe into the log before the process goes
     return EXIT_CODES[state]
 
 

@@ -3,8 +3,9 @@
 Olive's pass (olive/passes/onnx/graph_surgeries.py): ``surgeries`` is a list of
 ``{"surgeon": <name>, <its parameters>}`` and ``remove_duplicate_initializers`` (default true) merges
 initializers with the same content afterwards. Every surgeon name and parameter is checked when the config
-is validated: an unknown surgeon, one tied to a non-CPU runtime, one Olivine does not implement yet, or an
-unknown parameter is refused with the index of the surgery. See :mod:`olivine.passes.surgeons`.
+is validated: an unknown surgeon, one tied to a non-CPU runtime, or an unknown parameter is refused with
+the index of the surgery. See :mod:`olivine.passes.surgeons` (and ``surgeons_norm``, ``surgeons_embed``,
+``surgeons_llm``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
-from olivine.passes.surgeons import NON_CPU_SURGEONS, NOT_YET_SURGEONS, ProtoSurgeon, Surgeon
+from olivine.passes.surgeons import NON_CPU_SURGEONS, ProtoSurgeon, Surgeon
 
 
 class GraphSurgeriesConfig(ExternalDataConfig):
@@ -43,8 +44,6 @@ def parse_surgery(surgery: dict[str, Any], index: int) -> Surgeon:
     if name.lower() in non_cpu:
         canonical, reason = non_cpu[name.lower()]
         raise ValueError(f"{where}: surgeon '{canonical}' is refused on the CPU target: {reason}")
-    if name.lower() in {n.lower() for n in NOT_YET_SURGEONS}:
-        raise ValueError(f"{where}: surgeon '{name}' (Olive's) is not implemented by Olivine yet")
     cls = Surgeon.registry.get(name.lower())
     if cls is None:
         allowed = ", ".join(

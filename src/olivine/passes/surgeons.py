@@ -51,18 +51,6 @@ NON_CPU_SURGEONS: dict[str, str] = {
     "RemoveMemcpy": "it removes the GPU<->CPU copies of a graph partitioned for a GPU execution provider",
     "PackedAttentionToPackedMHA": "PackedMultiHeadAttention has only a CUDA kernel in onnxruntime",
 }
-#: Olive's CPU-usable surgeons that Olivine does not implement yet (refused by name, with this note).
-NOT_YET_SURGEONS = (
-    "DecomposeRotaryEmbedding",
-    "RMSNormToL2Norm",
-    "SimplifiedLayerNormToL2Norm",
-    "RemoveRopeMultiCache",
-    "AttentionMaskToSequenceLengths",
-    "TieWordEmbeddings",
-    "QuantizeEmbeddingInt8",
-    "ShareEmbeddingLmHead",
-    "PackedAttentionToLoopMHA",
-)
 
 
 class Surgeon(BaseModel):
@@ -699,3 +687,7 @@ def _rename_dim(value: Any, dim_idx: int, dim_name: str) -> None:
     dims = list(value.shape)
     dims[dim_idx] = dim_name
     value.shape = ir.Shape(dims)
+
+
+# The surgeons of the other modules register themselves when imported (after Surgeon exists).
+from olivine.passes import surgeons_embed, surgeons_llm, surgeons_norm  # noqa: E402, F401
