@@ -55,6 +55,10 @@ class SearchStrategyConfig(StrictModel):
             raise ValueError(f"unknown search_algorithm '{algo}'; allowed: exhaustive, random, tpe")
         out.setdefault("sampler", _LEGACY_ALGORITHMS[algo])
         legacy_cfg = dict(out.pop("search_algorithm_config", None) or {})
+        # Olive < 0.8 folded keys of search_strategy that are not its own into search_algorithm_config
+        # (a NestedConfig): a flat ``num_samples`` is the sampler's.
+        if "num_samples" in out:
+            legacy_cfg.setdefault("num_samples", out.pop("num_samples"))
         if "num_samples" in legacy_cfg:
             out.setdefault("max_samples", legacy_cfg.pop("num_samples"))
         out.update({k: v for k, v in legacy_cfg.items() if k not in out})

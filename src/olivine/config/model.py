@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
 from olivine.config.session import SessionOptions
@@ -41,6 +41,20 @@ class InferenceSettings(StrictModel):
     # loads. Olivine runs on the CPU without I/O binding and has no ROCm op tuning.
     io_bind: bool | None = None
     tuning_op_result: Any = None
+
+    @field_validator("execution_provider", mode="before")
+    @classmethod
+    def _one_provider(cls, value: Any) -> Any:
+        """Olive's configs also write one provider as a plain string (``"CPUExecutionProvider"``)."""
+        return [value] if isinstance(value, str) else value
+
+    def provider_names(self) -> list[str]:
+        """The execution provider names (an entry may be ``[name, options]``, as onnxruntime allows)."""
+        names = []
+        for entry in self.execution_provider or []:
+            name = entry[0] if isinstance(entry, list | tuple) and entry else entry
+            names.append(str(name))
+        return names
 
 
 class ONNXModelConfig(StrictModel):

@@ -15,6 +15,7 @@ from olivine.config.engine import ENGINE_KEYS, EngineConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.model import InputModelConfig, normalize_model
 from olivine.config.passes import PassEntry
+from olivine.config.resources import plain_paths
 from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
 from olivine.errors import ConfigError
@@ -45,7 +46,7 @@ class RunConfig(StrictModel):
     def _normalize(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        out = dict(value)
+        out = plain_paths(value)
         if isinstance(out.get("systems"), dict):
             aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
             if aside:

@@ -25,7 +25,7 @@ from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
 from olivine.config.paths import iter_local_paths, name_allowed
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError, UserScriptError
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import PASSES, Pass
 from olivine.search.space import Dimension, PassOption, PassSlot, ResolvedPass
@@ -104,10 +104,23 @@ def replace_strings(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-def load_workflow(config_path: str | Path, *, data: dict[str, Any] | None = None) -> ResolvedWorkflow:
-    """Read, validate and resolve a run config file (``data`` replaces the file's parsed content)."""
+def load_workflow(
+    config_path: str | Path, *, data: dict[str, Any] | None = None, cpu_fallback: bool = False
+) -> ResolvedWorkflow:
+    """Read, validate and resolve a run config file (``data`` replaces the file's parsed content).
+
+    With ``cpu_fallback`` (the user asked for it), a config that targets a GPU, an NPU or another
+    execution provider is rewritten to run on the CPU, with a warning for each key changed; without it,
+    such a config is refused.
+    """
     path = Path(config_path)
     raw = data if data is not None else read_config_file(path)
+    if cpu_fallback:
+        from olivine.config.cpu_fallback import to_cpu
+
+        raw, notes = to_cpu(raw)
+        for note in notes:
+            logger.warning("%s: CPU fallback (asked for): %s", path, note)
     config = validate_config(raw, file=str(path))
     try:
         return resolve(config, config_path=path.resolve(), base_dir=path.resolve().parent)
@@ -121,12 +134,17 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
             "systems.%s: %s system declared but not used; Olivine ignores it (not supported yet)", name, kind
         )
     config = config.model_copy(deep=True)
+    # The target first: a GPU/NPU config is refused for what it targets, not for a pass option it implies
+    # or a package its data script needs.
+    host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
+    target = _system(config, config.engine.target, "engine.target") or host
+    accelerator = _accelerator(target, _system_path(config, config.engine.target or config.engine.host))
     _absolutize(config, base_dir)
+    _check_model_script(config)
     _resolve_data(config, base_dir)
     data_configs = {dc.name: dc for dc in config.data_configs}
     evaluator = _resolve_evaluator(config, data_configs, base_dir)
-    host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
-    target = _system(config, config.engine.target, "engine.target") or host
+    _check_inference_providers(config, evaluator)
     slots = tuple(resolve_slots(config, base_dir))
     _check_hf_task(config, slots, evaluator)
     return ResolvedWorkflow(
@@ -136,9 +154,48 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         slots=slots,
         evaluator=evaluator,
         data_configs=data_configs,
-        accelerator=_accelerator(target, _system_path(config, config.engine.target or config.engine.host)),
+        accelerator=accelerator,
         host=host,
     )
+
+
+def _check_model_script(config: RunConfig) -> None:
+    """A model script is imported only when a pass loads the model: its syntax and the packages it
+    imports are checked now, so that --dry-run finds what the run would fail on."""
+    from olivine.config.script_imports import script_problem
+
+    script = getattr(config.input_model, "model_script", None)
+    if not script:
+        return
+    script_dir = getattr(config.input_model, "script_dir", None)
+    folders = [Path(script).parent] + ([Path(script_dir)] if script_dir else [])
+    problem = script_problem(Path(script), folders)
+    if problem is not None:
+        raise UserScriptError(problem, path="input_model.model_script")
+
+
+def _check_inference_providers(config: RunConfig, evaluator: EvaluatorConfig | None) -> None:
+    """The execution providers named in ``inference_settings`` (the input model's, and each metric's of
+    the evaluator in use) must be the CPU's: a model is never silently run on another provider."""
+    found: list[tuple[str, list[str]]] = []
+    settings = getattr(config.input_model, "inference_settings", None)
+    if settings is not None:
+        found.append(("input_model.inference_settings", settings.provider_names()))
+    ref = config.engine.evaluator
+    where = f"evaluators.{ref}" if isinstance(ref, str) else "engine.evaluator"
+    for index, metric in enumerate(evaluator.metrics if evaluator else []):
+        metric_settings = metric.user_config.inference_settings if metric.user_config else None
+        if metric_settings is not None and metric_settings.onnx is not None:
+            key = f"{where}.metrics.{index}.user_config.inference_settings.onnx"
+            found.append((key, metric_settings.onnx.provider_names()))
+    for key, names in found:
+        others = [name for name in names if name != "CPUExecutionProvider"]
+        if others:
+            raise NotSupportedError(
+                f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
+                "(olivine run --cpu-fallback runs this config on the CPU instead)",
+                path=f"{key}.execution_provider",
+            )
 
 
 def _system_path(config: RunConfig, ref: str | SystemConfig | None) -> str:
@@ -435,12 +492,14 @@ def _check_cpu(device: str, providers: list[str], path: str) -> None:
     if device != "cpu":
         raise NotSupportedError(
             f"device '{device}' is not supported; Olivine runs on the CPU "
-            "(device: cpu, execution_providers: [CPUExecutionProvider])",
+            "(device: cpu, execution_providers: [CPUExecutionProvider]; "
+            "olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.device",
         )
     others = [ep for ep in providers if ep != "CPUExecutionProvider"]
     if others:
         raise NotSupportedError(
-            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider",
+            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
+            "(olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.execution_providers",
         )

@@ -36,6 +36,7 @@ from olivine.jobs.bundle import Bundle
 from olivine.jobs.choice import DatastoreChoice
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.records import ErrorKind, JobRecord, JobSpec, JobStatus
+from olivine.keyvault import HF_LOGIN_ENV, KEYVAULT_ENV
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
@@ -66,13 +67,19 @@ class AzureMLHost(Host):
         return f"host '{self.name}' (AzureML: compute '{self.config.aml_compute}' in workspace '{where}')"
 
     def check(self) -> None:
-        client = self.client_config()
-        if self.config.hf_token and not client.keyvault_name:
+        self.client_config()
+        self._check_hf_token()
+        self._check_sdk()
+
+    def _check_hf_token(self) -> None:
+        client = self.config.azureml_client_config
+        if self.config.hf_token and (client is None or not client.keyvault_name):
             raise ConfigError(
-                "hf_token needs azureml_client.keyvault_name (the job reads the token from that Key Vault)",
+                "hf_token: true needs azureml_client.keyvault_name (the job reads the Hugging Face token "
+                "from secret 'hf-token' of that Key Vault at run time; the token never travels with "
+                "the job)",
                 path=f"systems.{self.name}.hf_token",
             )
-        self._check_sdk()
 
     def _check_sdk(self) -> None:
         try:
@@ -129,8 +136,9 @@ class AzureMLHost(Host):
         env_vars = {"PYTHONUNBUFFERED": "1"}
         client = cfg.azureml_client_config
         if cfg.hf_token and client is not None and client.keyvault_name:
-            # Olive's convention: the job reads the Hugging Face token from this Key Vault.
-            env_vars.update({"HF_LOGIN": "1", "KEYVAULT_NAME": client.keyvault_name})
+            # Olive's convention: the job reads the Hugging Face token from this Key Vault (the
+            # worker, at run time: olivine.keyvault); only the vault's name travels with the job.
+            env_vars.update({HF_LOGIN_ENV: "1", KEYVAULT_ENV: client.keyvault_name})
         code = Path(__file__).resolve().parents[2] if cfg.is_dev else None  # Olivine's own source
         return JobRequest(
             job_dir=job_dir,
@@ -152,6 +160,8 @@ class AzureMLHost(Host):
         """The Azure ML job a submission of ``spec`` would send, as YAML (no network). The workspace is
         not needed to build it; a missing one is noted (submitting would refuse)."""
         self._check_sdk()
+        if self.config.azureml_client_config is not None:
+            self._check_hf_token()  # a config mistake, not a missing workspace: refused like submitting
         note = ""
         try:
             self.check()

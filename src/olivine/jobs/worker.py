@@ -126,6 +126,7 @@ class _JobRun:
             shipper = _LogShipper(
                 self.exporter, self.reporter, self.log_path, self.spec.log_export_interval_s
             )
+            self._hf_login()
             bundle = self._bundle(datastore)
             workflow = unpack(bundle, self.folder.unpacked if bundle.is_file() else None)
             self.config = workflow.to_json()
@@ -135,6 +136,11 @@ class _JobRun:
                 count = seed_cache(source, self.cache_root, self.folder.seed)
                 logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
+            executor = None
+            if self.spec.search_spread:
+                from olivine.engine.executor import SpreadSettings, executor_for
+
+                executor = executor_for(SpreadSettings.from_json(self.spec.search_spread))
             with guard_os_exit(self._record_exit):
                 result = run_workflow(
                     workflow,
@@ -142,6 +148,7 @@ class _JobRun:
                     cache_dir=self.folder.cache,
                     output_dir=self.output_dir,
                     stop=self.stop,
+                    executor=executor,
                 )
             self.metrics = result.metrics
             message = f"succeeded; best model {result.best_model_id}"
@@ -174,6 +181,17 @@ class _JobRun:
         if interrupted is not None:
             raise interrupted
         return state
+
+    def _hf_login(self) -> None:
+        """An Azure ML job with ``hf_token``: the Hugging Face token from Key Vault, as ``HF_TOKEN``."""
+        from olivine.keyvault import hf_login_from_keyvault, hf_login_requested
+
+        if not hf_login_requested():
+            return
+        token = hf_login_from_keyvault()
+        if token:
+            self.secrets.append(token)
+            process_scrubber().add([token])
 
     def _record_exit(self, error: UserCodeExitError) -> None:
         """User code calls ``os._exit``: record the verdict before the process vanishes (the monitor
