@@ -392,7 +392,7 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             return ()  # Olive without search: the parameter takes its default
         if key not in cls.search_values:
-            searchable = ", ".join(sorted(cls.search_values)) or "none"
+            searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
             raise ConfigError(
                 f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
             )
@@ -407,8 +407,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
         return tuple(value["support"])
-    searchable = key in cls.search_values or key in cls.conditional_search_values
-    if isinstance(value, list) and value and searchable and _each_valid(cls, key, value):
+    declared = key in cls.search_values or key in cls.conditional_search_values
+    if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
             raise ConfigError(
