@@ -227,3 +227,50 @@ def test_model_builder_runs_in_a_workflow_and_its_output_folder_generates(tmp_pa
     }
     sequence, _ = generate(folder)
     assert len(sequence) == 10
+
+
+@pytest.mark.integration
+def test_model_builder_check_refuses_a_tokenizer_the_generator_cannot_read(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    out = build(llama, tmp_path / "out", precision="int4", int4_block_size=32)
+    (tmp_path / "out" / "tokenizer.json").write_text('{"model": {"type": "Nonsense"}')
+    with pytest.raises(PassRunError, match="could not load the tokenizer"):
+        PASSES.get("ModelBuilder")().check_output(out)
+
+
+@pytest.mark.integration
+def test_passes_after_model_builder_keep_the_genai_folder_whole(tmp_path: Path) -> None:
+    """ModelBuilder -> GraphSurgeries -> AddOliveMetadata: each pass's cached folder and the output folder
+    hold graph, weights, genai config and tokenizer, recorded in the cache's digests, and generate."""
+    from olivine.api import load, run_local
+    from olivine.digests import read_digests
+
+    config = {
+        "input_model": write_causal_lm(tmp_path / "llm", "llama"),
+        "passes": {
+            "builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": 32},
+            "surgery": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "ReciprocalMulToDiv"}]},
+            "meta": {"type": "AddOliveMetadata", "graph_name": "tiny-llama"},
+        },
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+    result = run_local(load(path))
+
+    genai = {"model.onnx", "genai_config.json", "tokenizer.json", "tokenizer_config.json", "config.json"}
+    run_dirs = [p for p in (tmp_path / "cache").rglob("run.json")]
+    assert len(run_dirs) == 3
+    for run_json in run_dirs:
+        files = {p.name for p in (run_json.parent / "model").iterdir()}
+        assert genai <= files, run_json
+        recorded = {Path(k).name for k in read_digests(run_json.parent)}
+        assert genai <= recorded
+    model_config = json.loads((result.output_dir / "model_config.json").read_text())
+    folder = result.output_dir / model_config["config"]["model_path"]
+    assert genai <= {p.name for p in folder.iterdir()}
+    assert onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.name == "tiny-llama"
+    sequence, _ = generate(folder, max_length=12)
+    assert len(sequence) == 12 and sequence[: len(PROMPT)] == PROMPT

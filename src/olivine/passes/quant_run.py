@@ -16,7 +16,7 @@ from typing import Any
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassContext
-from olivine.passes.onnx_io import onnx_output_handle, publish_onnx_file
+from olivine.passes.onnx_io import ExternalDataConfig, onnx_output_handle, publish_onnx_file
 from olivine.passes.quant_config import (
     PARAM_EXTRA_OPTIONS,
     QuantizationConfig,
@@ -65,9 +65,12 @@ def quantize(
             graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
             nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
         output = tmp_dir / "quantized.onnx"
-        # External in the temp folder unless the model is far from the 2 GB protobuf limit; a single
-        # file is then moved into place without another load and save.
-        external = model_bytes(source) >= _SINGLE_FILE_BYTES
+        # Static: the quantizer's models (the calibration copy with every tensor exposed, the output) are
+        # written with external data, which costs a raw write instead of serializing every weight
+        # (onnxruntime's own get_qdq_config does the same for a pre-processed model); the output is then
+        # made one file if the pass's layout asks for it. Dynamic: one file unless the model is near the
+        # 2 GB protobuf limit; a single file is moved into place without another load and save.
+        external = static or model_bytes(source) >= _SINGLE_FILE_BYTES
         try:
             if static:
                 assert isinstance(cfg, StaticFieldsConfig)
@@ -288,15 +291,30 @@ def preprocess(
     skip_onnx_shape: bool = False,
     skip_symbolic_shape: bool = False,
     fail_ok: bool = True,
+    target: Path | None = None,
+    external: ExternalDataConfig | None = None,
 ) -> Path:
     """onnxruntime's quantization pre-processing: symbolic shape inference, optimization, ONNX shapes.
+
+    Writes ``target`` (default: ``tmp_dir/preprocessed.onnx`` with its weights outside, for a quantizer
+    to read); ``external`` gives a final output's external-data parameters instead (a single file unless
+    they ask for external data or the model is too big for one).
 
     On failure the original model is quantized instead, with a warning (Olive does the same), unless
     ``fail_ok`` is false (the ``OnnxQuantizationPreprocess`` pass), when the error propagates.
     """
     from onnxruntime.quantization.preprocess import quant_pre_process
 
-    target = tmp_dir / "preprocessed.onnx"
+    target = target or tmp_dir / "preprocessed.onnx"
+    layout: dict[str, Any] = {"save_as_external_data": True, "all_tensors_to_one_file": True}
+    if external is not None:
+        layout = {
+            "save_as_external_data": external.save_as_external_data
+            or model_bytes(source) >= _SINGLE_FILE_BYTES,
+            "all_tensors_to_one_file": external.all_tensors_to_one_file,
+            "external_data_location": external.external_data_name or f"{target.name}.data",
+            "external_data_size_threshold": external.size_threshold,
+        }
     try:
         quant_pre_process(
             input_model=str(source),
@@ -305,8 +323,7 @@ def preprocess(
             skip_onnx_shape=skip_onnx_shape,
             skip_symbolic_shape=skip_symbolic_shape,
             auto_merge=True,
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
+            **layout,
         )
     except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
         if not fail_ok:
