@@ -198,6 +198,22 @@ def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
         optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0)
         optimized.topological_sort()
         onnx.save_model(optimized.model, str(target))
+    elif name == "ModelBuilder int4":
+        from onnxruntime_genai.models import builder
+
+        with tempfile.TemporaryDirectory() as cache_dir:
+            options: dict[str, Any] = {"filename": "model.onnx"}
+            where = (str(source), str(source), str(out), "int4", "cpu", cache_dir)
+            builder.check_extra_options(*where, options)  # the builder's own pre-check fills options
+            builder.create_model(
+                model_name=str(source),
+                input_path=str(source),
+                output_dir=str(out),
+                precision="int4",
+                execution_provider="cpu",
+                cache_dir=cache_dir,
+                **options,
+            )
     elif name == "AddOliveMetadata":
         model = onnx.load(str(source))
         helper.set_model_props(model, {"owner": "bench"})
@@ -234,11 +250,14 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         {"surgeries": [{"surgeon": "MatMulAddToGemm"}], "remove_duplicate_initializers": False},
     ),
     "AddOliveMetadata": ("AddOliveMetadata", {"graph_name": "bench", "custom_metadata": {"owner": "bench"}}),
+    "ModelBuilder int4": ("ModelBuilder", {"precision": "int4"}),
 }
 
 
 #: Cases that take the MLP converted to float16 (inputs and outputs too).
 FP16_SOURCE = ("OnnxIODataTypeConverter", "OnnxIOFloat16ToFloat32")
+#: Cases that take a Hugging Face causal LM folder (random weights, ~10 M parameters, built in code).
+HF_SOURCE = ("ModelBuilder int4",)
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -248,8 +267,15 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def check_before(path: Path) -> None:
-    """The output check as it was: onnx.checker by path + a default session with optimizations off."""
+    """The output check as it was: onnx.checker by path + a default session with optimizations off
+    (ModelBuilder's: onnxruntime-genai loads the folder, without its tokenizer)."""
     import onnxruntime as ort
+
+    if (path.parent / "genai_config.json").is_file():
+        import onnxruntime_genai as og
+
+        og.Model(str(path.parent))
+        return
 
     onnx.checker.check_model(str(path))
     options = ort.SessionOptions()
@@ -306,6 +332,14 @@ def measure(
     return times
 
 
+def write_llm(folder: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from tiny_llm import write_causal_lm
+
+    shape = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "num_kv_heads": 4, "intermediate_size": 688}
+    write_causal_lm(folder, "llama", vocab_size=8000, **shape)
+
+
 def fp16_copy(source: Path, folder: Path) -> Path:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -332,6 +366,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
     source = build_mlp(work / "src", args.hidden, args.layers)
     source16 = fp16_copy(source, work / "src16")
+    hf_source = work / "llm"
     data = np.random.default_rng(1).standard_normal((64, args.hidden)).astype(np.float32)
     np.savez(work / "calib.npz", input=data)
     calib = DataConfig.model_validate(
@@ -363,6 +398,10 @@ def main() -> None:
         model = ModelHandle(
             kind="onnx", config={"model_path": str(src.parent), "onnx_file_name": "model.onnx"}
         )
+        if case in HF_SOURCE:
+            if not hf_source.is_dir():
+                write_llm(hf_source)
+            src, model = hf_source, ModelHandle(kind="hf", config={"model_path": str(hf_source)})
         t = {
             k: statistics.median(v)
             for k, v in measure(case, cls, config, model, ctx, src, data, work, args.rounds).items()
