@@ -238,7 +238,8 @@ class WorkflowCache:
         """Remove staging folders left by a process that died mid-run (old ones only: a concurrent
         process may be filling a young one)."""
         now = time.time()
-        for leftover in self.runs.glob(".staging-*"):
+        shared = self.root / "shared"  # olivine.engine.shared's staging folders too
+        for leftover in [*self.runs.glob(".staging-*"), *shared.glob(".staging-*")]:
             try:
                 if now - leftover.stat().st_mtime > older_than_s:
                     shutil.rmtree(leftover, ignore_errors=True)

@@ -248,6 +248,8 @@ class JobSpec:
         export_timestamp: the ``<yyyy-mm-dd-hh-mm-ss>`` level of the export layout.
         resume_from: the export root of an earlier job whose ``cache`` seeds this run.
         log_export_interval_s: how often the worker exports its log while running.
+        search_spread: how the worker spreads a search's candidates
+            (:class:`olivine.engine.executor.SpreadSettings`); None: one after another.
     """
 
     job_id: str
@@ -261,6 +263,7 @@ class JobSpec:
     datastore_profile: str | None = None
     resume_from: str | None = None
     log_export_interval_s: float = 30.0
+    search_spread: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +30,19 @@ class PassConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class SharedSteps(Protocol):
+    """Intermediate artifacts that several runs from one input model share, made once (the engine keeps
+    them in its cache, keyed by the input model's id, ``name``, ``params`` and the pass's library
+    versions). E.g. quantization pre-processing: every quantization candidate of a search starts from the
+    same pre-processed graph."""
+
+    def get_or_make(self, name: str, params: Mapping[str, Any], make: Callable[[Path], Path]) -> Path:
+        """The artifact's file; ``make(folder)`` writes it into an empty ``folder`` and returns its path
+        when there is none yet. Treat the returned file (and its folder) as read-only. An exception of
+        ``make`` propagates, and is raised again (without ``make``) for the same key in this process."""
+        ...
+
+
 @dataclass(frozen=True)
 class PassContext:
     accelerator: Accelerator = field(default_factory=Accelerator)
@@ -38,6 +51,8 @@ class PassContext:
     data_configs: Mapping[str, DataConfig] = field(default_factory=dict)
     #: The folder relative paths in data configs are relative to (the config file's folder).
     base_dir: Path | None = None
+    #: Shared intermediate artifacts of the input model (None outside the engine: the pass makes its own).
+    shared: SharedSteps | None = None
 
 
 class Pass(ABC):

@@ -7,6 +7,7 @@ pass's external-data parameters (a single file is moved, not re-serialized).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,7 @@ def quantize(
     source = model.onnx_path
     with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
         tmp_dir = Path(tmp)
-        quant_input = preprocess(source, tmp_dir, ctx) if cfg.quant_preprocess else source
+        quant_input = preprocessed(source, tmp_dir, ctx) if cfg.quant_preprocess else source
         nodes_to_quantize: list[str] | None = None
         nodes_to_exclude: list[str] = []
         if cfg.nodes_to_quantize or cfg.nodes_to_exclude or cfg.op_types_to_exclude:
@@ -242,6 +243,43 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
 def model_bytes(onnx_file: Path) -> int:
     """The bytes of an ONNX model folder: the graph file and every file beside it (its external data)."""
     return sum(p.stat().st_size for p in onnx_file.parent.iterdir() if p.is_file())
+
+
+#: The pre-processing a quantization pass runs (``quant_preprocess``): Olive's call, every step on.
+_PREPROCESS_PARAMS = {
+    "skip_optimization": False,
+    "skip_onnx_shape": False,
+    "skip_symbolic_shape": False,
+    "auto_merge": True,
+}
+
+
+def preprocessed(source: Path, tmp_dir: Path, ctx: PassContext) -> Path:
+    """The model to quantize when ``quant_preprocess`` is on: ``source`` pre-processed, in ``tmp_dir``.
+
+    In the engine the pre-processed graph is made once per input model and shared by every quantization
+    run from it (:attr:`PassContext.shared`); each run gets its own copy because onnxruntime's quantizers
+    write a shape-inferred file beside their input (and onnx refuses external data with several hard
+    links). On failure the original model is quantized instead, with a warning, as :func:`preprocess`
+    does.
+    """
+    if ctx.shared is None:
+        return preprocess(source, tmp_dir, ctx)
+
+    def make(folder: Path) -> Path:
+        ctx.logger.info("quantization pre-processing (once for every quantization of this input model)")
+        return preprocess(source, folder, ctx, fail_ok=False)
+
+    try:
+        shared = ctx.shared.get_or_make("quant_preprocess", _PREPROCESS_PARAMS, make)
+    except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
+        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
+        return source
+    ctx.logger.debug("quantizing the pre-processed graph shared by every quantization of this input model")
+    for item in shared.parent.iterdir():
+        if item.is_file() and item.name != "shared.json":
+            shutil.copyfile(item, tmp_dir / item.name)
+    return tmp_dir / shared.name
 
 
 def preprocess(
