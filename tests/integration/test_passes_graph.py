@@ -227,6 +227,31 @@ def test_add_olive_metadata_names_the_graph_and_keeps_external_weights(
     np.testing.assert_array_equal(open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0])
 
 
+def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHandle, tmp_path: Path) -> None:
+    first = run_pass(
+        "AddOliveMetadata", mlp, tmp_path / "a", graph_name="one", custom_metadata={"owner": "a"}
+    )
+    # new keys only: the fields are appended to a byte copy of the file
+    appended = run_pass(
+        "AddOliveMetadata", first, tmp_path / "b", graph_name="two", custom_metadata={"owner": "a", "x": 1}
+    )
+    source_bytes = first.onnx_path.read_bytes()
+    assert appended.onnx_path.read_bytes()[: len(source_bytes)] == source_bytes
+    expected = onnx.load(str(first.onnx_path))
+    onnx.helper.set_model_props(expected, {**{p.key: p.value for p in expected.metadata_props}, "x": "1"})
+    expected.graph.name = "two"
+    assert onnx.load(str(appended.onnx_path)).SerializeToString() == expected.SerializeToString()
+    # a key whose value changes: written again, one entry per key
+    rewritten = run_pass(
+        "AddOliveMetadata", first, tmp_path / "c", graph_name="three", custom_metadata={"owner": "b"}
+    )
+    proto = onnx.load(str(rewritten.onnx_path))
+    assert [p.value for p in proto.metadata_props if p.key == "owner"] == [
+        "b"
+    ] and proto.graph.name == "three"
+    onnx.checker.check_model(proto)
+
+
 # --- validation --------------------------------------------------------------------------------------
 
 

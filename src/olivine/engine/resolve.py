@@ -375,7 +375,11 @@ def _resolve_option(
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
     fixed: dict[str, Any] = {}
     dims: list[Dimension] = []
+    conditional: list[str] = []
     for key, value in params.items():
+        if value == SEARCHABLE_VALUES and searching and key in cls.conditional_search_values:
+            conditional.append(key)  # Olive's Conditional: the value follows the parents' values
+            continue
         choices = _choices(cls, key, value, f"{path}.{key}", searching)
         if choices is None:
             fixed[key] = value
@@ -389,9 +393,10 @@ def _resolve_option(
         for key, values in cls.search_values.items():
             if key not in params and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
+        conditional += [key for key in cls.conditional_search_values if key not in params and key in fields]
     order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
-    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims))
+    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
     _check_defaults(path, option)
     return _with_absolute_paths(path, option, entry, base_dir)
 
@@ -402,7 +407,7 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             return ()  # Olive without search: the parameter takes its default
         if key not in cls.search_values:
-            searchable = ", ".join(sorted(cls.search_values)) or "none"
+            searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
             raise ConfigError(
                 f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
             )
@@ -417,7 +422,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
         return tuple(value["support"])
-    if isinstance(value, list) and value and key in cls.search_values and _each_valid(cls, key, value):
+    declared = key in cls.search_values or key in cls.conditional_search_values
+    if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
             raise ConfigError(
@@ -472,7 +478,7 @@ def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_d
             fixed[key] = str(found)
         if key in entry.config:
             entry.config[key] = str(found)
-    return PassOption(option.type, option.cls, fixed, option.dims)
+    return PassOption(option.type, option.cls, fixed, option.dims, option.conditional)
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:

@@ -27,13 +27,14 @@ import uuid
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.job_submission import JobDetails, JobSubmissionClient
 from ray.job_submission import JobStatus as RayStatus
 
 from olivine.config.systems import RayConfig
-from olivine.errors import HostError
+from olivine.engine.executor import SpreadSettings, timed_threads
+from olivine.errors import ConfigError, HostError
 from olivine.hosts.base import Host
 from olivine.jobs.bundle import Bundle, upload_bundle
 from olivine.jobs.exports import open_job_export
@@ -42,6 +43,9 @@ from olivine.jobs.records import ErrorKind, JobRecord, JobSpec, JobStatus
 from olivine.jobs.remote import is_stale, read_export_status
 from olivine.jobs.status import WorkerStatus, apply_status
 from olivine.jobs.worker import write_spec
+
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,39 @@ class RayHost(Host):
 
     def new_host_info(self) -> dict[str, Any]:
         return {"address": self.config.address}
+
+    def search_spread(self, wf: ResolvedWorkflow) -> dict[str, Any] | None:
+        """With ``search_workers``, the job's search runs each candidate as a Ray task (see
+        :mod:`olivine.engine.ray_executor`); refused where it cannot do what it promises."""
+        workers = self.config.search_workers
+        if not workers:
+            return None
+        in_workflow = self.name in wf.config.systems
+        key = f"{'systems' if in_workflow else 'hosts'}.{self.name}.search_workers"
+        file = str(wf.config_path) if in_workflow and wf.config_path else None
+        if wf.search is None:
+            raise ConfigError(
+                "spreads a search's candidates over the cluster, and this workflow has no "
+                "engine.search_strategy: remove search_workers or add a search_strategy",
+                path=key,
+                file=file,
+            )
+        cpus = self.config.search_task_cpus
+        if cpus is None:
+            threads, unpinned = timed_threads(wf.evaluator)
+            if unpinned:
+                raise ConfigError(
+                    f"the timed metric(s) {', '.join(unpinned)} leave user_config.inference_settings.onnx."
+                    "session_options.intra_op_num_threads unset, so onnxruntime would time each candidate "
+                    "on every core while other candidates run: pin it (each Ray task then reserves that "
+                    "many CPUs) or set search_task_cpus",
+                    path=key,
+                    file=file,
+                )
+            cpus = float(threads or 1)
+        if wf.search.sampler == "tpe":
+            logger.info("the tpe sampler proposes from each result: candidates run one at a time on Ray")
+        return SpreadSettings(workers=workers, num_cpus=cpus).to_json()
 
     @cached_property
     def client(self) -> JobSubmissionClient:

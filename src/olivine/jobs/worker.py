@@ -136,6 +136,11 @@ class _JobRun:
                 count = seed_cache(source, self.cache_root, self.folder.seed)
                 logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
+            executor = None
+            if self.spec.search_spread:
+                from olivine.engine.executor import SpreadSettings, executor_for
+
+                executor = executor_for(SpreadSettings.from_json(self.spec.search_spread))
             with guard_os_exit(self._record_exit):
                 result = run_workflow(
                     workflow,
@@ -143,6 +148,7 @@ class _JobRun:
                     cache_dir=self.folder.cache,
                     output_dir=self.output_dir,
                     stop=self.stop,
+                    executor=executor,
                 )
             self.metrics = result.metrics
             message = f"succeeded; best model {result.best_model_id}"
