@@ -554,3 +554,47 @@ def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) 
     )
     options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
     assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"
+
+
+def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path, data_configs={"d": {"type": "DummyDataContainer"}})
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "data_configs"
+    assert "removed in Olive 0.6" in info.value.message
+
+
+def test_misspelled_execution_provider_is_named_as_unknown_with_a_suggestion(tmp_path: Path) -> None:
+    system = {
+        "type": "LocalSystem",
+        "accelerators": [{"device": "cpu", "execution_providers": ["CUDAExecutionProvidr"]}],
+    }
+    cfg = _onnx_cfg(tmp_path, systems={"s": system}, target="s")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "systems.s.accelerators.0.execution_providers"
+    assert "unknown execution provider 'CUDAExecutionProvidr'; did you mean 'CUDAExecutionProvider'?" in str(
+        info.value
+    )
+
+
+def test_model_config_path_of_align_labels_is_a_bundled_local_folder(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    write_tiny_bert(tmp_path / "labels_model")
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {
+            "input_cols": ["text"],
+            "align_labels": True,
+            "model_config_path": "labels_model",
+            "model_name": "labels_model",
+        },
+    }
+    workflow = load(_write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data])))
+    files = dict(workflow.local_files())
+    key = "data_configs.0.pre_process_data_config.params.model_config_path"
+    assert files[key] == tmp_path / "labels_model"

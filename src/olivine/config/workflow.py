@@ -47,6 +47,12 @@ class RunConfig(StrictModel):
         if not isinstance(value, dict):
             return value
         out = plain_paths(value)
+        if isinstance(out.get("data_configs"), dict):
+            raise ConfigError(
+                "an old Olive format (a mapping name -> data config), removed in Olive 0.6; use a list of "
+                "data configs, each with its 'name'",
+                path="data_configs",
+            )
         if isinstance(out.get("systems"), dict):
             aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
             if aside:
