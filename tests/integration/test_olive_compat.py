@@ -598,3 +598,31 @@ def test_model_config_path_of_align_labels_is_a_bundled_local_folder(tmp_path: P
     files = dict(workflow.local_files())
     key = "data_configs.0.pre_process_data_config.params.model_config_path"
     assert files[key] == tmp_path / "labels_model"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "expected"),
+    [
+        (
+            {"input_model": {"type": "DiffusersModel", "model_path": "x"}},
+            "input_model.type",
+            "'DiffusersModel'",
+        ),
+        ({"builds": {"a": {"pipeline": ["peephole"]}}}, "builds", "multi-build"),
+    ],
+)
+def test_olive_only_model_types_and_multi_builds_are_refused_by_name(
+    tmp_path: Path, extra: dict[str, Any], path: str, expected: str
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), **extra}))
+    assert info.value.path == path
+    assert expected in info.value.message and "not supported by Olivine" in info.value.message
+
+
+def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
+    assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message

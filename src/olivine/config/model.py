@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
 from olivine.config.session import SessionOptions
 from olivine.config.typed import flatten_typed
+from olivine.errors import NotSupportedError
 
 
 class IOConfig(StrictModel):
@@ -111,5 +112,28 @@ InputModelConfig = Annotated[
 ]
 
 
+#: Olive's other model handlers (0.7 to 0.13): valid in Olive, not run by Olivine.
+OLIVE_ONLY_MODEL_TYPES = (
+    "CompositeModel",
+    "DiffusersModel",
+    "DistributedHfModel",
+    "DistributedOnnxModel",
+    "OpenVINOModel",
+    "QNNModel",
+    "QairtModel",
+    "QairtPreparedModel",
+    "SNPEModel",
+    "TensorFlowModel",
+)
+
+
 def normalize_model(value: Any) -> Any:
+    kind = value.get("type") if isinstance(value, dict) else None
+    olive_only = {name.lower(): name for name in OLIVE_ONLY_MODEL_TYPES}
+    if isinstance(kind, str) and kind.lower() in olive_only:
+        raise NotSupportedError(
+            f"model type '{olive_only[kind.lower()]}' (Olive's) is not supported by Olivine yet; "
+            f"supported: {', '.join(sorted(MODEL_TYPES.values()))}",
+            path="type",
+        )
     return flatten_typed(value, MODEL_TYPES, what="model type")
