@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from olivine.data import params as p
 from olivine.data.registry import ComponentKind
+from olivine.data.text_generation import TextGenerationPreProcessParams
 from olivine.data.user_script import resolve_path
 from olivine.errors import DataError
 
@@ -127,6 +128,16 @@ def _tokenize(ctx: BuildContext, dataset: Any, prm: p.TokenizerPreProcessParams)
     return tokenize_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)
 
 
+def _text_generation(ctx: BuildContext, dataset: Any, prm: Any) -> Any:
+    from olivine.data.text_generation import text_generation_rows
+
+    try:
+        rows = [dict(row) for row in dataset]
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"text generation needs a dataset of rows (mappings column -> value): {exc}") from exc
+    return text_generation_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)
+
+
 # ---- post_process_data (output: one array, or a mapping output name -> array) --------------------------
 
 
@@ -198,6 +209,7 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
         "skip_pre_process": _IDENTITY_PRE,
         "huggingface_pre_process": Builtin(_tokenize, p.HuggingfacePreProcessParams),
         "tokenizer_pre_process": Builtin(_tokenize, p.TokenizerPreProcessParams),
+        "text_generation_huggingface_pre_process": Builtin(_text_generation, TextGenerationPreProcessParams),
     },
     "post_process_data": {
         "post_process": _IDENTITY_POST,
@@ -219,7 +231,6 @@ OLIVE_UNSUPPORTED = frozenset(
         "default_load_dataset",
         "image_folder_dataset",
         "ner_huggingface_preprocess",
-        "text_generation_huggingface_pre_process",
         "audio_classification_pre_process",
         "speech_transcription_pre_process",
         "vision_vqa_pre_process",
