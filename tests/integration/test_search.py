@@ -325,3 +325,15 @@ def test_search_times_the_input_model_with_fewer_runs_when_no_goal_needs_it(tmp_
     footprint = run_config(tmp_path / "b", cfg)
     assert "timing" not in footprint["input"]
     assert "timed-reference" not in _evaluation_parts(tmp_path / "b" / "cache")
+
+
+def test_search_output_model_num_keeps_the_top_ranked_frontier_models(tmp_path: Path) -> None:
+    passes = {"quant": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    strategy: dict[str, Any] = {"sampler": "sequential", "include_pass_params": False}
+    every = run_config(tmp_path / "a", search_config(tmp_path / "a", passes, strategy))
+    assert sorted(every["output_models"]) == sorted(every["frontier"])
+    assert every["output_models"][0] == every["best"]
+    one = run_config(
+        tmp_path / "b", search_config(tmp_path / "b", passes, {**strategy, "output_model_num": 1})
+    )
+    assert one["output_models"] == [one["best"]]

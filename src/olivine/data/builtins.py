@@ -17,6 +17,7 @@ from olivine.data import params as p
 from olivine.data.datasets import ArrayDataset, RawDataset, RepeatDataset, dummy_sample, load_arrays
 from olivine.data.loader import DataLoader, batching_loader, unbatched_loader
 from olivine.data.registry import ComponentKind
+from olivine.data.text_generation import TextGenerationPreProcessParams
 from olivine.data.user_script import resolve_path
 from olivine.errors import DataError
 
@@ -119,6 +120,16 @@ def _tokenize(ctx: BuildContext, dataset: Any, prm: p.TokenizerPreProcessParams)
     return tokenize_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)
 
 
+def _text_generation(ctx: BuildContext, dataset: Any, prm: Any) -> Any:
+    from olivine.data.text_generation import text_generation_rows
+
+    try:
+        rows = [dict(row) for row in dataset]
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"text generation needs a dataset of rows (mappings column -> value): {exc}") from exc
+    return text_generation_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)
+
+
 # ---- post_process_data (output: one array, or a mapping output name -> array) --------------------------
 
 
@@ -184,6 +195,7 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
         "skip_pre_process": _IDENTITY_PRE,
         "huggingface_pre_process": Builtin(_tokenize, p.HuggingfacePreProcessParams),
         "tokenizer_pre_process": Builtin(_tokenize, p.TokenizerPreProcessParams),
+        "text_generation_huggingface_pre_process": Builtin(_text_generation, TextGenerationPreProcessParams),
     },
     "post_process_data": {
         "post_process": _IDENTITY_POST,
@@ -205,7 +217,6 @@ OLIVE_UNSUPPORTED = frozenset(
         "default_load_dataset",
         "image_folder_dataset",
         "ner_huggingface_preprocess",
-        "text_generation_huggingface_pre_process",
         "audio_classification_pre_process",
         "speech_transcription_pre_process",
         "vision_vqa_pre_process",

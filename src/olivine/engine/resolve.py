@@ -248,11 +248,26 @@ def _absolutize(config: RunConfig, base_dir: Path) -> None:
         setattr(owner, name, str(found))
 
 
+def _model_task(config: RunConfig) -> str | None:
+    """The task Olive fills into a HuggingfaceContainer's components: an HfModel's (Olive's default when
+    absent), or the ``hf_task`` an ONNXModel's attributes record (Olive's own conversions write it)."""
+    model = config.input_model
+    if model.type == "HfModel":
+        return str(model.task)
+    attributes = getattr(model, "model_attributes", None) or {}
+    task = attributes.get("hf_task") if model.type == "ONNXModel" else None
+    return str(task) if task else None
+
+
 def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     from olivine.data import local_paths, rewrite_paths, validate_data_config
+    from olivine.data.components import with_model_task
 
+    task = _model_task(config)
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
+        if task is not None:
+            dc = with_model_task(dc, task)
         mapping: dict[str, str] = {}
         # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
         # so it is made absolute here and bundled for remote hosts like every other file.
@@ -360,7 +375,11 @@ def _resolve_option(
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
     fixed: dict[str, Any] = {}
     dims: list[Dimension] = []
+    conditional: list[str] = []
     for key, value in params.items():
+        if value == SEARCHABLE_VALUES and searching and key in cls.conditional_search_values:
+            conditional.append(key)  # Olive's Conditional: the value follows the parents' values
+            continue
         choices = _choices(cls, key, value, f"{path}.{key}", searching)
         if choices is None:
             fixed[key] = value
@@ -374,9 +393,10 @@ def _resolve_option(
         for key, values in cls.search_values.items():
             if key not in params and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
+        conditional += [key for key in cls.conditional_search_values if key not in params and key in fields]
     order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
-    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims))
+    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
     _check_defaults(path, option)
     return _with_absolute_paths(path, option, entry, base_dir)
 
@@ -387,7 +407,7 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             return ()  # Olive without search: the parameter takes its default
         if key not in cls.search_values:
-            searchable = ", ".join(sorted(cls.search_values)) or "none"
+            searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
             raise ConfigError(
                 f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
             )
@@ -402,7 +422,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
         return tuple(value["support"])
-    if isinstance(value, list) and value and key in cls.search_values and _each_valid(cls, key, value):
+    declared = key in cls.search_values or key in cls.conditional_search_values
+    if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
             raise ConfigError(
@@ -457,7 +478,7 @@ def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_d
             fixed[key] = str(found)
         if key in entry.config:
             entry.config[key] = str(found)
-    return PassOption(option.type, option.cls, fixed, option.dims)
+    return PassOption(option.type, option.cls, fixed, option.dims, option.conditional)
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:

@@ -25,7 +25,7 @@ from olivine.engine.output import output_layout, write_outputs
 from olivine.engine.phase import Phases
 from olivine.engine.resolve import ResolvedWorkflow
 from olivine.errors import WorkflowError
-from olivine.search.ranking import Objectives, pareto_frontier, resolve_objectives
+from olivine.search.ranking import Objectives, pareto_frontier, ranking_order, resolve_objectives
 from olivine.search.strategy import SearchWalk
 
 logger = logging.getLogger("olivine.engine")
@@ -203,6 +203,8 @@ def _run(
     )
     if input_timing is not None:  # the input model's timed metrics were measured with fewer runs
         doc["input"]["timing"] = input_timing
+    if search is not None and evaluator is not None:
+        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num)
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 
@@ -215,3 +217,13 @@ def _run(
     return WorkflowResult(
         workflow.workflow_id, out_dir, cache.root, input_candidate, candidates, best, frontier, objectives
     )
+
+
+def output_models(
+    candidates: list[Candidate], frontier: list[str], objectives: Objectives, limit: int | None
+) -> list[str]:
+    """The ids of the frontier's candidates, best first, at most ``limit`` of them (Olive's
+    ``output_model_num``: the top-ranked models of its Pareto frontier)."""
+    on_frontier = [c for c in candidates if c.id in frontier]
+    ranked = [on_frontier[i].id for i in ranking_order([c.rankable for c in on_frontier], objectives)]
+    return ranked[:limit] if limit is not None else ranked

@@ -30,6 +30,29 @@ class PassConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+@dataclass(frozen=True)
+class ConditionalValues:
+    """Olive's ``Conditional`` search values of a parameter: its value follows its parents' values.
+
+    ``support`` maps the parents' values (a tuple, in ``parents`` order) to the parameter's value; a
+    combination mapped to :data:`INVALID_CHOICE`, or not in ``support``, makes the point invalid (Olive's
+    invalid choice); one mapped to :data:`IGNORED_CHOICE` leaves the parameter as configured. Only
+    single-choice supports are modelled (those are the ones Olive declares for the passes here), so a
+    conditional parameter adds no dimension to the space: Olive's length of such a parameter is 1.
+    """
+
+    parents: tuple[str, ...]
+    support: Mapping[tuple[Any, ...], Any]
+
+    def value_for(self, config: Any) -> Any:
+        """The parameter's value for ``config``'s parents (or a choice sentinel)."""
+        return self.support.get(tuple(getattr(config, p) for p in self.parents), INVALID_CHOICE)
+
+
+INVALID_CHOICE = "OLIVE_INVALID_PARAM_VALUE"
+IGNORED_CHOICE = "OLIVE_IGNORED_PARAM_VALUE"
+
+
 class SharedSteps(Protocol):
     """Intermediate artifacts that several runs from one input model share, made once (the engine keeps
     them in its cache, keyed by the input model's id, ``name``, ``params`` and the pass's library
@@ -68,6 +91,9 @@ class Pass(ABC):
     #: Olive's declared search values per parameter: what ``"SEARCHABLE_VALUES"`` expands to under search
     #: (the same values Olive's pass declares for that parameter, in Olive's order).
     search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    #: Olive's conditional search values (``Conditional``): under search, a parameter given as
+    #: ``"SEARCHABLE_VALUES"`` (or left unset) takes the value its parents' values select.
+    conditional_search_values: ClassVar[Mapping[str, ConditionalValues]] = {}
 
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:
