@@ -489,3 +489,68 @@ def test_transformers_optimization_without_a_model_type_is_skipped_as_olive_does
     source = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
     output = onnx.load(str(result.best.model.onnx_path))
     assert [n.op_type for n in output.graph.node] == [n.op_type for n in source.graph.node]
+
+
+# ------------------------------------------------------------------ HuggingfaceContainer by the model's task
+
+
+def _text_gen_cfg(tmp_path: Path, **pre: Any) -> dict[str, Any]:
+    from tiny_models import write_tiny_llama
+
+    rows = [{"text": f"the quick brown fox number {i} jumps over the lazy dog"} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {
+        "name": "gen",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "json", "data_files": "train.jsonl", "split": "train"},
+        # No input_cols and no type: Olive fills the model's task in, which picks its text-generation step.
+        "pre_process_data_config": {"max_seq_len": 8, "max_samples": 5, **pre},
+    }
+    model = write_tiny_llama(tmp_path / "llama")
+    return {"input_model": model, "data_configs": [data], "passes": {}}
+
+
+def test_huggingface_container_takes_the_models_text_generation_pre_processing(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    workflow = load(_write(tmp_path, _text_gen_cfg(tmp_path)))
+    dc = workflow.data_configs["gen"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "text-generation"
+    batches = list(build_dataloader(dc, tokenizer_path=str(tmp_path / "llama"), base_dir=tmp_path))
+    assert len(batches) == 5
+    inputs, labels = batches[0]
+    assert sorted(inputs) == ["attention_mask", "input_ids"]
+    assert inputs["input_ids"].shape == (1, 8) and (inputs["attention_mask"] == 1).all()
+    assert labels is not None and (labels == inputs["input_ids"]).all()
+
+
+def test_text_generation_line_by_line_pads_and_masks_labels(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    cfg = _text_gen_cfg(tmp_path, strategy="line-by-line", max_seq_len=32, add_special_tokens=False)
+    workflow = load(_write(tmp_path, cfg))
+    batches = list(build_dataloader(workflow.data_configs["gen"], tokenizer_path=str(tmp_path / "llama")))
+    inputs, labels = batches[0]
+    assert inputs["input_ids"].shape == (1, 32)
+    padding = inputs["attention_mask"] == 0
+    assert padding.any() and (labels[padding] == -100).all()
+
+
+def test_text_generation_columns_are_checked_against_the_local_file_at_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, _text_gen_cfg(tmp_path, text_cols=["body"])))
+    assert info.value.path == "data_configs.0.pre_process_data_config.params.text_cols"
+    assert "column 'body' is not in" in info.value.message and "train.jsonl" in info.value.message
+
+
+def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) -> None:
+    # A recipe writes include_hidden_states: 1; the builder parses --extra_options strings ("1").
+    from olivine.model.handle import ModelHandle
+    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options
+
+    cfg = ModelBuilderConfig.model_validate(
+        {"precision": "int4", "extra_options": {"include_hidden_states": 1, "int4_accuracy_level": 0}}
+    )
+    options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
+    assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"

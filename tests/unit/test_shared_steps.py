@@ -82,3 +82,24 @@ def test_shared_store_refuses_a_step_that_writes_outside_its_folder(tmp_path: Pa
     with pytest.raises(ValueError, match="no file inside its folder"):
         SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, escaping)
     assert not [p for p in (tmp_path / "shared").iterdir()]
+
+
+@pytest.mark.parametrize("victim", ["model.onnx", "model.onnx.data"])
+def test_shared_store_rebuilds_an_artifact_whose_files_changed_and_the_audit_reports_it(
+    tmp_path: Path, victim: str
+) -> None:
+    from olivine.engine.cache import WorkflowCache
+
+    calls: list[Path] = []
+    made = SharedStore(tmp_path / "wf").for_model("m", {}).get_or_make("prep", {}, _maker(calls))  # type: ignore[arg-type]
+    path = made.parent / victim
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF  # one flipped byte, same size
+    path.write_bytes(bytes(data))
+    problems = WorkflowCache(tmp_path, "wf").audit()
+    assert len(problems) == 1 and "shared artifact holds files that changed" in problems[0]
+    again = SharedStore(tmp_path / "wf").for_model("m", {}).get_or_make("prep", {}, _maker(calls, "rebuilt"))  # type: ignore[arg-type]
+    assert len(calls) == 2 and again.read_text() == "rebuilt"  # a cache miss, never the changed files
+    assert WorkflowCache(tmp_path, "wf").audit() == []
+    path.write_bytes(b"changed again")
+    assert WorkflowCache(tmp_path, "wf").audit(fix=True) and not made.parent.exists()

@@ -98,14 +98,10 @@ class HfModelConfig(StrictModel):
     task: str = DEFAULT_HF_TASK
     load_kwargs: dict[str, Any] | None = None
     io_config: IOConfig | str | None = None
+    #: A PEFT (LoRA) adapter folder: merged into the weights when the model is loaded in PyTorch
+    #: (evaluation, OnnxConversion); ModelBuilder builds it as separate LoRA MatMuls, as Olive does.
     adapter_path: LocalPath | None = None
     model_attributes: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _no_adapters(self) -> HfModelConfig:
-        if self.adapter_path is not None:
-            raise ValueError("'adapter_path' (LoRA adapters) is not supported by Olivine yet")
-        return self
 
 
 MODEL_TYPES = {name.lower(): name for name in ("ONNXModel", "PyTorchModel", "HfModel")}

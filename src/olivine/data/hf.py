@@ -14,6 +14,7 @@ import numpy as np
 
 from olivine.data.datasets import SampleListDataset
 from olivine.data.params import (
+    ComponentParams,
     HuggingfaceDatasetParams,
     HuggingfacePreProcessParams,
     TokenizerPreProcessParams,
@@ -84,17 +85,43 @@ def csv_header(params: HuggingfaceDatasetParams, base_dir: Path | None) -> tuple
         return path, next(csv.reader(fh), [])
 
 
-def check_columns(
-    load: HuggingfaceDatasetParams, pre: TokenizerPreProcessParams, base_dir: Path | None
-) -> None:
-    """The pre-processing's columns against a local CSV file's header, so --dry-run catches a typo."""
-    found = csv_header(load, base_dir)
+def json_columns(params: HuggingfaceDatasetParams, base_dir: Path | None) -> tuple[Path, list[str]] | None:
+    """(file, keys of the first record) of the first JSON / JSON Lines file of the selected split; None
+    when the data is not a local JSON file or its first record cannot be read cheaply."""
+    if params.data_name.lower() != "json" or params.data_dir:
+        return None
+    files = data_files_by_split(params).get(parse_split(params.split or "")[0])
+    path = resolve_path(files[0], base_dir) if files else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = fh.readline().strip()
+        record = json.loads(first) if first.startswith("{") else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a JSON document over several lines: its columns are checked when it is read
+    return (path, list(record)) if isinstance(record, dict) else None
+
+
+def check_columns(load: HuggingfaceDatasetParams, pre: ComponentParams, base_dir: Path | None) -> None:
+    """The pre-processing's columns against a local CSV header or the first JSON Lines record, so
+    --dry-run catches a typo."""
+    from olivine.data.text_generation import TextGenerationPreProcessParams
+
+    found = csv_header(load, base_dir) or json_columns(load, base_dir)
     if found is None:
         return
     path, header = found
-    wanted = [("input_cols", c) for c in pre.input_cols]
-    if isinstance(pre, HuggingfacePreProcessParams):
-        wanted.append(("label_col", pre.label_col))
+    wanted: list[tuple[str, str]] = []
+    if isinstance(pre, TokenizerPreProcessParams):
+        wanted = [("input_cols", c) for c in pre.input_cols]
+        if pre.label_col is not None:
+            wanted.append(("label_col", pre.label_col))
+    elif isinstance(pre, TextGenerationPreProcessParams):
+        if pre.chat_template:
+            wanted = [("message_col", pre.message_col)]
+        elif pre.text_template is None:
+            wanted = [("text_cols", c) for c in pre.columns]
     for key, column in wanted:
         if column not in header:
             raise ConfigError(
@@ -156,16 +183,16 @@ def tokenize_rows(
     if params.max_samples is not None:
         rows = rows[: params.max_samples]
     missing = [c for c in params.input_cols if rows and c not in rows[0]]
-    label_col = params.label_col if isinstance(params, HuggingfacePreProcessParams) else None
+    label_col = params.label_col
     if label_col is not None and rows and label_col not in rows[0]:
         missing.append(label_col)
     if missing:
         raise DataError(f"columns {missing} are not in the data (columns: {', '.join(rows[0])})")
     if not rows:
         return SampleListDataset([])
-    if isinstance(params, HuggingfacePreProcessParams) and params.align_labels:
+    if isinstance(params, HuggingfacePreProcessParams) and params.align_labels and label_col is not None:
         source = params.model_config_path or params.model_name or tokenizer_path
-        rows = align_labels(rows, params.label_col, _label2id(source, base_dir))
+        rows = align_labels(rows, label_col, _label2id(source, base_dir))
     tokenizer = load_tokenizer(params.model_name, tokenizer_path, base_dir)
     texts = [[r[c] for r in rows] for c in params.input_cols]
     encoded = tokenizer(

@@ -137,6 +137,8 @@ class TokenizerPreProcessParams(ComponentParams):
 
     model_name: str | None = None
     input_cols: list[str] = Field(min_length=1)
+    #: Olive's tokenizer_pre_process swallows a label_col (no labels); Olivine keeps that column's labels.
+    label_col: str | None = None
     max_samples: int | None = Field(None, ge=1)
     trust_remote_code: bool | None = None
     padding: bool | str = True
@@ -149,7 +151,7 @@ class TokenizerPreProcessParams(ComponentParams):
 
 
 class HuggingfacePreProcessParams(TokenizerPreProcessParams):
-    label_col: str = "label"
+    label_col: str | None = "label"
     align_labels: bool = False
     model_config_path: str | None = None
 

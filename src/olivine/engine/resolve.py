@@ -248,11 +248,26 @@ def _absolutize(config: RunConfig, base_dir: Path) -> None:
         setattr(owner, name, str(found))
 
 
+def _model_task(config: RunConfig) -> str | None:
+    """The task Olive fills into a HuggingfaceContainer's components: an HfModel's (Olive's default when
+    absent), or the ``hf_task`` an ONNXModel's attributes record (Olive's own conversions write it)."""
+    model = config.input_model
+    if model.type == "HfModel":
+        return str(model.task)
+    attributes = getattr(model, "model_attributes", None) or {}
+    task = attributes.get("hf_task") if model.type == "ONNXModel" else None
+    return str(task) if task else None
+
+
 def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     from olivine.data import local_paths, rewrite_paths, validate_data_config
+    from olivine.data.components import with_model_task
 
+    task = _model_task(config)
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
+        if task is not None:
+            dc = with_model_task(dc, task)
         mapping: dict[str, str] = {}
         # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
         # so it is made absolute here and bundled for remote hosts like every other file.

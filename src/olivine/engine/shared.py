@@ -9,7 +9,8 @@ every process that uses the cache).
 
 Layout under the workflow cache folder::
 
-    shared/<key>/shared.json    what the artifact is (name, params, input model id, versions, its file)
+    shared/<key>/shared.json    what the artifact is (name, params, input model id, versions, its file,
+                                the sha256 of each of its files: a changed byte is a cache miss, never input)
     shared/<key>/...            the artifact's files
     shared/.staging-<uuid>/     an artifact being written (renamed into place when complete)
 
@@ -29,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from olivine.digests import hash_recorded
 from olivine.engine.cache import write_json_atomic
 from olivine.engine.keys import hash_json
 
@@ -78,8 +80,9 @@ class SharedStore:
             logger.warning("shared artifact %s is unreadable and is rebuilt: %s", folder, exc)
             self._remove(folder)
             return None
-        if not file.is_relative_to(folder.resolve()) or not file.is_file():
-            logger.warning("shared artifact %s names a file outside it or none; it is rebuilt", folder)
+        problem = artifact_problem(folder, record, file)
+        if problem is not None:
+            logger.warning("shared artifact %s %s; it is rebuilt", folder, problem)
             self._remove(folder)
             return None
         return file
@@ -92,7 +95,8 @@ class SharedStore:
             if not written.is_relative_to(staging.resolve()) or not written.is_file():
                 raise ValueError(f"a shared step wrote no file inside its folder ({written})")
             rel = written.relative_to(staging.resolve()).as_posix()
-            write_json_atomic(staging / _RECORD, {**record, "key": key, "file": rel})
+            files = _digests(staging)
+            write_json_atomic(staging / _RECORD, {**record, "key": key, "file": rel, "files": files})
             final = self.root / key
             try:
                 os.rename(staging, final)
@@ -113,6 +117,44 @@ class SharedStore:
         except OSError:
             return
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def artifact_problem(folder: Path, record: dict[str, Any], file: Path) -> str | None:
+    """Why the artifact in ``folder`` cannot be used (its file is outside it, missing, or not the
+    content it was written with), or None."""
+    if not file.is_relative_to(folder.resolve()) or not file.is_file():
+        return "names a file outside it or none"
+    if _digests(folder) != record.get("files"):
+        return "holds files that changed since it was written"
+    return None
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file of an artifact folder (its record aside)."""
+    return {
+        p.relative_to(folder).as_posix(): hash_recorded(p).sha256
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != _RECORD
+    }
+
+
+def audit_shared(cache_root: Path, *, fix: bool = False) -> list[str]:
+    """Problems of the shared artifacts under a workflow cache folder; ``fix`` removes those (a cache
+    miss: the next run that needs one rebuilds it)."""
+    store = SharedStore(cache_root)
+    problems = []
+    folders = sorted(p for p in store.root.iterdir() if p.is_dir()) if store.root.is_dir() else []
+    for folder in (f for f in folders if not f.name.startswith(".staging-")):
+        try:
+            record = json.loads((folder / _RECORD).read_text(encoding="utf-8"))
+            problem = artifact_problem(folder, record, (folder / str(record["file"])).resolve())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = f"is unreadable ({exc})"
+        if problem is not None:
+            problems.append(f"{folder}: shared artifact {problem}")
+            if fix:
+                store._remove(folder)
+    return problems
 
 
 class SharedSteps:

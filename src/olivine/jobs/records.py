@@ -111,6 +111,9 @@ class JobRecord:
             best_metrics / best_candidate: progress while running, as the worker reported it in its
             status (:class:`olivine.jobs.status.WorkerStatus`).
         job_dir: the submitter's job folder (spec and bundle; :class:`olivine.jobs.folder.JobFolder`).
+        damage: set by ``olivine doctor --fix`` when what a finished job claims is gone (a SUCCEEDED
+            job's exported output deleted or changed since): the state stays what the run ended in,
+            and status, list and fetch say what was lost instead of pointing at it.
     """
 
     job_id: str
@@ -140,6 +143,7 @@ class JobRecord:
     best_metrics: dict[str, Any] = field(default_factory=dict)
     best_candidate: str | None = None
     job_dir: str | None = None
+    damage: str | None = None
 
     @property
     def progress(self) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from typing import Any
 from olivine.datastores.exporter import Exporter
 from olivine.datastores.redact import secret_values
 from olivine.engine.claims import output_problems
-from olivine.errors import CacheError, HostError, OlivineError, UserCodeExitError
+from olivine.errors import CacheError, DatastoreError, HostError, OlivineError, UserCodeExitError
 from olivine.exits import guard_os_exit, install_sigint_flag, user_code_exit
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.progress import JobListener, JobReporter, export_cache
@@ -211,6 +211,13 @@ class _JobRun:
                     export_cache(exporter, self.cache_root, "cache")
                 if state is JobStatus.SUCCEEDED:
                     exporter.export_tree(self.output_dir, "output")
+                    # The seal claims the output: check it is on the datastore (someone may have
+                    # deleted a file since its upload) and copy back what the job folder still holds.
+                    lost = exporter.restore_missing("output")
+                    if lost:
+                        raise DatastoreError(
+                            f"{len(lost)} exported output file(s) vanished before the seal, e.g. {lost[0]}"
+                        )
             except OlivineError as exc:
                 logger.error("final export failed: %s", exc)
                 if state is JobStatus.SUCCEEDED:

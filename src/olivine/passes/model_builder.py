@@ -220,11 +220,15 @@ def _builder_options(cfg: ModelBuilderConfig, model: ModelHandle) -> dict[str, A
     if cfg.metadata_only:
         options["filename"] = model.onnx_path.name
         options["config_only"] = True
+    if model.kind == "hf" and model.config.get("adapter_path"):
+        options["adapter_path"] = str(model.config["adapter_path"])  # Olive: the HfModel's adapters
     options.update({k: v for k, v in cfg.model_dump().items() if v is not None and k not in _PASS_KEYS})
     options.update(cfg.extra_options or {})
     for key, value in list(options.items()):
         if isinstance(value, bool):
             options[key] = str(value).lower()
+        elif isinstance(value, int | float):  # e.g. include_hidden_states: 1 (the builder parses strings)
+            options[key] = str(value)
         elif isinstance(value, list | tuple):
             separator = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
             if separator:

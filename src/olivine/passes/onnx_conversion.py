@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 class OnnxConversionConfig(ExternalDataConfig):
-    """Olive's ``OnnxConversion`` parameters. GPU and adapter/generation options are rejected."""
+    """Olive's ``OnnxConversion`` parameters. GPU and generation options are rejected."""
 
     target_opset: int = 20
     use_dynamo_exporter: bool = False
@@ -43,7 +43,8 @@ class OnnxConversionConfig(ExternalDataConfig):
     torch_dtype: Literal["float32", "fp32", "float16", "fp16", "bfloat16", "bf16"] | None = None
     #: Olive uses it for distributed models only; accepted and unused.
     parallel_jobs: int | None = None
-    #: Olivine's models cannot carry adapters, so there is nothing to merge; accepted and unused.
+    #: An HfModel's adapter (adapter_path) is merged into the weights when the model loads, whatever this
+    #: says: the same outputs as Olive's unmerged export, without its separate LoRA operators.
     merge_adapter_weights: bool = False
     save_metadata_for_token_generation: bool = False
     optimize: bool = True
