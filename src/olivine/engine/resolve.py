@@ -191,6 +191,7 @@ def _check_inference_providers(config: RunConfig, evaluator: EvaluatorConfig | N
     for key, names in found:
         others = [name for name in names if name != "CPUExecutionProvider"]
         if others:
+            _check_provider_names(others, f"{key}.execution_provider")
             raise NotSupportedError(
                 f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
                 "(olivine run --cpu-fallback runs this config on the CPU instead)",
@@ -519,8 +520,27 @@ def _check_cpu(device: str, providers: list[str], path: str) -> None:
         )
     others = [ep for ep in providers if ep != "CPUExecutionProvider"]
     if others:
+        _check_provider_names(others, f"{path}.execution_providers")
         raise NotSupportedError(
             f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
             "(olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.execution_providers",
         )
+
+
+def _check_provider_names(names: list[str], path: str) -> None:
+    """A name onnxruntime does not know is a typo, not a device to fall back from: say so."""
+    import onnxruntime as ort
+
+    known = ort.get_all_providers()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"onnxruntime {ort.__version__} knows: {', '.join(known)}"
+        )
+        raise ConfigError(f"unknown execution provider '{unknown[0]}'; {hint}", path=path)
