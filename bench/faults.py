@@ -26,7 +26,8 @@ resume a job that failed or was cancelled, and check:
 
     consistent          store, sealed manifest, the export's status.json and the exported log's last
                         verdict agree (foreground clean_cache runs: exit code vs output)
-    false SUCCEEDED     a job (or a foreground run) reported success but its output does not verify
+    false SUCCEEDED     a job (or a foreground run) reported success after reconciliation but its output
+                        does not verify (one that doctor --fix marked damaged says so: not counted)
     lost                a failed job could not be recovered by ``resume``, or a SUCCEEDED job's export
                         does not verify when the fault did not touch the export
     detected            an export corruption that ``fetch`` refused (expected)
@@ -177,6 +178,7 @@ def summarize(records: list[dict[str, Any]]) -> tuple[dict[str, Any], Counter[st
         "artifacts lost": counts["lost"],
         "false SUCCEEDED": counts["false_succeeded"],
         "export damage detected by fetch": counts["export_damage_detected"],
+        "SUCCEEDED exports damaged after the seal, marked by doctor --fix": counts["damage_marked"],
         "bench errors (not faults; retried)": counts["bench_errors"] + counts["bench_retries"],
     }
     return summary, counts, problems
