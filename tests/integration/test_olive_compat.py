@@ -180,17 +180,83 @@ def test_hf_task_exports_with_the_task_inputs(
     assert [i.name for i in session.get_inputs()] == inputs
 
 
-def test_hf_model_without_task_takes_olives_default_and_is_refused_at_validation(tmp_path: Path) -> None:
+def test_hf_model_without_task_takes_olives_default_and_exports_with_the_kv_cache(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.cache_utils import DynamicCache
+
     from tiny_models import write_tiny_llama
 
     model = write_tiny_llama(tmp_path / "llama")
-    del model["task"]
-    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    del model["task"]  # Olive's default: text-generation-with-past
+    # Olive's token dummy data feeds one new token after a past of 8: the cache inputs are generated too.
+    data = {
+        "name": "tokens",
+        "type": "TransformersTokenDummyDataContainer",
+        "load_dataset_config": {"max_samples": 2},
+    }
+    latency = {
+        "name": "latency",
+        "type": "latency",
+        "data_config": "tokens",
+        "sub_types": [{"name": "avg", "metric_config": {"warmup_num": 1, "repeat_test_num": 2}}],
+    }
+    cfg = {
+        "input_model": model,
+        "data_configs": [data],
+        "evaluators": {"e": {"metrics": [latency]}},
+        "passes": {"conversion": {"type": "OnnxConversion"}},
+        "engine": {"evaluator": "e", "evaluate_input_model": False},
+    }
+    result = run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    assert result.best is not None and result.best.metrics
+    session = ort.InferenceSession(str(result.best.model.onnx_path), providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert inputs[3:5] == ["past_key_values.0.key", "past_key_values.0.value"]
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs[:3] == ["logits", "present.0.key", "present.0.value"]
+    # One decoding step after a cached prefix of 5 tokens matches transformers with the same cache.
+    torch_model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "llama")).eval()
+    past_len, layers = 5, len(inputs[3:]) // 2
+    shape = session.get_inputs()[3].shape
+    rng = np.random.default_rng(0)
+    past = [
+        rng.standard_normal((1, shape[1], past_len, shape[3])).astype(np.float32) for _ in range(2 * layers)
+    ]
+    feed = {
+        "input_ids": np.array([[7]], dtype=np.int64),
+        "attention_mask": np.ones((1, past_len + 1), dtype=np.int64),
+        "position_ids": np.array([[past_len]], dtype=np.int64),
+        **dict(zip(inputs[3:], past, strict=True)),
+    }
+    logits, *presents = session.run(None, feed)
+    cache = DynamicCache()
+    for layer in range(layers):
+        cache.update(torch.from_numpy(past[2 * layer]), torch.from_numpy(past[2 * layer + 1]), layer)
+    with torch.no_grad():
+        expected = torch_model(
+            input_ids=torch.tensor([[7]]),
+            attention_mask=torch.ones(1, past_len + 1, dtype=torch.int64),
+            position_ids=torch.tensor([[past_len]]),
+            past_key_values=cache,
+            use_cache=True,
+        ).logits.numpy()
+    assert np.abs(logits - expected).max() < 1e-4
+    assert presents[0].shape[2] == past_len + 1
+
+
+def test_kv_cache_io_config_needs_the_with_past_task(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "llama")  # task: text-generation
+    model["io_config"] = {"input_names": ["input_ids"], "kv_cache": True}
     with pytest.raises(ConfigError) as info:
-        load(_write(tmp_path, cfg))
-    assert info.value.path == "input_model.task"
-    assert "Olive's default 'text-generation-with-past'" in str(info.value)
-    assert "task: text-generation" in str(info.value)
+        load(_write(tmp_path, {"input_model": model, "passes": {"c": {"type": "OnnxConversion"}}}))
+    assert info.value.path == "input_model"
+    assert "kv_cache needs task text-generation-with-past" in info.value.message
 
 
 def _bert_to_onnx(tmp_path: Path, **engine: Any) -> dict[str, Any]:
@@ -489,3 +555,140 @@ def test_transformers_optimization_without_a_model_type_is_skipped_as_olive_does
     source = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
     output = onnx.load(str(result.best.model.onnx_path))
     assert [n.op_type for n in output.graph.node] == [n.op_type for n in source.graph.node]
+
+
+# ------------------------------------------------------------------ HuggingfaceContainer by the model's task
+
+
+def _text_gen_cfg(tmp_path: Path, **pre: Any) -> dict[str, Any]:
+    from tiny_models import write_tiny_llama
+
+    rows = [{"text": f"the quick brown fox number {i} jumps over the lazy dog"} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {
+        "name": "gen",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "json", "data_files": "train.jsonl", "split": "train"},
+        # No input_cols and no type: Olive fills the model's task in, which picks its text-generation step.
+        "pre_process_data_config": {"max_seq_len": 8, "max_samples": 5, **pre},
+    }
+    model = write_tiny_llama(tmp_path / "llama")
+    return {"input_model": model, "data_configs": [data], "passes": {}}
+
+
+def test_huggingface_container_takes_the_models_text_generation_pre_processing(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    workflow = load(_write(tmp_path, _text_gen_cfg(tmp_path)))
+    dc = workflow.data_configs["gen"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "text-generation"
+    batches = list(build_dataloader(dc, tokenizer_path=str(tmp_path / "llama"), base_dir=tmp_path))
+    assert len(batches) == 5
+    inputs, labels = batches[0]
+    assert sorted(inputs) == ["attention_mask", "input_ids"]
+    assert inputs["input_ids"].shape == (1, 8) and (inputs["attention_mask"] == 1).all()
+    assert labels is not None and (labels == inputs["input_ids"]).all()
+
+
+def test_text_generation_line_by_line_pads_and_masks_labels(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    cfg = _text_gen_cfg(tmp_path, strategy="line-by-line", max_seq_len=32, add_special_tokens=False)
+    workflow = load(_write(tmp_path, cfg))
+    batches = list(build_dataloader(workflow.data_configs["gen"], tokenizer_path=str(tmp_path / "llama")))
+    inputs, labels = batches[0]
+    assert inputs["input_ids"].shape == (1, 32)
+    padding = inputs["attention_mask"] == 0
+    assert padding.any() and (labels[padding] == -100).all()
+
+
+def test_text_generation_columns_are_checked_against_the_local_file_at_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, _text_gen_cfg(tmp_path, text_cols=["body"])))
+    assert info.value.path == "data_configs.0.pre_process_data_config.params.text_cols"
+    assert "column 'body' is not in" in info.value.message and "train.jsonl" in info.value.message
+
+
+def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) -> None:
+    # A recipe writes include_hidden_states: 1; the builder parses --extra_options strings ("1").
+    from olivine.model.handle import ModelHandle
+    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options
+
+    cfg = ModelBuilderConfig.model_validate(
+        {"precision": "int4", "extra_options": {"include_hidden_states": 1, "int4_accuracy_level": 0}}
+    )
+    options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
+    assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"
+
+
+def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path, data_configs={"d": {"type": "DummyDataContainer"}})
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "data_configs"
+    assert "removed in Olive 0.6" in info.value.message
+
+
+def test_misspelled_execution_provider_is_named_as_unknown_with_a_suggestion(tmp_path: Path) -> None:
+    system = {
+        "type": "LocalSystem",
+        "accelerators": [{"device": "cpu", "execution_providers": ["CUDAExecutionProvidr"]}],
+    }
+    cfg = _onnx_cfg(tmp_path, systems={"s": system}, target="s")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "systems.s.accelerators.0.execution_providers"
+    assert "unknown execution provider 'CUDAExecutionProvidr'; did you mean 'CUDAExecutionProvider'?" in str(
+        info.value
+    )
+
+
+def test_model_config_path_of_align_labels_is_a_bundled_local_folder(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    write_tiny_bert(tmp_path / "labels_model")
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {
+            "input_cols": ["text"],
+            "align_labels": True,
+            "model_config_path": "labels_model",
+            "model_name": "labels_model",
+        },
+    }
+    workflow = load(_write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data])))
+    files = dict(workflow.local_files())
+    key = "data_configs.0.pre_process_data_config.params.model_config_path"
+    assert files[key] == tmp_path / "labels_model"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "expected"),
+    [
+        (
+            {"input_model": {"type": "DiffusersModel", "model_path": "x"}},
+            "input_model.type",
+            "'DiffusersModel'",
+        ),
+        ({"builds": {"a": {"pipeline": ["peephole"]}}}, "builds", "multi-build"),
+    ],
+)
+def test_olive_only_model_types_and_multi_builds_are_refused_by_name(
+    tmp_path: Path, extra: dict[str, Any], path: str, expected: str
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), **extra}))
+    assert info.value.path == path
+    assert expected in info.value.message and "not supported by Olivine" in info.value.message
+
+
+def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
+    assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message

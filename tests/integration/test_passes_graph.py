@@ -280,3 +280,32 @@ def test_graph_pass_config_refusals_name_the_parameter(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         PASSES.get(type_name).config_class.model_validate(params)
+
+
+def test_peephole_fuses_a_reshape_before_a_flatten(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s1", [2, 3]), ("flat", [-1]))]
+    proto_graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "s1"], ["r1"]),
+            helper.make_node("Reshape", ["r1", "flat"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        shapes,
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    off = {"onnxscript_optimize": False, "onnxoptimizer_optimize": False}
+    out = run_pass("OnnxPeepholeOptimizer", model, tmp_path / "o", **off)
+    assert [n.op_type for n in graph(out).node] == ["Reshape"]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(open_runner(out).run({"x": x})[0], x.ravel())

@@ -191,6 +191,7 @@ def _check_inference_providers(config: RunConfig, evaluator: EvaluatorConfig | N
     for key, names in found:
         others = [name for name in names if name != "CPUExecutionProvider"]
         if others:
+            _check_provider_names(others, f"{key}.execution_provider")
             raise NotSupportedError(
                 f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
                 "(olivine run --cpu-fallback runs this config on the CPU instead)",
@@ -248,11 +249,26 @@ def _absolutize(config: RunConfig, base_dir: Path) -> None:
         setattr(owner, name, str(found))
 
 
+def _model_task(config: RunConfig) -> str | None:
+    """The task Olive fills into a HuggingfaceContainer's components: an HfModel's (Olive's default when
+    absent), or the ``hf_task`` an ONNXModel's attributes record (Olive's own conversions write it)."""
+    model = config.input_model
+    if model.type == "HfModel":
+        return str(model.task)
+    attributes = getattr(model, "model_attributes", None) or {}
+    task = attributes.get("hf_task") if model.type == "ONNXModel" else None
+    return str(task) if task else None
+
+
 def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     from olivine.data import local_paths, rewrite_paths, validate_data_config
+    from olivine.data.components import with_model_task
 
+    task = _model_task(config)
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
+        if task is not None:
+            dc = with_model_task(dc, task)
         mapping: dict[str, str] = {}
         # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
         # so it is made absolute here and bundled for remote hosts like every other file.
@@ -504,8 +520,27 @@ def _check_cpu(device: str, providers: list[str], path: str) -> None:
         )
     others = [ep for ep in providers if ep != "CPUExecutionProvider"]
     if others:
+        _check_provider_names(others, f"{path}.execution_providers")
         raise NotSupportedError(
             f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
             "(olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.execution_providers",
         )
+
+
+def _check_provider_names(names: list[str], path: str) -> None:
+    """A name onnxruntime does not know is a typo, not a device to fall back from: say so."""
+    import onnxruntime as ort
+
+    known = ort.get_all_providers()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"onnxruntime {ort.__version__} knows: {', '.join(known)}"
+        )
+        raise ConfigError(f"unknown execution provider '{unknown[0]}'; {hint}", path=path)

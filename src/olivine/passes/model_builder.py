@@ -227,6 +227,8 @@ def _builder_options(cfg: ModelBuilderConfig, model: ModelHandle) -> dict[str, A
     for key, value in list(options.items()):
         if isinstance(value, bool):
             options[key] = str(value).lower()
+        elif isinstance(value, int | float):  # e.g. include_hidden_states: 1 (the builder parses strings)
+            options[key] = str(value)
         elif isinstance(value, list | tuple):
             separator = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
             if separator:
