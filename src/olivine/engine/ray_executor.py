@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +182,10 @@ class RayExecutor:
         if not ray.is_initialized():
             address = self.settings.address or "auto"
             _reachable(address)
+            # ray.init replaces the process's SIGTERM handler with sys.exit: a job's worker would then die
+            # as "user code called sys.exit" instead of stopping after the running step. Keep ours.
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             try:
                 ray.init(
                     address=address,
@@ -192,6 +198,9 @@ class RayExecutor:
                 raise HostError(
                     f"search over Ray: cannot connect to the Ray cluster at {address}: {exc}"
                 ) from exc
+            finally:
+                if main and sigterm is not None:
+                    signal.signal(signal.SIGTERM, sigterm)
             self._owns_ray = True
         self._ray = ray
         return ray
