@@ -725,3 +725,23 @@ def test_graph_surgeries_declare_the_contrib_domains_their_functions_use(tmp_pat
     for function in proto.functions:
         assert "com.microsoft" in {o.domain for o in function.opset_import}
     onnx.checker.check_model(proto)
+
+
+def test_feature_extraction_model_keeps_label_col_after_olives_task_fill_in(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+    from tiny_models import write_tiny_bert
+
+    model = write_tiny_bert(tmp_path / "bert")  # task feature-extraction: tokenizer_pre_process in Olive
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,1\nall good,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {"input_cols": ["text"], "label_col": "label", "max_length": 8},
+    }
+    workflow = load(_write(tmp_path, {"input_model": model, "data_configs": [data], "passes": {}}))
+    dc = workflow.data_configs["d"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "feature-extraction"
+    _, labels = next(iter(build_dataloader(dc, tokenizer_path=str(tmp_path / "bert"))))
+    assert labels is not None and labels.tolist() == [1]
