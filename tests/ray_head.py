@@ -17,6 +17,12 @@ from pathlib import Path
 
 _START_TIMEOUT_S = 120.0
 
+# Read by Ray when it is first imported: a driver in this process (a spread search) must also stay on
+# loopback, or Ray rewrites "127.0.0.1:<port>" to the external address and cannot reach the head.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -37,6 +43,11 @@ class RayHead:
     @property
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        """What a driver passes to ``ray.init(address=...)``."""
+        return f"127.0.0.1:{self.gcs_port}"
 
     def start(self) -> None:
         from ray.job_submission import JobSubmissionClient

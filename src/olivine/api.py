@@ -32,11 +32,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("olivine")
 
 
-def load(config: str | Path) -> ResolvedWorkflow:
-    """Read, validate and resolve a run config; raises :class:`olivine.errors.ConfigError`."""
+def load(config: str | Path, *, cpu_fallback: bool = False) -> ResolvedWorkflow:
+    """Read, validate and resolve a run config; raises :class:`olivine.errors.ConfigError`.
+
+    Args:
+        config: the run config file.
+        cpu_fallback: run a config that targets a GPU, an NPU or a non-CPU execution provider on the CPU
+            instead of refusing it (each key changed is logged as a warning).
+    """
     from olivine.engine.resolve import load_workflow
 
-    return load_workflow(config)
+    return load_workflow(config, cpu_fallback=cpu_fallback)
 
 
 def run_local(

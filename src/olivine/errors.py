@@ -5,6 +5,8 @@
     |   +-- ConfigError               invalid run config: names the file and the key path
     |       +-- ReferenceNotFoundError    a system / evaluator / data config / datastore name is undefined
     |       +-- NotSupportedError         valid Olive, but not something Olivine does (yet)
+    |       +-- UserScriptError           a script the config names cannot be imported (its code
+    |                                     raised, or a package it imports is not installed)
     |   +-- MissingDependencyError    an optional extra is not installed (message has the pip hint)
     |   +-- JobNotFoundError          no job with that id in the job store / datastore
     +-- WorkflowError (exit 1)        the workflow ran and something in it failed
@@ -65,6 +67,11 @@ class ReferenceNotFoundError(ConfigError):
 
 class NotSupportedError(ConfigError):
     """Valid in Olive, not done by Olivine (yet); like every config error it names the key and the file."""
+
+
+class UserScriptError(ConfigError):
+    """A user script the config names cannot be imported: the message names the script, the key path and
+    the config file. The user fixes it (their code, or a package to install), so it exits 2."""
 
 
 class MissingDependencyError(UserInputError):

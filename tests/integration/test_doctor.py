@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -150,3 +151,43 @@ def test_doctor_fix_reconciles_a_killed_worker_and_repairs_cache_and_status(env:
     assert code == 0, report
     assert json.loads(status_json.read_text())["state"] == "SUCCEEDED"
     assert env.doctor()[0] == 0
+
+
+def test_doctor_fix_marks_a_succeeded_job_whose_output_is_gone_and_keeps_its_record(env: Env) -> None:
+    job = env.submit("lost")
+    assert env.wait(job)["state"] == "SUCCEEDED"
+    export = env.export_dir(job)
+    model = next((export / "output" / "model").rglob("*.onnx"))
+    kept = model.read_bytes()
+    model.unlink()  # a clean-up by someone else, a lifecycle rule
+    code, report = env.doctor()
+    lost = [f for f in report["findings"] if f["area"] == "job"]
+    assert code == 1 and len(lost) == 1 and "output is lost" in lost[0]["problem"], report
+    assert not any(f["area"] == "export" and "/output/" in f["where"] for f in report["findings"])
+    assert env.status(job).get("damage") is None  # without --fix nothing changes
+    code, report = env.doctor("--fix")
+    assert code == 0, report
+    doc = env.status(job)
+    assert doc["state"] == "SUCCEEDED" and "output lost" in doc["damage"]  # the record is kept
+    text = env.olivine("status", job).stdout
+    assert "SUCCEEDED (damaged)" in text and "output/model" in text
+    assert "SUCCEEDED (damaged)" in env.olivine("list").stdout
+    fetched = env.olivine("fetch", job, "--to", str(env.root / "got"))
+    assert fetched.returncode == 2 and len(fetched.stderr.strip().splitlines()) == 1, fetched.stderr
+    assert "output lost" in fetched.stderr
+    assert env.doctor() == (0, env.doctor()[1])  # marked: nothing new to report
+
+    model.write_bytes(kept)  # the file is back: the mark goes
+    code, report = env.doctor("--fix")
+    assert code == 0 and any("verifies again" in f["problem"] for f in report["findings"]), report
+    assert env.status(job).get("damage") is None
+    assert env.olivine("fetch", job, "--to", str(env.root / "got")).returncode == 0
+
+    # The whole export removed: reported and marked, never sealed again as if the output were there.
+    shutil.rmtree(export)
+    code, report = env.doctor("--fix")
+    assert env.status(job)["damage"].endswith("is gone (no manifest)"), report
+    assert not (export / "manifest.json").exists()
+    # Left open (exports are append-only): the data-asset record that points at the removed export.
+    left = [f for f in report["findings"] if not f["fixed"]]
+    assert code == 1 and len(left) == 1 and "its export is gone" in left[0]["problem"], report

@@ -227,3 +227,106 @@ def test_model_builder_runs_in_a_workflow_and_its_output_folder_generates(tmp_pa
     }
     sequence, _ = generate(folder)
     assert len(sequence) == 10
+
+
+@pytest.mark.integration
+def test_model_builder_check_refuses_a_tokenizer_the_generator_cannot_read(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    out = build(llama, tmp_path / "out", precision="int4", int4_block_size=32)
+    (tmp_path / "out" / "tokenizer.json").write_text('{"model": {"type": "Nonsense"}')
+    with pytest.raises(PassRunError, match="could not load the tokenizer"):
+        PASSES.get("ModelBuilder")().check_output(out)
+
+
+@pytest.mark.integration
+def test_passes_after_model_builder_keep_the_genai_folder_whole(tmp_path: Path) -> None:
+    """ModelBuilder -> GraphSurgeries -> AddOliveMetadata: each pass's cached folder and the output folder
+    hold graph, weights, genai config and tokenizer, recorded in the cache's digests, and generate."""
+    from olivine.api import load, run_local
+    from olivine.digests import read_digests
+
+    config = {
+        "input_model": write_causal_lm(tmp_path / "llm", "llama"),
+        "passes": {
+            "builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": 32},
+            "surgery": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "ReciprocalMulToDiv"}]},
+            "meta": {"type": "AddOliveMetadata", "graph_name": "tiny-llama"},
+        },
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+    result = run_local(load(path))
+
+    genai = {"model.onnx", "genai_config.json", "tokenizer.json", "tokenizer_config.json", "config.json"}
+    run_dirs = [p for p in (tmp_path / "cache").rglob("run.json")]
+    assert len(run_dirs) == 3
+    for run_json in run_dirs:
+        files = {p.name for p in (run_json.parent / "model").iterdir()}
+        assert genai <= files, run_json
+        recorded = {Path(k).name for k in read_digests(run_json.parent)}
+        assert genai <= recorded
+    model_config = json.loads((result.output_dir / "model_config.json").read_text())
+    folder = result.output_dir / model_config["config"]["model_path"]
+    assert genai <= {p.name for p in folder.iterdir()}
+    assert onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.name == "tiny-llama"
+    sequence, _ = generate(folder, max_length=12)
+    assert len(sequence) == 12 and sequence[: len(PROMPT)] == PROMPT
+
+
+def _lora_adapter(base: Path, folder: Path) -> None:
+    """A LoRA adapter on q_proj / v_proj with random (non-zero) A and B, saved with peft."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)), config).save_pretrained(str(folder))
+
+
+@pytest.mark.integration
+def test_model_builder_builds_an_hf_models_lora_adapter(tmp_path: Path) -> None:
+    """HfModel adapter_path (Olive's way): the builder adds LoRA MatMuls; onnxruntime-genai's logits equal
+    the adapted PyTorch model's (Olivine's own loader merges the adapter), not the base model's."""
+    import torch
+
+    from olivine.model.loaders import load_torch_module
+
+    base = write_causal_lm(tmp_path / "llm", "llama")
+    _lora_adapter(Path(base["model_path"]), tmp_path / "adapter")
+    adapted = handle({**base, "adapter_path": str(tmp_path / "adapter")})
+    out = build(adapted, tmp_path / "out", precision="fp32")
+
+    graph = onnx.load(str(out.onnx_path), load_external_data=False).graph
+    lora = [n.name for n in graph.node if "/lora_" in n.name]
+    assert len(lora) == 2 * 2 * 2  # 2 layers x (q_proj, v_proj) x (A, B)
+    _, logits = generate(tmp_path / "out", max_length=len(PROMPT) + 1)
+    with torch.inference_mode():
+        want = load_torch_module(adapted)(torch.tensor([PROMPT])).logits[0, -1].numpy()
+        plain = load_torch_module(handle(base))(torch.tensor([PROMPT])).logits[0, -1].numpy()
+    np.testing.assert_allclose(logits, want, atol=2e-3)
+    assert np.abs(want - plain).max() > 1e-2  # the adapter changes the model
+
+
+@pytest.mark.integration
+def test_an_hf_model_with_adapter_path_is_accepted_and_part_of_its_identity(tmp_path: Path) -> None:
+    from olivine.api import load
+
+    base = write_causal_lm(tmp_path / "llm", "llama")
+    _lora_adapter(Path(base["model_path"]), tmp_path / "adapter")
+    config = {
+        "input_model": {**base, "adapter_path": str(tmp_path / "adapter")},
+        "passes": {"builder": {"type": "ModelBuilder", "precision": "int4"}},
+        "output_dir": str(tmp_path / "out"),
+    }
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+    workflow = load(path)
+    assert workflow.config.input_model.adapter_path == str((tmp_path / "adapter").resolve())
+    # the adapter is part of the input model's identity: editing it is a new model (no stale cache hit)
+    from olivine.engine.identity import input_model_id
+
+    before = input_model_id(handle(config["input_model"]))
+    _lora_adapter(Path(base["model_path"]), tmp_path / "adapter")  # new random LoRA weights
+    assert input_model_id(handle(config["input_model"])) != before

@@ -180,17 +180,83 @@ def test_hf_task_exports_with_the_task_inputs(
     assert [i.name for i in session.get_inputs()] == inputs
 
 
-def test_hf_model_without_task_takes_olives_default_and_is_refused_at_validation(tmp_path: Path) -> None:
+def test_hf_model_without_task_takes_olives_default_and_exports_with_the_kv_cache(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.cache_utils import DynamicCache
+
     from tiny_models import write_tiny_llama
 
     model = write_tiny_llama(tmp_path / "llama")
-    del model["task"]
-    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    del model["task"]  # Olive's default: text-generation-with-past
+    # Olive's token dummy data feeds one new token after a past of 8: the cache inputs are generated too.
+    data = {
+        "name": "tokens",
+        "type": "TransformersTokenDummyDataContainer",
+        "load_dataset_config": {"max_samples": 2},
+    }
+    latency = {
+        "name": "latency",
+        "type": "latency",
+        "data_config": "tokens",
+        "sub_types": [{"name": "avg", "metric_config": {"warmup_num": 1, "repeat_test_num": 2}}],
+    }
+    cfg = {
+        "input_model": model,
+        "data_configs": [data],
+        "evaluators": {"e": {"metrics": [latency]}},
+        "passes": {"conversion": {"type": "OnnxConversion"}},
+        "engine": {"evaluator": "e", "evaluate_input_model": False},
+    }
+    result = run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    assert result.best is not None and result.best.metrics
+    session = ort.InferenceSession(str(result.best.model.onnx_path), providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert inputs[3:5] == ["past_key_values.0.key", "past_key_values.0.value"]
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs[:3] == ["logits", "present.0.key", "present.0.value"]
+    # One decoding step after a cached prefix of 5 tokens matches transformers with the same cache.
+    torch_model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "llama")).eval()
+    past_len, layers = 5, len(inputs[3:]) // 2
+    shape = session.get_inputs()[3].shape
+    rng = np.random.default_rng(0)
+    past = [
+        rng.standard_normal((1, shape[1], past_len, shape[3])).astype(np.float32) for _ in range(2 * layers)
+    ]
+    feed = {
+        "input_ids": np.array([[7]], dtype=np.int64),
+        "attention_mask": np.ones((1, past_len + 1), dtype=np.int64),
+        "position_ids": np.array([[past_len]], dtype=np.int64),
+        **dict(zip(inputs[3:], past, strict=True)),
+    }
+    logits, *presents = session.run(None, feed)
+    cache = DynamicCache()
+    for layer in range(layers):
+        cache.update(torch.from_numpy(past[2 * layer]), torch.from_numpy(past[2 * layer + 1]), layer)
+    with torch.no_grad():
+        expected = torch_model(
+            input_ids=torch.tensor([[7]]),
+            attention_mask=torch.ones(1, past_len + 1, dtype=torch.int64),
+            position_ids=torch.tensor([[past_len]]),
+            past_key_values=cache,
+            use_cache=True,
+        ).logits.numpy()
+    assert np.abs(logits - expected).max() < 1e-4
+    assert presents[0].shape[2] == past_len + 1
+
+
+def test_kv_cache_io_config_needs_the_with_past_task(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "llama")  # task: text-generation
+    model["io_config"] = {"input_names": ["input_ids"], "kv_cache": True}
     with pytest.raises(ConfigError) as info:
-        load(_write(tmp_path, cfg))
-    assert info.value.path == "input_model.task"
-    assert "Olive's default 'text-generation-with-past'" in str(info.value)
-    assert "task: text-generation" in str(info.value)
+        load(_write(tmp_path, {"input_model": model, "passes": {"c": {"type": "OnnxConversion"}}}))
+    assert info.value.path == "input_model"
+    assert "kv_cache needs task text-generation-with-past" in info.value.message
 
 
 def _bert_to_onnx(tmp_path: Path, **engine: Any) -> dict[str, Any]:
@@ -238,3 +304,391 @@ def test_output_folder_holds_the_hf_tokenizer_and_points_inside_itself(tmp_path:
     model_config = json.loads((tmp_path / "out" / "model_config.json").read_text())
     assert model_config["config"]["model_attributes"]["hf_model_path"] == str(model_dir)
     assert str(tmp_path / "bert") not in json.dumps(model_config)
+
+
+# ------------------------------------------------------------------ targets, resources, legacy keys
+
+
+def _onnx_cfg(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    from tiny_models import write_onnx_mlp
+
+    return {
+        "input_model": write_onnx_mlp(tmp_path / "onnx"),
+        "passes": {"peephole": {"type": "OnnxPeepholeOptimizer"}},
+        "output_dir": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "cache"),
+        **extra,
+    }
+
+
+_LATENCY = {"name": "latency", "type": "latency", "sub_types": [{"name": "avg"}]}
+
+
+def test_legacy_flat_num_samples_is_the_samplers_budget(tmp_path: Path) -> None:
+    # Olive < 0.8 folded search_strategy keys that are not its own into search_algorithm_config.
+    strategy = {"execution_order": "joint", "search_algorithm": "random", "num_samples": 3, "seed": 0}
+    evaluators = {"e": {"metrics": [_LATENCY]}}
+    cfg = _onnx_cfg(tmp_path, search_strategy=strategy, evaluators=evaluators, evaluator="e")
+    workflow = load(_write(tmp_path, cfg))
+    assert workflow.search is not None
+    assert (workflow.search.sampler, workflow.search.max_samples) == ("random", 3)
+
+
+def test_azureml_resource_path_is_refused_at_validation_naming_the_key(tmp_path: Path) -> None:
+    from olivine.errors import NotSupportedError
+
+    data = {
+        "name": "d",
+        "type": "DummyDataContainer",
+        "load_dataset_config": {
+            "data_dir": {"type": "azureml_datastore", "config": {"datastore_name": "w", "relative_path": "x"}}
+        },
+    }
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data])))
+    assert info.value.path == "data_configs.0.load_dataset_config.data_dir"
+    assert "azureml_datastore" in info.value.message and "local folder" in info.value.message
+    assert str(info.value).startswith(str(tmp_path / "cfg.json"))
+
+
+def test_local_resource_path_mapping_reads_as_its_path(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path)
+    folder = cfg["input_model"]["model_path"]
+    cfg["input_model"]["model_path"] = {"type": "folder", "config": {"path": folder}}
+    workflow = load(_write(tmp_path, cfg))
+    assert workflow.config.input_model.model_path == folder
+
+
+def test_metric_inference_settings_take_one_provider_as_a_string_and_ignore_keys_olive_ignores(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    latency = dict(
+        _LATENCY,
+        user_config={
+            "inference_settings": {
+                "execution_provider": "CPUExecutionProvider",  # Olive reads only .onnx / .pytorch
+                "onnx": {"execution_provider": "CPUExecutionProvider"},
+            }
+        },
+    )
+    cfg = _onnx_cfg(tmp_path, evaluators={"e": {"metrics": [latency]}}, evaluator="e")
+    with caplog.at_level("WARNING", logger="olivine"):
+        workflow = load(_write(tmp_path, cfg))
+    assert workflow.evaluator is not None
+    settings = workflow.evaluator.metrics[0].user_config.inference_settings  # type: ignore[union-attr]
+    assert settings is not None and settings.onnx is not None
+    assert settings.onnx.execution_provider == ["CPUExecutionProvider"]
+    assert any("execution_provider ignored, as Olive ignores it" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("where", ["metric", "model"])
+def test_non_cpu_provider_in_inference_settings_is_refused_at_validation(tmp_path: Path, where: str) -> None:
+    from olivine.errors import NotSupportedError
+
+    cfg = _onnx_cfg(tmp_path)
+    qnn = {"execution_provider": "QNNExecutionProvider"}
+    if where == "metric":
+        metric = dict(_LATENCY, user_config={"inference_settings": {"onnx": qnn}})
+        cfg.update(evaluators={"e": {"metrics": [metric]}}, evaluator="e")
+        key = "evaluators.e.metrics.0.user_config.inference_settings.onnx.execution_provider"
+    else:
+        cfg["input_model"]["inference_settings"] = qnn
+        key = "input_model.inference_settings.execution_provider"
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == key
+    assert "QNNExecutionProvider not supported" in info.value.message
+    assert "--cpu-fallback" in info.value.message
+
+
+def _gpu_cfg(tmp_path: Path) -> dict[str, Any]:
+    metric = dict(
+        {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]},
+        user_config={"inference_settings": {"onnx": {"execution_provider": "CUDAExecutionProvider"}}},
+    )
+    return _onnx_cfg(
+        tmp_path,
+        systems={
+            "gpu": {
+                "type": "LocalSystem",
+                "accelerators": [{"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]}],
+            }
+        },
+        target="gpu",
+        evaluators={"e": {"metrics": [metric]}},
+        evaluator="e",
+    )
+
+
+def test_gpu_target_is_refused_unless_the_cpu_fallback_is_asked_for_then_runs_on_the_cpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    path = _write(tmp_path, _gpu_cfg(tmp_path))
+    with pytest.raises(NotSupportedError) as info:
+        load(path)
+    assert info.value.path == "systems.gpu.accelerators.0.device"
+    with caplog.at_level("WARNING", logger="olivine"):
+        workflow = load(path, cpu_fallback=True)
+    warned = [r.message for r in caplog.records if "CPU fallback" in r.message]
+    assert any("systems.gpu.accelerators.0.device: 'gpu' -> 'cpu'" in m for m in warned)
+    assert any("inference_settings.onnx.execution_provider" in m for m in warned)
+    assert workflow.accelerator.execution_providers == ("CPUExecutionProvider",)
+    # The rewritten config is what a remote host receives: it runs on the CPU there too.
+    shipped = workflow.to_json()
+    assert shipped["systems"]["gpu"]["accelerators"] == [
+        {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}
+    ]
+    result = run_local(workflow)
+    assert result.best is not None and result.best.metrics
+
+
+def test_cli_cpu_fallback_warns_for_each_key_and_dry_run_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from olivine.cli.main import main
+
+    path = _write(tmp_path, _gpu_cfg(tmp_path))
+    assert main(["run", "--config", str(path), "--dry-run"]) == 2
+    assert "--cpu-fallback" in capsys.readouterr().err
+    assert main(["run", "--config", str(path), "--dry-run", "--cpu-fallback"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "CPU fallback (asked for): systems.gpu.accelerators.0.device" in err
+
+
+def test_target_device_is_refused_before_a_data_script_is_imported(tmp_path: Path) -> None:
+    from olivine.errors import NotSupportedError
+
+    (tmp_path / "needs_pkg.py").write_text("import package_not_installed_here\n")
+    cfg = _gpu_cfg(tmp_path)
+    cfg["data_configs"] = [{"name": "d", "user_script": "needs_pkg.py", "load_dataset_config": {"type": "x"}}]
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "systems.gpu.accelerators.0.device"
+
+
+def test_fusion_options_of_any_model_type_are_accepted_as_olive_does(tmp_path: Path) -> None:
+    opts = {"enable_group_norm": False, "enable_bias_add": False, "enable_attention": True}
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {
+        "o": {"type": "OrtTransformersOptimization", "model_type": "gpt2", "optimization_options": opts}
+    }
+    load(_write(tmp_path, cfg))
+    cfg["passes"]["o"]["optimization_options"] = {"enable_no_such_fusion": True}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert "enable_no_such_fusion" in str(info.value)
+
+
+def test_data_script_import_failure_is_a_user_error_naming_script_key_and_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from olivine.cli.main import main
+    from olivine.errors import UserScriptError
+
+    (tmp_path / "data_script.py").write_text("import package_not_installed_here\n")
+    data = {"name": "d", "user_script": "data_script.py", "load_dataset_config": {"type": "x"}}
+    path = _write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data]))
+    with pytest.raises(UserScriptError) as info:
+        load(path)
+    assert info.value.path == "data_configs.0.user_script"
+    assert str(tmp_path / "data_script.py") in info.value.message
+    assert "package_not_installed_here" in info.value.message
+    assert main(["run", "--config", str(path), "--local"]) == 2  # the user's to fix: not an internal error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"olivine: error: {path}: data_configs.0.user_script: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("import torch\nimport package_not_installed_here.sub\n", "imports 'package_not_installed_here'"),
+        ("def load(:\n", "syntax error at line 1"),
+    ],
+)
+def test_model_script_that_cannot_import_is_refused_at_validation(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    from olivine.errors import UserScriptError
+
+    (tmp_path / "model_script.py").write_text(body)
+    model = {
+        "type": "PyTorchModel",
+        "model_path": "x",
+        "model_loader": "load",
+        "model_script": "model_script.py",
+    }
+    with pytest.raises(UserScriptError) as info:
+        load(_write(tmp_path, {"input_model": model, "passes": {"c": {"type": "OnnxConversion"}}}))
+    assert info.value.path == "input_model.model_script"
+    assert expected in info.value.message
+
+
+def test_model_script_optional_and_local_imports_are_not_refused(tmp_path: Path) -> None:
+    (tmp_path / "helper_module.py").write_text("X = 1\n")
+    (tmp_path / "model_script.py").write_text(
+        "import helper_module\nfrom olive.constants import Framework\n"
+        "try:\n    import package_not_installed_here\nexcept ImportError:\n    pass\n"
+        "def load(name):\n    import another_missing_package\n"
+    )
+    model = {
+        "type": "PyTorchModel",
+        "model_path": "x",
+        "model_loader": "load",
+        "model_script": "model_script.py",
+    }
+    load(_write(tmp_path, {"input_model": model, "passes": {"c": {"type": "OnnxConversion"}}}))
+
+
+def test_transformers_optimization_without_a_model_type_is_skipped_as_olive_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnx
+
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"ort": {"type": "OrtTransformersOptimization", "model_type": "", "opt_level": 1}}
+    with caplog.at_level("WARNING", logger="olivine"):
+        result = run_local(load(_write(tmp_path, cfg)))
+    assert result.best is not None
+    assert any("the pass is skipped, as in Olive" in r.message for r in caplog.records)
+    source = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    output = onnx.load(str(result.best.model.onnx_path))
+    assert [n.op_type for n in output.graph.node] == [n.op_type for n in source.graph.node]
+
+
+# ------------------------------------------------------------------ HuggingfaceContainer by the model's task
+
+
+def _text_gen_cfg(tmp_path: Path, **pre: Any) -> dict[str, Any]:
+    from tiny_models import write_tiny_llama
+
+    rows = [{"text": f"the quick brown fox number {i} jumps over the lazy dog"} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {
+        "name": "gen",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "json", "data_files": "train.jsonl", "split": "train"},
+        # No input_cols and no type: Olive fills the model's task in, which picks its text-generation step.
+        "pre_process_data_config": {"max_seq_len": 8, "max_samples": 5, **pre},
+    }
+    model = write_tiny_llama(tmp_path / "llama")
+    return {"input_model": model, "data_configs": [data], "passes": {}}
+
+
+def test_huggingface_container_takes_the_models_text_generation_pre_processing(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    workflow = load(_write(tmp_path, _text_gen_cfg(tmp_path)))
+    dc = workflow.data_configs["gen"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "text-generation"
+    batches = list(build_dataloader(dc, tokenizer_path=str(tmp_path / "llama"), base_dir=tmp_path))
+    assert len(batches) == 5
+    inputs, labels = batches[0]
+    assert sorted(inputs) == ["attention_mask", "input_ids"]
+    assert inputs["input_ids"].shape == (1, 8) and (inputs["attention_mask"] == 1).all()
+    assert labels is not None and (labels == inputs["input_ids"]).all()
+
+
+def test_text_generation_line_by_line_pads_and_masks_labels(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+
+    cfg = _text_gen_cfg(tmp_path, strategy="line-by-line", max_seq_len=32, add_special_tokens=False)
+    workflow = load(_write(tmp_path, cfg))
+    batches = list(build_dataloader(workflow.data_configs["gen"], tokenizer_path=str(tmp_path / "llama")))
+    inputs, labels = batches[0]
+    assert inputs["input_ids"].shape == (1, 32)
+    padding = inputs["attention_mask"] == 0
+    assert padding.any() and (labels[padding] == -100).all()
+
+
+def test_text_generation_columns_are_checked_against_the_local_file_at_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, _text_gen_cfg(tmp_path, text_cols=["body"])))
+    assert info.value.path == "data_configs.0.pre_process_data_config.params.text_cols"
+    assert "column 'body' is not in" in info.value.message and "train.jsonl" in info.value.message
+
+
+def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) -> None:
+    # A recipe writes include_hidden_states: 1; the builder parses --extra_options strings ("1").
+    from olivine.model.handle import ModelHandle
+    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options
+
+    cfg = ModelBuilderConfig.model_validate(
+        {"precision": "int4", "extra_options": {"include_hidden_states": 1, "int4_accuracy_level": 0}}
+    )
+    options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
+    assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"
+
+
+def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path, data_configs={"d": {"type": "DummyDataContainer"}})
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "data_configs"
+    assert "removed in Olive 0.6" in info.value.message
+
+
+def test_misspelled_execution_provider_is_named_as_unknown_with_a_suggestion(tmp_path: Path) -> None:
+    system = {
+        "type": "LocalSystem",
+        "accelerators": [{"device": "cpu", "execution_providers": ["CUDAExecutionProvidr"]}],
+    }
+    cfg = _onnx_cfg(tmp_path, systems={"s": system}, target="s")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "systems.s.accelerators.0.execution_providers"
+    assert "unknown execution provider 'CUDAExecutionProvidr'; did you mean 'CUDAExecutionProvider'?" in str(
+        info.value
+    )
+
+
+def test_model_config_path_of_align_labels_is_a_bundled_local_folder(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    write_tiny_bert(tmp_path / "labels_model")
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {
+            "input_cols": ["text"],
+            "align_labels": True,
+            "model_config_path": "labels_model",
+            "model_name": "labels_model",
+        },
+    }
+    workflow = load(_write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data])))
+    files = dict(workflow.local_files())
+    key = "data_configs.0.pre_process_data_config.params.model_config_path"
+    assert files[key] == tmp_path / "labels_model"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "expected"),
+    [
+        (
+            {"input_model": {"type": "DiffusersModel", "model_path": "x"}},
+            "input_model.type",
+            "'DiffusersModel'",
+        ),
+        ({"builds": {"a": {"pipeline": ["peephole"]}}}, "builds", "multi-build"),
+    ],
+)
+def test_olive_only_model_types_and_multi_builds_are_refused_by_name(
+    tmp_path: Path, extra: dict[str, Any], path: str, expected: str
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), **extra}))
+    assert info.value.path == path
+    assert expected in info.value.message and "not supported by Olivine" in info.value.message
+
+
+def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
+    assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message

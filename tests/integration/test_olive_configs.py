@@ -85,13 +85,8 @@ def _prepare(name: str, folder: Path) -> Path:
     ("name", "path", "message"),
     [
         ("recipes_nemotron_joint_trtrtx.json", "systems.local_system.accelerators.0.device", "device 'gpu'"),
-        # AzureML is a host now (its systems, azureml_client and hf_token validate): this config's first
-        # refusal is a pass parameter, still naming file and key.
-        (
-            "olive_0.9.2_llama2_notebook_aml.json",
-            "passes.transformers_optimization",
-            "use_gpu: Olivine optimizes for the CPU execution provider only",
-        ),
+        # AzureML is a host now; this config targets the GPU of its AzureML system: refused for that first.
+        ("olive_0.9.2_llama2_notebook_aml.json", "systems.aml.accelerators.0.device", "device 'gpu'"),
         ("olive_0.6.0_falcon.json", "input_model.hf_config", "removed in Olive 0.7"),
         ("olive_0.2.0_resnet_dynamic.json", "input_model.model_storage_kind", "removed in Olive 0.3"),
     ],

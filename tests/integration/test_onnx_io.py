@@ -67,6 +67,64 @@ def test_check_onnx_file_rejects_what_onnxruntime_cannot_load(tmp_path: Path) ->
         check_onnx_file(path)
 
 
+def _relu_model(nodes: list[Any], ir_version: int = 9, out_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", out_type, [2])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=ir_version)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            _relu_model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"])]),
+            r"onnx\.checker rejects model\.onnx: .*single static assignment",
+        ),
+        (
+            _relu_model([helper.make_node("Softmax", ["x"], ["y"], axis=1.5)]),
+            r"onnx\.checker rejects model\.onnx: Mismatched attribute type",
+        ),
+        # valid ONNX for onnx.checker, but onnxruntime's type resolution refuses it
+        (
+            _relu_model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64)]),
+            r"onnxruntime cannot load model\.onnx",
+        ),
+    ],
+)
+def test_the_check_refuses_what_onnxruntime_refuses_naming_the_problem(
+    tmp_path: Path, model: onnx.ModelProto, message: str
+) -> None:
+    path = tmp_path / "model.onnx"
+    onnx.save_model(model, str(path))
+    with pytest.raises(ValueError, match=message):
+        check_onnx_file(path)
+
+
+def test_the_check_accepts_onnxruntime_operators_onnx_checker_does_not_know(tmp_path: Path) -> None:
+    # onnxruntime registers SimplifiedLayerNormalization in the ONNX domain; every genai model uses it.
+    gamma = onnx.numpy_helper.from_array(np.ones(2, np.float32), "gamma")
+    graph = helper.make_graph(
+        [helper.make_node("SimplifiedLayerNormalization", ["x", "gamma"], ["y"], epsilon=1e-6)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [gamma],
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10), str(path)
+    )
+    with pytest.raises(
+        onnx.checker.ValidationError, match="No Op registered for SimplifiedLayerNormalization"
+    ):
+        onnx.checker.check_model(str(path))
+    check_onnx_file(path)
+
+
 @pytest.mark.parametrize("name", ["model.onnx", "weights.ONNX", "../w.bin", "sub/w.bin", ""])
 def test_external_data_name_is_refused_when_it_is_not_a_plain_data_file(name: str) -> None:
     with pytest.raises(ValidationError, match="external_data_name"):

@@ -227,6 +227,31 @@ def test_add_olive_metadata_names_the_graph_and_keeps_external_weights(
     np.testing.assert_array_equal(open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0])
 
 
+def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHandle, tmp_path: Path) -> None:
+    first = run_pass(
+        "AddOliveMetadata", mlp, tmp_path / "a", graph_name="one", custom_metadata={"owner": "a"}
+    )
+    # new keys only: the fields are appended to a byte copy of the file
+    appended = run_pass(
+        "AddOliveMetadata", first, tmp_path / "b", graph_name="two", custom_metadata={"owner": "a", "x": 1}
+    )
+    source_bytes = first.onnx_path.read_bytes()
+    assert appended.onnx_path.read_bytes()[: len(source_bytes)] == source_bytes
+    expected = onnx.load(str(first.onnx_path))
+    onnx.helper.set_model_props(expected, {**{p.key: p.value for p in expected.metadata_props}, "x": "1"})
+    expected.graph.name = "two"
+    assert onnx.load(str(appended.onnx_path)).SerializeToString() == expected.SerializeToString()
+    # a key whose value changes: written again, one entry per key
+    rewritten = run_pass(
+        "AddOliveMetadata", first, tmp_path / "c", graph_name="three", custom_metadata={"owner": "b"}
+    )
+    proto = onnx.load(str(rewritten.onnx_path))
+    assert [p.value for p in proto.metadata_props if p.key == "owner"] == [
+        "b"
+    ] and proto.graph.name == "three"
+    onnx.checker.check_model(proto)
+
+
 # --- validation --------------------------------------------------------------------------------------
 
 
@@ -255,3 +280,32 @@ def test_graph_pass_config_refusals_name_the_parameter(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         PASSES.get(type_name).config_class.model_validate(params)
+
+
+def test_peephole_fuses_a_reshape_before_a_flatten(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s1", [2, 3]), ("flat", [-1]))]
+    proto_graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "s1"], ["r1"]),
+            helper.make_node("Reshape", ["r1", "flat"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        shapes,
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    off = {"onnxscript_optimize": False, "onnxoptimizer_optimize": False}
+    out = run_pass("OnnxPeepholeOptimizer", model, tmp_path / "o", **off)
+    assert [n.op_type for n in graph(out).node] == ["Reshape"]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(open_runner(out).run({"x": x})[0], x.ravel())

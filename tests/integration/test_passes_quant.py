@@ -266,7 +266,6 @@ def test_quantization_config_refusals_name_the_parameter(
     ("params", "reason"),
     [
         ({"quant_format": "QOperator", "activation_type": "int16"}, "16-bit"),
-        ({"quant_format": "QOperator", "precision": "int8", "activation_type": "int8"}, "S8S8"),
         ({"calibration_providers": ["CUDAExecutionProvider"]}, "CUDAExecutionProvider"),
     ],
 )
@@ -299,6 +298,14 @@ def test_static_s8s8_qoperator_is_skipped_by_search_but_runs_when_asked(
     assert op_counts(out).get("QLinearMatMul") == 3
 
 
+def test_static_s8s8_qoperator_asked_for_explicitly_is_valid_as_in_olive() -> None:
+    # Olive only warns (slow on x86-64); its conditional search values skip it when activation_type is
+    # searched (tests/unit/test_search_space.py).
+    cls = PASSES.get("OnnxStaticQuantization")
+    params = {"data_config": "c", "quant_format": "QOperator", "precision": "int8", "activation_type": "int8"}
+    assert cls.invalid_reason(cls.config_class.model_validate(params), Accelerator()) is None
+
+
 def test_static_valid_default_has_no_invalid_reason() -> None:
     cls = PASSES.get("OnnxStaticQuantization")
     assert cls.invalid_reason(cls.config_class.model_validate({"data_config": "c"}), Accelerator()) is None
@@ -311,6 +318,10 @@ def test_quantization_search_values_follow_olive() -> None:
     assert static_values["per_channel"] == (True, False)
     assert PASSES.get("OnnxQuantization").search_values["quant_mode"] == ("dynamic", "static")
     assert "calibrate_method" not in PASSES.get("OnnxDynamicQuantization").search_values
+    # Olive's activation_type search values are conditional on quant_format and precision.
+    assert "activation_type" not in static_values
+    rule = PASSES.get("OnnxStaticQuantization").conditional_search_values["activation_type"]
+    assert rule.parents == ("quant_format", "precision")
 
 
 # --- through the engine: the data config is resolved by name and its content keys the run -----------

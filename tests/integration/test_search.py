@@ -301,3 +301,39 @@ def test_search_resumed_after_its_worker_is_killed_gives_the_uninterrupted_resul
     assert first_fidelity == reference["candidates"][0]["metrics"]["fidelity-score"]
     log = "\n".join(service.logs(resumed.job_id, store=env.store))
     assert "evaluate quant: cache hit" in log  # the first candidate was not evaluated again
+
+
+def _evaluation_parts(cache: Path) -> list[str]:
+    return sorted(json.loads(p.read_text())["part"] for p in cache.glob("*/evaluations/*.json"))
+
+
+def test_search_times_the_input_model_with_fewer_runs_when_no_goal_needs_it(tmp_path: Path) -> None:
+    strategy = {"sampler": "sequential", "include_pass_params": False}
+    passes = {"quant": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    footprint = run_config(tmp_path / "a", search_config(tmp_path / "a", passes, strategy))
+    assert footprint["input"]["timing"] == {"reference": True, "warmup_num": 3, "repeat_test_num": 10}
+    assert len(footprint["input"]["metrics"]["latency-avg"]["rounds"]) == 5  # still rounds with a spread
+    assert "timing" not in footprint["candidates"][0]
+    # Candidates are timed in full; only the input model's timed part is the reference one.
+    parts = _evaluation_parts(tmp_path / "a" / "cache")
+    assert parts.count("timed-reference") == 1 and parts.count("timed") == 2
+
+    # A goal that resolves against the input model's latency needs it measured like the candidates.
+    cfg = search_config(tmp_path / "b", passes, strategy)
+    latency = cfg["evaluators"]["e"]["metrics"][2]
+    latency["sub_types"][0]["goal"] = {"type": "max-degradation", "value": 1000.0}
+    footprint = run_config(tmp_path / "b", cfg)
+    assert "timing" not in footprint["input"]
+    assert "timed-reference" not in _evaluation_parts(tmp_path / "b" / "cache")
+
+
+def test_search_output_model_num_keeps_the_top_ranked_frontier_models(tmp_path: Path) -> None:
+    passes = {"quant": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    strategy: dict[str, Any] = {"sampler": "sequential", "include_pass_params": False}
+    every = run_config(tmp_path / "a", search_config(tmp_path / "a", passes, strategy))
+    assert sorted(every["output_models"]) == sorted(every["frontier"])
+    assert every["output_models"][0] == every["best"]
+    one = run_config(
+        tmp_path / "b", search_config(tmp_path / "b", passes, {**strategy, "output_model_num": 1})
+    )
+    assert one["output_models"] == [one["best"]]

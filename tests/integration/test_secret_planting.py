@@ -20,89 +20,11 @@ from typing import Any
 
 import pytest
 
-from tiny_models import write_onnx_mlp
+from secret_plants import NEEDLES, SECRETS
+from secret_plants import grep_tree as _grep
+from secret_plants import write_config as _config
 
 pytestmark = pytest.mark.integration
-
-SECRETS = {
-    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIK7MDENGbPxRfiCYplantedAWS",
-    "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEplantedSESSIONtoken",
-    "AZURE_STORAGE_KEY": "plantedAZUREstorageKEYbase64==",
-    "AZURE_STORAGE_CONNECTION_STRING": (
-        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=plantedCONNkey123==;"
-    ),
-    "AZURE_STORAGE_SAS_TOKEN": "sv=2024-01-01&sig=plantedSASsignature",
-    "HF_TOKEN": "hf_plantedHUGGINGFACEtoken",
-}
-# The distinctive part of each (a connection string's key may be shown as "AccountKey=***").
-NEEDLES = [
-    b"wJalrXUtnFEMIK7MDENGbPxRfiCYplantedAWS",
-    b"FwoGZXIvYXdzEplantedSESSIONtoken",
-    b"plantedAZUREstorageKEYbase64",
-    b"plantedCONNkey123",
-    b"plantedSASsignature",
-    b"hf_plantedHUGGINGFACEtoken",
-    b"urlPASSWORDplanted",
-]
-
-USER_SCRIPT = """
-import logging, os, subprocess
-
-def leaky_metric(model, device, execution_providers):
-    print("env says", os.environ["HF_TOKEN"], os.environ["AWS_SECRET_ACCESS_KEY"], flush=True)
-    # Below Python: straight to the descriptors (as native libraries do), and from a subprocess.
-    os.write(1, ("fd1 says " + os.environ["HF_TOKEN"] + "\\n").encode())
-    os.write(2, ("fd2 says " + os.environ["AWS_SESSION_TOKEN"][:9]).encode())
-    os.write(2, (os.environ["AWS_SESSION_TOKEN"][9:] + "\\n").encode())
-    subprocess.run(["sh", "-c", 'echo "child says $AZURE_STORAGE_KEY"'], check=True)
-    logging.getLogger("olivine.user").warning("key=%s", os.environ["AZURE_STORAGE_KEY"])
-    print("sas", "https://acct.blob.core.windows.net/c?" + os.environ["AZURE_STORAGE_SAS_TOKEN"], flush=True)
-    return 1.0
-
-def failing_metric(model, device, execution_providers):
-    raise RuntimeError("cannot connect with " + os.environ["AZURE_STORAGE_CONNECTION_STRING"]
-                       + " session " + os.environ["AWS_SESSION_TOKEN"])
-"""
-
-
-def _config(folder: Path, workflow_id: str, func: str, **extra: Any) -> Path:
-    (folder / "leaky.py").write_text(USER_SCRIPT)
-    cfg = {
-        "workflow_id": workflow_id,
-        "input_model": write_onnx_mlp(folder / f"mlp-{workflow_id}"),
-        "passes": {"quantize": {"type": "OnnxDynamicQuantization"}},
-        "evaluators": {
-            "ev": {
-                "metrics": [
-                    {
-                        "name": "leak",
-                        "type": "custom",
-                        "sub_types": [{"name": "value", "priority": 1, "higher_is_better": True}],
-                        "user_config": {"user_script": "leaky.py", "evaluate_func": func},
-                    }
-                ]
-            }
-        },
-        "evaluator": "ev",
-        "cache_dir": str(folder / f"cache-{workflow_id}"),
-        "output_dir": str(folder / f"out-{workflow_id}"),
-        **extra,
-    }
-    path = folder / f"{workflow_id}.json"
-    path.write_text(json.dumps(cfg))
-    return path
-
-
-def _grep(root: Path) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        for needle in NEEDLES:
-            if needle in str(path).encode():
-                hits.append(f"{path}: in the name")
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            hits.extend(f"{path}: {needle.decode()}" for needle in NEEDLES if needle in data)
-    return hits
 
 
 @pytest.fixture

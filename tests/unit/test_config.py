@@ -143,6 +143,40 @@ def test_config_legacy_search_algorithm_is_translated() -> None:
     assert strategy.sampler == "sequential" and strategy.max_samples == 3
 
 
+@pytest.mark.parametrize(
+    ("strategy", "max_samples"),
+    [
+        ({"search_algorithm": "random"}, 1),  # Olive < 0.8: num_samples defaults to 1 for random and tpe
+        ({"search_algorithm": "tpe", "num_samples": 4}, 4),  # flat beside search_algorithm (nested by Olive)
+        (
+            {
+                "search_algorithm": "random",
+                "search_algorithm_config": {"num_samples": 5, "with_replacement": False},
+            },
+            5,
+        ),
+        ({"search_algorithm": "exhaustive"}, 0),  # every point
+    ],
+)
+def test_config_legacy_search_algorithm_reads_num_samples(strategy: dict[str, Any], max_samples: int) -> None:
+    cfg = validate_config(_base(search_strategy={"execution_order": "joint", **strategy}))
+    parsed = cfg.engine.search_strategy
+    assert not isinstance(parsed, bool) and parsed is not None
+    assert parsed.max_samples == max_samples
+
+
+def test_config_legacy_search_algorithm_refuses_sampling_with_replacement() -> None:
+    err = _error(_base(search_strategy={"search_algorithm": "random", "with_replacement": True}))
+    assert "with_replacement" in str(err) and "allowed: false" in str(err)
+
+
+def test_config_output_model_num_is_read_and_checked() -> None:
+    cfg = validate_config(_base(search_strategy={"execution_order": "joint", "output_model_num": 2}))
+    parsed = cfg.engine.search_strategy
+    assert not isinstance(parsed, bool) and parsed is not None and parsed.output_model_num == 2
+    assert "output_model_num" in str(_error(_base(search_strategy={"output_model_num": 0})))
+
+
 def test_config_datastore_refuses_inline_credentials() -> None:
     err = _error(_base(datastores={"blob": {"url": "az://c/p", "account_key": "abc"}}))
     assert "account_key" in str(err)

@@ -114,3 +114,21 @@ def test_exporter_export_log_reships_a_shrunk_file(
     assert "shrank" in caplog.text
     assert read_log(exporter.datastore, exporter.layout, "engine") == "first run, a long line\nrotated\n"
     assert exporter.export_log(log) == 0
+
+
+def test_exporter_restores_an_output_file_deleted_before_the_seal(exporter: Exporter, tmp_path: Path) -> None:
+    out = tmp_path / "output"
+    _file(out / "model" / "model.onnx", b"model")
+    _file(out / "model" / "weights.data", b"weights")
+    _file(out / "metrics.json", b"{}")
+    exporter.export_tree(out, "output")
+    store = Path(exporter.datastore.root)  # type: ignore[attr-defined]
+    (store / exporter.layout.path("output/model/model.onnx")).unlink()  # someone else's clean-up
+    assert exporter.restore_missing("output") == []
+    assert exporter.datastore.read_bytes(exporter.layout.path("output/model/model.onnx")) == b"model"
+    # Gone from the datastore and changed locally, or changed on the datastore: it cannot be vouched for.
+    (store / exporter.layout.path("output/model/weights.data")).unlink()
+    (out / "model" / "weights.data").write_bytes(b"other")
+    os.chmod(store / exporter.layout.path("output/metrics.json"), 0o600)
+    (store / exporter.layout.path("output/metrics.json")).write_bytes(b"{tampered}")
+    assert exporter.restore_missing("output") == ["output/metrics.json", "output/model/weights.data"]

@@ -14,6 +14,8 @@ from olivine.jobs.progress import export_cache
 
 def test_export_cache_ships_each_run_record_after_its_model_and_skips_staging(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
+    (cache / "shared" / ("b" * 64)).mkdir(parents=True)  # the engine's shared working files: not exported
+    (cache / "shared" / ("b" * 64) / "preprocessed.onnx").write_bytes(b"onnx")
     run = cache / "runs" / ("a" * 64)
     (run / "model").mkdir(parents=True)
     (run / "model" / "model.onnx").write_bytes(b"onnx")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
@@ -65,3 +66,48 @@ def test_nothing_but_the_ray_host_imports_ray() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _search_workflow(tmp_path: Path, *, search: bool = True, threads: int | None = None) -> Any:
+    from olivine.config.loader import validate_config
+    from olivine.engine.resolve import resolve
+
+    (tmp_path / "model.onnx").write_bytes(b"")
+    latency: dict[str, Any] = {"name": "latency", "type": "latency", "sub_types": [{"name": "avg"}]}
+    latency["data_config"] = "dummy"
+    if threads is not None:
+        options = {"intra_op_num_threads": threads}
+        latency["user_config"] = {"inference_settings": {"onnx": {"session_options": options}}}
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "systems": {"cluster": {"type": "Ray", "address": "http://127.0.0.1:1", "search_workers": 2}},
+        "data_configs": [
+            {
+                "name": "dummy",
+                "type": "DummyDataContainer",
+                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
+            }
+        ],
+        "evaluators": {"e": {"metrics": [latency]}},
+        "passes": {"q": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}},
+        "engine": {"evaluator": "e", "search_strategy": search},
+    }
+    return resolve(validate_config(data), config_path=tmp_path / "cfg.json", base_dir=tmp_path)
+
+
+def test_ray_search_workers_need_a_search_and_pinned_timing_threads(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    wf = _search_workflow(tmp_path, search=False)
+    host = host_for("cluster", wf.config.systems["cluster"], store)
+    with pytest.raises(
+        ConfigError, match=r"cfg.json: systems.cluster.search_workers: .*no engine.search_strategy"
+    ):
+        host.search_spread(wf)
+    with pytest.raises(ConfigError, match=r"latency leave .*intra_op_num_threads unset"):
+        host.search_spread(_search_workflow(tmp_path))
+    spread = host.search_spread(_search_workflow(tmp_path, threads=2))
+    assert spread == {"executor": "ray", "workers": 2, "num_cpus": 2.0, "address": None}
+    pinned = RayConfig(address="http://127.0.0.1:1", search_workers=3, search_task_cpus=1.5)
+    spread = host_for("other", pinned, store).search_spread(_search_workflow(tmp_path))
+    assert spread is not None and spread["num_cpus"] == 1.5 and spread["workers"] == 3
+    assert host_for("off", RayConfig(address="http://x:1"), store).search_spread(wf) is None

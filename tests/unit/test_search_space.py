@@ -208,3 +208,105 @@ def test_random_sampler_draws_as_olive_for_a_seed() -> None:
         expected.append(available.pop(rng.randrange(len(available))))
     assert _proposals("random", space, seed=5) == expected
     assert _proposals("random", space, seed=6) != expected
+
+
+STATIC = {"type": "OnnxStaticQuantization", "data_config": "calib"}
+
+
+def _static_workflow(tmp_path: Path, quant: dict[str, Any], strategy: dict[str, Any]) -> ResolvedWorkflow:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "data_configs": [
+            {
+                "name": "calib",
+                "type": "DummyDataContainer",
+                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
+            }
+        ],
+        "evaluators": EVALUATOR,
+        "passes": {"q": {**STATIC, **quant}},
+        "engine": {"evaluator": "e", "search_strategy": strategy},
+    }
+    return resolve(validate_config(data), config_path=None, base_dir=tmp_path)
+
+
+def _static_points(workflow: ResolvedWorkflow) -> list[tuple[str, str, str] | str]:
+    space = SearchSpace(workflow.slots)
+    out: list[tuple[str, str, str] | str] = []
+    for i in range(len(space)):
+        steps = space.steps(space.point(i), Accelerator())
+        if isinstance(steps, str):
+            out.append(steps)
+        else:
+            cfg = steps[0].config
+            out.append((cfg.quant_format, cfg.precision, cfg.activation_type))  # type: ignore[attr-defined]
+    return out
+
+
+def test_static_activation_type_follows_olives_conditional_search_values(tmp_path: Path) -> None:
+    quant = {k: "SEARCHABLE_VALUES" for k in ("quant_format", "precision", "activation_type")}
+    points = _static_points(_static_workflow(tmp_path, quant, {"include_pass_params": False}))
+    # Olive's joint space: (QDQ, int8, int8), (QDQ, uint8, uint8), (QOperator, uint8, uint8); the
+    # conditional adds no dimension (2 x 2 points), and QOperator with int8 weights is its invalid choice.
+    assert len(points) == 4
+    assert sorted(p for p in points if isinstance(p, tuple)) == [
+        ("QDQ", "int8", "int8"),
+        ("QDQ", "uint8", "uint8"),
+        ("QOperator", "uint8", "uint8"),
+    ]
+    (invalid,) = [p for p in points if isinstance(p, str)]
+    assert "activation_type has no valid search value for quant_format=QOperator, precision=int8" in invalid
+    # Left unset under include_pass_params, activation_type follows the same condition (as in Olive).
+    unset = _static_points(
+        _static_workflow(
+            tmp_path,
+            {"quant_format": "SEARCHABLE_VALUES", "precision": "uint8"},
+            {"include_pass_params": True, "max_samples": 0},
+        )
+    )
+    assert {p[2] for p in unset if isinstance(p, tuple)} == {"uint8"}
+
+
+def test_explicit_activation_type_choices_are_not_conditional(tmp_path: Path) -> None:
+    # A list given by the user is Olive's Categorical: every combination runs, S8S8 QOperator included.
+    quant = {"quant_format": "SEARCHABLE_VALUES", "precision": "int8", "activation_type": ["int8", "uint8"]}
+    points = _static_points(_static_workflow(tmp_path, quant, {"include_pass_params": False}))
+    assert sorted(points) == [  # type: ignore[type-var]
+        ("QDQ", "int8", "int8"),
+        ("QDQ", "int8", "uint8"),
+        ("QOperator", "int8", "int8"),
+        ("QOperator", "int8", "uint8"),
+    ]
+
+
+def test_combined_quantization_ignores_activation_type_in_dynamic_mode(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    passes = {
+        "q": {
+            "type": "OnnxQuantization",
+            "data_config": "calib",
+            "quant_mode": "SEARCHABLE_VALUES",
+            "quant_format": "QOperator",
+            "precision": "int8",
+            "activation_type": "SEARCHABLE_VALUES",
+        }
+    }
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "data_configs": [
+            {
+                "name": "calib",
+                "type": "DummyDataContainer",
+                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
+            }
+        ],
+        "evaluators": EVALUATOR,
+        "passes": passes,
+        "engine": {"evaluator": "e", "search_strategy": {"include_pass_params": False}},
+    }
+    space = SearchSpace(resolve(validate_config(data), config_path=None, base_dir=tmp_path).slots)
+    outcomes = [space.steps(space.point(i), Accelerator()) for i in range(len(space))]
+    dynamic, static = outcomes
+    assert not isinstance(dynamic, str) and dynamic[0].config.quant_mode == "dynamic"  # type: ignore[attr-defined]
+    assert isinstance(static, str) and "quant_format=QOperator, precision=int8" in static

@@ -81,6 +81,12 @@ def add_commands(sub: Any) -> None:
     run.add_argument(
         "--fresh", action="store_true", help="do not seed the cache from this workflow's latest export"
     )
+    run.add_argument(
+        "--cpu-fallback",
+        action="store_true",
+        help="run a config that targets a GPU, an NPU or a non-CPU execution provider on the CPU "
+        "(warns for each key changed; without it such a config is refused)",
+    )
     run.add_argument("--output-dir", metavar="DIR", help="override output_dir (runs in this process only)")
     run.add_argument("--cache-dir", metavar="DIR", help="override cache_dir (runs in this process only)")
     _json(run)
@@ -218,7 +224,8 @@ def _print_json(data: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from olivine import api
 
-    workflow = api.load(args.config)
+    _setup_logging(args, 2)  # warnings while loading (CPU fallback, unused systems) in the usual format
+    workflow = api.load(args.config, cpu_fallback=args.cpu_fallback)
     _setup_logging(args, workflow.config.engine.log_severity_level)
     if args.local and args.host:
         raise _usage("--local and --host exclude each other")
@@ -235,7 +242,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_here(args: argparse.Namespace, workflow: Any) -> int:
-    from olivine import api
     from olivine.cli import logsetup, render
 
     engine = workflow.config.engine
@@ -252,7 +258,7 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
         logsetup.add_file(artifacts / "olivine.log")
     install_sigint_flag()
     try:
-        result = api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+        result = _run_with_progress(workflow, cache_dir, output_dir)
     except (SystemExit, KeyboardInterrupt) as exc:  # the engine never exits: user code did, or Ctrl-C
         error = user_code_exit(exc)
         if error is None:
@@ -270,6 +276,30 @@ def _run_here(args: argparse.Namespace, workflow: Any) -> int:
     else:
         print(render.result_table(result))
     return 0
+
+
+def _run_with_progress(workflow: Any, cache_dir: Path, output_dir: Path) -> Any:
+    """``api.run_local``, with a progress bar under the log when stderr is a terminal."""
+    from olivine import api
+
+    if not _stderr_is_terminal():
+        return api.run_local(workflow, cache_dir=cache_dir, output_dir=output_dir)
+    from olivine.cli import logsetup
+    from olivine.cli.progress import AboveTheBar, TerminalProgress
+
+    with TerminalProgress(sys.stderr) as bar, logsetup.console_wrapped(lambda h: AboveTheBar(h, bar)):
+        return api.run_local(workflow, listener=bar, cache_dir=cache_dir, output_dir=output_dir)
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (asked of its file descriptor: the console command wraps the stream
+    in a scrubber, which does not claim to be one)."""
+    import os
+
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's StringIO)
+        return False
 
 
 def _after_submit(args: argparse.Namespace, submission: Any) -> int:

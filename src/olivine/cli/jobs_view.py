@@ -77,6 +77,9 @@ def status_text(job: Any) -> str:
         f"host       {job.host_name} ({job.host_type})",
         f"state      {job.state.value}" + (f" ({job.error_kind.value})" if job.error_kind else ""),
     ]
+    if getattr(job, "damage", None):
+        lines[-1] += " (damaged)"
+        lines.append(f"damage     {job.damage}")
     if job.message:
         lines.append(f"message    {job.message}")
     if job.phase:
@@ -96,6 +99,10 @@ def status_text(job: Any) -> str:
     if job.resume_from:
         lines.append(f"resumed    from {job.resume_from}")
     return "\n".join(lines)
+
+
+def _state(job: Any) -> str:
+    return f"{job.state.value} (damaged)" if getattr(job, "damage", None) else str(job.state.value)
 
 
 def remote_status_text(doc: dict[str, Any]) -> str:
@@ -143,7 +150,7 @@ def jobs_table(jobs: list[Any]) -> str:
     for job in jobs:
         progress = f"{job.progress_done}/{job.progress_total}" if job.progress_total else "-"
         rows.append(
-            [job.job_id, job.workflow_id, job.host_name, job.state.value, progress, _when(job.created_at)]
+            [job.job_id, job.workflow_id, job.host_name, _state(job), progress, _when(job.created_at)]
         )
     return _table(rows)
 

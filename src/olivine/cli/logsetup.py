@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from olivine.scrubbing import ScrubbingFormatter
@@ -34,3 +36,21 @@ def add_file(path: Path) -> logging.Handler:
     handler.setFormatter(ScrubbingFormatter(_FORMAT))
     logging.getLogger("olivine").addHandler(handler)
     return handler
+
+
+@contextmanager
+def console_wrapped(wrap: Callable[[logging.Handler], logging.Handler]) -> Iterator[None]:
+    """Route the console handler through ``wrap(handler)`` meanwhile (e.g. to write above a progress
+    bar); the original handler is put back afterwards."""
+    root = logging.getLogger("olivine")
+    console = [h for h in root.handlers if getattr(h, "_olivine_console", False)]
+    wrapped = [wrap(h) for h in console]
+    for old, new in zip(console, wrapped, strict=True):
+        root.removeHandler(old)
+        root.addHandler(new)
+    try:
+        yield
+    finally:
+        for old, new in zip(console, wrapped, strict=True):
+            root.removeHandler(new)
+            root.addHandler(old)

@@ -32,6 +32,10 @@ class SearchStrategyConfig(StrictModel):
     max_iter: int | None = Field(default=None, ge=1)
     max_time: float | None = Field(default=None, gt=0)
     include_pass_params: bool = True
+    #: Olive <= 0.7: how many output models (the best of the Pareto frontier, in rank order); None: all
+    #: of the frontier. Olivine writes the best model to the output folder and lists these ids in the
+    #: footprint's ``output_models``.
+    output_model_num: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -55,8 +59,18 @@ class SearchStrategyConfig(StrictModel):
             raise ValueError(f"unknown search_algorithm '{algo}'; allowed: exhaustive, random, tpe")
         out.setdefault("sampler", _LEGACY_ALGORITHMS[algo])
         legacy_cfg = dict(out.pop("search_algorithm_config", None) or {})
+        # Olive < 0.8 folded keys of search_strategy that are not its own into search_algorithm_config
+        # (a NestedConfig): a flat ``num_samples`` is the sampler's.
+        if "num_samples" in out:
+            legacy_cfg.setdefault("num_samples", out.pop("num_samples"))
+        if legacy_cfg.pop("with_replacement", out.pop("with_replacement", False)):
+            raise ValueError(
+                "with_replacement: true (Olive < 0.8's random search) is not supported (allowed: false)"
+            )
         if "num_samples" in legacy_cfg:
             out.setdefault("max_samples", legacy_cfg.pop("num_samples"))
+        elif algo in ("random", "tpe"):
+            out.setdefault("max_samples", 1)  # Olive < 0.8's default num_samples for these two algorithms
         out.update({k: v for k, v in legacy_cfg.items() if k not in out})
         return out
 

@@ -3,6 +3,7 @@ maths lives in :mod:`olivine.evaluate.goals`."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import model_validator
@@ -10,6 +11,8 @@ from pydantic import model_validator
 from olivine.config.base import LocalPath, StrictModel
 from olivine.config.data import DataConfig
 from olivine.config.model import InferenceSettings
+
+logger = logging.getLogger(__name__)
 
 MetricType = Literal["accuracy", "latency", "throughput", "size_on_disk", "custom"]
 
@@ -65,6 +68,25 @@ class MetricInferenceSettings(StrictModel):
 
     onnx: InferenceSettings | None = None
     pytorch: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _framework_keys(cls, value: Any) -> Any:
+        """Olive reads a metric's settings per framework (``inference_settings.get("onnx")``) and ignores
+        settings written directly under ``inference_settings``; so does Olivine, saying so."""
+        if not isinstance(value, dict):
+            return value
+        settings = InferenceSettings.model_fields
+        ignored = sorted(k for k in value if k not in cls.model_fields and k in settings)
+        if not ignored:
+            return value
+        logger.warning(
+            "metric user_config.inference_settings: %s ignored, as Olive ignores it: a metric's inference "
+            "settings go under 'onnx' (inference_settings.onnx.%s)",
+            ", ".join(ignored),
+            ignored[0],
+        )
+        return {k: v for k, v in value.items() if k not in ignored}
 
 
 class MetricUserConfig(StrictModel):

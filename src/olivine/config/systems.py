@@ -138,6 +138,18 @@ class RayConfig(SystemBase):
         ge=0,
         description="bundles up to this size travel as Ray's working_dir; larger ones via the datastore",
     )
+    search_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Olivine's: with a search strategy, up to this many candidates run at once, each as a "
+        "Ray task on the cluster (0: one after another in the job's process)",
+    )
+    search_task_cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description="CPUs each candidate's task reserves; default: the intra_op_num_threads of the timed "
+        "metrics (so a timed run never shares a CPU)",
+    )
 
     @field_validator("runtime_env")
     @classmethod

@@ -15,9 +15,10 @@ from olivine.config.engine import ENGINE_KEYS, EngineConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.model import InputModelConfig, normalize_model
 from olivine.config.passes import PassEntry
+from olivine.config.resources import plain_paths
 from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
-from olivine.errors import ConfigError
+from olivine.errors import ConfigError, NotSupportedError
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: A workflow id becomes a folder name (and ``<id>/<timestamp>.json`` on datastores); far below NAME_MAX.
@@ -45,7 +46,20 @@ class RunConfig(StrictModel):
     def _normalize(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        out = dict(value)
+        out = plain_paths(value)
+        if "builds" in out or "max_concurrent_builds" in out:
+            key = "builds" if "builds" in out else "max_concurrent_builds"
+            raise NotSupportedError(
+                "Olive's multi-build configs (after Olive 0.13) are not supported by Olivine yet; write one "
+                "run config per build",
+                path=key,
+            )
+        if isinstance(out.get("data_configs"), dict):
+            raise ConfigError(
+                "an old Olive format (a mapping name -> data config), removed in Olive 0.6; use a list of "
+                "data configs, each with its 'name'",
+                path="data_configs",
+            )
         if isinstance(out.get("systems"), dict):
             aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
             if aside:

@@ -237,9 +237,28 @@ def validate_data_config(dc: DataConfig, *, base_dir: Path, path: str | None = N
 
 
 def _check_columns(components: dict[ComponentKind, Component], base_dir: Path | None) -> None:
-    from olivine.data.hf import check_columns
-    from olivine.data.params import HuggingfaceDatasetParams, TokenizerPreProcessParams
+    from olivine.data.params import ComponentParams, HuggingfaceDatasetParams
 
     load, pre = components["load_dataset"].config, components["pre_process_data"].config
-    if isinstance(load, HuggingfaceDatasetParams) and isinstance(pre, TokenizerPreProcessParams):
+    if isinstance(load, HuggingfaceDatasetParams) and isinstance(pre, ComponentParams):
+        from olivine.data.hf import check_columns  # imports numpy: only for the datasets it checks
+
         check_columns(load, pre, base_dir)
+
+
+def with_model_task(dc: DataConfig, task: str) -> DataConfig:
+    """``dc`` with the input model's ``task`` in its pre- and post-processing parameters, as Olive fills it
+    into a ``HuggingfaceContainer`` (which picks its task's components by it: ``text-generation`` rows are
+    cut into ``max_seq_len`` blocks, ``feature-extraction`` rows tokenized, ...).
+
+    Only components without a type or of a built-in type get it: a user function keeps its own parameters.
+    """
+    if dc.type.lower() != "huggingfacecontainer":
+        return dc
+    updates: dict[str, ComponentConfig] = {}
+    for kind in ("pre_process_data", "post_process_data"):
+        cfg = getattr(dc, FIELD_OF_KIND[kind]) or ComponentConfig()
+        builtin = cfg.type is None or cfg.type.lower() in BUILTINS[kind]
+        if builtin and not cfg.params.get("task"):
+            updates[FIELD_OF_KIND[kind]] = ComponentConfig(type=cfg.type, params={**cfg.params, "task": task})
+    return dc.model_copy(update=updates) if updates else dc

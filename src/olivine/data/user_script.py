@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from olivine import olive_standin
-from olivine.errors import ConfigError, DataError
+from olivine.errors import ConfigError, UserScriptError
 
 # Re-entrant: a user script may itself load another user script while being imported.
 _LOCK = threading.RLock()
@@ -58,7 +58,7 @@ def load_user_script(
 
     Raises:
         ConfigError: the script or the folder does not exist.
-        DataError: importing the script raised.
+        UserScriptError: importing the script raised (its code, or a package it imports is missing).
     """
     script = resolve_path(path, base_dir)
     if not script.is_file():
@@ -87,7 +87,9 @@ def load_user_script(
             spec.loader.exec_module(module)
         except Exception as exc:  # user code: any exception type
             del sys.modules[name]
-            raise DataError(f"importing user script {script} failed: {type(exc).__name__}: {exc}") from exc
+            raise UserScriptError(
+                f"importing user script {script} failed: {type(exc).__name__}: {exc}", path="user_script"
+            ) from exc
         _MODULES[key] = module
         return module
 

@@ -153,6 +153,41 @@ class Exporter:
             self._record(done)
         return result
 
+    def restore_missing(self, rel_prefix: str) -> list[str]:
+        """Check that what was exported under ``rel_prefix`` is still on the datastore (one listing) and
+        copy a missing file again from its local source when that still holds the same content; the
+        seal then claims only files that are there.
+
+        Returns:
+            The paths (under the export root) that are missing or differ and could not be restored.
+        """
+        prefix = clean_rel(rel_prefix)
+        with self._lock:
+            self._check_open()
+            wanted = {rel: e for rel, e in self._load().items() if rel.startswith(f"{prefix}/")}
+            seen = dict(self._seen)
+        root = self.layout.root
+        stored = {
+            rel[len(root) :].lstrip("/"): size
+            for rel, size in self.datastore.walk_files(self.layout.path(prefix))
+        }
+        lost = []
+        for rel, entry in sorted(wanted.items()):
+            if stored.get(rel) == entry.size:
+                continue
+            source = Path(seen[rel][0]) if rel in seen else None
+            if (
+                rel in stored
+                or source is None
+                or not source.is_file()
+                or hash_file(source)[1] != entry.sha256
+            ):
+                lost.append(rel)
+                continue
+            logger.warning("%s vanished from the datastore after its export: copying it again", rel)
+            self._copy(source, rel)
+        return lost
+
     def _plan(
         self, local: Path, rel: str, recorded: RecordedDigest | None = None
     ) -> tuple[_Seen, FileEntry | None]:

@@ -209,7 +209,8 @@ class WorkflowCache:
         and evaluations removed, so they are rebuilt as cache misses; old staging folders swept).
 
         A run is corrupt when its record is unreadable, its model path leaves the run folder or is
-        missing, or a file its digests sidecar recorded changed content.
+        missing, or a file its digests sidecar recorded changed content; a shared artifact
+        (:mod:`olivine.engine.shared`) when its file changed since it was written.
         """
         problems: list[str] = []
         for run_dir in sorted(p for p in self.runs.iterdir() if p.is_dir()) if self.runs.is_dir() else []:
@@ -232,13 +233,16 @@ class WorkflowCache:
                 problems.append(f"{path}: unreadable evaluation ({exc})")
                 if fix:
                     path.unlink(missing_ok=True)
-        return problems
+        from olivine.engine.shared import audit_shared  # it builds on this module
+
+        return problems + audit_shared(self.root, fix=fix)
 
     def sweep_staging(self, *, older_than_s: float = 6 * 3600) -> None:
         """Remove staging folders left by a process that died mid-run (old ones only: a concurrent
         process may be filling a young one)."""
         now = time.time()
-        for leftover in self.runs.glob(".staging-*"):
+        shared = self.root / "shared"  # olivine.engine.shared's staging folders too
+        for leftover in [*self.runs.glob(".staging-*"), *shared.glob(".staging-*")]:
             try:
                 if now - leftover.stat().st_mtime > older_than_s:
                     shutil.rmtree(leftover, ignore_errors=True)

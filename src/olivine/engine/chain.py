@@ -2,7 +2,8 @@
 
 A step's run key hashes its input model id, pass type, version, config, accelerator and library
 versions, so chains that share a prefix share its runs: the prefix runs once (and in one process it is
-not even looked up again).
+not even looked up again). Steps shared below the level of a pass (quantization pre-processing of the
+same graph) are shared through :mod:`olivine.engine.shared`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from olivine.engine.cache import CachedRun, WorkflowCache
 from olivine.engine.events import PassFailed, PassFinished, PassStarted
 from olivine.engine.keys import library_versions, run_key
 from olivine.engine.phase import Phases
+from olivine.engine.shared import SharedStore
 from olivine.errors import OlivineError, PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
@@ -58,6 +60,7 @@ class ChainRunner:
         self.input_model_id = input_model_id
         self.data_configs = dict(data_configs or {})
         self.base_dir = base_dir
+        self.shared = SharedStore(cache.root)
         self._done: dict[str, CachedRun] = {}
         self._failed: dict[str, PassRunError] = {}  # a run that failed here is not retried in this process
 
@@ -138,6 +141,7 @@ class ChainRunner:
                 logger=logging.getLogger(f"olivine.passes.{step.name}"),
                 data_configs=self.data_configs,
                 base_dir=self.base_dir,
+                shared=self.shared.for_model(model_id, library_versions(step.cls.libraries)),
             )
             instance = step.cls()
             output = instance.run(model, step.config, staging / "model", ctx)

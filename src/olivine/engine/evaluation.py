@@ -5,6 +5,12 @@ A model is evaluated in two parts, each cached on its own: the untimed metrics (
 first, then the timed ones (latency, throughput). The caller may skip the timed part, e.g. for a search
 candidate that already failed an accuracy goal (it cannot be on the frontier, so its latency would be
 wasted time).
+
+The input model of a search is a reference, not a candidate: when no goal needs its timed metrics
+(:func:`reference_timing_suffices`), they are measured with fewer runs (:data:`REFERENCE_TIMING`: at
+most 3 warm-up and 10 timed runs, still in rounds with their spread); they only place it on the report's
+plot. Olive times the input model like any candidate; this is where Olivine differs, and the footprint's
+input record says so (``timing``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,42 @@ logger = logging.getLogger(__name__)
 
 EVALUATION_VERSION = "2"  # 2: two parts (untimed, timed) cached separately
 TIMED_TYPES = ("latency", "throughput")
+#: The input model's timed metrics when no goal needs them: at most this many warm-up and timed runs.
+REFERENCE_TIMING = {"warmup_num": 3, "repeat_test_num": 10}
+_BASELINE_GOALS = ("min-improvement", "max-degradation", "percent-min-improvement", "percent-max-degradation")
+
+
+def reference_timing_suffices(evaluator: EvaluatorConfig) -> bool:
+    """Whether the input model's timed metrics may be measured with :data:`REFERENCE_TIMING`: no goal of
+    a timed metric resolves against the input model's value (a threshold goal does not)."""
+    for metric in evaluator.metrics:
+        if metric.type not in TIMED_TYPES:
+            continue
+        for sub in metric.sub_types:
+            goal = sub.goal
+            if goal is not None and goal.type in _BASELINE_GOALS:
+                return False
+    return True
+
+
+def _reference_metrics(metrics: list[MetricConfig]) -> list[MetricConfig]:
+    """``metrics`` with the warm-up and timed runs capped at :data:`REFERENCE_TIMING` (Olive's rule: the
+    first sub-type with a ``metric_config`` sets them, so every sub-type gets the capped values)."""
+    from olivine.evaluate.metric_configs import timing_config
+
+    capped: list[MetricConfig] = []
+    for metric in metrics:
+        timing = timing_config(metric)
+        runs = {
+            "warmup_num": min(timing.warmup_num, REFERENCE_TIMING["warmup_num"]),
+            "repeat_test_num": min(timing.repeat_test_num, REFERENCE_TIMING["repeat_test_num"]),
+        }
+        subs = [
+            sub.model_copy(update={"metric_config": {**(sub.metric_config or {}), **runs}})
+            for sub in metric.sub_types
+        ]
+        capped.append(metric.model_copy(update={"sub_types": subs}))
+    return capped
 
 
 @dataclass(frozen=True)
@@ -36,6 +78,7 @@ class Evaluation:
     cached: bool = True
     timed_skipped: bool = False
     duration_s: float = 0.0
+    reference_timing: bool = False  # the timed metrics were measured with REFERENCE_TIMING
 
     @property
     def metrics_json(self) -> dict[str, dict[str, Any]]:
@@ -86,20 +129,34 @@ class CachedEvaluator:
         *,
         time_it: Callable[[Mapping[str, MetricValue]], bool] | None = None,
         progress: Callable[[str], None] | None = None,
+        reference: bool = False,
     ) -> Evaluation:
         """Every metric of ``model`` (from the cache when it is there), in config order.
 
         Args:
             time_it: called with the untimed results; False skips the timed metrics.
             progress: called with what is being measured.
+            reference: ``model`` is the input model of a search: its timed metrics are measured with
+                :data:`REFERENCE_TIMING` when no goal needs them.
         """
         found: dict[str, MetricValue] = {}
         paths: list[Path] = []
         cached, skipped, duration = True, False, 0.0
-        for part, metrics in self.parts:
+        capped = reference and reference_timing_suffices(self.evaluator)
+        for part, part_metrics in self.parts:
             if part == "timed" and time_it is not None and not time_it(found):
                 skipped = True
                 continue
+            metrics = part_metrics
+            if part == "timed" and capped:
+                part, metrics = "timed-reference", _reference_metrics(part_metrics)
+                logger.info(
+                    "evaluate %s: timed metrics with at most %d warm-up and %d timed runs (no goal needs "
+                    "them; they place the input model on the report)",
+                    label,
+                    REFERENCE_TIMING["warmup_num"],
+                    REFERENCE_TIMING["repeat_test_num"],
+                )
             key = self.key_for(model_id, model, part)
             hit = self.cache.load_evaluation(key)
             if hit is not None:
@@ -121,7 +178,8 @@ class CachedEvaluator:
         else:
             logger.info("evaluate %s: done in %.1fs", label, duration)
         order = [k for k in self._keys() if k in found]
-        return Evaluation({k: found[k] for k in order}, paths, cached, skipped, duration)
+        timed = any(part == "timed" for part, _ in self.parts) and not skipped
+        return Evaluation({k: found[k] for k in order}, paths, cached, skipped, duration, capped and timed)
 
     def _keys(self) -> list[str]:
         from olivine.evaluate.results import result_key

@@ -1,35 +1,34 @@
-"""The candidate loop: the search walk proposes, the engine realises each candidate through the cache,
-evaluates it (skipping the timed metrics of one that already failed a goal), records it, and tells the
-walk. Progress goes to the log (one line per candidate) and to the listener (events)."""
+"""The candidate loop: the search walk proposes (in batches), an executor realises each candidate through
+the cache (:mod:`olivine.engine.executor`: in this process, or as Ray tasks), and the loop records the
+candidates and tells the walk in proposal order, never in completion order. Progress goes to the log (one
+line per candidate) and to the listener (events)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
-from olivine.engine.candidates import Candidate, candidate_id
+from olivine.engine.candidates import Candidate
 from olivine.engine.chain import ChainRunner
 from olivine.engine.evaluation import CachedEvaluator
-from olivine.engine.events import CandidateFinished, CandidateStarted, EvaluationFinished
+from olivine.engine.events import CandidateFinished, CandidateStarted
+from olivine.engine.executor import CandidateExecutor, SerialExecutor
 from olivine.engine.phase import Phases
-from olivine.errors import ConfigError, EvaluationError, PassRunError, WorkflowCancelledError
+from olivine.engine.realise import CandidateWork, check_stop
 from olivine.evaluate.results import MetricValue
-from olivine.search.ranking import Objectives, best_index, meets_goals
-from olivine.search.strategy import Proposal, SearchWalk
+from olivine.search.ranking import Objectives, best_index
+from olivine.search.strategy import SearchWalk
+
+__all__ = ["CandidateLoop", "check_stop", "format_metrics"]
 
 logger = logging.getLogger("olivine.engine")
 
 
-def check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise WorkflowCancelledError("the workflow was cancelled")
-
-
 class CandidateLoop:
     """Realises every proposal of ``walk``. With search, a failing candidate is recorded and the search
-    goes on; without search, a failure ends the workflow (as in Olive)."""
+    goes on; without search, a failure ends the workflow (as in Olive). ``executor`` spreads a search's
+    candidates (default: one at a time, here); without search it is not used."""
 
     def __init__(
         self,
@@ -40,6 +39,7 @@ class CandidateLoop:
         objectives: Objectives,
         phases: Phases,
         stop: threading.Event | None,
+        executor: CandidateExecutor | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.walk = walk
@@ -49,30 +49,49 @@ class CandidateLoop:
         self.phases = phases
         self.stop = stop
         self.searching = walk.strategy is not None
+        self.executor: CandidateExecutor = (
+            executor if executor is not None and self.searching else SerialExecutor()
+        )
+        self.work = CandidateWork(workflow_id, runner, evaluator, objectives, phases, stop, self.searching)
         self.candidates: list[Candidate] = []
 
     def run(self) -> list[Candidate]:
         total = self.walk.total
-        for proposal in self.walk:
-            check_stop(self.stop)
-            self.phases.emit(CandidateStarted(self.workflow_id, proposal.number, total, proposal.described))
-            candidate = self._realise(proposal, total)
-            self.candidates.append(candidate)
-            metrics = candidate.rankable if self.evaluator is not None else None
-            self.walk.tell(proposal, metrics, pruned=candidate.status == "pruned")
-            best = self.best()
-            self._report(candidate, total, best)
-            self.phases.emit(
-                CandidateFinished(
-                    self.workflow_id,
-                    proposal.number,
-                    total,
-                    candidate.record(),
-                    best.id if best else None,
-                    best.metrics_json() or {} if best else {},
-                )
-            )
+        try:
+            for batch in self.walk.batches(self.executor.width):
+                check_stop(self.stop)
+                for proposal in batch:
+                    self.phases.emit(
+                        CandidateStarted(self.workflow_id, proposal.number, total, proposal.described)
+                    )
+                results = self.executor.realise(batch, total, self.work)
+                try:
+                    for proposal, candidate in zip(batch, results, strict=False):
+                        if self.walk.stopped:
+                            break  # proposed ahead of a stop: the serial search would not have run it
+                        self._record(candidate, total)
+                        metrics = candidate.rankable if self.evaluator is not None else None
+                        self.walk.tell(proposal, metrics, pruned=candidate.status == "pruned")
+                finally:
+                    results.close()  # drops the batch's work not consumed (after a stop)
+        finally:
+            self.executor.close()
         return self.candidates
+
+    def _record(self, candidate: Candidate, total: int | None) -> None:
+        self.candidates.append(candidate)
+        best = self.best()
+        self._report(candidate, total, best)
+        self.phases.emit(
+            CandidateFinished(
+                self.workflow_id,
+                candidate.index,
+                total,
+                candidate.record(),
+                best.id if best else None,
+                best.metrics_json() or {} if best else {},
+            )
+        )
 
     def best(self) -> Candidate | None:
         if not self.candidates:
@@ -82,59 +101,6 @@ class CandidateLoop:
             return done[-1] if done else None
         index = best_index([c.rankable for c in self.candidates], self.objectives)
         return None if index is None else self.candidates[index]
-
-    def _realise(self, proposal: Proposal, total: int | None) -> Candidate:
-        candidate = Candidate(
-            id=candidate_id(proposal.number),
-            index=proposal.number,
-            chain=proposal.chain if proposal.steps is not None else proposal.parent,
-            point=proposal.described,
-        )
-        where = f"candidate {proposal.number}/{total if total is not None else '?'}: "
-        if proposal.steps is None:
-            if not self.searching:
-                raise ConfigError(proposal.invalid_reason or "invalid pass configuration")
-            candidate.status, candidate.error = "invalid", proposal.invalid_reason
-            return candidate
-        try:
-            realised = self.runner.realise(proposal.chain, label=where)
-        except PassRunError as exc:
-            if not self.searching:
-                raise
-            candidate.status, candidate.error = "failed", str(exc)
-            return candidate
-        candidate.model, candidate.model_id, candidate.runs = realised.model, realised.model_id, realised.runs
-        if self.evaluator is None:
-            return candidate
-        check_stop(self.stop)
-        try:
-            evaluation = self.evaluator.evaluate(
-                realised.model_id,
-                realised.model,
-                candidate.label,
-                time_it=self._time_it if self.searching else None,
-                progress=self.phases.reporter(f"{where}evaluating"),
-            )
-        except EvaluationError as exc:
-            if not self.searching:
-                raise
-            candidate.status, candidate.error = "failed", str(exc)
-            return candidate
-        for path in evaluation.record_paths:
-            self.phases.emit(
-                EvaluationFinished(
-                    self.workflow_id, realised.model_id, path, evaluation.metrics_json, evaluation.cached
-                )
-            )
-        candidate.metrics = evaluation.metrics
-        candidate.meets_goals = meets_goals(evaluation.metrics, self.objectives)
-        if evaluation.timed_skipped:
-            candidate.status = "pruned"
-        return candidate
-
-    def _time_it(self, untimed: dict[str, MetricValue] | Any) -> bool:
-        """Time a candidate only while it can still meet every goal (else it cannot be on the frontier)."""
-        return meets_goals(untimed, self.objectives, partial=True)
 
     def _report(self, candidate: Candidate, total: int | None, best: Candidate | None) -> None:
         of = f" of {total}" if total is not None else ""

@@ -25,7 +25,7 @@ from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
 from olivine.config.paths import iter_local_paths, name_allowed
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
-from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError
+from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError, UserScriptError
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import PASSES, Pass
 from olivine.search.space import Dimension, PassOption, PassSlot, ResolvedPass
@@ -104,10 +104,23 @@ def replace_strings(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-def load_workflow(config_path: str | Path, *, data: dict[str, Any] | None = None) -> ResolvedWorkflow:
-    """Read, validate and resolve a run config file (``data`` replaces the file's parsed content)."""
+def load_workflow(
+    config_path: str | Path, *, data: dict[str, Any] | None = None, cpu_fallback: bool = False
+) -> ResolvedWorkflow:
+    """Read, validate and resolve a run config file (``data`` replaces the file's parsed content).
+
+    With ``cpu_fallback`` (the user asked for it), a config that targets a GPU, an NPU or another
+    execution provider is rewritten to run on the CPU, with a warning for each key changed; without it,
+    such a config is refused.
+    """
     path = Path(config_path)
     raw = data if data is not None else read_config_file(path)
+    if cpu_fallback:
+        from olivine.config.cpu_fallback import to_cpu
+
+        raw, notes = to_cpu(raw)
+        for note in notes:
+            logger.warning("%s: CPU fallback (asked for): %s", path, note)
     config = validate_config(raw, file=str(path))
     try:
         return resolve(config, config_path=path.resolve(), base_dir=path.resolve().parent)
@@ -121,12 +134,17 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
             "systems.%s: %s system declared but not used; Olivine ignores it (not supported yet)", name, kind
         )
     config = config.model_copy(deep=True)
+    # The target first: a GPU/NPU config is refused for what it targets, not for a pass option it implies
+    # or a package its data script needs.
+    host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
+    target = _system(config, config.engine.target, "engine.target") or host
+    accelerator = _accelerator(target, _system_path(config, config.engine.target or config.engine.host))
     _absolutize(config, base_dir)
+    _check_model_script(config)
     _resolve_data(config, base_dir)
     data_configs = {dc.name: dc for dc in config.data_configs}
     evaluator = _resolve_evaluator(config, data_configs, base_dir)
-    host = _system(config, config.engine.host, "engine.host") or LocalSystemConfig()
-    target = _system(config, config.engine.target, "engine.target") or host
+    _check_inference_providers(config, evaluator)
     slots = tuple(resolve_slots(config, base_dir))
     _check_hf_task(config, slots, evaluator)
     return ResolvedWorkflow(
@@ -136,9 +154,49 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         slots=slots,
         evaluator=evaluator,
         data_configs=data_configs,
-        accelerator=_accelerator(target, _system_path(config, config.engine.target or config.engine.host)),
+        accelerator=accelerator,
         host=host,
     )
+
+
+def _check_model_script(config: RunConfig) -> None:
+    """A model script is imported only when a pass loads the model: its syntax and the packages it
+    imports are checked now, so that --dry-run finds what the run would fail on."""
+    from olivine.config.script_imports import script_problem
+
+    script = getattr(config.input_model, "model_script", None)
+    if not script:
+        return
+    script_dir = getattr(config.input_model, "script_dir", None)
+    folders = [Path(script).parent] + ([Path(script_dir)] if script_dir else [])
+    problem = script_problem(Path(script), folders)
+    if problem is not None:
+        raise UserScriptError(problem, path="input_model.model_script")
+
+
+def _check_inference_providers(config: RunConfig, evaluator: EvaluatorConfig | None) -> None:
+    """The execution providers named in ``inference_settings`` (the input model's, and each metric's of
+    the evaluator in use) must be the CPU's: a model is never silently run on another provider."""
+    found: list[tuple[str, list[str]]] = []
+    settings = getattr(config.input_model, "inference_settings", None)
+    if settings is not None:
+        found.append(("input_model.inference_settings", settings.provider_names()))
+    ref = config.engine.evaluator
+    where = f"evaluators.{ref}" if isinstance(ref, str) else "engine.evaluator"
+    for index, metric in enumerate(evaluator.metrics if evaluator else []):
+        metric_settings = metric.user_config.inference_settings if metric.user_config else None
+        if metric_settings is not None and metric_settings.onnx is not None:
+            key = f"{where}.metrics.{index}.user_config.inference_settings.onnx"
+            found.append((key, metric_settings.onnx.provider_names()))
+    for key, names in found:
+        others = [name for name in names if name != "CPUExecutionProvider"]
+        if others:
+            _check_provider_names(others, f"{key}.execution_provider")
+            raise NotSupportedError(
+                f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
+                "(olivine run --cpu-fallback runs this config on the CPU instead)",
+                path=f"{key}.execution_provider",
+            )
 
 
 def _system_path(config: RunConfig, ref: str | SystemConfig | None) -> str:
@@ -191,11 +249,26 @@ def _absolutize(config: RunConfig, base_dir: Path) -> None:
         setattr(owner, name, str(found))
 
 
+def _model_task(config: RunConfig) -> str | None:
+    """The task Olive fills into a HuggingfaceContainer's components: an HfModel's (Olive's default when
+    absent), or the ``hf_task`` an ONNXModel's attributes record (Olive's own conversions write it)."""
+    model = config.input_model
+    if model.type == "HfModel":
+        return str(model.task)
+    attributes = getattr(model, "model_attributes", None) or {}
+    task = attributes.get("hf_task") if model.type == "ONNXModel" else None
+    return str(task) if task else None
+
+
 def _resolve_data(config: RunConfig, base_dir: Path) -> None:
     from olivine.data import local_paths, rewrite_paths, validate_data_config
+    from olivine.data.components import with_model_task
 
+    task = _model_task(config)
     resolved: list[DataConfig] = []
     for index, dc in enumerate(config.data_configs):
+        if task is not None:
+            dc = with_model_task(dc, task)
         mapping: dict[str, str] = {}
         # With base_dir, a tokenizer model_name that is a folder beside the config counts as a local path,
         # so it is made absolute here and bundled for remote hosts like every other file.
@@ -303,7 +376,11 @@ def _resolve_option(
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
     fixed: dict[str, Any] = {}
     dims: list[Dimension] = []
+    conditional: list[str] = []
     for key, value in params.items():
+        if value == SEARCHABLE_VALUES and searching and key in cls.conditional_search_values:
+            conditional.append(key)  # Olive's Conditional: the value follows the parents' values
+            continue
         choices = _choices(cls, key, value, f"{path}.{key}", searching)
         if choices is None:
             fixed[key] = value
@@ -317,9 +394,10 @@ def _resolve_option(
         for key, values in cls.search_values.items():
             if key not in params and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
+        conditional += [key for key in cls.conditional_search_values if key not in params and key in fields]
     order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
-    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims))
+    option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
     _check_defaults(path, option)
     return _with_absolute_paths(path, option, entry, base_dir)
 
@@ -330,7 +408,7 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             return ()  # Olive without search: the parameter takes its default
         if key not in cls.search_values:
-            searchable = ", ".join(sorted(cls.search_values)) or "none"
+            searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
             raise ConfigError(
                 f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
             )
@@ -345,7 +423,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
         return tuple(value["support"])
-    if isinstance(value, list) and value and key in cls.search_values and _each_valid(cls, key, value):
+    declared = key in cls.search_values or key in cls.conditional_search_values
+    if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
             raise ConfigError(
@@ -400,7 +479,7 @@ def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_d
             fixed[key] = str(found)
         if key in entry.config:
             entry.config[key] = str(found)
-    return PassOption(option.type, option.cls, fixed, option.dims)
+    return PassOption(option.type, option.cls, fixed, option.dims, option.conditional)
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:
@@ -435,12 +514,33 @@ def _check_cpu(device: str, providers: list[str], path: str) -> None:
     if device != "cpu":
         raise NotSupportedError(
             f"device '{device}' is not supported; Olivine runs on the CPU "
-            "(device: cpu, execution_providers: [CPUExecutionProvider])",
+            "(device: cpu, execution_providers: [CPUExecutionProvider]; "
+            "olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.device",
         )
     others = [ep for ep in providers if ep != "CPUExecutionProvider"]
     if others:
+        _check_provider_names(others, f"{path}.execution_providers")
         raise NotSupportedError(
-            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider",
+            f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
+            "(olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.execution_providers",
         )
+
+
+def _check_provider_names(names: list[str], path: str) -> None:
+    """A name onnxruntime does not know is a typo, not a device to fall back from: say so."""
+    import onnxruntime as ort
+
+    known = ort.get_all_providers()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"onnxruntime {ort.__version__} knows: {', '.join(known)}"
+        )
+        raise ConfigError(f"unknown execution provider '{unknown[0]}'; {hint}", path=path)

@@ -17,6 +17,7 @@ from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import INPUT_ID, Candidate
 from olivine.engine.chain import ChainRunner
 from olivine.engine.events import EvaluationFinished, Listener, WorkflowFinished, WorkflowStarted
+from olivine.engine.executor import CandidateExecutor
 from olivine.engine.footprint import footprint, write_footprint
 from olivine.engine.identity import handle_from_input_config, input_model_id
 from olivine.engine.loop import CandidateLoop, check_stop
@@ -24,7 +25,7 @@ from olivine.engine.output import output_layout, write_outputs
 from olivine.engine.phase import Phases
 from olivine.engine.resolve import ResolvedWorkflow
 from olivine.errors import WorkflowError
-from olivine.search.ranking import Objectives, pareto_frontier, resolve_objectives
+from olivine.search.ranking import Objectives, pareto_frontier, ranking_order, resolve_objectives
 from olivine.search.strategy import SearchWalk
 
 logger = logging.getLogger("olivine.engine")
@@ -62,9 +63,11 @@ def run_workflow(
     cache_dir: Path | None = None,
     output_dir: Path | None = None,
     stop: threading.Event | None = None,
+    executor: CandidateExecutor | None = None,
 ) -> WorkflowResult:
     """Run ``workflow`` to the end; raise a :class:`WorkflowError` naming the pass that failed (without
-    search; with search a failing candidate is recorded and the search goes on)."""
+    search; with search a failing candidate is recorded and the search goes on). ``executor`` realises a
+    search's candidates (default: one after another, in this process; see :mod:`olivine.engine.executor`)."""
     started = time.perf_counter()
     engine = workflow.config.engine
     cache = WorkflowCache(Path(cache_dir or engine.cache_dir).resolve(), workflow.workflow_id)
@@ -79,7 +82,7 @@ def run_workflow(
         names = tuple(slot.name for slot in workflow.slots)
         phases.emit(WorkflowStarted(workflow.workflow_id, cache.root, out_dir, names))
         logger.info("workflow '%s': %d pass(es), cache %s", workflow.workflow_id, len(names), cache.root)
-        result = _run(workflow, cache, out_dir, phases, stop)
+        result = _run(workflow, cache, out_dir, phases, stop, executor)
         phases.set(None)
         result.duration_s = time.perf_counter() - started
         phases.emit(WorkflowFinished(workflow.workflow_id, out_dir, result.best_model_id, result.metrics))
@@ -95,6 +98,7 @@ def _run(
     out_dir: Path,
     phases: Phases,
     stop: threading.Event | None,
+    executor: CandidateExecutor | None = None,
 ) -> WorkflowResult:
     engine = workflow.config.engine
     phases.set("preparing the input model")
@@ -108,11 +112,20 @@ def _run(
         evaluator = CachedEvaluator(workflow, cache, tokenizer_path, model)
 
     input_candidate = Candidate(id=INPUT_ID, index=0, model_id=model_id, model=model)
+    input_timing: dict[str, Any] | None = None
     if evaluator is not None and engine.evaluate_input_model:
         check_stop(stop)
         evaluation = evaluator.evaluate(
-            model_id, model, "input model", progress=phases.reporter("evaluating input model")
+            model_id,
+            model,
+            "input model",
+            progress=phases.reporter("evaluating input model"),
+            reference=workflow.search is not None,
         )
+        if evaluation.reference_timing:
+            from olivine.engine.evaluation import REFERENCE_TIMING
+
+            input_timing = {"reference": True, **REFERENCE_TIMING}
         input_candidate.metrics = evaluation.metrics
         for path in evaluation.record_paths:
             phases.emit(
@@ -160,7 +173,7 @@ def _run(
         data_configs=workflow.data_configs,
         base_dir=workflow.base_dir,
     )
-    loop = CandidateLoop(workflow.workflow_id, walk, runner, evaluator, objectives, phases, stop)
+    loop = CandidateLoop(workflow.workflow_id, walk, runner, evaluator, objectives, phases, stop, executor)
     candidates = loop.run()
 
     best = loop.best()
@@ -188,6 +201,10 @@ def _run(
         frontier=frontier,
         best=best,
     )
+    if input_timing is not None:  # the input model's timed metrics were measured with fewer runs
+        doc["input"]["timing"] = input_timing
+    if search is not None and evaluator is not None:
+        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num)
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 
@@ -200,3 +217,13 @@ def _run(
     return WorkflowResult(
         workflow.workflow_id, out_dir, cache.root, input_candidate, candidates, best, frontier, objectives
     )
+
+
+def output_models(
+    candidates: list[Candidate], frontier: list[str], objectives: Objectives, limit: int | None
+) -> list[str]:
+    """The ids of the frontier's candidates, best first, at most ``limit`` of them (Olive's
+    ``output_model_num``: the top-ranked models of its Pareto frontier)."""
+    on_frontier = [c for c in candidates if c.id in frontier]
+    ranked = [on_frontier[i].id for i in ranking_order([c.rankable for c in on_frontier], objectives)]
+    return ranked[:limit] if limit is not None else ranked

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from olivine.config.data import DataConfig
 from olivine.config.evaluators import EvaluatorConfig, MetricConfig
-from olivine.errors import ConfigError, ReferenceNotFoundError
+from olivine.errors import ConfigError, ReferenceNotFoundError, UserScriptError
 
 
 class _Strict(BaseModel):
@@ -188,6 +188,9 @@ def validate_evaluator(
                 name = uc.evaluate_func or uc.metric_func or ""
                 try:
                     load_object(name, script, script_dir, base_dir=base_dir)
+                except UserScriptError as exc:
+                    owner = "user_config." if uc.user_script else ""
+                    raise UserScriptError(exc.message, path=f"{owner}user_script") from None
                 except ConfigError as exc:
                     func_key = "evaluate_func" if uc.evaluate_func else "metric_func"
                     raise ConfigError(exc.message, path=f"user_config.{func_key}") from None

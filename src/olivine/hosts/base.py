@@ -84,6 +84,11 @@ class Host(ABC):
         """Extra text for ``--dry-run`` about the job ``spec`` would be (e.g. a cloud job's definition)."""
         return ""
 
+    def search_spread(self, wf: ResolvedWorkflow) -> dict[str, Any] | None:
+        """How the job's worker spreads ``wf``'s search (the job spec's ``search_spread``); None: one
+        candidate after another. Raise :class:`ConfigError` for a setting that cannot apply to ``wf``."""
+        return None
+
     def new_host_info(self) -> dict[str, Any]:
         """The host's own part of a new job record (``host_info``), written before anything launches."""
         return {}

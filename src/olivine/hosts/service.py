@@ -146,6 +146,8 @@ def fetch(
                 f"job {job.job_id} is {job.state.value}: it has no output to fetch "
                 "(--cache or --all fetch what it exported)"
             )
+        if job.damage is not None:  # found by olivine doctor; it clears the mark if the files return
+            raise UserInputError(f"job {job.job_id} SUCCEEDED, but its {job.damage}")
     layout = _export_layout(job_or_url, datastore, store, profiles)
     return fetch_export(layout.datastore, layout, which, Path(dest))
 

@@ -128,6 +128,7 @@ def _submit(
     auto_seed: bool,
 ) -> Submission:
     now = utc_now()
+    spread = host.search_spread(wf)
     planned = f"{scrub_url(choice.url).rstrip('/')}/{timestamp_folder(now)}/{wf.workflow_id}"
     if host.detached and Datastore.backend_for(choice.url).process_local:
         raise UserInputError(
@@ -148,6 +149,7 @@ def _submit(
             datastore_options=choice.options,
             export_timestamp=timestamp_folder(now),
             resume_from=resume_from,
+            search_spread=spread,
         )
         details = host.dry_run_details(preview)
         return Submission(plan_of(wf, host, choice, planned, resume_from, bundles.plan(wf), details))
@@ -183,6 +185,7 @@ def _submit(
             datastore_profile=choice.profile,
             export_timestamp=layout.folder,
             resume_from=resume_from,
+            search_spread=spread,
         )
         write_spec(folder.root, spec)
         record = store.update(job_id, export_root=layout.url, message="submitted")

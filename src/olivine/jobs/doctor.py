@@ -13,6 +13,9 @@ store                  a row that does not parse                                
 job                    unfinished in the store but its worker is gone             the monitor records it
 job                    over in the store, its export not sealed                   seal it with the verdict
 job                    sealed ``status.json`` disagrees with the manifest         rewrite it from the manifest
+job                    SUCCEEDED, but its exported output (or whole export) is    mark the record damaged
+                       gone or changed                                            (state kept; status, list
+                                                                                  and fetch say what is lost)
 permissions            store / job folder readable by others                      chmod 0600 / 0700
 cache                  corrupt run record, model outside its run, changed files   remove it (a cache miss)
 export                 damaged / missing files, unreadable manifest or index,     reported (exports are
@@ -38,12 +41,14 @@ from typing import Any
 
 from olivine.errors import OlivineError
 from olivine.jobs.folder import JobFolder
-from olivine.jobs.records import ErrorKind, JobRecord, utc_now
+from olivine.jobs.records import ErrorKind, JobRecord, JobStatus, utc_now
 from olivine.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "record.json"
+#: Audit findings that mean an exported file is not what the manifest sealed.
+_DAMAGE_KINDS = ("missing", "size", "sha256")
 
 
 @dataclass
@@ -102,7 +107,7 @@ def run_doctor(
     report.checked["jobs"] = len(jobs)
     _check_permissions(store, report, fix)
     for job in jobs:
-        _check_job(store, job, report, fix)
+        _check_job(store, job, report, fix, hashes)
     caches = [*cache_dirs, *(JobFolder(store.job_dir(j.job_id)).cache for j in jobs)]
     report.checked["caches"] = sum(_check_cache_dir(Path(c), report, fix) for c in caches)
     _check_datastores(store, jobs, datastores, report, fix, hashes)
@@ -224,7 +229,7 @@ def _repair_row(store: JobStore, job_id: str, text: Any) -> tuple[bool, str]:
 
 
 # -- jobs ------------------------------------------------------------------------------------------
-def _check_job(store: JobStore, job: JobRecord, report: Report, fix: bool) -> None:
+def _check_job(store: JobStore, job: JobRecord, report: Report, fix: bool, hashes: bool = False) -> None:
     from olivine.hosts.base import host_of
 
     try:
@@ -248,10 +253,12 @@ def _check_job(store: JobStore, job: JobRecord, report: Report, fix: bool) -> No
             job = observed  # what the store will say once the monitor runs
     if not job.state.is_terminal() or job.export_root is None:
         return
-    _check_sealed(host, job, report, fix)
+    _check_sealed(store, host, job, report, fix, hashes)
 
 
-def _check_sealed(host: Any, job: JobRecord, report: Report, fix: bool) -> None:
+def _check_sealed(
+    store: JobStore, host: Any, job: JobRecord, report: Report, fix: bool, hashes: bool
+) -> None:
     from olivine.datastores.files import json_bytes
     from olivine.datastores.manifest import read_manifest
     from olivine.jobs.abandoned import close_export
@@ -264,6 +271,11 @@ def _check_sealed(host: Any, job: JobRecord, report: Report, fix: bool) -> None:
     except (OlivineError, ValueError) as exc:
         report.add("job", job.job_id, f"its export cannot be read ({exc})")
         return
+    if manifest is None and job.state is JobStatus.SUCCEEDED:
+        # The worker seals before it reports success: no manifest now means the export was removed.
+        # Sealing it again would claim an output that is not there.
+        _check_claims(store, job, report, fix, [f"its sealed export {layout.url} is gone (no manifest)"])
+        return
     if manifest is None:
         finding = report.add(
             "job", job.job_id, f"{job.state.value} but its export {layout.url} is not sealed"
@@ -271,6 +283,8 @@ def _check_sealed(host: Any, job: JobRecord, report: Report, fix: bool) -> None:
         if fix:
             finding.fixed = close_export(job, host.worker_folder(job), retry=True)
         return
+    if job.state is JobStatus.SUCCEEDED:
+        _check_claims(store, job, report, fix, _output_damage(layout, hashes))
     sealed = manifest.get("status") if isinstance(manifest.get("status"), dict) else None
     sealed_state = sealed.get("state") if sealed else None
     if sealed_state != job.state.value:
@@ -285,6 +299,37 @@ def _check_sealed(host: Any, job: JobRecord, report: Report, fix: bool) -> None:
                 finding.fixed = True
             except OlivineError as exc:
                 finding.problem += f"; could not rewrite it: {exc}"
+
+
+def _output_damage(layout: Any, hashes: bool) -> list[str]:
+    """What is wrong with the output part of a sealed export (missing, resized, changed files)."""
+    from olivine.datastores.audit import audit_export
+
+    prefix = f"{layout.url}/output/"
+    return [
+        f"{f.where[len(layout.url) + 1 :]} {f.detail}"
+        for f in audit_export(layout, hashes=hashes)
+        if f.where.startswith(prefix) and f.kind in _DAMAGE_KINDS
+    ]
+
+
+def _check_claims(store: JobStore, job: JobRecord, report: Report, fix: bool, damage: list[str]) -> None:
+    """A SUCCEEDED job whose claimed output is gone: report it; ``fix`` marks the record (state kept)."""
+    if not damage:
+        if job.damage is not None:
+            finding = report.add("job", job.job_id, "marked damaged, but its output verifies again")
+            if fix:
+                store.update(job.job_id, damage=None)
+                finding.fixed = True
+        return
+    detail = damage[0] + (f" (and {len(damage) - 1} more)" if len(damage) > 1 else "")
+    if job.damage is not None:
+        return  # marked already: status, list and fetch say so
+    finding = report.add("job", job.job_id, f"SUCCEEDED, but its output is lost: {detail}")
+    if fix:
+        store.update(job.job_id, damage=f"output lost after the job ended: {detail}")
+        finding.fixed = True
+        finding.problem += "; marked damaged (state kept)"
 
 
 def _check_permissions(store: JobStore, report: Report, fix: bool) -> None:
@@ -349,6 +394,8 @@ def _check_datastores(
                 continue  # a job of this store is still running there: not a problem
             if finding.kind in ("unsealed", "split") and _owned(finding.where, jobs):
                 continue  # a job of this store: checked (and fixed) above with its verdict
+            if finding.kind in _DAMAGE_KINDS and "/output/" in finding.where and _owned(finding.where, jobs):
+                continue  # a job's output: reported (and marked) with the job above
             report.add("export", finding.where, f"{finding.kind}: {finding.detail}")
 
 

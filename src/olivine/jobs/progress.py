@@ -56,8 +56,14 @@ def export_cache(exporter: Exporter, local_dir: Path, rel_prefix: str) -> None:
     A worker killed in the middle of an export then never leaves a run record on the datastore whose
     model files are missing, which a resumed run would take for a finished pass.
     """
-    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip_unfinished(p) or p.name == _RUN_RECORD)
-    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip_unfinished(p) or p.name != _RUN_RECORD)
+    # The engine's shared working artifacts (olivine.engine.shared) are no result: not exported.
+    shared = local_dir / "shared"
+
+    def skip(path: Path) -> bool:
+        return skip_unfinished(path) or path.is_relative_to(shared)
+
+    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip(p) or p.name == _RUN_RECORD)
+    exporter.export_tree(local_dir, rel_prefix, skip=lambda p: skip(p) or p.name != _RUN_RECORD)
 
 
 class JobReporter:

@@ -111,6 +111,9 @@ class JobRecord:
             best_metrics / best_candidate: progress while running, as the worker reported it in its
             status (:class:`olivine.jobs.status.WorkerStatus`).
         job_dir: the submitter's job folder (spec and bundle; :class:`olivine.jobs.folder.JobFolder`).
+        damage: set by ``olivine doctor --fix`` when what a finished job claims is gone (a SUCCEEDED
+            job's exported output deleted or changed since): the state stays what the run ended in,
+            and status, list and fetch say what was lost instead of pointing at it.
     """
 
     job_id: str
@@ -140,6 +143,7 @@ class JobRecord:
     best_metrics: dict[str, Any] = field(default_factory=dict)
     best_candidate: str | None = None
     job_dir: str | None = None
+    damage: str | None = None
 
     @property
     def progress(self) -> tuple[int, int]:
@@ -248,6 +252,8 @@ class JobSpec:
         export_timestamp: the ``<yyyy-mm-dd-hh-mm-ss>`` level of the export layout.
         resume_from: the export root of an earlier job whose ``cache`` seeds this run.
         log_export_interval_s: how often the worker exports its log while running.
+        search_spread: how the worker spreads a search's candidates
+            (:class:`olivine.engine.executor.SpreadSettings`); None: one after another.
     """
 
     job_id: str
@@ -261,6 +267,7 @@ class JobSpec:
     datastore_profile: str | None = None
     resume_from: str | None = None
     log_export_interval_s: float = 30.0
+    search_spread: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

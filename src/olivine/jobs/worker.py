@@ -30,7 +30,7 @@ from typing import Any
 from olivine.datastores.exporter import Exporter
 from olivine.datastores.redact import secret_values
 from olivine.engine.claims import output_problems
-from olivine.errors import CacheError, HostError, OlivineError, UserCodeExitError
+from olivine.errors import CacheError, DatastoreError, HostError, OlivineError, UserCodeExitError
 from olivine.exits import guard_os_exit, install_sigint_flag, user_code_exit
 from olivine.jobs.folder import JobFolder
 from olivine.jobs.progress import JobListener, JobReporter, export_cache
@@ -136,6 +136,11 @@ class _JobRun:
                 count = seed_cache(source, self.cache_root, self.folder.seed)
                 logger.info("%d cached file(s) seeded", count)
             listener = JobListener(self.reporter, self.exporter, workflow.evaluator)
+            executor = None
+            if self.spec.search_spread:
+                from olivine.engine.executor import SpreadSettings, executor_for
+
+                executor = executor_for(SpreadSettings.from_json(self.spec.search_spread))
             with guard_os_exit(self._record_exit):
                 result = run_workflow(
                     workflow,
@@ -143,6 +148,7 @@ class _JobRun:
                     cache_dir=self.folder.cache,
                     output_dir=self.output_dir,
                     stop=self.stop,
+                    executor=executor,
                 )
             self.metrics = result.metrics
             message = f"succeeded; best model {result.best_model_id}"
@@ -205,6 +211,13 @@ class _JobRun:
                     export_cache(exporter, self.cache_root, "cache")
                 if state is JobStatus.SUCCEEDED:
                     exporter.export_tree(self.output_dir, "output")
+                    # The seal claims the output: check it is on the datastore (someone may have
+                    # deleted a file since its upload) and copy back what the job folder still holds.
+                    lost = exporter.restore_missing("output")
+                    if lost:
+                        raise DatastoreError(
+                            f"{len(lost)} exported output file(s) vanished before the seal, e.g. {lost[0]}"
+                        )
             except OlivineError as exc:
                 logger.error("final export failed: %s", exc)
                 if state is JobStatus.SUCCEEDED:

@@ -97,9 +97,29 @@ def _load_hf(model: ModelHandle) -> Any:
         module = auto_class.from_pretrained(path, local_files_only=True, **kwargs)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ModelLoadError(f"transformers could not load {class_name} from {path}: {exc}") from exc
+    adapter = model.config.get("adapter_path")
+    if adapter:
+        module = _merge_adapter(module, str(adapter))
     if class_name == "AutoModelForCausalLM" and getattr(module, "config", None) is not None:
         module.config.use_cache = False  # exported and evaluated without the KV cache
     return module
+
+
+def _merge_adapter(module: Any, adapter_path: str) -> Any:
+    """``module`` with the PEFT adapter at ``adapter_path`` merged into its weights (what the adapted model
+    computes, as plain modules a runner or an exporter takes)."""
+    from olivine.errors import MissingDependencyError
+
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "HfModel 'adapter_path' needs peft: pip install 'olivine[genai]' (or pip install peft)"
+        ) from exc
+    try:
+        return PeftModel.from_pretrained(module, adapter_path, is_trainable=False).merge_and_unload()
+    except Exception as exc:  # peft raises ValueError / OSError / KeyError for a folder it cannot read
+        raise ModelLoadError(f"peft could not apply the adapter {adapter_path}: {exc}") from exc
 
 
 def _hf_load_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +31,42 @@ class PassConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class ConditionalValues:
+    """Olive's ``Conditional`` search values of a parameter: its value follows its parents' values.
+
+    ``support`` maps the parents' values (a tuple, in ``parents`` order) to the parameter's value; a
+    combination mapped to :data:`INVALID_CHOICE`, or not in ``support``, makes the point invalid (Olive's
+    invalid choice); one mapped to :data:`IGNORED_CHOICE` leaves the parameter as configured. Only
+    single-choice supports are modelled (those are the ones Olive declares for the passes here), so a
+    conditional parameter adds no dimension to the space: Olive's length of such a parameter is 1.
+    """
+
+    parents: tuple[str, ...]
+    support: Mapping[tuple[Any, ...], Any]
+
+    def value_for(self, config: Any) -> Any:
+        """The parameter's value for ``config``'s parents (or a choice sentinel)."""
+        return self.support.get(tuple(getattr(config, p) for p in self.parents), INVALID_CHOICE)
+
+
+INVALID_CHOICE = "OLIVE_INVALID_PARAM_VALUE"
+IGNORED_CHOICE = "OLIVE_IGNORED_PARAM_VALUE"
+
+
+class SharedSteps(Protocol):
+    """Intermediate artifacts that several runs from one input model share, made once (the engine keeps
+    them in its cache, keyed by the input model's id, ``name``, ``params`` and the pass's library
+    versions). E.g. quantization pre-processing: every quantization candidate of a search starts from the
+    same pre-processed graph."""
+
+    def get_or_make(self, name: str, params: Mapping[str, Any], make: Callable[[Path], Path]) -> Path:
+        """The artifact's file; ``make(folder)`` writes it into an empty ``folder`` and returns its path
+        when there is none yet. Treat the returned file (and its folder) as read-only. An exception of
+        ``make`` propagates, and is raised again (without ``make``) for the same key in this process."""
+        ...
+
+
+@dataclass(frozen=True)
 class PassContext:
     accelerator: Accelerator = field(default_factory=Accelerator)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("olivine.passes"))
@@ -38,6 +74,8 @@ class PassContext:
     data_configs: Mapping[str, DataConfig] = field(default_factory=dict)
     #: The folder relative paths in data configs are relative to (the config file's folder).
     base_dir: Path | None = None
+    #: Shared intermediate artifacts of the input model (None outside the engine: the pass makes its own).
+    shared: SharedSteps | None = None
 
 
 class Pass(ABC):
@@ -53,6 +91,9 @@ class Pass(ABC):
     #: Olive's declared search values per parameter: what ``"SEARCHABLE_VALUES"`` expands to under search
     #: (the same values Olive's pass declares for that parameter, in Olive's order).
     search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    #: Olive's conditional search values (``Conditional``): under search, a parameter given as
+    #: ``"SEARCHABLE_VALUES"`` (or left unset) takes the value its parents' values select.
+    conditional_search_values: ClassVar[Mapping[str, ConditionalValues]] = {}
 
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:

@@ -86,9 +86,46 @@ def _fix_output_shapes(proto: Any) -> None:
     from onnxruntime.tools.onnx_model_utils import is_fixed_size_tensor
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
+    try:  # on the graph with its big weights as typed inputs: the same shapes, without copying weights
+        inferred = SymbolicShapeInference.infer_shapes(
+            _weightless(proto), auto_merge=True, guess_output_rank=True
+        )
+    except Exception:  # whatever the light copy cannot tell, the whole model is asked as before
+        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True, guess_output_rank=True)
     for index, output in enumerate(proto.graph.output):
         if not is_fixed_size_tensor(output):
             candidate = inferred.graph.output[index]
             if is_fixed_size_tensor(candidate):
                 output.type.tensor_type.shape.CopyFrom(candidate.type.tensor_type.shape)
+
+
+#: Initializers whose data is larger than this are typed graph inputs in the copy shape inference reads.
+_BIG_TENSOR_BYTES = 4096
+
+
+def _weightless(proto: Any) -> Any:
+    """``proto`` for shape inference: big initializers become graph inputs of their type and shape (as
+    onnx-ir does for onnx's C API). Symbolic shape inference copies and serializes the model it is given;
+    weights cost time there and decide no shape (small tensors, which can be shapes, stay)."""
+    import onnx
+    from onnx import helper
+
+    light = onnx.ModelProto()
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    graph, source = light.graph, proto.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    inputs = {v.name for v in source.input}
+    for tensor in source.initializer:
+        if len(tensor.raw_data) <= _BIG_TENSOR_BYTES:
+            graph.initializer.append(tensor)
+        elif tensor.name not in inputs:
+            graph.input.append(
+                helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
+    return light

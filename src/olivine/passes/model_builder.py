@@ -72,6 +72,8 @@ SEARCH_KEYS = frozenset(
         "top_p",
     }
 )
+# The tokenizer files the builder copies beside the model (onnxruntime-genai reads them).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 # The config keys handled by the pass itself; every other set key is a builder option.
 _PASS_KEYS = {"precision", "metadata_only", "search", "extra_options"}
 
@@ -178,7 +180,8 @@ class ModelBuilder(Pass):
         return ModelHandle(kind="onnx", config=handle_config)
 
     def check_output(self, output: ModelHandle) -> None:
-        """The genai config names a graph that exists, and onnxruntime-genai loads the model folder."""
+        """The genai config names a graph that exists, and onnxruntime-genai loads the model folder (graph,
+        external data, genai config) and its tokenizer."""
         folder = Path(str(output.model_path))
         folder = folder if folder.is_dir() else folder.parent
         check_genai_folder(folder)
@@ -217,11 +220,15 @@ def _builder_options(cfg: ModelBuilderConfig, model: ModelHandle) -> dict[str, A
     if cfg.metadata_only:
         options["filename"] = model.onnx_path.name
         options["config_only"] = True
+    if model.kind == "hf" and model.config.get("adapter_path"):
+        options["adapter_path"] = str(model.config["adapter_path"])  # Olive: the HfModel's adapters
     options.update({k: v for k, v in cfg.model_dump().items() if v is not None and k not in _PASS_KEYS})
     options.update(cfg.extra_options or {})
     for key, value in list(options.items()):
         if isinstance(value, bool):
             options[key] = str(value).lower()
+        elif isinstance(value, int | float):  # e.g. include_hidden_states: 1 (the builder parses strings)
+            options[key] = str(value)
         elif isinstance(value, list | tuple):
             separator = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
             if separator:
@@ -314,6 +321,13 @@ def check_genai_folder(folder: Path) -> None:
     import onnxruntime_genai as og
 
     try:
-        og.Model(str(folder))
+        model = og.Model(str(folder))
     except Exception as exc:  # onnxruntime-genai raises RuntimeError / OrtException
         raise PassRunError("ModelBuilder", f"onnxruntime-genai could not load {folder}: {exc}") from exc
+    if any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        try:  # the tokenizer is read only when a generator asks for it: load it now
+            og.Tokenizer(model)
+        except Exception as exc:  # onnxruntime-genai raises RuntimeError
+            raise PassRunError(
+                "ModelBuilder", f"onnxruntime-genai could not load the tokenizer in {folder}: {exc}"
+            ) from exc

@@ -2,10 +2,10 @@
 the default output check.
 
 A pass module imports this one, never a sibling pass. :class:`OnnxPass` is the base of the passes that
-take an ONNX model: its :meth:`~OnnxPass.check_output` runs ``onnx.checker`` on the written file (by path,
-so models over 2 GB with external data are checked too) and creates an onnxruntime session from it. The
-engine calls it before the cache commits a run, so a model a pass wrote broken is a failure, never a
-cached success.
+take an ONNX model: its :meth:`~OnnxPass.check_output` creates a lean onnxruntime session from the
+written file (and, when that fails, runs ``onnx.checker`` on it by path to name the problem). The engine
+calls it before the cache commits a run, so a model a pass wrote broken is a failure, never a cached
+success.
 """
 
 from __future__ import annotations
@@ -148,13 +148,42 @@ def _has_external_data(proto: onnx.ModelProto) -> bool:
 def onnx_output_handle(
     source: ModelHandle, output_dir: Path, file_name: str, attributes: dict[str, Any]
 ) -> ModelHandle:
-    """The handle of an ONNX model written to ``output_dir/file_name``; inference settings carry over."""
+    """The handle of an ONNX model written to ``output_dir/file_name``; inference settings carry over, and
+    so do the files of an onnxruntime-genai model folder (see :func:`carry_genai_files`)."""
+    if source.kind == "onnx":
+        carry_genai_files(source, output_dir)
     config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": file_name}
     if source.kind == "onnx" and source.config.get("inference_settings"):
         config["inference_settings"] = source.config["inference_settings"]
     if attributes:
         config["model_attributes"] = attributes
     return ModelHandle(kind="onnx", config=config)
+
+
+GENAI_CONFIG = "genai_config.json"
+#: Files of a model folder that belong to an ONNX graph (the graph and its external data), not beside it.
+_GRAPH_SUFFIXES = (".onnx", ".data", ".onnx_data", ".onnx.data")
+
+
+def carry_genai_files(source: ModelHandle, output_dir: Path) -> None:
+    """Copy the files an onnxruntime-genai folder keeps beside its graph (``genai_config.json``, tokenizer,
+    HF config, adapters...) from ``source``'s folder into ``output_dir``, so a pass after ``ModelBuilder``
+    still writes a folder the generator loads (Olive carries them as ``additional_files``). Files the pass
+    wrote itself win; ONNX graphs and their external data never come along; a folder without a genai config
+    is left alone."""
+    if source.model_path is None:
+        return
+    path = Path(str(source.model_path))
+    folder = path if path.is_dir() else path.parent
+    if not (folder / GENAI_CONFIG).is_file():
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for file in sorted(folder.iterdir()):
+        if not file.is_file() or file.name.startswith(".") or file.name.lower().endswith(_GRAPH_SUFFIXES):
+            continue
+        target = output_dir / file.name
+        if not target.exists():
+            shutil.copyfile(file, target)
 
 
 def write_output(
@@ -169,26 +198,43 @@ def write_output(
 def check_onnx_file(path: Path) -> None:
     """Raise ``ValueError`` naming what is wrong if ``path`` is not a model onnxruntime can load.
 
-    ``onnx.checker`` is given the path (not a proto), which is how it checks models over 2 GB; the
-    session is created with graph optimizations off: it proves every node has a CPU kernel and every
-    external tensor is readable, without paying for an optimization the evaluator will do anyway.
+    One validation, in onnxruntime, the model's consumer: a CPU session parses the file, reads every
+    external tensor, resolves the graph against the operator schemas (types, attributes, single
+    assignment) and finds a kernel for every node. ``onnx.checker`` alone would refuse good models: the
+    operators onnxruntime registers in the ONNX domain (``SimplifiedLayerNormalization`` in every
+    onnxruntime-genai model) are unknown to it. The session is as cheap as that allows (about half the
+    default's cost): graph optimizations off (the evaluator optimizes anyway), one thread (no thread pool
+    to start), no weight pre-packing and no memory arena. When onnxruntime refuses the model,
+    ``onnx.checker`` (given the path, so models over 2 GB work) says whether it is not even valid ONNX,
+    which names the problem better.
     """
-    import onnx
     import onnxruntime as ort
 
     if not path.is_file():
         raise ValueError(f"the pass wrote no model file at {path}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented types
+        _raise_if_not_onnx(path)
+        raise ValueError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from exc
+
+
+def _raise_if_not_onnx(path: Path) -> None:
+    import onnx
+
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # ValidationError, DecodeError, OSError for missing external data
         raise ValueError(f"onnx.checker rejects {path.name}: {_first_line(exc)}") from exc
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented types
-        raise ValueError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

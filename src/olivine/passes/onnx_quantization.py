@@ -11,9 +11,10 @@ from typing import Any, ClassVar
 
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
-from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.base import ConditionalValues, PassConfig, PassContext
 from olivine.passes.onnx_io import OnnxPass
 from olivine.passes.quant_config import (
+    COMBINED_CONDITIONAL_VALUES,
     COMMON_SEARCH_VALUES,
     STATIC_SEARCH_VALUES,
     OnnxQuantizationConfig,
@@ -33,6 +34,7 @@ class OnnxQuantization(OnnxPass):
         **COMMON_SEARCH_VALUES,
         **STATIC_SEARCH_VALUES,
     }
+    conditional_search_values: ClassVar[dict[str, ConditionalValues]] = COMBINED_CONDITIONAL_VALUES
 
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:

@@ -85,6 +85,8 @@ def _fuse_reshapes(proto: Any) -> Any:
     from onnx_ir.passes.common import RemoveUnusedNodesPass
     from onnxscript import ir
 
+    if sum(n.op_type == "Reshape" for n in _all_nodes(proto.graph)) < 2:  # nothing to fuse: no IR trip
+        return proto
     model = ir.from_proto(proto)
     changed = 0
     for node in model.graph.all_nodes():
@@ -107,6 +109,17 @@ def _fuse_reshapes(proto: Any) -> Any:
         return proto
     RemoveUnusedNodesPass()(model)
     return ir.to_proto(model)
+
+
+def _all_nodes(graph: Any) -> Any:
+    """The nodes of ``graph`` and of its subgraphs (If / Loop / Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
 
 
 def _declare_com_microsoft(proto: Any) -> Any:

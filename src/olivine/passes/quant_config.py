@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import field_validator, model_validator
 
 from olivine.model.accelerator import Accelerator
+from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE, ConditionalValues
 from olivine.passes.onnx_io import ExternalDataConfig
 
 Precision = Literal["int8", "uint8", "int16", "uint16"]
@@ -48,12 +49,31 @@ COMMON_SEARCH_VALUES: dict[str, tuple[Any, ...]] = {
     "reduce_range": (True, False),
     "quant_preprocess": (True, False),
 }
-#: ... and of the static parameters. Olive's activation_type search is conditional on quant_format and
-#: precision; flattened here, :func:`static_invalid_reason` drops the pairs Olive's condition excludes.
+#: ... and of the static parameters.
 STATIC_SEARCH_VALUES: dict[str, tuple[Any, ...]] = {
     "calibrate_method": ("MinMax", "Entropy", "Percentile"),
     "quant_format": ("QOperator", "QDQ"),
-    "activation_type": ("int8", "uint8"),
+}
+#: Olive's activation_type search is conditional on quant_format and precision: the activation type is
+#: the weights' type, and QOperator with int8 is an invalid choice (S8S8 QOperator is slow on x86-64).
+_ACTIVATION_BY_FORMAT = {
+    ("QDQ", "int8"): "int8",
+    ("QDQ", "uint8"): "uint8",
+    ("QOperator", "uint8"): "uint8",
+    ("QOperator", "int8"): INVALID_CHOICE,
+}
+STATIC_CONDITIONAL_VALUES = {
+    "activation_type": ConditionalValues(("quant_format", "precision"), _ACTIVATION_BY_FORMAT)
+}
+#: OnnxQuantization: the same condition in static mode; dynamic quantization ignores activation_type.
+COMBINED_CONDITIONAL_VALUES = {
+    "activation_type": ConditionalValues(
+        ("quant_mode", "quant_format", "precision"),
+        {
+            **{("static", *parents): value for parents, value in _ACTIVATION_BY_FORMAT.items()},
+            **{("dynamic", *parents): IGNORED_CHOICE for parents in _ACTIVATION_BY_FORMAT},
+        },
+    )
 }
 
 
@@ -180,11 +200,10 @@ class OnnxQuantizationConfig(StaticFieldsConfig):
 
 
 def static_invalid_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
-    """Why search skips a static configuration, or None: what cannot run (:func:`static_unrunnable_reason`)
-    and S8S8 QOperator, which Olive's conditional search space excludes (slow on x86-64 CPUs; an explicit
-    config still runs it, as in Olive)."""
-    if config.quant_format == "QOperator" and config.precision == "int8" and config.activation_type == "int8":
-        return "quant_format QOperator with int8 weights and int8 activations (S8S8) is slow on x86-64 CPUs"
+    """Why search skips a static configuration, or None: what cannot run (:func:`static_unrunnable_reason`).
+    S8S8 QOperator (slow on x86-64 CPUs) is skipped only when activation_type is searched, by Olive's
+    conditional search values (:data:`STATIC_CONDITIONAL_VALUES`); an explicit activation_type runs it,
+    as in Olive."""
     return static_unrunnable_reason(config, accelerator)
 
 

@@ -32,8 +32,12 @@ class OnnxQuantizationPreprocess(OnnxPass):
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: OnnxQuantizationPreprocessConfig = config
         source = model.onnx_path
+        # onnxruntime writes the output in place with the pass's external-data layout (one save); only
+        # convert_attribute, which it does not offer, needs a re-save through publish_onnx_file.
+        direct = not cfg.convert_attribute
         with tempfile.TemporaryDirectory(prefix="olivine-prep-") as tmp:
             try:
+                output_dir.mkdir(parents=True, exist_ok=True)
                 written = preprocess(
                     source,
                     Path(tmp),
@@ -42,10 +46,13 @@ class OnnxQuantizationPreprocess(OnnxPass):
                     skip_onnx_shape=cfg.skip_onnx_shape,
                     skip_symbolic_shape=cfg.skip_symbolic_shape,
                     fail_ok=False,
+                    target=output_dir / source.name if direct else None,
+                    external=cfg if direct else None,
                 )
             except Exception as exc:  # symbolic shape inference and the optimizer raise assorted errors
                 raise PassRunError(
                     self.name, f"quant_pre_process failed on {source}: {exc} (try skip_optimization: true)"
                 ) from exc
-            publish_onnx_file(written, output_dir / source.name, cfg)
+            if not direct:
+                publish_onnx_file(written, output_dir / source.name, cfg)
         return onnx_output_handle(model, output_dir, source.name, model.attributes)

@@ -7,6 +7,7 @@ pass's external-data parameters (a single file is moved, not re-serialized).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassContext
-from olivine.passes.onnx_io import onnx_output_handle, publish_onnx_file
+from olivine.passes.onnx_io import ExternalDataConfig, onnx_output_handle, publish_onnx_file
 from olivine.passes.quant_config import (
     PARAM_EXTRA_OPTIONS,
     QuantizationConfig,
@@ -56,7 +57,7 @@ def quantize(
     source = model.onnx_path
     with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
         tmp_dir = Path(tmp)
-        quant_input = preprocess(source, tmp_dir, ctx) if cfg.quant_preprocess else source
+        quant_input = preprocessed(source, tmp_dir, ctx) if cfg.quant_preprocess else source
         nodes_to_quantize: list[str] | None = None
         nodes_to_exclude: list[str] = []
         if cfg.nodes_to_quantize or cfg.nodes_to_exclude or cfg.op_types_to_exclude:
@@ -64,9 +65,12 @@ def quantize(
             graph_nodes = onnx.load(str(quant_input), load_external_data=False).graph.node
             nodes_to_quantize, nodes_to_exclude = node_lists(cfg, graph_nodes, ctx)
         output = tmp_dir / "quantized.onnx"
-        # External in the temp folder unless the model is far from the 2 GB protobuf limit; a single
-        # file is then moved into place without another load and save.
-        external = model_bytes(source) >= _SINGLE_FILE_BYTES
+        # Static: the quantizer's models (the calibration copy with every tensor exposed, the output) are
+        # written with external data, which costs a raw write instead of serializing every weight
+        # (onnxruntime's own get_qdq_config does the same for a pre-processed model); the output is then
+        # made one file if the pass's layout asks for it. Dynamic: one file unless the model is near the
+        # 2 GB protobuf limit; a single file is moved into place without another load and save.
+        external = static or model_bytes(source) >= _SINGLE_FILE_BYTES
         try:
             if static:
                 assert isinstance(cfg, StaticFieldsConfig)
@@ -241,6 +245,43 @@ def model_bytes(onnx_file: Path) -> int:
     return sum(p.stat().st_size for p in onnx_file.parent.iterdir() if p.is_file())
 
 
+#: The pre-processing a quantization pass runs (``quant_preprocess``): Olive's call, every step on.
+_PREPROCESS_PARAMS = {
+    "skip_optimization": False,
+    "skip_onnx_shape": False,
+    "skip_symbolic_shape": False,
+    "auto_merge": True,
+}
+
+
+def preprocessed(source: Path, tmp_dir: Path, ctx: PassContext) -> Path:
+    """The model to quantize when ``quant_preprocess`` is on: ``source`` pre-processed, in ``tmp_dir``.
+
+    In the engine the pre-processed graph is made once per input model and shared by every quantization
+    run from it (:attr:`PassContext.shared`); each run gets its own copy because onnxruntime's quantizers
+    write a shape-inferred file beside their input (and onnx refuses external data with several hard
+    links). On failure the original model is quantized instead, with a warning, as :func:`preprocess`
+    does.
+    """
+    if ctx.shared is None:
+        return preprocess(source, tmp_dir, ctx)
+
+    def make(folder: Path) -> Path:
+        ctx.logger.info("quantization pre-processing (once for every quantization of this input model)")
+        return preprocess(source, folder, ctx, fail_ok=False)
+
+    try:
+        shared = ctx.shared.get_or_make("quant_preprocess", _PREPROCESS_PARAMS, make)
+    except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
+        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
+        return source
+    ctx.logger.debug("quantizing the pre-processed graph shared by every quantization of this input model")
+    for item in shared.parent.iterdir():
+        if item.is_file() and item.name != "shared.json":
+            shutil.copyfile(item, tmp_dir / item.name)
+    return tmp_dir / shared.name
+
+
 def preprocess(
     source: Path,
     tmp_dir: Path,
@@ -250,15 +291,30 @@ def preprocess(
     skip_onnx_shape: bool = False,
     skip_symbolic_shape: bool = False,
     fail_ok: bool = True,
+    target: Path | None = None,
+    external: ExternalDataConfig | None = None,
 ) -> Path:
     """onnxruntime's quantization pre-processing: symbolic shape inference, optimization, ONNX shapes.
+
+    Writes ``target`` (default: ``tmp_dir/preprocessed.onnx`` with its weights outside, for a quantizer
+    to read); ``external`` gives a final output's external-data parameters instead (a single file unless
+    they ask for external data or the model is too big for one).
 
     On failure the original model is quantized instead, with a warning (Olive does the same), unless
     ``fail_ok`` is false (the ``OnnxQuantizationPreprocess`` pass), when the error propagates.
     """
     from onnxruntime.quantization.preprocess import quant_pre_process
 
-    target = tmp_dir / "preprocessed.onnx"
+    target = target or tmp_dir / "preprocessed.onnx"
+    layout: dict[str, Any] = {"save_as_external_data": True, "all_tensors_to_one_file": True}
+    if external is not None:
+        layout = {
+            "save_as_external_data": external.save_as_external_data
+            or model_bytes(source) >= _SINGLE_FILE_BYTES,
+            "all_tensors_to_one_file": external.all_tensors_to_one_file,
+            "external_data_location": external.external_data_name or f"{target.name}.data",
+            "external_data_size_threshold": external.size_threshold,
+        }
     try:
         quant_pre_process(
             input_model=str(source),
@@ -267,8 +323,7 @@ def preprocess(
             skip_onnx_shape=skip_onnx_shape,
             skip_symbolic_shape=skip_symbolic_shape,
             auto_merge=True,
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
+            **layout,
         )
     except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
         if not fail_ok:

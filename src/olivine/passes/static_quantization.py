@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
-from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.base import ConditionalValues, PassConfig, PassContext
 from olivine.passes.onnx_io import OnnxPass
 from olivine.passes.quant_config import (
     COMMON_SEARCH_VALUES,
+    STATIC_CONDITIONAL_VALUES,
     STATIC_SEARCH_VALUES,
     StaticQuantizationConfig,
     static_invalid_reason,
@@ -31,6 +32,7 @@ class OnnxStaticQuantization(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = StaticQuantizationConfig
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {**COMMON_SEARCH_VALUES, **STATIC_SEARCH_VALUES}
+    conditional_search_values: ClassVar[dict[str, ConditionalValues]] = STATIC_CONDITIONAL_VALUES
 
     @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:

@@ -17,7 +17,14 @@ from pydantic import model_validator
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.passes.base import PassConfig, PassContext
-from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle, save_onnx_model
+from olivine.passes.onnx_io import (
+    ExternalDataConfig,
+    OnnxPass,
+    load_onnx,
+    onnx_output_handle,
+    save_onnx_model,
+    write_output,
+)
 
 # Olive's MODEL_TYPE_MAPPING: HF model types the optimizer knows under another name.
 _MODEL_TYPE_MAPPING = {
@@ -96,6 +103,13 @@ class OrtTransformersOptimization(OnnxPass):
 
         cfg: OrtTransformersOptimizationConfig = config
         model_type, num_heads, hidden_size = _resolve_shape_params(cfg, model.attributes)
+        if not model_type:
+            # Olive skips the pass then (recipes set model_type "" on purpose); so does Olivine, saying so.
+            ctx.logger.warning(
+                "model_type is not set and the input model's attributes name none: the pass is skipped, "
+                "as in Olive; the model passes through unchanged (set model_type, e.g. 'bert', to optimize)"
+            )
+            return write_output(load_onnx(model.onnx_path), model, output_dir, cfg)
         if model_type not in ort_optimizer.MODEL_TYPES:
             raise ConfigError(
                 f"model_type '{model_type}' is not one the optimizer knows; "
@@ -140,16 +154,12 @@ class OrtTransformersOptimization(OnnxPass):
 def _resolve_shape_params(
     cfg: OrtTransformersOptimizationConfig, attributes: dict[str, Any]
 ) -> tuple[str, int, int]:
-    """model_type / num_heads / hidden_size: from the pass config, else from the model's attributes."""
-    model_type = cfg.model_type
+    """model_type / num_heads / hidden_size: from the pass config, else from the model's attributes
+    (model_type "" when neither names one)."""
+    model_type = cfg.model_type or ""
     if not model_type and attributes.get("model_type"):
         hf_type = str(attributes["model_type"])
         model_type = _MODEL_TYPE_MAPPING.get(hf_type, hf_type)
-    if not model_type:
-        raise ConfigError(
-            "model_type is not set and the input model's attributes do not name one (e.g. 'bert')",
-            path="model_type",
-        )
     num_heads = cfg.num_heads or int(attributes.get("num_attention_heads") or attributes.get("n_head") or 0)
     hidden_size = cfg.hidden_size or int(attributes.get("hidden_size") or attributes.get("n_embd") or 0)
     return model_type, num_heads, hidden_size
@@ -162,7 +172,9 @@ def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
     from onnxruntime.transformers.fusion_options import AttentionOpType, FusionOptions
 
     fusion = FusionOptions(model_type)
-    known = set(vars(fusion))
+    # FusionOptions has some keys only for some model types (unet's enable_group_norm, ...); Olive sets
+    # the user's keys whatever the type (fusion_options.__dict__.update), so any type's key is accepted.
+    known = set(vars(fusion)) | _all_fusion_keys()
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(
@@ -182,6 +194,16 @@ def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
         else:
             setattr(fusion, key, value)
     return fusion
+
+
+def _all_fusion_keys() -> set[str]:
+    from onnxruntime.transformers import optimizer as ort_optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    keys: set[str] = set()
+    for model_type in ort_optimizer.MODEL_TYPES:
+        keys |= set(vars(FusionOptions(model_type)))
+    return keys
 
 
 def _log_fusions(ctx: PassContext, model_type: str, fused: dict[str, int]) -> None:

@@ -56,6 +56,8 @@ class PassOption:
     cls: builtins.type[Pass]
     fixed: Mapping[str, Any]
     dims: tuple[Dimension, ...] = ()
+    #: Parameters whose value follows their parents' (the pass's ``conditional_search_values``).
+    conditional: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -78,8 +80,14 @@ class PassOption:
 
     def build(self, name: str, values: Mapping[str, Any], accelerator: Accelerator) -> ResolvedPass | str:
         """The concrete step for ``values``, or the reason this combination is invalid."""
+        given = {**self.fixed, **values}
         try:
-            config = self.cls.config_class.model_validate({**self.fixed, **values})
+            config = self.cls.config_class.model_validate(given)
+            derived = self._conditional_values(config)
+            if isinstance(derived, str):
+                return f"passes.{name} ({self.type}): {derived}"
+            if derived:
+                config = self.cls.config_class.model_validate({**given, **derived})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -88,6 +96,21 @@ class PassOption:
         if reason:
             return f"passes.{name} ({self.type}): {reason}"
         return ResolvedPass(name=name, type=self.type, cls=self.cls, config=config)
+
+    def _conditional_values(self, config: PassConfig) -> dict[str, Any] | str:
+        """The conditional parameters' values for ``config``'s parents, or why the point is invalid."""
+        from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE
+
+        derived: dict[str, Any] = {}
+        for param in self.conditional:
+            rule = self.cls.conditional_search_values[param]
+            value = rule.value_for(config)
+            if value == INVALID_CHOICE:
+                parents = ", ".join(f"{p}={getattr(config, p)}" for p in rule.parents)
+                return f"{param} has no valid search value for {parents} (Olive's conditional search values)"
+            if value != IGNORED_CHOICE:
+                derived[param] = value
+        return derived
 
 
 @dataclass(frozen=True)

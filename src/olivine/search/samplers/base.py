@@ -31,6 +31,9 @@ class Sampler(ABC):
     """
 
     name: ClassVar[str]
+    #: True when proposals depend on the feedback of earlier ones (TPE): such a sampler is asked for one
+    #: point at a time, so a spread search proposes exactly what the serial one does.
+    learns: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, settings: SamplerSettings, directions: Sequence[bool]) -> None:
         self.space = space

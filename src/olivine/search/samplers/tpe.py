@@ -25,6 +25,7 @@ class TPESampler(Sampler):
     """
 
     name: ClassVar[str] = "tpe"
+    learns: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, settings: SamplerSettings, directions: Sequence[bool]) -> None:
         super().__init__(space, settings, directions)

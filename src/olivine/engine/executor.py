@@ -1,0 +1,107 @@
+"""The candidate executor seam: who realises the proposals of one batch.
+
+:class:`SerialExecutor` (the default) realises them one after another in the engine's process. A spread
+search (:class:`SpreadSettings`, set by the Ray host's ``search_workers``) uses
+:class:`olivine.engine.ray_executor.RayExecutor`: each candidate is a Ray task on the cluster. Whatever
+the executor, candidates come back in proposal order, so the walk hears results in the order the serial
+search would, and the same seed gives the same candidates and the same best model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from olivine.config.evaluators import EvaluatorConfig
+from olivine.engine.candidates import Candidate
+from olivine.engine.realise import CandidateWork
+from olivine.errors import HostError
+from olivine.search.strategy import Proposal
+
+TIMED_TYPES = ("latency", "throughput")
+
+
+class CandidateExecutor(Protocol):
+    """Realises batches of proposals; yields their candidates in proposal order."""
+
+    @property
+    def width(self) -> int:
+        """How many proposals it takes at once (the walk's batch size)."""
+        ...
+
+    def realise(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> Generator[Candidate, None, None]:
+        """The candidates of ``batch``, in its order. The caller may stop iterating early (the walk
+        stopped): work not consumed yet is dropped."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialExecutor:
+    """One candidate at a time, in this process."""
+
+    width = 1
+
+    def realise(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> Generator[Candidate, None, None]:
+        for proposal in batch:
+            yield work.realise(proposal, total)
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class SpreadSettings:
+    """A search spread over a Ray cluster (a job's ``search_spread``).
+
+    Attributes:
+        workers: how many candidates are in flight at once (each one Ray task).
+        num_cpus: CPUs each task reserves: the threads a timed run uses, so timed runs never share a CPU.
+        address: the cluster's GCS address; None inside a Ray job (its driver finds its own cluster).
+    """
+
+    workers: int
+    num_cpus: float
+    address: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"executor": "ray", **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SpreadSettings:
+        data = dict(data)
+        kind = data.pop("executor", None)
+        if kind != "ray":
+            raise HostError(f"search_spread executor '{kind}' is unknown (known: ray): a newer Olivine?")
+        return cls(**data)
+
+
+def executor_for(settings: SpreadSettings | None) -> CandidateExecutor:
+    if settings is None:
+        return SerialExecutor()
+    from olivine.engine.ray_executor import RayExecutor
+
+    return RayExecutor(settings)
+
+
+def timed_threads(evaluator: EvaluatorConfig | None) -> tuple[int | None, list[str]]:
+    """The most onnxruntime intra-op threads a timed metric of ``evaluator`` uses, and the timed metrics
+    that leave it unset (onnxruntime then takes every core: such a run cannot be given its own CPUs)."""
+    threads: int | None = None
+    unpinned: list[str] = []
+    for metric in evaluator.metrics if evaluator is not None else []:
+        if metric.type not in TIMED_TYPES:
+            continue
+        settings = metric.user_config.inference_settings if metric.user_config else None
+        options = settings.onnx.session_options if settings and settings.onnx else None
+        count = options.intra_op_num_threads if options is not None else None
+        if not isinstance(count, int) or count <= 0:
+            unpinned.append(metric.name)
+        else:
+            threads = max(threads or 0, count)
+    return threads, unpinned

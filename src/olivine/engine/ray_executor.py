@@ -1,0 +1,324 @@
+"""A search spread over a Ray cluster: each candidate (its pass runs and its evaluation) is one Ray task.
+
+- Tasks reserve ``num_cpus`` each (the threads a timed run uses), so Ray never schedules two tasks on
+  one CPU and a timed latency run has its CPUs to itself (Ray also sets ``OMP_NUM_THREADS`` to it, which
+  keeps torch and OpenMP kernels of pass runs inside the reservation).
+- Results land in the one cache, the job's ``cache_dir``: tasks open it by path, so every node must see
+  it at the same path. On one machine it is; on several nodes it must be a shared filesystem (NFS, EFS,
+  Azure Files, a KubeRay volume) mounted at the same path everywhere. A task checks that it sees the
+  folder the engine marked and fails with a clear error otherwise (no silent node-local cache).
+  Concurrent writers are safe: runs are committed by an atomic rename (:mod:`olivine.engine.cache`).
+- Candidates come back in proposal order (the loop tells the walk in that order), so the same seed gives
+  the same candidates and the same best model as the serial search. The chain prefix that a batch's
+  candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
+  before them.
+
+``ray`` is imported only when a spread search starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from olivine.engine.cache import WorkflowCache
+from olivine.engine.candidates import Candidate, candidate_id
+from olivine.engine.chain import ChainRunner
+from olivine.engine.events import EngineEvent, PhaseChanged
+from olivine.engine.executor import SpreadSettings
+from olivine.engine.phase import Phases
+from olivine.engine.realise import CandidateWork, check_stop
+from olivine.errors import CacheError, HostError, MissingDependencyError, OlivineError
+from olivine.search.space import ResolvedPass
+from olivine.search.strategy import Proposal
+
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
+    from olivine.model.accelerator import Accelerator
+    from olivine.model.handle import ModelHandle
+    from olivine.search.ranking import Objectives
+
+logger = logging.getLogger("olivine.engine")
+
+_WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What a task needs to rebuild the engine's runner and evaluator (shipped once per search)."""
+
+    token: str
+    workflow_id: str
+    cache_root: Path  # the cache_dir: WorkflowCache adds the workflow id
+    marker: Path
+    accelerator: Accelerator
+    input_model: ModelHandle
+    input_model_id: str
+    data_configs: dict[str, Any]
+    base_dir: Path | None
+    objectives: Objectives
+    workflow: ResolvedWorkflow | None  # for the evaluator (None: no evaluator)
+    tokenizer_path: str | None = None
+    eval_input_model: ModelHandle | None = None
+
+
+@dataclass
+class _TaskResult:
+    candidate: Candidate | None  # None for a prefix task
+    events: list[EngineEvent] = field(default_factory=list)
+    error: str | None = None  # a prefix task whose chain failed
+    node: str = ""
+
+
+_WORK: dict[str, CandidateWork] = {}  # per task process: the work of the search it serves
+
+
+def _work_of(recipe: _Recipe) -> CandidateWork:
+    work = _WORK.get(recipe.token)
+    if work is not None:
+        return work
+    if not recipe.marker.is_file():
+        raise CacheError(
+            f"search over Ray: the cache folder {recipe.marker.parent} is not visible on node "
+            f"{socket.gethostname()}: every node must mount it at the same path (a shared filesystem)"
+        )
+    cache = WorkflowCache(recipe.cache_root, recipe.workflow_id)
+    phases = Phases(recipe.workflow_id, None)
+    runner = ChainRunner(
+        recipe.workflow_id,
+        cache,
+        recipe.accelerator,
+        phases,
+        recipe.input_model,
+        recipe.input_model_id,
+        data_configs=recipe.data_configs,
+        base_dir=recipe.base_dir,
+    )
+    evaluator = None
+    if recipe.workflow is not None:
+        from olivine.engine.evaluation import CachedEvaluator
+
+        evaluator = CachedEvaluator(recipe.workflow, cache, recipe.tokenizer_path, recipe.eval_input_model)
+    work = CandidateWork(recipe.workflow_id, runner, evaluator, recipe.objectives, phases, None, True)
+    _WORK.clear()  # a task process serves one search at a time
+    _WORK[recipe.token] = work
+    return work
+
+
+def _listening(work: CandidateWork) -> list[EngineEvent]:
+    """Collect the task's events (the engine re-emits them, in proposal order); phases stay local."""
+    events: list[EngineEvent] = []
+
+    def keep(event: EngineEvent) -> None:
+        if not isinstance(event, PhaseChanged):
+            events.append(event)
+
+    phases = Phases(work.workflow_id, keep)
+    work.phases = work.runner.phases = phases
+    return events
+
+
+def candidate_task(recipe: _Recipe, proposal: Proposal, total: int | None) -> _TaskResult:
+    """A Ray task: realise and evaluate one candidate."""
+    work = _work_of(recipe)
+    events = _listening(work)
+    candidate = work.realise(proposal, total)
+    return _TaskResult(candidate, events, node=socket.gethostname())
+
+
+def chain_task(recipe: _Recipe, steps: tuple[ResolvedPass, ...]) -> _TaskResult:
+    """A Ray task: realise a chain prefix that several candidates share (no evaluation)."""
+    from olivine.errors import PassRunError
+
+    work = _work_of(recipe)
+    events = _listening(work)
+    try:
+        work.runner.realise(steps, label="shared prefix: ")
+    except PassRunError as exc:
+        return _TaskResult(None, events, error=str(exc), node=socket.gethostname())
+    return _TaskResult(None, events, node=socket.gethostname())
+
+
+def _reachable(address: str) -> None:
+    """Fail fast on a GCS address nothing listens on (``ray.init`` would retry for many minutes)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.removeprefix("ray://") or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as exc:
+        raise HostError(f"search over Ray: the Ray cluster at {address} is not reachable: {exc}") from exc
+
+
+class RayExecutor:
+    """Realises each batch's candidates as Ray tasks (see the module docstring)."""
+
+    def __init__(self, settings: SpreadSettings) -> None:
+        self.settings = settings
+        self.width = max(1, settings.workers)
+        self._ray: Any = None
+        self._owns_ray = False
+        self._recipe_ref: Any = None
+        self._recipe: _Recipe | None = None
+        self._done: set[str] = set()  # run keys known to be in the cache
+
+    # -- connecting -----------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        try:
+            import ray
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "a search spread over Ray needs Ray: pip install 'olivine[ray]'"
+            ) from exc
+        if not ray.is_initialized():
+            address = self.settings.address or "auto"
+            _reachable(address)
+            try:
+                ray.init(
+                    address=address,
+                    namespace="olivine",
+                    log_to_driver=False,
+                    configure_logging=False,
+                    include_dashboard=False,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise HostError(
+                    f"search over Ray: cannot connect to the Ray cluster at {address}: {exc}"
+                ) from exc
+            self._owns_ray = True
+        self._ray = ray
+        return ray
+
+    def _prepare(self, work: CandidateWork) -> None:
+        if self._recipe is not None:
+            return
+        ray = self._connect()
+        runner = work.runner
+        token = uuid.uuid4().hex
+        marker = runner.cache.root / f".olivine-ray-{token}"
+        marker.write_text("the engine of a search spread over Ray; tasks check that they see it\n")
+        evaluator = work.evaluator
+        self._recipe = _Recipe(
+            token=token,
+            workflow_id=runner.workflow_id,
+            cache_root=runner.cache.root.parent,
+            marker=marker,
+            accelerator=runner.accelerator,
+            input_model=runner.input_model,
+            input_model_id=runner.input_model_id,
+            data_configs=runner.data_configs,
+            base_dir=runner.base_dir,
+            objectives=work.objectives,
+            workflow=evaluator.workflow if evaluator is not None else None,
+            tokenizer_path=evaluator.tokenizer_path if evaluator is not None else None,
+            eval_input_model=evaluator.input_model if evaluator is not None else None,
+        )
+        self._recipe_ref = ray.put(self._recipe)
+        self._candidate = ray.remote(candidate_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
+        self._chain = ray.remote(chain_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
+        logger.info(
+            "search over Ray: up to %d candidate(s) at once, %s CPU(s) each",
+            self.width,
+            self.settings.num_cpus,
+        )
+
+    # -- realising ------------------------------------------------------------------------------------
+    def realise(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> Generator[Candidate, None, None]:
+        self._prepare(work)
+        self._shared_prefix(batch, work)
+        refs = [self._candidate.remote(self._recipe_ref, proposal, total) for proposal in batch]
+        numbers = ", ".join(str(p.number) for p in batch)
+        work.phases.set(f"candidates {numbers} running on the Ray cluster")
+        # Tasks a stop made unnecessary are left to finish (their runs land in the cache), not cancelled:
+        # ray.cancel racing a task's completion crashed the driver (Ray 2.60: "Tried to complete task
+        # that was not pending"). Ray ends them with the driver when the workflow is cancelled.
+        for proposal, ref in zip(batch, refs, strict=True):
+            result = self._get(ref, work)
+            for event in result.events:
+                work.phases.emit(event)
+            candidate = result.candidate if result.candidate is not None else self._lost(proposal, result)
+            self._done.update(run.key for run in candidate.runs)
+            yield candidate
+
+    def _shared_prefix(self, batch: Sequence[Proposal], work: CandidateWork) -> None:
+        """Run once, first, the chain prefix that two or more of ``batch``'s candidates share and that is
+        not in the cache yet (the candidates would each run it at the same time otherwise)."""
+        chains = [p.chain for p in batch if p.steps is not None]
+        if len(chains) < 2:
+            return
+        keyed = [self._keys(chain, work.runner) for chain in chains]
+        common = 0
+        while all(len(k) > common for k in keyed) and len({k[common] for k in keyed}) == 1:
+            common += 1
+        # The last step of a candidate's own chain is its own work, even when shared.
+        common = min(common, min(len(k) for k in keyed) - 1)
+        if common <= 0 or keyed[0][common - 1] in self._done:
+            return
+        steps = chains[0][:common]
+        if all(work.runner.cache.load_run(key) is not None for key in keyed[0][:common]):
+            self._done.update(keyed[0][:common])
+            return
+        work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} on the Ray cluster")
+        result = self._get(self._chain.remote(self._recipe_ref, steps), work)
+        for event in result.events:
+            work.phases.emit(event)
+        if result.error is None:
+            self._done.update(keyed[0][:common])
+
+    @staticmethod
+    def _keys(chain: Sequence[ResolvedPass], runner: ChainRunner) -> list[str]:
+        keys: list[str] = []
+        model_id = runner.input_model_id
+        for step in chain:
+            model_id = runner.key(step, model_id)
+            keys.append(model_id)
+        return keys
+
+    def _get(self, ref: Any, work: CandidateWork) -> _TaskResult:
+        ray = self._ray
+        while True:
+            check_stop(work.stop)
+            ready, _ = ray.wait([ref], timeout=_WAIT_S)
+            if ready:
+                break
+        try:
+            result: _TaskResult = ray.get(ref)
+            return result
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, OlivineError):
+                raise cause from None  # as the serial search would: e.g. the cache is not shared
+            return _TaskResult(
+                None, error=f"the Ray task failed: {type(cause or exc).__name__}: {cause or exc}"
+            )
+        except ray.exceptions.RayError as exc:  # the worker or its node died, the task was cancelled
+            return _TaskResult(None, error=f"the Ray task ended: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _lost(proposal: Proposal, result: _TaskResult) -> Candidate:
+        """The record of a candidate whose task died (a crash, a lost node): failed, the search goes on."""
+        return Candidate(
+            id=candidate_id(proposal.number),
+            index=proposal.number,
+            chain=proposal.chain if proposal.steps is not None else proposal.parent,
+            point=proposal.described,
+            status="failed",
+            error=result.error or "the Ray task returned nothing",
+        )
+
+    def close(self) -> None:
+        if self._recipe is not None:
+            self._recipe.marker.unlink(missing_ok=True)
+            self._recipe = None
+        if self._owns_ray and self._ray is not None:
+            self._ray.shutdown()
+        self._ray, self._owns_ray = None, False

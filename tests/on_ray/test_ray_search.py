@@ -1,0 +1,135 @@
+"""A search spread over a real Ray cluster gives the serial search's result: the same candidates (points,
+model ids, statuses) and the same best, with a failing and an invalid candidate recorded on the way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.host_suite import export_of
+from integration.test_search import TWO_SLOTS, outline, search_config
+from olivine.engine.executor import SpreadSettings
+from olivine.engine.ray_executor import RayExecutor
+from olivine.engine.resolve import load_workflow
+from olivine.engine.run import run_workflow
+from olivine.hosts import service
+from olivine.jobs.records import JobStatus
+from on_ray.test_ray_host import _ray_env
+from ray_head import RayHead
+
+pytestmark = pytest.mark.ray
+
+FAILING_SEARCH = {
+    "quant": [
+        {
+            "type": "OnnxDynamicQuantization",
+            "precision": "int8",
+            "per_channel": "SEARCHABLE_VALUES",
+            "weight_type": {
+                "olive_parameter_type": "SearchParameter",
+                "type": "Categorical",
+                "support": ["QInt8", "QUInt8"],
+            },
+        },
+        {"type": "OnnxConversion"},  # refuses an ONNX model: this candidate fails
+    ]
+}
+
+
+@pytest.fixture
+def ray_driver(ray_head: RayHead) -> str:
+    """The head's GCS address, for a driver in this process (see :mod:`ray_head` for its environment)."""
+    return ray_head.gcs_address
+
+
+def _run(folder: Path, cfg: dict[str, Any], address: str | None) -> dict[str, Any]:
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(cfg, indent=2))
+    executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    run_workflow(load_workflow(path), executor=executor)
+    footprint: dict[str, Any] = json.loads((Path(cfg["engine"]["output_dir"]) / "footprint.json").read_text())
+    return footprint
+
+
+def test_ray_search_gives_the_serial_result_and_records_a_failing_candidate(
+    tmp_path: Path, ray_driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="olivine.engine")
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    serial = _run(
+        tmp_path / "a", search_config(tmp_path / "a", FAILING_SEARCH, strategy, latency_priority=-1), None
+    )
+    spread = _run(
+        tmp_path / "b",
+        search_config(tmp_path / "b", FAILING_SEARCH, strategy, latency_priority=-1),
+        ray_driver,
+    )
+    assert "search over Ray: up to 2 candidate(s) at once, 1 CPU(s) each" in caplog.text
+    assert outline(spread) == outline(serial)
+    assert [c["status"] for c in spread["candidates"]] == [
+        "evaluated",
+        "evaluated",
+        "invalid",
+        "invalid",
+        "failed",
+    ]
+    assert "OnnxConversion does not accept" in spread["candidates"][4]["error"]
+    assert spread["best"] == serial["best"] and spread["best"] in ("c0001", "c0002")
+    assert (
+        spread["candidates"][0]["metrics"]["fidelity-score"]
+        == serial["candidates"][0]["metrics"]["fidelity-score"]
+    )
+    assert (tmp_path / "b" / "out" / "model" / "model.onnx").is_file()
+    # Every run landed in the one cache, and the engine's marker for the tasks is gone.
+    assert not list((tmp_path / "b" / "cache").rglob(".olivine-ray-*"))
+
+
+@pytest.mark.parametrize("order", ["joint", "pass-by-pass"])
+def test_ray_search_with_a_shared_prefix_and_goals_stops_where_the_serial_search_stops(
+    tmp_path: Path, ray_driver: str, order: str
+) -> None:
+    strategy: dict[str, Any] = {
+        "execution_order": order,
+        "sampler": "random",
+        "seed": 5,
+        "include_pass_params": False,
+    }
+    if order == "joint":
+        strategy["stop_when_goals_met"] = True
+    serial = _run(
+        tmp_path / "a", search_config(tmp_path / "a", TWO_SLOTS, strategy, latency_priority=-1), None
+    )
+    spread = _run(
+        tmp_path / "b", search_config(tmp_path / "b", TWO_SLOTS, strategy, latency_priority=-1), ray_driver
+    )
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    if order == "joint":
+        assert len(serial["candidates"]) == 1  # the first candidate meets the goal: the search stops there
+
+
+def test_ray_host_job_with_search_workers_gives_the_serial_result(
+    ray_head: RayHead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("OLIVINE_HOME", str(home))
+    env = _ray_env(home, ray_head.address, search_workers=2, search_task_cpus=1)
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    serial = _run(
+        tmp_path / "a", search_config(tmp_path / "a", FAILING_SEARCH, strategy, latency_priority=-1), None
+    )
+    config = tmp_path / "b" / "cfg.json"
+    config.write_text(
+        json.dumps(search_config(tmp_path / "b", FAILING_SEARCH, strategy, latency_priority=-1))
+    )
+    job = env.submit(config).job
+    assert job is not None
+    done = env.wait(job.job_id)
+    assert done.state is JobStatus.SUCCEEDED, done.message
+    layout = export_of(done)
+    spread = json.loads(layout.datastore.read_bytes(layout.path("output/footprint.json")))
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    log = "\n".join(service.logs(job.job_id, store=env.store))
+    assert "search over Ray: up to 2 candidate(s) at once, 1.0 CPU(s) each" in log

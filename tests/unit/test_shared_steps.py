@@ -1,0 +1,105 @@
+"""The shared-artifact store: made once per key (in and across processes), failures not retried in a
+process, unreadable or escaping records rebuilt, staging folders never visible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from olivine.engine.shared import SharedStore
+
+
+def _maker(calls: list[Path], content: str = "graph") -> object:
+    def make(folder: Path) -> Path:
+        calls.append(folder)
+        (folder / "model.onnx").write_text(content)
+        (folder / "model.onnx.data").write_text("weights")
+        return folder / "model.onnx"
+
+    return make
+
+
+def test_shared_store_makes_an_artifact_once_per_key(tmp_path: Path) -> None:
+    calls: list[Path] = []
+    steps = SharedStore(tmp_path).for_model("model-a", {"onnxruntime": "1"})
+    first = steps.get_or_make("prep", {"x": 1}, _maker(calls))  # type: ignore[arg-type]
+    again = steps.get_or_make("prep", {"x": 1}, _maker(calls))  # type: ignore[arg-type]
+    assert first == again and first.read_text() == "graph" and len(calls) == 1
+    assert (first.parent / "model.onnx.data").read_text() == "weights"
+    record = json.loads((first.parent / "shared.json").read_text())
+    assert record["name"] == "prep" and record["model_id"] == "model-a" and record["file"] == "model.onnx"
+    # Another process (a new store on the same cache) finds it; another key makes its own.
+    other = SharedStore(tmp_path).for_model("model-a", {"onnxruntime": "1"})
+    assert other.get_or_make("prep", {"x": 1}, _maker(calls)) == first  # type: ignore[arg-type]
+    assert len(calls) == 1
+    for model, params, versions in (
+        ("model-b", {"x": 1}, "1"),
+        ("model-a", {"x": 2}, "1"),
+        ("model-a", {"x": 1}, "2"),
+    ):
+        steps = SharedStore(tmp_path).for_model(model, {"onnxruntime": versions})
+        assert steps.get_or_make("prep", params, _maker(calls)) != first  # type: ignore[arg-type]
+    assert len(calls) == 4
+    assert not list((tmp_path / "shared").glob(".staging-*"))
+
+
+def test_shared_store_does_not_retry_a_failed_step_in_the_same_process(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def broken(folder: Path) -> Path:
+        calls.append(1)
+        raise ValueError("shape inference failed")
+
+    store = SharedStore(tmp_path)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="shape inference failed"):
+            store.for_model("m", {}).get_or_make("prep", {}, broken)
+    assert calls == [1]
+    assert not [p for p in (tmp_path / "shared").iterdir()]  # nothing half-written is left
+    with pytest.raises(ValueError):  # a new process tries again
+        SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, broken)
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("record", ["{not json", json.dumps({"file": "../../outside.onnx"}), json.dumps({})])
+def test_shared_store_rebuilds_an_unreadable_or_escaping_record(tmp_path: Path, record: str) -> None:
+    calls: list[Path] = []
+    made = SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, _maker(calls))  # type: ignore[arg-type]
+    (tmp_path / "outside.onnx").write_text("planted")
+    (made.parent / "shared.json").write_text(record)
+    again = SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, _maker(calls, "rebuilt"))  # type: ignore[arg-type]
+    assert len(calls) == 2 and again.read_text() == "rebuilt" and again.parent == made.parent
+
+
+def test_shared_store_refuses_a_step_that_writes_outside_its_folder(tmp_path: Path) -> None:
+    def escaping(folder: Path) -> Path:
+        target = tmp_path / "elsewhere.onnx"
+        target.write_text("x")
+        return target
+
+    with pytest.raises(ValueError, match="no file inside its folder"):
+        SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, escaping)
+    assert not [p for p in (tmp_path / "shared").iterdir()]
+
+
+@pytest.mark.parametrize("victim", ["model.onnx", "model.onnx.data"])
+def test_shared_store_rebuilds_an_artifact_whose_files_changed_and_the_audit_reports_it(
+    tmp_path: Path, victim: str
+) -> None:
+    from olivine.engine.cache import WorkflowCache
+
+    calls: list[Path] = []
+    made = SharedStore(tmp_path / "wf").for_model("m", {}).get_or_make("prep", {}, _maker(calls))  # type: ignore[arg-type]
+    path = made.parent / victim
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF  # one flipped byte, same size
+    path.write_bytes(bytes(data))
+    problems = WorkflowCache(tmp_path, "wf").audit()
+    assert len(problems) == 1 and "shared artifact holds files that changed" in problems[0]
+    again = SharedStore(tmp_path / "wf").for_model("m", {}).get_or_make("prep", {}, _maker(calls, "rebuilt"))  # type: ignore[arg-type]
+    assert len(calls) == 2 and again.read_text() == "rebuilt"  # a cache miss, never the changed files
+    assert WorkflowCache(tmp_path, "wf").audit() == []
+    path.write_bytes(b"changed again")
+    assert WorkflowCache(tmp_path, "wf").audit(fix=True) and not made.parent.exists()
