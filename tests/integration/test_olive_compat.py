@@ -692,3 +692,36 @@ def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) 
     with pytest.raises(ConfigError) as info:
         load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
     assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"type": "OrtTransformersOptimization", "model_type": "bert", "use_gpu": True}, "passes.p.use_gpu"),
+        ({"type": "GraphSurgeries", "surgeries": [{"surgeon": "NoSuchSurgeon"}]}, "passes.p.surgeries.0"),
+    ],
+)
+def test_pass_cross_field_errors_put_their_key_in_the_key_path(
+    tmp_path: Path, params: dict[str, Any], path: str
+) -> None:
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"p": params}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == path
+    assert str(info.value).startswith(f"{tmp_path / 'cfg.json'}: {path}: ")
+
+
+def test_graph_surgeries_declare_the_contrib_domains_their_functions_use(tmp_path: Path) -> None:
+    # PackedAttentionToLoopMHA adds a function whose Loop body uses com.microsoft.MultiHeadAttention; on a
+    # model with no packed attention (a recipe run on another model) that function must still be valid.
+    import onnx
+
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"gs": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "PackedAttentionToLoopMHA"}]}}
+    result = run_local(load(_write(tmp_path, cfg)))
+    assert result.best is not None
+    proto = onnx.load(str(result.best.model.onnx_path))
+    for function in proto.functions:
+        assert "com.microsoft" in {o.domain for o in function.opset_import}
+    onnx.checker.check_model(proto)
