@@ -85,6 +85,7 @@ def _slug(text: str) -> str:
 def _tiny_models(work: Path) -> dict[str, dict[str, Any]]:
     sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(ROOT / "src"))
+    import tiny_llm
     import tiny_models
 
     tiny = work / "tiny"
@@ -94,7 +95,16 @@ def _tiny_models(work: Path) -> dict[str, dict[str, Any]]:
         return loaded
     models = {
         "bert": tiny_models.write_tiny_bert(tiny / "bert", max_positions=512),
-        "llama": tiny_models.write_tiny_llama(tiny / "llama"),
+        # A byte-level BPE tokenizer (onnxruntime-genai loads it; not the BERT WordPiece one) and dims that
+        # int4 block sizes up to 128 divide.
+        "llama": tiny_llm.write_causal_lm(
+            tiny / "llama",
+            hidden_size=128,
+            intermediate_size=256,
+            num_heads=4,
+            num_kv_heads=2,
+            max_positions=1024,
+        ),
         "onnx": tiny_models.write_onnx_mlp(tiny / "onnx"),
         "mlp": tiny_models.write_mlp(tiny / "mlp"),
     }
