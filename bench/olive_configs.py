@@ -168,10 +168,12 @@ IO_CONFIG = __IO_CONFIG__
 
 
 def _multi_io(io: Any) -> bool:
-    """An inline io_config with more than one input or output (the tiny MLP has one of each)."""
+    """An inline io_config the tiny MLP does not fit (it has one input and one output, both 2-D)."""
     if not isinstance(io, dict) or not isinstance(io.get("input_names"), list):
         return False
-    return len(io["input_names"]) != 1 or len(io.get("output_names") or []) > 1
+    axes = [int(a) for spec in (io.get("dynamic_axes") or {}).values() for a in (spec or {})]
+    # Also one input of another rank than the MLP's [batch, 32] (an image, a sequence of vectors).
+    return len(io["input_names"]) != 1 or len(io.get("output_names") or []) > 1 or max([*axes, 0]) >= 2
 
 
 def _rank(name: str, io: dict[str, Any], given: Any) -> list[int]:
