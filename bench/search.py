@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
 import subprocess
 import sys
 from datetime import datetime
@@ -63,9 +65,10 @@ LATENCY_GOAL = 0.55  # x the fp32 ONNX model at 1 thread
 WALL_GOAL = 0.5  # x Olive's search wall time
 
 
-def prepare(run_dir: Path, tool: str) -> Path:
-    """Fresh copies of both examples under ``run_dir/tool``; the search config's path (no plot)."""
-    root = run_dir / tool
+def prepare(run_dir: Path, tool: str, repeat: int = 1) -> Path:
+    """Fresh copies of both examples under ``run_dir/tool`` (``tool-<repeat>`` after the first run); the
+    search config's path (no plot)."""
+    root = run_dir / (tool if repeat == 1 else f"{tool}-{repeat}")
     prepare_workdir(EXAMPLE, root / "minilm")
     work = prepare_workdir(SEARCH_EXAMPLE, root / "minilm-search")
     config = json.loads((work / "config.json").read_text(encoding="utf-8"))
@@ -134,21 +137,53 @@ def fp32_models(footprint: dict[str, Any], config: Path) -> dict[str, str]:
     return found
 
 
-def run_search(run_dir: Path, tools: tuple[str, ...]) -> dict[str, Any]:
+def run_order(tools: tuple[str, ...], pairs: int) -> list[str]:
+    """The tools' runs, alternating so that a drift of the machine's load hits both alike: A B, then
+    B A, A B, ... (``pairs`` runs of each tool)."""
+    order: list[str] = []
+    for i in range(pairs):
+        order += list(tools) if i % 2 == 0 else list(reversed(tools))
+    return order
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1) -> dict[str, Any]:
+    """Each tool's search ``pairs`` times (:func:`run_order`); the record of a tool is its first run's
+    (outputs, best model) with every run's wall and CPU time and their medians."""
     results: dict[str, Any] = {}
-    for tool in tools:
-        config = prepare(run_dir, tool)
+    count: dict[str, int] = {}
+    for tool in run_order(tools, pairs):
+        count[tool] = count.get(tool, 0) + 1
+        config = prepare(run_dir, tool, count[tool])
         command = command_for(tool, config)
-        env = bench_env({"OLIVINE_HOME": str(run_dir / tool / "olivine-home")})
+        env = bench_env({"OLIVINE_HOME": str(config.parent.parent / "olivine-home")})
+        cpu_before = _children_cpu_s()
         timed = run_timed(
             command, cwd=config.parent, env=env, log=config.parent / "search.log", timeout_s=7200
         )
-        record: dict[str, Any] = {**timed.to_json(), "config": str(config)}
+        cpu_s = round(_children_cpu_s() - cpu_before, 3)
+        run = {**timed.to_json(), "cpu_s": cpu_s, "config": str(config)}
+        print(
+            f"search: {tool} run {count[tool]}: {timed.wall_s:.1f} s wall, {cpu_s:.1f} s CPU "
+            f"(exit {timed.returncode}), load {timed.load_before}"
+        )
+        if tool not in results:
+            record: dict[str, Any] = dict(run)
+            if timed.returncode != 0:
+                record["error_tail"] = tail(timed.log, 30)
+            record.update(read_output(tool, config))
+            record["runs"] = []
+            results[tool] = record
+        results[tool]["runs"].append(run)
         if timed.returncode != 0:
-            record["error_tail"] = tail(timed.log, 30)
-        record.update(read_output(tool, config))
-        results[tool] = record
-        print(f"search: {tool} {timed.wall_s:.1f} s (exit {timed.returncode}), load {timed.load_before}")
+            results[tool]["returncode"] = timed.returncode
+    for record in results.values():
+        record["wall_s"] = statistics.median(r["wall_s"] for r in record["runs"])
+        record["cpu_s"] = statistics.median(r["cpu_s"] for r in record["runs"])
     return results
 
 
@@ -213,6 +248,18 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "status": "-" if wall is None else ("met" if wall <= WALL_GOAL else "not met"),
         }
     )
+    if ours.get("cpu_s") is not None and theirs.get("cpu_s"):
+        cpu = ours["cpu_s"] / theirs["cpu_s"]
+        rows.append(
+            {
+                "what": "Search CPU time (user + sys of the tool's processes; less sensitive to the load)",
+                "olivine": f"{ours['cpu_s']:.1f} s",
+                "olive": f"{theirs['cpu_s']:.1f} s",
+                "ratio": f"{cpu:.2f}x",
+                "goal": "-",
+                "status": "-",
+            }
+        )
     a, b = latency_ms(latency, BEST["olivine"]), latency_ms(latency, BEST["olive"])
     fa, fb = fidelity(latency, BEST["olivine"]), fidelity(latency, BEST["olive"])
     if a is not None and b is not None and fa is not None and fb is not None:
@@ -268,7 +315,8 @@ def render_section(result: dict[str, Any]) -> str:
     lines.append(
         f"Run {result.get('timestamp')}; raw data: `bench/results/search-{result.get('timestamp')}.json`. "
         "Space: `examples/minilm-search/config.json` (OnnxConversion -> OrtTransformersOptimization -> "
-        "OnnxDynamicQuantization alternatives, SEARCHABLE_VALUES; fidelity goal max-degradation 0.01, "
+        "quantization alternatives: dynamic and static with SEARCHABLE_VALUES, fp16, int4 RTN; fidelity goal "
+        "max-degradation 0.01, "
         "latency at 1 thread). Olive runs the config `bench/olive_config.py` translates, in its own venv."
     )
     lines += [
@@ -282,7 +330,11 @@ def render_section(result: dict[str, Any]) -> str:
             f"{row['status']} |"
         )
     search = result.get("search") or {}
-    lines += ["", "| tool | exit | wall | load before -> after | candidates | reported best metrics |"]
+    lines += [
+        "",
+        "| tool | exit | wall (median) | runs: wall / CPU, load before -> after | candidates "
+        "| reported best metrics |",
+    ]
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for tool in TOOLS:
         rec = search.get(tool)
@@ -295,7 +347,13 @@ def render_section(result: dict[str, Any]) -> str:
             if isinstance(v, dict) and isinstance(v.get("value"), (int, float))
         )
         counts = ", ".join(f"{n} {k}" for k, n in (rec.get("candidates") or {}).items())
-        load = f"{_load(rec.get('load_before'))} -> {_load(rec.get('load_after'))}"
+        runs = rec.get("runs") or [rec]
+        load = "; ".join(
+            f"{r.get('wall_s', 0):.1f} s / "
+            + (f"{r['cpu_s']:.1f} s" if r.get("cpu_s") is not None else "-")
+            + f", {_load(r.get('load_before'))} -> {_load(r.get('load_after'))}"
+            for r in runs
+        )
         lines.append(
             f"| {tool} | {rec.get('returncode')} | {rec.get('wall_s', 0):.1f} s | {load} | {counts or '-'} | "
             f"{shown or '-'} |"
@@ -324,7 +382,8 @@ def render_section(result: dict[str, Any]) -> str:
         f"{', '.join(machine.get('cpu', {}).get('flags', [])) or '-'}.",
         "",
     ]
-    lines += ["Command: `.venv/bin/python bench/search.py --doc`"]
+    pairs = result.get("pairs", 1)
+    lines += [f"Command: `.venv/bin/python bench/search.py --doc{f' --pairs {pairs}' if pairs != 1 else ''}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -337,6 +396,9 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--runs", type=int, default=200, help="timed runs per model (latency)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (latency)")
+    parser.add_argument(
+        "--pairs", type=int, default=1, help="runs of each tool, alternating (A B B A ...); medians reported"
+    )
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
     parser.add_argument(
         "--reuse", type=Path, help="take the tools not in --tools from this results JSON (their work folders)"
@@ -348,11 +410,16 @@ def main() -> int:
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = WORK / f"search-{stamp}"
-        result = {"timestamp": stamp, "machine": machine_info(), "load_start": load_average()}
+        result = {
+            "timestamp": stamp,
+            "machine": machine_info(),
+            "load_start": load_average(),
+            "pairs": args.pairs,
+        }
         tools = tuple(args.tools.split(","))
         reused = json.loads(args.reuse.read_text(encoding="utf-8"))["search"] if args.reuse else {}
         result["search"] = {k: v for k, v in reused.items() if k not in tools}
-        result["search"].update(run_search(run_dir, tools))
+        result["search"].update(run_search(run_dir, tools, args.pairs))
         if reused:
             result["reused_from"] = str(args.reuse)
         result["latency"] = measure_models(result["search"], args.runs, args.rounds, run_dir / "latency.json")

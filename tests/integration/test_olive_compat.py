@@ -180,17 +180,83 @@ def test_hf_task_exports_with_the_task_inputs(
     assert [i.name for i in session.get_inputs()] == inputs
 
 
-def test_hf_model_without_task_takes_olives_default_and_is_refused_at_validation(tmp_path: Path) -> None:
+def test_hf_model_without_task_takes_olives_default_and_exports_with_the_kv_cache(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.cache_utils import DynamicCache
+
     from tiny_models import write_tiny_llama
 
     model = write_tiny_llama(tmp_path / "llama")
-    del model["task"]
-    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    del model["task"]  # Olive's default: text-generation-with-past
+    # Olive's token dummy data feeds one new token after a past of 8: the cache inputs are generated too.
+    data = {
+        "name": "tokens",
+        "type": "TransformersTokenDummyDataContainer",
+        "load_dataset_config": {"max_samples": 2},
+    }
+    latency = {
+        "name": "latency",
+        "type": "latency",
+        "data_config": "tokens",
+        "sub_types": [{"name": "avg", "metric_config": {"warmup_num": 1, "repeat_test_num": 2}}],
+    }
+    cfg = {
+        "input_model": model,
+        "data_configs": [data],
+        "evaluators": {"e": {"metrics": [latency]}},
+        "passes": {"conversion": {"type": "OnnxConversion"}},
+        "engine": {"evaluator": "e", "evaluate_input_model": False},
+    }
+    result = run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    assert result.best is not None and result.best.metrics
+    session = ort.InferenceSession(str(result.best.model.onnx_path), providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert inputs[3:5] == ["past_key_values.0.key", "past_key_values.0.value"]
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs[:3] == ["logits", "present.0.key", "present.0.value"]
+    # One decoding step after a cached prefix of 5 tokens matches transformers with the same cache.
+    torch_model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "llama")).eval()
+    past_len, layers = 5, len(inputs[3:]) // 2
+    shape = session.get_inputs()[3].shape
+    rng = np.random.default_rng(0)
+    past = [
+        rng.standard_normal((1, shape[1], past_len, shape[3])).astype(np.float32) for _ in range(2 * layers)
+    ]
+    feed = {
+        "input_ids": np.array([[7]], dtype=np.int64),
+        "attention_mask": np.ones((1, past_len + 1), dtype=np.int64),
+        "position_ids": np.array([[past_len]], dtype=np.int64),
+        **dict(zip(inputs[3:], past, strict=True)),
+    }
+    logits, *presents = session.run(None, feed)
+    cache = DynamicCache()
+    for layer in range(layers):
+        cache.update(torch.from_numpy(past[2 * layer]), torch.from_numpy(past[2 * layer + 1]), layer)
+    with torch.no_grad():
+        expected = torch_model(
+            input_ids=torch.tensor([[7]]),
+            attention_mask=torch.ones(1, past_len + 1, dtype=torch.int64),
+            position_ids=torch.tensor([[past_len]]),
+            past_key_values=cache,
+            use_cache=True,
+        ).logits.numpy()
+    assert np.abs(logits - expected).max() < 1e-4
+    assert presents[0].shape[2] == past_len + 1
+
+
+def test_kv_cache_io_config_needs_the_with_past_task(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "llama")  # task: text-generation
+    model["io_config"] = {"input_names": ["input_ids"], "kv_cache": True}
     with pytest.raises(ConfigError) as info:
-        load(_write(tmp_path, cfg))
-    assert info.value.path == "input_model.task"
-    assert "Olive's default 'text-generation-with-past'" in str(info.value)
-    assert "task: text-generation" in str(info.value)
+        load(_write(tmp_path, {"input_model": model, "passes": {"c": {"type": "OnnxConversion"}}}))
+    assert info.value.path == "input_model"
+    assert "kv_cache needs task text-generation-with-past" in info.value.message
 
 
 def _bert_to_onnx(tmp_path: Path, **engine: Any) -> dict[str, Any]:
@@ -554,3 +620,128 @@ def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) 
     )
     options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
     assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"
+
+
+def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path, data_configs={"d": {"type": "DummyDataContainer"}})
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "data_configs"
+    assert "removed in Olive 0.6" in info.value.message
+
+
+def test_misspelled_execution_provider_is_named_as_unknown_with_a_suggestion(tmp_path: Path) -> None:
+    system = {
+        "type": "LocalSystem",
+        "accelerators": [{"device": "cpu", "execution_providers": ["CUDAExecutionProvidr"]}],
+    }
+    cfg = _onnx_cfg(tmp_path, systems={"s": system}, target="s")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "systems.s.accelerators.0.execution_providers"
+    assert "unknown execution provider 'CUDAExecutionProvidr'; did you mean 'CUDAExecutionProvider'?" in str(
+        info.value
+    )
+
+
+def test_model_config_path_of_align_labels_is_a_bundled_local_folder(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    write_tiny_bert(tmp_path / "labels_model")
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {
+            "input_cols": ["text"],
+            "align_labels": True,
+            "model_config_path": "labels_model",
+            "model_name": "labels_model",
+        },
+    }
+    workflow = load(_write(tmp_path, _onnx_cfg(tmp_path, data_configs=[data])))
+    files = dict(workflow.local_files())
+    key = "data_configs.0.pre_process_data_config.params.model_config_path"
+    assert files[key] == tmp_path / "labels_model"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "expected"),
+    [
+        (
+            {"input_model": {"type": "DiffusersModel", "model_path": "x"}},
+            "input_model.type",
+            "'DiffusersModel'",
+        ),
+        ({"builds": {"a": {"pipeline": ["peephole"]}}}, "builds", "multi-build"),
+    ],
+)
+def test_olive_only_model_types_and_multi_builds_are_refused_by_name(
+    tmp_path: Path, extra: dict[str, Any], path: str, expected: str
+) -> None:
+    from olivine.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), **extra}))
+    assert info.value.path == path
+    assert expected in info.value.message and "not supported by Olivine" in info.value.message
+
+
+def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
+    assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"type": "OrtTransformersOptimization", "model_type": "bert", "use_gpu": True}, "passes.p.use_gpu"),
+        ({"type": "GraphSurgeries", "surgeries": [{"surgeon": "NoSuchSurgeon"}]}, "passes.p.surgeries.0"),
+    ],
+)
+def test_pass_cross_field_errors_put_their_key_in_the_key_path(
+    tmp_path: Path, params: dict[str, Any], path: str
+) -> None:
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"p": params}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == path
+    assert str(info.value).startswith(f"{tmp_path / 'cfg.json'}: {path}: ")
+
+
+def test_graph_surgeries_declare_the_contrib_domains_their_functions_use(tmp_path: Path) -> None:
+    # PackedAttentionToLoopMHA adds a function whose Loop body uses com.microsoft.MultiHeadAttention; on a
+    # model with no packed attention (a recipe run on another model) that function must still be valid.
+    import onnx
+
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"gs": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "PackedAttentionToLoopMHA"}]}}
+    result = run_local(load(_write(tmp_path, cfg)))
+    assert result.best is not None
+    proto = onnx.load(str(result.best.model.onnx_path))
+    for function in proto.functions:
+        assert "com.microsoft" in {o.domain for o in function.opset_import}
+    onnx.checker.check_model(proto)
+
+
+def test_feature_extraction_model_keeps_label_col_after_olives_task_fill_in(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+    from tiny_models import write_tiny_bert
+
+    model = write_tiny_bert(tmp_path / "bert")  # task feature-extraction: tokenizer_pre_process in Olive
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,1\nall good,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {"input_cols": ["text"], "label_col": "label", "max_length": 8},
+    }
+    workflow = load(_write(tmp_path, {"input_model": model, "data_configs": [data], "passes": {}}))
+    dc = workflow.data_configs["d"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "feature-extraction"
+    _, labels = next(iter(build_dataloader(dc, tokenizer_path=str(tmp_path / "bert"))))
+    assert labels is not None and labels.tolist() == [1]

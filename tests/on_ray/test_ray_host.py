@@ -192,3 +192,24 @@ def test_ray_submit_without_olivine_on_the_cluster_is_one_clear_error(
     ):
         env.submit(write_workflow(tmp_path / "wf"))
     assert env.store.list() == []  # nothing was written for a submission that cannot run
+
+
+def test_ray_submit_goes_over_http_without_importing_ray(host_env: HostEnv, tmp_path: Path) -> None:
+    config = write_workflow(tmp_path / "wf")
+    code = (
+        "import json, sys; from olivine import api;"
+        " s = api.submit(api.load(sys.argv[1]), host='cluster');"
+        " print(json.dumps({'job': s.job.job_id, 'ray': 'ray' in sys.modules}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(config)],
+        env={**os.environ, "OLIVINE_HOME": str(host_env.home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    submitted = json.loads(done.stdout.strip().splitlines()[-1])
+    assert submitted["ray"] is False  # the Jobs REST API through urllib, not Ray's SDK
+    finished = host_env.wait(submitted["job"])
+    assert finished.state is JobStatus.SUCCEEDED, finished.message
+    assert finished.host_info["bundle_via"] == "working_dir"

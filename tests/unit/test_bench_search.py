@@ -93,3 +93,27 @@ def test_section_is_a_doc_block_that_a_rerender_keeps() -> None:
     assert doc.count("<!-- bench:search -->") == 1
     rerendered = carry_doc_blocks(doc, "# Benchmarks\n\nnew body\n")
     assert "new body" in rerendered and "| Search wall time" in rerendered
+
+
+def test_run_order_alternates_the_tools_so_a_load_drift_hits_both() -> None:
+    assert search.run_order(("olivine", "olive"), 1) == ["olivine", "olive"]
+    assert search.run_order(("olivine", "olive"), 2) == ["olivine", "olive", "olive", "olivine"]
+    assert search.run_order(("olivine", "olive"), 3)[4:] == ["olivine", "olive"]
+
+
+def test_goals_and_section_show_cpu_time_and_every_run() -> None:
+    result = _result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994))
+    result["pairs"] = 2
+    result["search"]["olivine"].update(
+        cpu_s=30.0,
+        runs=[
+            {"wall_s": 38.0, "cpu_s": 29.0, "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 2.0, 2.0]},
+            {"wall_s": 42.0, "cpu_s": 31.0, "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 2.0, 2.0]},
+        ],
+    )
+    result["search"]["olive"]["cpu_s"] = 90.0
+    rows = search.goals(result)
+    assert rows[1]["what"].startswith("Search CPU time") and rows[1]["ratio"] == "0.33x"
+    section = search.render_section(result)
+    assert "38.0 s / 29.0 s, 1.0/1.0/1.0 -> 2.0/2.0/2.0; 42.0 s / 31.0 s" in section
+    assert "bench/search.py --doc --pairs 2" in section

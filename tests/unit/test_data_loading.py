@@ -88,10 +88,19 @@ def test_transformers_dummy_container_produces_the_models_token_inputs(tmp_path:
     assert inputs["attention_mask"].min() == 1
 
 
-def test_transformers_dummy_container_rejects_models_needing_past_key_values(tmp_path: Path) -> None:
+def test_transformers_dummy_container_rejects_inputs_it_cannot_make(tmp_path: Path) -> None:
+    model = _onnx_model(tmp_path / "m.onnx", ["input_ids", "pixel_values"])
+    dc = _dc(type="TransformersDummyDataContainer")
+    with pytest.raises(NotSupportedError, match="pixel_values"):
+        build_dataloader(dc, model=model)
+
+
+def test_transformers_dummy_container_needs_a_model_config_for_past_key_values(tmp_path: Path) -> None:
+    from olivine.errors import DataError
+
     model = _onnx_model(tmp_path / "m.onnx", ["input_ids", "past_key_values.0.key"])
     dc = _dc(type="TransformersDummyDataContainer")
-    with pytest.raises(NotSupportedError, match="past key/value"):
+    with pytest.raises(DataError, match=r"config\.json"):
         build_dataloader(dc, model=model)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ["torch", "onnxruntime", "onnx", "transformers", "ray", "azure", "numpy"]
 
@@ -28,3 +29,24 @@ def test_config_and_resolve_modules_load_no_heavy_library() -> None:
 def test_cli_help_loads_no_heavy_library() -> None:
     code = "from olivine.cli.main import build_parser\nbuild_parser().format_help()"
     assert _imported_after(code) == []
+
+
+def test_loading_a_workflow_with_data_configs_loads_no_heavy_library(tmp_path: Path) -> None:
+    """What ``olivine run`` does before it submits: validate and resolve (the submit path's latency)."""
+    (tmp_path / "model.onnx").write_bytes(b"")
+    dummy = {"input_names": ["x"], "input_shapes": [[1, 4]]}
+    config = {
+        "input_model": {"type": "ONNXModel", "model_path": "model.onnx"},
+        "data_configs": [{"name": "d", "type": "DummyDataContainer", "load_dataset_config": dummy}],
+        "evaluators": {
+            "e": {
+                "metrics": [
+                    {"name": "l", "type": "latency", "data_config": "d", "sub_types": [{"name": "avg"}]}
+                ]
+            }
+        },
+        "passes": {"q": {"type": "OnnxDynamicQuantization"}},
+        "engine": {"evaluator": "e"},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    assert _imported_after(f"from olivine import api\napi.load({str(tmp_path / 'cfg.json')!r})") == []

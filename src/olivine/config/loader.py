@@ -160,8 +160,8 @@ def _keys_at(annotation: Any, loc: list[Any]) -> list[str]:
             current = args[-1]
             continue
         if isinstance(current, type) and issubclass(current, BaseModel):
-            if not parts:
-                return sorted(current.model_fields)
+            if not parts:  # the keys a user may write (not Olivine's own excluded bookkeeping fields)
+                return sorted(k for k, f in current.model_fields.items() if not f.exclude)
             field = current.model_fields.get(str(parts.pop(0)))
             if field is None:
                 return []

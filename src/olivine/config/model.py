@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
 from olivine.config.session import SessionOptions
 from olivine.config.typed import flatten_typed
+from olivine.errors import NotSupportedError
 
 
 class IOConfig(StrictModel):
@@ -21,14 +22,9 @@ class IOConfig(StrictModel):
     output_types: list[str] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
     dynamic_shapes: Any = None
-    #: Olive's KV-cache inputs/outputs for generative models (bool or a KVCacheConfig mapping).
+    #: Olive's KV-cache inputs/outputs for generative models (bool or a KVCacheConfig mapping); an HfModel
+    #: with task text-generation-with-past is exported with its cache whatever the mapping says.
     kv_cache: bool | dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _no_kv_cache(self) -> IOConfig:
-        if self.kv_cache:
-            raise ValueError("'kv_cache' (KV-cache inputs and outputs) is not supported by Olivine yet")
-        return self
 
 
 class InferenceSettings(StrictModel):
@@ -81,6 +77,11 @@ class PyTorchModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _loadable(self) -> PyTorchModelConfig:
+        if isinstance(self.io_config, IOConfig) and self.io_config.kv_cache:
+            raise ValueError(
+                "io_config.kv_cache of a PyTorchModel is not supported by Olivine yet (an HfModel with "
+                "task text-generation-with-past is exported with its KV cache)"
+            )
         if self.model_path is None and self.model_loader is None:
             raise ValueError("needs 'model_path' or 'model_loader' (a function in 'model_script')")
         if self.model_loader is not None and self.model_script is None:
@@ -103,6 +104,17 @@ class HfModelConfig(StrictModel):
     adapter_path: LocalPath | None = None
     model_attributes: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _kv_cache_task(self) -> HfModelConfig:
+        # Olive reads io_config.kv_cache for with-past exports; Olivine's export derives the cache layout
+        # from the model's config (Olive's names), so the setting only has to agree with the task.
+        kv_cache = isinstance(self.io_config, IOConfig) and self.io_config.kv_cache
+        if kv_cache and not self.task.endswith("-with-past"):
+            raise ValueError(
+                f"io_config.kv_cache needs task text-generation-with-past (task is '{self.task}')"
+            )
+        return self
+
 
 MODEL_TYPES = {name.lower(): name for name in ("ONNXModel", "PyTorchModel", "HfModel")}
 
@@ -111,5 +123,28 @@ InputModelConfig = Annotated[
 ]
 
 
+#: Olive's other model handlers (0.7 to 0.13): valid in Olive, not run by Olivine.
+OLIVE_ONLY_MODEL_TYPES = (
+    "CompositeModel",
+    "DiffusersModel",
+    "DistributedHfModel",
+    "DistributedOnnxModel",
+    "OpenVINOModel",
+    "QNNModel",
+    "QairtModel",
+    "QairtPreparedModel",
+    "SNPEModel",
+    "TensorFlowModel",
+)
+
+
 def normalize_model(value: Any) -> Any:
+    kind = value.get("type") if isinstance(value, dict) else None
+    olive_only = {name.lower(): name for name in OLIVE_ONLY_MODEL_TYPES}
+    if isinstance(kind, str) and kind.lower() in olive_only:
+        raise NotSupportedError(
+            f"model type '{olive_only[kind.lower()]}' (Olive's) is not supported by Olivine yet; "
+            f"supported: {', '.join(sorted(MODEL_TYPES.values()))}",
+            path="type",
+        )
     return flatten_typed(value, MODEL_TYPES, what="model type")

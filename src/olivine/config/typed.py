@@ -47,4 +47,4 @@ def prefixed(path: str, fn: Callable[[Any], Any], value: Any) -> Any:
         return fn(value)
     except ConfigError as exc:
         full = f"{path}.{exc.path}" if exc.path else path
-        raise ConfigError(exc.message, path=full, file=exc.file) from None
+        raise type(exc)(exc.message, path=full, file=exc.file) from None

@@ -18,7 +18,7 @@ from olivine.config.passes import PassEntry
 from olivine.config.resources import plain_paths
 from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
-from olivine.errors import ConfigError
+from olivine.errors import ConfigError, NotSupportedError
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: A workflow id becomes a folder name (and ``<id>/<timestamp>.json`` on datastores); far below NAME_MAX.
@@ -47,6 +47,19 @@ class RunConfig(StrictModel):
         if not isinstance(value, dict):
             return value
         out = plain_paths(value)
+        if "builds" in out or "max_concurrent_builds" in out:
+            key = "builds" if "builds" in out else "max_concurrent_builds"
+            raise NotSupportedError(
+                "Olive's multi-build configs (after Olive 0.13) are not supported by Olivine yet; write one "
+                "run config per build",
+                path=key,
+            )
+        if isinstance(out.get("data_configs"), dict):
+            raise ConfigError(
+                "an old Olive format (a mapping name -> data config), removed in Olive 0.6; use a list of "
+                "data configs, each with its 'name'",
+                path="data_configs",
+            )
         if isinstance(out.get("systems"), dict):
             aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
             if aside:

@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from olivine.data import params as p
-from olivine.data.datasets import ArrayDataset, RawDataset, RepeatDataset, dummy_sample, load_arrays
-from olivine.data.loader import DataLoader, batching_loader, unbatched_loader
 from olivine.data.registry import ComponentKind
 from olivine.data.text_generation import TextGenerationPreProcessParams
 from olivine.data.user_script import resolve_path
 from olivine.errors import DataError
+
+if TYPE_CHECKING:
+    from olivine.data.loader import DataLoader
+
+# numpy, the datasets and the loaders are imported by the functions that build data: validating a
+# data config (every `olivine run`, also a submission) needs only the components' parameter models.
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Container:
 
 
 def _dummy(ctx: BuildContext, prm: p.DummyDatasetParams) -> Any:
+    from olivine.data.datasets import RepeatDataset, dummy_sample
+
     return RepeatDataset(dummy_sample(prm.input_shapes, prm.input_names, prm.input_types), prm.max_samples)
 
 
@@ -82,6 +86,8 @@ def _check_hf_dataset(prm: p.HuggingfaceDatasetParams, base_dir: Path | None) ->
 
 
 def _numpy_dataset(ctx: BuildContext, prm: p.NumpyDatasetParams) -> Any:
+    from olivine.data.datasets import ArrayDataset, load_arrays
+
     arrays = load_arrays(prm.data_files, ctx.base_dir)
     label_name = prm.label_name
     if label_name is not None and label_name not in arrays:
@@ -98,6 +104,8 @@ def _numpy_dataset(ctx: BuildContext, prm: p.NumpyDatasetParams) -> Any:
 
 
 def _raw_dataset(ctx: BuildContext, prm: p.RawDatasetParams) -> Any:
+    from olivine.data.datasets import RawDataset
+
     args = prm.model_dump()
     args["data_dir"] = resolve_path(prm.data_dir, ctx.base_dir)
     return RawDataset(**args)
@@ -148,6 +156,8 @@ def _logits_of(output: Any, *keys: str) -> Any:
 
 def _argmax_post(axis: int) -> Callable[[Any, p.TaskOnlyParams], Any]:
     def post(output: Any, prm: p.TaskOnlyParams) -> Any:
+        import numpy as np
+
         return np.argmax(np.asarray(_logits_of(output, "logits")), axis=axis)
 
     return post
@@ -161,6 +171,8 @@ def _text_generation_post(output: Any, prm: p.TaskOnlyParams) -> Any:
 
 
 def _default_dataloader(ctx: BuildContext, dataset: Any, prm: p.DefaultDataloaderParams) -> DataLoader:
+    from olivine.data.loader import batching_loader
+
     return batching_loader(
         dataset,
         batch_size=prm.batch_size,
@@ -171,6 +183,8 @@ def _default_dataloader(ctx: BuildContext, dataset: Any, prm: p.DefaultDataloade
 
 
 def _no_auto_batch(ctx: BuildContext, dataset: Any, prm: p.NoAutoBatchDataloaderParams) -> DataLoader:
+    from olivine.data.loader import unbatched_loader
+
     return unbatched_loader(dataset, input_names=ctx.model_inputs)
 
 

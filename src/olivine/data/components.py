@@ -237,11 +237,12 @@ def validate_data_config(dc: DataConfig, *, base_dir: Path, path: str | None = N
 
 
 def _check_columns(components: dict[ComponentKind, Component], base_dir: Path | None) -> None:
-    from olivine.data.hf import check_columns
     from olivine.data.params import ComponentParams, HuggingfaceDatasetParams
 
     load, pre = components["load_dataset"].config, components["pre_process_data"].config
     if isinstance(load, HuggingfaceDatasetParams) and isinstance(pre, ComponentParams):
+        from olivine.data.hf import check_columns  # imports numpy: only for the datasets it checks
+
         check_columns(load, pre, base_dir)
 
 

@@ -16,7 +16,6 @@ from olivine.data.datasets import SampleListDataset
 from olivine.data.params import (
     ComponentParams,
     HuggingfaceDatasetParams,
-    HuggingfacePreProcessParams,
     TokenizerPreProcessParams,
     TransformersDummyParams,
 )
@@ -190,7 +189,7 @@ def tokenize_rows(
         raise DataError(f"columns {missing} are not in the data (columns: {', '.join(rows[0])})")
     if not rows:
         return SampleListDataset([])
-    if isinstance(params, HuggingfacePreProcessParams) and params.align_labels and label_col is not None:
+    if params.align_labels and label_col is not None:
         source = params.model_config_path or params.model_name or tokenizer_path
         rows = align_labels(rows, label_col, _label2id(source, base_dir))
     tokenizer = load_tokenizer(params.model_name, tokenizer_path, base_dir)
@@ -266,22 +265,65 @@ def token_dummy_dataset(
     wanted = params.input_names or model_inputs or list(TOKEN_INPUTS[:3])
     if params.ignore_input_fields:
         wanted = [n for n in wanted if n not in params.ignore_input_fields]
-    unknown = [n for n in wanted if n not in TOKEN_INPUTS]
+    past_names = [n for n in wanted if _past_pattern(params).match(n)]
+    unknown = [n for n in wanted if n not in TOKEN_INPUTS and n not in past_names]
     if unknown:
         raise NotSupportedError(
-            f"Olivine's transformers dummy data produces only {', '.join(TOKEN_INPUTS)}; the model also "
-            f"needs {unknown} (models with past key/value inputs are not supported yet)"
+            f"Olivine's transformers dummy data produces {', '.join(TOKEN_INPUTS)} and the past key/values "
+            f"({params.ort_past_key_name}, {params.ort_past_value_name}); the model also needs {unknown}"
         )
+    config = _config_near(params.model_name, tokenizer_path, base_dir)
     vocab = params.vocab_size or vocab_size_near(params.model_name, tokenizer_path, base_dir)
     rng = np.random.default_rng(0)
     seq = params.seq_len
+    past = params.past_seq_len if past_names else 0
+    cache = _cache_shape(config, past) if past_names else None
+    if past_names and cache is None:
+        raise DataError(
+            "past key/value inputs need the model's config.json (num_attention_heads, hidden_size) in "
+            "model_name or the input model's folder"
+        )
     samples = []
     for _ in range(params.max_samples):
         arrays = {
             "input_ids": rng.integers(0, vocab, size=seq, dtype=np.int64),
-            "attention_mask": np.ones(seq, dtype=np.int64),
+            "attention_mask": np.ones(past + seq, dtype=np.int64),
             "token_type_ids": np.zeros(seq, dtype=np.int64),
-            "position_ids": np.arange(seq, dtype=np.int64),
+            "position_ids": np.arange(past, past + seq, dtype=np.int64),
         }
+        dtype = np.float16 if params.use_fp16 else np.float32
+        for name in past_names:  # a cache of past_seq_len tokens: [kv_heads, past_seq_len, head_dim]
+            arrays[name] = rng.standard_normal(cache).astype(dtype)
         samples.append(({n: arrays[n] for n in wanted}, np.asarray(1)))
     return SampleListDataset(samples)
+
+
+def _past_pattern(params: TransformersDummyParams) -> Any:
+    import re
+
+    names = (params.ort_past_key_name, params.ort_past_value_name)
+    return re.compile("|".join(re.escape(n).replace(re.escape("<id>"), r"\d+") for n in names) + "$")
+
+
+def _config_near(model_name: str | None, tokenizer_path: str | None, base_dir: Path | None) -> dict[str, Any]:
+    for source in (model_name, tokenizer_path):
+        config = resolve_path(source, base_dir) / "config.json" if source else None
+        if config is not None and config.is_file():
+            try:
+                loaded = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(loaded, dict):
+                return loaded
+    return {}
+
+
+def _cache_shape(config: dict[str, Any], past: int) -> tuple[int, int, int] | None:
+    """[kv_heads, past, head_dim] from a transformers config.json; None when it does not say."""
+    heads = config.get("num_attention_heads")
+    hidden = config.get("hidden_size")
+    if not isinstance(heads, int) or not isinstance(hidden, int):
+        return None
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    return int(kv_heads), past, int(head_dim)

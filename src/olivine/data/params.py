@@ -36,8 +36,10 @@ class TransformersDummyParams(ComponentParams):
     ``input_names`` (Olivine's own) picks which of ``input_ids``, ``attention_mask``, ``token_type_ids``,
     ``position_ids`` to produce; by default the model's own input names when they are known, else the first
     three. ``vocab_size`` (Olivine's own) bounds the random token ids; by default it is read from the
-    ``config.json`` beside the tokenizer (``model_name`` or the input model), else 100. The key/value-cache
-    parameters are accepted for Olive configs; models that need past key/value inputs are not supported.
+    ``config.json`` beside the tokenizer (``model_name`` or the input model), else 100. A model with past
+    key/value inputs (``ort_past_key_name`` / ``ort_past_value_name``, ``<id>`` the layer) gets a random cache
+    of ``past_seq_len`` tokens shaped from that ``config.json``, an attention mask over past and new tokens,
+    and positions after the past.
     """
 
     data_dir: str | None = None
@@ -60,8 +62,8 @@ class TransformersDummyParams(ComponentParams):
 
 
 class TransformersTokenDummyParams(TransformersDummyParams):
-    """Olive's token-generation dummy data (one new token after a KV cache); Olivine feeds ``seq_len``
-    tokens without the cache."""
+    """Olive's token-generation dummy data: one new token after a KV cache of ``past_seq_len`` tokens (a
+    model without cache inputs gets the ``seq_len`` tokens only)."""
 
     seq_len: int = Field(1, ge=1)
     past_seq_len: int = Field(8, ge=0)
@@ -148,12 +150,14 @@ class TokenizerPreProcessParams(ComponentParams):
     add_special_tokens: bool = True
     batched: bool = True
     task: str | None = None
+    # huggingface_pre_process's; Olive's tokenizer_pre_process swallows them (**kwargs), and a config
+    # becomes tokenizer_pre_process when Olive fills in a feature-extraction task: honoured here.
+    align_labels: bool = False
+    model_config_path: str | None = None
 
 
 class HuggingfacePreProcessParams(TokenizerPreProcessParams):
     label_col: str | None = "label"
-    align_labels: bool = False
-    model_config_path: str | None = None
 
 
 # ---- dataloader -----------------------------------------------------------------------------------------

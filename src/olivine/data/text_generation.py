@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from olivine.data.datasets import SampleListDataset
 from olivine.data.params import ComponentParams
 from olivine.errors import DataError
+
+if TYPE_CHECKING:  # numpy and the datasets when rows are built: validating a config needs neither
+    import numpy as np
+
+    from olivine.data.datasets import SampleListDataset
+
+    _Block = tuple[np.ndarray, np.ndarray, int]  # input ids, attention mask, context length
 
 IGNORE_INDEX = -100
 Strategy = Literal["line-by-line", "line-by-line-random", "join", "join-random", "join-sliding-window"]
@@ -96,6 +101,9 @@ def text_generation_rows(
     base_dir: Path | None,
 ) -> SampleListDataset:
     """Tokenize ``rows`` for a causal language model as Olive's text-generation pre-processing does."""
+    import numpy as np
+
+    from olivine.data.datasets import SampleListDataset
     from olivine.data.hf import load_tokenizer
 
     if not params.chat_template and params.text_template is None:
@@ -152,9 +160,6 @@ def _text(row: dict[str, Any], params: TextGenerationPreProcessParams, tokenizer
     return text
 
 
-_Block = tuple[np.ndarray, np.ndarray, int]  # input ids, attention mask, context length
-
-
 def _ids(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
@@ -200,6 +205,8 @@ def _lines(texts: list[str], params: TextGenerationPreProcessParams, tokenizer: 
         padding="max_length" if params.pad_to_max_len else False,
         add_special_tokens=False,
     )
+    import numpy as np
+
     blocks = []
     for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True):
         if params.drop_short_sequences and len(ids) < params.max_seq_len:
@@ -209,5 +216,7 @@ def _lines(texts: list[str], params: TextGenerationPreProcessParams, tokenizer: 
 
 
 def _block(ids: list[int], *, context: int) -> _Block:
+    import numpy as np
+
     array = np.asarray(ids, dtype=np.int64)
     return array, np.ones_like(array), context

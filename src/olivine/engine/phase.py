@@ -1,5 +1,6 @@
 """Phases: what the engine is doing now, announced when it starts and re-announced every few seconds
-while it lasts, so no long step (a pass run, an evaluation) is silent in the log or a job's status."""
+(:data:`HEARTBEAT_S` after it began, then again every as many seconds) while it lasts, so no long step
+(a pass run, an evaluation, quantization pre-processing) is silent in the log or a job's status."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from olivine.engine.events import EngineEvent, Listener, PhaseChanged
 
 logger = logging.getLogger("olivine.engine")
 
-#: Seconds between two reminders of a phase that is still running (events and log lines).
-HEARTBEAT_S = 10.0
+#: Seconds between two reminders of a phase that is still running (events and log lines), counted from
+#: the phase's start: a step that lasts longer than this is never silent.
+HEARTBEAT_S = 5.0
 
 
 class Phases:
@@ -26,6 +28,7 @@ class Phases:
         self.heartbeat_s = heartbeat_s
         self._phase: str | None = None
         self._since = 0.0
+        self._reminded = 0  # reminders given for the current phase
         self._lock = threading.Lock()
         self._emit_lock = threading.Lock()  # the engine thread and the heartbeat both emit
         self._stop = threading.Event()
@@ -39,7 +42,7 @@ class Phases:
     def set(self, phase: str | None) -> None:
         with self._lock:
             changed = phase != self._phase
-            self._phase, self._since = phase, time.monotonic()
+            self._phase, self._since, self._reminded = phase, time.monotonic(), 0
         if phase is not None and changed:
             self.emit(PhaseChanged(self.workflow_id, phase))
 
@@ -60,12 +63,16 @@ class Phases:
             self._thread.join(timeout=5)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
+        # Wakes often, reminds every heartbeat_s after the phase began (not on a timer of its own, which
+        # could miss a phase that starts just after a tick and ends just before the next-but-one).
+        tick = min(1.0, self.heartbeat_s / 4)
+        while not self._stop.wait(tick):
             with self._lock:
-                phase, since = self._phase, self._since
-            if phase is None:
-                continue
-            elapsed = time.monotonic() - since
-            if elapsed >= self.heartbeat_s:
+                phase, since, reminded = self._phase, self._since, self._reminded
+                elapsed = time.monotonic() - since
+                due = phase is not None and elapsed >= (reminded + 1) * self.heartbeat_s
+                if due:
+                    self._reminded = int(elapsed // self.heartbeat_s)
+            if due:
                 logger.info("still %s (%.0fs)", phase, elapsed)
                 self.emit(PhaseChanged(self.workflow_id, f"{phase} ({elapsed:.0f}s)"))

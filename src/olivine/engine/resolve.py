@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,7 @@ def _check_inference_providers(config: RunConfig, evaluator: EvaluatorConfig | N
     for key, names in found:
         others = [name for name in names if name != "CPUExecutionProvider"]
         if others:
+            _check_provider_names(others, f"{key}.execution_provider")
             raise NotSupportedError(
                 f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
                 "(olivine run --cpu-fallback runs this config on the CPU instead)",
@@ -460,7 +462,25 @@ def _check_defaults(path: str, option: PassOption) -> None:
             return
         if exc.errors()[0]["type"] == "extra_forbidden":
             message = _pass_did_you_mean(option.cls.config_class, sub, message)
+        lead, rest = _key_from_message(option.cls.config_class, message)
+        if lead and (not sub or lead == sub or lead.startswith(sub + ".")):
+            sub, message = lead, rest
+            if sub.split(".")[0] in searched:
+                return
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
+
+
+_LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.\w+)*): (.+)$", re.S)
+
+
+def _key_from_message(model: type[BaseModel], message: str) -> tuple[str, str]:
+    """A pass's cross-field check names its key first (``"surgeries[0]: ..."``); that key joins the key
+    path (``passes.t.surgeries.0``), so every error reads ``file: key.path: what``."""
+    found = _LEADING_KEY.match(message)
+    if found is None or found.group(1).split("[")[0].split(".")[0] not in model.model_fields:
+        return "", message
+    key = re.sub(r"\[(\d+)\]", r".\1", found.group(1))
+    return key, found.group(2)
 
 
 def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_dir: Path) -> PassOption:
@@ -519,8 +539,27 @@ def _check_cpu(device: str, providers: list[str], path: str) -> None:
         )
     others = [ep for ep in providers if ep != "CPUExecutionProvider"]
     if others:
+        _check_provider_names(others, f"{path}.execution_providers")
         raise NotSupportedError(
             f"{', '.join(others)} not supported; Olivine runs with CPUExecutionProvider "
             "(olivine run --cpu-fallback runs this config on the CPU instead)",
             path=f"{path}.execution_providers",
         )
+
+
+def _check_provider_names(names: list[str], path: str) -> None:
+    """A name onnxruntime does not know is a typo, not a device to fall back from: say so."""
+    import onnxruntime as ort
+
+    known = ort.get_all_providers()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else f"onnxruntime {ort.__version__} knows: {', '.join(known)}"
+        )
+        raise ConfigError(f"unknown execution provider '{unknown[0]}'; {hint}", path=path)

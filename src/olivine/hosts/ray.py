@@ -12,12 +12,15 @@ and logs answer from the datastore alone. Cancel asks Ray to stop the job: SIGTE
 stops after the running step and seals its export, then SIGKILL after ``cancel_grace_s`` (passed to the
 job as ``RAY_JOB_STOP_WAIT_TIME_S``).
 
-This is the only module that imports Ray; without it, using a Ray host is one error with the install hint.
+Ray's SDK is imported only to read jobs (status, logs, cancel, list) and for the one-time cluster check;
+``olivine run`` submits through :class:`olivine.hosts.ray_jobs_api.RayJobsAPI` (plain HTTP), so it does
+not import Ray. Without Ray installed, using a Ray host is one error with the install hint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -29,13 +32,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray.job_submission import JobDetails, JobSubmissionClient
-from ray.job_submission import JobStatus as RayStatus
-
 from olivine.config.systems import RayConfig
-from olivine.engine.executor import SpreadSettings, timed_threads
 from olivine.errors import ConfigError, HostError
 from olivine.hosts.base import Host
+from olivine.hosts.ray_jobs_api import RayJobsAPI
 from olivine.jobs.bundle import Bundle, upload_bundle
 from olivine.jobs.exports import open_job_export
 from olivine.jobs.folder import JobFolder
@@ -45,7 +45,12 @@ from olivine.jobs.status import WorkerStatus, apply_status
 from olivine.jobs.worker import write_spec
 
 if TYPE_CHECKING:
+    from ray.job_submission import JobDetails, JobSubmissionClient
+
     from olivine.engine.resolve import ResolvedWorkflow
+
+if importlib.util.find_spec("ray") is None:  # the registry turns this into the install hint
+    raise ModuleNotFoundError("No module named 'ray'", name="ray")
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +62,15 @@ _LOG_POLL_S = 1.0
 _CHECK_TTL_S = 24 * 3600.0
 _CHECK_TIMEOUT_S = 300.0
 _AGENT_WAIT_S = 60.0
+#: Ray's job states (``ray.job_submission.JobStatus``, a str enum) and ours.
 _STATES = {
-    RayStatus.PENDING: JobStatus.PENDING,
-    RayStatus.RUNNING: JobStatus.RUNNING,
-    RayStatus.SUCCEEDED: JobStatus.SUCCEEDED,
-    RayStatus.FAILED: JobStatus.FAILED,
-    RayStatus.STOPPED: JobStatus.CANCELLED,
+    "PENDING": JobStatus.PENDING,
+    "RUNNING": JobStatus.RUNNING,
+    "SUCCEEDED": JobStatus.SUCCEEDED,
+    "FAILED": JobStatus.FAILED,
+    "STOPPED": JobStatus.CANCELLED,
 }
+_RAY_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
 class RayHost(Host):
@@ -85,6 +92,8 @@ class RayHost(Host):
         workers = self.config.search_workers
         if not workers:
             return None
+        from olivine.engine.executor import SpreadSettings, timed_threads
+
         in_workflow = self.name in wf.config.systems
         key = f"{'systems' if in_workflow else 'hosts'}.{self.name}.search_workers"
         file = str(wf.config_path) if in_workflow and wf.config_path else None
@@ -114,6 +123,9 @@ class RayHost(Host):
 
     @cached_property
     def client(self) -> JobSubmissionClient:
+        """Ray's SDK client, for reading jobs (imported on first use: it is slow to import)."""
+        from ray.job_submission import JobSubmissionClient
+
         try:
             return JobSubmissionClient(self.config.address)
         except _UNREACHABLE as exc:
@@ -155,7 +167,7 @@ class RayHost(Host):
         except _UNREACHABLE as exc:
             raise HostError(f"the Ray cluster at {self.config.address} is not reachable: {exc}") from exc
         found = [line.split() for line in output.splitlines() if line.startswith("olivine ")]
-        if status != RayStatus.SUCCEEDED or not found:
+        if str(status) != "SUCCEEDED" or not found:
             last = next((ln for ln in reversed(output.splitlines()) if ln.strip()), "no output")
             raise HostError(
                 f"Olivine is not importable on the Ray cluster at {self.config.address} with "
@@ -229,6 +241,7 @@ class RayHost(Host):
             options["entrypoint_resources"] = self.config.entrypoint_resources
         try:
             self._submit_when_ready(
+                rest=True,
                 entrypoint=entrypoint,
                 submission_id=job.job_id,
                 runtime_env=env,
@@ -242,12 +255,16 @@ class RayHost(Host):
         except OSError as exc:
             raise HostError(f"the Ray cluster at {self.config.address} is not reachable: {exc}") from exc
 
-    def _submit_when_ready(self, **kwargs: Any) -> None:
-        """``submit_job``, retried while a freshly (re)started head has no job agent yet (HTTP 500)."""
+    def _submit_when_ready(self, *, rest: bool = False, **kwargs: Any) -> None:
+        """``submit_job``, retried while a freshly (re)started head has no job agent yet (HTTP 500).
+        ``rest``: through :class:`RayJobsAPI` (no Ray import: the ``olivine run`` path)."""
         deadline = time.monotonic() + _AGENT_WAIT_S
         while True:
             try:
-                self.client.submit_job(**kwargs)
+                if rest:
+                    RayJobsAPI(self.config.address).submit_job(**kwargs)
+                else:
+                    self.client.submit_job(**kwargs)
                 return
             except RuntimeError as exc:
                 if "No available agent" not in str(exc) or time.monotonic() > deadline:
@@ -338,7 +355,7 @@ class RayHost(Host):
         deadline = time.monotonic() + max(timeout_s or 0.0, self.config.cancel_grace_s) + 15.0
         while time.monotonic() < deadline:
             details = self._details(job.job_id)
-            if details is None or RayStatus(details.status).is_terminal():
+            if details is None or str(details.status) in _RAY_TERMINAL:
                 break
             time.sleep(0.2)
         return self.monitor(self.store.get(job_id))
@@ -346,7 +363,7 @@ class RayHost(Host):
 
 def _from_ray(job: JobRecord, details: JobDetails) -> JobRecord:
     """``job`` as Ray's job state alone says (for listings: no datastore reads)."""
-    state = _STATES[RayStatus(details.status)]
+    state = _STATES[str(details.status)]
     if state is job.state or not job.state.can_become(state):
         if state is JobStatus.SUCCEEDED and job.state is JobStatus.PENDING:
             return job.evolve(state=JobStatus.RUNNING).evolve(state=state, message="succeeded")
@@ -371,13 +388,13 @@ def _verdict(
                 "does not know the job (its head was stopped or restarted)",
             )
         return observed
-    ray_state = RayStatus(details.status)
-    if not ray_state.is_terminal():
+    ray_state = str(details.status)
+    if ray_state not in _RAY_TERMINAL:
         # RUNNING means the worker runs (its status says so), not that Ray started the entrypoint:
         # the interpreter may still be importing, and a stop request then finds no handler yet.
         return observed
     # Ray says the job ended but the worker wrote no final status: it was killed or crashed.
-    if ray_state == RayStatus.STOPPED:
+    if ray_state == "STOPPED":
         return observed.evolve(
             state=JobStatus.CANCELLED,
             message="cancelled: the worker did not stop in its grace period and was killed",
@@ -385,7 +402,7 @@ def _verdict(
     return observed.evolve(
         state=JobStatus.FAILED,
         error_kind=ErrorKind.INFRASTRUCTURE,
-        message=f"worker died: Ray job {ray_state.value}: {details.message or 'no message'}",
+        message=f"worker died: Ray job {ray_state}: {details.message or 'no message'}",
     )
 
 

@@ -2,10 +2,10 @@
 
 Olive's default task, when an ``HfModel`` has none, is ``text-generation-with-past`` (``DEFAULT_HF_TASK``
 in ``olive/common/constants.py`` since 0.7, when ``HfModel`` appeared). Olive exports such a model with
-its KV cache as inputs and outputs; Olivine's export has no KV cache yet, so that task is refused at
-validation whenever the workflow has to load the model (a conversion, or evaluating the input model),
-with a message that says how to export without the cache. Passes that read the model folder themselves
-(ModelBuilder) do not care.
+its KV cache as inputs and outputs, and so does Olivine (:mod:`olivine.passes.kv_export`).
+``text2text-generation-with-past`` (encoder-decoder models) is refused at validation whenever the workflow
+has to load the model (a conversion, or evaluating the input model). Passes that read the model folder
+themselves (ModelBuilder) do not care.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ TASKS: dict[str, TaskSpec] = {
     # Exported without the KV cache: input_ids, attention_mask -> logits (use_cache off).
     "text-generation": TaskSpec("AutoModelForCausalLM"),
     "causal-lm": TaskSpec("AutoModelForCausalLM"),
+    # Exported with the KV cache (past_key_values.* in, present.* out), as Olive does.
+    "text-generation-with-past": TaskSpec("AutoModelForCausalLM"),
     "image-classification": TaskSpec("AutoModelForImageClassification", "image"),
     "zero-shot-image-classification": TaskSpec("AutoModelForZeroShotImageClassification", "text+image"),
     "audio-classification": TaskSpec("AutoModelForAudioClassification", "audio"),
 }
 
-_WITH_PAST = ("text-generation-with-past", "text2text-generation-with-past")
+_WITH_PAST = ("text2text-generation-with-past",)
 
 
 def unsupported_reason(task: str, *, given: bool) -> str | None:

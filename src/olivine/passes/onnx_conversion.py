@@ -21,6 +21,7 @@ from olivine.config.base import LocalPath
 from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.passes.base import PassConfig, PassContext
+from olivine.passes.kv_export import WITH_PAST_TASKS
 from olivine.passes.onnx_io import (
     ONNX_FILE_NAME,
     ExternalDataConfig,
@@ -90,6 +91,8 @@ class OnnxConversion(OnnxPass):
 
         cfg: OnnxConversionConfig = config
         module = load_torch_module(model)
+        if model.kind == "hf" and str(model.config.get("task")) in WITH_PAST_TASKS:
+            return self._run_with_past(model, module, cfg, output_dir, ctx)
         io_config = get_io_config(model, module)
         dummy = get_dummy_inputs(model, module, io_config)
         input_names = list(io_config["input_names"])
@@ -114,6 +117,26 @@ class OnnxConversion(OnnxPass):
             proto = publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         io_config = {**io_config, "output_names": [o.name for o in proto.graph.output]}
         io_config.pop("dynamic_shapes", None)
+        attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
+        return onnx_output_handle(model, output_dir, ONNX_FILE_NAME, attributes)
+
+    def _run_with_past(
+        self, model: ModelHandle, module: Any, cfg: OnnxConversionConfig, output_dir: Path, ctx: PassContext
+    ) -> ModelHandle:
+        """A causal LM with its KV cache (Olive's text-generation-with-past): see ``kv_export``."""
+        from olivine.passes import kv_export
+
+        module, _ = _cast(module, (), cfg.torch_dtype)
+        io_config = kv_export.io_config(module)
+        opset = max(cfg.target_opset, 18)
+        ctx.logger.info("exporting with the KV cache: dynamo exporter, opset %d", opset)
+        with tempfile.TemporaryDirectory(prefix="olivine-export-") as tmp:
+            tmp_path = Path(tmp) / ONNX_FILE_NAME
+            try:
+                kv_export.export_with_past(module, io_config, tmp_path, opset=opset, optimize=cfg.optimize)
+            except Exception as exc:  # torch.onnx raises many unrelated types
+                raise PassRunError(self.name, f"KV-cache export (dynamo) failed: {exc}") from exc
+            publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
         return onnx_output_handle(model, output_dir, ONNX_FILE_NAME, attributes)
 
