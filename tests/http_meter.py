@@ -138,7 +138,12 @@ class MeteringProxy:
                 client.sendall(_head_bytes(status_line, rheaders))
                 status = int(status_line.split(" ", 2)[1])
                 no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
-                self._count(down=0 if no_body else _forward_body(uin, rheaders, client, until_close=True))
+                if not no_body:
+                    # Counted piece by piece: a body that ends only when the server closes the
+                    # connection must not be counted after the caller has read its meter.
+                    _forward_body(
+                        uin, rheaders, client, until_close=True, on_bytes=lambda n: self._count(down=n)
+                    )
                 if _header(rheaders, "connection").lower() == "close":
                     return
         except OSError:
@@ -178,9 +183,14 @@ def _head_bytes(first: str, headers: list[str]) -> bytes:
 
 
 def _forward_body(
-    src: BinaryIO, headers: list[str], dst: socket.socket | None, until_close: bool = False
+    src: BinaryIO,
+    headers: list[str],
+    dst: socket.socket | None,
+    until_close: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy a message body from ``src`` to ``dst`` (None: discard); returns the body bytes."""
+    """Copy a message body from ``src`` to ``dst`` (None: discard); returns the body bytes and tells
+    ``on_bytes`` each piece's size as it passes."""
     if _header(headers, "transfer-encoding").lower() == "chunked":
         total = 0
         while True:
@@ -188,24 +198,28 @@ def _forward_body(
             size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
             if dst is not None:
                 dst.sendall(size_line)
-            total += _copy(src, dst, size + 2)  # the chunk and its CRLF
+            total += _copy(src, dst, size + 2, on_bytes)  # the chunk and its CRLF
             if size == 0:
                 # trailers (usually none) end with an empty line, already copied as the CRLF above
                 return total
     length = _header(headers, "content-length")
     if length:
-        return _copy(src, dst, int(length))
+        return _copy(src, dst, int(length), on_bytes)
     if until_close:
-        return _copy(src, dst, None)
+        return _copy(src, dst, None, on_bytes)
     return 0
 
 
-def _copy(src: BinaryIO, dst: socket.socket | None, n: int | None) -> int:
+def _copy(
+    src: BinaryIO, dst: socket.socket | None, n: int | None, on_bytes: Callable[[int], None] | None = None
+) -> int:
     done = 0
     while n is None or done < n:
         piece = src.read(_PIECE if n is None else min(_PIECE, n - done))
         if not piece:
             break
+        if on_bytes is not None:
+            on_bytes(len(piece))  # before sending: the receiver may read the meter right after
         if dst is not None:
             dst.sendall(piece)
         done += len(piece)

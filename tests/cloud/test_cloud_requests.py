@@ -48,3 +48,24 @@ def test_object_store_request_counts_are_bounded(cloud: Cloud, tmp_path: Path) -
     for _ in range(5):
         exporter.append_log("another line\n")
     assert cloud.proxy.take().requests == 5  # one create-only put per chunk; no index segment each
+
+
+def test_object_store_listing_a_new_workflow_is_bounded_on_a_datastore_with_old_exports(
+    cloud: Cloud,
+) -> None:
+    """Exports made before markers existed cost one scan, once: the first claim backfills their
+    markers; after it, listing any workflow (one with no exports at all too) is at most 2 requests."""
+    ds = cloud.open()
+    for i in range(20):  # an old datastore: exports with no markers
+        ds.put_bytes(f"2024-01-01-00-00-{i:02d}/old-{i}/cache/x", b"x")
+    claim_export(ds, "wf", T0)
+    fresh = cloud.open()  # as another process would: nothing remembered
+    cloud.proxy.take()
+    assert list_exports(fresh, "never-ran") == []
+    assert cloud.proxy.take().requests <= 2
+    assert [e.folder for e in list_exports(fresh, "old-7")] == ["2024-01-01-00-00-07"]
+    assert cloud.proxy.take().requests <= 2
+    # A submit of a new workflow: the flag, the claim (read, folder check, create, marker), the
+    # container check on the first write: a constant, whatever the number of old exports.
+    claim_export(fresh, "new-wf", T0)
+    assert cloud.proxy.take().requests <= 8

@@ -1,6 +1,6 @@
 """The tiny MLP workflow on the LocalWorker host, exporting to Azurite (``az://``) and to moto (``s3://``)
 through the command line, as a user runs it: the export lands at ``<prefix>/<ts>/<workflow_id>/``; status,
-logs and fetch re-attach from the datastore; a resubmission seeds its cache from it; and the planted
+logs (``--follow`` from submission to the end) and fetch re-attach from the datastore; a resubmission seeds its cache from it; and the planted
 credentials appear in no artifact."""
 
 from __future__ import annotations
@@ -53,8 +53,14 @@ def _config(tmp_path: Path) -> Path:
 def _run_workflow_to_cloud(tmp_path: Path, url: str, env: dict[str, str], secrets: list[str]) -> None:
     home = tmp_path / "home"
     config = _config(tmp_path)
-    done = _cli(home, "run", "--config", str(config), "--datastore", url, "--follow", cwd=tmp_path, env=env)
+    done = _cli(home, "run", "--config", str(config), "--datastore", url, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Re-attach from the datastore alone (another machine could): follow the log to the job's end.
+    followed = _cli(home, "logs", "--datastore", url, "cloud_mlp", "--follow", cwd=tmp_path, env=env)
+    assert followed.returncode == 0, followed.stderr[-3000:]
+    assert "workflow 'cloud_mlp' finished" in followed.stdout, followed.stdout[-3000:]
+    logs = _cli(home, "logs", "--datastore", url, "cloud_mlp", cwd=tmp_path, env=env)
+    assert logs.returncode == 0 and logs.stdout == followed.stdout
     ds = Datastore.from_url(url)
     (ts,) = [n for n in ds.ls("") if TS.match(n)]
     assert ds.ls(ts) == ["cloud_mlp"]
@@ -77,7 +83,7 @@ def _run_workflow_to_cloud(tmp_path: Path, url: str, env: dict[str, str], secret
     assert "cache hit" in again.stdout + again.stderr
 
     # Planted credentials: in no exported file, no job folder file, no command output.
-    texts = [done.stdout, done.stderr, status.stdout, again.stdout, again.stderr]
+    texts = [done.stdout, done.stderr, followed.stdout, status.stdout, again.stdout, again.stderr]
     for rel, _ in ds.walk_files(""):
         texts.append(ds.read_bytes(rel).decode("utf-8", errors="replace"))
     for path in home.rglob("*"):

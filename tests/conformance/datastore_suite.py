@@ -39,6 +39,7 @@ from olivine.datastores import (
 )
 from olivine.datastores.assets import catalog
 from olivine.datastores.index import CHECKPOINT_EVERY, read_index
+from olivine.datastores.layout import MARKERS_FLAG
 from olivine.errors import DatastoreError, IntegrityError, JobNotFoundError
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
@@ -340,12 +341,18 @@ class DatastoreSuite:
         assert "cache/late" in read_index(datastore, layout) and len(read_index(datastore, layout)) == 36
 
     def test_list_exports_finds_exports_made_before_markers(self, datastore: Datastore) -> None:
-        claim_export(datastore, WORKFLOW, T0)
-        datastore.put_bytes("2024-05-06-07-08-20/wf-conf/cache/x", b"an export with no marker")
-        # markers exist for this workflow: the marked export is what is listed
-        assert [e.folder for e in list_exports(datastore, WORKFLOW)] == ["2024-05-06-07-08-09"]
-        datastore.put_bytes("2024-05-06-07-08-30/old-wf/cache/x", b"x")  # an old datastore
+        # A datastore written before markers existed: found by scanning, until a claim backfills.
+        datastore.put_bytes("2024-05-06-07-08-30/old-wf/cache/x", b"x")
+        datastore.put_bytes("2024-05-06-07-08-31/other-old/cache/x", b"x")
         assert [e.folder for e in list_exports(datastore, "old-wf")] == ["2024-05-06-07-08-30"]
+        assert not datastore.exists(MARKERS_FLAG)  # listing only reads
+        claim_export(datastore, WORKFLOW, T0)  # the first claim backfills every export's marker
+        assert datastore.exists(MARKERS_FLAG)
+        assert datastore.ls(".olivine/exports/old-wf") == ["2024-05-06-07-08-30.json"]
+        assert [e.folder for e in list_exports(datastore, "old-wf")] == ["2024-05-06-07-08-30"]
+        assert [e.folder for e in list_exports(datastore, "other-old")] == ["2024-05-06-07-08-31"]
+        assert [e.folder for e in list_exports(datastore, WORKFLOW)] == ["2024-05-06-07-08-09"]
+        assert list_exports(datastore, "never-ran") == []
 
     def test_claim_export_same_second_gets_next_second(self, datastore: Datastore) -> None:
         first = claim_export(datastore, WORKFLOW, T0, claim_id="job-1")

@@ -18,10 +18,12 @@ SDK's own default waits 15 s and more between tries and gives up on 429 at once)
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import re
-from pathlib import Path
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import adlfs  # noqa: F401  (fails early with the install hint when the extra is missing)
@@ -86,10 +88,30 @@ class AzureBlobDatastore(ObjectStoreDatastore):
     def _url_of(self, full: str) -> str:
         return f"az://{full.lstrip('/')}"
 
-    def _put_large(self, full: str, local: Path, *, exclusive: bool) -> None:
-        # The SDK stages blocks (of block_bytes: see _service_client) file_concurrency at a time and
-        # commits the list, with If-None-Match when exclusive (FileExistsError if taken).
-        self.fs.put_file(str(local), full, overwrite=not exclusive, max_concurrency=self.file_concurrency)
+    async def _list_prefix(self, container: str, prefix: str) -> list[str]:
+        client = self.fs.service_client.get_container_client(container)
+        return [item.name async for item in client.walk_blobs(name_starts_with=prefix, delimiter="/")]
+
+    async def _start_blocks(self, full: str) -> _BlockUpload:
+        container, path, _ = self.fs.split_path(full)
+        # A fresh id prefix per upload: two writers racing for one name never commit each other's blocks.
+        return _BlockUpload(self.fs.service_client.get_blob_client(container, path), uuid.uuid4().hex)
+
+    async def _stage_block(self, upload: _BlockUpload, index: int, data: bytes) -> str:
+        block_id = base64.b64encode(f"{upload.prefix}-{index:06d}".encode()).decode()
+        await upload.client.stage_block(block_id, data, length=len(data))
+        return block_id
+
+    async def _commit_blocks(self, upload: _BlockUpload, parts: list[Any], exclusive: bool) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        condition = {"match_condition": MatchConditions.IfMissing} if exclusive else {}
+        try:
+            # adlfs marks files so (its listings read the flag): the same as its own uploads.
+            await upload.client.commit_block_list(parts, metadata={"is_directory": "false"}, **condition)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise FileExistsError(upload.client.blob_name) from exc
 
     def _ensure_container(self) -> None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -150,9 +172,8 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
 
     block = AzureBlobDatastore.block_bytes
     kwargs: dict[str, Any] = {
-        # A file above one block is staged in blocks (never read whole for a single put), each read
-        # into bytes first: a retried block resends them (the SDK's file-substream path cannot rewind
-        # after a failed send).
+        # Uploads above one block are staged by the datastore itself (_stage_block); this keeps any
+        # other SDK upload as bounded, each block read into bytes first so a retry can resend it.
         "max_single_put_size": block,
         "max_block_size": block,
         "use_byte_buffer": True,
@@ -166,6 +187,12 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
     if credential is None and fs.sas_token:
         account_url += fs.sas_token if fs.sas_token.startswith("?") else f"?{fs.sas_token}"
     return BlobServiceClient(account_url, credential=credential, **kwargs)
+
+
+@dataclass(frozen=True)
+class _BlockUpload:
+    client: Any  # azure.storage.blob.aio.BlobClient
+    prefix: str
 
 
 class _CappedRetry(ExponentialRetry):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +33,10 @@ _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BOOKKEEPING_DIR = ".olivine"
 #: Per-workflow export markers at the datastore root, so listing a workflow's exports is one request.
 EXPORTS_DIR = f"{BOOKKEEPING_DIR}/exports"
+#: Present once every export on a datastore has its marker (claims since then write one each).
+MARKERS_FLAG = f"{BOOKKEEPING_DIR}/markers.json"
+#: Datastore objects whose markers are known to be complete (checked once per object).
+_MARKED: weakref.WeakSet[Datastore] = weakref.WeakSet()
 
 
 def timestamp_folder(dt: datetime) -> str:
@@ -164,15 +169,16 @@ def claim_export(
     """
     start = (submitted_at or datetime.now(timezone.utc)).replace(microsecond=0)
     claim_id = claim_id or uuid.uuid4().hex
+    ensure_markers(datastore)
     for second in range(max_tries):
         layout = ExportLayout(datastore, start + timedelta(seconds=second), workflow_id)
         body = {"claim_id": claim_id, "workflow_id": workflow_id, "submitted_at": start.isoformat()}
         if _owner(layout) == claim_id:  # a retry of this submission: its folder (and marker) again
-            datastore.put_bytes(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
+            datastore.put_if_absent(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
             return layout
         # A folder that exists without our claim is taken, even if some other tool made it.
         if not datastore.exists(layout.root) and datastore.put_if_absent(layout.claim, json_bytes(body)):
-            datastore.put_bytes(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
+            datastore.put_if_absent(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
             return layout
         if _owner(layout) == claim_id:  # lost a race against our own retry
             return layout
@@ -196,13 +202,16 @@ def _owner(layout: ExportLayout) -> str | None:
 def list_exports(datastore: Datastore, workflow_id: str) -> list[ExportLayout]:
     """Every export of ``workflow_id`` on ``datastore``, oldest first.
 
-    One listing: each claim leaves a marker ``.olivine/exports/<workflow_id>/<timestamp>.json`` at the
-    datastore root. A datastore written before markers existed (none for this workflow) is scanned
-    instead: the top-level timestamp folders, each checked for a ``<workflow_id>`` subfolder.
+    Bounded on any datastore Olivine has claimed an export on since markers exist: one listing of the
+    markers ``.olivine/exports/<workflow_id>/<timestamp>.json`` that each claim leaves at the datastore
+    root, plus (when there are none) one read of the datastore's :data:`MARKERS_FLAG`, which says that
+    every export on it has its marker. Only a datastore that never saw a marker-era claim (no flag) is
+    scanned: its top-level timestamp folders, each checked for a ``<workflow_id>`` subfolder; the next
+    claim on it backfills the markers (:func:`ensure_markers`), so that happens once.
     """
     marked = [n.removesuffix(".json") for n in datastore.ls(f"{EXPORTS_DIR}/{workflow_id}")]
     folders = [n for n in marked if parse_timestamp_folder(n) is not None]
-    if not folders:
+    if not folders and datastore.read_bytes_if_exists(MARKERS_FLAG) is None:  # one GET
         folders = [
             name
             for name in datastore.ls("")
@@ -210,6 +219,27 @@ def list_exports(datastore: Datastore, workflow_id: str) -> list[ExportLayout]:
         ]
     found = [ExportLayout.from_folder(datastore, name, workflow_id) for name in folders]
     return sorted(found, key=lambda layout: layout.timestamp)
+
+
+def ensure_markers(datastore: Datastore) -> None:
+    """Make sure every export on ``datastore`` has its marker, so listings stay one request.
+
+    One read when the datastore's :data:`MARKERS_FLAG` exists (remembered per datastore object).
+    Otherwise, once per datastore: every ``<timestamp>/<workflow_id>`` folder gets its marker
+    (create-only, so concurrent claimers do not collide), then the flag is written. Exports written
+    later by an Olivine without markers would not be listed (they can still be opened by timestamp).
+    """
+    if datastore in _MARKED:
+        return
+    if datastore.read_bytes_if_exists(MARKERS_FLAG) is None:
+        for folder in datastore.ls(""):
+            if parse_timestamp_folder(folder) is None:
+                continue
+            for workflow_id in datastore.ls(folder):
+                if _WORKFLOW_ID.match(workflow_id):
+                    datastore.put_if_absent(_marker(workflow_id, folder), json_bytes({"backfilled": True}))
+        datastore.put_if_absent(MARKERS_FLAG, json_bytes({"markers": 1}))
+    _MARKED.add(datastore)
 
 
 def _marker(workflow_id: str, folder: str) -> str:

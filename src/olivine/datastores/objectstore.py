@@ -6,22 +6,27 @@ Both backends drive an fsspec filesystem (adlfs, s3fs) through its synchronous A
 parts committed in one request at the end), and a create-only write is a conditional request
 (``If-None-Match: *``) that the service answers atomically, so :attr:`atomic_create` is True.
 
-Memory stays bounded whatever the file size: a write holds at most one block (:attr:`block_bytes`) plus
-one read chunk, a read at most one read-ahead block.
+Memory stays bounded whatever the file size: a write holds at most :attr:`file_concurrency` blocks in
+flight plus the one being read (:attr:`block_bytes` each), a read at most one read-ahead block. A file is
+read once: hashed in the thread that reads it while its earlier blocks upload.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from olivine.datastores.base import Datastore
-from olivine.datastores.files import TEMP_MARK, Chunk, hash_file, iter_chunks
+from olivine.datastores.files import TEMP_MARK, Chunk
 from olivine.digests import RecordedDigest
 from olivine.errors import ConfigError
 
@@ -59,8 +64,9 @@ class RetrySettings:
 
 
 class ObjectStoreDatastore(Datastore):
-    """Base of the blob/object-store backends. Subclasses build the filesystem and may override
-    :meth:`_ensure_container` and :meth:`_discard`."""
+    """Base of the blob/object-store backends. Subclasses build the filesystem, implement the three
+    block hooks (:meth:`_start_blocks`, :meth:`_stage_block`, :meth:`_commit_blocks`) and may override
+    :meth:`_abort_blocks` and :meth:`_ensure_container`."""
 
     atomic_create = True
     check_before_put = False
@@ -78,35 +84,96 @@ class ObjectStoreDatastore(Datastore):
 
     # -- writes -----------------------------------------------------------------------------------
     def _write(self, full: str, chunks: Iterable[Chunk], *, exclusive: bool) -> None:
+        """One put when everything fits in a block; otherwise a block upload through
+        :meth:`_upload_blocks`. ``chunks`` are consumed (and, by the caller, hashed) in this thread
+        while earlier blocks are in flight, so a file is read once."""
         self._container_once()
-        it = iter(chunks)
-        head = bytearray()
-        for chunk in it:
-            head += chunk
-            if len(head) > self.block_bytes:
-                break
-        else:
-            # Everything fits in one request.
-            self.fs.pipe_file(full, bytes(head), mode="create" if exclusive else "overwrite")
+        blocks = _blocks(chunks, self.block_bytes)
+        first = next(blocks, b"")
+        second = next(blocks, None)
+        if second is None:
+            self.fs.pipe_file(full, first, mode="create" if exclusive else "overwrite")
             return
-        f = self.fs.open(full, "xb" if exclusive else "wb", block_size=self.block_bytes)
+        head = [first, second]
+        del first, second  # only the upload's window may keep blocks alive
+        self._upload_blocks(full, _drain(head, blocks), exclusive=exclusive)
+
+    def _write_file(
+        self, full: str, local: Path, *, exclusive: bool, recorded: RecordedDigest | None = None
+    ) -> tuple[int, str]:
+        """Read the file once, in blocks: one block or less is one request; a larger file is a block
+        upload whose blocks are hashed in this thread while earlier ones are in flight. A ``recorded``
+        sha256 that the file's stat matches before and after is used instead of hashing. What is
+        returned always describes what was stored (bytes read, or the stored object re-hashed if the
+        file changed during a recorded-digest copy)."""
+        with open(local, "rb") as src:
+            before = os.fstat(src.fileno())
+            trusted = recorded is not None and recorded.matches(before)
+            reader = _FileBlocks(src, self.block_bytes, None if trusted else hashlib.sha256())
+            first = reader.read()
+            second = reader.read() if len(first) == self.block_bytes else b""
+            self._container_once()
+            if not second:
+                self.fs.pipe_file(full, first, mode="create" if exclusive else "overwrite")
+            else:
+                head = [first, second]
+                del first, second  # only the upload's window may keep blocks alive
+                self._upload_blocks(full, reader.rest(head), exclusive=exclusive)
+            size = reader.size
+            digest = reader.digest
+            after = os.fstat(src.fileno())
+        if digest is not None:
+            return size, digest.hexdigest()
+        assert recorded is not None
+        if recorded.matches(after) and size == recorded.size:
+            return size, recorded.sha256
+        return self._hash_stored(full)  # the file changed while it was copied unhashed
+
+    def _upload_blocks(self, full: str, blocks: Iterable[bytes], *, exclusive: bool) -> None:
+        """Upload ``blocks`` as one object, all or nothing: at most :attr:`file_concurrency` blocks in
+        flight (a sliding window, so memory stays bounded), committed in order by one final request
+        (create-only when ``exclusive``: FileExistsError if the name is taken). On any failure the
+        upload is aborted and nothing appears."""
+        from fsspec.asyn import sync
+
+        loop = self.fs.loop
+        upload = sync(loop, self._start_blocks, full)
+        pending: deque[concurrent.futures.Future[Any]] = deque()
+        parts: list[Any] = []
         try:
-            f.write(head)
-            del head
-            for chunk in it:
-                f.write(chunk)
-            f.close()  # commits the block list / completes the multipart upload, conditionally
+            for index, block in enumerate(blocks):
+                if len(pending) >= self.file_concurrency:
+                    parts.append(pending.popleft().result())
+                stage = self._stage_block(upload, index, block)
+                pending.append(asyncio.run_coroutine_threadsafe(stage, loop))
+                del block, stage  # the window alone holds the bytes
+            while pending:
+                parts.append(pending.popleft().result())
+            sync(loop, self._commit_blocks, upload, parts, exclusive)
         except BaseException:
-            self._discard(f)
+            for future in pending:
+                future.cancel()
+            concurrent.futures.wait(pending)
+            try:
+                sync(loop, self._abort_blocks, upload)
+            except Exception as exc:  # the service may be the reason we are here
+                logger.debug("could not abort the upload of %s: %s", full, exc)
             raise
 
-    def _discard(self, f: Any) -> None:
-        """Drop an unfinished upload without committing it (closing it would publish a partial file)."""
-        try:
-            f.discard()
-        except Exception as exc:  # the service may be the reason we are here
-            logger.debug("could not abort the upload of %s: %s", getattr(f, "path", "?"), exc)
-        f.closed = True
+    async def _start_blocks(self, full: str) -> Any:
+        """Begin a block upload to ``full``; returns the backend's handle for it."""
+        raise NotImplementedError
+
+    async def _stage_block(self, upload: Any, index: int, data: bytes) -> Any:
+        """Upload block number ``index`` (from 0) of ``upload``; returns what the commit needs."""
+        raise NotImplementedError
+
+    async def _commit_blocks(self, upload: Any, parts: list[Any], exclusive: bool) -> None:
+        """Publish the blocks in order as the object (FileExistsError if ``exclusive`` and taken)."""
+        raise NotImplementedError
+
+    async def _abort_blocks(self, upload: Any) -> None:
+        """Drop an unfinished upload (default: nothing; the service discards uncommitted blocks)."""
 
     def _container_once(self) -> None:
         if self._container_ready:
@@ -123,35 +190,6 @@ class ObjectStoreDatastore(Datastore):
             logger.info("creating %s", self._url_of(container))
             self.fs.mkdir(container)
 
-    def _write_file(
-        self, full: str, local: Path, *, exclusive: bool, recorded: RecordedDigest | None = None
-    ) -> tuple[int, str]:
-        """A file above one block is hashed first (or its recorded sha256 used), then uploaded by the
-        SDK's own concurrent block / part upload (:attr:`file_concurrency` blocks in flight): faster than
-        streaming one block at a time, and as bounded. The file's stat is checked around the upload; if
-        it changed meanwhile, what was stored is hashed instead."""
-        before = os.stat(local)
-        if before.st_size <= self.block_bytes:
-            return super()._write_file(full, local, exclusive=exclusive, recorded=recorded)
-        if recorded is not None and recorded.matches(before):
-            size, digest = recorded.size, recorded.sha256
-        else:
-            size, digest = hash_file(local)
-        self._container_once()
-        self._put_large(full, local, exclusive=exclusive)
-        after = os.stat(local)
-        if (after.st_size, after.st_mtime_ns) != (
-            before.st_size,
-            before.st_mtime_ns,
-        ) or after.st_size != size:
-            return self._hash_stored(full)
-        return size, digest
-
-    def _put_large(self, full: str, local: Path, *, exclusive: bool) -> None:
-        """Upload a local file above one block, all or nothing (create-only when ``exclusive``)."""
-        with open(local, "rb") as src:
-            self._write(full, iter_chunks(src), exclusive=exclusive)
-
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, full: str) -> bytes:
         # One GET: a concurrent ranged read would first ask for the size (a second request).
@@ -164,13 +202,18 @@ class ObjectStoreDatastore(Datastore):
             return None
 
     def _list_names(self, full: str) -> list[str]:
-        # One listing request: a missing prefix lists as empty on an object store.
-        try:
-            entries = self.fs.ls(full, detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        prefix = full.rstrip("/") + "/"
-        return [str(e["name"]) for e in entries if str(e["name"]).rstrip("/").startswith(prefix)]
+        # One listing request per page (a missing folder lists as empty): the fsspec listing of a
+        # missing prefix costs two more (is it a file? a folder marker?).
+        from fsspec.asyn import sync
+
+        container, _, key = full.strip("/").partition("/")
+        prefix = f"{key}/" if key else ""
+        names = sync(self.fs.loop, self._list_prefix, container, prefix)
+        return [f"{container}/{name}" for name in names if name.rstrip("/") != prefix.rstrip("/")]
+
+    async def _list_prefix(self, container: str, prefix: str) -> list[str]:
+        """Keys and sub-prefixes (ending in ``/``) directly under ``prefix`` in ``container``."""
+        raise NotImplementedError
 
     def _list_files(self, full: str) -> list[tuple[str, int]]:
         try:
@@ -185,6 +228,54 @@ class ObjectStoreDatastore(Datastore):
             and str(name).startswith(prefix)
             and TEMP_MARK not in str(name).rsplit("/", 1)[-1]
         ]
+
+
+class _FileBlocks:
+    """Blocks of an open file, each read with one call, hashed (when a digest is given) and counted."""
+
+    def __init__(self, src: Any, block_bytes: int, digest: Any) -> None:
+        self._src = src
+        self._block_bytes = block_bytes
+        self.digest = digest
+        self.size = 0
+
+    def read(self) -> bytes:
+        data: bytes = self._src.read(self._block_bytes)
+        if self.digest is not None:
+            self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def rest(self, head: list[bytes]) -> Iterator[bytes]:
+        """The blocks already read (``head``, dropped from it as they go), then the rest of the file."""
+        while head:
+            yield head.pop(0)
+        while block := self.read():
+            yield block
+
+
+def _drain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks of ``head`` (dropped from it as they go), then ``rest``."""
+    while head:
+        yield head.pop(0)
+    yield from rest
+
+
+def _blocks(chunks: Iterable[Chunk], size: int) -> Iterator[bytes]:
+    """``chunks`` regrouped into blocks of exactly ``size`` bytes (the last one shorter, or b"" for no
+    data at all). Chunks are copied as they arrive (they may be reused buffers)."""
+    buf = bytearray()
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while len(view):
+            take = min(size - len(buf), len(view))
+            buf += view[:take]
+            view = view[take:]
+            if len(buf) == size:
+                yield bytes(buf)
+                buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 def split_root(url: str, schemes: tuple[str, ...]) -> tuple[str, str]:

@@ -18,7 +18,7 @@ put or on the multipart completion, which S3 (since 2024) and moto answer atomic
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import s3fs  # noqa: F401  (fails early with the install hint when the extra is missing)
@@ -79,13 +79,56 @@ class S3Datastore(ObjectStoreDatastore):
     def _url_of(self, full: str) -> str:
         return f"s3://{full.lstrip('/')}"
 
-    def _put_large(self, full: str, local: Path, *, exclusive: bool) -> None:
-        # Parts of block_bytes, file_concurrency at a time, completed with If-None-Match when exclusive;
-        # a failed upload is aborted by s3fs.
-        self.fs.put_file(
-            str(local),
-            full,
-            mode="create" if exclusive else "overwrite",
-            chunksize=self.block_bytes,
-            max_concurrency=self.file_concurrency,
+    async def _list_prefix(self, container: str, prefix: str) -> list[str]:
+        names: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = await self.fs._call_s3(
+                "list_objects_v2", Bucket=container, Prefix=prefix, Delimiter="/", **token
+            )
+            names += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+            names += [o["Key"] for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return names
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    async def _start_blocks(self, full: str) -> _PartUpload:
+        bucket, key, _ = self.fs.split_path(full)
+        mpu = await self.fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        return _PartUpload(bucket, key, str(mpu["UploadId"]))
+
+    async def _stage_block(self, upload: _PartUpload, index: int, data: bytes) -> dict[str, Any]:
+        number = index + 1
+        out = await self.fs._call_s3(
+            "upload_part",
+            Bucket=upload.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            PartNumber=number,
+            Body=data,
         )
+        return {"PartNumber": number, "ETag": out["ETag"]}
+
+    async def _commit_blocks(self, upload: _PartUpload, parts: list[Any], exclusive: bool) -> None:
+        # If-None-Match on the completion: S3 (and moto) answer it atomically; s3fs maps 412 to
+        # FileExistsError.
+        await self.fs._call_s3(
+            "complete_multipart_upload",
+            Bucket=upload.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},
+            **({"IfNoneMatch": "*"} if exclusive else {}),
+        )
+
+    async def _abort_blocks(self, upload: _PartUpload) -> None:
+        await self.fs._call_s3(
+            "abort_multipart_upload", Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+        )
+
+
+@dataclass(frozen=True)
+class _PartUpload:
+    bucket: str
+    key: str
+    upload_id: str

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from olivine.datastores.base import Datastore
-from olivine.datastores.layout import ExportLayout, latest_export, list_exports, parse_timestamp_folder
+from olivine.datastores.layout import ExportLayout, latest_export, parse_timestamp_folder
 from olivine.datastores.logs import log_chunks
 from olivine.datastores.manifest import read_manifest
 from olivine.errors import DatastoreError, JobNotFoundError
@@ -60,8 +60,9 @@ def find_export(
     elif parse_timestamp_folder(timestamp) is None:
         raise JobNotFoundError(f"'{timestamp}' is not an export timestamp (yyyy-mm-dd-hh-mm-ss)")
     else:
-        found = [e for e in list_exports(store, workflow_id) if e.folder == timestamp]
-        layout = found[0] if found else None
+        # One request: the folder itself (an export made without a marker is found too).
+        exists = store.exists(f"{timestamp}/{workflow_id}")
+        layout = ExportLayout.from_folder(store, timestamp, workflow_id) if exists else None
     if layout is None:
         when = f" at {timestamp}" if timestamp else ""
         raise JobNotFoundError(f"no export of workflow '{workflow_id}'{when} on {store.url_for()}")
