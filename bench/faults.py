@@ -26,7 +26,8 @@ resume a job that failed or was cancelled, and check:
 
     consistent          store, sealed manifest, the export's status.json and the exported log's last
                         verdict agree (foreground clean_cache runs: exit code vs output)
-    false SUCCEEDED     a job (or a foreground run) reported success but its output does not verify
+    false SUCCEEDED     a job (or a foreground run) reported success after reconciliation but its output
+                        does not verify (one that doctor --fix marked damaged says so: not counted)
     lost                a failed job could not be recovered by ``resume``, or a SUCCEEDED job's export
                         does not verify when the fault did not touch the export
     detected            an export corruption that ``fetch`` refused (expected)
@@ -37,6 +38,8 @@ reach another's jobs); storage faults run in lane 0, which owns the servers.
 
     flock /work/.bench.lock .venv/bin/python bench/faults.py [--faults 200] [--seed 11] [--lanes 4]
           [--kinds sigkill,sigterm,...] [--json OUT] [--keep] [--doc]
+
+Exit 0: no inconsistent state, nothing lost, no false SUCCEEDED; 1: some; 3: none, but bench errors.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def summarize(records: list[dict[str, Any]]) -> tuple[dict[str, Any], Counter[st
         "artifacts lost": counts["lost"],
         "false SUCCEEDED": counts["false_succeeded"],
         "export damage detected by fetch": counts["export_damage_detected"],
+        "SUCCEEDED exports damaged after the seal, marked by doctor --fix": counts["damage_marked"],
         "bench errors (not faults; retried)": counts["bench_errors"] + counts["bench_retries"],
     }
     return summary, counts, problems
@@ -237,7 +241,9 @@ def main() -> int:
     if args.doc:
         write_doc_block("faults", markdown(summary, counts, command, wall_s, load))
     bad = summary["states inconsistent after reconciliation"] + summary["artifacts lost"]
-    return 1 if bad + summary["false SUCCEEDED"] else 0
+    if bad + summary["false SUCCEEDED"]:
+        return 1
+    return 3 if counts["bench_errors"] else 0  # the counts hold, but some planned faults did not run
 
 
 if __name__ == "__main__":

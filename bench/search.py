@@ -315,7 +315,8 @@ def render_section(result: dict[str, Any]) -> str:
     lines.append(
         f"Run {result.get('timestamp')}; raw data: `bench/results/search-{result.get('timestamp')}.json`. "
         "Space: `examples/minilm-search/config.json` (OnnxConversion -> OrtTransformersOptimization -> "
-        "OnnxDynamicQuantization alternatives, SEARCHABLE_VALUES; fidelity goal max-degradation 0.01, "
+        "quantization alternatives: dynamic and static with SEARCHABLE_VALUES, fp16, int4 RTN; fidelity goal "
+        "max-degradation 0.01, "
         "latency at 1 thread). Olive runs the config `bench/olive_config.py` translates, in its own venv."
     )
     lines += [

@@ -1,6 +1,6 @@
 """Scrub credentials where text leaves the process: log handlers and the worker's stdout/stderr.
 
-:mod:`olivine.datastores.redact` knows what a credential looks like (URL user-info, SAS query strings,
+:mod:`olivine.redaction` knows what a credential looks like (URL user-info, SAS query strings,
 connection strings, ``name=value`` pairs). This module adds the *values* this process can see in its
 environment (``AWS_SECRET_ACCESS_KEY``, ``AZURE_STORAGE_KEY``, ``HF_TOKEN``, ...) and applies both at
 the two places every line of text passes through:
@@ -20,10 +20,10 @@ import contextlib
 import io
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO
 
-from olivine.datastores.redact import MIN_SECRET_CHARS, env_secrets, scrub_text
+from olivine.redaction import MIN_SECRET_CHARS, env_secrets, scrub_text
 
 
 class Scrubber:
@@ -31,10 +31,20 @@ class Scrubber:
 
     def __init__(self, secrets: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> None:
         self._secrets = set(env_secrets(environ))
+        #: Called with the new values when :meth:`add` learns some (a :class:`DescriptorScrubber`'s
+        #: pump process needs them too).
+        self.on_add: list[Callable[[set[str]], None]] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        self._secrets.update(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
+        new = {s for s in secrets if len(s) >= MIN_SECRET_CHARS} - self._secrets
+        self._secrets.update(new)
+        for listener in list(self.on_add) if new else ():
+            listener(new)
+
+    def known(self) -> set[str]:
+        """The secret values this scrubber replaces (besides the credential patterns)."""
+        return set(self._secrets)
 
     def __call__(self, text: str) -> str:
         return scrub_text(text, self._secrets)
@@ -128,150 +138,153 @@ def scrub_standard_streams(scrubber: Scrubber | None = None) -> None:
             setattr(sys, name, ScrubbingStream(current, scrubber))
 
 
-#: Lines without a newline are held at most this long before they are written out (a progress bar).
-_IDLE_FLUSH_S = 1.0
-#: A partial line longer than this is written out without waiting for its newline.
-_MAX_PENDING = 64 * 1024
-#: Linux's fcntl to enlarge a pipe (not exported by the fcntl module before Python 3.10 everywhere).
+#: Linux's fcntl to enlarge a pipe.
 _F_SETPIPE_SZ = 1031
 
 
 class DescriptorScrubber:
-    """Routes file descriptors (1 and 2) through a pipe whose reader thread scrubs each line before it
-    writes it where the descriptor pointed before.
+    """Routes file descriptors (1 and 2) through a pipe read by a scrubbing process
+    (:mod:`olivine.scrub_pump`), which writes each scrubbed line where the descriptor pointed before.
 
     :class:`ScrubbingStream` sees what Python code prints; this sees every byte written to the
     descriptors: by native libraries (``printf``, ``std::cerr``), by ``os.write``, and by subprocesses
     that inherited them. Descriptors that share one open file (a worker's stdout and stderr both in its
-    job log) share one pipe, so their lines stay in order.
-
-    Limits: what is still in the pipe when the process is SIGKILLed is lost (it never reached the log);
-    native code that writes more than the pipe holds (1 MiB where Linux allows it) while holding the
-    GIL would wait for the reader thread, which needs the GIL: that code would block.
+    job log) share one pipe, so their lines stay in order. The reader is a process, not a thread: native
+    code that writes more than the pipe holds while it keeps the GIL would wait forever for a thread.
+    What is still in the pipe when the process group is SIGKILLed is lost (it never reached the log).
     """
 
     def __init__(self, scrubber: Scrubber | None = None, fds: tuple[int, ...] = (1, 2)) -> None:
         import os
 
         self._scrubber = scrubber or process_scrubber()
-        self._routes: list[tuple[list[int], int, int]] = []  # (fds, saved original, pipe read end)
-        self._threads: list[threading.Thread] = []
-        self._busy: set[int] = set()  # read ends whose reader holds bytes it has not written yet
-        groups: dict[tuple[int, int, int], list[int]] = {}
+        self._routes: list[_Route] = []
+        self._synced = 0
+        groups: dict[tuple[int, int], list[int]] = {}
         for fd in fds:
             try:
                 st = os.fstat(fd)
             except OSError:
                 continue  # closed: nothing to route
-            # The same open file (dup'ed) shares position and flags; two opens of one file do not,
-            # but writing both through one pipe is still right for an append-mode log.
-            groups.setdefault((st.st_dev, st.st_ino, st.st_mode), []).append(fd)
+            groups.setdefault((st.st_dev, st.st_ino), []).append(fd)
         for group in groups.values():
-            saved = os.dup(group[0])
-            read_end, write_end = os.pipe()
-            with contextlib.suppress(OSError):
-                import fcntl
+            route = _Route(group)
+            self._routes.append(route)
+            route.send(self._scrubber.known())
+        self._scrubber.on_add.append(self._send)
 
-                fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
-            for fd in group:
-                os.dup2(write_end, fd)
-            os.close(write_end)
-            os.set_inheritable(saved, False)
-            os.set_inheritable(read_end, False)
-            self._routes.append((group, saved, read_end))
-            thread = threading.Thread(
-                target=self._pump, args=(read_end, saved), name="olivine-fd-scrub", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _pump(self, read_end: int, target: int) -> None:
-        import os
-        import select
-
-        pending = b""
-        while True:
-            ready, _, _ = select.select([read_end], [], [], _IDLE_FLUSH_S if pending else None)
-            if not ready:  # a partial line sat idle: write it out
-                self._write(target, pending)
-                pending = b""
-                continue
-            self._busy.add(read_end)  # before the read: sync() must not see an empty pipe and no work
-            try:
-                chunk = os.read(read_end, 1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:  # every write end is closed
-                self._write(target, pending)
-                os.close(read_end)
-                self._busy.discard(read_end)
-                return
-            head, sep, pending = (pending + chunk).rpartition(b"\n")
-            if sep:
-                self._write(target, head + sep)
-            if len(pending) > _MAX_PENDING:
-                self._write(target, pending)
-                pending = b""
-            self._busy.discard(read_end)
-
-    def _write(self, target: int, data: bytes) -> None:
-        import os
-
-        if not data:
-            return
-        text = self._scrubber(data.decode("utf-8", "surrogateescape"))
-        out = text.encode("utf-8", "surrogateescape")
-        with contextlib.suppress(OSError):  # the log is gone: nothing left to tell
-            while out:
-                out = out[os.write(target, out) :]
+    def _send(self, secrets: set[str]) -> None:
+        for route in self._routes:
+            route.send(secrets)
 
     def sync(self, timeout_s: float = 2.0) -> bool:
-        """Wait until every complete line written so far is in its target (a worker's log is about to
-        be exported); False if that took longer than ``timeout_s``."""
-        import fcntl
-        import sys
-        import termios
+        """Wait until every line written so far is in its target (a worker's log is about to be
+        exported); False if that took longer than ``timeout_s``."""
         import time
 
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                if stream is not None:
-                    stream.flush()
+        _flush_python_streams()
         deadline = time.monotonic() + timeout_s
-        buffered = bytearray(4)
-        for _, _, read_end in self._routes:
-            while True:
-                try:
-                    fcntl.ioctl(read_end, termios.FIONREAD, buffered)
-                except OSError:
-                    break  # closed: its reader is done
-                # In this order: bytes the reader took out of the pipe are marked busy before the read.
-                if int.from_bytes(buffered, sys.byteorder) == 0 and read_end not in self._busy:
-                    break
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.002)
-        return True
+        ok = True
+        for route in self._routes:
+            self._synced += 1
+            ok = route.sync(self._synced, deadline) and ok
+        return ok
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Put the original descriptors back and let the reader threads drain the pipes (up to
-        ``timeout_s``: a subprocess that inherited a descriptor may keep a pipe open)."""
+        """Put the original descriptors back and let the pumps drain their pipes (up to ``timeout_s``: a
+        subprocess that inherited a descriptor may keep a pipe open)."""
+        _flush_python_streams()
+        with contextlib.suppress(ValueError):
+            self._scrubber.on_add.remove(self._send)
+        routes, self._routes = self._routes, []
+        for route in routes:
+            route.close(timeout_s)
+
+
+class _Route:
+    """One pipe: the descriptors routed through it, what they pointed at before, its pump process and
+    the control (secrets) and ack (sync) pipes to the pump."""
+
+    def __init__(self, fds: list[int]) -> None:
         import os
+        import subprocess
         import sys
 
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                if stream is not None:
-                    stream.flush()
-        routes, self._routes = self._routes, []
-        for fds, saved, _ in routes:
-            for fd in fds:
-                os.dup2(saved, fd)  # closes this process's write end of the pipe
-        for thread, (_, saved, _) in zip(self._threads, routes, strict=True):
-            thread.join(timeout_s)
-            if not thread.is_alive():  # a live reader still writes to it (and its number must not be reused)
-                os.close(saved)
-        self._threads = []
+        self.fds = fds
+        self.original = os.dup(fds[0])  # not inheritable: user subprocesses get the pipe, not the log
+        data_r, data_w = os.pipe()
+        control_r, self.control = os.pipe()
+        self.ack, ack_w = os.pipe()
+        with contextlib.suppress(OSError):
+            import fcntl
+
+            fcntl.fcntl(data_w, _F_SETPIPE_SZ, 1 << 20)
+        command = [sys.executable, "-m", "olivine.scrub_pump", "--data", str(data_r)]
+        command += ["--target", str(self.original), "--control", str(control_r), "--ack", str(ack_w)]
+        try:
+            self.pump = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self.original,
+                stderr=self.original,
+                pass_fds=(data_r, self.original, control_r, ack_w),
+            )
+        finally:
+            for fd in (data_r, control_r, ack_w):
+                os.close(fd)
+        for fd in fds:
+            os.dup2(data_w, fd)
+        os.close(data_w)
+
+    def send(self, secrets: Iterable[str]) -> None:
+        import json
+        import os
+
+        line = json.dumps({"secrets": sorted(secrets)}).encode() + b"\n"
+        with contextlib.suppress(OSError):
+            os.write(self.control, line)
+
+    def sync(self, number: int, deadline: float) -> bool:
+        import os
+        import select
+        import time
+
+        from olivine.scrub_pump import SYNC
+
+        token = str(number).encode()
+        try:
+            os.write(self.fds[0], SYNC + token + b"\0\n")
+        except OSError:
+            return False
+        answer = b""
+        while not answer.endswith(token + b"\n"):
+            ready, _, _ = select.select([self.ack], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(self.ack, 4096) if ready else b""
+            if not chunk:
+                return False
+            answer += chunk
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        import os
+        import subprocess
+
+        for fd in self.fds:
+            os.dup2(self.original, fd)  # closes this process's write end of the pipe
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.pump.wait(timeout_s)
+        for fd in (self.original, self.control, self.ack):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _flush_python_streams() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
 
 
 _DESCRIPTORS: DescriptorScrubber | None = None

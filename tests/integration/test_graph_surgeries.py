@@ -360,7 +360,7 @@ def test_engine_refuses_a_non_cpu_surgeon_with_its_key_path(tmp_path: Path) -> N
 
     with pytest.raises(ConfigError, match="RemoveMemcpy") as info:
         load(_chain_config(tmp_path, [{"surgeon": "RemoveMemcpy"}]))
-    assert info.value.path == "passes.surgery.surgeries"
+    assert info.value.path == "passes.surgery.surgeries.0"  # the surgeon's index is part of the key path
 
 
 @pytest.mark.parametrize("skip", [False, True])

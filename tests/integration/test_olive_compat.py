@@ -692,3 +692,56 @@ def test_unknown_top_level_key_lists_only_keys_a_user_may_write(tmp_path: Path) 
     with pytest.raises(ConfigError) as info:
         load(_write(tmp_path, {**_onnx_cfg(tmp_path), "no_such_key_anywhere": 1}))
     assert "allowed: " in info.value.message and "olive_only_systems" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"type": "OrtTransformersOptimization", "model_type": "bert", "use_gpu": True}, "passes.p.use_gpu"),
+        ({"type": "GraphSurgeries", "surgeries": [{"surgeon": "NoSuchSurgeon"}]}, "passes.p.surgeries.0"),
+    ],
+)
+def test_pass_cross_field_errors_put_their_key_in_the_key_path(
+    tmp_path: Path, params: dict[str, Any], path: str
+) -> None:
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"p": params}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == path
+    assert str(info.value).startswith(f"{tmp_path / 'cfg.json'}: {path}: ")
+
+
+def test_graph_surgeries_declare_the_contrib_domains_their_functions_use(tmp_path: Path) -> None:
+    # PackedAttentionToLoopMHA adds a function whose Loop body uses com.microsoft.MultiHeadAttention; on a
+    # model with no packed attention (a recipe run on another model) that function must still be valid.
+    import onnx
+
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"gs": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "PackedAttentionToLoopMHA"}]}}
+    result = run_local(load(_write(tmp_path, cfg)))
+    assert result.best is not None
+    proto = onnx.load(str(result.best.model.onnx_path))
+    for function in proto.functions:
+        assert "com.microsoft" in {o.domain for o in function.opset_import}
+    onnx.checker.check_model(proto)
+
+
+def test_feature_extraction_model_keeps_label_col_after_olives_task_fill_in(tmp_path: Path) -> None:
+    from olivine.data.pipeline import build_dataloader
+    from tiny_models import write_tiny_bert
+
+    model = write_tiny_bert(tmp_path / "bert")  # task feature-extraction: tokenizer_pre_process in Olive
+    (tmp_path / "rows.csv").write_text("text,label\nhello there,1\nall good,0\n")
+    data = {
+        "name": "d",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "rows.csv", "split": "train"},
+        "pre_process_data_config": {"input_cols": ["text"], "label_col": "label", "max_length": 8},
+    }
+    workflow = load(_write(tmp_path, {"input_model": model, "data_configs": [data], "passes": {}}))
+    dc = workflow.data_configs["d"]
+    assert dc.pre_process_data_config is not None
+    assert dc.pre_process_data_config.params["task"] == "feature-extraction"
+    _, labels = next(iter(build_dataloader(dc, tokenizer_path=str(tmp_path / "bert"))))
+    assert labels is not None and labels.tolist() == [1]

@@ -4,6 +4,7 @@ model ids, statuses) and the same best, with a failing and an invalid candidate 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,17 +88,21 @@ def test_ray_search_gives_the_serial_result_and_records_a_failing_candidate(
     assert not list((tmp_path / "b" / "cache").rglob(".olivine-ray-*"))
 
 
-@pytest.mark.parametrize("order", ["joint", "pass-by-pass"])
+@pytest.mark.parametrize(
+    ("order", "sampler"), [("joint", "random"), ("pass-by-pass", "random"), ("joint", "tpe")]
+)
 def test_ray_search_with_a_shared_prefix_and_goals_stops_where_the_serial_search_stops(
-    tmp_path: Path, ray_driver: str, order: str
+    tmp_path: Path, ray_driver: str, order: str, sampler: str
 ) -> None:
     strategy: dict[str, Any] = {
         "execution_order": order,
-        "sampler": "random",
+        "sampler": sampler,
         "seed": 5,
         "include_pass_params": False,
     }
-    if order == "joint":
+    if sampler == "tpe":
+        strategy["max_samples"] = 3  # TPE proposes from each result: one candidate at a time on Ray
+    elif order == "joint":
         strategy["stop_when_goals_met"] = True
     serial = _run(
         tmp_path / "a", search_config(tmp_path / "a", TWO_SLOTS, strategy, latency_priority=-1), None
@@ -106,7 +111,7 @@ def test_ray_search_with_a_shared_prefix_and_goals_stops_where_the_serial_search
         tmp_path / "b", search_config(tmp_path / "b", TWO_SLOTS, strategy, latency_priority=-1), ray_driver
     )
     assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
-    if order == "joint":
+    if order == "joint" and sampler == "random":
         assert len(serial["candidates"]) == 1  # the first candidate meets the goal: the search stops there
 
 
@@ -133,3 +138,26 @@ def test_ray_host_job_with_search_workers_gives_the_serial_result(
     assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
     log = "\n".join(service.logs(job.job_id, store=env.store))
     assert "search over Ray: up to 2 candidate(s) at once, 1.0 CPU(s) each" in log
+
+
+def test_ray_host_job_with_search_workers_is_cancelled_while_candidates_run(
+    ray_head: RayHead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("OLIVINE_HOME", str(home))
+    env = _ray_env(home, ray_head.address, search_workers=2, search_task_cpus=1)
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    config = tmp_path / "cfg.json"
+    slow = search_config(tmp_path, FAILING_SEARCH, strategy, latency_priority=-1, sleep_s=120.0)
+    slow["engine"]["evaluate_input_model"] = False  # the candidates' evaluations sleep, on the cluster
+    config.write_text(json.dumps(slow))
+    job = env.submit(config).job
+    assert job is not None
+    running = env.wait_for(job.job_id, lambda j: "on the Ray cluster" in (j.phase or ""), timeout_s=180)
+    assert "on the Ray cluster" in (running.phase or ""), running
+    asked = time.monotonic()
+    cancelled = service.cancel(job.job_id, store=env.store)
+    # Stopped while its tasks sleep: not after them, and as cancelled (Ray's own SIGTERM handler, which
+    # ray.init installs, would have made it a failure: "user code called sys.exit").
+    assert cancelled.state is JobStatus.CANCELLED, cancelled.message
+    assert time.monotonic() - asked < 60

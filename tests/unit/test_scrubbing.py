@@ -126,3 +126,33 @@ def test_descriptor_scrubber_scrubs_native_writes_and_subprocess_output(tmp_path
     for value in SECRETS:
         assert value not in text
     assert text.splitlines() == ["first *** end", "child ***", "no newline at the end ***after close"]
+
+
+_GIL_HOLDING_WRITER = """
+import ctypes, os, sys
+from olivine.scrubbing import DescriptorScrubber, Scrubber
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+scrubber = Scrubber(environ={})
+route = DescriptorScrubber(scrubber, fds=(fd,))
+scrubber.add(["learnt-after-start-0123"])  # e.g. the datastore's key, read once the job started
+os.write(fd, b"key learnt-after-start-0123\\n")
+line = b"x" * 1023 + b"\\n"
+# PyDLL keeps the GIL during the call, as native code called from Python may: 1.5 MiB is more than
+# the pipe holds, so a reader that needs the GIL (a thread) would never drain it.
+ctypes.PyDLL(None).write(fd, line * 1536, len(line) * 1536)
+route.close(timeout_s=60)
+"""
+
+
+def test_descriptor_scrubber_drains_native_writes_made_while_holding_the_gil(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "out.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _GIL_HOLDING_WRITER, str(log)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    with log.open("rb") as fh:
+        assert fh.readline() == b"key ***\n"  # a secret added after the start reached the pump
+        assert sum(1 for _ in fh) == 1536

@@ -103,3 +103,20 @@ def test_shared_store_rebuilds_an_artifact_whose_files_changed_and_the_audit_rep
     assert WorkflowCache(tmp_path, "wf").audit() == []
     path.write_bytes(b"changed again")
     assert WorkflowCache(tmp_path, "wf").audit(fix=True) and not made.parent.exists()
+
+
+def test_shared_store_a_concurrent_writer_of_the_same_key_loses_the_rename_and_uses_the_winner(
+    tmp_path: Path,
+) -> None:
+    winner: list[Path] = []
+
+    def racing(folder: Path) -> Path:
+        # Another process commits the same artifact while this one is still writing its own.
+        other = SharedStore(tmp_path).for_model("m", {})
+        winner.append(other.get_or_make("prep", {}, _maker([], "winner")))  # type: ignore[arg-type]
+        (folder / "model.onnx").write_text("loser")
+        return folder / "model.onnx"
+
+    got = SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, racing)
+    assert got == winner[0] and got.read_text() == "winner"
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == [got.parent.name]  # no staging left

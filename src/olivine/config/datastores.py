@@ -9,26 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, field_validator, model_validator
 
 from olivine.config.base import StrictModel
-
-# Keys that carry credentials. They must come from the environment or the user's file, never from a
-# workflow file that gets copied, bundled and exported.
-SECRET_KEYS = frozenset(
-    {
-        "account_key",
-        "key",
-        "secret",
-        "token",
-        "sas_token",
-        "credential",
-        "connection_string",
-        "password",
-        "aws_secret_access_key",
-        "secret_access_key",
-        "session_token",
-        "client_secret",
-    }
-)
-
+from olivine.redaction import SECRET_KEYS  # defined beside the scrubbing that uses them
 
 # Query parameters that carry a credential: Azure SAS signatures, presigned S3 URLs, tokens.
 _SIGNED_QUERY = re.compile(

@@ -16,7 +16,6 @@ from olivine.data.datasets import SampleListDataset
 from olivine.data.params import (
     ComponentParams,
     HuggingfaceDatasetParams,
-    HuggingfacePreProcessParams,
     TokenizerPreProcessParams,
     TransformersDummyParams,
 )
@@ -190,7 +189,7 @@ def tokenize_rows(
         raise DataError(f"columns {missing} are not in the data (columns: {', '.join(rows[0])})")
     if not rows:
         return SampleListDataset([])
-    if isinstance(params, HuggingfacePreProcessParams) and params.align_labels and label_col is not None:
+    if params.align_labels and label_col is not None:
         source = params.model_config_path or params.model_name or tokenizer_path
         rows = align_labels(rows, label_col, _label2id(source, base_dir))
     tokenizer = load_tokenizer(params.model_name, tokenizer_path, base_dir)

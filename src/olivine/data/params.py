@@ -150,12 +150,14 @@ class TokenizerPreProcessParams(ComponentParams):
     add_special_tokens: bool = True
     batched: bool = True
     task: str | None = None
+    # huggingface_pre_process's; Olive's tokenizer_pre_process swallows them (**kwargs), and a config
+    # becomes tokenizer_pre_process when Olive fills in a feature-extraction task: honoured here.
+    align_labels: bool = False
+    model_config_path: str | None = None
 
 
 class HuggingfacePreProcessParams(TokenizerPreProcessParams):
     label_col: str | None = "label"
-    align_labels: bool = False
-    model_config_path: str | None = None
 
 
 # ---- dataloader -----------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def build_manifest(
         layout: the export.
         files: every exported file, paths relative to the export root.
         config: the resolved run config; credentials are removed (see
-            :func:`olivine.datastores.redact.redact_config`).
+            :func:`olivine.redaction.redact_config`).
         status: the final status (a state name or a status dict).
         metrics: final metrics (e.g. of the best model).
         extra: anything else to record, under ``"extra"`` (also redacted).

@@ -8,8 +8,10 @@
   Azure Files, a KubeRay volume) mounted at the same path everywhere. A task checks that it sees the
   folder the engine marked and fails with a clear error otherwise (no silent node-local cache).
   Concurrent writers are safe: runs are committed by an atomic rename (:mod:`olivine.engine.cache`).
-- Candidates come back in proposal order (the loop tells the walk in that order), so the same seed gives
-  the same candidates and the same best model as the serial search. The chain prefix that a batch's
+- Up to ``workers`` tasks run at once; the walk proposes further ahead (``_QUEUE_FACTOR`` per slot) and a
+  slot that frees takes the next proposal. Candidates come back in proposal order (the loop tells the
+  walk in that order), so the same seed gives the same candidates and the same best model as the serial
+  search. The chain prefix that a batch's
   candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
   before them.
 
@@ -19,8 +21,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 import uuid
+from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
+_QUEUE_FACTOR = 4  # proposals asked for per task slot (see RayExecutor.__init__)
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,11 @@ class RayExecutor:
 
     def __init__(self, settings: SpreadSettings) -> None:
         self.settings = settings
-        self.width = max(1, settings.workers)
+        self.workers = max(1, settings.workers)
+        # The walk is asked for more proposals than run at once, so that a task slot freed early takes
+        # the next candidate instead of waiting for the slowest of its group. A stop still wastes at most
+        # the tasks in flight: queued proposals are never submitted.
+        self.width = self.workers * _QUEUE_FACTOR
         self._ray: Any = None
         self._owns_ray = False
         self._recipe_ref: Any = None
@@ -180,6 +190,10 @@ class RayExecutor:
         if not ray.is_initialized():
             address = self.settings.address or "auto"
             _reachable(address)
+            # ray.init replaces the process's SIGTERM handler with sys.exit: a job's worker would then die
+            # as "user code called sys.exit" instead of stopping after the running step. Keep ours.
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             try:
                 ray.init(
                     address=address,
@@ -192,6 +206,9 @@ class RayExecutor:
                 raise HostError(
                     f"search over Ray: cannot connect to the Ray cluster at {address}: {exc}"
                 ) from exc
+            finally:
+                if main and sigterm is not None:
+                    signal.signal(signal.SIGTERM, sigterm)
             self._owns_ray = True
         self._ray = ray
         return ray
@@ -225,7 +242,7 @@ class RayExecutor:
         self._chain = ray.remote(chain_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
         logger.info(
             "search over Ray: up to %d candidate(s) at once, %s CPU(s) each",
-            self.width,
+            self.workers,
             self.settings.num_cpus,
         )
 
@@ -233,16 +250,28 @@ class RayExecutor:
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
     ) -> Generator[Candidate, None, None]:
+        """Up to ``workers`` tasks in flight; a slot that frees takes the batch's next proposal (no
+        barrier at the end of a group of ``workers``); candidates are yielded in proposal order."""
         self._prepare(work)
         self._shared_prefix(batch, work)
-        refs = [self._candidate.remote(self._recipe_ref, proposal, total) for proposal in batch]
-        numbers = ", ".join(str(p.number) for p in batch)
-        work.phases.set(f"candidates {numbers} running on the Ray cluster")
-        # Tasks a stop made unnecessary are left to finish (their runs land in the cache), not cancelled:
-        # ray.cancel racing a task's completion crashed the driver (Ray 2.60: "Tried to complete task
-        # that was not pending"). Ray ends them with the driver when the workflow is cancelled.
-        for proposal, ref in zip(batch, refs, strict=True):
-            result = self._get(ref, work)
+        queue = deque(enumerate(batch))
+        inflight: dict[Any, int] = {}  # task ref -> index in the batch
+        finished: dict[int, _TaskResult] = {}
+        # A stop (the caller closes this generator) submits nothing more. Tasks already running are left
+        # to finish (their runs land in the cache), not cancelled: ray.cancel racing a task's completion
+        # crashed the driver (Ray 2.60: "Tried to complete task that was not pending"). Ray ends them with
+        # the driver when the workflow is cancelled.
+        for index, proposal in enumerate(batch):
+            while index not in finished:
+                if len(inflight) < self.workers and queue:
+                    while len(inflight) < self.workers and queue:
+                        at, queued = queue.popleft()
+                        inflight[self._candidate.remote(self._recipe_ref, queued, total)] = at
+                    numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
+                    work.phases.set(f"candidates {numbers} running on the Ray cluster")
+                ref = self._wait_any(list(inflight), work)
+                finished[inflight.pop(ref)] = self._result(ref)
+            result = finished.pop(index)
             for event in result.events:
                 work.phases.emit(event)
             candidate = result.candidate if result.candidate is not None else self._lost(proposal, result)
@@ -284,12 +313,18 @@ class RayExecutor:
         return keys
 
     def _get(self, ref: Any, work: CandidateWork) -> _TaskResult:
-        ray = self._ray
+        return self._result(self._wait_any([ref], work))
+
+    def _wait_any(self, refs: list[Any], work: CandidateWork) -> Any:
+        """The first of ``refs`` whose task ended (checking for a cancel meanwhile)."""
         while True:
             check_stop(work.stop)
-            ready, _ = ray.wait([ref], timeout=_WAIT_S)
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=_WAIT_S)
             if ready:
-                break
+                return ready[0]
+
+    def _result(self, ref: Any) -> _TaskResult:
+        ray = self._ray
         try:
             result: _TaskResult = ray.get(ref)
             return result

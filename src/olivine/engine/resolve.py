@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,7 +462,25 @@ def _check_defaults(path: str, option: PassOption) -> None:
             return
         if exc.errors()[0]["type"] == "extra_forbidden":
             message = _pass_did_you_mean(option.cls.config_class, sub, message)
+        lead, rest = _key_from_message(option.cls.config_class, message)
+        if lead and (not sub or lead == sub or lead.startswith(sub + ".")):
+            sub, message = lead, rest
+            if sub.split(".")[0] in searched:
+                return
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
+
+
+_LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.\w+)*): (.+)$", re.S)
+
+
+def _key_from_message(model: type[BaseModel], message: str) -> tuple[str, str]:
+    """A pass's cross-field check names its key first (``"surgeries[0]: ..."``); that key joins the key
+    path (``passes.t.surgeries.0``), so every error reads ``file: key.path: what``."""
+    found = _LEADING_KEY.match(message)
+    if found is None or found.group(1).split("[")[0].split(".")[0] not in model.model_fields:
+        return "", message
+    key = re.sub(r"\[(\d+)\]", r".\1", found.group(1))
+    return key, found.group(2)
 
 
 def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_dir: Path) -> PassOption:

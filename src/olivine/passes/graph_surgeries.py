@@ -89,7 +89,35 @@ class GraphSurgeries(OnnxPass):
         if cfg.remove_duplicate_initializers:
             ir_model = current if isinstance(current, ir.Model) else ir.from_proto(current)
             current = DeduplicateHashedInitializersPass()(ir_model).model
-        return write_output(_as_proto(current), model, output_dir, cfg)
+        return write_output(_declare_domains(_as_proto(current)), model, output_dir, cfg)
+
+
+def _declare_domains(proto: Any) -> Any:
+    """Every operator domain a node uses gets an opset import (version 1 for contrib domains such as
+    ``com.microsoft``): a surgeon that adds such a node to a model without one leaves a model that
+    onnxruntime and onnx.checker refuse."""
+    from onnx import helper
+
+    local = {f.domain for f in proto.functions} - {"", "ai.onnx"}
+    holders = [(proto.opset_import, proto.graph.node)] + [(f.opset_import, f.node) for f in proto.functions]
+    for imports, nodes in holders:
+        declared = {o.domain for o in imports}
+        for domain in sorted(_domains(nodes) - declared - {"", "ai.onnx"}):
+            imports.append(helper.make_opsetid(domain, 1))
+            if domain not in local and domain not in {o.domain for o in proto.opset_import}:
+                proto.opset_import.append(helper.make_opsetid(domain, 1))
+    return proto
+
+
+def _domains(nodes: Any) -> set[str]:
+    """The operator domains of ``nodes`` and of the subgraphs in their attributes (Loop, If, Scan)."""
+    found: set[str] = set()
+    for node in nodes:
+        found.add(node.domain)
+        for attribute in node.attribute:
+            for graph in [attribute.g, *attribute.graphs]:
+                found |= _domains(graph.node)
+    return found
 
 
 def _as_proto(model: Any) -> Any:
