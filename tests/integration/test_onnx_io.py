@@ -212,3 +212,33 @@ def test_a_corrupt_output_is_a_failure_and_never_a_cached_success(
         with pytest.raises(PassRunError, match=r"not a usable model: onnx\.checker rejects"):
             run_local(workflow)
         assert _WritesCorruptModel.runs == attempt  # the second run ran again: nothing was cached
+
+
+def test_genai_companion_files_are_carried_but_not_graphs_or_weights(tmp_path: Path) -> None:
+    from olivine.passes.onnx_io import carry_genai_files
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in (
+        "genai_config.json",
+        "tokenizer.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.safetensors",
+        ".x",
+    ):
+        (source / name).write_text(name)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tokenizer.json").write_text("the pass's own")
+    carry_genai_files(
+        ModelHandle(kind="onnx", config={"model_path": str(source), "onnx_file_name": "model.onnx"}), out
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["genai_config.json", "tokenizer.json"]
+    assert (out / "tokenizer.json").read_text() == "the pass's own"
+    (source / "genai_config.json").unlink()
+    plain = tmp_path / "plain"
+    carry_genai_files(
+        ModelHandle(kind="onnx", config={"model_path": str(source), "onnx_file_name": "model.onnx"}), plain
+    )
+    assert not plain.exists()

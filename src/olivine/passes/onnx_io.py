@@ -161,16 +161,17 @@ def onnx_output_handle(
 
 
 GENAI_CONFIG = "genai_config.json"
-#: Files of a model folder that belong to an ONNX graph (the graph and its external data), not beside it.
-_GRAPH_SUFFIXES = (".onnx", ".data", ".onnx_data", ".onnx.data")
+#: Files a genai folder may hold that are not carried: ONNX graphs and their external data, and framework
+#: weights (a metadata_only folder can keep the HF checkpoint beside the graph).
+_NOT_CARRIED = (".onnx", ".data", ".onnx_data", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
 
 
 def carry_genai_files(source: ModelHandle, output_dir: Path) -> None:
     """Copy the files an onnxruntime-genai folder keeps beside its graph (``genai_config.json``, tokenizer,
     HF config, adapters...) from ``source``'s folder into ``output_dir``, so a pass after ``ModelBuilder``
     still writes a folder the generator loads (Olive carries them as ``additional_files``). Files the pass
-    wrote itself win; ONNX graphs and their external data never come along; a folder without a genai config
-    is left alone."""
+    wrote itself win; ONNX graphs, their external data and framework weights never come along; a folder
+    without a genai config is left alone."""
     if source.model_path is None:
         return
     path = Path(str(source.model_path))
@@ -179,7 +180,7 @@ def carry_genai_files(source: ModelHandle, output_dir: Path) -> None:
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     for file in sorted(folder.iterdir()):
-        if not file.is_file() or file.name.startswith(".") or file.name.lower().endswith(_GRAPH_SUFFIXES):
+        if not file.is_file() or file.name.startswith(".") or file.name.lower().endswith(_NOT_CARRIED):
             continue
         target = output_dir / file.name
         if not target.exists():
