@@ -210,5 +210,7 @@ def test_doctor_fix_makes_the_store_follow_a_seal_the_monitor_could_not_read(env
     code, report = env.doctor("--fix")
     assert code == 0, report
     doc = env.status(job)
-    assert doc["state"] == "SUCCEEDED" and doc["error_kind"] is None and doc["message"].startswith("succeeded")
+    assert (
+        doc["state"] == "SUCCEEDED" and doc["error_kind"] is None and doc["message"].startswith("succeeded")
+    )
     assert env.olivine("fetch", job, "--to", str(env.root / "got")).returncode == 0
