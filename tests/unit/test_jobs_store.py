@@ -205,3 +205,31 @@ def test_job_store_mutated_row_never_breaks_other_jobs(tmp_path: Path, raw: str)
     except HostError:
         return  # named, with the doctor hint
     assert got.job_id == "job-aaaaaaaaaa"
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="reads the kernel's lock table (Linux)")
+def test_opening_a_store_again_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
+    """A second JobStore on the same file (every API call makes one) must not open and close the file
+    outside SQLite: that drops this process's POSIX locks, the open connections' too, and another
+    process closing its last connection then deletes the WAL under them ("disk I/O error", "database
+    disk image is malformed"; seen with two concurrent ``olivine resume`` beside a long-lived user)."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "jobs.db"
+    JobStore(path).list()
+    inode = f":{os.stat(path).st_ino} "
+
+    def locks() -> list[str]:
+        with open("/proc/locks") as table:
+            return sorted(ln.split(":", 1)[1] for ln in table if f" {os.getpid()} " in ln and inode in ln)
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("SELECT count(*) FROM jobs").fetchone()
+        held = locks()
+        assert held, "an open WAL connection holds a read lock on the database file"
+        JobStore(path).list()
+        assert locks() == held
+    finally:
+        conn.close()
