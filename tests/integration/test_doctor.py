@@ -191,3 +191,26 @@ def test_doctor_fix_marks_a_succeeded_job_whose_output_is_gone_and_keeps_its_rec
     # Left open (exports are append-only): the data-asset record that points at the removed export.
     left = [f for f in report["findings"] if not f["fixed"]]
     assert code == 1 and len(left) == 1 and "its export is gone" in left[0]["problem"], report
+
+
+def test_doctor_fix_makes_the_store_follow_a_seal_the_monitor_could_not_read(env: Env) -> None:
+    """The worker sealed SUCCEEDED, then died while the datastore was unreachable: the monitor recorded
+    "worker process died" (found by bench/faults.py storage_kill@commit). The seal is the commit point."""
+    job = env.submit("sealed")
+    assert env.wait(job)["state"] == "SUCCEEDED"
+    db = env.home / "jobs.db"
+    with sqlite3.connect(db) as conn:
+        record = json.loads(conn.execute("SELECT record FROM jobs WHERE job_id = ?", (job,)).fetchone()[0])
+        record.update(state="FAILED", error_kind="infrastructure", message="worker process died (pid 1)")
+        conn.execute(
+            "UPDATE jobs SET state = 'FAILED', record = ? WHERE job_id = ?", (json.dumps(record), job)
+        )
+    code, report = env.doctor()
+    assert code == 1 and any("sealed export SUCCEEDED" in f["problem"] for f in report["findings"]), report
+    code, report = env.doctor("--fix")
+    assert code == 0, report
+    doc = env.status(job)
+    assert (
+        doc["state"] == "SUCCEEDED" and doc["error_kind"] is None and doc["message"].startswith("succeeded")
+    )
+    assert env.olivine("fetch", job, "--to", str(env.root / "got")).returncode == 0

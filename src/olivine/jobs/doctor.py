@@ -13,6 +13,8 @@ store                  a row that does not parse                                
 job                    unfinished in the store but its worker is gone             the monitor records it
 job                    over in the store, its export not sealed                   seal it with the verdict
 job                    sealed ``status.json`` disagrees with the manifest         rewrite it from the manifest
+job                    the store says FAILED (infrastructure: the monitor's        the store follows the seal
+                       guess) but the job sealed its export with another verdict  (the commit point)
 job                    SUCCEEDED, but its exported output (or whole export) is    mark the record damaged
                        gone or changed                                            (state kept; status, list
                                                                                   and fetch say what is lost)
@@ -288,7 +290,13 @@ def _check_sealed(
     sealed = manifest.get("status") if isinstance(manifest.get("status"), dict) else None
     sealed_state = sealed.get("state") if sealed else None
     if sealed_state != job.state.value:
-        report.add("job", job.job_id, f"the store says {job.state.value}, the sealed export {sealed_state}")
+        finding = report.add(
+            "job", job.job_id, f"the store says {job.state.value}, the sealed export {sealed_state}"
+        )
+        if fix and sealed is not None:
+            finding.fixed = _adopt_sealed(store, job, sealed)
+            if finding.fixed:
+                finding.problem += "; the store now follows the seal (the commit point)"
     if sealed is not None and (status or {}).get("state") != sealed_state:
         finding = report.add(
             "job", job.job_id, f"status.json says {(status or {}).get('state')}, the manifest {sealed_state}"
@@ -299,6 +307,27 @@ def _check_sealed(
                 finding.fixed = True
             except OlivineError as exc:
                 finding.problem += f"; could not rewrite it: {exc}"
+
+
+def _adopt_sealed(store: JobStore, job: JobRecord, sealed: dict[str, Any]) -> bool:
+    """Make the store follow this job's sealed verdict when the store's own verdict was the monitor's
+    "infrastructure" guess (the worker gone, the datastore unreadable at that moment). The manifest is
+    the commit point: a worker that sealed its export finished, whatever happened to it afterwards."""
+    import dataclasses
+
+    from olivine.jobs.status import WorkerStatus, apply_status
+
+    try:
+        status = WorkerStatus.from_json(sealed)
+    except (OlivineError, ValueError, TypeError, KeyError):
+        return False
+    if status.job_id != job.job_id or not status.state.is_terminal():
+        return False
+    if job.error_kind is not ErrorKind.INFRASTRUCTURE:
+        return False  # a user's cancel or a recorded failure of the workflow is not overruled here
+    reopened = dataclasses.replace(job, state=JobStatus.RUNNING, error_kind=None, ended_at=None)
+    store.correct(apply_status(reopened, status))
+    return True
 
 
 def _output_damage(layout: Any, hashes: bool) -> list[str]:

@@ -282,6 +282,18 @@ class JobStore:
             )
         return new
 
+    def correct(self, record: JobRecord) -> JobRecord:
+        """Replace a stored record as a whole, past the state machine: for ``olivine doctor --fix`` when
+        the job's sealed export proves the stored verdict wrong (a monitor that could not read the
+        datastore recorded a worker that had committed as dead)."""
+        with self._connect(write=True) as conn:
+            current = self._get(conn, record.job_id)
+            conn.execute(
+                "UPDATE jobs SET state = ?, updated_at = ?, record = ? WHERE job_id = ?",
+                (record.state.value, utc_now().isoformat(), _encode(record), current.job_id),
+            )
+        return record
+
     def sync(self, observed: JobRecord) -> tuple[JobRecord, JobRecord]:
         """Persist what a monitor observed (:meth:`JobRecord.take_status`) in one transaction.
 
