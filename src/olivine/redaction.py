@@ -96,6 +96,16 @@ _NOT_SECRET_ENV = frozenset({"PWD", "OLDPWD"})
 MIN_SECRET_CHARS = 6
 
 
+#: Config keys whose mapping holds environment variables (name -> value).
+_ENV_MAPPINGS = frozenset({"env_vars", "environment_variables", "env"})
+
+
+def is_secret_env_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a credential (``HF_TOKEN``,
+    ``AZURE_STORAGE_KEY``, ``AWS_SECRET_ACCESS_KEY``...; not ``PWD`` or ``TOKENIZERS_PARALLELISM``)."""
+    return name.upper() not in _NOT_SECRET_ENV and bool(_SECRET_ENV.search(name))
+
+
 def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The values of environment variables that hold credentials (by name), longest first:
     ``AWS_SECRET_ACCESS_KEY``, ``AZURE_STORAGE_CONNECTION_STRING``, ``HF_TOKEN``, ``*_PASSWORD``..."""
@@ -176,6 +186,10 @@ def redact_config(value: Any, secrets: Iterable[str] | None = None) -> Any:
         for key, item in value.items():
             if is_secret_key(str(key)) or (isinstance(item, str) and looks_like_secret(item)):
                 continue
+            if str(key).lower() in _ENV_MAPPINGS and isinstance(item, Mapping):
+                # Environment variables (a Ray runtime_env's env_vars, an Azure ML environment's): judged
+                # by variable name, as the process scrubber judges the environment (HF_TOKEN, ...).
+                item = {k: v for k, v in item.items() if not is_secret_env_name(str(k))}
             out[str(key)] = redact_config(item, known)
         return out
     if isinstance(value, (list, tuple)):

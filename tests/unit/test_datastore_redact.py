@@ -71,3 +71,25 @@ def test_redact_config_drops_secrets_at_any_depth() -> None:
 def test_secret_values_collects_by_key_and_by_look() -> None:
     options = {"account_name": "dev", "account_key": "k" * 10, "nested": {"connection_string": CONN}}
     assert secret_values(options) == ["k" * 10, CONN]
+
+
+def test_redact_config_drops_credential_environment_variables_by_name() -> None:
+    from olivine.redaction import redact_config
+
+    host = {
+        "type": "Ray",
+        "runtime_env": {
+            "env_vars": {
+                "HF_TOKEN": "hf_plantedTOKEN",
+                "AZURE_STORAGE_KEY": "plantedKEY==",
+                "MY_SERVICE_PASSWORD": "hunter2hunter2",
+                "OMP_NUM_THREADS": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            },
+            "pip": ["olivine"],
+        },
+        "pad_token": "[PAD]",  # a config key, not an environment variable: kept
+    }
+    out = redact_config(host, secrets=[])
+    assert out["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    assert out["runtime_env"]["pip"] == ["olivine"] and out["pad_token"] == "[PAD]"
