@@ -9,6 +9,9 @@ every artifact for :data:`NEEDLES`.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,31 @@ def grep_tree(root: Path) -> list[str]:
             data = path.read_bytes()
             hits.extend(f"{path}: {needle.decode()}" for needle in NEEDLES if needle in data)
     return hits
+
+
+Olivine = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def run_leaky_and_failing(
+    olivine: Olivine, env: dict[str, str], folder: Path, run_args: tuple[str, ...], **extra: Any
+) -> tuple[dict[str, str], list[str]]:
+    """Submit the leaky and the failing workflow (``olivine run ... *run_args --json``), wait until they
+    end (leaky SUCCEEDED, failing FAILED) and return their job ids and everything the commands printed."""
+    printed: list[str] = []
+    jobs: dict[str, str] = {}
+    for workflow_id, func in (("leaky", "leaky_metric"), ("failing", "failing_metric")):
+        config = write_config(folder, workflow_id, func, **extra)
+        done = olivine(env, folder, "run", "--config", str(config), *run_args, "--json")
+        printed += [done.stdout, done.stderr]
+        assert done.returncode == 0, done.stderr[-3000:]
+        jobs[workflow_id] = json.loads(done.stdout)["job_id"]
+    deadline = time.monotonic() + 300
+    states: dict[str, Any] = {}
+    while len(states) < 2 and time.monotonic() < deadline:
+        for workflow_id, job in jobs.items():
+            doc = json.loads(olivine(env, folder, "status", job, "--json").stdout)
+            if doc["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                states[workflow_id] = doc["state"]
+        time.sleep(0.5)
+    assert states == {"leaky": "SUCCEEDED", "failing": "FAILED"}
+    return jobs, printed

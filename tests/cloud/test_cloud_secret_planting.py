@@ -5,19 +5,16 @@ grepped. The datastore's own credential (Azurite's account key, the AWS secret k
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cloud_servers import AZURITE_KEY, CONTAINER, MOTO_ENV, Azurite, MotoS3, fresh_prefix
 from olivine.datastores import Datastore
-from secret_plants import NEEDLES, SECRETS, grep_tree, write_config
+from secret_plants import NEEDLES, SECRETS, grep_tree, run_leaky_and_failing
 
 
 def _olivine(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,24 +29,8 @@ def _olivine(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 
 
 def _plant(tmp_path: Path, env: dict[str, str], url: str, needles: list[bytes]) -> None:
-    printed: list[str] = []
     host = {"systems": {"w": {"type": "LocalWorker"}}, "workflow_host": "w"}
-    jobs = {}
-    for workflow_id, func in (("leaky", "leaky_metric"), ("failing", "failing_metric")):
-        config = write_config(tmp_path, workflow_id, func, **host)
-        done = _olivine(env, tmp_path, "run", "--config", str(config), "--datastore", url, "--json")
-        printed += [done.stdout, done.stderr]
-        assert done.returncode == 0, done.stderr[-3000:]
-        jobs[workflow_id] = json.loads(done.stdout)["job_id"]
-    deadline = time.monotonic() + 300
-    states: dict[str, Any] = {}
-    while len(states) < 2 and time.monotonic() < deadline:
-        for workflow_id, job in jobs.items():
-            doc = json.loads(_olivine(env, tmp_path, "status", job, "--json").stdout)
-            if doc["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                states[workflow_id] = doc["state"]
-        time.sleep(0.5)
-    assert states == {"leaky": "SUCCEEDED", "failing": "FAILED"}
+    jobs, printed = run_leaky_and_failing(_olivine, env, tmp_path, ("--datastore", url), **host)
     for workflow_id, job in jobs.items():
         for args in (("status", job, "--json"), ("logs", job), ("status", "--datastore", url, workflow_id)):
             done = _olivine(env, tmp_path, *args)

@@ -10,14 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ray_head import RayHead
-from secret_plants import NEEDLES, SECRETS, grep_tree, write_config
+from secret_plants import NEEDLES, SECRETS, grep_tree, run_leaky_and_failing
 
 pytestmark = pytest.mark.ray
 
@@ -44,25 +42,7 @@ def test_planted_secrets_reach_no_artifact_of_a_ray_job(ray_head: RayHead, tmp_p
     (home / "hosts.yaml").write_text(json.dumps(hosts))  # JSON is YAML
     env = {**os.environ, "OLIVINE_HOME": str(home)}
     url = (tmp_path / "ds").as_uri()
-    printed: list[str] = []
-    jobs: dict[str, str] = {}
-    for workflow_id, func in (("leaky", "leaky_metric"), ("failing", "failing_metric")):
-        config = write_config(tmp_path, workflow_id, func)
-        done = _olivine(
-            env, tmp_path, "run", "--config", str(config), "--host", "cluster", "--datastore", url, "--json"
-        )
-        printed += [done.stdout, done.stderr]
-        assert done.returncode == 0, done.stderr[-3000:]
-        jobs[workflow_id] = json.loads(done.stdout)["job_id"]
-    deadline = time.monotonic() + 300
-    states: dict[str, Any] = {}
-    while len(states) < 2 and time.monotonic() < deadline:
-        for workflow_id, job in jobs.items():
-            doc = json.loads(_olivine(env, tmp_path, "status", job, "--json").stdout)
-            if doc["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                states[workflow_id] = doc["state"]
-        time.sleep(1)
-    assert states == {"leaky": "SUCCEEDED", "failing": "FAILED"}
+    jobs, printed = run_leaky_and_failing(_olivine, env, tmp_path, ("--host", "cluster", "--datastore", url))
     for workflow_id, job in jobs.items():
         for args in (
             ("status", job, "--json"),
