@@ -745,3 +745,114 @@ def test_feature_extraction_model_keeps_label_col_after_olives_task_fill_in(tmp_
     assert dc.pre_process_data_config.params["task"] == "feature-extraction"
     _, labels = next(iter(build_dataloader(dc, tokenizer_path=str(tmp_path / "bert"))))
     assert labels is not None and labels.tolist() == [1]
+
+
+# ------------------------------------------------------------------ PyTorchModel io_config.kv_cache
+
+_KV_SCRIPT = """
+import torch
+
+LAYERS, HEADS, HIDDEN = 2, 2, 8
+
+
+class TinyKV(torch.nn.Module):
+    # A decoder step: keys/values of the new tokens appended to each layer's past (Olive's legacy layout).
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(16, HIDDEN)
+        self.kv = torch.nn.ModuleList(torch.nn.Linear(HIDDEN, 2 * HIDDEN) for _ in range(LAYERS))
+        self.head = torch.nn.Linear(HIDDEN, 16)
+
+    def forward(self, input_ids, attention_mask, past_key_values):
+        x = self.embed(input_ids)
+        batch, seq, _ = x.shape
+        present = []
+        for layer, (past_k, past_v) in zip(self.kv, past_key_values):
+            k, v = layer(x).view(batch, seq, 2, HEADS, HIDDEN // HEADS).permute(2, 0, 3, 1, 4)
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            present.append((k, v))
+            x = x + k.mean(dim=2).flatten(1).unsqueeze(1) * attention_mask[:, -seq:, None]
+        return self.head(x), present
+
+
+def load(model_path=None):
+    return TinyKV()
+"""
+
+
+def _kv_model(tmp_path: Path, kv_cache: Any) -> dict[str, Any]:
+    (tmp_path / "kv_script.py").write_text(_KV_SCRIPT)
+    return {
+        "type": "PyTorchModel",
+        "model_loader": "load",
+        "model_script": "kv_script.py",
+        "io_config": {
+            "input_names": ["input_ids", "attention_mask"],
+            "input_shapes": [[2, 3], [2, 7]],
+            "input_types": ["int64", "int64"],
+            "output_names": ["logits"],
+            "dynamic_axes": {
+                "input_ids": {"0": "batch_size", "1": "sequence_length"},
+                "attention_mask": {"0": "batch_size", "1": "total_sequence_length"},
+            },
+            "kv_cache": kv_cache,
+        },
+    }
+
+
+def test_pytorch_kv_cache_io_config_exports_past_and_present_per_layer_as_olive_names_them(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from olivine.model.loaders import import_script
+
+    kv = {"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 8}
+    cfg = {
+        "input_model": _kv_model(tmp_path, kv),
+        "passes": {"conversion": {"type": "OnnxConversion", "target_opset": 17}},
+    }
+    result = run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    assert result.best is not None
+    proto = onnx.load(str(result.best.model.onnx_path))
+    past = [
+        "past_key_values.0.key",
+        "past_key_values.0.value",
+        "past_key_values.1.key",
+        "past_key_values.1.value",
+    ]
+    present = ["present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask", *past]
+    assert [o.name for o in proto.graph.output] == ["logits", *present]
+    # past_sequence_length = attention mask length - input ids length (Olive's get_past_seq_len): 7 - 3
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[2].type.tensor_type.shape.dim]
+    assert dims == ["batch_size", 2, "past_sequence_length", 4]
+    # The exported graph computes what the module does, with a past of another length than the dummy's.
+    module = import_script(tmp_path / "kv_script.py").load()
+    ids = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    mask = torch.ones(3, 7, dtype=torch.int64)
+    pkv = [(torch.rand(3, 2, 5, 4), torch.rand(3, 2, 5, 4)) for _ in range(2)]
+    with torch.no_grad():
+        logits, pres = module(ids, mask, pkv)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    feed.update({name: t.numpy() for name, t in zip(past, [t for pair in pkv for t in pair], strict=True)})
+    session = ort.InferenceSession(str(result.best.model.onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, feed)
+    assert np.allclose(out[0], logits.numpy(), atol=1e-5)
+    assert out[1].shape == (3, 2, 7, 4) and np.allclose(out[1], pres[0][0].numpy(), atol=1e-5)
+
+
+def test_pytorch_kv_cache_without_the_models_numbers_is_refused_at_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, {"input_model": _kv_model(tmp_path, True), "passes": {}}))
+    assert (
+        "io_config.kv_cache needs num_hidden_layers, num_attention_heads, hidden_size" in info.value.message
+    )
+    # ...which model_attributes may give, under Olive's aliases (n_layer, n_head, n_embd).
+    model = _kv_model(tmp_path, True)
+    model["model_attributes"] = {"n_layer": 2, "n_head": 2, "n_embd": 8}
+    assert load(_write(tmp_path, {"input_model": model, "passes": {}})).config.input_model.io_config.kv_cache

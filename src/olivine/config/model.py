@@ -132,10 +132,6 @@ class PyTorchModelConfig(StrictModel):
     @model_validator(mode="after")
     def _loadable(self) -> PyTorchModelConfig:
         if isinstance(self.io_config, IOConfig) and self.io_config.kv_cache:
-            # The model side is built (loaders.extend_with_kv_cache, merge_past_key_values); OnnxConversion
-            # still has to accept Olive's dotted input names (past_key_values.<i>.key).
-            raise ValueError("io_config.kv_cache of a PyTorchModel is not supported by Olivine yet")
-        if isinstance(self.io_config, IOConfig) and self.io_config.kv_cache:
             try:
                 kv_cache_config(self.io_config.kv_cache, self.model_attributes)
             except ValidationError as exc:

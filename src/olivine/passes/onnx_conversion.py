@@ -184,10 +184,12 @@ def _exportable(
             return tuple(v for v in values.values() if isinstance(v, torch.Tensor))
         return out
 
-    # The dynamo exporter maps dynamic axes to inputs through forward's signature: give it the input names.
-    forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in input_names]
-    )
+    # The dynamo exporter maps dynamic axes to inputs through forward's signature: give it the input names
+    # (when they are Python names: Olive's KV-cache inputs are past_key_values.<i>.key).
+    if all(n.isidentifier() for n in input_names):
+        forward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in input_names]
+        )
     module.forward = forward
     try:
         yield module
