@@ -754,8 +754,8 @@ def qa_text(example):
 
 
 def test_text_formatting_func_of_the_components_user_script_builds_each_rows_text(tmp_path: Path) -> None:
-    from olivine.data.pipeline import build_dataloader
     from olivine.data.hf import load_tokenizer
+    from olivine.data.pipeline import build_dataloader
 
     (tmp_path / "formatting.py").write_text(_FORMAT_SCRIPT)
     rows = [{"question": f"what is {i} plus {i}", "answer": str(2 * i)} for i in range(4)]

@@ -3,8 +3,9 @@ content fingerprint (for evaluation cache keys).
 
 Local paths are ``user_script``, ``script_dir``, and in any component's ``params``: ``user_script``,
 ``script_dir``, ``data_dir``, ``data_files`` (a path, a list, or a mapping of split / array name ->
-path(s)), and ``model_name`` / ``model_config_path`` when they name an existing local folder (a tokenizer). ``data_files`` of
-``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined.
+path(s)), and ``model_name`` / ``model_config_path`` when they name an existing local folder (a
+tokenizer). ``data_files`` of ``huggingface_dataset`` are relative to its ``data_dir`` when both are
+given; they are listed joined.
 Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files.1``.
 """
 

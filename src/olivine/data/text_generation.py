@@ -5,7 +5,8 @@
 The text of a row comes from ``chat_template`` (the tokenizer's chat template over ``message_col``), else
 ``text_formatting_func`` (a function of the component's own ``user_script``, called with the row's dict;
 Olive requires that ``user_script`` when the function is named), else ``text_template`` (a ``str.format``
-template over the row's columns), else ``text_cols`` joined by a space (default ``["text"]``); ``add_special_tokens`` wraps it in the tokenizer's BOS/EOS tokens. Strategies:
+template over the row's columns), else ``text_cols`` joined by a space (default ``["text"]``);
+``add_special_tokens`` wraps it in the tokenizer's BOS/EOS tokens. Strategies:
 
 - ``join`` (default): every text joined with ``joiner`` and cut into non-overlapping ``max_seq_len`` blocks;
 - ``join-sliding-window``: blocks every ``stride`` tokens; the first ``max_seq_len - stride`` tokens of a
