@@ -789,3 +789,17 @@ def test_text_formatting_func_is_refused_at_validation_without_its_script_or_fun
     assert info.value.path == "data_configs.0.pre_process_data_config.params.text_formatting_func"
     assert "'qa_txt' is not a function of user_script" in info.value.message
     assert info.value.message.endswith("formatting.py")
+
+
+def test_text2text_generation_with_past_is_refused_at_validation_naming_the_task(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    model = write_tiny_bert(tmp_path / "bert")
+    model["task"] = "text2text-generation-with-past"
+    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "input_model.task"
+    message = info.value.message
+    assert "task 'text2text-generation-with-past' (an encoder-decoder model" in message
+    assert "supported: audio-classification" in message and "text2text-generation," not in message
