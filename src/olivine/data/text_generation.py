@@ -110,7 +110,7 @@ class TextGenerationPreProcessParams(ComponentParams):
                 f"'{self.text_formatting_func}' is not a function of user_script {self.user_script}",
                 path="text_formatting_func",
             )
-        return func  # type: ignore[no-any-return]
+        return func
 
 
 def check_text_generation(params: TextGenerationPreProcessParams, base_dir: Path | None) -> None:
