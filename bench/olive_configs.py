@@ -395,7 +395,7 @@ def _run_e2e(
 
 def run(args: argparse.Namespace) -> int:
     work = Path(args.work).resolve()
-    index = json.loads((work / "index.json").read_text())
+    index = json.loads(Path(args.index or work / "index.json").read_text())
     if args.only:
         index = [e for e in index if args.only in e["path"] or args.only in e["id"]]
     if args.limit:
@@ -520,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=300.0)
     r.add_argument("--limit", type=int, default=0)
     r.add_argument("--only", help="only configs whose path or id contains this")
+    r.add_argument(
+        "--index", help="an index file (a subset of WORK/index.json: one chunk of a long run)"
+    )
     r.add_argument("--json", help="write every row to this file")
     r.add_argument(
         "--cpu-fallback",
