@@ -520,9 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=300.0)
     r.add_argument("--limit", type=int, default=0)
     r.add_argument("--only", help="only configs whose path or id contains this")
-    r.add_argument(
-        "--index", help="an index file (a subset of WORK/index.json: one chunk of a long run)"
-    )
+    r.add_argument("--index", help="an index file (a subset of WORK/index.json: one chunk of a long run)")
     r.add_argument("--json", help="write every row to this file")
     r.add_argument(
         "--cpu-fallback",
