@@ -1,7 +1,7 @@
 """A search spread over worker processes on this machine (``SpreadSettings(executor="local")``, set by
 ``search_workers`` on a LocalSystem or LocalWorker system).
 
-- ``workers`` worker processes (started with ``spawn``: no copy of the engine's threads or onnxruntime
+- ``workers`` worker processes (fresh interpreters: no copy of the engine's threads or onnxruntime
   sessions) each realise one candidate at a time with :func:`olivine.engine.task_work.candidate_task`,
   which claims ``ceil(num_cpus)`` CPUs of its own for the whole candidate and pins every thread of the
   worker to them (:func:`olivine.engine.affinity.exclusive_cpus`). So a timed latency run never shares
@@ -26,9 +26,11 @@ import contextlib
 import logging
 import logging.handlers
 import math
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -105,6 +107,11 @@ def local_spread(
 
 
 # ---- the worker process side -----------------------------------------------------------------------
+
+
+def serve_fd(fd: int, level: int, number: int) -> None:
+    """The entry point of a worker process (see :class:`_Process`): serve the engine on socket ``fd``."""
+    _serve(Connection(fd), level, number)
 
 
 def _serve(conn: Connection, level: int, number: int) -> None:
@@ -190,20 +197,48 @@ def _watch_parent(parent: int) -> None:
 # ---- the engine side -------------------------------------------------------------------------------
 
 
-class _Worker:
-    def __init__(self, ctx: Any, number: int) -> None:
-        self.number = number
-        parent_end, child_end = ctx.Pipe()
-        level = logging.getLogger("olivine").getEffectiveLevel()
-        self.process = ctx.Process(
-            target=_serve,
-            args=(child_end, level, number),
-            name=f"olivine-search-worker-{number}",
-            daemon=True,
+class _Process:
+    """A worker process: ``python -c`` running :func:`serve_fd` (not multiprocessing's spawn, which
+    re-runs the caller's ``__main__`` module in every worker: a script without a main guard would start
+    its search again there)."""
+
+    def __init__(self, fd: int, level: int, number: int) -> None:
+        code = f"from olivine.engine.pool_executor import serve_fd; serve_fd({fd}, {level}, {number})"
+        self.popen = subprocess.Popen(
+            [sys.executable or "python", "-c", code], pass_fds=(fd,), stdin=subprocess.DEVNULL
         )
-        self.process.start()
-        child_end.close()
-        self.conn: Connection = parent_end
+        self.pid = self.popen.pid
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.terminate()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+
+class _Worker:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        parent_end, child_end = socket.socketpair()
+        level = logging.getLogger("olivine").getEffectiveLevel()
+        try:
+            self.process = _Process(child_end.fileno(), level, number)
+        finally:
+            child_end.close()
+        self.conn: Connection = Connection(parent_end.detach())
         self.recipe: str | None = None  # the token of the recipe it was sent
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -243,7 +278,6 @@ class LocalPoolExecutor:
         # The walk is asked for more proposals than run at once, so that a worker freed early takes the
         # next candidate instead of waiting for the slowest of its group.
         self.width = self.workers * _QUEUE_FACTOR
-        self._ctx = multiprocessing.get_context("spawn")
         self._pool: list[_Worker] = []
         self._started = 0
         self._recipe: TaskRecipe | None = None
@@ -268,7 +302,7 @@ class LocalPoolExecutor:
             )
         while len(self._pool) < self.workers:
             self._started += 1
-            self._pool.append(_Worker(self._ctx, self._started))
+            self._pool.append(_Worker(self._started))
 
     def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         assert self._recipe is not None
@@ -368,14 +402,10 @@ class LocalPoolExecutor:
         """The first of ``busy`` that answered or died (checking for a cancel meanwhile); log records
         that arrive meanwhile are logged here."""
         by_conn = {w.conn: w for w in busy}
-        by_sentinel = {w.process.sentinel: w for w in busy}
         while True:
             check_stop(work.stop)
-            ready = wait([*by_conn, *by_sentinel], timeout=_WAIT_S)
-            for item in ready:  # the pipe first: a worker may answer and then die
-                if item not in by_conn:
-                    continue
-                worker = by_conn[item]
+            for item in wait(list(by_conn), timeout=_WAIT_S):  # an answer, a log record or EOF (it died)
+                worker = by_conn[item]  # type: ignore[index]
                 while worker.conn.poll():
                     try:
                         kind, value = worker.conn.recv()
@@ -386,9 +416,6 @@ class LocalPoolExecutor:
                         logging.getLogger(value.name).handle(value)
                         continue
                     return worker, _reply(kind, value)
-            for item in ready:
-                if item in by_sentinel and not by_sentinel[item].conn.poll():
-                    return by_sentinel[item], self._died(by_sentinel[item], work)
 
     def _died(self, worker: _Worker, work: CandidateWork) -> TaskResult:
         worker.process.join(_DEATH_GRACE_S)
