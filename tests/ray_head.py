@@ -3,12 +3,20 @@ on 127.0.0.1 (free ports, usage stats off, token auth off unless asked, a capped
 stopped by its PID.
 
 Never ``ray stop``: it would end every Ray process on the machine, other people's included.
+
+Worker nodes: ``ray start --address=...`` refuses to join unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1``,
+and with that setting Ray looks for the machine's external address (FIELD-NOTES: it then binds beyond
+loopback). So a cluster with worker nodes runs in a private network namespace (``netns=True``: the head
+is started under ``unshare -n``, nodes and clients join it with ``nsenter``), where loopback is the only
+interface: nothing it binds is reachable from outside, whatever Ray decides. Needs root (or
+CAP_SYS_ADMIN); :func:`netns_available` says whether this machine allows it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +41,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def netns_available() -> str | None:
+    """None when private network namespaces work here (``unshare -n``), else why not."""
+    if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
+        return "unshare, nsenter or ip is not installed"
+    done = subprocess.run(
+        ["unshare", "-n", "--", "ip", "link", "set", "lo", "up"], capture_output=True, text=True, check=False
+    )
+    return None if done.returncode == 0 else f"unshare -n is not allowed here: {done.stderr.strip()}"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -68,13 +86,15 @@ class RayHead:
 
     ``auth_token``: start the cluster with token authentication (``RAY_AUTH_MODE=token``, the token in the
     head's ``RAY_AUTH_TOKEN``); clients then need the same token. ``resources``: custom resources of the
-    head node (to steer work onto or off it).
+    head node (to steer work onto or off it). ``netns``: run the cluster in its own network namespace
+    (required for :meth:`add_node`; clients then run through :meth:`in_netns`).
     """
 
     temp_dir: Path
     num_cpus: int = 2
     auth_token: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    netns: bool = False
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     # Ray's defaults (52365, 10001) would collide with any other head on this machine.
@@ -110,10 +130,12 @@ class RayHead:
             env["RAY_AUTH_TOKEN"] = self.auth_token
         return env
 
-    def _common_args(self, temp_dir: Path, num_cpus: int, resources: dict[str, float]) -> list[str]:
+    def _common_args(
+        self, temp_dir: Path, num_cpus: int, resources: dict[str, float], ip: str = "127.0.0.1"
+    ) -> list[str]:
         args = [
             "--block",
-            "--node-ip-address=127.0.0.1",
+            f"--node-ip-address={ip}",
             f"--num-cpus={num_cpus}",
             "--object-store-memory=300000000",
             f"--temp-dir={temp_dir}",
@@ -121,12 +143,26 @@ class RayHead:
         ]
         return args + ([f"--resources={json.dumps(resources)}"] if resources else [])
 
-    def _popen(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        ray_cli = Path(sys.executable).with_name("ray")
+    def in_netns(self, command: list[str]) -> list[str]:
+        """``command`` run in the cluster's network namespace (as is, without ``netns``)."""
+        if not self.netns:
+            return command
+        assert self.proc is not None, "the head is not running"
+        return ["nsenter", f"--net=/proc/{self.proc.pid}/ns/net", "--", *command]
+
+    def _popen(
+        self, args: list[str], log_name: str, *, head: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        command = [str(Path(sys.executable).with_name("ray")), "start", *args]
+        if self.netns and head:
+            # The head creates the namespace: loopback up, then exec (its PID stays the `ray start` one).
+            command = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+        elif self.netns:
+            command = self.in_netns(command)
         with (self.temp_dir / log_name).open("ab") as log:
             return subprocess.Popen(
-                [str(ray_cli), "start", *args],
-                env=self.env(),
+                command,
+                env=env or self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -150,16 +186,28 @@ class RayHead:
         self._wait(lambda: self.get("/api/jobs/") is not None, self.proc, "head.log")
 
     def add_node(self, num_cpus: int = 1, resources: dict[str, float] | None = None) -> RayNode:
-        """Join a worker node (its own temp folder and ports) and wait until the head counts it alive."""
+        """Join a worker node and wait until the head counts it alive.
+
+        Each node has its own loopback address (127.0.0.2, 127.0.0.3...: Ray finds a node's raylet by its
+        address, so two nodes on 127.0.0.1 get each other's session folder, e.g. the dashboard agent
+        serves job logs from the wrong one) and its own temp folder (a shared one would share the
+        extracted ``working_dir`` of a job between nodes, and one node's clean-up deletes the other's)."""
+        if not self.netns:
+            raise RuntimeError(
+                "a worker node needs RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1, which may bind beyond loopback: "
+                "start the cluster with netns=True"
+            )
         index = len(self.nodes) + 1
         temp_dir = self.temp_dir / f"node{index}"
         proc = self._popen(
             [
                 f"--address={self.gcs_address}",
                 f"--dashboard-agent-listen-port={free_port()}",
-                *self._common_args(temp_dir, num_cpus, resources or {}),
+                *self._common_args(temp_dir, num_cpus, resources or {}, ip=f"127.0.0.{index + 1}"),
             ],
             f"node{index}.log",
+            head=False,
+            env={**self.env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"},
         )
         node = RayNode(proc, temp_dir)
         self.nodes.append(node)
@@ -177,6 +225,22 @@ class RayHead:
 
     def get(self, path: str) -> object | None:
         """A GET on the dashboard with this cluster's token (None: no answer yet)."""
+        if self.netns:  # from inside the namespace: this process cannot reach it
+            if self.proc is None or self.proc.poll() is not None:
+                return None
+            code = (
+                "import sys, urllib.request; r = urllib.request.Request(sys.argv[1]);"
+                " import os; t = os.environ.get('OLV_DASHBOARD_TOKEN');"
+                " t and r.add_header('Authorization', 'Bearer ' + t);"
+                " sys.stdout.buffer.write(urllib.request.urlopen(r, timeout=10).read())"
+            )
+            command = [sys.executable, "-c", code, self.address + path]
+            env = {**os.environ, "OLV_DASHBOARD_TOKEN": self.auth_token or ""}  # not in argv: ps shows it
+            done = subprocess.run(self.in_netns(command), capture_output=True, check=False, env=env)
+            try:
+                return json.loads(done.stdout) if done.returncode == 0 else None
+            except ValueError:
+                return None
         request = urllib.request.Request(self.address + path)
         if self.auth_token:
             request.add_header("Authorization", f"Bearer {self.auth_token}")
