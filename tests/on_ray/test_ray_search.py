@@ -85,7 +85,7 @@ def test_ray_search_gives_the_serial_result_and_records_a_failing_candidate(
     )
     assert (tmp_path / "b" / "out" / "model" / "model.onnx").is_file()
     # Every run landed in the one cache, and the engine's marker for the tasks is gone.
-    assert not list((tmp_path / "b" / "cache").rglob(".olivine-ray-*"))
+    assert not list((tmp_path / "b" / "cache").rglob(".olivine-spread-*"))
 
 
 @pytest.mark.parametrize(
