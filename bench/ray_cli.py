@@ -8,7 +8,9 @@ this script starts. Rounds interleave the variants (alternating which goes first
 ``--rounds`` are reported, with the load average before and after. Bytecode is compiled first for
 both trees, as after a pip install.
 
-    flock /work/.bench.lock .venv/bin/python bench/ray_cli.py [--rounds 5] [--before b155393]
+    flock /work/.bench.lock .venv/bin/python bench/ray_cli.py [--rounds 5] [--before b155393] [--doc]
+
+``--doc`` writes the table into BENCHMARKS.md (block ``ray-cli``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import MAIN_PYTHON, REPO, bench_env, load_average, median
+from common import MAIN_PYTHON, REPO, bench_env, load_average, median, write_doc_block
 
 from ray_head import RayHead
 
@@ -50,6 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before", default="b155393", help="git revision whose src is 'before'")
+    parser.add_argument("--doc", action="store_true", help="write the result into BENCHMARKS.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="olv-raycli-", dir="/tmp"))
     before = work / "before"
@@ -106,10 +109,35 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average before {load_before}, after {load_after}; {args.rounds} rounds, medians")
     print(f"{'command':24} {'before (SDK)':>13} {'after (REST)':>13} {'after/before':>13}")
+    rows = []
     for label in commands:
         b, a = median(times[(label, "before")]), median(times[(label, "after")])
         print(f"{label:24} {b:12.3f}s {a:12.3f}s {a / b:12.2f}x")
+        rows.append(f"| `olivine {label}` | {b:.2f} | {a:.2f} | {a / b:.2f}x |")
     print(json.dumps({f"{k[0]} {k[1]}": v for k, v in times.items()}))
+    if args.doc:
+        after_rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        write_doc_block(
+            "ray-cli",
+            "\n".join(
+                [
+                    "## Read commands on Ray jobs: Ray's SDK vs the Jobs REST API (`bench/ray_cli.py`)",
+                    "",
+                    f"Run {when}: wall time of each command (a new process, as typed), before = `src` of "
+                    f"{args.before} (status/list import `ray.job_submission`), after = {after_rev} (urllib "
+                    f"only); one local head, the same jobs and `OLIVINE_HOME`; {args.rounds} interleaved "
+                    f"rounds, medians. Load average before {load_before}, after {load_after} (2 CPUs, "
+                    "shared).",
+                    "",
+                    "| command | before (s) | after (s) | after/before |",
+                    "| --- | --- | --- | --- |",
+                    *rows,
+                ]
+            ),
+        )
     return 0
 
 
