@@ -149,3 +149,48 @@ def test_asking_for_more_cpus_than_allowed_or_none_is_a_clear_error() -> None:
 def test_the_lock_folder_is_per_user_unless_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(affinity.LOCK_DIR_ENV)
     assert affinity.lock_dir().name == f"olivine-cpus-{os.getuid()}"
+
+
+def test_onnxruntime_threads_with_default_settings_stay_on_the_claimed_cpus() -> None:
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with exclusive_cpus(1) as cpus:
+        # No intra_op_num_threads: onnxruntime starts a pool sized to the machine's cores.
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session.run(None, {"x": np.ones((64, 64), np.float32)})
+        assert affinity.escaped_threads(cpus) == {}
+        del session
+
+
+def test_the_task_watcher_counts_a_thread_that_leaves_the_claimed_cpus() -> None:
+    from olivine.engine.task_work import _own_cpus
+
+    if len(ALLOWED) < 2:
+        pytest.skip("needs two CPUs")
+    left = threading.Event()
+    stop = threading.Event()
+
+    def rogue() -> None:
+        os.sched_setaffinity(0, set(ALLOWED))  # a library pinning its own thread where it likes
+        left.set()
+        stop.wait()
+
+    with _own_cpus(1) as watcher:
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert affinity.escaped_threads(watcher.cpus) == {}
+        thread = threading.Thread(target=rogue)
+        thread.start()
+        left.wait()
+        deadline = time.monotonic() + 10
+        while not watcher.outside and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join()
+    assert len(watcher.outside) == 1
