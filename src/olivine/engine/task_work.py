@@ -6,10 +6,19 @@ the engine's runner and evaluator (:class:`TaskRecipe`), the task functions, and
 Ray remote functions; a local pool executor calls them in worker processes. Each task claims
 ``ceil(cpus)`` CPUs of its own with :func:`olivine.engine.affinity.exclusive_cpus` around its work (pass
 runs, evaluation, timed runs), so a timed latency run never shares a CPU with another task's work, and
-records the pinned CPU ids in its result. Thread pools created inside the task inherit the pinning
-(onnxruntime sessions, torch's pool); torch's thread count is set to the claimed count, and a watcher
-samples the process's threads while the task runs and counts any allowed outside the claim (a library
-that re-pins its own threads): a candidate's ``ran_on`` record in the footprint shows both.
+records the pinned CPU ids in its result. Thread pools created inside the task inherit the pinning, with
+two libraries steered further while the task runs:
+
+- onnxruntime: a session left at the default thread count (``intra_op_num_threads`` 0, e.g. a user
+  script's fidelity session or a pass's own session) sizes its pool to the machine's cores and pins each
+  pool thread to a core of its choosing, outside the claim (seen: a task pinned to CPU 0 had a pool
+  thread on CPU 1). In a task, such sessions get the claimed count instead (onnxruntime then pins
+  nothing); sessions with an explicit count (timed metrics must have one) are left as they are.
+- torch and OpenMP: ``torch.set_num_threads`` and ``OMP_NUM_THREADS`` are the claimed count.
+
+A watcher samples the process's threads while the task runs; a thread allowed outside the claim (a
+library that pins its own threads) is pinned back and counted: a candidate's ``ran_on`` record in the
+footprint shows the CPUs and that count.
 
 Results land in the one cache, the job's ``cache_dir``: tasks open it by path, so every process (and
 every node) must see it at the same path. A task checks that it sees the folder the engine marked and
@@ -26,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,11 +174,12 @@ def cpu_count(cpus: float) -> int:
     return max(1, math.ceil(cpus))
 
 
-_WATCH_S = 0.2  # how often the watcher looks for threads allowed outside the claimed CPUs
+_WATCH_S = 0.05  # how often the watcher looks for threads allowed outside the claimed CPUs
 
 
 class _Watcher:
-    """Samples this process's threads while a task runs: how many were ever allowed outside ``cpus``."""
+    """Samples this process's threads while a task runs: a thread allowed outside ``cpus`` is pinned
+    back; ``outside`` keeps the ids of every such thread."""
 
     def __init__(self, cpus: tuple[int, ...]) -> None:
         self.cpus = cpus
@@ -177,9 +187,16 @@ class _Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="olivine-cpu-watch", daemon=True)
 
+    def _check(self) -> None:
+        escaped = affinity.escaped_threads(self.cpus)
+        for tid in escaped:
+            with suppress(OSError):
+                os.sched_setaffinity(tid, self.cpus)
+        self.outside.update(escaped)
+
     def _watch(self) -> None:
         while True:
-            self.outside.update(affinity.escaped_threads(self.cpus))
+            self._check()
             if self._stop.wait(_WATCH_S):
                 return
 
@@ -192,7 +209,7 @@ class _Watcher:
         if self.cpus:
             self._stop.set()
             self._thread.join()
-            self.outside.update(affinity.escaped_threads(self.cpus))
+            self._check()
 
 
 @contextmanager
@@ -217,9 +234,43 @@ def _thread_counts(count: int) -> Iterator[None]:
 
 
 @contextmanager
+def _onnxruntime_threads(count: int) -> Iterator[None]:
+    """onnxruntime sessions created meanwhile that leave their thread counts at the default get
+    ``count`` (see the module docstring); the class is restored afterwards."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        yield
+        return
+    session = ort.InferenceSession
+    original = session.__init__
+
+    def init(self: Any, path_or_bytes: Any, sess_options: Any = None, *args: Any, **kwargs: Any) -> None:
+        if sess_options is None:
+            sess_options = ort.SessionOptions()
+        if sess_options.intra_op_num_threads <= 0:
+            sess_options.intra_op_num_threads = count
+        if sess_options.inter_op_num_threads <= 0:
+            sess_options.inter_op_num_threads = count
+        original(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    session.__init__ = init
+    try:
+        yield
+    finally:
+        session.__init__ = original
+
+
+@contextmanager
 def _own_cpus(cpus: float) -> Iterator[_Watcher]:
+    """Claim ``ceil(cpus)`` CPUs, steer thread pools to them and watch for threads that leave."""
     count = cpu_count(cpus)
-    with affinity.exclusive_cpus(count) as pinned, _thread_counts(count), _Watcher(pinned) as watcher:
+    with (
+        affinity.exclusive_cpus(count) as pinned,
+        _thread_counts(count),
+        _onnxruntime_threads(count),
+        _Watcher(pinned) as watcher,
+    ):
         yield watcher
 
 
