@@ -331,14 +331,14 @@ def _extract_dir(gitdir: Path, rows: list[tuple[str, str, int]], folder: Path) -
 # ---------------------------------------------------------------------------------------------- run
 
 
-def _validate(config: Path) -> tuple[str, str, list[str]]:
+def _validate(config: Path, cpu_fallback: bool = False) -> tuple[str, str, list[str]]:
     """("ok", "", pass types) or ("refused", one-line reason, pass types)."""
     from olivine import api
     from olivine.errors import OlivineError
 
     types = _pass_types(config)
     try:
-        api.load(config)
+        api.load(config, cpu_fallback=cpu_fallback)
     except OlivineError as exc:
         return "refused", str(exc).splitlines()[0], types
     except Exception as exc:  # a crash in validation is a failure, not a refusal
@@ -358,7 +358,9 @@ def _pass_types(config: Path) -> list[str]:
     return out
 
 
-def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, float]:
+def _run_e2e(
+    config: Path, work: Path, timeout_s: float, cpu_fallback: bool = False
+) -> tuple[str, str, float]:
     out = work / "runs" / config.stem
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env["PYTHONPATH"] = str(ROOT / "src")
@@ -374,6 +376,7 @@ def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, floa
         str(out / "output"),
         "--cache-dir",
         str(out / "cache"),
+        *(["--cpu-fallback"] if cpu_fallback else []),
     ]
     start = time.perf_counter()
     try:
@@ -404,14 +407,14 @@ def run(args: argparse.Namespace) -> int:
         old = Path.cwd()
         os.chdir(config.parent)
         try:
-            status, reason, types = _validate(config)
+            status, reason, types = _validate(config, args.cpu_fallback)
         finally:
             os.chdir(old)
         row = dict(entry, dry_run=status, reason=reason, passes=types, outcome=status)
         if status == "ok":
             row["outcome"] = "validated"
             if args.e2e:
-                outcome, why, wall = _run_e2e(config, work, args.timeout)
+                outcome, why, wall = _run_e2e(config, work, args.timeout, args.cpu_fallback)
                 row.update(outcome=outcome, reason=why, wall_s=round(wall, 1))
         elif status == "crashed":
             row["outcome"] = "failed"
@@ -517,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int, default=0)
     r.add_argument("--only", help="only configs whose path or id contains this")
     r.add_argument("--json", help="write every row to this file")
+    r.add_argument(
+        "--cpu-fallback",
+        action="store_true",
+        help="validate as `olivine run --cpu-fallback` does (audit: what a GPU config's CPU variant meets)",
+    )
     args = parser.parse_args(argv)
     if args.command == "collect":
         work = Path(args.work).resolve()
