@@ -107,9 +107,9 @@ def by_hand(
         if name in ("OnnxDynamicQuantization", "OnnxQuantization dynamic"):
             quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
         elif name.endswith("QDQ"):
+            # get_qdq_config keeps the pre-processed model's external data (the calibration copy and the
+            # output are written with it: one file would cost a whole serialization of each).
             config = get_qdq_config(str(pre), Reader(feeds).reader, activation_type=QuantType.QInt8)
-            # get_qdq_config keeps the pre-processed model's external data; the pass writes one file.
-            config.use_external_data_format = False
             quantize(str(pre), str(target), config)
         else:
             quantize_static(
@@ -119,9 +119,15 @@ def by_hand(
                 quant_format=QuantFormat.QOperator,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QUInt8,
+                use_external_data_format=True,
             )
         for extra in out.glob("pre.onnx*"):
             extra.unlink()
+        if "Static" in name:  # the pass's layout: one file
+            model = onnx.load(str(target))
+            for written in out.iterdir():
+                written.unlink()
+            onnx.save_model(model, str(target))
     elif name == "OnnxQuantizationPreprocess":
         from onnxruntime.quantization.preprocess import quant_pre_process
 

@@ -6,14 +6,21 @@ PID). It is one node: several Ray nodes on one machine need ``RAY_ENABLE_WINDOWS
 then Ray binds to the external interface, which this shared machine does not allow. A node with 2 CPUs
 runs two 1-CPU tasks at once, as two 1-CPU worker nodes would; the tasks open the cache by the same path.
 
-What is timed is the candidates' work only: a warm-up run (not timed) caches the input model's
-evaluation and the shared prefix (conversion + transformer optimization), then each measured run starts
-from a fresh copy of that cache and realises the first ``--candidates`` points of
-``examples/minilm-search`` (sequential sampler) through :class:`olivine.engine.ray_executor.RayExecutor`
-in this process. Rounds interleave the two clusters (alternating which goes first); medians are
-reported, with the load average before and after each run (the machine is shared).
+Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
+model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
+starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
+model's evaluation in this process, the shared prefix as one task, then the candidates). Each run
+realises the first ``--candidates`` points of ``examples/minilm-search`` (sequential sampler) through
+:class:`olivine.engine.ray_executor.RayExecutor` in this process. Rounds interleave the clusters
+(alternating which goes first); medians are reported, with the load average before and after each run
+(the machine is shared).
 
-    flock /work/.bench.lock .venv/bin/python bench/ray_search.py [--rounds 1] [--candidates 8] [--doc]
+Isolation: each task pins its threads to a CPU of its own (:mod:`olivine.engine.affinity`), so the
+candidates' timed latencies should agree between the 1-worker and the 2-worker runs; the report lists
+them side by side with the CPUs each candidate ran on and the threads seen outside them.
+
+    flock /work/.bench.lock .venv/bin/python bench/ray_search.py [--rounds 1] [--candidates 8] \
+        [--modes cached,whole] [--doc]
     .venv/bin/python bench/ray_search.py --render bench/results/ray-search-<timestamp>.json [--doc]
 """
 
@@ -81,11 +88,21 @@ def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
     return elapsed, footprint
 
 
-def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, Any]:
+def _timed(candidate: dict[str, Any]) -> dict[str, list[float | None]]:
+    """The candidate's timed metrics (those measured in rounds): key -> [value, spread]."""
+    return {
+        key: [metric["value"], metric.get("spread")]
+        for key, metric in (candidate.get("metrics") or {}).items()
+        if metric.get("rounds") is not None
+    }
+
+
+def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> dict[str, Any]:
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
         shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(warm, cache)
+    if mode == "cached":
+        shutil.copytree(warm, cache)
     config = _config(work, cache, out, candidates)
     temp = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))  # short: Ray's socket paths
     head = RayHead(temp, num_cpus=cpus)
@@ -101,6 +118,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, An
     best = next((c for c in done if c["id"] == footprint["best"]), None)
     return {
         "cpus": cpus,
+        "mode": mode,
         "seconds": round(elapsed, 1),
         "candidates": len(done),
         "per_minute": round(len(done) / (elapsed / 60), 2),
@@ -108,17 +126,39 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, An
         "best": footprint["best"],
         "best_model_id": best["model_id"] if best else None,
         "outline": [[c["id"], c["model_id"], c["status"]] for c in done],
+        "timed": {c["id"]: _timed(c) for c in done if _timed(c)},
+        "ran_on": {c["id"]: c.get("ran_on") for c in done},
         "load_before": load_before,
         "load_after": load_after,
     }
 
 
+def _fmt(pair: list[float | None] | None) -> str:
+    if not pair or pair[0] is None:
+        return "-"
+    value, spread = pair
+    return f"{value:.2f}" + (f" ± {spread:.2f}" if spread is not None else "")
+
+
+def _median_timed(runs: list[dict[str, Any]], cid: str, key: str) -> list[float | None] | None:
+    pairs = [r["timed"][cid][key] for r in runs if key in r.get("timed", {}).get(cid, {})]
+    if not pairs:
+        return None
+    spreads = [p[1] for p in pairs if p[1] is not None]
+    return [median(p[0] for p in pairs), median(spreads) if spreads else None]
+
+
+def _throughput(rows: list[dict[str, Any]], mode: str) -> tuple[float, float, float] | None:
+    one = [r for r in rows if r["cpus"] == 1 and r.get("mode", "cached") == mode]
+    two = [r for r in rows if r["cpus"] == 2 and r.get("mode", "cached") == mode]
+    if not one or not two:
+        return None
+    rate1, rate2 = median(r["per_minute"] for r in one), median(r["per_minute"] for r in two)
+    return rate1, rate2, (rate2 / rate1 if rate1 else float("nan"))
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     rows = doc["runs"]
-    one = [r for r in rows if r["cpus"] == 1]
-    two = [r for r in rows if r["cpus"] == 2]
-    rate1, rate2 = median(r["per_minute"] for r in one), median(r["per_minute"] for r in two)
-    ratio = rate2 / rate1 if rate1 else float("nan")
     same_best = len({r["best_model_id"] for r in rows}) == 1
     same_outline = len({json.dumps(r["outline"]) for r in rows}) == 1
     lines = [
@@ -126,38 +166,61 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         f"Run {doc['when']} on the shared build machine ({doc['machine']['usable_cpus']} usable CPUs). "
         f"The first {doc['candidates']} candidates of `examples/minilm-search` (sequential), each a Ray task "
-        "reserving 1 CPU (`search_workers` 2), on a one-node local cluster with 1 CPU vs 2 CPUs for tasks "
-        "(two 1-CPU workers; one node because several nodes on one machine would bind Ray to the external "
-        "interface). Input evaluation and the shared conversion + optimization prefix are cached before "
-        f"the timed runs. {doc['rounds']} interleaved round(s); medians.",
+        "reserving 1 CPU and pinned to a CPU of its own (`search_workers` 2), on a one-node local cluster "
+        "with 1 CPU vs 2 CPUs for tasks (two 1-CPU workers; one node because several nodes on one machine "
+        "would bind Ray to the external interface). `cached`: the input evaluation and the shared "
+        "conversion + optimization prefix are cached before the timed run (the candidates' work only); "
+        f"`whole`: the whole search from an empty cache. {doc['rounds']} interleaved round(s); medians.",
         "",
-        "| cluster | seconds | candidates/min | best | load before -> after |",
-        "| --- | --- | --- | --- | --- |",
+        "| cluster | mode | seconds | candidates/min | best | load before -> after |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['cpus']} x 1 CPU | {r['seconds']} | {r['per_minute']} | {r['best']} | "
-            f"{' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
+            f"| {r['cpus']} x 1 CPU | {r.get('mode', 'cached')} | {r['seconds']} | {r['per_minute']} | "
+            f"{r['best']} | {' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
         )
-    verdict = "met" if ratio >= GOAL else "NOT met"
-    cpus = doc["machine"]["usable_cpus"]
-    loads = [r["load_before"][0] for r in rows] + [r["load_after"][0] for r in rows]
+    lines.append("")
+    for mode in ("cached", "whole"):
+        found = _throughput(rows, mode)
+        if found is None:
+            continue
+        rate1, rate2, ratio = found
+        verdict = "met" if ratio >= GOAL else "NOT met"
+        lines.append(
+            f"- `{mode}`: {rate1:.2f} -> {rate2:.2f} candidates/min, ratio 2 workers / 1 worker "
+            f"**{ratio:.2f}x** (goal >= {GOAL}x: {verdict})."
+        )
     lines += [
-        "",
-        f"Throughput ratio 2 workers / 1 worker: **{ratio:.2f}x** (goal >= {GOAL}x: {verdict}). "
-        f"Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
+        f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
         f"same best model: {'yes' if same_best else 'NO'}.",
     ]
-    if min(loads) >= cpus:
+    one = [r for r in rows if r["cpus"] == 1]
+    two = [r for r in rows if r["cpus"] == 2]
+    ids = sorted({cid for r in rows for cid in r.get("timed", {})})
+    keys = sorted({key for r in rows for timed in r.get("timed", {}).values() for key in timed})
+    if ids and keys:
         lines += [
             "",
-            f"The 1-minute load average stayed at {min(loads):.1f}-{max(loads):.1f} on {cpus} CPUs during "
-            "the runs: the machine had no idle CPU for the second worker, so this run cannot show the "
-            "speed-up (a second task only splits the same CPU time). Parts of each task also use both "
-            "cores whatever the reservation (the fidelity metric's onnxruntime sessions take onnxruntime's "
-            "default thread count). The best model follows latency (priority 1), timed under that load "
-            "with wide spreads, so it can differ between runs while the candidates are the same.",
+            "Timed metrics per candidate (value ± spread, medians over the runs of each cluster; a pruned "
+            "candidate has none), and the CPUs each candidate's task was pinned to in the 2-worker runs "
+            "(threads seen allowed outside them in brackets):",
+            "",
+            "| candidate | "
+            + " | ".join(f"{k} 1 worker | {k} 2 workers" for k in keys)
+            + " | CPUs (2 workers) |",
+            "| --- | " + " | ".join("--- | ---" for _ in keys) + " | --- |",
         ]
+        for cid in ids:
+            cells = []
+            for key in keys:
+                cells += [_fmt(_median_timed(one, cid, key)), _fmt(_median_timed(two, cid, key))]
+            places = []
+            for r in two:
+                where = (r.get("ran_on") or {}).get(cid)
+                if where:
+                    places.append(f"{','.join(map(str, where['cpus']))} [{where['threads_outside']}]")
+            lines.append(f"| {cid} | " + " | ".join(cells) + f" | {' / '.join(places) or '-'} |")
     return "\n".join(lines)
 
 
@@ -171,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument(
+        "--modes",
+        default="cached,whole",
+        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache)",
+    )
     parser.add_argument("--doc", action="store_true", help="write the block in BENCHMARKS.md")
     parser.add_argument("--render", type=Path, help="only render a saved result (with --doc: write it)")
     args = parser.parse_args(argv)
@@ -188,17 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     warm = work / "warm-cache"  # content-addressed: an earlier run's is as good as a new one
     warm_seconds, _ = _run(_config(work, warm, work / "warm-out", None), None)
     print(f"warm-up (input evaluation + shared prefix, serial): {warm_seconds:.1f}s", flush=True)
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - {"cached", "whole"}:
+        parser.error("--modes: cached and/or whole")
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = (1, 2) if round_index % 2 == 0 else (2, 1)
-        for cpus in order:
-            run = _measure(work, warm, cpus, args.candidates)
-            print(json.dumps({k: v for k, v in run.items() if k != "outline"}), flush=True)
-            runs.append(run)
+        for mode in modes:
+            for cpus in order:
+                run = _measure(work, warm, cpus, args.candidates, mode)
+                shown = {k: v for k, v in run.items() if k not in ("outline", "ran_on")}
+                print(json.dumps(shown), flush=True)
+                runs.append(run)
     doc = {
         "when": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "candidates": args.candidates,
         "rounds": args.rounds,
+        "modes": modes,
         "warm_seconds": round(warm_seconds, 1),
         "machine": machine_info(),
         "runs": runs,

@@ -96,6 +96,8 @@ def _rich_model() -> onnx.ModelProto:
         numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "w"),
         numpy_helper.from_array(np.arange(5, dtype=np.int64), "idx"),
         numpy_helper.from_array(rng.standard_normal(64).astype(np.float16), "h"),
+        # Over 1 MB: its raw data is written as a chunk of its own.
+        numpy_helper.from_array(rng.standard_normal((4096, 96)).astype(np.float32), "big"),
     ]
     branch = helper.make_graph(
         [helper.make_node("Add", ["y", "b"], ["z"])],
@@ -175,4 +177,4 @@ def test_save_single_file_leaves_other_cases_to_onnx(tmp_path: Path) -> None:
 
 def test_tensor_bytes_come_from_the_shape_for_raw_data() -> None:
     model = _rich_model()
-    assert [_tensor_bytes(t) for t in model.graph.initializer] == [64 * 64 * 4, 5 * 8, 64 * 2]
+    assert [_tensor_bytes(t) for t in model.graph.initializer] == [64 * 64 * 4, 5 * 8, 64 * 2, 4096 * 96 * 4]

@@ -110,22 +110,39 @@ def save_single_file(proto: onnx.ModelProto, path: Path) -> None:
         return
     head = _copy_fields(proto, onnx.ModelProto(), skip="graph").SerializeToString()
     graph_head = _copy_fields(graph, onnx.GraphProto(), skip="initializer").SerializeToString()
-    parts = [t.SerializeToString() for t in graph.initializer]
-    prefixes = [_INITIALIZER_KEY + _varint(len(part)) for part in parts]
-    graph_bytes = len(graph_head) + sum(map(len, parts)) + sum(map(len, prefixes))
+    chunks: list[bytes] = []
+    for tensor in graph.initializer:
+        parts = _tensor_parts(tensor)
+        chunks += [_INITIALIZER_KEY + _varint(sum(map(len, parts))), *parts]
+    graph_bytes = len(graph_head) + sum(map(len, chunks))
     with open(path, "wb") as out:
         out.write(head)
         out.write(_GRAPH_KEY + _varint(graph_bytes))
         out.write(graph_head)
-        for prefix, part in zip(prefixes, parts, strict=True):
-            out.write(prefix)
-            out.write(part)
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def _tensor_parts(tensor: onnx.TensorProto) -> list[bytes]:
+    """A tensor's serialization as chunks to write one after another. A big ``raw_data`` is its own chunk
+    (the bytes as Python reads them, key and length written here): upb serializes one big field several
+    times slower than Python copies it out (a 47 MB embedding: ~70 ms against ~5 ms)."""
+    import onnx
+
+    if not tensor.HasField("raw_data") or _tensor_bytes(tensor) < _RAW_CHUNK_BYTES:
+        return [tensor.SerializeToString()]
+    rest = _copy_fields(tensor, onnx.TensorProto(), skip="raw_data").SerializeToString()
+    raw = tensor.raw_data
+    return [rest, _RAW_DATA_KEY + _varint(len(raw)), raw]
 
 
 # Protobuf keys (field number << 3 | wire type 2, length-delimited) of ModelProto.graph and
-# GraphProto.initializer (onnx.proto: graph = 7, initializer = 5).
+# GraphProto.initializer (onnx.proto: graph = 7, initializer = 5)...
 _GRAPH_KEY = bytes([7 << 3 | 2])
 _INITIALIZER_KEY = bytes([5 << 3 | 2])
+# ... and of TensorProto.raw_data (9); a raw_data this big is written as its own chunk.
+_RAW_DATA_KEY = bytes([9 << 3 | 2])
+_RAW_CHUNK_BYTES = 1 << 20
 
 
 def _varint(value: int) -> bytes:
