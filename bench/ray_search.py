@@ -138,6 +138,22 @@ def _timed(candidate: dict[str, Any]) -> dict[str, list[float | None]]:
     }
 
 
+def _tasks(done: list[dict[str, Any]]) -> dict[str, float] | None:
+    """From the candidates' ``ran_on``: the tasks' summed seconds, the span from the first start to the
+    last end, and the first task of each task process (CPU) that paid its process's start-up."""
+    ran = [c["ran_on"] for c in done if c.get("ran_on")]
+    if not ran:
+        return None
+    first: dict[str, dict[str, Any]] = {}
+    for where in sorted(ran, key=lambda r: r["started"]):
+        first.setdefault(",".join(map(str, where["cpus"])), where)
+    return {
+        "sum": round(sum(r["ended"] - r["started"] for r in ran), 1),
+        "span": round(max(r["ended"] for r in ran) - min(r["started"] for r in ran), 1),
+        "first": round(max(r["ended"] - r["started"] for r in first.values()), 1),
+    }
+
+
 def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> dict[str, Any]:
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
@@ -168,6 +184,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
         "best_model_id": best["model_id"] if best else None,
         "outline": [[c["id"], c["model_id"], c["status"]] for c in done],
         "timed": {c["id"]: _timed(c) for c in done if _timed(c)},
+        "tasks": _tasks(done),
         "ran_on": {c["id"]: c.get("ran_on") for c in done},
         "load_before": load_before,
         "load_after": load_after,
@@ -215,13 +232,17 @@ def _markdown(doc: dict[str, Any]) -> str:
         "processes started and their imports done before the timed run (each job's workers pay that once, "
         f"~10 s on one CPU). {doc['rounds']} interleaved round(s); medians.",
         "",
-        "| cluster | mode | seconds | candidates/min | best | load before -> after |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| cluster | mode | seconds | candidates/min | tasks: span / sum / slowest first | best | "
+        "load before -> after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        tasks = r.get("tasks") or {}
+        spans = f"{tasks['span']} / {tasks['sum']} / {tasks['first']}" if tasks else "-"
         lines.append(
             f"| {r['cpus']} x 1 CPU | {r.get('mode', 'cached')} | {r['seconds']} | {r['per_minute']} | "
-            f"{r['best']} | {' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
+            f"{spans} | {r['best']} | {' '.join(map(str, r['load_before']))} -> "
+            f"{' '.join(map(str, r['load_after']))} |"
         )
     lines.append("")
     for mode in ("cached", "whole", "warm"):
@@ -235,6 +256,10 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"**{ratio:.2f}x** (goal >= {GOAL}x: {verdict})."
         )
     lines += [
+        "- Tasks (seconds, from each candidate's `ran_on`): span from the first task's start to the last "
+        "one's end; sum of the tasks' own times (more than the 1-worker sum: the tasks slowed each other "
+        "or shared CPUs with other processes); slowest first task of a task process (it pays the "
+        "process's imports and evaluator set-up, once per process, in parallel across workers).",
         f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
         f"same best model: {'yes' if same_best else 'NO'}.",
     ]
