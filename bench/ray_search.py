@@ -9,7 +9,10 @@ runs two 1-CPU tasks at once, as two 1-CPU worker nodes would; the tasks open th
 Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
 model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
 starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
-model's evaluation in this process, the shared prefix as one task, then the candidates). Each run
+model's evaluation in this process, the shared prefix as one task, then the candidates), and, with
+``--modes warm``, ``cached`` with the task processes started and their imports done before the timer
+(Ray starts a job's worker processes afresh; each pays ~10 s of imports on its one CPU before its first
+candidate, a cost that does not shrink with more workers). Each run
 realises the first ``--candidates`` points of ``examples/minilm-search`` (sequential sampler) through
 :class:`olivine.engine.ray_executor.RayExecutor` in this process. Rounds interleave the clusters
 (alternating which goes first); medians are reported, with the load average before and after each run
@@ -73,7 +76,37 @@ def _config(work: Path, cache: Path, out: Path, candidates: int | None) -> Path:
     return path
 
 
-def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
+def _warm_task() -> int:
+    """What a task process imports before its first candidate (the example's tokenizer needs
+    transformers); ~10 s on one CPU, once per worker process."""
+    import os
+
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import olivine.engine.evaluation
+    import olivine.engine.task_work  # noqa: F401
+
+    time.sleep(1.0)  # overlap with the other slots' warm-up, so each lands on its own worker
+    return os.getpid()
+
+
+def _warm_workers(address: str, slots: int) -> float:
+    """Connect this process to the cluster (so the executor reuses the connection and its workers)
+    and start ``slots`` task processes with the imports done; returns the seconds it took."""
+    import ray
+
+    start = time.perf_counter()
+    ray.init(address=address, namespace="olivine", log_to_driver=False, configure_logging=False)
+    warm = ray.remote(_warm_task).options(num_cpus=1)
+    pids = ray.get([warm.remote() for _ in range(slots)])
+    if len(set(pids)) != slots:
+        print(f"warm-up: {slots} slots but {len(set(pids))} worker process(es)", flush=True)
+    return time.perf_counter() - start
+
+
+def _run(config: Path, address: str | None, warm_slots: int = 0) -> tuple[float, dict[str, Any]]:
     from olivine.engine.executor import SpreadSettings
     from olivine.engine.ray_executor import RayExecutor
     from olivine.engine.resolve import load_workflow
@@ -81,8 +114,16 @@ def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
 
     workflow = load_workflow(config)
     executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    if address and warm_slots:
+        _warm_workers(address, warm_slots)
     start = time.perf_counter()
-    result = run_workflow(workflow, executor=executor)
+    try:
+        result = run_workflow(workflow, executor=executor)
+    finally:
+        if warm_slots:
+            import ray
+
+            ray.shutdown()
     elapsed = time.perf_counter() - start
     footprint: dict[str, Any] = json.loads((result.output_dir / "footprint.json").read_text())
     return elapsed, footprint
@@ -101,7 +142,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
         shutil.rmtree(folder, ignore_errors=True)
-    if mode == "cached":
+    if mode in ("cached", "warm"):
         shutil.copytree(warm, cache)
     config = _config(work, cache, out, candidates)
     temp = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))  # short: Ray's socket paths
@@ -109,7 +150,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
     head.start()
     try:
         load_before = load_average()
-        elapsed, footprint = _run(config, head.gcs_address)
+        elapsed, footprint = _run(config, head.gcs_address, cpus if mode == "warm" else 0)
         load_after = load_average()
     finally:
         head.stop()
@@ -170,7 +211,9 @@ def _markdown(doc: dict[str, Any]) -> str:
         "with 1 CPU vs 2 CPUs for tasks (two 1-CPU workers; one node because several nodes on one machine "
         "would bind Ray to the external interface). `cached`: the input evaluation and the shared "
         "conversion + optimization prefix are cached before the timed run (the candidates' work only); "
-        f"`whole`: the whole search from an empty cache. {doc['rounds']} interleaved round(s); medians.",
+        "`whole`: the whole search from an empty cache; `warm`: as `cached`, with the cluster's task "
+        "processes started and their imports done before the timed run (each job's workers pay that once, "
+        f"~10 s on one CPU). {doc['rounds']} interleaved round(s); medians.",
         "",
         "| cluster | mode | seconds | candidates/min | best | load before -> after |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -181,7 +224,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{r['best']} | {' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
         )
     lines.append("")
-    for mode in ("cached", "whole"):
+    for mode in ("cached", "whole", "warm"):
         found = _throughput(rows, mode)
         if found is None:
             continue
@@ -237,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modes",
         default="cached,whole",
-        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache)",
+        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache), "
+        "warm (cached, and the task processes started with their imports done before the timed run)",
     )
     parser.add_argument("--doc", action="store_true", help="write the block in BENCHMARKS.md")
     parser.add_argument("--render", type=Path, help="only render a saved result (with --doc: write it)")
@@ -257,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     warm_seconds, _ = _run(_config(work, warm, work / "warm-out", None), None)
     print(f"warm-up (input evaluation + shared prefix, serial): {warm_seconds:.1f}s", flush=True)
     modes = [m for m in args.modes.split(",") if m]
-    if not modes or set(modes) - {"cached", "whole"}:
-        parser.error("--modes: cached and/or whole")
+    if not modes or set(modes) - {"cached", "whole", "warm"}:
+        parser.error("--modes: cached, whole, warm")
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = (1, 2) if round_index % 2 == 0 else (2, 1)
