@@ -7,11 +7,13 @@ onnxruntime session), which the engine adds before it caches a run; "check befor
 sha256 record the cache writes when it commits a run (the engine's, not the pass's). Goal: the pass's
 run + check <= 1.1x the hand-written calls.
 
-    PYTHONPATH=src .venv/bin/python bench/pass_overhead.py [--rounds 3] [--hidden 1024] [--layers 6]
+    PYTHONPATH=src .venv/bin/python bench/pass_overhead.py [--rounds 3] [--model mlp|minilm]
+        [--hidden 1024] [--layers 6] [--only CASE,...] [--no-doc]
 
-The model is a float32 MLP built with onnx.helper (the float16-I/O cases take it converted to float16
-first) (``--layers`` MatMul+Add+Relu blocks of ``--hidden``
-units, ~25 MB at the defaults) with a dynamic batch; calibration uses 64 random samples in batches of 8.
+The model (``--model``) is a float32 MLP built with onnx.helper (``--layers`` MatMul+Add+Relu blocks of
+``--hidden`` units, ~25 MB at the defaults, dynamic batch; calibration: 64 random samples in batches of 8),
+or MiniLM exported to ONNX as ``pass_table.py`` does (needs ``examples/minilm/prepare.py``; calibration:
+16 example sentences). The float16-I/O cases take the model converted to float16 first.
 """
 
 from __future__ import annotations
@@ -66,24 +68,26 @@ def build_mlp(folder: Path, hidden: int, layers: int) -> Path:
 
 
 class Reader:
-    """The calibration data by hand: batches of 8 from the same arrays the data config reads."""
+    """The calibration data by hand: the same batches the pass's data config gives (``feeds``)."""
 
-    def __init__(self, data: np.ndarray) -> None:
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
         from onnxruntime.quantization import CalibrationDataReader
 
         class _R(CalibrationDataReader):
             def __init__(self) -> None:
-                self.batches = iter(np.split(data, len(data) // 8))
+                self.batches = iter(feeds)
 
             def get_next(self) -> dict[str, np.ndarray] | None:
-                batch = next(self.batches, None)
-                return None if batch is None else {"input": batch}
+                return next(self.batches, None)
 
         self.reader = _R()
 
 
-def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
-    """What a user would write with the libraries to get the same artifact as the pass."""
+def by_hand(
+    name: str, params: dict[str, Any], source: Path, out: Path, feeds: list[dict[str, np.ndarray]]
+) -> None:
+    """What a user would write with the libraries to get the same artifact as the pass (same layout: one
+    file, as the pass writes by default)."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / "model.onnx"
     if name in (
@@ -103,19 +107,27 @@ def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
         if name in ("OnnxDynamicQuantization", "OnnxQuantization dynamic"):
             quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
         elif name.endswith("QDQ"):
-            config = get_qdq_config(str(pre), Reader(data).reader, activation_type=QuantType.QInt8)
+            # get_qdq_config keeps the pre-processed model's external data (the calibration copy and the
+            # output are written with it: one file would cost a whole serialization of each).
+            config = get_qdq_config(str(pre), Reader(feeds).reader, activation_type=QuantType.QInt8)
             quantize(str(pre), str(target), config)
         else:
             quantize_static(
                 str(pre),
                 str(target),
-                Reader(data).reader,
+                Reader(feeds).reader,
                 quant_format=QuantFormat.QOperator,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QUInt8,
+                use_external_data_format=True,
             )
         for extra in out.glob("pre.onnx*"):
             extra.unlink()
+        if "Static" in name:  # the pass's layout: one file
+            model = onnx.load(str(target))
+            for written in out.iterdir():
+                written.unlink()
+            onnx.save_model(model, str(target))
     elif name == "OnnxQuantizationPreprocess":
         from onnxruntime.quantization.preprocess import quant_pre_process
 
@@ -157,14 +169,33 @@ def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
         model = onnxscript.optimizer.optimize(onnx.load(str(source)))
         onnx.save_model(onnxoptimizer.optimize(model), str(target))
     elif name == "DynamicToFixedShape":
-        from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed
+        from onnxruntime.tools.onnx_model_utils import is_fixed_size_tensor, make_dim_param_fixed
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
         model = onnx.load(str(source))
-        make_dim_param_fixed(model.graph, "batch", 1)
+        for param, value in zip(params["dim_param"], params["dim_value"], strict=True):
+            make_dim_param_fixed(model.graph, param, value)
         inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
-        model.graph.output[0].type.tensor_type.shape.CopyFrom(inferred.graph.output[0].type.tensor_type.shape)
+        for output, candidate in zip(model.graph.output, inferred.graph.output, strict=True):
+            if not is_fixed_size_tensor(output) and is_fixed_size_tensor(candidate):
+                output.type.tensor_type.shape.CopyFrom(candidate.type.tensor_type.shape)
         onnx.save_model(model, str(target))
+    elif name == "GraphSurgeries ReplaceErfWithTanh":
+        import onnx_ir as ir
+        from onnxscript.rewriter import pattern
+
+        count = iter(range(1 << 30))
+
+        def erf(op: Any, x: Any) -> Any:
+            return op.Erf(x)
+
+        def tanh(op: Any, x: Any) -> Any:
+            scale = ir.tensor(np.array(605 / 503, dtype=np.float32), name=f"erf_tanh_scale_{next(count)}")
+            return op.Tanh(op.Mul(x, op.initializer(scale)))
+
+        model = ir.from_proto(onnx.load(str(source)))
+        pattern.RewriteRuleSet([pattern.RewriteRule(erf, tanh)]).apply_to_model(model)
+        onnx.save_model(ir.to_proto(model), str(target))
     elif name == "GraphSurgeries MatMulAddToGemm":
         import onnx_ir as ir
         from onnx_ir.passes.common import ShapeInferencePass
@@ -182,9 +213,12 @@ def by_hand(name: str, source: Path, out: Path, data: np.ndarray) -> None:
         ).apply_to_model(model)
         onnx.save_model(ir.to_proto(model), str(target))
     elif name in ("OnnxIODataTypeConverter", "OnnxIOFloat16ToFloat32"):
+        import re
+
         model = onnx.load(str(source))
         graph = model.graph
-        for value in graph.output:  # the float16 "output" becomes float32 through a Cast
+        outputs = [v for v in graph.output if re.search(params["name_pattern"], v.name)]
+        for value in outputs:  # each float16 output the pattern names becomes float32 through a Cast
             for node in graph.node:
                 node.output[:] = [f"{o}_fp16" if o == value.name else o for o in node.output]
             graph.node.append(
@@ -254,6 +288,27 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: MiniLM's cases where its parameters differ (dimension names, outputs; its MatMuls are 3-D, so the
+#: surgery there replaces Erf); ModelBuilder takes a causal LM, not this model.
+_MINILM_OUTPUTS = {"name_pattern": "last_hidden_state|pooler_output"}
+MINILM_CASES: dict[str, tuple[str, dict[str, Any]] | None] = {
+    "OnnxIODataTypeConverter": (
+        "OnnxIODataTypeConverter",
+        {"name_pattern": "last_hidden_state|pooler_output"},
+    ),
+    "OnnxIOFloat16ToFloat32": ("OnnxIOFloat16ToFloat32", {"name_pattern": "last_hidden_state|pooler_output"}),
+    "DynamicToFixedShape": (
+        "DynamicToFixedShape",
+        {"dim_param": ["batch_size", "sequence_length"], "dim_value": [1, 128]},
+    ),
+    "GraphSurgeries MatMulAddToGemm": None,
+    "GraphSurgeries ReplaceErfWithTanh": (
+        "GraphSurgeries",
+        {"surgeries": [{"surgeon": "ReplaceErfWithTanh"}], "remove_duplicate_initializers": False},
+    ),
+    "ModelBuilder int4": None,
+}
+
 #: Cases that take the MLP converted to float16 (inputs and outputs too).
 FP16_SOURCE = ("OnnxIODataTypeConverter", "OnnxIOFloat16ToFloat32")
 #: Cases that take a Hugging Face causal LM folder (random weights, ~10 M parameters, built in code).
@@ -284,30 +339,41 @@ def check_before(path: Path) -> None:
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+#: The by-hand seconds a case's counted rounds should add up to (short cases get more rounds).
+MIN_SECONDS = 2.0
+
+
 def measure(
     case: str,
     cls: Any,
-    config: Any,
+    params: dict[str, Any],
     model: Any,
     ctx: Any,
     source: Path,
-    data: np.ndarray,
+    feeds: list[dict[str, np.ndarray]],
     work: Path,
     rounds: int,
 ) -> dict[str, list[float]]:
     """Interleaved rounds (the order alternates): seconds by hand, of the pass's run, of its output check
-    (now and before), of the cache's digests."""
+    (now and before), of the cache's digests; ``rounds`` at least."""
     from olivine.digests import record_folder
 
+    config = cls.config_class.model_validate(params)
     times: dict[str, list[float]] = {k: [] for k in ("hand", "run", "check", "before", "digests")}
-    for r in range(-1, rounds):  # round -1 warms up (imports, caches) and is not counted
+    # Round -1 warms up (imports, caches) and is not counted. A case that takes milliseconds gets more
+    # rounds (up to 10x), until its by-hand rounds add up to MIN_SECONDS: its medians steady.
+    r = -2
+    while True:
+        r += 1
+        if r >= rounds and (sum(times["hand"]) >= MIN_SECONDS or r >= 10 * rounds):
+            break
         out_hand, out_pass = work / f"{case}-hand-{r}", work / f"{case}-pass-{r}"
         out_pass.mkdir()
         instance = cls()
         produced: list[Any] = []
 
         def hand_step(out: Path = out_hand) -> None:
-            by_hand(case, source, out, data)
+            by_hand(case, params, source, out, feeds)
 
         def pass_step(out: Path = out_pass, inst: Any = instance, made: list[Any] = produced) -> None:
             made.append(inst.run(model, config, out, ctx))
@@ -350,24 +416,12 @@ def fp16_copy(source: Path, folder: Path) -> Path:
     return folder / "model.onnx"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--only", default="", help="comma-separated case names")
-    parser.add_argument("--no-doc", action="store_true", help="print the table, leave BENCHMARKS.md alone")
-    args = parser.parse_args()
-
+def mlp_source(work: Path, hidden: int, layers: int) -> tuple[Path, Any, list[dict[str, np.ndarray]], str]:
+    """The MLP, its calibration data config (64 random samples in batches of 8) and the same batches."""
     from olivine.config.data import DataConfig
-    from olivine.model.handle import ModelHandle
-    from olivine.passes import PASSES, PassContext
 
-    work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
-    source = build_mlp(work / "src", args.hidden, args.layers)
-    source16 = fp16_copy(source, work / "src16")
-    hf_source = work / "llm"
-    data = np.random.default_rng(1).standard_normal((64, args.hidden)).astype(np.float32)
+    source = build_mlp(work / "src", hidden, layers)
+    data = np.random.default_rng(1).standard_normal((64, hidden)).astype(np.float32)
     np.savez(work / "calib.npz", input=data)
     calib = DataConfig.model_validate(
         {
@@ -376,41 +430,81 @@ def main() -> None:
             "dataloader_config": {"batch_size": 8},
         }
     )
+    feeds = [{"input": batch} for batch in np.split(data, len(data) // 8)]
+    what = (
+        f"a {source.stat().st_size / 1e6:.1f} MB float32 MLP ({layers} x {hidden}, dynamic batch; "
+        "calibration: 64 random samples in batches of 8)"
+    )
+    return source, calib, feeds, what
+
+
+def minilm_source(work: Path) -> tuple[Path, Any, list[dict[str, np.ndarray]], str]:
+    """MiniLM exported to fp32 ONNX as ``pass_table.py`` does, with its calibration sentences."""
+    import pass_table_models
+
+    spec = pass_table_models.minilm(work / "minilm")
+    arrays = dict(np.load(spec.folder / "calib.npz"))
+    count = len(next(iter(arrays.values())))
+    feeds = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(count)]
+    what = (
+        f"all-MiniLM-L6-v2 exported to fp32 ONNX ({spec.fp32.stat().st_size / 1e6:.1f} MB; calibration: "
+        f"{count} example sentences, batch 1, sequence 128)"
+    )
+    return spec.fp32, spec.data_configs["calib"], feeds, what
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", choices=("mlp", "minilm"), default="mlp")
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--no-doc", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+
+    from olivine.model.handle import ModelHandle
+    from olivine.passes import PASSES, PassContext
+
+    work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
+    if args.model == "mlp":
+        source, calib, feeds, what = mlp_source(work, args.hidden, args.layers)
+        cases = dict(CASES)
+    else:
+        source, calib, feeds, what = minilm_source(work)
+        overrides = {**CASES, **MINILM_CASES}
+        cases = {name: case for name, case in overrides.items() if case is not None}
+    source16 = fp16_copy(source, work / "src16")
+    hf_source = work / "llm"
     ctx = PassContext(data_configs={"calib": calib})
-    cases = [c for c in CASES if not args.only or c in args.only.split(",")]
-    size_mb = source.stat().st_size / 1e6
+    chosen = [c for c in cases if not args.only or c in args.only.split(",")]
     started = time.time()
     load_before = load_average()
     lines = [
         "| pass | by hand (s) | pass run (s) | run / hand | check (s) | **run + check / hand** "
-        "| check before (s) | run + check before / hand | digests (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| check before (s) | run + check before / hand | digests (s) | rounds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    print(f"model: {size_mb:.1f} MB MLP ({args.layers} x {args.hidden}); rounds: {args.rounds}")
+    print(f"model: {what}; rounds: {args.rounds}")
     print(f"load averages before: {load_before}  cpus: {os.cpu_count()}")
     print()
     print("\n".join(lines))
-    for case in cases:
-        type_name, params = CASES[case]
+    for case in chosen:
+        type_name, params = cases[case]
         cls = PASSES.get(type_name)
-        config = cls.config_class.model_validate(params)
         src = source16 if case in FP16_SOURCE else source
-        model = ModelHandle(
-            kind="onnx", config={"model_path": str(src.parent), "onnx_file_name": "model.onnx"}
-        )
+        model = ModelHandle(kind="onnx", config={"model_path": str(src.parent), "onnx_file_name": src.name})
         if case in HF_SOURCE:
             if not hf_source.is_dir():
                 write_llm(hf_source)
             src, model = hf_source, ModelHandle(kind="hf", config={"model_path": str(hf_source)})
-        t = {
-            k: statistics.median(v)
-            for k, v in measure(case, cls, config, model, ctx, src, data, work, args.rounds).items()
-        }
+        measured = measure(case, cls, params, model, ctx, src, feeds, work, args.rounds)
+        t = {k: statistics.median(v) for k, v in measured.items()}
         h, p = t["hand"], t["run"]
         c, b = t["check"], t["before"]
         lines.append(
             f"| {case} | {h:.3f} | {p:.3f} | {p / h:.2f}x | {c:.3f} | **{(p + c) / h:.2f}x** "
-            f"| {b:.3f} | {(p + b) / h:.2f}x | {t['digests']:.3f} |"
+            f"| {b:.3f} | {(p + b) / h:.2f}x | {t['digests']:.3f} | {len(measured['hand'])} |"
         )
         print(lines[-1], flush=True)
     load_after = load_average()
@@ -421,25 +515,33 @@ def main() -> None:
         return
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = " ".join(["bench/pass_overhead.py", *sys.argv[1:]])
-    header = [
+    intro = [
         "## Pass wall time against the same library calls by hand",
         "",
-        f"Generated by `{command}` ({when}, {time.time() - started:.0f} s). Model: a {size_mb:.1f} MB "
-        f"float32 MLP ({args.layers} x {args.hidden}, dynamic batch; the I/O converters take it converted "
-        f"to float16); {args.rounds} interleaved rounds (the order alternates), medians. Load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after, {os.cpu_count()} CPUs (shared machine: "
-        "read the ratios, measured in one run).",
-        "",
         "By hand: the same onnxruntime / onnx / onnxscript calls a user would write for the same artifact "
-        "(`by_hand` in the script). Pass run: `run` of the pass. Check: its `check_output`, which the "
-        "engine runs before the cache commits a run (a lean onnxruntime session: optimizations off, one "
-        "thread, no pre-packing, no arena; onnx.checker only to name the problem when onnxruntime "
-        "refuses). Check before: the check this session replaced (onnx.checker by path + a default "
-        "session with optimizations off). Digests: the sha256 record the cache writes at commit (the "
-        "engine's cost, not the pass's; sha256 at ~0.5 GB/s here).",
+        "and file layout (`by_hand` in `bench/pass_overhead.py`). Pass run: `run` of the pass. Check: its "
+        "`check_output`, which the engine runs before the cache commits a run (a lean onnxruntime session "
+        "on the written file: optimizations off, one thread, no pre-packing, no arena; onnx.checker only to "
+        "name the problem when onnxruntime refuses). Check before: the check of the first catalogue "
+        "(onnx.checker by path + a default session with optimizations off), on the same output. Digests: "
+        "the sha256 record the cache writes at commit (the engine's cost, not the pass's). Goal: run + "
+        "check <= 1.1x by hand. The MLP is weights with almost no graph (the pass's own cost shows most "
+        "there); MiniLM is the issue's model.",
         "",
     ]
-    write_doc_block("pass-overhead", "\n".join([*header, *lines]))
+    header = [
+        *(intro if args.model == "mlp" else []),
+        f"### {args.model}: {what}",
+        "",
+        f"Generated by `{command}` ({when}, {time.time() - started:.0f} s). {args.rounds} interleaved "
+        f"rounds (the order alternates; a case whose by-hand rounds add up to less than {MIN_SECONDS:.0f} s "
+        "gets more, up to 10x), medians; the I/O converters take the model converted to float16 "
+        f"(float16 inputs and outputs). Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
+        f"{os.cpu_count()} CPUs (shared machine: read the ratios, measured in one run).",
+        "",
+    ]
+    block = "pass-overhead" if args.model == "mlp" else f"pass-overhead-{args.model}"
+    write_doc_block(block, "\n".join([*header, *lines]))
 
 
 if __name__ == "__main__":

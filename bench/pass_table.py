@@ -6,9 +6,11 @@ Usage: ``python bench/pass_table.py [--models minilm,cnn] [--runs 40] [--rounds 
 
 The rows come from the pass registry: each pass type that accepts an ONNX model runs with the variants
 listed in ``VARIANTS`` (Olive parameter names) or, when it has none there, with its defaults; a pass whose
-defaults are not enough is listed as skipped with the reason. Static quantization calibrates on 32 real
-inputs (MiniLM: example sentences; CNN: random images), fidelity is measured on 32 other inputs (MiniLM:
-cosine of mean-pooled embeddings; CNN: cosine of logits and top-1 agreement). Latency: batch 1 (MiniLM
+defaults are not enough is listed as skipped with the reason. An alias of a pass (Olive's older names:
+OnnxIOFloat16ToFloat32, OnnxModelOptimizer, OrtPerfTuning) is the same class and gets no rows of its
+own. Static quantization calibrates on 16 real inputs (MiniLM: example sentences; CNN: random images),
+fidelity is measured on 16 other inputs (MiniLM: cosine of mean-pooled embeddings; CNN: cosine of logits
+and top-1 agreement). Latency: batch 1 (MiniLM
 sequence 128), one session per model and thread count, opened before timing, interleaved rounds
 (``model_latency.measure_latency``), median of round medians and their spread. Writes
 ``bench/results/pass_table-<timestamp>.json`` and the ``pass-table`` block of ``BENCHMARKS.md``.
@@ -40,6 +42,15 @@ from model_latency import measure_latency, onnx_size
 Variant = tuple[str, str, dict[str, Any]]
 BERT = {"model_type": "bert", "num_heads": 12, "hidden_size": 384}
 TUNING = {"data_config": "latency", "rounds": 3, "repeat_test_num": 5}
+# The float16-I/O output of OnnxFloatToFloat16 is the base ("fp16io") the I/O converter turns back to float32.
+FLOAT16: list[Variant] = [
+    ("fp16, fp32 I/O", "fp32", {"keep_io_types": True}),
+    ("fp16, fp16 I/O", "fp32", {"keep_io_types": False}),
+]
+IO_CONVERTER: list[Variant] = [("fp16 I/O -> fp32, on the fp16 model", "fp16io", {"name_pattern": ""})]
+METADATA: list[Variant] = [
+    ("graph name + metadata", "fp32", {"graph_name": "main", "custom_metadata": {"bench": "pass_table"}})
+]
 VARIANTS: dict[str, dict[str, list[Variant]]] = {
     "minilm": {
         "OrtTransformersOptimization": [("bert fusion", "fp32", BERT)],
@@ -62,7 +73,12 @@ VARIANTS: dict[str, dict[str, list[Variant]]] = {
             ("QOperator MinMax", "fp32", {"data_config": "calib", "quant_format": "QOperator"}),
         ],
         "OnnxQuantization": [("dynamic (quant_mode)", "fp32", {"quant_mode": "dynamic"})],
-        "OnnxFloatToFloat16": [("fp16, fp32 I/O", "fp32", {"keep_io_types": True})],
+        "OnnxFloatToFloat16": FLOAT16,
+        "OnnxIODataTypeConverter": IO_CONVERTER,
+        "AddOliveMetadata": METADATA,
+        "GraphSurgeries": [
+            ("ReplaceErfWithTanh", "fp32", {"surgeries": [{"surgeon": "ReplaceErfWithTanh"}]})
+        ],
         "OnnxBlockWiseRtnQuantization": [
             ("int4 RTN block 128", "fp32", {}),
             ("int4 RTN block 32", "fp32", {"block_size": 32}),
@@ -96,7 +112,10 @@ VARIANTS: dict[str, dict[str, list[Variant]]] = {
                 {"quant_mode": "static", "data_config": "calib", "per_channel": True},
             )
         ],
-        "OnnxFloatToFloat16": [("fp16, fp32 I/O", "fp32", {"keep_io_types": True})],
+        "OnnxFloatToFloat16": FLOAT16,
+        "OnnxIODataTypeConverter": IO_CONVERTER,
+        "AddOliveMetadata": METADATA,
+        "GraphSurgeries": [("GemmToMatMulAdd", "fp32", {"surgeries": [{"surgeon": "GemmToMatMulAdd"}]})],
         "OrtSessionParamsTuning": [("threads/mode tuning", "fp32", TUNING)],
         "OrtPerfTuning": [],
         "DynamicToFixedShape": [("batch 1", "fp32", {"dim_param": ["batch"], "dim_value": [1]})],
@@ -197,6 +216,9 @@ def op_summary(path: Path) -> str:
         "QLinearConv",
         "ConvInteger",
         "QAttention",
+        "Gemm",
+        "Erf",
+        "Tanh",
         "Cast",
     ]
     return ", ".join(f"{op} {counts[op]}" for op in interesting if counts.get(op))
@@ -266,6 +288,8 @@ def run_model(name: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
             output = run_variant(row, bases[base], out_dir, ctx)
             if output is not None and pass_type == "OrtTransformersOptimization":
                 bases["optimized"] = output
+            if output is not None and pass_type == "OnnxFloatToFloat16" and not params["keep_io_types"]:
+                bases["fp16io"] = output
             hand = models_mod.BY_HAND.get(pass_type)
             first = not any(r.pass_type == pass_type and r.hand_s is not None for r in rows)
             if output is not None and hand is not None and base == "fp32" and first:
@@ -395,7 +419,11 @@ def render(results: dict[str, Any]) -> str:
         f"{results['settings']['runs']} timed runs per model and thread count in "
         f"{results['settings']['rounds']} interleaved rounds. Pass wall time: the pass's `run` alone, one "
         "run; by hand (the first variant of a pass): the same onnxruntime calls in a script, one run, same "
-        "inputs (`bench/pass_overhead.py` measures the overhead carefully, on an MLP).",
+        "inputs (`bench/pass_overhead.py` measures the overhead carefully, on an MLP and on MiniLM). Every "
+        "registered pass that takes an ONNX model has rows (ModelBuilder takes a Hugging Face model: "
+        "`bench/model_builder.py`); Olive's older names OnnxIOFloat16ToFloat32, OnnxModelOptimizer and "
+        "OrtPerfTuning are the same classes as OnnxIODataTypeConverter, OnnxPeepholeOptimizer and "
+        "OrtSessionParamsTuning.",
         "",
     ]
     for name, data in results["models"].items():

@@ -308,6 +308,7 @@ class _Reader:
 
 
 def hand_static_quantization(spec: ModelSpec, params: dict[str, Any], out: Path) -> tuple[str, float]:
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.quantize import get_qdq_config, quantize
 
@@ -336,10 +337,16 @@ def hand_static_quantization(spec: ModelSpec, params: dict[str, Any], out: Path)
                 per_channel=per_channel,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
+                use_external_data_format=True,
             )
+        # The pass's layout: one file (the quantizer wrote external data, as the pass has it do).
+        model = onnx.load(str(out / "model.onnx"))
+        for written in out.iterdir():
+            written.unlink()
+        onnx.save_model(model, str(out / "model.onnx"))
 
     what = "get_qdq_config + quantize" if qdq else "quantize_static (QOperator)"
-    return _timed(f"quant_pre_process + {what}", work)
+    return _timed(f"quant_pre_process + {what} + one-file save", work)
 
 
 def hand_float16(spec: ModelSpec, params: dict[str, Any], out: Path) -> tuple[str, float]:

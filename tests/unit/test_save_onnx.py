@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnx.external_data_helper import uses_external_data
+from onnx.external_data_helper import convert_model_to_external_data, uses_external_data
 
 from olivine.passes.onnx_io import (
     ExternalDataConfig,
     _needs_external_data,
+    _tensor_bytes,
     publish_onnx_file,
     save_onnx_model,
+    save_single_file,
 )
 
 
@@ -84,3 +86,95 @@ def test_publish_gathers_external_data_into_one_file_by_default(tmp_path: Path) 
 def test_save_onnx_model_single_file_by_default(tmp_path: Path) -> None:
     save_onnx_model(_model(), tmp_path / "m.onnx", ExternalDataConfig())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def _rich_model() -> onnx.ModelProto:
+    """Initializers of several types, a Constant, an If with a subgraph initializer, a local function,
+    metadata and a sparse initializer: every place onnx.save_model writes."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.arange(5, dtype=np.int64), "idx"),
+        numpy_helper.from_array(rng.standard_normal(64).astype(np.float16), "h"),
+        # Over 1 MB: its raw data is written as a chunk of its own.
+        numpy_helper.from_array(rng.standard_normal((4096, 96)).astype(np.float32), "big"),
+    ]
+    branch = helper.make_graph(
+        [helper.make_node("Add", ["y", "b"], ["z"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(np.ones(64, np.float32), "b")],
+    )
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["y"]),
+        helper.make_node("Constant", [], ["cond"], value=numpy_helper.from_array(np.array(True))),
+        helper.make_node("If", ["cond"], ["z"], then_branch=branch, else_branch=branch),
+        helper.make_node("Twice", ["z"], ["out"], domain="local"),
+    ]
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "sp"),
+        numpy_helper.from_array(np.array([0, 3], np.int64), "sp_i"),
+        [4],
+    )
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 64])],
+        inits,
+        sparse_initializer=[sparse],
+    )
+    twice = helper.make_function(
+        "local",
+        "Twice",
+        ["a"],
+        ["b"],
+        [helper.make_node("Add", ["a", "a"], ["b"])],
+        [helper.make_opsetid("", 17)],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=[twice],
+        producer_name="test",
+    )
+    helper.set_model_props(model, {"k": "v"})
+    return model
+
+
+def test_save_single_file_reads_back_as_the_same_model(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    model = _rich_model()
+    save_single_file(model, tmp_path / "model.onnx")
+    onnx.save_model(model, str(tmp_path / "reference.onnx"))
+    loaded = onnx.load(str(tmp_path / "model.onnx"))
+    assert loaded == model == onnx.load(str(tmp_path / "reference.onnx"))
+    assert (tmp_path / "model.onnx").stat().st_size == (tmp_path / "reference.onnx").stat().st_size
+    onnx.checker.check_model(str(tmp_path / "model.onnx"))
+    x = np.ones((1, 64), np.float32)
+    got = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"x": x})[0]
+    want = ort.InferenceSession(str(tmp_path / "reference.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_save_single_file_leaves_other_cases_to_onnx(tmp_path: Path) -> None:
+    # Tensors marked for external data that still hold their bytes: onnx.save_model writes the data file.
+    pointing = _model()
+    convert_model_to_external_data(pointing, location="w.bin", size_threshold=0)
+    (tmp_path / "out").mkdir()
+    save_single_file(pointing, tmp_path / "out" / "model.onnx")
+    assert (tmp_path / "out" / "w.bin").is_file()
+    np.testing.assert_array_equal(
+        numpy_helper.to_array(onnx.load(str(tmp_path / "out" / "model.onnx")).graph.initializer[0]),
+        numpy_helper.to_array(_model().graph.initializer[0]),
+    )
+    # A text format by its suffix.
+    save_single_file(_model(), tmp_path / "model.txtpb")
+    assert onnx.load(str(tmp_path / "model.txtpb")) == _model()
+
+
+def test_tensor_bytes_come_from_the_shape_for_raw_data() -> None:
+    model = _rich_model()
+    assert [_tensor_bytes(t) for t in model.graph.initializer] == [64 * 64 * 4, 5 * 8, 64 * 2, 4096 * 96 * 4]

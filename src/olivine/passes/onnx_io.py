@@ -10,7 +10,10 @@ success.
 
 from __future__ import annotations
 
+import functools
+import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -62,7 +65,7 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
     external = config.save_as_external_data or _needs_external_data(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not external:
-        onnx.save_model(proto, str(path))
+        save_single_file(proto, path)
         return
     location = config.external_data_name or f"{path.name}.data"
     if location == path.name:
@@ -79,6 +82,102 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
         size_threshold=config.size_threshold,
         convert_attribute=config.convert_attribute,
     )
+
+
+def save_single_file(proto: onnx.ModelProto, path: Path) -> None:
+    """Write ``proto`` to ``path`` as one protobuf file: what ``onnx.save_model(proto, path)`` writes, ~5x
+    faster on a model whose weight is in its initializers.
+
+    protobuf (upb) serializes a whole model much more slowly than its parts: a 25 MB MLP takes ~14 ms as
+    one message and ~2 ms as its initializers one by one (the nesting of big tensors in the graph message
+    is what costs). So the model is written as its parts: the model without its graph, then the graph
+    field (tag and length written here) holding the graph without its initializers followed by each
+    initializer's own serialization. Protobuf fields may come in any order and a message is the
+    concatenation of its fields, so every parser (onnx, onnxruntime) reads the same ``ModelProto``; only
+    the order of fields in the file differs (the graph after the model's other fields, the initializers
+    after the graph's other fields). A model onnx.save_model would also write external data for (tensors
+    that point at external data but hold their bytes), a text format, or one without initializers is
+    saved by ``onnx.save_model`` itself.
+    """
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    graph = proto.graph
+    tensors = [*graph.initializer, *_attribute_tensors(graph.node)]
+    tensors += [t for f in proto.functions for t in _attribute_tensors(f.node)]
+    if path.suffix.lower() != ".onnx" or not graph.initializer or any(uses_external_data(t) for t in tensors):
+        onnx.save_model(proto, str(path))
+        return
+    head = _copy_fields(proto, onnx.ModelProto(), skip="graph").SerializeToString()
+    graph_head = _copy_fields(graph, onnx.GraphProto(), skip="initializer").SerializeToString()
+    chunks: list[bytes] = []
+    for tensor in graph.initializer:
+        parts = _tensor_parts(tensor)
+        chunks += [_INITIALIZER_KEY + _varint(sum(map(len, parts))), *parts]
+    graph_bytes = len(graph_head) + sum(map(len, chunks))
+    with open(path, "wb") as out:
+        out.write(head)
+        out.write(_GRAPH_KEY + _varint(graph_bytes))
+        out.write(graph_head)
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def _tensor_parts(tensor: onnx.TensorProto) -> list[bytes]:
+    """A tensor's serialization as chunks to write one after another. A big ``raw_data`` is its own chunk
+    (the bytes as Python reads them, key and length written here): upb serializes one big field several
+    times slower than Python copies it out (a 47 MB embedding: ~70 ms against ~5 ms)."""
+    import onnx
+
+    if not tensor.HasField("raw_data") or _tensor_bytes(tensor) < _RAW_CHUNK_BYTES:
+        return [tensor.SerializeToString()]
+    rest = _copy_fields(tensor, onnx.TensorProto(), skip="raw_data").SerializeToString()
+    raw = tensor.raw_data
+    return [rest, _RAW_DATA_KEY + _varint(len(raw)), raw]
+
+
+# Protobuf keys (field number << 3 | wire type 2, length-delimited) of ModelProto.graph and
+# GraphProto.initializer (onnx.proto: graph = 7, initializer = 5)...
+_GRAPH_KEY = bytes([7 << 3 | 2])
+_INITIALIZER_KEY = bytes([5 << 3 | 2])
+# ... and of TensorProto.raw_data (9); a raw_data this big is written as its own chunk.
+_RAW_DATA_KEY = bytes([9 << 3 | 2])
+_RAW_CHUNK_BYTES = 1 << 20
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _copy_fields(source: Any, target: Any, *, skip: str) -> Any:
+    """``target`` with every field of ``source`` set in it except ``skip`` (which is not copied at all)."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated:
+            getattr(target, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+    return target
+
+
+def _attribute_tensors(nodes: Any) -> Iterator[onnx.TensorProto]:
+    """The tensors in the attributes of ``nodes`` and of their subgraphs (initializers included)."""
+    for node in nodes:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for graph in [attribute.g, *attribute.graphs]:
+                yield from graph.initializer
+                yield from _attribute_tensors(graph.node)
 
 
 def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
@@ -134,9 +233,26 @@ def _needs_external_data(
 
 
 def _tensor_bytes(tensor: onnx.TensorProto) -> int:
-    """The bytes a tensor's data takes (raw or typed fields; 8 bytes per typed element is an upper bound)."""
+    """The bytes a tensor's data takes (raw or typed fields; 8 bytes per typed element is an upper bound).
+
+    Raw data is counted from the shape and element type: reading ``raw_data`` from Python copies it
+    (~1 ms per 25 MB). Its length is the element count times the element size for every type that
+    onnx stores raw (sub-byte types are counted a byte per element: an upper bound)."""
     typed = len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data) + len(tensor.double_data)
-    return len(tensor.raw_data) + 8 * typed + sum(len(v) for v in tensor.string_data)
+    raw = 0
+    if tensor.HasField("raw_data"):
+        raw = math.prod(tensor.dims) * _element_bytes(tensor.data_type)
+    return raw + 8 * typed + sum(len(v) for v in tensor.string_data)
+
+
+@functools.cache
+def _element_bytes(data_type: int) -> int:
+    from onnx import helper
+
+    try:
+        return max(1, int(helper.tensor_dtype_to_np_dtype(data_type).itemsize))
+    except (KeyError, TypeError, ValueError):  # an unknown type: at most 16 bytes an element (complex128)
+        return 16
 
 
 def _has_external_data(proto: onnx.ModelProto) -> bool:
