@@ -9,7 +9,10 @@ runs two 1-CPU tasks at once, as two 1-CPU worker nodes would; the tasks open th
 Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
 model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
 starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
-model's evaluation in this process, the shared prefix as one task, then the candidates). Each run
+model's evaluation in this process, the shared prefix as one task, then the candidates), and, with
+``--modes warm``, ``cached`` with the task processes started and their imports done before the timer
+(Ray starts a job's worker processes afresh; each pays ~10 s of imports on its one CPU before its first
+candidate, a cost that does not shrink with more workers). Each run
 realises the first ``--candidates`` points of ``examples/minilm-search`` (sequential sampler) through
 :class:`olivine.engine.ray_executor.RayExecutor` in this process. Rounds interleave the clusters
 (alternating which goes first); medians are reported, with the load average before and after each run
@@ -73,7 +76,37 @@ def _config(work: Path, cache: Path, out: Path, candidates: int | None) -> Path:
     return path
 
 
-def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
+def _warm_task() -> int:
+    """What a task process imports before its first candidate (the example's tokenizer needs
+    transformers); ~10 s on one CPU, once per worker process."""
+    import os
+
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import olivine.engine.evaluation
+    import olivine.engine.task_work  # noqa: F401
+
+    time.sleep(1.0)  # overlap with the other slots' warm-up, so each lands on its own worker
+    return os.getpid()
+
+
+def _warm_workers(address: str, slots: int) -> float:
+    """Connect this process to the cluster (so the executor reuses the connection and its workers)
+    and start ``slots`` task processes with the imports done; returns the seconds it took."""
+    import ray
+
+    start = time.perf_counter()
+    ray.init(address=address, namespace="olivine", log_to_driver=False, configure_logging=False)
+    warm = ray.remote(_warm_task).options(num_cpus=1)
+    pids = ray.get([warm.remote() for _ in range(slots)])
+    if len(set(pids)) != slots:
+        print(f"warm-up: {slots} slots but {len(set(pids))} worker process(es)", flush=True)
+    return time.perf_counter() - start
+
+
+def _run(config: Path, address: str | None, warm_slots: int = 0) -> tuple[float, dict[str, Any]]:
     from olivine.engine.executor import SpreadSettings
     from olivine.engine.ray_executor import RayExecutor
     from olivine.engine.resolve import load_workflow
@@ -81,8 +114,16 @@ def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
 
     workflow = load_workflow(config)
     executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    if address and warm_slots:
+        _warm_workers(address, warm_slots)
     start = time.perf_counter()
-    result = run_workflow(workflow, executor=executor)
+    try:
+        result = run_workflow(workflow, executor=executor)
+    finally:
+        if warm_slots:
+            import ray
+
+            ray.shutdown()
     elapsed = time.perf_counter() - start
     footprint: dict[str, Any] = json.loads((result.output_dir / "footprint.json").read_text())
     return elapsed, footprint
@@ -97,11 +138,27 @@ def _timed(candidate: dict[str, Any]) -> dict[str, list[float | None]]:
     }
 
 
+def _tasks(done: list[dict[str, Any]]) -> dict[str, float] | None:
+    """From the candidates' ``ran_on``: the tasks' summed seconds, the span from the first start to the
+    last end, and the first task of each task process (CPU) that paid its process's start-up."""
+    ran = [c["ran_on"] for c in done if c.get("ran_on")]
+    if not ran:
+        return None
+    first: dict[str, dict[str, Any]] = {}
+    for where in sorted(ran, key=lambda r: r["started"]):
+        first.setdefault(",".join(map(str, where["cpus"])), where)
+    return {
+        "sum": round(sum(r["ended"] - r["started"] for r in ran), 1),
+        "span": round(max(r["ended"] for r in ran) - min(r["started"] for r in ran), 1),
+        "first": round(max(r["ended"] - r["started"] for r in first.values()), 1),
+    }
+
+
 def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> dict[str, Any]:
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
         shutil.rmtree(folder, ignore_errors=True)
-    if mode == "cached":
+    if mode in ("cached", "warm"):
         shutil.copytree(warm, cache)
     config = _config(work, cache, out, candidates)
     temp = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))  # short: Ray's socket paths
@@ -109,7 +166,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
     head.start()
     try:
         load_before = load_average()
-        elapsed, footprint = _run(config, head.gcs_address)
+        elapsed, footprint = _run(config, head.gcs_address, cpus if mode == "warm" else 0)
         load_after = load_average()
     finally:
         head.stop()
@@ -127,6 +184,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
         "best_model_id": best["model_id"] if best else None,
         "outline": [[c["id"], c["model_id"], c["status"]] for c in done],
         "timed": {c["id"]: _timed(c) for c in done if _timed(c)},
+        "tasks": _tasks(done),
         "ran_on": {c["id"]: c.get("ran_on") for c in done},
         "load_before": load_before,
         "load_after": load_after,
@@ -170,18 +228,24 @@ def _markdown(doc: dict[str, Any]) -> str:
         "with 1 CPU vs 2 CPUs for tasks (two 1-CPU workers; one node because several nodes on one machine "
         "would bind Ray to the external interface). `cached`: the input evaluation and the shared "
         "conversion + optimization prefix are cached before the timed run (the candidates' work only); "
-        f"`whole`: the whole search from an empty cache. {doc['rounds']} interleaved round(s); medians.",
+        "`whole`: the whole search from an empty cache; `warm`: as `cached`, with the cluster's task "
+        "processes started and their imports done before the timed run (each job's workers pay that once, "
+        f"~10 s on one CPU). {doc['rounds']} interleaved round(s); medians.",
         "",
-        "| cluster | mode | seconds | candidates/min | best | load before -> after |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| cluster | mode | seconds | candidates/min | tasks: span / sum / slowest first | best | "
+        "load before -> after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        tasks = r.get("tasks") or {}
+        spans = f"{tasks['span']} / {tasks['sum']} / {tasks['first']}" if tasks else "-"
         lines.append(
             f"| {r['cpus']} x 1 CPU | {r.get('mode', 'cached')} | {r['seconds']} | {r['per_minute']} | "
-            f"{r['best']} | {' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
+            f"{spans} | {r['best']} | {' '.join(map(str, r['load_before']))} -> "
+            f"{' '.join(map(str, r['load_after']))} |"
         )
     lines.append("")
-    for mode in ("cached", "whole"):
+    for mode in ("cached", "whole", "warm"):
         found = _throughput(rows, mode)
         if found is None:
             continue
@@ -192,6 +256,10 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"**{ratio:.2f}x** (goal >= {GOAL}x: {verdict})."
         )
     lines += [
+        "- Tasks (seconds, from each candidate's `ran_on`): span from the first task's start to the last "
+        "one's end; sum of the tasks' own times (more than the 1-worker sum: the tasks slowed each other "
+        "or shared CPUs with other processes); slowest first task of a task process (it pays the "
+        "process's imports and evaluator set-up, once per process, in parallel across workers).",
         f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
         f"same best model: {'yes' if same_best else 'NO'}.",
     ]
@@ -237,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modes",
         default="cached,whole",
-        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache)",
+        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache), "
+        "warm (cached, and the task processes started with their imports done before the timed run)",
     )
     parser.add_argument("--doc", action="store_true", help="write the block in BENCHMARKS.md")
     parser.add_argument("--render", type=Path, help="only render a saved result (with --doc: write it)")
@@ -257,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     warm_seconds, _ = _run(_config(work, warm, work / "warm-out", None), None)
     print(f"warm-up (input evaluation + shared prefix, serial): {warm_seconds:.1f}s", flush=True)
     modes = [m for m in args.modes.split(",") if m]
-    if not modes or set(modes) - {"cached", "whole"}:
-        parser.error("--modes: cached and/or whole")
+    if not modes or set(modes) - {"cached", "whole", "warm"}:
+        parser.error("--modes: cached, whole, warm")
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = (1, 2) if round_index % 2 == 0 else (2, 1)

@@ -169,20 +169,16 @@ def _ort_session() -> Any:
 
 
 @pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs")
-def test_onnxruntime_default_sessions_stay_on_a_task_s_cpu_which_plain_pinning_does_not_ensure(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_onnxruntime_default_sessions_stay_on_a_task_s_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime 1.32 pins its default pool's threads to cores of its choosing: with plain pinning to
+    CPU 0 its pool thread went to CPU 1 (seen on this 2-core machine). A task steers such sessions."""
     from olivine.engine.task_work import _own_cpus
 
     monkeypatch.setattr(affinity, "allowed_cpus", lambda: (ALLOWED[0],))  # the first CPU, as seen on Ray
-    with exclusive_cpus(1) as cpus:
-        session = _ort_session()
-        escaped = affinity.escaped_threads(cpus)  # onnxruntime pinned its pool thread to another core
-        del session
-    assert escaped, "onnxruntime no longer pins its default pool: the task's steering may be unneeded"
     with _own_cpus(1) as watcher:
         session = _ort_session()
         assert affinity.escaped_threads(watcher.cpus) == {}
+        assert session.get_session_options().intra_op_num_threads == 1
         del session
     assert watcher.outside == set()
 

@@ -294,10 +294,12 @@ def candidate_task(recipe: TaskRecipe, proposal: Proposal, total: int | None, cp
 
 
 def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float) -> TaskResult:
-    """Realise a chain prefix that several candidates share (no evaluation) on CPUs of its own."""
+    """Realise a chain prefix that several candidates share (no evaluation) on ``ceil(cpus)`` CPUs of
+    its own, at most as many as this process may use (the executor may ask for every slot's CPUs)."""
     from olivine.errors import PassRunError
 
-    with _own_cpus(cpus) as watcher:
+    usable = len(affinity.allowed_cpus()) or cpu_count(cpus)
+    with _own_cpus(min(cpu_count(cpus), usable)) as watcher:
         work = work_of(recipe)
         events = _listening(work)
         try:
