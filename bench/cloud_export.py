@@ -2,8 +2,9 @@
 
 Usage: ``python bench/cloud_export.py [--mb 200] [--rounds 3] [--backends azure,s3]``
 
-Starts Azurite (npm ``azurite@3.35.0``, cached) and moto's S3 server on 127.0.0.1 (both stopped at the
-end), then for each backend:
+Starts Azurite (npm ``azurite@3.35.0``, cached) and moto's S3 server on 127.0.0.1, each as its own
+process (so the server's CPU, and for moto its GIL, is not the measured client's; both stopped by PID at
+the end), then for each backend:
 
 1. **Throughput** (direct connection, no proxy): the same tree of files (like a workflow cache: two
    large models, medium files, many small records; ``--mb`` in all) exported by Olivine's
@@ -12,7 +13,8 @@ end), then for each backend:
    number of files in flight as the exporter (8) and each SDK's default per-file settings. Olivine is
    timed twice: on cold files (every file hashed while it is exported) and on the same files with their
    sha256 recorded in sidecars, as a worker's cache has them (the engine hashes at commit). Rounds are
-   interleaved (each of the three goes first in turn); medians; goal: Olivine >= 0.8x the SDK.
+   interleaved (each of the three goes first in turn); medians; goal: Olivine >= 0.8x the SDK. The
+   client's CPU seconds (this process, every thread) and the server's are printed per variant.
 2. **Requests and bytes** (through a counting proxy): per export (cache and output of the tree, then
    finalize), per status read, per listing (a workflow's exports, the asset catalog), per fetch of
    the output (verified against the manifest).
