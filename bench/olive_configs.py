@@ -273,21 +273,21 @@ def swap_model(config: dict[str, Any], folder: Path, tiny: dict[str, dict[str, A
 # ---------------------------------------------------------------------------------------------- collect
 
 
-def _sources(olive: Path, recipes: Path) -> list[tuple[str, Path, str]]:
+def _sources(olive: Path, recipes: Path, refs: tuple[str, ...] = OLIVE_REFS) -> list[tuple[str, Path, str]]:
     out = []
     if olive.exists():
         tags = set(_git(olive, "tag").decode().split())
-        out += [("olive", olive, ref) for ref in OLIVE_REFS if ref == "HEAD" or ref in tags]
+        out += [("olive", olive, ref) for ref in refs if ref == "HEAD" or ref in tags]
     if recipes.exists():
         out.append(("recipes", recipes, "HEAD"))
     return out
 
 
-def collect(work: Path, olive: Path, recipes: Path) -> int:
+def collect(work: Path, olive: Path, recipes: Path, refs: tuple[str, ...] = OLIVE_REFS) -> int:
     tiny = _tiny_models(work)
     seen: set[str] = set()
     index: list[dict[str, Any]] = []
-    for source, gitdir, ref in _sources(olive, recipes):
+    for source, gitdir, ref in _sources(olive, recipes, refs):
         tree = _tree(gitdir, ref)
         by_dir: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
         for row in tree:
@@ -331,14 +331,14 @@ def _extract_dir(gitdir: Path, rows: list[tuple[str, str, int]], folder: Path) -
 # ---------------------------------------------------------------------------------------------- run
 
 
-def _validate(config: Path) -> tuple[str, str, list[str]]:
+def _validate(config: Path, cpu_fallback: bool = False) -> tuple[str, str, list[str]]:
     """("ok", "", pass types) or ("refused", one-line reason, pass types)."""
     from olivine import api
     from olivine.errors import OlivineError
 
     types = _pass_types(config)
     try:
-        api.load(config)
+        api.load(config, cpu_fallback=cpu_fallback)
     except OlivineError as exc:
         return "refused", str(exc).splitlines()[0], types
     except Exception as exc:  # a crash in validation is a failure, not a refusal
@@ -358,7 +358,9 @@ def _pass_types(config: Path) -> list[str]:
     return out
 
 
-def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, float]:
+def _run_e2e(
+    config: Path, work: Path, timeout_s: float, cpu_fallback: bool = False
+) -> tuple[str, str, float]:
     out = work / "runs" / config.stem
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env["PYTHONPATH"] = str(ROOT / "src")
@@ -374,6 +376,7 @@ def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, floa
         str(out / "output"),
         "--cache-dir",
         str(out / "cache"),
+        *(["--cpu-fallback"] if cpu_fallback else []),
     ]
     start = time.perf_counter()
     try:
@@ -392,7 +395,7 @@ def _run_e2e(config: Path, work: Path, timeout_s: float) -> tuple[str, str, floa
 
 def run(args: argparse.Namespace) -> int:
     work = Path(args.work).resolve()
-    index = json.loads((work / "index.json").read_text())
+    index = json.loads(Path(args.index or work / "index.json").read_text())
     if args.only:
         index = [e for e in index if args.only in e["path"] or args.only in e["id"]]
     if args.limit:
@@ -404,14 +407,14 @@ def run(args: argparse.Namespace) -> int:
         old = Path.cwd()
         os.chdir(config.parent)
         try:
-            status, reason, types = _validate(config)
+            status, reason, types = _validate(config, args.cpu_fallback)
         finally:
             os.chdir(old)
         row = dict(entry, dry_run=status, reason=reason, passes=types, outcome=status)
         if status == "ok":
             row["outcome"] = "validated"
             if args.e2e:
-                outcome, why, wall = _run_e2e(config, work, args.timeout)
+                outcome, why, wall = _run_e2e(config, work, args.timeout, args.cpu_fallback)
                 row.update(outcome=outcome, reason=why, wall_s=round(wall, 1))
         elif status == "crashed":
             row["outcome"] = "failed"
@@ -510,18 +513,26 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--work", required=True)
     c.add_argument("--olive", default=str(OLIVE_GIT))
     c.add_argument("--recipes", default=str(RECIPES_GIT))
+    c.add_argument("--refs", help=f"comma-separated Olive refs (default {','.join(OLIVE_REFS)})")
     r = sub.add_parser("run")
     r.add_argument("--work", required=True)
     r.add_argument("--e2e", action="store_true", help="run end to end the configs that validate")
     r.add_argument("--timeout", type=float, default=300.0)
     r.add_argument("--limit", type=int, default=0)
     r.add_argument("--only", help="only configs whose path or id contains this")
+    r.add_argument("--index", help="an index file (a subset of WORK/index.json: one chunk of a long run)")
     r.add_argument("--json", help="write every row to this file")
+    r.add_argument(
+        "--cpu-fallback",
+        action="store_true",
+        help="validate as `olivine run --cpu-fallback` does (audit: what a GPU config's CPU variant meets)",
+    )
     args = parser.parse_args(argv)
     if args.command == "collect":
         work = Path(args.work).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        return collect(work, Path(args.olive), Path(args.recipes))
+        refs = tuple(args.refs.split(",")) if args.refs else OLIVE_REFS
+        return collect(work, Path(args.olive), Path(args.recipes), refs)
     return run(args)
 
 

@@ -745,3 +745,61 @@ def test_feature_extraction_model_keeps_label_col_after_olives_task_fill_in(tmp_
     assert dc.pre_process_data_config.params["task"] == "feature-extraction"
     _, labels = next(iter(build_dataloader(dc, tokenizer_path=str(tmp_path / "bert"))))
     assert labels is not None and labels.tolist() == [1]
+
+
+_FORMAT_SCRIPT = """
+def qa_text(example):
+    return f"Question: {example['question']} Answer: {example['answer']}"
+"""
+
+
+def test_text_formatting_func_of_the_components_user_script_builds_each_rows_text(tmp_path: Path) -> None:
+    from olivine.data.hf import load_tokenizer
+    from olivine.data.pipeline import build_dataloader
+
+    (tmp_path / "formatting.py").write_text(_FORMAT_SCRIPT)
+    rows = [{"question": f"what is {i} plus {i}", "answer": str(2 * i)} for i in range(4)]
+    cfg = _text_gen_cfg(
+        tmp_path,
+        strategy="line-by-line",
+        max_seq_len=40,
+        add_special_tokens=False,
+        text_formatting_func="qa_text",
+        user_script="formatting.py",
+    )
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # no 'text' column
+    workflow = load(_write(tmp_path, cfg))
+    keys = [key for key, _ in workflow.local_files()]
+    assert "data_configs.0.pre_process_data_config.params.user_script" in keys  # bundled for remote hosts
+    batches = list(build_dataloader(workflow.data_configs["gen"], tokenizer_path=str(tmp_path / "llama")))
+    tokenizer = load_tokenizer(None, str(tmp_path / "llama"), None)
+    expected = tokenizer("Question: what is 0 plus 0 Answer: 0", add_special_tokens=False)["input_ids"]
+    inputs, _ = batches[0]
+    assert inputs["input_ids"][0][inputs["attention_mask"][0] == 1].tolist() == expected
+
+
+def test_text_formatting_func_is_refused_at_validation_without_its_script_or_function(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, _text_gen_cfg(tmp_path, text_formatting_func="qa_text")))
+    assert "user_script must be provided if text_formatting_func is a name string" in info.value.message
+    (tmp_path / "formatting.py").write_text(_FORMAT_SCRIPT)
+    cfg = _text_gen_cfg(tmp_path, text_formatting_func="qa_txt", user_script="formatting.py")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "data_configs.0.pre_process_data_config.params.text_formatting_func"
+    assert "'qa_txt' is not a function of user_script" in info.value.message
+    assert info.value.message.endswith("formatting.py")
+
+
+def test_text2text_generation_with_past_is_refused_at_validation_naming_the_task(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_bert
+
+    model = write_tiny_bert(tmp_path / "bert")
+    model["task"] = "text2text-generation-with-past"
+    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "input_model.task"
+    message = info.value.message
+    assert "task 'text2text-generation-with-past' (an encoder-decoder model" in message
+    assert "supported: audio-classification" in message and "text2text-generation," not in message

@@ -185,3 +185,39 @@ def test_call_module_passes_positionally_when_names_differ_from_forward(tmp_path
     x = torch.ones(4, MLP_IN)
     with torch.inference_mode():
         assert torch.equal(call_module(module, ["input"], {"input": x}), module(x))
+
+
+def test_kv_cache_extends_a_pytorch_io_config_as_olive_and_merges_past_inputs_for_forward() -> None:
+    from olivine.model.loaders import extend_with_kv_cache, merge_past_key_values
+
+    io = {
+        "input_names": ["input_ids", "attention_mask"],
+        "input_shapes": [[2, 3], [2, 7]],
+        "input_types": ["int64", "int64"],
+        "output_names": ["logits"],
+        "kv_cache": True,
+    }
+    out = extend_with_kv_cache(io, {"n_layer": 2, "n_head": 2, "n_embd": 8})
+    assert out["input_names"][2:] == [
+        "past_key_values.0.key",
+        "past_key_values.0.value",
+        "past_key_values.1.key",
+        "past_key_values.1.value",
+    ]
+    assert out["output_names"] == [
+        "logits",
+        "present.0.key",
+        "present.0.value",
+        "present.1.key",
+        "present.1.value",
+    ]
+    # [batch (input_ids'), heads, past = attention mask length - input ids length, hidden / heads]
+    assert out["input_shapes"][2:] == [[2, 2, 4, 4]] * 4 and out["input_types"][2:] == ["float32"] * 4
+    assert out["dynamic_axes"]["past_key_values.1.value"] == {0: "batch_size", 2: "past_sequence_length"}
+    assert out["dynamic_axes"]["present.0.key"] == {
+        0: "batch_size",
+        2: "past_sequence_length + sequence_length",
+    }
+    feed = {"input_ids": 1, "past_key_values.1.key": "k1", "past_key_values.0.value": "v0"}
+    feed |= {"past_key_values.0.key": "k0", "past_key_values.1.value": "v1"}
+    assert merge_past_key_values(feed) == {"input_ids": 1, "past_key_values": [("k0", "v0"), ("k1", "v1")]}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from olivine.engine.executor import SerialExecutor, SpreadSettings, executor_for
-from olivine.engine.ray_executor import _Recipe, _work_of
+from olivine.engine.task_work import TaskRecipe, work_of
 from olivine.errors import CacheError, HostError
 from olivine.hosts.ray_jobs_api import _zip_folder
 from olivine.model.accelerator import Accelerator
@@ -25,14 +25,19 @@ def test_spread_settings_round_trip_and_refuse_an_unknown_executor() -> None:
     with pytest.raises(HostError, match="search_spread executor 'dask' is unknown"):
         SpreadSettings.from_json({"executor": "dask", "workers": 2, "num_cpus": 1})
     assert isinstance(executor_for(None), SerialExecutor)
+    # A record written before the executor field existed (it always carried "executor": "ray").
+    old = SpreadSettings.from_json({"executor": "ray", "workers": 2, "num_cpus": 1, "address": None})
+    assert old == SpreadSettings(workers=2, num_cpus=1) and old.executor == "ray"
+    local = SpreadSettings(workers=2, num_cpus=1, executor="local")
+    assert SpreadSettings.from_json(local.to_json()) == local
 
 
 def test_ray_task_refuses_a_cache_it_cannot_see(tmp_path: Path) -> None:
-    recipe = _Recipe(
+    recipe = TaskRecipe(
         token="t",
         workflow_id="w",
         cache_root=tmp_path / "cache",
-        marker=tmp_path / "cache" / "w" / ".olivine-ray-t",  # never written: another node's disk
+        marker=tmp_path / "cache" / "w" / ".olivine-spread-t",  # never written: another node's disk
         accelerator=Accelerator(),
         input_model=ModelHandle.from_json({"type": "ONNXModel", "config": {"model_path": str(tmp_path)}}),
         input_model_id="m",
@@ -42,7 +47,7 @@ def test_ray_task_refuses_a_cache_it_cannot_see(tmp_path: Path) -> None:
         workflow=None,
     )
     with pytest.raises(CacheError, match=r"cache folder .* is not visible on node .*: every node must mount"):
-        _work_of(recipe)
+        work_of(recipe)
     assert not (tmp_path / "cache").exists()  # no node-local cache was started
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from olivine.config.base import LocalPath, LocalPathOrName, StrictModel
 from olivine.config.session import SessionOptions
@@ -23,8 +23,62 @@ class IOConfig(StrictModel):
     dynamic_axes: dict[str, dict[int, str]] | None = None
     dynamic_shapes: Any = None
     #: Olive's KV-cache inputs/outputs for generative models (bool or a KVCacheConfig mapping); an HfModel
-    #: with task text-generation-with-past is exported with its cache whatever the mapping says.
+    #: with task text-generation-with-past is exported with its cache whatever the mapping says. A
+    #: PyTorchModel's io_config is extended with the cache as Olive does (:func:`kv_cache_config`).
     kv_cache: bool | dict[str, Any] | None = None
+
+
+class KVCacheConfig(StrictModel):
+    """Olive's ``KVCacheConfig`` (``olive/model/config/kv_cache_config.py``): the past/present key-value
+    inputs and outputs a PyTorchModel's io_config is extended with."""
+
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    ort_past_key_name: str = "past_key_values.<id>.key"
+    ort_past_value_name: str = "past_key_values.<id>.value"
+    ort_present_key_name: str = "present.<id>.key"
+    ort_present_value_name: str = "present.<id>.value"
+    world_size: int = Field(1, ge=1)
+    past_sequence_length: int | None = None
+    batch_size: int = 0
+    dtype: str | None = "float32"
+    shared_kv: bool = False
+    sequence_length_idx: int = 2
+    past_kv_dynamic_axis: dict[int, str] | None = None
+    present_kv_dynamic_axis: dict[int, str] | None = None
+
+
+#: Olive's aliases (``resolve_alias``) for the three numbers a KV cache needs, read from model_attributes.
+_KV_ALIASES = {
+    "num_hidden_layers": ("num_hidden_layers", "num_layers", "n_layer", "n_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
+    "hidden_size": ("hidden_size", "d_model", "n_embd", "dim"),
+}
+
+
+def kv_cache_config(
+    kv_cache: bool | dict[str, Any], model_attributes: dict[str, Any] | None
+) -> KVCacheConfig:
+    """Olive's ``complete_kv_cache_with_model_attributes``: the mapping (or ``true``) completed with the
+    model's numbers from ``model_attributes``.
+
+    Raises:
+        ValueError: a number is in neither, or the mapping has a key Olive's KVCacheConfig does not.
+    """
+    given = dict(kv_cache) if isinstance(kv_cache, dict) else {}
+    attributes = model_attributes or {}
+    for key, aliases in _KV_ALIASES.items():
+        if not given.get(key):
+            given[key] = next((attributes[a] for a in aliases if attributes.get(a)), None)
+    if not given.get("world_size"):
+        given["world_size"] = attributes.get("world_size") or 1
+    missing = [key for key in _KV_ALIASES if not given.get(key)]
+    if missing:
+        raise ValueError(
+            f"kv_cache needs {', '.join(missing)} (in kv_cache or model_attributes), as Olive does"
+        )
+    return KVCacheConfig.model_validate(given)
 
 
 class InferenceSettings(StrictModel):
@@ -78,10 +132,18 @@ class PyTorchModelConfig(StrictModel):
     @model_validator(mode="after")
     def _loadable(self) -> PyTorchModelConfig:
         if isinstance(self.io_config, IOConfig) and self.io_config.kv_cache:
-            raise ValueError(
-                "io_config.kv_cache of a PyTorchModel is not supported by Olivine yet (an HfModel with "
-                "task text-generation-with-past is exported with its KV cache)"
-            )
+            # The model side is built (loaders.extend_with_kv_cache, merge_past_key_values); OnnxConversion
+            # still has to accept Olive's dotted input names (past_key_values.<i>.key).
+            raise ValueError("io_config.kv_cache of a PyTorchModel is not supported by Olivine yet")
+        if isinstance(self.io_config, IOConfig) and self.io_config.kv_cache:
+            try:
+                kv_cache_config(self.io_config.kv_cache, self.model_attributes)
+            except ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in error["loc"])
+                raise ValueError(f"io_config.kv_cache.{where}: {error['msg']}") from None
+            except ValueError as exc:
+                raise ValueError(f"io_config.{exc}") from None
         if self.model_path is None and self.model_loader is None:
             raise ValueError("needs 'model_path' or 'model_loader' (a function in 'model_script')")
         if self.model_loader is not None and self.model_script is None:

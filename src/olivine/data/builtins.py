@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from olivine.data import params as p
 from olivine.data.registry import ComponentKind
-from olivine.data.text_generation import TextGenerationPreProcessParams
+from olivine.data.text_generation import TextGenerationPreProcessParams, check_text_generation
 from olivine.data.user_script import resolve_path
 from olivine.errors import DataError
 
@@ -209,7 +209,9 @@ BUILTINS: dict[ComponentKind, dict[str, Builtin]] = {
         "skip_pre_process": _IDENTITY_PRE,
         "huggingface_pre_process": Builtin(_tokenize, p.HuggingfacePreProcessParams),
         "tokenizer_pre_process": Builtin(_tokenize, p.TokenizerPreProcessParams),
-        "text_generation_huggingface_pre_process": Builtin(_text_generation, TextGenerationPreProcessParams),
+        "text_generation_huggingface_pre_process": Builtin(
+            _text_generation, TextGenerationPreProcessParams, check_text_generation
+        ),
     },
     "post_process_data": {
         "post_process": _IDENTITY_POST,

@@ -119,7 +119,7 @@ def check_columns(load: HuggingfaceDatasetParams, pre: ComponentParams, base_dir
     elif isinstance(pre, TextGenerationPreProcessParams):
         if pre.chat_template:
             wanted = [("message_col", pre.message_col)]
-        elif pre.text_template is None:
+        elif pre.text_template is None and pre.text_formatting_func is None:
             wanted = [("text_cols", c) for c in pre.columns]
     for key, column in wanted:
         if column not in header:

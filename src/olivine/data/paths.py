@@ -1,10 +1,11 @@
 """The local files a data config reads: listing them (for the remote bundler), rewriting them, and a
 content fingerprint (for evaluation cache keys).
 
-Local paths are ``user_script``, ``script_dir``, and in any component's ``params``: ``data_dir``,
-``data_files`` (a path, a list, or a mapping of split / array name -> path(s)), and ``model_name`` /
-``model_config_path`` when they name an existing local folder (a tokenizer). ``data_files`` of
-``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined.
+Local paths are ``user_script``, ``script_dir``, and in any component's ``params``: ``user_script``,
+``script_dir``, ``data_dir``, ``data_files`` (a path, a list, or a mapping of split / array name ->
+path(s)), and ``model_name`` / ``model_config_path`` when they name an existing local folder (a
+tokenizer). ``data_files`` of ``huggingface_dataset`` are relative to its ``data_dir`` when both are
+given; they are listed joined.
 Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files.1``.
 """
 
@@ -53,6 +54,10 @@ def _slots(data: dict[str, Any], base_dir: Path | None) -> Iterator[_Slot]:
             value = params.get(key)
             if isinstance(value, str) and _is_local(value, base_dir):
                 yield f"{prefix}.{key}", params, key, value
+        # A component's own script (Olive's TextGenParams: the text_formatting_func's user_script).
+        for key in ("user_script", "script_dir"):
+            if isinstance(params.get(key), str):
+                yield f"{prefix}.{key}", params, key, params[key]
 
 
 def _value_slots(path: str, holder: Any, key: Any, value: Any, under: str | None) -> Iterator[_Slot]:
@@ -109,7 +114,7 @@ def content_fingerprint(dc: DataConfig, *, base_dir: Path | None = None) -> str:
     """
     data = dc.model_dump()
     for key, holder, slot, shown in list(_slots(data, base_dir)):
-        holder[slot] = content_hash(resolve_path(shown, base_dir), code_only=key == "script_dir")
+        holder[slot] = content_hash(resolve_path(shown, base_dir), code_only=key.endswith("script_dir"))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

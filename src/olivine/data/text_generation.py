@@ -3,8 +3,10 @@
 (``olive/data/component/text_generation.py``).
 
 The text of a row comes from ``chat_template`` (the tokenizer's chat template over ``message_col``), else
-``text_template`` (a ``str.format`` template over the row's columns), else ``text_cols`` joined by a space
-(default ``["text"]``); ``add_special_tokens`` wraps it in the tokenizer's BOS/EOS tokens. Strategies:
+``text_formatting_func`` (a function of the component's own ``user_script``, called with the row's dict;
+Olive requires that ``user_script`` when the function is named), else ``text_template`` (a ``str.format``
+template over the row's columns), else ``text_cols`` joined by a space (default ``["text"]``);
+``add_special_tokens`` wraps it in the tokenizer's BOS/EOS tokens. Strategies:
 
 - ``join`` (default): every text joined with ``joiner`` and cut into non-overlapping ``max_seq_len`` blocks;
 - ``join-sliding-window``: blocks every ``stride`` tokens; the first ``max_seq_len - stride`` tokens of a
@@ -20,13 +22,14 @@ its label the input ids with padding and context set to -100, as in Olive.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from olivine.data.params import ComponentParams
-from olivine.errors import DataError
+from olivine.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy and the datasets when rows are built: validating a config needs neither
     import numpy as np
@@ -72,10 +75,8 @@ class TextGenerationPreProcessParams(ComponentParams):
     @model_validator(mode="after")
     def _consistent(self) -> TextGenerationPreProcessParams:
         # Olive's TextGenParams validators, same rules and wording.
-        if self.text_formatting_func is not None:
-            raise ValueError(
-                "text_formatting_func is not supported by Olivine yet; use text_template or text_cols"
-            )
+        if self.text_formatting_func is not None and self.user_script is None:
+            raise ValueError("user_script must be provided if text_formatting_func is a name string")
         if self.pad_to_max_len and self.drop_short_sequences:
             raise ValueError("pad_to_max_len and drop_short_sequences cannot both be True")
         if self.strategy == "join-sliding-window" and self.stride is None:
@@ -92,6 +93,30 @@ class TextGenerationPreProcessParams(ComponentParams):
     def columns(self) -> list[str]:
         return [self.text_cols] if isinstance(self.text_cols, str) else list(self.text_cols)
 
+    def formatting_func(self, base_dir: Path | None) -> Callable[[dict[str, Any]], Any] | None:
+        """``text_formatting_func`` from ``user_script`` (relative paths: the config file's folder).
+
+        Raises:
+            ConfigError: the script has no callable of that name (or cannot be found or imported).
+        """
+        if self.text_formatting_func is None or self.user_script is None:
+            return None
+        from olivine.data.user_script import load_user_script
+
+        module = load_user_script(self.user_script, self.script_dir, base_dir=base_dir)
+        func = getattr(module, self.text_formatting_func, None)
+        if not callable(func):
+            raise ConfigError(
+                f"'{self.text_formatting_func}' is not a function of user_script {self.user_script}",
+                path="text_formatting_func",
+            )
+        return func
+
+
+def check_text_generation(params: TextGenerationPreProcessParams, base_dir: Path | None) -> None:
+    """At validation (--dry-run): the named ``text_formatting_func`` exists in its ``user_script``."""
+    params.formatting_func(base_dir)
+
 
 def text_generation_rows(
     rows: list[dict[str, Any]],
@@ -106,7 +131,8 @@ def text_generation_rows(
     from olivine.data.datasets import SampleListDataset
     from olivine.data.hf import load_tokenizer
 
-    if not params.chat_template and params.text_template is None:
+    formatting = params.formatting_func(base_dir)
+    if not params.chat_template and params.text_template is None and formatting is None:
         missing = [c for c in params.columns if rows and c not in rows[0]]
         if missing:
             raise DataError(
@@ -119,7 +145,7 @@ def text_generation_rows(
         if tokenizer.eos_token is None:
             raise DataError("pad_to_max_len needs a tokenizer with a pad (or eos) token; this one has none")
         tokenizer.pad_token = tokenizer.eos_token
-    texts = [t for t in (_text(row, params, tokenizer) for row in rows) if t]
+    texts = [t for t in (_text(row, params, tokenizer, formatting) for row in rows) if t]
     if "join" in params.strategy:
         blocks = _join(texts, params, tokenizer)
     else:
@@ -142,14 +168,26 @@ def text_generation_rows(
     return SampleListDataset(samples)
 
 
-def _text(row: dict[str, Any], params: TextGenerationPreProcessParams, tokenizer: Any) -> str:
+def _text(
+    row: dict[str, Any],
+    params: TextGenerationPreProcessParams,
+    tokenizer: Any,
+    formatting: Callable[[dict[str, Any]], Any] | None = None,
+) -> str:
     try:
         if params.chat_template:
             template = params.chat_template if isinstance(params.chat_template, str) else None
             messages = row[params.message_col]
             text = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=template)
             return str(text)
-        if params.text_template is not None:
+        if formatting is not None:
+            text = formatting(row)
+            if not isinstance(text, str):
+                raise DataError(
+                    f"text_formatting_func '{params.text_formatting_func}' must return a string, "
+                    f"not {type(text).__name__}"
+                )
+        elif params.text_template is not None:
             text = params.text_template.format(**row)
         else:
             text = " ".join(str(row[c]) for c in params.columns)

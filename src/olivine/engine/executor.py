@@ -1,8 +1,10 @@
 """The candidate executor seam: who realises the proposals of one batch.
 
 :class:`SerialExecutor` (the default) realises them one after another in the engine's process. A spread
-search (:class:`SpreadSettings`, set by the Ray host's ``search_workers``) uses
-:class:`olivine.engine.ray_executor.RayExecutor`: each candidate is a Ray task on the cluster. Whatever
+search (:class:`SpreadSettings`, set by ``search_workers`` on a system) uses
+:class:`olivine.engine.ray_executor.RayExecutor` (``executor="ray"``: each candidate is a Ray task on the
+cluster) or :class:`olivine.engine.pool_executor.LocalPoolExecutor` (``executor="local"``: worker
+processes on this machine, from a LocalSystem or LocalWorker system's ``search_workers``). Whatever
 the executor, candidates come back in proposal order, so the walk hears results in the order the serial
 search would, and the same seed gives the same candidates and the same best model.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.engine.candidates import Candidate
@@ -20,6 +22,7 @@ from olivine.errors import HostError
 from olivine.search.strategy import Proposal
 
 TIMED_TYPES = ("latency", "throughput")
+EXECUTORS = ("ray", "local")
 
 
 class CandidateExecutor(Protocol):
@@ -57,33 +60,45 @@ class SerialExecutor:
 
 @dataclass(frozen=True)
 class SpreadSettings:
-    """A search spread over a Ray cluster (a job's ``search_spread``).
+    """A spread search (a job's ``search_spread``).
 
     Attributes:
-        workers: how many candidates are in flight at once (each one Ray task).
-        num_cpus: CPUs each task reserves: the threads a timed run uses, so timed runs never share a CPU.
-        address: the cluster's GCS address; None inside a Ray job (its driver finds its own cluster).
+        workers: how many candidates are in flight at once (each one task).
+        num_cpus: CPUs each task reserves: the threads a timed run uses. Each task claims
+            ``ceil(num_cpus)`` CPUs of its own and pins its threads to them
+            (:func:`olivine.engine.affinity.exclusive_cpus`), so timed runs never share a CPU.
+        address: the Ray cluster's GCS address; None inside a Ray job (its driver finds its own
+            cluster) and for the local executor.
+        executor: ``ray`` (tasks on a Ray cluster) or ``local`` (worker processes on this machine).
     """
 
     workers: int
     num_cpus: float
     address: str | None = None
+    executor: Literal["ray", "local"] = "ray"
 
     def to_json(self) -> dict[str, Any]:
-        return {"executor": "ray", **asdict(self)}
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SpreadSettings:
         data = dict(data)
-        kind = data.pop("executor", None)
-        if kind != "ray":
-            raise HostError(f"search_spread executor '{kind}' is unknown (known: ray): a newer Olivine?")
+        kind = data.get("executor")
+        if kind not in EXECUTORS:
+            known = ", ".join(EXECUTORS)
+            raise HostError(f"search_spread executor '{kind}' is unknown (known: {known}): a newer Olivine?")
         return cls(**data)
 
 
 def executor_for(settings: SpreadSettings | None) -> CandidateExecutor:
     if settings is None:
         return SerialExecutor()
+    if settings.executor == "local":
+        from olivine.engine.pool_executor import LocalPoolExecutor
+
+        return LocalPoolExecutor(settings)
+    if settings.executor != "ray":
+        raise HostError(f"search_spread executor '{settings.executor}' is not available in this Olivine")
     from olivine.engine.ray_executor import RayExecutor
 
     return RayExecutor(settings)

@@ -1,8 +1,11 @@
 """A search spread over a Ray cluster: each candidate (its pass runs and its evaluation) is one Ray task.
 
-- Tasks reserve ``num_cpus`` each (the threads a timed run uses), so Ray never schedules two tasks on
-  one CPU and a timed latency run has its CPUs to itself (Ray also sets ``OMP_NUM_THREADS`` to it, which
-  keeps torch and OpenMP kernels of pass runs inside the reservation).
+- The tasks are :mod:`olivine.engine.task_work`'s functions as Ray remote functions. Each reserves
+  ``num_cpus`` in Ray (so Ray runs no more tasks on a node than it has CPUs) and, inside the task, claims
+  ``ceil(num_cpus)`` CPUs of its own and pins every thread of its worker process to them
+  (:mod:`olivine.engine.affinity`): a Ray reservation is only a count, and onnxruntime sessions with
+  default threads would otherwise spread over every core, so a timed latency run would share CPUs with
+  the other tasks' pass runs and evaluations.
 - Results land in the one cache, the job's ``cache_dir``: tasks open it by path, so every node must see
   it at the same path. On one machine it is; on several nodes it must be a shared filesystem (NFS, EFS,
   Azure Files, a KubeRay volume) mounted at the same path everywhere. A task checks that it sees the
@@ -13,7 +16,7 @@
   walk in that order), so the same seed gives the same candidates and the same best model as the serial
   search. The chain prefix that a batch's
   candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
-  before them.
+  before them, on every task slot's CPUs that fit on one node (nothing else of the search runs then).
 
 ``ray`` is imported only when a spread search starts.
 """
@@ -24,130 +27,23 @@ import logging
 import signal
 import socket
 import threading
-import uuid
 from collections import deque
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import Candidate, candidate_id
 from olivine.engine.chain import ChainRunner
-from olivine.engine.events import EngineEvent, PhaseChanged
 from olivine.engine.executor import SpreadSettings
-from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.errors import CacheError, HostError, MissingDependencyError, OlivineError
+from olivine.engine.task_work import TaskRecipe, TaskResult, candidate_task, chain_task
+from olivine.errors import HostError, MissingDependencyError, OlivineError
 from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
-
-if TYPE_CHECKING:
-    from olivine.engine.resolve import ResolvedWorkflow
-    from olivine.model.accelerator import Accelerator
-    from olivine.model.handle import ModelHandle
-    from olivine.search.ranking import Objectives
 
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
 _QUEUE_FACTOR = 4  # proposals asked for per task slot (see RayExecutor.__init__)
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    """What a task needs to rebuild the engine's runner and evaluator (shipped once per search)."""
-
-    token: str
-    workflow_id: str
-    cache_root: Path  # the cache_dir: WorkflowCache adds the workflow id
-    marker: Path
-    accelerator: Accelerator
-    input_model: ModelHandle
-    input_model_id: str
-    data_configs: dict[str, Any]
-    base_dir: Path | None
-    objectives: Objectives
-    workflow: ResolvedWorkflow | None  # for the evaluator (None: no evaluator)
-    tokenizer_path: str | None = None
-    eval_input_model: ModelHandle | None = None
-
-
-@dataclass
-class _TaskResult:
-    candidate: Candidate | None  # None for a prefix task
-    events: list[EngineEvent] = field(default_factory=list)
-    error: str | None = None  # a prefix task whose chain failed
-    node: str = ""
-
-
-_WORK: dict[str, CandidateWork] = {}  # per task process: the work of the search it serves
-
-
-def _work_of(recipe: _Recipe) -> CandidateWork:
-    work = _WORK.get(recipe.token)
-    if work is not None:
-        return work
-    if not recipe.marker.is_file():
-        raise CacheError(
-            f"search over Ray: the cache folder {recipe.marker.parent} is not visible on node "
-            f"{socket.gethostname()}: every node must mount it at the same path (a shared filesystem)"
-        )
-    cache = WorkflowCache(recipe.cache_root, recipe.workflow_id)
-    phases = Phases(recipe.workflow_id, None)
-    runner = ChainRunner(
-        recipe.workflow_id,
-        cache,
-        recipe.accelerator,
-        phases,
-        recipe.input_model,
-        recipe.input_model_id,
-        data_configs=recipe.data_configs,
-        base_dir=recipe.base_dir,
-    )
-    evaluator = None
-    if recipe.workflow is not None:
-        from olivine.engine.evaluation import CachedEvaluator
-
-        evaluator = CachedEvaluator(recipe.workflow, cache, recipe.tokenizer_path, recipe.eval_input_model)
-    work = CandidateWork(recipe.workflow_id, runner, evaluator, recipe.objectives, phases, None, True)
-    _WORK.clear()  # a task process serves one search at a time
-    _WORK[recipe.token] = work
-    return work
-
-
-def _listening(work: CandidateWork) -> list[EngineEvent]:
-    """Collect the task's events (the engine re-emits them, in proposal order); phases stay local."""
-    events: list[EngineEvent] = []
-
-    def keep(event: EngineEvent) -> None:
-        if not isinstance(event, PhaseChanged):
-            events.append(event)
-
-    phases = Phases(work.workflow_id, keep)
-    work.phases = work.runner.phases = phases
-    return events
-
-
-def candidate_task(recipe: _Recipe, proposal: Proposal, total: int | None) -> _TaskResult:
-    """A Ray task: realise and evaluate one candidate."""
-    work = _work_of(recipe)
-    events = _listening(work)
-    candidate = work.realise(proposal, total)
-    return _TaskResult(candidate, events, node=socket.gethostname())
-
-
-def chain_task(recipe: _Recipe, steps: tuple[ResolvedPass, ...]) -> _TaskResult:
-    """A Ray task: realise a chain prefix that several candidates share (no evaluation)."""
-    from olivine.errors import PassRunError
-
-    work = _work_of(recipe)
-    events = _listening(work)
-    try:
-        work.runner.realise(steps, label="shared prefix: ")
-    except PassRunError as exc:
-        return _TaskResult(None, events, error=str(exc), node=socket.gethostname())
-    return _TaskResult(None, events, node=socket.gethostname())
 
 
 def _reachable(address: str) -> None:
@@ -174,7 +70,7 @@ class RayExecutor:
         self._ray: Any = None
         self._owns_ray = False
         self._recipe_ref: Any = None
-        self._recipe: _Recipe | None = None
+        self._recipe: TaskRecipe | None = None
         self._done: set[str] = set()  # run keys known to be in the cache
 
     # -- connecting -----------------------------------------------------------------------------------
@@ -217,34 +113,29 @@ class RayExecutor:
         if self._recipe is not None:
             return
         ray = self._connect()
-        runner = work.runner
-        token = uuid.uuid4().hex
-        marker = runner.cache.root / f".olivine-ray-{token}"
-        marker.write_text("the engine of a search spread over Ray; tasks check that they see it\n")
-        evaluator = work.evaluator
-        self._recipe = _Recipe(
-            token=token,
-            workflow_id=runner.workflow_id,
-            cache_root=runner.cache.root.parent,
-            marker=marker,
-            accelerator=runner.accelerator,
-            input_model=runner.input_model,
-            input_model_id=runner.input_model_id,
-            data_configs=runner.data_configs,
-            base_dir=runner.base_dir,
-            objectives=work.objectives,
-            workflow=evaluator.workflow if evaluator is not None else None,
-            tokenizer_path=evaluator.tokenizer_path if evaluator is not None else None,
-            eval_input_model=evaluator.input_model if evaluator is not None else None,
-        )
+        self._recipe = TaskRecipe.of(work)
         self._recipe_ref = ray.put(self._recipe)
         self._candidate = ray.remote(candidate_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
-        self._chain = ray.remote(chain_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
+        # Nothing else of this search runs while a shared prefix does: it may take every task slot's
+        # CPUs that fit on one node (conversion and optimization run torch and onnxruntime threads).
+        self._prefix_cpus = min(self.workers * self.settings.num_cpus, self._largest_node_cpus(ray))
+        self._prefix_cpus = max(self._prefix_cpus, self.settings.num_cpus)
+        self._chain = ray.remote(chain_task).options(num_cpus=self._prefix_cpus, max_retries=1)
         logger.info(
             "search over Ray: up to %d candidate(s) at once, %s CPU(s) each",
             self.workers,
             self.settings.num_cpus,
         )
+
+    @staticmethod
+    def _largest_node_cpus(ray: Any) -> float:
+        try:
+            return max(
+                (float(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")),
+                default=0.0,
+            )
+        except Exception:  # an older or newer Ray's node table: fall back to one slot's CPUs
+            return 0.0
 
     # -- realising ------------------------------------------------------------------------------------
     def realise(
@@ -256,7 +147,7 @@ class RayExecutor:
         self._shared_prefix(batch, work)
         queue = deque(enumerate(batch))
         inflight: dict[Any, int] = {}  # task ref -> index in the batch
-        finished: dict[int, _TaskResult] = {}
+        finished: dict[int, TaskResult] = {}
         # A stop (the caller closes this generator) submits nothing more. Tasks already running are left
         # to finish (their runs land in the cache), not cancelled: ray.cancel racing a task's completion
         # crashed the driver (Ray 2.60: "Tried to complete task that was not pending"). Ray ends them with
@@ -266,7 +157,9 @@ class RayExecutor:
                 if len(inflight) < self.workers and queue:
                     while len(inflight) < self.workers and queue:
                         at, queued = queue.popleft()
-                        inflight[self._candidate.remote(self._recipe_ref, queued, total)] = at
+                        inflight[
+                            self._candidate.remote(self._recipe_ref, queued, total, self.settings.num_cpus)
+                        ] = at
                     numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
                     work.phases.set(f"candidates {numbers} running on the Ray cluster")
                 ref = self._wait_any(list(inflight), work)
@@ -297,7 +190,7 @@ class RayExecutor:
             self._done.update(keyed[0][:common])
             return
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} on the Ray cluster")
-        result = self._get(self._chain.remote(self._recipe_ref, steps), work)
+        result = self._get(self._chain.remote(self._recipe_ref, steps, self._prefix_cpus), work)
         for event in result.events:
             work.phases.emit(event)
         if result.error is None:
@@ -312,7 +205,7 @@ class RayExecutor:
             keys.append(model_id)
         return keys
 
-    def _get(self, ref: Any, work: CandidateWork) -> _TaskResult:
+    def _get(self, ref: Any, work: CandidateWork) -> TaskResult:
         return self._result(self._wait_any([ref], work))
 
     def _wait_any(self, refs: list[Any], work: CandidateWork) -> Any:
@@ -323,23 +216,23 @@ class RayExecutor:
             if ready:
                 return ready[0]
 
-    def _result(self, ref: Any) -> _TaskResult:
+    def _result(self, ref: Any) -> TaskResult:
         ray = self._ray
         try:
-            result: _TaskResult = ray.get(ref)
+            result: TaskResult = ray.get(ref)
             return result
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, OlivineError):
                 raise cause from None  # as the serial search would: e.g. the cache is not shared
-            return _TaskResult(
+            return TaskResult(
                 None, error=f"the Ray task failed: {type(cause or exc).__name__}: {cause or exc}"
             )
         except ray.exceptions.RayError as exc:  # the worker or its node died, the task was cancelled
-            return _TaskResult(None, error=f"the Ray task ended: {type(exc).__name__}: {exc}")
+            return TaskResult(None, error=f"the Ray task ended: {type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _lost(proposal: Proposal, result: _TaskResult) -> Candidate:
+    def _lost(proposal: Proposal, result: TaskResult) -> Candidate:
         """The record of a candidate whose task died (a crash, a lost node): failed, the search goes on."""
         return Candidate(
             id=candidate_id(proposal.number),
@@ -352,7 +245,7 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._recipe is not None:
-            self._recipe.marker.unlink(missing_ok=True)
+            self._recipe.discard()
             self._recipe = None
         if self._owns_ray and self._ray is not None:
             self._ray.shutdown()

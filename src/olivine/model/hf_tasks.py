@@ -57,8 +57,10 @@ def unsupported_reason(task: str, *, given: bool) -> str | None:
         return None
     origin = f"task '{task}'" if given else f"no 'task' means Olive's default '{task}', which"
     if task in _WITH_PAST:
+        # Olive exports the encoder and the decoder with its self- and cross-attention cache; Olivine's
+        # KV-cache export covers decoder-only models (text-generation-with-past) only.
         return (
-            f"{origin} needs an ONNX export with the KV cache (past_key_values), which Olivine does not "
-            f"do yet; set task: {task.removesuffix('-with-past')} to export without the cache"
+            f"{origin} (an encoder-decoder model exported with its KV cache) is not supported by Olivine; "
+            f"supported: {', '.join(sorted(TASKS))}"
         )
     return f"{origin} is not supported by Olivine; supported: {', '.join(sorted(TASKS))}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -197,7 +198,10 @@ def get_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
             given = given.model_dump()
         if not isinstance(given, dict) or not given.get("input_names"):
             raise ModelLoadError("io_config must be a mapping with at least 'input_names'")
-        return _normalize_io_config(given)
+        io_config = _normalize_io_config(given)
+        if model.kind == "pytorch" and io_config.get("kv_cache"):
+            return extend_with_kv_cache(io_config, model.config.get("model_attributes"))
+        return io_config
     if model.kind == "hf":
         return _hf_io_config(model, module)
     names = _forward_parameters(module)
@@ -213,6 +217,92 @@ def _normalize_io_config(io_config: dict[str, Any]) -> dict[str, Any]:
         # JSON turns the axis keys into strings; torch.onnx.export wants ints.
         out["dynamic_axes"] = {name: {int(k): str(v) for k, v in dict(d).items()} for name, d in axes.items()}
     return out
+
+
+def extend_with_kv_cache(
+    io_config: dict[str, Any], model_attributes: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Olive's ``extend_io_config_with_kv_cache`` for a PyTorchModel: the io_config with one past key and
+    value input per layer (``past_key_values.<i>.key`` / ``.value``, shape ``[batch, heads / world_size,
+    past_sequence_length, hidden_size / heads]``) and one present output each (``present.<i>.key`` /
+    ``.value``), and their dynamic axes. ``past_sequence_length`` defaults to the attention mask's length
+    minus the input ids' (``input_shapes``), the batch size to the input ids', as in Olive.
+
+    Raises:
+        ModelLoadError: the model's numbers are missing (validation refuses such a config first).
+    """
+    from olivine.config.model import kv_cache_config
+
+    try:
+        kv = kv_cache_config(io_config["kv_cache"], model_attributes)
+    except ValueError as exc:
+        raise ModelLoadError(f"io_config.{exc}") from None
+    names = list(io_config["input_names"])
+    shapes = io_config.get("input_shapes")
+    lengths = {n: s[1] for n, s in zip(names, shapes or [], strict=False) if len(s) > 1}
+    batch_size = kv.batch_size or next(
+        (s[0] for n, s in zip(names, shapes or [], strict=False) if n == "input_ids"), 1
+    )
+    past = kv.past_sequence_length
+    if past is None:
+        past = lengths.get("attention_mask", 0) - lengths.get("input_ids", 0) if shapes else 0
+    heads = kv.num_attention_heads
+    shape = [batch_size, heads // kv.world_size, past, kv.hidden_size // heads]
+    layers = range(kv.num_hidden_layers)
+    past_names = [
+        n.replace("<id>", str(i)) for i in layers for n in (kv.ort_past_key_name, kv.ort_past_value_name)
+    ]
+    present_names = [
+        n.replace("<id>", str(i))
+        for i in layers
+        for n in (kv.ort_present_key_name, kv.ort_present_value_name)
+    ]
+    seq = str(kv.sequence_length_idx)
+    past_axes = kv.past_kv_dynamic_axis or {
+        0: "batch_size",
+        int(seq): "max_sequence_length" if kv.shared_kv else "past_sequence_length",
+    }
+    present_axes = kv.present_kv_dynamic_axis or {
+        0: "batch_size",
+        int(seq): "max_sequence_length" if kv.shared_kv else "past_sequence_length + sequence_length",
+    }
+    out = dict(io_config)
+    out["input_names"] = names + past_names
+    if shapes:
+        out["input_shapes"] = list(shapes) + [list(shape) for _ in past_names]
+        types = io_config.get("input_types") or ["int64"] * len(names)
+        out["input_types"] = list(types) + [kv.dtype or "float32"] * len(past_names)
+    out["output_names"] = list(io_config.get("output_names") or []) + present_names
+    axes = dict(io_config.get("dynamic_axes") or {})
+    axes.update({n: {int(k): str(v) for k, v in past_axes.items()} for n in past_names})
+    axes.update({n: {int(k): str(v) for k, v in present_axes.items()} for n in present_names})
+    out["dynamic_axes"] = axes
+    out["kv_cache"] = kv.model_dump()
+    return out
+
+
+#: Olive's default past key/value input names (``KVCacheConfig.ort_past_key_name`` / ``_value_name``).
+_PAST_NAME = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+
+
+def merge_past_key_values(feed: dict[str, Any]) -> dict[str, Any]:
+    """Olive's ``merge_kv_cache_hook``: the ``past_key_values.<i>.key`` / ``.value`` inputs of ``feed``
+    gathered into one ``past_key_values`` list of ``(key, value)`` per layer, the argument a model's
+    forward takes. ``feed`` without such inputs is returned as is."""
+    pairs: dict[int, dict[str, Any]] = {}
+    rest: dict[str, Any] = {}
+    for name, value in feed.items():
+        match = _PAST_NAME.match(name)
+        if match:
+            pairs.setdefault(int(match.group(1)), {})[match.group(2)] = value
+        else:
+            rest[name] = value
+    if not pairs or "past_key_values" in rest:
+        return feed
+    if sorted(pairs) != list(range(len(pairs))) or any(len(p) != 2 for p in pairs.values()):
+        raise ModelLoadError(f"past key/value inputs are not one key and one value per layer: {sorted(feed)}")
+    rest["past_key_values"] = [(pairs[i]["key"], pairs[i]["value"]) for i in range(len(pairs))]
+    return rest
 
 
 def _forward_parameters(module: torch.nn.Module) -> list[str]:
@@ -395,6 +485,8 @@ def call_module(module: Callable[..., Any], input_names: list[str], feed: dict[s
         params = inspect.signature(getattr(module, "forward", module)).parameters
     except (TypeError, ValueError):  # TorchScript modules have no Python signature
         params = None
+    if params is not None and "past_key_values" in params:
+        feed = merge_past_key_values(feed)
     by_name = params is not None and (
         all(n in params for n in feed)
         or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
