@@ -2,8 +2,9 @@
 
 Usage: ``python bench/cloud_export.py [--mb 200] [--rounds 3] [--backends azure,s3]``
 
-Starts Azurite (npm ``azurite@3.35.0``, cached) and moto's S3 server on 127.0.0.1 (both stopped at the
-end), then for each backend:
+Starts Azurite (npm ``azurite@3.35.0``, cached) and moto's S3 server on 127.0.0.1, each as its own
+process (so the server's CPU, and for moto its GIL, is not the measured client's; both stopped by PID at
+the end), then for each backend:
 
 1. **Throughput** (direct connection, no proxy): the same tree of files (like a workflow cache: two
    large models, medium files, many small records; ``--mb`` in all) exported by Olivine's
@@ -12,7 +13,8 @@ end), then for each backend:
    number of files in flight as the exporter (8) and each SDK's default per-file settings. Olivine is
    timed twice: on cold files (every file hashed while it is exported) and on the same files with their
    sha256 recorded in sidecars, as a worker's cache has them (the engine hashes at commit). Rounds are
-   interleaved (each of the three goes first in turn); medians; goal: Olivine >= 0.8x the SDK.
+   interleaved (each of the three goes first in turn); medians; goal: Olivine >= 0.8x the SDK. The
+   client's CPU seconds (this process, every thread) and the server's are printed per variant.
 2. **Requests and bytes** (through a counting proxy): per export (cache and output of the tree, then
    finalize), per status read, per listing (a workflow's exports, the asset catalog), per fetch of
    the output (verified against the manifest).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -38,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from cloud_servers import AZURITE_ACCOUNT, CONTAINER, MOTO_ENV, Azurite, MotoS3
+from cloud_servers import AZURITE_ACCOUNT, CONTAINER, MOTO_ENV, Azurite, MotoS3Process
 from http_meter import MeteringProxy
 from olivine.datastores import Datastore, Exporter, claim_export, fetch, list_exports
 from olivine.datastores.assets import catalog
@@ -108,39 +111,50 @@ def s3_uploader(endpoint: str) -> Callable[[Path, str], None]:
     return upload
 
 
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
 def throughput(
     open_ds: Callable[[str], Datastore],
     upload: Callable[[Path, str], None],
+    server_cpu: Callable[[], float],
     tree: Path,
     recorded_tree: Path,
     mb: float,
     rounds: int,
 ) -> dict[str, Any]:
-    times: dict[str, list[float]] = {"sdk": [], "olivine": [], "olivine_recorded": []}
+    variants = ("sdk", "olivine", "olivine_recorded")
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    client: dict[str, list[float]] = {v: [] for v in variants}
+    server: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
-        order = list(times)
+        order = list(variants)
         order = order[r % 3 :] + order[: r % 3]  # each first, second, third in turn
         for which in order:
             if which == "sdk":
-                start = time.perf_counter()
+                cpu, srv, start = _client_cpu(), server_cpu(), time.perf_counter()
                 sdk_upload(upload, tree, f"sdk-{r}")
             else:
                 ds = open_ds(f"{which}-{r}")  # like the SDK client: made before the clock starts
-                start = time.perf_counter()
+                cpu, srv, start = _client_cpu(), server_cpu(), time.perf_counter()
                 olivine_export(ds, tree if which == "olivine" else recorded_tree, r)
             times[which].append(time.perf_counter() - start)
-    s = statistics.median(times["sdk"])
-    o = statistics.median(times["olivine"])
-    rec = statistics.median(times["olivine_recorded"])
+            client[which].append(_client_cpu() - cpu)
+            server[which].append(server_cpu() - srv)
+    med = {v: statistics.median(times[v]) for v in variants}
     return {
-        "olivine_mb_s": mb / o,
-        "olivine_recorded_mb_s": mb / rec,
-        "sdk_mb_s": mb / s,
-        "ratio": s / o,
-        "ratio_recorded": s / rec,
-        "olivine_s": times["olivine"],
-        "olivine_recorded_s": times["olivine_recorded"],
-        "sdk_s": times["sdk"],
+        "olivine_mb_s": mb / med["olivine"],
+        "olivine_recorded_mb_s": mb / med["olivine_recorded"],
+        "sdk_mb_s": mb / med["sdk"],
+        "ratio": med["sdk"] / med["olivine"],
+        "ratio_recorded": med["sdk"] / med["olivine_recorded"],
+        "seconds": times,
+        "client_cpu_s": client,
+        "server_cpu_s": server,
+        "median_client_cpu_s": {v: statistics.median(client[v]) for v in variants},
+        "median_server_cpu_s": {v: statistics.median(server[v]) for v in variants},
     }
 
 
@@ -174,7 +188,7 @@ def run_backend(
     name: str, work: Path, tree: Path, recorded_tree: Path, mb: float, rounds: int
 ) -> dict[str, Any]:
     if name == "azure":
-        server: Azurite | MotoS3 = Azurite(work / "azurite").start()
+        server: Azurite | MotoS3Process = Azurite(work / "azurite").start()
         assert isinstance(server, Azurite)
         server.create_container(CONTAINER)
         proxy = MeteringProxy(server.port).start()
@@ -189,16 +203,16 @@ def run_backend(
             return open_ds(prefix, counted)
     else:
         os.environ.update(MOTO_ENV)
-        server = MotoS3().start()
+        server = MotoS3Process().start()  # its own process: its CPU is not the client's
         server.create_bucket(CONTAINER)
         proxy = MeteringProxy(server.port).start()
         upload = s3_uploader(server.endpoint)
 
         def open_ds(prefix: str, endpoint: str = server.endpoint) -> Datastore:
             ds = Datastore.from_url(f"s3://{CONTAINER}/{prefix}", {"endpoint_url": endpoint})
-            # s3fs makes its botocore client on first use (~0.3 s of loading service models); the
-            # SDK baseline's boto3 client is made before its clock starts: so is this one.
-            ds.fs.connect()
+            # The datastore makes its botocore clients on first use (~0.3 s of loading service models);
+            # the SDK baseline's boto3 client is made before its clock starts: so are these.
+            ds.connect()  # type: ignore[attr-defined]
             return ds
 
         def open_counted(prefix: str) -> Datastore:
@@ -206,7 +220,7 @@ def run_backend(
 
     try:
         return {
-            "throughput": throughput(open_ds, upload, tree, recorded_tree, mb, rounds),
+            "throughput": throughput(open_ds, upload, server.cpu_seconds, tree, recorded_tree, mb, rounds),
             "requests": requests(open_counted, proxy, tree, work / name),
         }
     finally:
@@ -248,6 +262,16 @@ def main() -> int:
             f"| {backend} | {t['sdk_mb_s']:.1f} | {t['olivine_mb_s']:.1f} | {t['ratio']:.2f}x "
             f"| {t['olivine_recorded_mb_s']:.1f} | {t['ratio_recorded']:.2f}x |"
         )
+    print()
+    print("| backend | variant | seconds per round | median client CPU s | median server CPU s |")
+    print("|---|---|---|---|---|")
+    for backend, res in results.items():
+        t = res["throughput"]
+        for v, secs in t["seconds"].items():
+            print(
+                f"| {backend} | {v} | {'/'.join(f'{x:.2f}' for x in secs)} "
+                f"| {t['median_client_cpu_s'][v]:.2f} | {t['median_server_cpu_s'][v]:.2f} |"
+            )
     print()
     print("| backend | operation | requests | bytes up | bytes down |")
     print("|---|---|---|---|---|")

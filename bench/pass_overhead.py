@@ -182,6 +182,7 @@ def by_hand(
         onnx.save_model(model, str(target))
     elif name == "GraphSurgeries ReplaceErfWithTanh":
         import onnx_ir as ir
+        from onnx_ir.passes.common import ShapeInferencePass
         from onnxscript.rewriter import pattern
 
         count = iter(range(1 << 30))
@@ -193,8 +194,12 @@ def by_hand(
             scale = ir.tensor(np.array(605 / 503, dtype=np.float32), name=f"erf_tanh_scale_{next(count)}")
             return op.Tanh(op.Mul(x, op.initializer(scale)))
 
-        model = ir.from_proto(onnx.load(str(source)))
-        pattern.RewriteRuleSet([pattern.RewriteRule(erf, tanh)]).apply_to_model(model)
+        def is_float(context: Any, x: Any) -> bool:
+            return x.dtype == ir.DataType.FLOAT
+
+        # The surgeon replaces float Erfs only, so it infers types first (its output keeps the shapes).
+        model = ShapeInferencePass()(ir.from_proto(onnx.load(str(source)))).model
+        pattern.RewriteRuleSet([pattern.RewriteRule(erf, tanh, is_float)]).apply_to_model(model)
         onnx.save_model(ir.to_proto(model), str(target))
     elif name == "GraphSurgeries MatMulAddToGemm":
         import onnx_ir as ir

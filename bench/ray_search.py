@@ -6,14 +6,24 @@ PID). It is one node: several Ray nodes on one machine need ``RAY_ENABLE_WINDOWS
 then Ray binds to the external interface, which this shared machine does not allow. A node with 2 CPUs
 runs two 1-CPU tasks at once, as two 1-CPU worker nodes would; the tasks open the cache by the same path.
 
-What is timed is the candidates' work only: a warm-up run (not timed) caches the input model's
-evaluation and the shared prefix (conversion + transformer optimization), then each measured run starts
-from a fresh copy of that cache and realises the first ``--candidates`` points of
-``examples/minilm-search`` (sequential sampler) through :class:`olivine.engine.ray_executor.RayExecutor`
-in this process. Rounds interleave the two clusters (alternating which goes first); medians are
-reported, with the load average before and after each run (the machine is shared).
+Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
+model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
+starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
+model's evaluation in this process, the shared prefix as one task, then the candidates), and, with
+``--modes warm``, ``cached`` with the task processes started and their imports done before the timer
+(Ray starts a job's worker processes afresh; each pays ~10 s of imports on its one CPU before its first
+candidate, a cost that does not shrink with more workers). Each run
+realises the first ``--candidates`` points of ``examples/minilm-search`` (sequential sampler) through
+:class:`olivine.engine.ray_executor.RayExecutor` in this process. Rounds interleave the clusters
+(alternating which goes first); medians are reported, with the load average before and after each run
+(the machine is shared).
 
-    flock /work/.bench.lock .venv/bin/python bench/ray_search.py [--rounds 1] [--candidates 8] [--doc]
+Isolation: each task pins its threads to a CPU of its own (:mod:`olivine.engine.affinity`), so the
+candidates' timed latencies should agree between the 1-worker and the 2-worker runs; the report lists
+them side by side with the CPUs each candidate ran on and the threads seen outside them.
+
+    flock /work/.bench.lock .venv/bin/python bench/ray_search.py [--rounds 1] [--candidates 8] \
+        [--modes cached,whole] [--doc]
     .venv/bin/python bench/ray_search.py --render bench/results/ray-search-<timestamp>.json [--doc]
 """
 
@@ -66,7 +76,37 @@ def _config(work: Path, cache: Path, out: Path, candidates: int | None) -> Path:
     return path
 
 
-def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
+def _warm_task() -> int:
+    """What a task process imports before its first candidate (the example's tokenizer needs
+    transformers); ~10 s on one CPU, once per worker process."""
+    import os
+
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import olivine.engine.evaluation
+    import olivine.engine.task_work  # noqa: F401
+
+    time.sleep(1.0)  # overlap with the other slots' warm-up, so each lands on its own worker
+    return os.getpid()
+
+
+def _warm_workers(address: str, slots: int) -> float:
+    """Connect this process to the cluster (so the executor reuses the connection and its workers)
+    and start ``slots`` task processes with the imports done; returns the seconds it took."""
+    import ray
+
+    start = time.perf_counter()
+    ray.init(address=address, namespace="olivine", log_to_driver=False, configure_logging=False)
+    warm = ray.remote(_warm_task).options(num_cpus=1)
+    pids = ray.get([warm.remote() for _ in range(slots)])
+    if len(set(pids)) != slots:
+        print(f"warm-up: {slots} slots but {len(set(pids))} worker process(es)", flush=True)
+    return time.perf_counter() - start
+
+
+def _run(config: Path, address: str | None, warm_slots: int = 0) -> tuple[float, dict[str, Any]]:
     from olivine.engine.executor import SpreadSettings
     from olivine.engine.ray_executor import RayExecutor
     from olivine.engine.resolve import load_workflow
@@ -74,25 +114,59 @@ def _run(config: Path, address: str | None) -> tuple[float, dict[str, Any]]:
 
     workflow = load_workflow(config)
     executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    if address and warm_slots:
+        _warm_workers(address, warm_slots)
     start = time.perf_counter()
-    result = run_workflow(workflow, executor=executor)
+    try:
+        result = run_workflow(workflow, executor=executor)
+    finally:
+        if warm_slots:
+            import ray
+
+            ray.shutdown()
     elapsed = time.perf_counter() - start
     footprint: dict[str, Any] = json.loads((result.output_dir / "footprint.json").read_text())
     return elapsed, footprint
 
 
-def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, Any]:
+def _timed(candidate: dict[str, Any]) -> dict[str, list[float | None]]:
+    """The candidate's timed metrics (those measured in rounds): key -> [value, spread]."""
+    return {
+        key: [metric["value"], metric.get("spread")]
+        for key, metric in (candidate.get("metrics") or {}).items()
+        if metric.get("rounds") is not None
+    }
+
+
+def _tasks(done: list[dict[str, Any]]) -> dict[str, float] | None:
+    """From the candidates' ``ran_on``: the tasks' summed seconds, the span from the first start to the
+    last end, and the first task of each task process (CPU) that paid its process's start-up."""
+    ran = [c["ran_on"] for c in done if c.get("ran_on")]
+    if not ran:
+        return None
+    first: dict[str, dict[str, Any]] = {}
+    for where in sorted(ran, key=lambda r: r["started"]):
+        first.setdefault(",".join(map(str, where["cpus"])), where)
+    return {
+        "sum": round(sum(r["ended"] - r["started"] for r in ran), 1),
+        "span": round(max(r["ended"] for r in ran) - min(r["started"] for r in ran), 1),
+        "first": round(max(r["ended"] - r["started"] for r in first.values()), 1),
+    }
+
+
+def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> dict[str, Any]:
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
         shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(warm, cache)
+    if mode in ("cached", "warm"):
+        shutil.copytree(warm, cache)
     config = _config(work, cache, out, candidates)
     temp = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))  # short: Ray's socket paths
     head = RayHead(temp, num_cpus=cpus)
     head.start()
     try:
         load_before = load_average()
-        elapsed, footprint = _run(config, head.gcs_address)
+        elapsed, footprint = _run(config, head.gcs_address, cpus if mode == "warm" else 0)
         load_after = load_average()
     finally:
         head.stop()
@@ -101,6 +175,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, An
     best = next((c for c in done if c["id"] == footprint["best"]), None)
     return {
         "cpus": cpus,
+        "mode": mode,
         "seconds": round(elapsed, 1),
         "candidates": len(done),
         "per_minute": round(len(done) / (elapsed / 60), 2),
@@ -108,17 +183,40 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int) -> dict[str, An
         "best": footprint["best"],
         "best_model_id": best["model_id"] if best else None,
         "outline": [[c["id"], c["model_id"], c["status"]] for c in done],
+        "timed": {c["id"]: _timed(c) for c in done if _timed(c)},
+        "tasks": _tasks(done),
+        "ran_on": {c["id"]: c.get("ran_on") for c in done},
         "load_before": load_before,
         "load_after": load_after,
     }
 
 
+def _fmt(pair: list[float | None] | None) -> str:
+    if not pair or pair[0] is None:
+        return "-"
+    value, spread = pair
+    return f"{value:.2f}" + (f" ± {spread:.2f}" if spread is not None else "")
+
+
+def _median_timed(runs: list[dict[str, Any]], cid: str, key: str) -> list[float | None] | None:
+    pairs = [r["timed"][cid][key] for r in runs if key in r.get("timed", {}).get(cid, {})]
+    if not pairs:
+        return None
+    spreads = [p[1] for p in pairs if p[1] is not None]
+    return [median(p[0] for p in pairs), median(spreads) if spreads else None]
+
+
+def _throughput(rows: list[dict[str, Any]], mode: str) -> tuple[float, float, float] | None:
+    one = [r for r in rows if r["cpus"] == 1 and r.get("mode", "cached") == mode]
+    two = [r for r in rows if r["cpus"] == 2 and r.get("mode", "cached") == mode]
+    if not one or not two:
+        return None
+    rate1, rate2 = median(r["per_minute"] for r in one), median(r["per_minute"] for r in two)
+    return rate1, rate2, (rate2 / rate1 if rate1 else float("nan"))
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     rows = doc["runs"]
-    one = [r for r in rows if r["cpus"] == 1]
-    two = [r for r in rows if r["cpus"] == 2]
-    rate1, rate2 = median(r["per_minute"] for r in one), median(r["per_minute"] for r in two)
-    ratio = rate2 / rate1 if rate1 else float("nan")
     same_best = len({r["best_model_id"] for r in rows}) == 1
     same_outline = len({json.dumps(r["outline"]) for r in rows}) == 1
     lines = [
@@ -126,38 +224,71 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         f"Run {doc['when']} on the shared build machine ({doc['machine']['usable_cpus']} usable CPUs). "
         f"The first {doc['candidates']} candidates of `examples/minilm-search` (sequential), each a Ray task "
-        "reserving 1 CPU (`search_workers` 2), on a one-node local cluster with 1 CPU vs 2 CPUs for tasks "
-        "(two 1-CPU workers; one node because several nodes on one machine would bind Ray to the external "
-        "interface). Input evaluation and the shared conversion + optimization prefix are cached before "
-        f"the timed runs. {doc['rounds']} interleaved round(s); medians.",
+        "reserving 1 CPU and pinned to a CPU of its own (`search_workers` 2), on a one-node local cluster "
+        "with 1 CPU vs 2 CPUs for tasks (two 1-CPU workers; one node because several nodes on one machine "
+        "would bind Ray to the external interface). `cached`: the input evaluation and the shared "
+        "conversion + optimization prefix are cached before the timed run (the candidates' work only); "
+        "`whole`: the whole search from an empty cache; `warm`: as `cached`, with the cluster's task "
+        "processes started and their imports done before the timed run (each job's workers pay that once, "
+        f"~10 s on one CPU). {doc['rounds']} interleaved round(s); medians.",
         "",
-        "| cluster | seconds | candidates/min | best | load before -> after |",
-        "| --- | --- | --- | --- | --- |",
+        "| cluster | mode | seconds | candidates/min | tasks: span / sum / slowest first | best | "
+        "load before -> after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        tasks = r.get("tasks") or {}
+        spans = f"{tasks['span']} / {tasks['sum']} / {tasks['first']}" if tasks else "-"
         lines.append(
-            f"| {r['cpus']} x 1 CPU | {r['seconds']} | {r['per_minute']} | {r['best']} | "
-            f"{' '.join(map(str, r['load_before']))} -> {' '.join(map(str, r['load_after']))} |"
+            f"| {r['cpus']} x 1 CPU | {r.get('mode', 'cached')} | {r['seconds']} | {r['per_minute']} | "
+            f"{spans} | {r['best']} | {' '.join(map(str, r['load_before']))} -> "
+            f"{' '.join(map(str, r['load_after']))} |"
         )
-    verdict = "met" if ratio >= GOAL else "NOT met"
-    cpus = doc["machine"]["usable_cpus"]
-    loads = [r["load_before"][0] for r in rows] + [r["load_after"][0] for r in rows]
+    lines.append("")
+    for mode in ("cached", "whole", "warm"):
+        found = _throughput(rows, mode)
+        if found is None:
+            continue
+        rate1, rate2, ratio = found
+        verdict = "met" if ratio >= GOAL else "NOT met"
+        lines.append(
+            f"- `{mode}`: {rate1:.2f} -> {rate2:.2f} candidates/min, ratio 2 workers / 1 worker "
+            f"**{ratio:.2f}x** (goal >= {GOAL}x: {verdict})."
+        )
     lines += [
-        "",
-        f"Throughput ratio 2 workers / 1 worker: **{ratio:.2f}x** (goal >= {GOAL}x: {verdict}). "
-        f"Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
+        "- Tasks (seconds, from each candidate's `ran_on`): span from the first task's start to the last "
+        "one's end; sum of the tasks' own times (more than the 1-worker sum: the tasks slowed each other "
+        "or shared CPUs with other processes); slowest first task of a task process (it pays the "
+        "process's imports and evaluator set-up, once per process, in parallel across workers).",
+        f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
         f"same best model: {'yes' if same_best else 'NO'}.",
     ]
-    if min(loads) >= cpus:
+    one = [r for r in rows if r["cpus"] == 1]
+    two = [r for r in rows if r["cpus"] == 2]
+    ids = sorted({cid for r in rows for cid in r.get("timed", {})})
+    keys = sorted({key for r in rows for timed in r.get("timed", {}).values() for key in timed})
+    if ids and keys:
         lines += [
             "",
-            f"The 1-minute load average stayed at {min(loads):.1f}-{max(loads):.1f} on {cpus} CPUs during "
-            "the runs: the machine had no idle CPU for the second worker, so this run cannot show the "
-            "speed-up (a second task only splits the same CPU time). Parts of each task also use both "
-            "cores whatever the reservation (the fidelity metric's onnxruntime sessions take onnxruntime's "
-            "default thread count). The best model follows latency (priority 1), timed under that load "
-            "with wide spreads, so it can differ between runs while the candidates are the same.",
+            "Timed metrics per candidate (value ± spread, medians over the runs of each cluster; a pruned "
+            "candidate has none), and the CPUs each candidate's task was pinned to in the 2-worker runs "
+            "(threads seen allowed outside them in brackets):",
+            "",
+            "| candidate | "
+            + " | ".join(f"{k} 1 worker | {k} 2 workers" for k in keys)
+            + " | CPUs (2 workers) |",
+            "| --- | " + " | ".join("--- | ---" for _ in keys) + " | --- |",
         ]
+        for cid in ids:
+            cells = []
+            for key in keys:
+                cells += [_fmt(_median_timed(one, cid, key)), _fmt(_median_timed(two, cid, key))]
+            places = []
+            for r in two:
+                where = (r.get("ran_on") or {}).get(cid)
+                if where:
+                    places.append(f"{','.join(map(str, where['cpus']))} [{where['threads_outside']}]")
+            lines.append(f"| {cid} | " + " | ".join(cells) + f" | {' / '.join(places) or '-'} |")
     return "\n".join(lines)
 
 
@@ -171,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument(
+        "--modes",
+        default="cached,whole",
+        help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache), "
+        "warm (cached, and the task processes started with their imports done before the timed run)",
+    )
     parser.add_argument("--doc", action="store_true", help="write the block in BENCHMARKS.md")
     parser.add_argument("--render", type=Path, help="only render a saved result (with --doc: write it)")
     args = parser.parse_args(argv)
@@ -188,17 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     warm = work / "warm-cache"  # content-addressed: an earlier run's is as good as a new one
     warm_seconds, _ = _run(_config(work, warm, work / "warm-out", None), None)
     print(f"warm-up (input evaluation + shared prefix, serial): {warm_seconds:.1f}s", flush=True)
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - {"cached", "whole", "warm"}:
+        parser.error("--modes: cached, whole, warm")
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = (1, 2) if round_index % 2 == 0 else (2, 1)
-        for cpus in order:
-            run = _measure(work, warm, cpus, args.candidates)
-            print(json.dumps({k: v for k, v in run.items() if k != "outline"}), flush=True)
-            runs.append(run)
+        for mode in modes:
+            for cpus in order:
+                run = _measure(work, warm, cpus, args.candidates, mode)
+                shown = {k: v for k, v in run.items() if k not in ("outline", "ran_on")}
+                print(json.dumps(shown), flush=True)
+                runs.append(run)
     doc = {
         "when": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "candidates": args.candidates,
         "rounds": args.rounds,
+        "modes": modes,
         "warm_seconds": round(warm_seconds, 1),
         "machine": machine_info(),
         "runs": runs,

@@ -4,7 +4,8 @@ fidelity >= 0.99).
 
 Usage::
 
-    .venv/bin/python bench/search.py [--tools olivine,olive] [--runs 200] [--rounds 10] [--doc]
+    .venv/bin/python bench/search.py [--tools olivine,olive] [--pairs 2] [--olivine-workers 2] [--runs 200]
+        [--rounds 10] [--doc]
     .venv/bin/python bench/search.py --render bench/results/search-<timestamp>.json [--doc]
 
 Each tool gets fresh copies of ``examples/minilm`` and ``examples/minilm-search`` (files copied, the
@@ -65,14 +66,17 @@ LATENCY_GOAL = 0.55  # x the fp32 ONNX model at 1 thread
 WALL_GOAL = 0.5  # x Olive's search wall time
 
 
-def prepare(run_dir: Path, tool: str, repeat: int = 1) -> Path:
+def prepare(run_dir: Path, tool: str, repeat: int = 1, workers: int = 0) -> Path:
     """Fresh copies of both examples under ``run_dir/tool`` (``tool-<repeat>`` after the first run); the
-    search config's path (no plot)."""
+    search config's path (no plot). ``workers``: Olivine's local worker pool (``search_workers`` on the
+    ``engine.host`` system; Olive's translation drops the key)."""
     root = run_dir / (tool if repeat == 1 else f"{tool}-{repeat}")
     prepare_workdir(EXAMPLE, root / "minilm")
     work = prepare_workdir(SEARCH_EXAMPLE, root / "minilm-search")
     config = json.loads((work / "config.json").read_text(encoding="utf-8"))
     config.setdefault("engine", {})["plot_pareto_frontier"] = False
+    if workers and tool == "olivine":
+        config["systems"][config["engine"]["host"]]["search_workers"] = workers
     path = work / "config.bench.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
@@ -151,14 +155,15 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1) -> dict[str, Any]:
+def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1, workers: int = 0) -> dict[str, Any]:
     """Each tool's search ``pairs`` times (:func:`run_order`); the record of a tool is its first run's
-    (outputs, best model) with every run's wall and CPU time and their medians."""
+    (outputs, best model) with every run's wall and CPU time and their medians. ``workers``: Olivine's
+    local worker pool (0: serial)."""
     results: dict[str, Any] = {}
     count: dict[str, int] = {}
     for tool in run_order(tools, pairs):
         count[tool] = count.get(tool, 0) + 1
-        config = prepare(run_dir, tool, count[tool])
+        config = prepare(run_dir, tool, count[tool], workers)
         command = command_for(tool, config)
         env = bench_env({"OLIVINE_HOME": str(config.parent.parent / "olivine-home")})
         cpu_before = _children_cpu_s()
@@ -173,6 +178,8 @@ def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1) -> dict[st
         )
         if tool not in results:
             record: dict[str, Any] = dict(run)
+            if tool == "olivine":
+                record["search_workers"] = workers
             if timed.returncode != 0:
                 record["error_tail"] = tail(timed.log, 30)
             record.update(read_output(tool, config))
@@ -383,7 +390,16 @@ def render_section(result: dict[str, Any]) -> str:
         "",
     ]
     pairs = result.get("pairs", 1)
-    lines += [f"Command: `.venv/bin/python bench/search.py --doc{f' --pairs {pairs}' if pairs != 1 else ''}`"]
+    workers = result.get("olivine_workers", 0)
+    if workers:
+        lines += [
+            f"Olivine ran its search in a local worker pool of {workers} processes "
+            f"(`search_workers: {workers}` on the engine.host LocalSystem, one exclusive CPU per candidate); "
+            "Olive ran serially (it has no local parallel search).",
+            "",
+        ]
+    flags = (f" --pairs {pairs}" if pairs != 1 else "") + (f" --olivine-workers {workers}" if workers else "")
+    lines += [f"Command: `.venv/bin/python bench/search.py --doc{flags}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -398,6 +414,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (latency)")
     parser.add_argument(
         "--pairs", type=int, default=1, help="runs of each tool, alternating (A B B A ...); medians reported"
+    )
+    parser.add_argument(
+        "--olivine-workers",
+        type=int,
+        default=0,
+        help="run Olivine's search in a local worker pool of this many processes (search_workers on the "
+        "engine.host system; 0: serial)",
     )
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
     parser.add_argument(
@@ -415,11 +438,12 @@ def main() -> int:
             "machine": machine_info(),
             "load_start": load_average(),
             "pairs": args.pairs,
+            "olivine_workers": args.olivine_workers,
         }
         tools = tuple(args.tools.split(","))
         reused = json.loads(args.reuse.read_text(encoding="utf-8"))["search"] if args.reuse else {}
         result["search"] = {k: v for k, v in reused.items() if k not in tools}
-        result["search"].update(run_search(run_dir, tools, args.pairs))
+        result["search"].update(run_search(run_dir, tools, args.pairs, args.olivine_workers))
         if reused:
             result["reused_from"] = str(args.reuse)
         result["latency"] = measure_models(result["search"], args.runs, args.rounds, run_dir / "latency.json")

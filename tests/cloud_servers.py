@@ -4,7 +4,10 @@
   (``$OLIVINE_TEST_CACHE`` or ``~/.cache/olivine-tests``), started as its own process with telemetry off,
   stopped by its PID. It persists to a folder, so a stop and a start keep the blobs.
 * :class:`MotoS3`: moto's ``ThreadedMotoServer`` in this process; its state lives in moto's module-level
-  backends, so a stop and a start on the same port keep the objects.
+  backends, so a stop and a start on the same port keep the objects (the outage tests rely on it).
+* :class:`MotoS3Process`: moto's ``moto_server`` as its own process (stopped by its PID), for the
+  benchmark: the server's CPU and GIL do not compete with the client being measured. A stop loses the
+  objects (moto keeps them in memory).
 
 Both can :meth:`stop` and :meth:`start` again on the same port (the outage tests).
 """
@@ -16,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -134,6 +138,11 @@ class Azurite:
                 self.proc.wait()
         self.proc = None
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        assert self.proc is not None
+        return proc_cpu_seconds(self.proc.pid)
+
     def create_container(self, name: str) -> None:
         from azure.storage.blob import BlobServiceClient
 
@@ -176,6 +185,47 @@ class MotoS3:
 
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
+
+
+class MotoS3Process(MotoS3):
+    """moto's S3 server as its own process on 127.0.0.1, stopped by its PID."""
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MotoS3Process:
+        cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM to its PID, SIGKILL after 10 s)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        assert self.proc is not None
+        return proc_cpu_seconds(self.proc.pid)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (and its reaped children) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 #: Environment for an S3 client talking to moto (moto accepts any credentials).

@@ -86,15 +86,15 @@ def write_config(folder: Path, workflow_id: str, func: str, **extra: Any) -> Pat
     return path
 
 
-def grep_tree(root: Path) -> list[str]:
+def grep_tree(root: Path, needles: list[bytes] = NEEDLES) -> list[str]:
     hits = []
     for path in root.rglob("*"):
-        for needle in NEEDLES:
+        for needle in needles:
             if needle in str(path).encode():
                 hits.append(f"{path}: in the name")
         if path.is_file() and not path.is_symlink():
             data = path.read_bytes()
-            hits.extend(f"{path}: {needle.decode()}" for needle in NEEDLES if needle in data)
+            hits.extend(f"{path}: {needle.decode()}" for needle in needles if needle in data)
     return hits
 
 

@@ -3,6 +3,9 @@ the object-store backends promise beyond it (credentials from the environment, U
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from cloud_servers import AZURITE_KEY, CONTAINER, MOTO_ENV, Azurite, MotoS3, azure_url, s3_url
@@ -100,3 +103,39 @@ def test_s3_datastore_endpoint_from_option_or_environment(
 def test_s3_datastore_refuses_unknown_option(s3_env: MotoS3) -> None:
     with pytest.raises(ConfigError, match="unknown s3:// datastore option"):
         Datastore.from_url(s3_url(), {"endpoint": "x"})
+
+
+@pytest.mark.s3
+def test_s3_writes_use_the_options_credentials_and_run_in_the_writing_threads(
+    s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+
+    import fsspec.asyn
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    secret = "option-secret-value-0123456789"
+    ds = Datastore.from_url(
+        s3_url(), {"endpoint_url": s3_env.endpoint, "region": "eu-west-1", "key": "opt-key", "secret": secret}
+    )
+    client = ds._writer()  # type: ignore[attr-defined]
+    # The write client is made like s3fs's: same endpoint, region and credentials (from the options).
+    assert client.meta.endpoint_url == s3_env.endpoint
+    assert client.meta.region_name == "eu-west-1"
+    creds = client._request_signer._credentials
+    assert (creds.access_key, creds.secret_key) == ("opt-key", secret)
+    assert secret not in repr(ds._client_args) and secret not in repr(ds)  # type: ignore[attr-defined]
+    senders: list[str] = []
+    client.meta.events.register(
+        "before-send.s3.*", lambda **_: senders.append(threading.current_thread().name)
+    )
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2 * ds.block_bytes + 5))  # type: ignore[attr-defined]
+    ds.put_bytes("a.txt", b"a")
+    entry = ds.put_file(big, "big.bin")
+    assert ds.read_bytes("a.txt") == b"a" and ds.hash_of("big.bin") == entry
+    # put, then start + 3 parts + complete: none of them on fsspec's event-loop thread.
+    assert len(senders) == 6
+    loop_thread = fsspec.asyn.iothread[0]
+    assert loop_thread is not None and loop_thread.name not in senders

@@ -213,3 +213,40 @@ def test_ray_submit_goes_over_http_without_importing_ray(host_env: HostEnv, tmp_
     finished = host_env.wait(submitted["job"])
     assert finished.state is JobStatus.SUCCEEDED, finished.message
     assert finished.host_info["bundle_via"] == "working_dir"
+
+
+_NO_RAY_CLI = (
+    "import sys; from olivine.cli.main import main; code = main(sys.argv[1:]);"
+    " print('RAY:', sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))[:3]); sys.exit(code)"
+)
+
+
+def test_no_cli_command_imports_ray(host_env: HostEnv, tmp_path: Path) -> None:
+    """Every command speaks the Jobs REST API (the SDK costs about a second of CPU to import)."""
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _NO_RAY_CLI, *args],
+            env={**os.environ, "OLIVINE_HOME": str(host_env.home)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+        *out, last = done.stdout.rstrip("\n").split("\n")
+        assert last == "RAY: []", (args, last)
+        return "\n".join(out)
+
+    run = ("run", "--host", "cluster", "--json", "--config")
+    quick = json.loads(cli(*run, str(write_workflow(tmp_path / "quick"))))["job_id"]
+    slow = json.loads(cli(*run, str(write_workflow(tmp_path / "slow", workflow_id="slow", sleep_s=120.0))))
+    assert f"job {quick} SUCCEEDED" in cli("logs", quick, "--follow")
+    assert json.loads(cli("status", quick, "--json"))["state"] == "SUCCEEDED"
+    host_env.wait_for(slow["job_id"], lambda j: j.state is JobStatus.RUNNING)
+    listed = {j["job_id"]: j["state"] for j in json.loads(cli("list", "--json"))}
+    assert listed == {quick: "SUCCEEDED", slow["job_id"]: "RUNNING"}
+    assert f"job {quick} SUCCEEDED" in cli("logs", quick)
+    cli("fetch", quick, "--to", str(tmp_path / "fetched"))
+    assert (tmp_path / "fetched").is_dir()
+    cli("cancel", slow["job_id"])
+    assert service.status(slow["job_id"], store=host_env.store).state is JobStatus.CANCELLED

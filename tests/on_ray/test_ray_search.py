@@ -161,3 +161,24 @@ def test_ray_host_job_with_search_workers_is_cancelled_while_candidates_run(
     # ray.init installs, would have made it a failure: "user code called sys.exit").
     assert cancelled.state is JobStatus.CANCELLED, cancelled.message
     assert time.monotonic() - asked < 60
+
+
+def test_ray_tasks_running_at_once_are_pinned_to_disjoint_cpus_and_give_the_serial_result(
+    tmp_path: Path, ray_driver: str
+) -> None:
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    serial = _run(
+        tmp_path / "a", search_config(tmp_path / "a", FAILING_SEARCH, strategy, latency_priority=-1), None
+    )
+    # Each evaluation sleeps, so the two task slots hold candidates at the same time.
+    cfg = search_config(tmp_path / "b", FAILING_SEARCH, strategy, latency_priority=-1, sleep_s=1.5)
+    spread = _run(tmp_path / "b", cfg, ray_driver)
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    assert all("ran_on" not in c for c in serial["candidates"])  # the serial search pins nothing
+    ran = [c["ran_on"] for c in spread["candidates"] if c["status"] == "evaluated"]
+    assert len(ran) == 2
+    for where in ran:
+        assert len(where["cpus"]) == 1 and where["threads_outside"] == 0 and where["evaluated_here"]
+    first, second = ran
+    assert first["started"] < second["ended"] and second["started"] < first["ended"]  # at the same time
+    assert set(first["cpus"]).isdisjoint(second["cpus"])

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,62 @@ def test_asking_for_more_cpus_than_allowed_or_none_is_a_clear_error() -> None:
 def test_the_lock_folder_is_per_user_unless_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(affinity.LOCK_DIR_ENV)
     assert affinity.lock_dir().name == f"olivine-cpus-{os.getuid()}"
+
+
+def _ort_session() -> Any:
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    # No intra_op_num_threads: onnxruntime sizes its pool to the machine's cores and pins the pool threads.
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session.run(None, {"x": np.ones((64, 64), np.float32)})
+    return session
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs")
+def test_onnxruntime_default_sessions_stay_on_a_task_s_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime 1.32 pins its default pool's threads to cores of its choosing: with plain pinning to
+    CPU 0 its pool thread went to CPU 1 (seen on this 2-core machine). A task steers such sessions."""
+    from olivine.engine.task_work import _own_cpus
+
+    monkeypatch.setattr(affinity, "allowed_cpus", lambda: (ALLOWED[0],))  # the first CPU, as seen on Ray
+    with _own_cpus(1) as watcher:
+        session = _ort_session()
+        assert affinity.escaped_threads(watcher.cpus) == {}
+        assert session.get_session_options().intra_op_num_threads == 1
+        del session
+    assert watcher.outside == set()
+
+
+def test_the_task_watcher_pins_back_and_counts_a_thread_that_leaves_the_claimed_cpus() -> None:
+    from olivine.engine.task_work import _own_cpus
+
+    if len(ALLOWED) < 2:
+        pytest.skip("needs two CPUs")
+    left = threading.Event()
+    stop = threading.Event()
+
+    def rogue() -> None:
+        os.sched_setaffinity(0, set(ALLOWED))  # a library pinning its own thread where it likes
+        left.set()
+        stop.wait()
+
+    with _own_cpus(1) as watcher:
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert affinity.escaped_threads(watcher.cpus) == {}
+        thread = threading.Thread(target=rogue)
+        thread.start()
+        left.wait()
+        deadline = time.monotonic() + 10
+        while not watcher.outside and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert affinity.escaped_threads(watcher.cpus) == {}  # pinned back
+        stop.set()
+        thread.join()
+    assert len(watcher.outside) == 1

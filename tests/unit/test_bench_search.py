@@ -117,3 +117,26 @@ def test_goals_and_section_show_cpu_time_and_every_run() -> None:
     section = search.render_section(result)
     assert "38.0 s / 29.0 s, 1.0/1.0/1.0 -> 2.0/2.0/2.0; 42.0 s / 31.0 s" in section
     assert "bench/search.py --doc --pairs 2" in section
+
+
+def test_olivine_workers_go_to_olivines_engine_host_only_and_the_section_says_so(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(search, "prepare_workdir", _fake_workdir)
+    ours = json.loads(search.prepare(tmp_path, "olivine", workers=2).read_text())
+    theirs = json.loads(search.prepare(tmp_path, "olive", workers=2).read_text())
+    assert ours["systems"][ours["engine"]["host"]]["search_workers"] == 2
+    assert "search_workers" not in json.dumps(theirs)
+    result = _result(60.0, 150.0, (20.0, 0.993), (20.0, 0.992))
+    result.update(pairs=2, olivine_workers=2)
+    section = search.render_section(result)
+    assert "local worker pool of 2 processes" in section
+    assert "`.venv/bin/python bench/search.py --doc --pairs 2 --olivine-workers 2`" in section
+
+
+def _fake_workdir(example: Path, work: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
+    config = search.SEARCH_EXAMPLE / "config.json"
+    if example == search.SEARCH_EXAMPLE:
+        (work / "config.json").write_text(config.read_text())
+    return work

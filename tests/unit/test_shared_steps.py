@@ -120,3 +120,41 @@ def test_shared_store_a_concurrent_writer_of_the_same_key_loses_the_rename_and_u
     got = SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, racing)
     assert got == winner[0] and got.read_text() == "winner"
     assert [p.name for p in (tmp_path / "shared").iterdir()] == [got.parent.name]  # no staging left
+
+
+_SLOW_MAKER = """
+import sys
+import time
+from pathlib import Path
+
+from olivine.engine.shared import SharedStore
+
+
+def make(folder):
+    Path(sys.argv[2]).write_text("making")
+    time.sleep(1.5)
+    (folder / "model.onnx").write_text("first")
+    return folder / "model.onnx"
+
+
+SharedStore(Path(sys.argv[1])).for_model("m", {}).get_or_make("prep", {}, make)
+"""
+
+
+def test_shared_store_a_second_process_waits_for_the_maker_and_uses_its_artifact(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    making = tmp_path / "making"
+    maker = subprocess.Popen([sys.executable, "-c", _SLOW_MAKER, str(tmp_path), str(making)])
+    try:
+        deadline = time.monotonic() + 60
+        while not making.exists() and maker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert making.exists()
+        calls: list[Path] = []
+        got = SharedStore(tmp_path).for_model("m", {}).get_or_make("prep", {}, _maker(calls, "second"))  # type: ignore[arg-type]
+    finally:
+        assert maker.wait(60) == 0
+    assert calls == [] and got.read_text() == "first"  # made once, by the first process

@@ -49,13 +49,31 @@ class SystemBase(StrictModel):
         return self
 
 
-class LocalSystemConfig(SystemBase):
+class _LocalSearchPool(SystemBase):
+    """Olivine's: a search's candidates in worker processes on this machine (see
+    :mod:`olivine.engine.pool_executor`); the keys mirror the Ray system's."""
+
+    search_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Olivine's: with a search strategy, up to this many candidates run at once, each in a "
+        "worker process on this machine with CPUs of its own (0: one after another in this process)",
+    )
+    search_task_cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description="CPUs each candidate claims for itself; default: the intra_op_num_threads of the "
+        "timed metrics (so a timed run never shares a CPU with another candidate)",
+    )
+
+
+class LocalSystemConfig(_LocalSearchPool):
     """Runs in this process. As a ``workflow_host`` it runs in the foreground (as Olive did)."""
 
     type: Literal["LocalSystem"] = "LocalSystem"
 
 
-class LocalWorkerConfig(SystemBase):
+class LocalWorkerConfig(_LocalSearchPool):
     """A detached worker process on this machine: the embedded default host for remote workflows."""
 
     type: Literal["LocalWorker"] = "LocalWorker"

@@ -1,7 +1,10 @@
 """What the object-store datastores (``az://``, ``s3://``) share: streamed block uploads with a
 create-only commit, single-request small writes, listings without a stat first, and retry settings.
 
-Both backends drive an fsspec filesystem (adlfs, s3fs) through its synchronous API. The rules of
+Both backends drive an fsspec filesystem (adlfs, s3fs) for reads and listings. Writes go through four
+hooks (:meth:`ObjectStoreDatastore._put_object` and the block hooks); by default they run the backend's
+coroutines on the filesystem's event loop (Azure), a backend may run them on its own threads instead
+(S3: one event-loop thread would serialise every request's signing and hashing). The rules of
 :mod:`olivine.datastores.base` hold: a file appears complete or not at all (a single put, or blocks /
 parts committed in one request at the end), and a create-only write is a conditional request
 (``If-None-Match: *``) that the service answers atomically, so :attr:`atomic_create` is True.
@@ -64,9 +67,11 @@ class RetrySettings:
 
 
 class ObjectStoreDatastore(Datastore):
-    """Base of the blob/object-store backends. Subclasses build the filesystem, implement the three
-    block hooks (:meth:`_start_blocks`, :meth:`_stage_block`, :meth:`_commit_blocks`) and may override
-    :meth:`_abort_blocks` and :meth:`_ensure_container`."""
+    """Base of the blob/object-store backends. Subclasses build the filesystem and either implement the
+    three block coroutines (:meth:`_start_blocks`, :meth:`_stage_block`, :meth:`_commit_blocks`; and
+    may override :meth:`_abort_blocks`) or override the synchronous write hooks (:meth:`_put_object`,
+    :meth:`_begin_blocks`, :meth:`_submit_block`, :meth:`_finish_blocks`, :meth:`_drop_blocks`); they
+    may override :meth:`_ensure_container`."""
 
     atomic_create = True
     check_before_put = False
@@ -92,7 +97,7 @@ class ObjectStoreDatastore(Datastore):
         first = next(blocks, b"")
         second = next(blocks, None)
         if second is None:
-            self.fs.pipe_file(full, first, mode="create" if exclusive else "overwrite")
+            self._put_object(full, first, exclusive=exclusive)
             return
         head = [first, second]
         del first, second  # only the upload's window may keep blocks alive
@@ -114,7 +119,7 @@ class ObjectStoreDatastore(Datastore):
             second = reader.read() if len(first) == self.block_bytes else b""
             self._container_once()
             if not second:
-                self.fs.pipe_file(full, first, mode="create" if exclusive else "overwrite")
+                self._put_object(full, first, exclusive=exclusive)
             else:
                 head = [first, second]
                 del first, second  # only the upload's window may keep blocks alive
@@ -134,32 +139,54 @@ class ObjectStoreDatastore(Datastore):
         flight (a sliding window, so memory stays bounded), committed in order by one final request
         (create-only when ``exclusive``: FileExistsError if the name is taken). On any failure the
         upload is aborted and nothing appears."""
-        from fsspec.asyn import sync
-
-        loop = self.fs.loop
-        upload = sync(loop, self._start_blocks, full)
+        upload = self._begin_blocks(full)
         pending: deque[concurrent.futures.Future[Any]] = deque()
         parts: list[Any] = []
         try:
             for index, block in enumerate(blocks):
                 if len(pending) >= self.file_concurrency:
                     parts.append(pending.popleft().result())
-                stage = self._stage_block(upload, index, block)
-                pending.append(asyncio.run_coroutine_threadsafe(stage, loop))
-                del block, stage  # the window alone holds the bytes
+                pending.append(self._submit_block(upload, index, block))
+                del block  # the window alone holds the bytes
             while pending:
                 parts.append(pending.popleft().result())
-            sync(loop, self._commit_blocks, upload, parts, exclusive)
+            self._finish_blocks(upload, parts, exclusive)
         except BaseException:
             for future in pending:
                 future.cancel()
             concurrent.futures.wait(pending)
             try:
-                sync(loop, self._abort_blocks, upload)
+                self._drop_blocks(upload)
             except Exception as exc:  # the service may be the reason we are here
                 logger.debug("could not abort the upload of %s: %s", full, exc)
             raise
 
+    # -- write hooks: synchronous, called from the writing thread ----------------------------------
+    # The defaults run the backend's coroutines (below) on the filesystem's event loop.
+    def _put_object(self, full: str, data: bytes, *, exclusive: bool) -> None:
+        """Store ``data`` at ``full`` in one request (create-only when ``exclusive``: FileExistsError)."""
+        self.fs.pipe_file(full, data, mode="create" if exclusive else "overwrite")
+
+    def _begin_blocks(self, full: str) -> Any:
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, self._start_blocks, full)
+
+    def _submit_block(self, upload: Any, index: int, data: bytes) -> concurrent.futures.Future[Any]:
+        """Start uploading block ``index``; the future's result is what :meth:`_finish_blocks` needs."""
+        return asyncio.run_coroutine_threadsafe(self._stage_block(upload, index, data), self.fs.loop)
+
+    def _finish_blocks(self, upload: Any, parts: list[Any], exclusive: bool) -> None:
+        from fsspec.asyn import sync
+
+        sync(self.fs.loop, self._commit_blocks, upload, parts, exclusive)
+
+    def _drop_blocks(self, upload: Any) -> None:
+        from fsspec.asyn import sync
+
+        sync(self.fs.loop, self._abort_blocks, upload)
+
+    # -- the backend's coroutines behind the default hooks ------------------------------------------
     async def _start_blocks(self, full: str) -> Any:
         """Begin a block upload to ``full``; returns the backend's handle for it."""
         raise NotImplementedError

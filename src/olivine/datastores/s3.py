@@ -13,13 +13,22 @@ options of :class:`~olivine.datastores.objectstore.RetrySettings`, ``connection_
 Requests are retried by botocore's ``standard`` mode (429, 500, 502, 503, 504, throttling codes,
 connection errors) with capped exponential backoff. Create-only writes use ``If-None-Match: *`` on the
 put or on the multipart completion, which S3 (since 2024) and moto answer atomically.
+
+Reads and listings go through s3fs. Writes (single puts and multipart uploads) go through a synchronous
+botocore client with the same credentials, endpoint, region and retry settings, called from the
+writing threads (and a shared pool for the parts of large files), as boto3's own transfers do: s3fs
+runs every request on one event-loop thread, where botocore's per-request work (serialising, signing,
+the body's checksums) would queue behind each other's. The body's sha256 (for the SigV4 signature;
+botocore skips it only over HTTPS with a checksum) and CRC32 are botocore's defaults, unchanged.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import s3fs  # noqa: F401  (fails early with the install hint when the extra is missing)
 
@@ -63,9 +72,10 @@ class S3Datastore(ObjectStoreDatastore):
             "read_timeout": float(opts.get("read_timeout_s", 120)),
         }
         creds = {k: str(opts[k]) for k in _SECRET_OPTIONS if opts.get(k)}
+        profile = opts.get("profile")
         fs = S3FileSystem(
             **creds,
-            profile=opts.get("profile"),
+            profile=profile,
             client_kwargs=client_kwargs,
             config_kwargs=config,
             skip_instance_cache=True,
@@ -74,7 +84,89 @@ class S3Datastore(ObjectStoreDatastore):
         fs.retries = retry.attempts  # s3fs's own loop around botocore's, for errors botocore passes up
         secrets = secret_values(creds) + [v for n in _ENV_SECRETS if (v := os.environ.get(n))]
         root = f"{bucket}/{prefix}" if prefix else bucket
-        return cls(fs, root, secrets=secrets)
+        store = cls(fs, root, secrets=secrets)
+        store._client_args = _ClientArgs(
+            profile=str(profile) if profile else None,
+            kwargs={
+                **client_kwargs,
+                **{_CLIENT_CREDENTIALS[k]: v for k, v in creds.items()},
+            },
+            config={**config, "max_pool_connections": cls.put_concurrency * (cls.file_concurrency + 1)},
+        )
+        return store
+
+    _client_args: _ClientArgs | None = None
+    _client: Any = None
+    _client_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def connect(self) -> None:
+        """Make the clients now (otherwise they are made on first use)."""
+        self.fs.connect()
+        self._writer()
+
+    # -- writes: a synchronous botocore client, called from the writing threads ---------------------
+    def _writer(self) -> Any:
+        """The botocore client for writes, made once per datastore."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    assert self._client_args is not None
+                    self._client = _make_client(self._client_args)
+        return self._client
+
+    def _call(self, operation: str, *, exclusive: bool = False, **kwargs: Any) -> Any:
+        """``operation`` with botocore's errors as s3fs gives them (a taken name on a create-only
+        request is FileExistsError)."""
+        from botocore.exceptions import ClientError
+        from s3fs.errors import translate_boto_error
+
+        try:
+            return getattr(self._writer(), operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if exclusive and (code == "PreconditionFailed" or status == 412):
+                raise FileExistsError(kwargs.get("Key", "")) from exc
+            raise translate_boto_error(exc) from exc
+
+    def _put_object(self, full: str, data: bytes, *, exclusive: bool) -> None:
+        bucket, key, _ = self.fs.split_path(full)
+        condition = {"IfNoneMatch": "*"} if exclusive else {}
+        self._call("put_object", exclusive=exclusive, Bucket=bucket, Key=key, Body=data, **condition)
+
+    def _begin_blocks(self, full: str) -> _PartUpload:
+        bucket, key, _ = self.fs.split_path(full)
+        mpu = self._call("create_multipart_upload", Bucket=bucket, Key=key)
+        return _PartUpload(bucket, key, str(mpu["UploadId"]))
+
+    def _submit_block(self, upload: _PartUpload, index: int, data: bytes) -> Future[dict[str, Any]]:
+        return _part_pool().submit(self._upload_part, upload, index + 1, data)
+
+    def _upload_part(self, upload: _PartUpload, number: int, data: bytes) -> dict[str, Any]:
+        out = self._call(
+            "upload_part",
+            Bucket=upload.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        return {"PartNumber": number, "ETag": out["ETag"]}
+
+    def _finish_blocks(self, upload: _PartUpload, parts: list[Any], exclusive: bool) -> None:
+        # If-None-Match on the completion: S3 (and moto) answer it atomically.
+        self._call(
+            "complete_multipart_upload",
+            exclusive=exclusive,
+            Bucket=upload.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},
+            **({"IfNoneMatch": "*"} if exclusive else {}),
+        )
+
+    def _drop_blocks(self, upload: _PartUpload) -> None:
+        self._call("abort_multipart_upload", Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id)
 
     def _url_of(self, full: str) -> str:
         return f"s3://{full.lstrip('/')}"
@@ -92,43 +184,62 @@ class S3Datastore(ObjectStoreDatastore):
                 return names
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
-    async def _start_blocks(self, full: str) -> _PartUpload:
-        bucket, key, _ = self.fs.split_path(full)
-        mpu = await self.fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key)
-        return _PartUpload(bucket, key, str(mpu["UploadId"]))
-
-    async def _stage_block(self, upload: _PartUpload, index: int, data: bytes) -> dict[str, Any]:
-        number = index + 1
-        out = await self.fs._call_s3(
-            "upload_part",
-            Bucket=upload.bucket,
-            Key=upload.key,
-            UploadId=upload.upload_id,
-            PartNumber=number,
-            Body=data,
-        )
-        return {"PartNumber": number, "ETag": out["ETag"]}
-
-    async def _commit_blocks(self, upload: _PartUpload, parts: list[Any], exclusive: bool) -> None:
-        # If-None-Match on the completion: S3 (and moto) answer it atomically; s3fs maps 412 to
-        # FileExistsError.
-        await self.fs._call_s3(
-            "complete_multipart_upload",
-            Bucket=upload.bucket,
-            Key=upload.key,
-            UploadId=upload.upload_id,
-            MultipartUpload={"Parts": parts},
-            **({"IfNoneMatch": "*"} if exclusive else {}),
-        )
-
-    async def _abort_blocks(self, upload: _PartUpload) -> None:
-        await self.fs._call_s3(
-            "abort_multipart_upload", Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
-        )
-
 
 @dataclass(frozen=True)
 class _PartUpload:
     bucket: str
     key: str
     upload_id: str
+
+
+#: Option names of the credentials -> botocore's create_client arguments.
+_CLIENT_CREDENTIALS = {
+    "key": "aws_access_key_id",
+    "secret": "aws_secret_access_key",
+    "token": "aws_session_token",
+}
+
+
+@dataclass(frozen=True)
+class _ClientArgs:
+    """What the write client is made from: the same as s3fs's client (credentials included, so this is
+    never printed)."""
+
+    profile: str | None
+    kwargs: dict[str, Any]
+    config: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return "_ClientArgs(...)"
+
+
+_shared_lock = threading.Lock()
+_loader: Any = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def _make_client(args: _ClientArgs) -> Any:
+    """A botocore S3 client; a fresh session each time (credentials resolved now, as s3fs does), but one
+    shared loader, so the service model is parsed once per process."""
+    import botocore.session
+    from botocore.config import Config
+
+    global _loader
+    with _shared_lock:
+        session = botocore.session.Session(profile=args.profile)
+        if _loader is None:
+            _loader = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _loader)
+        return session.create_client("s3", config=Config(**args.config), **args.kwargs)
+
+
+def _part_pool() -> ThreadPoolExecutor:
+    """Threads that upload the parts of large files, shared by every S3 datastore of the process: as
+    many as the files in flight times each file's window."""
+    global _pool
+    with _shared_lock:
+        if _pool is None:
+            workers = S3Datastore.put_concurrency * S3Datastore.file_concurrency
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="olivine-s3-part")
+        return _pool

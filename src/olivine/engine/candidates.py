@@ -40,6 +40,10 @@ class Candidate:
     meets_goals: bool | None = None
     on_frontier: bool = False
     is_best: bool = False
+    # Where a spread search's task realised it (see olivine.engine.task_work.candidate_task): node, the
+    # CPUs it was pinned to, threads seen allowed outside them, whether it was evaluated there (not
+    # read from the cache), and its start/end (Unix time). None in a serial search.
+    ran_on: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -72,9 +76,10 @@ class Candidate:
         return {key: value.to_json() for key, value in self.metrics.items()}
 
     def record(self) -> dict[str, Any]:
-        """The candidate's record in ``footprint.json``."""
+        """The candidate's record in ``footprint.json`` (``ran_on`` only when a spread search's task
+        realised it)."""
         run_keys = [run.key for run in self.runs] + [None] * (len(self.chain) - len(self.runs))
-        return {
+        record: dict[str, Any] = {
             "id": self.id,
             "index": self.index,
             "chain": [
@@ -100,6 +105,9 @@ class Candidate:
             "is_best": self.is_best,
             "model_config": self.model.to_json() if self.model is not None else None,
         }
+        if self.ran_on is not None:
+            record["ran_on"] = dict(self.ran_on)
+        return record
 
     def node(self, best_model_id: str | None) -> dict[str, Any]:
         """The Olive-style footprint node (``nodes`` in footprint.json, kept for existing readers)."""

@@ -1,8 +1,10 @@
 """The candidate executor seam: who realises the proposals of one batch.
 
 :class:`SerialExecutor` (the default) realises them one after another in the engine's process. A spread
-search (:class:`SpreadSettings`, set by the Ray host's ``search_workers``) uses
-:class:`olivine.engine.ray_executor.RayExecutor`: each candidate is a Ray task on the cluster. Whatever
+search (:class:`SpreadSettings`, set by ``search_workers`` on a system) uses
+:class:`olivine.engine.ray_executor.RayExecutor` (``executor="ray"``: each candidate is a Ray task on the
+cluster) or :class:`olivine.engine.pool_executor.LocalPoolExecutor` (``executor="local"``: worker
+processes on this machine, from a LocalSystem or LocalWorker system's ``search_workers``). Whatever
 the executor, candidates come back in proposal order, so the walk hears results in the order the serial
 search would, and the same seed gives the same candidates and the same best model.
 """
@@ -91,6 +93,10 @@ class SpreadSettings:
 def executor_for(settings: SpreadSettings | None) -> CandidateExecutor:
     if settings is None:
         return SerialExecutor()
+    if settings.executor == "local":
+        from olivine.engine.pool_executor import LocalPoolExecutor
+
+        return LocalPoolExecutor(settings)
     if settings.executor != "ray":
         raise HostError(f"search_spread executor '{settings.executor}' is not available in this Olivine")
     from olivine.engine.ray_executor import RayExecutor

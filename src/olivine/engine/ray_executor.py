@@ -16,7 +16,7 @@
   walk in that order), so the same seed gives the same candidates and the same best model as the serial
   search. The chain prefix that a batch's
   candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
-  before them.
+  before them, on every task slot's CPUs that fit on one node (nothing else of the search runs then).
 
 ``ray`` is imported only when a spread search starts.
 """
@@ -116,12 +116,26 @@ class RayExecutor:
         self._recipe = TaskRecipe.of(work)
         self._recipe_ref = ray.put(self._recipe)
         self._candidate = ray.remote(candidate_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
-        self._chain = ray.remote(chain_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
+        # Nothing else of this search runs while a shared prefix does: it may take every task slot's
+        # CPUs that fit on one node (conversion and optimization run torch and onnxruntime threads).
+        self._prefix_cpus = min(self.workers * self.settings.num_cpus, self._largest_node_cpus(ray))
+        self._prefix_cpus = max(self._prefix_cpus, self.settings.num_cpus)
+        self._chain = ray.remote(chain_task).options(num_cpus=self._prefix_cpus, max_retries=1)
         logger.info(
             "search over Ray: up to %d candidate(s) at once, %s CPU(s) each",
             self.workers,
             self.settings.num_cpus,
         )
+
+    @staticmethod
+    def _largest_node_cpus(ray: Any) -> float:
+        try:
+            return max(
+                (float(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")),
+                default=0.0,
+            )
+        except Exception:  # an older or newer Ray's node table: fall back to one slot's CPUs
+            return 0.0
 
     # -- realising ------------------------------------------------------------------------------------
     def realise(
@@ -176,7 +190,7 @@ class RayExecutor:
             self._done.update(keyed[0][:common])
             return
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} on the Ray cluster")
-        result = self._get(self._chain.remote(self._recipe_ref, steps, self.settings.num_cpus), work)
+        result = self._get(self._chain.remote(self._recipe_ref, steps, self._prefix_cpus), work)
         for event in result.events:
             work.phases.emit(event)
         if result.error is None:

@@ -70,6 +70,8 @@ def run_workflow(
     search's candidates (default: one after another, in this process; see :mod:`olivine.engine.executor`)."""
     started = time.perf_counter()
     engine = workflow.config.engine
+    if executor is None:
+        executor = _host_pool(workflow)
     cache = WorkflowCache(Path(cache_dir or engine.cache_dir).resolve(), workflow.workflow_id)
     out_dir = Path(output_dir or engine.output_dir).resolve()
     if engine.clean_cache:
@@ -90,6 +92,18 @@ def run_workflow(
         "workflow '%s' finished in %.1fs; output in %s", workflow.workflow_id, result.duration_s, out_dir
     )
     return result
+
+
+def _host_pool(workflow: ResolvedWorkflow) -> CandidateExecutor | None:
+    """The local worker pool that ``engine.host`` asks for with ``search_workers`` (a LocalSystem or
+    LocalWorker system: the system that runs the passes), or None."""
+    from olivine.engine.pool_executor import LocalPoolExecutor, local_spread
+
+    ref = workflow.config.engine.host
+    key = f"systems.{ref}.search_workers" if isinstance(ref, str) else "engine.host.search_workers"
+    file = str(workflow.config_path) if workflow.config_path else None
+    settings = local_spread(workflow, workflow.host, key, file)
+    return LocalPoolExecutor(settings) if settings is not None else None
 
 
 def _run(

@@ -15,18 +15,25 @@ Layout under the workflow cache folder::
     shared/.staging-<uuid>/     an artifact being written (renamed into place when complete)
 
 The key hashes the input model id, the step's name and parameters and the library versions. Writes are
-atomic like the runs'; a concurrent writer of the same key loses the rename and uses the winner's files.
+atomic like the runs'; processes that need the same artifact at once (a local worker pool's candidates)
+wait for the one making it (a ``flock`` per cache folder and key, in a per-user folder of the temp dir,
+released when its process dies), and a writer that
+races anyway (a filesystem without ``flock``) loses the rename and uses the winner's files.
 The folder is a working cache, not a result: it is not exported with the cache.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,7 @@ from olivine.engine.keys import hash_json
 logger = logging.getLogger("olivine.engine")
 
 SHARED_FOLDER = "shared"
+_HELD: set[str] = set()  # keys whose lock this process holds
 _RECORD = "shared.json"
 
 
@@ -60,13 +68,42 @@ class SharedStore:
             return self._found[key]
         found = self._load(key)
         if found is None:
-            try:
-                found = self._make(key, record, make)
-            except Exception as exc:
-                self._failed[key] = exc
-                raise
+            with self._making(key):
+                found = self._load(key)  # another process may have made it while this one waited
+                if found is None:
+                    try:
+                        found = self._make(key, record, make)
+                    except Exception as exc:
+                        self._failed[key] = exc
+                        raise
         self._found[key] = found
         return found
+
+    @contextmanager
+    def _making(self, key: str) -> Iterator[None]:
+        """Hold the lock of ``key`` (a ``flock``: it dies with its process), so that processes of one
+        search that need the same artifact at once (a local worker pool) make it once; the others wait
+        and use it. Not taken again by a process that holds it already."""
+        if key in _HELD:
+            yield
+            return
+        folder = Path(tempfile.gettempdir()) / f"olivine-shared-locks-{os.getuid()}"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = hashlib.sha256(f"{self.root.resolve()}\n{key}".encode()).hexdigest()[:40]
+        fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                logger.info("shared artifact %s is being made by another process: waiting for it", key[:12])
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            _HELD.add(key)
+            try:
+                yield
+            finally:
+                _HELD.discard(key)
+        finally:
+            os.close(fd)
 
     def _load(self, key: str) -> Path | None:
         """The artifact's file when ``key`` is complete and its file lies inside its folder."""

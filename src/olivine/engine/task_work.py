@@ -6,7 +6,19 @@ the engine's runner and evaluator (:class:`TaskRecipe`), the task functions, and
 Ray remote functions; a local pool executor calls them in worker processes. Each task claims
 ``ceil(cpus)`` CPUs of its own with :func:`olivine.engine.affinity.exclusive_cpus` around its work (pass
 runs, evaluation, timed runs), so a timed latency run never shares a CPU with another task's work, and
-records the pinned CPU ids in its result.
+records the pinned CPU ids in its result. Thread pools created inside the task inherit the pinning, with
+two libraries steered further while the task runs:
+
+- onnxruntime: a session left at the default thread count (``intra_op_num_threads`` 0, e.g. a user
+  script's fidelity session or a pass's own session) sizes its pool to the machine's cores and pins each
+  pool thread to a core of its choosing, outside the claim (seen: a task pinned to CPU 0 had a pool
+  thread on CPU 1). In a task, such sessions get the claimed count instead (onnxruntime then pins
+  nothing); sessions with an explicit count (timed metrics must have one) are left as they are.
+- torch and OpenMP: ``torch.set_num_threads`` and ``OMP_NUM_THREADS`` are the claimed count.
+
+A watcher samples the process's threads while the task runs; a thread allowed outside the claim (a
+library that pins its own threads) is pinned back and counted: a candidate's ``ran_on`` record in the
+footprint shows the CPUs and that count.
 
 Results land in the one cache, the job's ``cache_dir``: tasks open it by path, so every process (and
 every node) must see it at the same path. A task checks that it sees the folder the engine marked and
@@ -16,17 +28,23 @@ fails with a clear error otherwise (no silent node-local cache).
 from __future__ import annotations
 
 import math
+import os
 import socket
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from olivine.engine.affinity import exclusive_cpus
+from olivine.engine import affinity
 from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import Candidate
 from olivine.engine.chain import ChainRunner
-from olivine.engine.events import EngineEvent, PhaseChanged
+from olivine.engine.events import EngineEvent, EvaluationFinished, PhaseChanged
 from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork
 from olivine.errors import CacheError
@@ -156,24 +174,136 @@ def cpu_count(cpus: float) -> int:
     return max(1, math.ceil(cpus))
 
 
+_WATCH_S = 0.05  # how often the watcher looks for threads allowed outside the claimed CPUs
+
+
+class _Watcher:
+    """Samples this process's threads while a task runs: a thread allowed outside ``cpus`` is pinned
+    back; ``outside`` keeps the ids of every such thread."""
+
+    def __init__(self, cpus: tuple[int, ...]) -> None:
+        self.cpus = cpus
+        self.outside: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="olivine-cpu-watch", daemon=True)
+
+    def _check(self) -> None:
+        escaped = affinity.escaped_threads(self.cpus)
+        for tid in escaped:
+            with suppress(OSError):
+                os.sched_setaffinity(tid, self.cpus)
+        self.outside.update(escaped)
+
+    def _watch(self) -> None:
+        while True:
+            self._check()
+            if self._stop.wait(_WATCH_S):
+                return
+
+    def __enter__(self) -> _Watcher:
+        if self.cpus:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cpus:
+            self._stop.set()
+            self._thread.join()
+            self._check()
+
+
+@contextmanager
+def _thread_counts(count: int) -> Iterator[None]:
+    """torch (already imported, or imported by the task) and OpenMP size their pools to ``count``."""
+    old_env = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(count)
+    torch: Any = sys.modules.get("torch")
+    old_torch = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_env
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(old_torch or count)
+
+
+@contextmanager
+def _onnxruntime_threads(count: int) -> Iterator[None]:
+    """onnxruntime sessions created meanwhile that leave their thread counts at the default get
+    ``count`` (see the module docstring); the class is restored afterwards."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        yield
+        return
+    session = ort.InferenceSession
+    original = session.__init__
+
+    def init(self: Any, path_or_bytes: Any, sess_options: Any = None, *args: Any, **kwargs: Any) -> None:
+        if sess_options is None:
+            sess_options = ort.SessionOptions()
+        if sess_options.intra_op_num_threads <= 0:
+            sess_options.intra_op_num_threads = count
+        if sess_options.inter_op_num_threads <= 0:
+            sess_options.inter_op_num_threads = count
+        original(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    session.__init__ = init
+    try:
+        yield
+    finally:
+        session.__init__ = original
+
+
+@contextmanager
+def _own_cpus(cpus: float) -> Iterator[_Watcher]:
+    """Claim ``ceil(cpus)`` CPUs, steer thread pools to them and watch for threads that leave."""
+    count = cpu_count(cpus)
+    with (
+        affinity.exclusive_cpus(count) as pinned,
+        _thread_counts(count),
+        _onnxruntime_threads(count),
+        _Watcher(pinned) as watcher,
+    ):
+        yield watcher
+
+
 def candidate_task(recipe: TaskRecipe, proposal: Proposal, total: int | None, cpus: float) -> TaskResult:
-    """Realise and evaluate one candidate on ``ceil(cpus)`` CPUs of its own."""
-    with exclusive_cpus(cpu_count(cpus)) as pinned:
+    """Realise and evaluate one candidate on ``ceil(cpus)`` CPUs of its own; the candidate's
+    ``ran_on`` says where (node, CPUs, threads seen outside them, whether it was evaluated here)."""
+    started = time.time()
+    with _own_cpus(cpus) as watcher:
         work = work_of(recipe)
         events = _listening(work)
         candidate = work.realise(proposal, total)
-    return TaskResult(candidate, events, node=socket.gethostname(), cpus=pinned)
+    candidate.ran_on = {
+        "node": socket.gethostname(),
+        "cpus": list(watcher.cpus),
+        "threads_outside": len(watcher.outside),
+        "evaluated_here": any(isinstance(e, EvaluationFinished) and not e.cached for e in events),
+        "started": round(started, 3),
+        "ended": round(time.time(), 3),
+    }
+    return TaskResult(candidate, events, node=socket.gethostname(), cpus=watcher.cpus)
 
 
 def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float) -> TaskResult:
-    """Realise a chain prefix that several candidates share (no evaluation) on CPUs of its own."""
+    """Realise a chain prefix that several candidates share (no evaluation) on ``ceil(cpus)`` CPUs of
+    its own, at most as many as this process may use (the executor may ask for every slot's CPUs)."""
     from olivine.errors import PassRunError
 
-    with exclusive_cpus(cpu_count(cpus)) as pinned:
+    usable = len(affinity.allowed_cpus()) or cpu_count(cpus)
+    with _own_cpus(min(cpu_count(cpus), usable)) as watcher:
         work = work_of(recipe)
         events = _listening(work)
         try:
             work.runner.realise(steps, label="shared prefix: ")
         except PassRunError as exc:
-            return TaskResult(None, events, error=str(exc), node=socket.gethostname(), cpus=pinned)
-    return TaskResult(None, events, node=socket.gethostname(), cpus=pinned)
+            return TaskResult(None, events, error=str(exc), node=socket.gethostname(), cpus=watcher.cpus)
+    return TaskResult(None, events, node=socket.gethostname(), cpus=watcher.cpus)

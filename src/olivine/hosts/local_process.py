@@ -7,6 +7,7 @@ the process table tells a dead worker from a live one; its log is the folder's `
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from olivine.errors import HostError
 from olivine.hosts.base import Host
@@ -16,12 +17,26 @@ from olivine.jobs.reconcile import sealed_status
 from olivine.jobs.records import ErrorKind, JobRecord, JobStatus
 from olivine.jobs.status import WorkerStatus, apply_status
 
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
+
 
 class LocalProcessHost(Host):
     """Base of ``LocalSystem`` and ``LocalWorker``: a job is a process here, its folder a folder here."""
 
     def new_host_info(self) -> dict[str, object]:
         return {"submitter": submitter_info()}
+
+    def search_spread(self, wf: ResolvedWorkflow) -> dict[str, Any] | None:
+        """With ``search_workers``, the job's search runs its candidates in worker processes on this
+        machine (see :mod:`olivine.engine.pool_executor`); refused where it cannot do what it promises."""
+        from olivine.engine.pool_executor import local_spread
+
+        in_workflow = self.name in wf.config.systems
+        key = f"{'systems' if in_workflow else 'hosts'}.{self.name}.search_workers"
+        file = str(wf.config_path) if in_workflow and wf.config_path else None
+        settings = local_spread(wf, self.config, key, file)
+        return settings.to_json() if settings is not None else None
 
     def worker_folder(self, job: JobRecord) -> JobFolder | None:
         return JobFolder.of(job)

@@ -12,9 +12,10 @@ and logs answer from the datastore alone. Cancel asks Ray to stop the job: SIGTE
 stops after the running step and seals its export, then SIGKILL after ``cancel_grace_s`` (passed to the
 job as ``RAY_JOB_STOP_WAIT_TIME_S``).
 
-Ray's SDK is imported only to read jobs (status, logs, cancel, list) and for the one-time cluster check;
-``olivine run`` submits through :class:`olivine.hosts.ray_jobs_api.RayJobsAPI` (plain HTTP), so it does
-not import Ray. Without Ray installed, using a Ray host is one error with the install hint.
+Every call to the cluster (submit, status, logs, cancel, list, the one-time cluster check) goes through
+:class:`olivine.hosts.ray_jobs_api.RayJobsAPI` (the Jobs REST API over plain HTTP, with Ray's token
+authentication when ``RAY_AUTH_MODE=token``), so no Olivine command imports Ray's SDK. Without Ray
+installed, using a Ray host is still one error with the install hint (``pip install 'olivine[ray]'``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from olivine.config.systems import RayConfig
 from olivine.errors import ConfigError, HostError
 from olivine.hosts.base import Host
-from olivine.hosts.ray_jobs_api import RayJobsAPI
+from olivine.hosts.ray_jobs_api import RayAuthError, RayJobInfo, RayJobsAPI
 from olivine.jobs.bundle import Bundle, upload_bundle
 from olivine.jobs.exports import open_job_export
 from olivine.jobs.folder import JobFolder
@@ -45,8 +46,6 @@ from olivine.jobs.status import WorkerStatus, apply_status
 from olivine.jobs.worker import write_spec
 
 if TYPE_CHECKING:
-    from ray.job_submission import JobDetails, JobSubmissionClient
-
     from olivine.engine.resolve import ResolvedWorkflow
 
 if importlib.util.find_spec("ray") is None:  # the registry turns this into the install hint
@@ -55,14 +54,15 @@ if importlib.util.find_spec("ray") is None:  # the registry turns this into the 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'olivine[ray]'"
-#: Errors of an unreachable head or an unknown job (requests' errors are OSErrors; Ray raises
-#: RuntimeError for HTTP errors such as 404).
+#: Errors of an unreachable head or an unknown job (urllib's errors are OSErrors; an HTTP error such as
+#: 404 is a RayRequestError, a RuntimeError; a garbled answer a ValueError). Not RayAuthError: a
+#: cluster that refuses us is not a cluster that is gone.
 _UNREACHABLE = (OSError, RuntimeError, ValueError)
 _LOG_POLL_S = 1.0
 _CHECK_TTL_S = 24 * 3600.0
 _CHECK_TIMEOUT_S = 300.0
 _AGENT_WAIT_S = 60.0
-#: Ray's job states (``ray.job_submission.JobStatus``, a str enum) and ours.
+#: Ray's job states (``ray.job_submission.JobStatus``) and ours.
 _STATES = {
     "PENDING": JobStatus.PENDING,
     "RUNNING": JobStatus.RUNNING,
@@ -122,14 +122,9 @@ class RayHost(Host):
         return SpreadSettings(workers=workers, num_cpus=cpus).to_json()
 
     @cached_property
-    def client(self) -> JobSubmissionClient:
-        """Ray's SDK client, for reading jobs (imported on first use: it is slow to import)."""
-        from ray.job_submission import JobSubmissionClient
-
-        try:
-            return JobSubmissionClient(self.config.address)
-        except _UNREACHABLE as exc:
-            raise HostError(f"the Ray cluster at {self.config.address} is not reachable: {exc}") from exc
+    def api(self) -> RayJobsAPI:
+        """The cluster's Jobs API (it holds the auth token, when there is one, and nothing else does)."""
+        return RayJobsAPI(self.config.address)
 
     # -- submitting ---------------------------------------------------------------------------------
     def check(self) -> None:
@@ -156,18 +151,18 @@ class RayHost(Host):
         try:
             self._submit_when_ready(entrypoint=entrypoint, submission_id=check_id, runtime_env=env or None)
             deadline = time.monotonic() + _CHECK_TIMEOUT_S
-            while not (status := self.client.get_job_status(check_id)).is_terminal():
+            while (status := self.api.get_job_info(check_id).status) not in _RAY_TERMINAL:
                 if time.monotonic() > deadline:
-                    self.client.stop_job(check_id)
+                    self.api.stop_job(check_id)
                     raise HostError(
                         f"checking for Olivine on the Ray cluster at {self.config.address} timed out"
                     )
                 time.sleep(0.2)
-            output = self.client.get_job_logs(check_id)
+            output = self.api.get_job_logs(check_id)
         except _UNREACHABLE as exc:
             raise HostError(f"the Ray cluster at {self.config.address} is not reachable: {exc}") from exc
         found = [line.split() for line in output.splitlines() if line.startswith("olivine ")]
-        if str(status) != "SUCCEEDED" or not found:
+        if status != "SUCCEEDED" or not found:
             last = next((ln for ln in reversed(output.splitlines()) if ln.strip()), "no output")
             raise HostError(
                 f"Olivine is not importable on the Ray cluster at {self.config.address} with "
@@ -241,7 +236,6 @@ class RayHost(Host):
             options["entrypoint_resources"] = self.config.entrypoint_resources
         try:
             self._submit_when_ready(
-                rest=True,
                 entrypoint=entrypoint,
                 submission_id=job.job_id,
                 runtime_env=env,
@@ -255,16 +249,12 @@ class RayHost(Host):
         except OSError as exc:
             raise HostError(f"the Ray cluster at {self.config.address} is not reachable: {exc}") from exc
 
-    def _submit_when_ready(self, *, rest: bool = False, **kwargs: Any) -> None:
-        """``submit_job``, retried while a freshly (re)started head has no job agent yet (HTTP 500).
-        ``rest``: through :class:`RayJobsAPI` (no Ray import: the ``olivine run`` path)."""
+    def _submit_when_ready(self, **kwargs: Any) -> None:
+        """``submit_job``, retried while a freshly (re)started head has no job agent yet (HTTP 500)."""
         deadline = time.monotonic() + _AGENT_WAIT_S
         while True:
             try:
-                if rest:
-                    RayJobsAPI(self.config.address).submit_job(**kwargs)
-                else:
-                    self.client.submit_job(**kwargs)
+                self.api.submit_job(**kwargs)
                 return
             except RuntimeError as exc:
                 if "No available agent" not in str(exc) or time.monotonic() > deadline:
@@ -283,8 +273,11 @@ class RayHost(Host):
     def observe_all(self, jobs: list[JobRecord]) -> list[JobRecord]:
         """One ``list_jobs`` call for all of them; no datastore reads (``status`` reads those)."""
         try:
-            known = {d.submission_id: d for d in self.client.list_jobs() if d.submission_id}
-        except (*_UNREACHABLE, HostError):
+            known = {d.submission_id: d for d in self.api.list_jobs() if d.submission_id}
+        except _UNREACHABLE:
+            return jobs
+        except RayAuthError as exc:  # a listing still shows what the store knows
+            logger.warning("%s: %s", self.describe(), exc)
             return jobs
         out = []
         for job in jobs:
@@ -292,12 +285,11 @@ class RayHost(Host):
             out.append(job if details is None or job.state.is_terminal() else _from_ray(job, details))
         return out
 
-    def _details(self, job_id: str) -> JobDetails | None:
+    def _details(self, job_id: str) -> RayJobInfo | None:
         try:
-            details: JobDetails = self.client.get_job_info(job_id)
-        except (*_UNREACHABLE, HostError):
+            return self.api.get_job_info(job_id)
+        except _UNREACHABLE:
             return None  # the head is gone, or restarted and lost the job's history
-        return details
 
     def _exported_status(self, job: JobRecord) -> WorkerStatus | None:
         try:
@@ -309,8 +301,8 @@ class RayHost(Host):
     def logs(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
         job = self.store.get(job_id)
         try:
-            first = self.client.get_job_logs(job.job_id)
-        except (*_UNREACHABLE, HostError):
+            first = self.api.get_job_logs(job.job_id)
+        except _UNREACHABLE:
             if job.export_root is None:
                 return iter(())
             return self._export_lines(job, follow)
@@ -330,8 +322,8 @@ class RayHost(Host):
                 return
             time.sleep(_LOG_POLL_S)
             try:
-                text = self.client.get_job_logs(job_id)
-            except (*_UNREACHABLE, HostError):
+                text = self.api.get_job_logs(job_id)
+            except _UNREACHABLE:
                 return  # the head went away while following: the exported log has the rest
 
     # -- changing -----------------------------------------------------------------------------------
@@ -342,8 +334,8 @@ class RayHost(Host):
         if job.state.is_terminal():
             return job
         try:
-            self.client.stop_job(job.job_id)
-        except (*_UNREACHABLE, HostError) as exc:
+            self.api.stop_job(job.job_id)
+        except _UNREACHABLE as exc:
             if self._details(job.job_id) is not None:
                 raise HostError(f"could not stop Ray job {job.job_id}: {exc}") from exc
             # Ray does not know the job (its head restarted): nothing runs it any more.
@@ -355,26 +347,28 @@ class RayHost(Host):
         deadline = time.monotonic() + max(timeout_s or 0.0, self.config.cancel_grace_s) + 15.0
         while time.monotonic() < deadline:
             details = self._details(job.job_id)
-            if details is None or str(details.status) in _RAY_TERMINAL:
+            if details is None or details.status in _RAY_TERMINAL:
                 break
             time.sleep(0.2)
         return self.monitor(self.store.get(job_id))
 
 
-def _from_ray(job: JobRecord, details: JobDetails) -> JobRecord:
+def _from_ray(job: JobRecord, details: RayJobInfo) -> JobRecord:
     """``job`` as Ray's job state alone says (for listings: no datastore reads)."""
-    state = _STATES[str(details.status)]
+    state = _STATES.get(details.status)
+    if state is None:
+        return job  # a state this version does not know: leave the record as it was
     if state is job.state or not job.state.can_become(state):
         if state is JobStatus.SUCCEEDED and job.state is JobStatus.PENDING:
             return job.evolve(state=JobStatus.RUNNING).evolve(state=state, message="succeeded")
         return job
     if state.is_terminal():
-        return job.evolve(state=state, message=details.message or str(details.status))
+        return job.evolve(state=state, message=details.message or details.status)
     return job.evolve(state=state)
 
 
 def _verdict(
-    job: JobRecord, details: JobDetails | None, exported: WorkerStatus | None, address: str
+    job: JobRecord, details: RayJobInfo | None, exported: WorkerStatus | None, address: str
 ) -> JobRecord:
     observed = apply_status(job, exported) if exported is not None else job
     if observed.state.is_terminal():
@@ -388,7 +382,7 @@ def _verdict(
                 "does not know the job (its head was stopped or restarted)",
             )
         return observed
-    ray_state = str(details.status)
+    ray_state = details.status
     if ray_state not in _RAY_TERMINAL:
         # RUNNING means the worker runs (its status says so), not that Ray started the entrypoint:
         # the interpreter may still be importing, and a stop request then finds no handler yet.

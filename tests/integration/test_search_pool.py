@@ -1,0 +1,209 @@
+"""A search spread over local worker processes (``search_workers`` on a LocalSystem / LocalWorker system)
+gives the serial search's result; a worker that dies fails its candidate and the search goes on; a cancel
+stops the pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from integration.test_search import TWO_SLOTS, outline, search_config
+from olivine.engine.executor import SpreadSettings
+from olivine.engine.pool_executor import LocalPoolExecutor
+from olivine.engine.resolve import load_workflow
+from olivine.engine.run import run_workflow
+from olivine.errors import ConfigError, WorkflowCancelledError
+
+pytestmark = pytest.mark.integration
+
+FAILING_SEARCH = {
+    "quant": [
+        {
+            "type": "OnnxDynamicQuantization",
+            "precision": "int8",
+            "per_channel": "SEARCHABLE_VALUES",
+            "weight_type": {
+                "olive_parameter_type": "SearchParameter",
+                "type": "Categorical",
+                "support": ["QInt8", "QUInt8"],
+            },
+        },
+        {"type": "OnnxConversion"},  # refuses an ONNX model: this candidate fails
+    ]
+}
+STRATEGY = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+
+
+@pytest.fixture(autouse=True)
+def _cpu_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU claims of this test's workers in a folder of its own (other Olivine processes on the machine
+    do not make it wait, nor does it make them wait)."""
+    monkeypatch.setenv("OLIVINE_CPU_LOCK_DIR", str(tmp_path / "cpu-locks"))
+
+
+def _run(folder: Path, cfg: dict[str, Any], executor: Any = None) -> dict[str, Any]:
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(cfg, indent=2))
+    run_workflow(load_workflow(path), executor=executor)
+    footprint: dict[str, Any] = json.loads((Path(cfg["engine"]["output_dir"]) / "footprint.json").read_text())
+    return footprint
+
+
+def _pool(workers: int = 2) -> LocalPoolExecutor:
+    return LocalPoolExecutor(SpreadSettings(workers=workers, num_cpus=1, executor="local"))
+
+
+def test_pool_search_gives_the_serial_result_and_records_a_failing_candidate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="olivine")
+    serial = _run(
+        tmp_path / "a", search_config(tmp_path / "a", FAILING_SEARCH, STRATEGY, latency_priority=-1)
+    )
+    cfg = search_config(tmp_path / "b", FAILING_SEARCH, STRATEGY, latency_priority=-1)
+    cfg["systems"] = {"here": {"type": "LocalSystem", "search_workers": 2, "search_task_cpus": 1}}
+    cfg["engine"]["host"] = "here"
+    spread = _run(tmp_path / "b", cfg)  # engine.host's search_workers: the pool
+    assert "local search pool: up to 2 candidate(s) at once in worker processes, 1 CPU(s) each" in caplog.text
+    assert "[worker " in caplog.text  # the workers' log lines reach the engine's log
+    assert outline(spread) == outline(serial)
+    assert [c["status"] for c in spread["candidates"]] == [
+        "evaluated",
+        "evaluated",
+        "invalid",
+        "invalid",
+        "failed",
+    ]
+    assert "OnnxConversion does not accept" in spread["candidates"][4]["error"]
+    assert spread["best"] == serial["best"]
+    assert not list((tmp_path / "b" / "cache").rglob(".olivine-spread-*"))
+
+
+@pytest.mark.parametrize(
+    ("order", "sampler"),
+    [("joint", "random"), pytest.param("pass-by-pass", "random", marks=pytest.mark.slow)],
+)
+def test_pool_search_with_a_shared_prefix_gives_the_serial_result(
+    tmp_path: Path, order: str, sampler: str
+) -> None:
+    strategy = {"execution_order": order, "sampler": sampler, "seed": 5, "include_pass_params": False}
+    serial = _run(tmp_path / "a", search_config(tmp_path / "a", TWO_SLOTS, strategy, latency_priority=-1))
+    spread = _run(
+        tmp_path / "b", search_config(tmp_path / "b", TWO_SLOTS, strategy, latency_priority=-1), _pool()
+    )
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+
+
+CRASHING_FIDELITY = '''
+import os
+import signal
+
+import onnx
+
+
+def fidelity(model, device, execution_providers, input_model):
+    """1.0, but the process dies (SIGKILL) on a model with fp16 weights (the fp16 candidate)."""
+    graph = onnx.load(str(model.onnx_path)).graph
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1.0
+'''
+
+
+def test_a_worker_that_dies_fails_its_candidate_and_the_search_goes_on(tmp_path: Path) -> None:
+    passes = {
+        "quant": [
+            {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"},
+            {"type": "OnnxFloatToFloat16"},
+            {"type": "OnnxDynamicQuantization", "per_channel": False, "reduce_range": True},
+        ]
+    }
+    cfg = search_config(tmp_path, passes, STRATEGY, latency_priority=-1)
+    (tmp_path / "crash.py").write_text(CRASHING_FIDELITY)
+    user = cfg["evaluators"]["e"]["metrics"][0]["user_config"]
+    user.update(user_script=str(tmp_path / "crash.py"), evaluate_func_kwargs={})
+    footprint = _run(tmp_path, cfg, _pool())
+    statuses = {c["point"]["quant"]: c["status"] for c in footprint["candidates"]}
+    assert statuses == {0: "evaluated", 1: "failed", 2: "evaluated"} or [
+        c["status"] for c in footprint["candidates"]
+    ] == ["evaluated", "evaluated", "failed", "evaluated"]
+    failed = [c for c in footprint["candidates"] if c["status"] == "failed"]
+    assert len(failed) == 1 and "died (SIGKILL)" in failed[0]["error"]
+    assert footprint["best"] is not None
+
+
+SLOW_FIDELITY = '''
+import time
+
+
+def fidelity(model, device, execution_providers, input_model):
+    """1.0, after a long sleep for a candidate (not for the input model)."""
+    if str(model.onnx_path) != str(input_model.onnx_path):
+        time.sleep(60)
+    return 1.0
+'''
+
+
+def test_a_cancel_stops_the_pool(tmp_path: Path) -> None:
+    passes = {"quant": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    cfg = search_config(tmp_path, passes, STRATEGY, latency_priority=-1)
+    (tmp_path / "slow.py").write_text(SLOW_FIDELITY)
+    user = cfg["evaluators"]["e"]["metrics"][0]["user_config"]
+    user.update(user_script=str(tmp_path / "slow.py"), evaluate_func_kwargs={})
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    pool = _pool()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_workflow(load_workflow(path), executor=pool, stop=stop)
+        except BaseException as exc:  # recorded for the assertion
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "cache").rglob("evaluations/*.json")):
+        time.sleep(0.1)  # the input model is evaluated: candidates go to the workers next
+    while time.monotonic() < deadline and len(pool._pool) < 2:
+        time.sleep(0.1)
+    pids = [w.process.pid for w in pool._pool]
+    time.sleep(2.0)  # the workers are inside their (sleeping) candidates
+    started = time.monotonic()
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 15
+    assert errors and isinstance(errors[0], WorkflowCancelledError)
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_search_workers_without_a_search_is_refused(tmp_path: Path) -> None:
+    cfg = search_config(tmp_path, {"quant": {"type": "OnnxDynamicQuantization"}}, STRATEGY)
+    del cfg["engine"]["search_strategy"]
+    cfg["systems"] = {"here": {"type": "LocalSystem", "search_workers": 2}}
+    cfg["engine"]["host"] = "here"
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"systems\.here\.search_workers: .*no engine\.search_strategy"):
+        run_workflow(load_workflow(path))
+
+
+def test_search_workers_with_an_unpinned_timed_metric_is_refused(tmp_path: Path) -> None:
+    cfg = search_config(tmp_path, TWO_SLOTS, STRATEGY)
+    cfg["systems"] = {"here": {"type": "LocalWorker", "search_workers": 2}}
+    cfg["engine"]["host"] = "here"
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="intra_op_num_threads unset"):
+        run_workflow(load_workflow(path))
