@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from olivine.config.evaluators import EvaluatorConfig
-from olivine.evaluate.results import MetricValue
+from olivine.evaluate.results import MetricValue, metric_value, round_spread
 from olivine.search.ranking import (
     Objective,
     Objectives,
@@ -82,6 +82,35 @@ def test_best_keeps_the_earlier_candidate_on_a_full_tie_and_skips_failed_ones() 
     assert best_index([None, a, b], objectives) == 1
     assert best_index([None, b, a], objectives) == 1
     assert best_index([None, None], objectives) is None
+
+
+def test_a_chain_of_ties_does_not_let_a_distinguishably_slower_model_win() -> None:
+    # Seen in the MiniLM search (bench run 20261202-124403): 12 ms ties with 16 ms (wide spread), 16 ms
+    # ties with 27 ms (wide spread), and each later one is more faithful. Walking pairwise, the 27 ms fp16
+    # model won although it is clearly slower than the 12 ms one. Ties are measured against the leader.
+    objectives = Objectives((LAT, ACC))
+    int8_fast = {"latency-avg": lat(11.8, 0.3), "acc-score": acc(0.9914)}
+    int8_noisy = {"latency-avg": lat(16.1, 4.5), "acc-score": acc(0.9943)}
+    fp16 = {"latency-avg": lat(27.4, 8.9), "acc-score": acc(1.0)}
+    for order in ([int8_fast, int8_noisy, fp16], [int8_noisy, fp16, int8_fast], [fp16, int8_fast, int8_noisy]):
+        best = order[best_index(order, objectives) or 0]
+        assert best is int8_noisy  # tied with the leader (11.8 +- 0.3 vs 16.1 +- 4.5), more faithful
+    clear = {"latency-avg": lat(16.1, 1.0), "acc-score": acc(0.9943)}  # no longer tied with the leader
+    assert best_index([clear, fp16, int8_fast], objectives) == 2
+    assert ranking_order([clear, fp16, int8_fast], objectives) == [2, 0, 1]
+
+
+def test_one_disturbed_round_does_not_widen_the_spread() -> None:
+    rounds = (24.24, 39.94, 23.30, 22.48, 22.07)  # one round while something else ran
+    assert round_spread(rounds) == (24.24 - 22.07) / 2
+    assert round_spread((1.0, 3.0)) == 1.0  # two rounds: half their distance
+    assert round_spread((1.0, 2.0, 4.0)) == 1.5  # three: nothing is left out
+    sub = EvaluatorConfig.model_validate(
+        {"metrics": [{"name": "latency", "type": "latency", "sub_types": [{"name": "avg", "priority": 1}]}]}
+    ).metrics[0].sub_types[0]
+    value = metric_value(sub, 25.0, rounds)
+    assert value.spread is not None and abs(value.spread - 1.085) < 1e-9
+    assert metric_value(sub, 25.0, (25.0,)).spread is None
 
 
 def test_pareto_frontier_keeps_trade_offs_and_drops_dominated_and_goal_failures() -> None:

@@ -38,13 +38,11 @@ from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from olivine.engine.candidates import Candidate, candidate_id
-from olivine.engine.chain import ChainRunner
+from olivine.engine.candidates import Candidate
 from olivine.engine.executor import SpreadSettings, timed_threads
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.engine.task_work import TaskRecipe, TaskResult
+from olivine.engine.task_work import TaskRecipe, TaskResult, lost_candidate, shared_prefix
 from olivine.errors import ConfigError, HostError, OlivineError
-from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
 if TYPE_CHECKING:
@@ -355,7 +353,11 @@ class LocalPoolExecutor:
                 result = finished.pop(index)
                 for event in result.events:
                     work.phases.emit(event)
-                candidate = result.candidate if result.candidate is not None else _lost(proposal, result)
+                candidate = (
+                    result.candidate
+                    if result.candidate is not None
+                    else lost_candidate(proposal, result, "the worker process returned nothing")
+                )
                 self._done.update(run.key for run in candidate.runs)
                 yield candidate
         finally:
@@ -367,21 +369,10 @@ class LocalPoolExecutor:
     def _shared_prefix(self, batch: Sequence[Proposal], work: CandidateWork) -> None:
         """Run once, first, the chain prefix that two or more of ``batch``'s candidates share and that is
         not in the cache yet (the candidates would each run it at the same time otherwise)."""
-        chains = [p.chain for p in batch if p.steps is not None]
-        if len(chains) < 2:
+        prefix = shared_prefix(batch, work.runner, self._done)
+        if prefix is None:
             return
-        keyed = [_keys(chain, work.runner) for chain in chains]
-        common = 0
-        while all(len(k) > common for k in keyed) and len({k[common] for k in keyed}) == 1:
-            common += 1
-        # The last step of a candidate's own chain is its own work, even when shared.
-        common = min(common, min(len(k) for k in keyed) - 1)
-        if common <= 0 or keyed[0][common - 1] in self._done:
-            return
-        steps = chains[0][:common]
-        if all(work.runner.cache.load_run(key) is not None for key in keyed[0][:common]):
-            self._done.update(keyed[0][:common])
-            return
+        steps, keys = prefix
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} in a local worker")
         worker = self._pool[0]
         self._send(worker, ("chain", steps, float(self.prefix_cpus)))
@@ -395,7 +386,7 @@ class LocalPoolExecutor:
         for event in result.events:
             work.phases.emit(event)
         if result.error is None:
-            self._done.update(keyed[0][:common])
+            self._done.update(keys)
         # A failed prefix is not an error here: each candidate runs it again and fails with its reason.
 
     def _wait_any(self, busy: list[_Worker], work: CandidateWork) -> tuple[_Worker, TaskResult]:
@@ -449,25 +440,3 @@ def _reply(kind: str, value: Any) -> TaskResult:
     if kind == "olivine-error":
         raise value  # as the serial search would: e.g. the cache is not usable
     return TaskResult(None, error=f"the worker process failed: {value}")
-
-
-def _keys(chain: Sequence[ResolvedPass], runner: ChainRunner) -> list[str]:
-    keys: list[str] = []
-    model_id = runner.input_model_id
-    for step in chain:
-        model_id = runner.key(step, model_id)
-        keys.append(model_id)
-    return keys
-
-
-def _lost(proposal: Proposal, result: TaskResult) -> Candidate:
-    """The record of a candidate whose worker died or failed outside the candidate's own error
-    handling: failed, the search goes on."""
-    return Candidate(
-        id=candidate_id(proposal.number),
-        index=proposal.number,
-        chain=proposal.chain if proposal.steps is not None else proposal.parent,
-        point=proposal.described,
-        status="failed",
-        error=result.error or "the worker process returned nothing",
-    )

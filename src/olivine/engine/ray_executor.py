@@ -31,19 +31,25 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from olivine.engine.candidates import Candidate, candidate_id
-from olivine.engine.chain import ChainRunner
+from olivine.engine.candidates import Candidate
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.engine.task_work import TaskRecipe, TaskResult, candidate_task, chain_task
+from olivine.engine.task_work import (
+    TaskRecipe,
+    TaskResult,
+    candidate_task,
+    chain_task,
+    lost_candidate,
+    shared_prefix,
+)
 from olivine.errors import HostError, MissingDependencyError, OlivineError
-from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
 _QUEUE_FACTOR = 4  # proposals asked for per task slot (see RayExecutor.__init__)
+_NOTHING = "the Ray task returned nothing"
 
 
 def _reachable(address: str) -> None:
@@ -167,43 +173,27 @@ class RayExecutor:
             result = finished.pop(index)
             for event in result.events:
                 work.phases.emit(event)
-            candidate = result.candidate if result.candidate is not None else self._lost(proposal, result)
+            candidate = (
+                result.candidate
+                if result.candidate is not None
+                else lost_candidate(proposal, result, _NOTHING)
+            )
             self._done.update(run.key for run in candidate.runs)
             yield candidate
 
     def _shared_prefix(self, batch: Sequence[Proposal], work: CandidateWork) -> None:
         """Run once, first, the chain prefix that two or more of ``batch``'s candidates share and that is
         not in the cache yet (the candidates would each run it at the same time otherwise)."""
-        chains = [p.chain for p in batch if p.steps is not None]
-        if len(chains) < 2:
+        prefix = shared_prefix(batch, work.runner, self._done)
+        if prefix is None:
             return
-        keyed = [self._keys(chain, work.runner) for chain in chains]
-        common = 0
-        while all(len(k) > common for k in keyed) and len({k[common] for k in keyed}) == 1:
-            common += 1
-        # The last step of a candidate's own chain is its own work, even when shared.
-        common = min(common, min(len(k) for k in keyed) - 1)
-        if common <= 0 or keyed[0][common - 1] in self._done:
-            return
-        steps = chains[0][:common]
-        if all(work.runner.cache.load_run(key) is not None for key in keyed[0][:common]):
-            self._done.update(keyed[0][:common])
-            return
+        steps, keys = prefix
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} on the Ray cluster")
         result = self._get(self._chain.remote(self._recipe_ref, steps, self._prefix_cpus), work)
         for event in result.events:
             work.phases.emit(event)
         if result.error is None:
-            self._done.update(keyed[0][:common])
-
-    @staticmethod
-    def _keys(chain: Sequence[ResolvedPass], runner: ChainRunner) -> list[str]:
-        keys: list[str] = []
-        model_id = runner.input_model_id
-        for step in chain:
-            model_id = runner.key(step, model_id)
-            keys.append(model_id)
-        return keys
+            self._done.update(keys)
 
     def _get(self, ref: Any, work: CandidateWork) -> TaskResult:
         return self._result(self._wait_any([ref], work))
@@ -230,18 +220,6 @@ class RayExecutor:
             )
         except ray.exceptions.RayError as exc:  # the worker or its node died, the task was cancelled
             return TaskResult(None, error=f"the Ray task ended: {type(exc).__name__}: {exc}")
-
-    @staticmethod
-    def _lost(proposal: Proposal, result: TaskResult) -> Candidate:
-        """The record of a candidate whose task died (a crash, a lost node): failed, the search goes on."""
-        return Candidate(
-            id=candidate_id(proposal.number),
-            index=proposal.number,
-            chain=proposal.chain if proposal.steps is not None else proposal.parent,
-            point=proposal.described,
-            status="failed",
-            error=result.error or "the Ray task returned nothing",
-        )
 
     def close(self) -> None:
         if self._recipe is not None:

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from olivine.engine import affinity
 from olivine.engine.cache import WorkflowCache
-from olivine.engine.candidates import Candidate
+from olivine.engine.candidates import Candidate, candidate_id
 from olivine.engine.chain import ChainRunner
 from olivine.engine.events import EngineEvent, EvaluationFinished, PhaseChanged
 from olivine.engine.phase import Phases
@@ -307,3 +307,51 @@ def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float)
         except PassRunError as exc:
             return TaskResult(None, events, error=str(exc), node=socket.gethostname(), cpus=watcher.cpus)
     return TaskResult(None, events, node=socket.gethostname(), cpus=watcher.cpus)
+
+
+# -- the driver side shared by every spread executor ------------------------------------------------------
+def chain_keys(chain: Sequence[ResolvedPass], runner: ChainRunner) -> list[str]:
+    """The run key of each step of ``chain`` from the runner's input model (what the cache stores)."""
+    keys: list[str] = []
+    model_id = runner.input_model_id
+    for step in chain:
+        model_id = runner.key(step, model_id)
+        keys.append(model_id)
+    return keys
+
+
+def shared_prefix(
+    batch: Sequence[Proposal], runner: ChainRunner, done: set[str]
+) -> tuple[tuple[ResolvedPass, ...], list[str]] | None:
+    """The chain prefix that two or more of ``batch``'s candidates share and that is not known to be in
+    the cache yet (steps and their run keys), or None. The last step of a candidate's own chain is its own
+    work, even when shared. Prefix runs found in the cache are added to ``done``."""
+    chains = [p.chain for p in batch if p.steps is not None]
+    if len(chains) < 2:
+        return None
+    keyed = [chain_keys(chain, runner) for chain in chains]
+    common = 0
+    while all(len(k) > common for k in keyed) and len({k[common] for k in keyed}) == 1:
+        common += 1
+    common = min(common, min(len(k) for k in keyed) - 1)
+    if common <= 0 or keyed[0][common - 1] in done:
+        return None
+    keys = keyed[0][:common]
+    if all(runner.cache.load_run(key) is not None for key in keys):
+        done.update(keys)
+        return None
+    return tuple(chains[0][:common]), keys
+
+
+def lost_candidate(proposal: Proposal, result: TaskResult, nothing: str) -> Candidate:
+    """The record of a candidate whose task died or failed outside the candidate's own error handling (a
+    crash, a lost node or worker): failed, and the search goes on. ``nothing``: the error when the result
+    carries none."""
+    return Candidate(
+        id=candidate_id(proposal.number),
+        index=proposal.number,
+        chain=proposal.chain if proposal.steps is not None else proposal.parent,
+        point=proposal.described,
+        status="failed",
+        error=result.error or nothing,
+    )

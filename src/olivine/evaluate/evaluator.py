@@ -39,7 +39,8 @@ from olivine.model.handle import ModelHandle
 from olivine.model.runner import Runner, open_runner
 
 #: Bump when a metric's computation changes, so cached evaluations are not reused.
-EVALUATOR_VERSION = "2"  # 2: timed metrics carry per-round medians and their spread
+#: 2: timed metrics carry per-round medians and their spread; 3: the spread leaves out the farthest round.
+EVALUATOR_VERSION = "3"
 
 #: Timed metrics are measured in this many rounds (fewer when there are fewer runs); the spread of the
 #: rounds' medians is what tells two candidates apart (see olivine.search.ranking).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,8 +17,8 @@ class MetricValue:
     """One sub-metric's result. ``priority`` -1 means report only.
 
     Timed metrics (latency, throughput) also carry ``rounds`` (the median of each measuring round) and
-    ``spread`` (half the range of those medians; None with a single round): two values closer than
-    their spreads are tied (see :mod:`olivine.search.ranking`). Other metrics have neither.
+    ``spread`` (:func:`round_spread` of those medians; None with a single round): two values closer
+    than their spreads are tied (see :mod:`olivine.search.ranking`). Other metrics have neither.
     """
 
     value: float
@@ -49,6 +50,17 @@ class MetricValue:
         )
 
 
+def round_spread(rounds: tuple[float, ...]) -> float:
+    """How far the round medians stray: half their range, leaving out (with 4 rounds or more) the one
+    farthest from their median, so that one round disturbed by other work on the machine (a 40 ms round
+    among 22 ms ones) does not make a model tie with everything."""
+    kept = sorted(rounds)
+    if len(kept) >= 4:
+        centre = statistics.median(kept)
+        kept.remove(max(kept, key=lambda r: abs(r - centre)))
+    return (kept[-1] - kept[0]) / 2
+
+
 def result_key(metric_name: str, sub_type_name: str) -> str:
     """Olive's flat key, e.g. ``latency-avg``."""
     return f"{metric_name}{DELIMITER}{sub_type_name}"
@@ -56,8 +68,8 @@ def result_key(metric_name: str, sub_type_name: str) -> str:
 
 def metric_value(sub: SubMetric, value: float, rounds: tuple[float, ...] | None = None) -> MetricValue:
     """A result for ``sub`` (its ``higher_is_better`` is always set once the config is validated); with
-    ``rounds`` (per-round medians) the spread is half their range."""
-    spread = (max(rounds) - min(rounds)) / 2 if rounds and len(rounds) > 1 else None
+    ``rounds`` (per-round medians) the spread is :func:`round_spread`."""
+    spread = round_spread(rounds) if rounds and len(rounds) > 1 else None
     return MetricValue(
         value=float(value),
         priority=sub.priority,

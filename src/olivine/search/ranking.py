@@ -8,12 +8,17 @@ these functions; nobody else re-implements them.
 - **Order**: candidates that meet the goals come first. Then the ranked sub-metrics (``priority`` 1, 2,
   ...) decide in turn, each in its better direction; a missing or NaN value is worst.
 - **Ties**: a timed metric (latency, throughput) carries the median of each measuring round and its
-  ``spread`` (half the range of those medians). Two values whose intervals ``value ± spread`` overlap,
-  i.e. ``|a - b| <= spread_a + spread_b``, are *tied*: the measurement cannot tell them apart, so that
-  priority does not decide and the next one does. Values without a spread tie only when equal.
-- **Best**: the first candidate in proposal order that no later candidate beats (a later candidate
-  replaces the best so far only when it is strictly better), so ties go to the earlier candidate and the
-  result is deterministic for a given proposal order.
+  ``spread`` (half the range of those medians, leaving out with 4 rounds or more the one farthest from
+  their median, so one round disturbed by other work does not widen it). Two values whose intervals
+  ``value ± spread`` overlap, i.e. ``|a - b| <= spread_a + spread_b``, are *tied*: the measurement
+  cannot tell them apart, so that priority does not decide and the next one does. Values without a
+  spread tie only when equal.
+- **Best**: among the candidates that meet the goals (all of them when none does), priority 1 keeps the
+  candidate that measured best on it and every candidate tied with that one; priority 2 decides among
+  those in the same way, and so on; the earliest in proposal order of what remains wins. Ties are not
+  transitive (a 27 ms model can tie with a 16 ms one that ties with a 12 ms one); measuring every tie
+  against the leader keeps a model that is distinguishably slower than the fastest one from winning
+  through such a chain. The result does not depend on the order candidates finished in.
 - **Pareto frontier**: among the candidates that meet all goals, those that no other candidate
   *dominates* (at least as good, i.e. better or tied, on every ranked objective and strictly better on one).
 """
@@ -166,17 +171,45 @@ def compare(a: Metrics, b: Metrics, objectives: Objectives) -> int:
     return 0
 
 
-def best_index(candidates: Sequence[Metrics | None], objectives: Objectives) -> int | None:
-    """Index of the best candidate (None entries, e.g. failed candidates, are skipped); ties go to the
-    earlier one."""
-    best: int | None = None
-    for index, metrics in enumerate(candidates):
-        if metrics is None:
+def _leader(pool: Sequence[int], candidates: Sequence[Metrics | None], objective: Objective) -> int:
+    """The candidate of ``pool`` with the best value on ``objective`` (ignoring ties; missing is worst;
+    the earlier one on equal values)."""
+    leader = pool[0]
+    for index in pool[1:]:
+        a, b = (candidates[index] or {}).get(objective.key), (candidates[leader] or {}).get(objective.key)
+        if not _usable(a):
             continue
-        current = candidates[best] if best is not None else None
-        if current is None or compare(metrics, current, objectives) < 0:
-            best = index
-    return best
+        assert a is not None
+        if not _usable(b):
+            leader = index
+            continue
+        assert b is not None
+        if (a.value > b.value) if objective.higher_is_better else (a.value < b.value):
+            leader = index
+    return leader
+
+
+def best_index(candidates: Sequence[Metrics | None], objectives: Objectives) -> int | None:
+    """Index of the best candidate (None entries, e.g. failed candidates, are skipped): among those that
+    meet the goals (all, when none does), each priority in turn keeps the candidates tied with the one
+    that measured best on it; the earliest of the last group wins. See the module docstring."""
+    pool = [i for i, m in enumerate(candidates) if m is not None]
+    if not pool:
+        return None
+    meeting = [i for i in pool if meets_goals(candidates[i] or {}, objectives)]
+    pool = meeting or pool
+    for objective in objectives.ranked:
+        if len(pool) == 1:
+            break
+        leader = _leader(pool, candidates, objective)
+        best = (candidates[leader] or {}).get(objective.key)
+        pool = [
+            i
+            for i in pool
+            if i == leader
+            or compare_on((candidates[i] or {}).get(objective.key), best, objective.higher_is_better) == 0
+        ]
+    return pool[0]
 
 
 def ranking_order(candidates: Sequence[Metrics | None], objectives: Objectives) -> list[int]:
