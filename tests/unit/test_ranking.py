@@ -92,7 +92,11 @@ def test_a_chain_of_ties_does_not_let_a_distinguishably_slower_model_win() -> No
     int8_fast = {"latency-avg": lat(11.8, 0.3), "acc-score": acc(0.9914)}
     int8_noisy = {"latency-avg": lat(16.1, 4.5), "acc-score": acc(0.9943)}
     fp16 = {"latency-avg": lat(27.4, 8.9), "acc-score": acc(1.0)}
-    for order in ([int8_fast, int8_noisy, fp16], [int8_noisy, fp16, int8_fast], [fp16, int8_fast, int8_noisy]):
+    for order in (
+        [int8_fast, int8_noisy, fp16],
+        [int8_noisy, fp16, int8_fast],
+        [fp16, int8_fast, int8_noisy],
+    ):
         best = order[best_index(order, objectives) or 0]
         assert best is int8_noisy  # tied with the leader (11.8 +- 0.3 vs 16.1 +- 4.5), more faithful
     clear = {"latency-avg": lat(16.1, 1.0), "acc-score": acc(0.9943)}  # no longer tied with the leader
@@ -105,9 +109,17 @@ def test_one_disturbed_round_does_not_widen_the_spread() -> None:
     assert round_spread(rounds) == (24.24 - 22.07) / 2
     assert round_spread((1.0, 3.0)) == 1.0  # two rounds: half their distance
     assert round_spread((1.0, 2.0, 4.0)) == 1.5  # three: nothing is left out
-    sub = EvaluatorConfig.model_validate(
-        {"metrics": [{"name": "latency", "type": "latency", "sub_types": [{"name": "avg", "priority": 1}]}]}
-    ).metrics[0].sub_types[0]
+    sub = (
+        EvaluatorConfig.model_validate(
+            {
+                "metrics": [
+                    {"name": "latency", "type": "latency", "sub_types": [{"name": "avg", "priority": 1}]}
+                ]
+            }
+        )
+        .metrics[0]
+        .sub_types[0]
+    )
     value = metric_value(sub, 25.0, rounds)
     assert value.spread is not None and abs(value.spread - 1.085) < 1e-9
     assert metric_value(sub, 25.0, (25.0,)).spread is None
