@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.engine.candidates import Candidate
 from olivine.engine.realise import CandidateWork
-from olivine.errors import HostError
+from olivine.errors import ConfigError, HostError
 from olivine.search.strategy import Proposal
+
+if TYPE_CHECKING:
+    from olivine.engine.resolve import ResolvedWorkflow
 
 TIMED_TYPES = ("latency", "throughput")
 EXECUTORS = ("ray", "local")
@@ -120,3 +123,32 @@ def timed_threads(evaluator: EvaluatorConfig | None) -> tuple[int | None, list[s
         else:
             threads = max(threads or 0, count)
     return threads, unpinned
+
+
+def spread_task_cpus(
+    wf: ResolvedWorkflow, configured: float | None, *, where: str, each: str, key: str, file: str | None
+) -> float:
+    """The CPUs each candidate of a spread search gets: ``configured`` (``search_task_cpus``), else the
+    timed metrics' ``intra_op_num_threads``. Refused, naming ``key``, without a search strategy or when a
+    timed metric leaves its thread count unset (onnxruntime would time on every core while other
+    candidates run). ``where``: where the candidates run; ``each``: what claims the CPUs (for messages)."""
+    if wf.search is None:
+        raise ConfigError(
+            f"runs a search's candidates {where}, and this workflow has no engine.search_strategy: remove "
+            "search_workers or add a search_strategy",
+            path=key,
+            file=file,
+        )
+    if configured is not None:
+        return float(configured)
+    threads, unpinned = timed_threads(wf.evaluator)
+    if unpinned:
+        raise ConfigError(
+            f"the timed metric(s) {', '.join(unpinned)} leave user_config.inference_settings.onnx."
+            "session_options.intra_op_num_threads unset, so onnxruntime would time each candidate on every "
+            f"core while other candidates run: pin it ({each} then claims that many CPUs) or set "
+            "search_task_cpus",
+            path=key,
+            file=file,
+        )
+    return float(threads or 1)

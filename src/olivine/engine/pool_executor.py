@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from olivine.engine.candidates import Candidate
-from olivine.engine.executor import SpreadSettings, timed_threads
+from olivine.engine.executor import SpreadSettings, spread_task_cpus
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import TaskRecipe, TaskResult, lost_candidate, shared_prefix
 from olivine.errors import ConfigError, HostError, OlivineError
@@ -71,26 +71,14 @@ def local_spread(
     workers = int(getattr(system, "search_workers", 0) or 0)
     if not workers:
         return None
-    if wf.search is None:
-        raise ConfigError(
-            "runs a search's candidates in worker processes, and this workflow has no "
-            "engine.search_strategy: remove search_workers or add a search_strategy",
-            path=key,
-            file=file,
-        )
-    cpus = getattr(system, "search_task_cpus", None)
-    if cpus is None:
-        threads, unpinned = timed_threads(wf.evaluator)
-        if unpinned:
-            raise ConfigError(
-                f"the timed metric(s) {', '.join(unpinned)} leave user_config.inference_settings.onnx."
-                "session_options.intra_op_num_threads unset, so onnxruntime would time each candidate on "
-                "every core while other candidates run: pin it (each worker then claims that many CPUs) or "
-                "set search_task_cpus",
-                path=key,
-                file=file,
-            )
-        cpus = float(threads or 1)
+    cpus = spread_task_cpus(
+        wf,
+        getattr(system, "search_task_cpus", None),
+        where="in worker processes",
+        each="each worker",
+        key=key,
+        file=file,
+    )
     allowed = allowed_cpu_count()
     if math.ceil(cpus) > allowed:
         raise ConfigError(
@@ -99,7 +87,7 @@ def local_spread(
             path=key,
             file=file,
         )
-    if wf.search.sampler == "tpe":
+    if wf.search is not None and wf.search.sampler == "tpe":
         logger.info("the tpe sampler proposes from each result: candidates run one at a time in the pool")
     return SpreadSettings(workers=workers, num_cpus=float(cpus), executor="local")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.config.systems import RayConfig
-from olivine.errors import ConfigError, HostError
+from olivine.errors import HostError
 from olivine.hosts.base import Host
 from olivine.hosts.ray_jobs_api import RayAuthError, RayJobInfo, RayJobsAPI
 from olivine.jobs.bundle import Bundle, upload_bundle
@@ -92,32 +92,20 @@ class RayHost(Host):
         workers = self.config.search_workers
         if not workers:
             return None
-        from olivine.engine.executor import SpreadSettings, timed_threads
+        from olivine.engine.executor import SpreadSettings, spread_task_cpus
 
         in_workflow = self.name in wf.config.systems
         key = f"{'systems' if in_workflow else 'hosts'}.{self.name}.search_workers"
         file = str(wf.config_path) if in_workflow and wf.config_path else None
-        if wf.search is None:
-            raise ConfigError(
-                "spreads a search's candidates over the cluster, and this workflow has no "
-                "engine.search_strategy: remove search_workers or add a search_strategy",
-                path=key,
-                file=file,
-            )
-        cpus = self.config.search_task_cpus
-        if cpus is None:
-            threads, unpinned = timed_threads(wf.evaluator)
-            if unpinned:
-                raise ConfigError(
-                    f"the timed metric(s) {', '.join(unpinned)} leave user_config.inference_settings.onnx."
-                    "session_options.intra_op_num_threads unset, so onnxruntime would time each candidate "
-                    "on every core while other candidates run: pin it (each Ray task then reserves that "
-                    "many CPUs) or set search_task_cpus",
-                    path=key,
-                    file=file,
-                )
-            cpus = float(threads or 1)
-        if wf.search.sampler == "tpe":
+        cpus = spread_task_cpus(
+            wf,
+            self.config.search_task_cpus,
+            where="over the cluster",
+            each="each Ray task",
+            key=key,
+            file=file,
+        )
+        if wf.search is not None and wf.search.sampler == "tpe":
             logger.info("the tpe sampler proposes from each result: candidates run one at a time on Ray")
         return SpreadSettings(workers=workers, num_cpus=cpus).to_json()
 
