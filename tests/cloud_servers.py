@@ -86,7 +86,31 @@ def azurite_bin() -> Path:
     return script
 
 
-class Azurite:
+class _OwnProcess:
+    """A server this test session started as its own process (``proc``), stopped by its PID."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM to its PID, SIGKILL after 10 s)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        assert self.proc is not None
+        return proc_cpu_seconds(self.proc.pid)
+
+
+class Azurite(_OwnProcess):
     """An Azurite blob server on 127.0.0.1 persisting to ``location``."""
 
     def __init__(self, location: Path, port: int | None = None) -> None:
@@ -124,24 +148,6 @@ class Azurite:
         log.close()
         wait_port(self.port)
         return self
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM to its PID, SIGKILL after 10 s)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the server process has used so far."""
-        assert self.proc is not None
-        return proc_cpu_seconds(self.proc.pid)
 
     def create_container(self, name: str) -> None:
         from azure.storage.blob import BlobServiceClient
@@ -187,7 +193,7 @@ class MotoS3:
         self.client().create_bucket(Bucket=name)
 
 
-class MotoS3Process(MotoS3):
+class MotoS3Process(_OwnProcess, MotoS3):
     """moto's S3 server as its own process on 127.0.0.1, stopped by its PID."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -201,24 +207,6 @@ class MotoS3Process(MotoS3):
         )
         wait_port(self.port)
         return self
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM to its PID, SIGKILL after 10 s)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the server process has used so far."""
-        assert self.proc is not None
-        return proc_cpu_seconds(self.proc.pid)
 
 
 def proc_cpu_seconds(pid: int) -> float:
