@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from integration.test_search import TWO_SLOTS, outline, search_config
+from integration.test_search import FAILING_SEARCH, TWO_SLOTS, outline, search_config
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.pool_executor import LocalPoolExecutor
 from olivine.engine.resolve import load_workflow
@@ -22,21 +22,6 @@ from olivine.errors import ConfigError, WorkflowCancelledError
 
 pytestmark = pytest.mark.integration
 
-FAILING_SEARCH = {
-    "quant": [
-        {
-            "type": "OnnxDynamicQuantization",
-            "precision": "int8",
-            "per_channel": "SEARCHABLE_VALUES",
-            "weight_type": {
-                "olive_parameter_type": "SearchParameter",
-                "type": "Categorical",
-                "support": ["QInt8", "QUInt8"],
-            },
-        },
-        {"type": "OnnxConversion"},  # refuses an ONNX model: this candidate fails
-    ]
-}
 STRATEGY = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conformance.host_suite import export_of
-from integration.test_search import TWO_SLOTS, outline, search_config
+from integration.test_search import FAILING_SEARCH, TWO_SLOTS, outline, search_config
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.ray_executor import RayExecutor
 from olivine.engine.resolve import load_workflow
@@ -22,22 +22,6 @@ from on_ray.test_ray_host import _ray_env
 from ray_head import RayHead
 
 pytestmark = pytest.mark.ray
-
-FAILING_SEARCH = {
-    "quant": [
-        {
-            "type": "OnnxDynamicQuantization",
-            "precision": "int8",
-            "per_channel": "SEARCHABLE_VALUES",
-            "weight_type": {
-                "olive_parameter_type": "SearchParameter",
-                "type": "Categorical",
-                "support": ["QInt8", "QUInt8"],
-            },
-        },
-        {"type": "OnnxConversion"},  # refuses an ONNX model: this candidate fails
-    ]
-}
 
 
 @pytest.fixture
