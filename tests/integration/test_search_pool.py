@@ -249,6 +249,15 @@ def test_pool_times_each_candidate_alone_after_the_untimed_work(tmp_path: Path) 
     for began, ended in spans:
         assert all(ended <= start or end <= began for start, end in untimed)
     assert all(t["pid"] == os.getpid() for t in timed if t is not None)  # in the engine's process
+    # The input model too: its untimed metrics in a worker (beside the fixed prefix), timed here alone.
+    reference = spread["input"]["ran_on"]
+    assert reference["pid"] != os.getpid() and reference["evaluated_here"]
+    assert reference["timed"]["pid"] == os.getpid()
+    assert reference["ended"] <= reference["timed"]["started"] <= reference["timed"]["ended"] <= spans[0][0]
+    assert (
+        spread["input"]["metrics"]["fidelity-score"]["value"]
+        == serial["input"]["metrics"]["fidelity-score"]["value"]
+    )
     assert all(t["workers_cpu_s"] is not None and t["workers_cpu_s"] <= 0.05 for t in timed if t)
     assert all(
         c["metrics"]["latency-avg"]["value"] > 0 for c in spread["candidates"] if c["status"] != "pruned"

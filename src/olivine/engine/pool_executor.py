@@ -35,6 +35,7 @@ footprint says where its untimed part ran (node, CPUs, threads seen outside them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import logging.handlers
 import math
@@ -56,12 +57,18 @@ from olivine.engine.events import EngineEvent, EvaluationFinished, PassFailed, P
 from olivine.engine.executor import SpreadSettings, spread_task_cpus
 from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.engine.task_work import TaskRecipe, TaskResult, lost_candidate, shared_prefix
+from olivine.engine.task_work import TaskRecipe, TaskResult, chain_keys, lost_candidate, shared_prefix
 from olivine.errors import ConfigError, HostError, OlivineError, PassRunError
+from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
 if TYPE_CHECKING:
+    from olivine.engine.chain import ChainRunner
+    from olivine.engine.evaluation import CachedEvaluator, Evaluation
+    from olivine.engine.executor import InputWork
     from olivine.engine.resolve import ResolvedWorkflow
+    from olivine.model.handle import ModelHandle
+    from olivine.search.ranking import Objectives
 
 logger = logging.getLogger("olivine.engine")
 
@@ -155,9 +162,16 @@ def _serve(conn: Connection, level: int, number: int) -> None:
             continue
         assert recipe is not None, "a task before the recipe"
         try:
-            _, proposal, total, cpus = message  # a candidate's untimed part (phase 1)
-            task_work.work_of(recipe).untimed_only = True
-            reply: tuple[str, Any] = ("ok", task_work.candidate_task(recipe, proposal, total, cpus))
+            if kind == "input":  # the input model's untimed metrics
+                _, model_id, model, reference = message
+                reply: tuple[str, Any] = (
+                    "ok",
+                    _input_untimed(task_work.work_of(recipe), model_id, model, reference),
+                )
+            else:  # a candidate's untimed part (phase 1)
+                _, proposal, total, cpus = message
+                task_work.work_of(recipe).untimed_only = True
+                reply = ("ok", task_work.candidate_task(recipe, proposal, total, cpus))
         except OlivineError as exc:
             reply = ("olivine-error", exc)
         except Exception as exc:  # a bug or a library error the task did not classify: this candidate fails
@@ -166,6 +180,23 @@ def _serve(conn: Connection, level: int, number: int) -> None:
             send(reply)
         except Exception as exc:  # the result could not be pickled
             send(("error", f"the worker could not send its result: {type(exc).__name__}: {exc}"))
+
+
+def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, reference: bool) -> TaskResult:
+    """Evaluate the input model's untimed metrics (into the cache); its ``ran_on``: where and when."""
+    assert work.evaluator is not None, "the input model's evaluation without an evaluator"
+    started = time.time()
+    evaluation = work.evaluator.evaluate(
+        model_id, model, "input model", time_it=lambda _: False, reference=reference
+    )
+    where = {
+        "node": socket.gethostname(),
+        "pid": os.getpid(),
+        "evaluated_here": not evaluation.cached,
+        "started": round(started, 3),
+        "ended": round(time.time(), 3),
+    }
+    return TaskResult(None, node=socket.gethostname(), ran_on=where)
 
 
 def _warm(modules: Sequence[str]) -> None:
@@ -319,8 +350,19 @@ class LocalPoolExecutor:
 
     # -- the pool -------------------------------------------------------------------------------------
     def _prepare(self, work: CandidateWork) -> None:
+        self._prepare_parts(work.runner, work.evaluator, work.objectives)
+
+    def _prepare_parts(
+        self, runner: ChainRunner, evaluator: CachedEvaluator | None, objectives: Objectives
+    ) -> None:
+        """The recipe (with ``objectives``: a workers' search gets them once the input model is
+        evaluated) and ``workers`` live workers."""
+        if self._recipe is not None and self._recipe.objectives != objectives:
+            self._recipe = dataclasses.replace(self._recipe, objectives=objectives)
+            for worker in self._pool:
+                worker.recipe = None  # sent again, same token: the worker's search takes the objectives
         if self._recipe is None:
-            self._recipe = TaskRecipe.of(work)
+            self._recipe = TaskRecipe.of_parts(runner, evaluator, objectives)
             logger.info(
                 "local search pool: up to %d candidate(s) at once in worker processes, %d CPU(s) each",
                 self.workers,
@@ -344,6 +386,42 @@ class LocalPoolExecutor:
         worker.stop()
         worker.reap(time.monotonic() + STOP_GRACE_S)
 
+    # -- the input model ------------------------------------------------------------------------------
+    def evaluate_input(self, work: InputWork) -> Evaluation:
+        """The search's input model, in the same two phases as a batch: a worker evaluates its untimed
+        metrics (e.g. a PyTorch reference) while the engine's process runs the steps every candidate
+        shares (``work.prefix``) and the other workers start; the barrier; then the engine evaluates it
+        as the serial search does (untimed metrics from the cache, timed ones alone)."""
+        from olivine.engine.executor import evaluate_in_process
+        from olivine.search.ranking import Objectives
+
+        if not any(part == "untimed" for part, _ in work.evaluator.parts):
+            return evaluate_in_process(work)
+        self._prepare_parts(work.runner, work.evaluator, Objectives())
+        worker = self._pool[0]
+        self._send(worker, ("input", work.model_id, work.model, work.reference))
+        doing = "evaluating the input model's untimed metrics in a local worker"
+        if work.prefix:
+            doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
+        work.phases.set(doing)
+        try:
+            if work.prefix:
+                self._run_prefix(work.prefix, chain_keys(work.prefix, work.runner), work.runner, work.phases)
+            _, result = self._wait_any([worker], work.stop)
+        except BaseException:
+            self._drop(worker)
+            raise
+        if result.error is not None:  # the worker died: the engine evaluates it (and says why)
+            logger.warning("local search pool: the input model's untimed metrics: %s", result.error)
+            self._drop(worker)
+        self._barrier(work.phases, work.stop)
+        evaluation = evaluate_in_process(work)
+        work.ran_on = dict(result.ran_on or {})
+        if evaluation.timed_span is not None:
+            began, ended = evaluation.timed_span
+            work.ran_on["timed"] = {"pid": os.getpid(), "started": round(began, 3), "ended": round(ended, 3)}
+        return evaluation
+
     # -- realising ------------------------------------------------------------------------------------
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
@@ -354,7 +432,7 @@ class LocalPoolExecutor:
         self._shared_prefix(batch, work)
         self._prepare(work)
         untimed = self._untimed(batch, total, work)
-        self._barrier(work)
+        self._barrier(work.phases, work.stop)
         for index, proposal in enumerate(batch):
             result = untimed.get(index)
             if result is None:  # invalid: nothing ran in a worker; the serial code records it
@@ -408,7 +486,7 @@ class LocalPoolExecutor:
                     running = sorted(at for _, at in inflight.values())
                     numbers = ", ".join(str(batch[i].number) for i in running)
                     work.phases.set(f"candidates {numbers}: passes and untimed metrics in local workers")
-                worker, result = self._wait_any([w for w, _ in inflight.values()], work)
+                worker, result = self._wait_any([w for w, _ in inflight.values()], work.stop)
                 _, at = inflight.pop(worker.number)
                 finished[at] = result
                 if worker.process.is_alive() and not worker.conn.closed:
@@ -436,14 +514,14 @@ class LocalPoolExecutor:
             total += used
         return total
 
-    def _barrier(self, work: CandidateWork) -> None:
+    def _barrier(self, phases: Phases, stop: threading.Event | None) -> None:
         """Wait until every worker has started and is idle, so that nothing of this pool runs while the
         engine times (a worker started in phase 1 may have had no task: it would still be importing)."""
         starting = {w.conn: w for w in self._pool if not w.ready}
         if starting:
-            work.phases.set("waiting for local workers to finish starting before timing")
+            phases.set("waiting for local workers to finish starting before timing")
         while starting:
-            check_stop(work.stop)
+            check_stop(stop)
             for item in wait(list(starting), timeout=_WAIT_S):
                 worker = starting[item]  # type: ignore[index]
                 try:
@@ -502,19 +580,25 @@ class LocalPoolExecutor:
             return
         steps, keys = prefix
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)}")
+        self._run_prefix(steps, keys, work.runner, work.phases)
+
+    def _run_prefix(
+        self, steps: Sequence[ResolvedPass], keys: list[str], runner: ChainRunner, phases: Phases
+    ) -> None:
+        """Realise ``steps`` (run keys ``keys``) in the engine's process."""
         try:
-            with self._deduplicated(work.phases):
-                work.runner.realise(steps, label="shared prefix: ")
+            with self._deduplicated(phases):
+                runner.realise(steps, label="shared prefix: ")
         except PassRunError:
             return  # not an error here: each candidate runs it again and fails with its reason
         self._done.update(keys)
 
-    def _wait_any(self, busy: list[_Worker], work: CandidateWork) -> tuple[_Worker, TaskResult]:
+    def _wait_any(self, busy: list[_Worker], stop: threading.Event | None) -> tuple[_Worker, TaskResult]:
         """The first of ``busy`` that answered or died (checking for a cancel meanwhile); log records
         and start-up notes that arrive meanwhile are handled here."""
         by_conn = {w.conn: w for w in busy}
         while True:
-            check_stop(work.stop)
+            check_stop(stop)
             for item in wait(list(by_conn), timeout=_WAIT_S):  # an answer, a log record or EOF (it died)
                 worker = by_conn[item]  # type: ignore[index]
                 while worker.conn.poll():
@@ -522,7 +606,7 @@ class LocalPoolExecutor:
                         kind, value = worker.conn.recv()
                     except (EOFError, OSError):
                         worker.conn.close()
-                        return worker, self._died(worker, work)
+                        return worker, self._died(worker, stop)
                     if kind == "log":
                         logging.getLogger(value.name).handle(value)
                         continue
@@ -531,10 +615,10 @@ class LocalPoolExecutor:
                         continue
                     return worker, _reply(kind, value)
 
-    def _died(self, worker: _Worker, work: CandidateWork) -> TaskResult:
+    def _died(self, worker: _Worker, stop: threading.Event | None) -> TaskResult:
         worker.process.join(_DEATH_GRACE_S)
         time.sleep(_DEATH_GRACE_S)  # a cancel that signals the whole process group killed it too: say so
-        check_stop(work.stop)
+        check_stop(stop)
         code = worker.process.exitcode
         how = f"exit code {code}"
         if code is not None and code < 0:
