@@ -184,11 +184,16 @@ def _serve(conn: Connection, level: int, number: int) -> None:
 
 def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, reference: bool) -> TaskResult:
     """Evaluate the input model's untimed metrics (into the cache); its ``ran_on``: where and when."""
+    from olivine.engine.task_work import _own_cpus
+
     assert work.evaluator is not None, "the input model's evaluation without an evaluator"
     started = time.time()
-    evaluation = work.evaluator.evaluate(
-        model_id, model, "input model", time_it=lambda _: False, reference=reference
-    )
+    # One CPU of its own and one thread (torch, OpenMP, onnxruntime): the engine's process runs the
+    # prefix meanwhile, single-threaded too (two OpenMP pools spinning on two shared cores crawl).
+    with _own_cpus(1):
+        evaluation = work.evaluator.evaluate(
+            model_id, model, "input model", time_it=lambda _: False, reference=reference
+        )
     where = {
         "node": socket.gethostname(),
         "pid": os.getpid(),
@@ -239,15 +244,15 @@ def _watch_parent(parent: int) -> None:
 # ---- the engine side -------------------------------------------------------------------------------
 
 #: Libraries a worker imports as it starts (while the engine runs the shared prefix): these always
-#: (every ONNX candidate is evaluated with them), and those of :data:`WARM_IF_LOADED` that the engine's
-#: process has loaded (it needed them for the input model, so the candidates likely do too).
-WARM_ALWAYS = ("numpy", "onnx", "onnxruntime")
-WARM_IF_LOADED = ("onnxruntime.quantization", "torch", "transformers")
+#: (every ONNX candidate is evaluated with them), and :data:`WARM_TORCH` when the input model is a
+#: PyTorch / Hugging Face model (a conversion, a tokenizer or a reference in a user script needs them).
+WARM_ALWAYS = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization")
+WARM_TORCH = ("torch", "transformers")
 
 
-def warm_modules() -> list[str]:
+def warm_modules(input_model: ModelHandle) -> list[str]:
     """What a new worker imports first (see :data:`WARM_ALWAYS`)."""
-    return [*WARM_ALWAYS, *(name for name in WARM_IF_LOADED if name in sys.modules)]
+    return [*WARM_ALWAYS, *(WARM_TORCH if input_model.kind in ("hf", "pytorch") else ())]
 
 
 class _Process:
@@ -294,7 +299,6 @@ class _Worker:
         self.conn: Connection = Connection(parent_end.detach())
         self.recipe: str | None = None  # the token of the recipe it was sent
         self.ready = False  # it said it started (imports done, waiting for tasks)
-        self.conn.send(("warm", warm_modules()))
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message)
@@ -370,7 +374,9 @@ class LocalPoolExecutor:
             )
         while len(self._pool) < self.workers:
             self._started += 1
-            self._pool.append(_Worker(self._started))
+            worker = _Worker(self._started)
+            worker.send(("warm", warm_modules(self._recipe.input_model)))
+            self._pool.append(worker)
 
     def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         assert self._recipe is not None
@@ -405,9 +411,11 @@ class LocalPoolExecutor:
             doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
         work.phases.set(doing)
         try:
-            if work.prefix:
-                self._run_prefix(work.prefix, chain_keys(work.prefix, work.runner), work.runner, work.phases)
-            _, result = self._wait_any([worker], work.stop)
+            with _one_torch_thread(work.model):
+                if work.prefix:
+                    keys = chain_keys(work.prefix, work.runner)
+                    self._run_prefix(work.prefix, keys, work.runner, work.phases)
+                _, result = self._wait_any([worker], work.stop)
         except BaseException:
             self._drop(worker)
             raise
@@ -638,6 +646,26 @@ class LocalPoolExecutor:
         if self._recipe is not None:
             self._recipe.discard()
             self._recipe = None
+
+
+@contextlib.contextmanager
+def _one_torch_thread(model: ModelHandle) -> Generator[None, None, None]:
+    """Meanwhile torch in this process (imported here for a PyTorch / Hugging Face ``model``: a conversion
+    will need it) runs one intra-op thread; afterwards it gets back the count it had (its default when
+    it was imported here), so the input model's timed metrics run as in the serial search."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None and model.kind in ("hf", "pytorch"):
+        with contextlib.suppress(ImportError):
+            import torch
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cpu_s(pid: int) -> float | None:
