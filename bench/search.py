@@ -80,6 +80,9 @@ def prepare(run_dir: Path, tool: str, repeat: int = 1, workers: int = 0) -> Path
     config.setdefault("engine", {})["plot_pareto_frontier"] = False
     if workers and tool == "olivine":
         config["systems"][config["engine"]["host"]]["search_workers"] = workers
+    if tool == SERIAL:  # serial, whatever the example's config says
+        for system in config.get("systems", {}).values():
+            system.pop("search_workers", None)
     path = work / "config.bench.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
@@ -433,7 +436,9 @@ def render_section(result: dict[str, Any]) -> str:
     if workers:
         lines += [
             f"Olivine ran its search in a local worker pool of {workers} processes "
-            f"(`search_workers: {workers}` on the engine.host LocalSystem, one exclusive CPU per candidate); "
+            f"(`search_workers: {workers}` on the engine.host LocalSystem: pass chains and untimed metrics in "
+            "parallel, one exclusive CPU each; then every timed metric in the engine's process, in proposal "
+            "order, with the workers idle); "
             "Olive ran serially (it has no local parallel search).",
             "",
         ]

@@ -4,6 +4,7 @@ stops the pool."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -245,7 +246,7 @@ def test_pool_times_each_candidate_alone_after_the_untimed_work(tmp_path: Path) 
     assert timed[2] is None  # pruned: not timed
     spans = [(t["started"], t["ended"]) for t in timed if t is not None]
     assert len(spans) == 3 and spans == sorted(spans)  # in proposal order, one after another
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     for began, ended in spans:
         assert all(ended <= start or end <= began for start, end in untimed)
     assert all(t["pid"] == os.getpid() for t in timed if t is not None)  # in the engine's process
