@@ -436,9 +436,9 @@ def render_section(result: dict[str, Any]) -> str:
     if workers:
         lines += [
             f"Olivine ran its search in a local worker pool of {workers} processes "
-            f"(`search_workers: {workers}` on the engine.host LocalSystem: pass chains and untimed metrics in "
-            "parallel, one exclusive CPU each; then every timed metric in the engine's process, in proposal "
-            "order, with the workers idle); "
+            f"(`search_workers: {workers}` on the engine.host LocalSystem: pass chains and untimed metrics "
+            "in parallel, one exclusive CPU each; then every timed metric in the engine's process, in "
+            "proposal order, with the workers idle); "
             "Olive ran serially (it has no local parallel search).",
             "",
         ]
