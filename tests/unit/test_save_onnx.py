@@ -234,6 +234,14 @@ def test_the_check_reads_weights_in_place_from_the_written_file(tmp_path: Path) 
         tensor.raw_data = written.raw_data
     assert seen == model  # nothing else differs
     check_onnx_file(path)
+    # onnxruntime takes it as is (the check does not fall back to the path), with the written values.
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(tmp_path))
+    x = np.ones((1, 64), np.float32)
+    got = ort.InferenceSession(in_place, options).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, ort.InferenceSession(str(path)).run(None, {"x": x})[0])
 
 
 def test_the_check_refuses_weights_shorter_than_their_shape(tmp_path: Path) -> None:

@@ -181,22 +181,29 @@ def _attribute_tensors(nodes: Any) -> Iterator[onnx.TensorProto]:
 
 
 def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
-    """Give the model a library wrote to ``written`` its final place ``path``; returns its graph.
+    """Give the model a library wrote to ``written`` its final place ``path``; returns the model for its
+    graph's structure (nodes, inputs, outputs: its initializers may be left out).
 
     A single-file model that may stay single-file is moved as is: loading and re-serializing ~100 MB
-    costs about half a second and changes nothing. Otherwise its external data is read into the proto
-    already parsed and it is saved with :func:`save_onnx_model` (the file is parsed once either way).
+    costs about half a second and changes nothing; its weights are not even parsed
+    (:class:`GraphWithoutWeights`). Otherwise its external data is read into the proto already parsed and
+    it is saved with :func:`save_onnx_model` (the file is parsed once either way).
     """
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not config.save_as_external_data and written.stat().st_size < _MAX_PROTOBUF_BYTES:
+        light = GraphWithoutWeights.load(written)
+        if light is not None:  # one file, no external data
+            shutil.move(written, path)
+            return light.proto
     proto = onnx.load(str(written), load_external_data=False)
     stays_single = (
         not config.save_as_external_data
         and not _has_external_data(proto)
         and written.stat().st_size < _MAX_PROTOBUF_BYTES
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     if stays_single:
         shutil.move(written, path)
         return proto
