@@ -17,7 +17,7 @@ from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import INPUT_ID, Candidate
 from olivine.engine.chain import ChainRunner
 from olivine.engine.events import EvaluationFinished, Listener, WorkflowFinished, WorkflowStarted
-from olivine.engine.executor import CandidateExecutor
+from olivine.engine.executor import CandidateExecutor, InputWork, evaluate_input, fixed_prefix
 from olivine.engine.footprint import footprint, write_footprint
 from olivine.engine.identity import handle_from_input_config, input_model_id
 from olivine.engine.loop import CandidateLoop, check_stop
@@ -90,7 +90,11 @@ def run_workflow(
         names = tuple(slot.name for slot in workflow.slots)
         phases.emit(WorkflowStarted(workflow.workflow_id, cache.root, out_dir, names))
         logger.info("workflow '%s': %d pass(es), cache %s", workflow.workflow_id, len(names), cache.root)
-        result = _run(workflow, cache, out_dir, phases, stop, executor)
+        try:
+            result = _run(workflow, cache, out_dir, phases, stop, executor)
+        finally:
+            if executor is not None:  # the candidate loop closes it too; this covers a failure before it
+                executor.close()
         phases.set(None)
         result.duration_s = time.perf_counter() - started
         phases.emit(WorkflowFinished(workflow.workflow_id, out_dir, result.best_model_id, result.metrics))
@@ -132,16 +136,33 @@ def _run(
         evaluator = CachedEvaluator(workflow, cache, tokenizer_path, model)
 
     input_candidate = Candidate(id=INPUT_ID, index=0, model_id=model_id, model=model)
+    runner = ChainRunner(
+        workflow.workflow_id,
+        cache,
+        workflow.accelerator,
+        phases,
+        model,
+        model_id,
+        data_configs=workflow.data_configs,
+        base_dir=workflow.base_dir,
+    )
+    search = workflow.search
     input_timing: dict[str, Any] | None = None
     if evaluator is not None and engine.evaluate_input_model:
         check_stop(stop)
-        evaluation = evaluator.evaluate(
+        # A search's executor evaluates it (and may start the candidates' common prefix meanwhile).
+        work = InputWork(
+            runner,
+            evaluator,
             model_id,
             model,
-            "input model",
-            progress=phases.reporter("evaluating input model"),
-            reference=workflow.search is not None,
+            phases,
+            stop,
+            reference=search is not None,
+            prefix=fixed_prefix(workflow.slots, workflow.accelerator) if search is not None else (),
         )
+        evaluation = evaluate_input(executor if search is not None else None, work)
+        input_candidate.ran_on = work.ran_on
         if evaluation.reference_timing:
             from olivine.engine.evaluation import REFERENCE_TIMING
 
@@ -161,7 +182,6 @@ def _run(
 
             input_candidate.meets_goals = meets_goals(input_candidate.metrics, objectives)
 
-    search = workflow.search
     sampler_cls = None
     if search is not None:
         from olivine.search.samplers import SAMPLERS
@@ -183,16 +203,6 @@ def _run(
             walk.space_size,
             walk.total,
         )
-    runner = ChainRunner(
-        workflow.workflow_id,
-        cache,
-        workflow.accelerator,
-        phases,
-        model,
-        model_id,
-        data_configs=workflow.data_configs,
-        base_dir=workflow.base_dir,
-    )
     loop = CandidateLoop(workflow.workflow_id, walk, runner, evaluator, objectives, phases, stop, executor)
     candidates = loop.run()
 
