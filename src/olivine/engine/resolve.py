@@ -431,8 +431,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
             # Olive 0.13 refuses it too: without search a list is validated as one value of the item type.
             one = f"give the value itself ({value[0]!r}, not a list)" if len(value) == 1 else "give one value"
             raise ConfigError(
-                f"a list is a set of choices to search, and this workflow has no search (Olive refuses a list "
-                f"here too): {one}, or set engine.search_strategy",
+                "a list is a set of choices to search, and this workflow has no search (Olive refuses a "
+                f"list here too): {one}, or set engine.search_strategy",
                 path=path,
             )
         return tuple(value)
