@@ -12,6 +12,7 @@ import pytest
 
 from conformance.host_suite import export_of
 from integration.test_search import FAILING_SEARCH, TWO_SLOTS, outline, search_config
+from integration.test_search_input_seam import FIXED_THEN_SEARCHED
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.ray_executor import RayExecutor
 from olivine.engine.resolve import load_workflow
@@ -166,3 +167,29 @@ def test_ray_tasks_running_at_once_are_pinned_to_disjoint_cpus_and_give_the_seri
     first, second = ran
     assert first["started"] < second["ended"] and second["started"] < first["ended"]  # at the same time
     assert set(first["cpus"]).isdisjoint(second["cpus"])
+
+
+def test_ray_search_evaluates_the_input_model_in_a_task_while_the_shared_steps_run(
+    tmp_path: Path, ray_driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="olivine.engine")
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    serial = _run(
+        tmp_path / "a",
+        search_config(tmp_path / "a", FIXED_THEN_SEARCHED, strategy, latency_priority=-1),
+        None,
+    )
+    spread = _run(
+        tmp_path / "b",
+        search_config(tmp_path / "b", FIXED_THEN_SEARCHED, strategy, latency_priority=-1),
+        ray_driver,
+    )
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    # Two slots: the input model's evaluation on one, the step every candidate shares on the other.
+    assert "evaluating the input model on the Ray cluster (and running optimize meanwhile)" in caplog.text
+    where = spread["input"]["ran_on"]
+    assert len(where["cpus"]) == 1 and where["threads_outside"] == 0 and where["evaluated_here"]
+    assert "ran_on" not in serial["input"]
+    for key in ("fidelity-score", "size-bytes"):
+        assert spread["input"]["metrics"][key]["value"] == serial["input"]["metrics"][key]["value"]
+    assert spread["input"]["metrics"]["latency-avg"]["value"] > 0

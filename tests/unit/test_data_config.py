@@ -117,12 +117,6 @@ def test_validate_data_config_requires_a_dataset_for_a_plain_data_container(base
     assert error.path == "data_configs.d.load_dataset_config.type"
 
 
-def test_validate_data_config_rejects_hub_datasets_with_a_clear_error(base: Path) -> None:
-    dc = _dc(type="HuggingfaceContainer", load_dataset_config={"data_name": "glue", "split": "validation"})
-    error = _error(dc, base, NotSupportedError)
-    assert "no model hub" in str(error) and "data_files" in str(error)
-
-
 def test_validate_data_config_needs_the_train_split_for_a_single_data_file(base: Path) -> None:
     dc = _dc(
         type="HuggingfaceContainer", load_dataset_config={"data_name": "csv", "data_files": "data/a.npz"}

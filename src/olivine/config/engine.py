@@ -14,6 +14,47 @@ from olivine.config.typed import prefixed
 _LEGACY_ALGORITHMS = {"exhaustive": "sequential", "random": "random", "tpe": "tpe"}
 
 
+class ZipfilePackagingOptions(StrictModel):
+    """Olive's ``packaging_config.config`` of a ``Zipfile``. ``export_in_mlflow_format`` (an MLflow model
+    instead of ``model.onnx``) is refused: Olivine does not write MLflow models."""
+
+    export_in_mlflow_format: bool = False
+
+    @field_validator("export_in_mlflow_format")
+    @classmethod
+    def _no_mlflow(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("an MLflow model is not written by Olivine (mlflow); set it to false")
+        return value
+
+
+class PackagingConfig(StrictModel):
+    """Olive's ``packaging_config``: after the run, the output models go into ``<output folder>/<name>.zip``
+    (see :mod:`olivine.engine.packaging`). Only ``Zipfile`` is built; Olive's ``Dockerfile`` is refused."""
+
+    type: Literal["Zipfile"] = "Zipfile"
+    name: str = Field(default="OutputModels", min_length=1)
+    config: ZipfilePackagingOptions | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() == "zipfile":
+            return "Zipfile"
+        if isinstance(value, str) and value.lower() == "dockerfile":
+            raise ValueError(
+                "'Dockerfile' packaging (a Docker build context) is not supported by Olivine; use Zipfile"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError(f"'{value}' must be a file name (the zip is written in the output folder)")
+        return value
+
+
 class SearchStrategyConfig(StrictModel):
     """Olive's ``search_strategy`` (see :mod:`olivine.search`).
 
@@ -105,7 +146,8 @@ class EngineConfig(StrictModel):
     ort_py_log_severity_level: int = Field(default=3, ge=0, le=4)
     log_to_file: bool = False
     no_artifacts: bool = False
-    packaging_config: Any = None
+    #: Olive accepts one packaging config or a list; read as a list.
+    packaging_config: list[PackagingConfig] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -130,11 +172,14 @@ class EngineConfig(StrictModel):
             return self.search_strategy
         return None
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> EngineConfig:
-        if self.packaging_config is not None:
-            raise ValueError("'packaging_config' is not supported by Olivine yet")
-        return self
+    @field_validator("packaging_config", mode="before")
+    @classmethod
+    def _one_or_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @property
+    def packagings(self) -> list[PackagingConfig]:
+        return list(self.packaging_config or [])
 
 
 ENGINE_KEYS = frozenset(EngineConfig.model_fields)

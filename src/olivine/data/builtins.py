@@ -6,6 +6,7 @@ components (from a ``user_script``) are called the way Olive calls them, see :mo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,15 +75,15 @@ def _no_dataset(ctx: BuildContext, prm: p.PlaceholderDatasetParams) -> Any:
 
 
 def _hf_dataset(ctx: BuildContext, prm: p.HuggingfaceDatasetParams) -> Any:
-    from olivine.data.hf import load_hf_rows
+    from olivine.data.hf import load_hf_dataset
 
-    return load_hf_rows(prm, ctx.base_dir)
+    return load_hf_dataset(prm, ctx.base_dir)
 
 
 def _check_hf_dataset(prm: p.HuggingfaceDatasetParams, base_dir: Path | None) -> None:
     from olivine.data.hf import check_hf_dataset
 
-    check_hf_dataset(prm)
+    check_hf_dataset(prm, base_dir)
 
 
 def _numpy_dataset(ctx: BuildContext, prm: p.NumpyDatasetParams) -> Any:
@@ -122,7 +123,8 @@ def _tokenize(ctx: BuildContext, dataset: Any, prm: p.TokenizerPreProcessParams)
     from olivine.data.hf import tokenize_rows
 
     try:
-        rows = [dict(row) for row in dataset]
+        # Only the rows kept: a Hub dataset may be large, or endless when streamed.
+        rows = [dict(row) for row in itertools.islice(dataset, prm.max_samples)]
     except (TypeError, ValueError) as exc:
         raise DataError(f"tokenizing needs a dataset of rows (mappings column -> value): {exc}") from exc
     return tokenize_rows(rows, prm, tokenizer_path=ctx.tokenizer_path, base_dir=ctx.base_dir)

@@ -1,6 +1,7 @@
 """Hugging Face pieces of the data components: local tables, tokenization, token-id dummy inputs.
 
-Nothing here reaches a model hub: datasets are local files and tokenizers are local folders
+Nothing here reaches a model hub: local csv / json / parquet files are read here, anything else
+``huggingface_dataset`` names goes through :mod:`olivine.data.hub`; tokenizers are local folders
 (``transformers`` is imported only when a tokenizer is needed).
 """
 
@@ -38,13 +39,19 @@ def data_files_by_split(params: HuggingfaceDatasetParams) -> dict[str, list[str]
     return {"train": [files] if isinstance(files, str) else list(files)}
 
 
-def check_hf_dataset(params: HuggingfaceDatasetParams) -> None:
-    """Resolve-time checks: local formats only, and a split that exists."""
-    if params.data_name.lower() not in TABLE_FORMATS:
-        raise NotSupportedError(
-            f"data_name '{params.data_name}': Olivine has no model hub; point data_files at local "
-            f"files and set data_name to one of {', '.join(TABLE_FORMATS)}"
-        )
+def reads_tables(params: HuggingfaceDatasetParams) -> bool:
+    """Whether Olivine reads the data itself (local csv / json / parquet files without a ``subset``);
+    anything else goes through Hugging Face ``datasets`` (:mod:`olivine.data.hub`)."""
+    return params.data_name.lower() in TABLE_FORMATS and params.subset is None
+
+
+def check_hf_dataset(params: HuggingfaceDatasetParams, base_dir: Path | None = None) -> None:
+    """Resolve-time checks: a split that exists in local files; see :mod:`olivine.data.hub` for the rest."""
+    if not reads_tables(params):
+        from olivine.data.hub import check_hub_dataset
+
+        check_hub_dataset(params, base_dir)
+        return
     if params.subset is not None:
         raise NotSupportedError("'subset' selects a hub dataset's configuration; local files have none")
     if params.field is not None and params.data_name.lower() != "json":
@@ -129,8 +136,17 @@ def check_columns(load: HuggingfaceDatasetParams, pre: ComponentParams, base_dir
             )
 
 
+def load_hf_dataset(params: HuggingfaceDatasetParams, base_dir: Path | None) -> Any:
+    """Olive's ``huggingface_dataset``: rows of local tables, else the ``datasets`` object it loads."""
+    if reads_tables(params):
+        return load_hf_rows(params, base_dir)
+    from olivine.data.hub import load_hub_dataset
+
+    return load_hub_dataset(params, base_dir)
+
+
 def load_hf_rows(params: HuggingfaceDatasetParams, base_dir: Path | None) -> list[Row]:
-    check_hf_dataset(params)
+    check_hf_dataset(params, base_dir)
     fmt = params.data_name.lower()
     name, start, stop = parse_split(params.split or "")
     folder = resolve_path(params.data_dir, base_dir) if params.data_dir else None

@@ -4,8 +4,8 @@ content fingerprint (for evaluation cache keys).
 Local paths are ``user_script``, ``script_dir``, and in any component's ``params``: ``user_script``,
 ``script_dir``, ``data_dir``, ``data_files`` (a path, a list, or a mapping of split / array name ->
 path(s)), and ``model_name`` / ``model_config_path`` when they name an existing local folder (a
-tokenizer). ``data_files`` of ``huggingface_dataset`` are relative to its ``data_dir`` when both are
-given; they are listed joined.
+tokenizer), and ``data_name`` when it names an existing local dataset folder. ``data_files`` of
+``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined.
 Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files.1``.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from olivine.config.data import DataConfig
+from olivine.data.hub import PACKAGED_BUILDERS
 from olivine.data.user_script import file_sha256, resolve_path
 
 _FILE_KEYS = ("data_dir", "data_files")
@@ -54,6 +55,10 @@ def _slots(data: dict[str, Any], base_dir: Path | None) -> Iterator[_Slot]:
             value = params.get(key)
             if isinstance(value, str) and _is_local(value, base_dir):
                 yield f"{prefix}.{key}", params, key, value
+        # huggingface_dataset's data_name may be a local dataset folder (datasets loads it like a Hub one).
+        name = params.get("data_name")
+        if isinstance(name, str) and name.lower() not in PACKAGED_BUILDERS and _is_local(name, base_dir):
+            yield f"{prefix}.data_name", params, "data_name", name
         # A component's own script (Olive's TextGenParams: the text_formatting_func's user_script).
         for key in ("user_script", "script_dir"):
             if isinstance(params.get(key), str):

@@ -7,10 +7,16 @@ cluster) or :class:`olivine.engine.pool_executor.LocalPoolExecutor` (``executor=
 processes on this machine, from a LocalSystem or LocalWorker system's ``search_workers``). Whatever
 the executor, candidates come back in proposal order, so the walk hears results in the order the serial
 search would, and the same seed gives the same candidates and the same best model.
+
+The input model of a search is evaluated through the executor too (:func:`evaluate_input`): an executor
+with an ``evaluate_input`` method may evaluate it elsewhere (on CPUs of its own) and meanwhile start
+work that does not touch those CPUs (the chain prefix every candidate shares, its workers' imports);
+one without evaluates it in the engine's process, as :class:`SerialExecutor` does.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -19,17 +25,94 @@ from olivine.config.evaluators import EvaluatorConfig
 from olivine.engine.candidates import Candidate
 from olivine.engine.realise import CandidateWork
 from olivine.errors import ConfigError, HostError
+from olivine.search.space import PassSlot, ResolvedPass
 from olivine.search.strategy import Proposal
 
 if TYPE_CHECKING:
+    from olivine.engine.chain import ChainRunner
+    from olivine.engine.evaluation import CachedEvaluator, Evaluation
+    from olivine.engine.phase import Phases
     from olivine.engine.resolve import ResolvedWorkflow
+    from olivine.model.accelerator import Accelerator
+    from olivine.model.handle import ModelHandle
 
 TIMED_TYPES = ("latency", "throughput")
 EXECUTORS = ("ray", "local")
 
 
+@dataclass
+class InputWork:
+    """What evaluating a search's input model needs (see :func:`evaluate_input`).
+
+    Attributes:
+        runner: the search's chain runner (its cache, input model, accelerator, data configs).
+        evaluator: the search's evaluator.
+        model_id, model: the input model.
+        phases: the engine's phases (progress).
+        stop: the engine's stop event (a cancel).
+        reference: the input model is a search's reference (reference timing, see
+            :mod:`olivine.engine.evaluation`).
+        prefix: the leading steps every candidate runs with the same configuration
+            (:func:`fixed_prefix`); an executor may run them meanwhile, on other CPUs, so that they are in
+            the cache when the first candidates need them. () when there are none.
+        ran_on: set by an executor that evaluated the input model elsewhere: where and when (as a
+            candidate's ``ran_on``); it goes in the footprint's input record.
+    """
+
+    runner: ChainRunner
+    evaluator: CachedEvaluator
+    model_id: str
+    model: ModelHandle
+    phases: Phases
+    stop: threading.Event | None
+    reference: bool
+    prefix: tuple[ResolvedPass, ...] = ()
+    ran_on: dict[str, Any] | None = None
+
+
+def evaluate_in_process(work: InputWork) -> Evaluation:
+    """The input model's evaluation in the engine's process (the serial search's way)."""
+    return work.evaluator.evaluate(
+        work.model_id,
+        work.model,
+        "input model",
+        progress=work.phases.reporter("evaluating input model"),
+        reference=work.reference,
+    )
+
+
+def evaluate_input(executor: CandidateExecutor | None, work: InputWork) -> Evaluation:
+    """The input model's evaluation through ``executor``'s ``evaluate_input`` when it has one (an
+    optional method of :class:`CandidateExecutor`), else in the engine's process."""
+    method = getattr(executor, "evaluate_input", None)
+    if method is None:
+        return evaluate_in_process(work)
+    evaluation: Evaluation = method(work)
+    return evaluation
+
+
+def fixed_prefix(slots: Sequence[PassSlot], accelerator: Accelerator) -> tuple[ResolvedPass, ...]:
+    """The leading steps that every candidate of a search over ``slots`` runs with the same
+    configuration (slots with one option and nothing searched), never the last slot (a candidate's own
+    step). A slot whose fixed configuration is invalid ends the prefix (its candidates say why)."""
+    steps: list[ResolvedPass] = []
+    for slot in slots[:-1]:
+        if len(slot.options) != 1 or slot.options[0].size != 1:
+            break
+        step = slot.options[0].build(slot.name, slot.options[0].values_at(0), accelerator)
+        if isinstance(step, str):
+            break
+        steps.append(step)
+    return tuple(steps)
+
+
 class CandidateExecutor(Protocol):
-    """Realises batches of proposals; yields their candidates in proposal order."""
+    """Realises batches of proposals; yields their candidates in proposal order.
+
+    Optional: ``evaluate_input(self, work: InputWork) -> Evaluation``, the search's input model's
+    evaluation (see :func:`evaluate_input`); it must give the serial search's result, and its timed
+    metrics must not share a CPU with other work.
+    """
 
     @property
     def width(self) -> int:
@@ -56,6 +139,9 @@ class SerialExecutor:
     ) -> Generator[Candidate, None, None]:
         for proposal in batch:
             yield work.realise(proposal, total)
+
+    def evaluate_input(self, work: InputWork) -> Evaluation:
+        return evaluate_in_process(work)
 
     def close(self) -> None:
         return None

@@ -7,6 +7,7 @@
 <output_dir>/footprint.json             every candidate (see olivine.engine.footprint), written by the engine
 <output_dir>/run_history.txt            a readable table of the same
 <output_dir>/.olivine-digests.json      sha256 and stat of the model's files (see olivine.digests)
+<output_dir>/<name>.zip                 with Olive's ``packaging_config`` (see olivine.engine.packaging)
 
 The model files are a byte copy of the best run's, whose sha256 the cache recorded at commit; the
 records are carried over to the copies so exporting the output folder does not hash them again.
@@ -100,6 +101,18 @@ def write_outputs(
         write_json_atomic(out_dir / "model_config.json", final.to_json(relative_to=out_dir))
         if not no_artifacts:
             write_json_atomic(out_dir / "metrics.json", best.metrics_json() or {})
+        packagings = workflow.config.engine.packagings
+        if packagings and best is not input_model:  # Olive packages pass outputs only
+            from olivine.engine.packaging import write_packages
+
+            write_packages(
+                packagings,
+                best=best,
+                model=final,
+                input_model=input_model,
+                accelerator=workflow.accelerator,
+                out_dir=out_dir,
+            )
     if no_artifacts:
         return
     if input_model.metrics is not None:

@@ -17,6 +17,13 @@
   search. The chain prefix that a batch's
   candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
   before them, on every task slot's CPUs that fit on one node (nothing else of the search runs then).
+- The input model is evaluated in a task too (:meth:`RayExecutor.evaluate_input`), on one slot's CPUs of
+  its own. Meanwhile, with two slots or more, the steps every candidate shares (the search's fixed
+  prefix, :func:`olivine.engine.executor.fixed_prefix`) run as a task on another slot, and the slots left
+  warm their task processes up (imports, the search's runner and evaluator): each task holds CPUs of its
+  own, so the input model's timed metrics share no CPU with them. With one slot, the prefix follows the
+  input model's evaluation. Ray reuses the task processes for the candidates, so their first candidates
+  do not pay the imports again.
 
 ``ray`` is imported only when a spread search starts.
 """
@@ -29,21 +36,31 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Generator, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from olivine.engine.candidates import Candidate
-from olivine.engine.executor import SpreadSettings
+from olivine.engine.executor import InputWork, SpreadSettings
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import (
+    WARM_MODULES,
     TaskRecipe,
     TaskResult,
     candidate_task,
+    chain_keys,
     chain_task,
+    input_task,
     lost_candidate,
     shared_prefix,
+    warm_task,
 )
-from olivine.errors import HostError, MissingDependencyError, OlivineError
+from olivine.errors import EvaluationError, HostError, MissingDependencyError, OlivineError
+from olivine.search.ranking import Objectives
 from olivine.search.strategy import Proposal
+
+if TYPE_CHECKING:
+    from olivine.engine.chain import ChainRunner
+    from olivine.engine.evaluation import CachedEvaluator, Evaluation
 
 logger = logging.getLogger("olivine.engine")
 
@@ -77,7 +94,9 @@ class RayExecutor:
         self._owns_ray = False
         self._recipe_ref: Any = None
         self._recipe: TaskRecipe | None = None
+        self._objectives_known = False  # the recipe carries the search's objectives (after the input)
         self._done: set[str] = set()  # run keys known to be in the cache
+        self._early: tuple[Any, list[str]] | None = None  # the fixed prefix's task (ref, run keys)
 
     # -- connecting -----------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -116,12 +135,27 @@ class RayExecutor:
         return ray
 
     def _prepare(self, work: CandidateWork) -> None:
+        self._prepare_parts(work.runner, work.evaluator, work.objectives)
+
+    def _prepare_parts(
+        self, runner: ChainRunner, evaluator: CachedEvaluator | None, objectives: Objectives | None
+    ) -> None:
+        """Connect and ship the search's recipe (once; again when its ``objectives`` become known)."""
         if self._recipe is not None:
+            if objectives is not None and not self._objectives_known:
+                self._recipe = replace(self._recipe, objectives=objectives)
+                self._recipe_ref = self._ray.put(self._recipe)
+                self._objectives_known = True
             return
         ray = self._connect()
-        self._recipe = TaskRecipe.of(work)
+        self._recipe = TaskRecipe.of_parts(runner, evaluator, objectives or Objectives())
+        self._objectives_known = objectives is not None
         self._recipe_ref = ray.put(self._recipe)
-        self._candidate = ray.remote(candidate_task).options(num_cpus=self.settings.num_cpus, max_retries=1)
+        cpus = self.settings.num_cpus
+        self._candidate = ray.remote(candidate_task).options(num_cpus=cpus, max_retries=1)
+        self._input = ray.remote(input_task).options(num_cpus=cpus, max_retries=0)
+        self._warm = ray.remote(warm_task).options(num_cpus=cpus, max_retries=0)
+        self._early_chain = ray.remote(chain_task).options(num_cpus=cpus, max_retries=1)
         # Nothing else of this search runs while a shared prefix does: it may take every task slot's
         # CPUs that fit on one node (conversion and optimization run torch and onnxruntime threads).
         self._prefix_cpus = min(self.workers * self.settings.num_cpus, self._largest_node_cpus(ray))
@@ -143,6 +177,72 @@ class RayExecutor:
         except Exception:  # an older or newer Ray's node table: fall back to one slot's CPUs
             return 0.0
 
+    # -- the input model -----------------------------------------------------------------------------
+    def evaluate_input(self, work: InputWork) -> Evaluation:
+        """Evaluate the input model in a task on one slot's CPUs; meanwhile run the fixed prefix on
+        another slot and warm the slots left (see the module docstring)."""
+        self._prepare_parts(work.runner, work.evaluator, None)
+        cpus = self.settings.num_cpus
+        prefix = self._uncached(work.prefix, work.runner)
+        idle = self.workers - 1
+        evaluating = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        if prefix is not None and idle:
+            self._start_early(prefix)
+            idle -= 1
+        warming = [self._warm.remote(self._recipe_ref, WARM_MODULES, cpus) for _ in range(idle)]
+        doing = "evaluating the input model on the Ray cluster"
+        if self._early is not None:
+            doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
+        logger.info(
+            "search over Ray: %s, %d task process(es) warming up; each on CPUs of its own",
+            doing,
+            len(warming),
+        )
+        work.phases.set(doing)
+        result = self._result(self._wait_any([evaluating], work.stop))
+        if result.evaluation is None:
+            raise EvaluationError(f"evaluating the input model: {result.error or _NOTHING}")
+        if prefix is not None and self._early is None:
+            self._start_early(prefix)  # one slot: after the input model's evaluation
+        elif self._early is not None:
+            # The input model's slot is free while the prefix runs: its process loads what the
+            # candidates use (the candidates cannot start before the prefix ends).
+            warming.append(self._warm.remote(self._recipe_ref, WARM_MODULES, cpus))
+        del warming  # nothing to wait for: their processes stay in Ray's pool for the candidates
+        work.ran_on = result.ran_on
+        return result.evaluation
+
+    def _uncached(
+        self, steps: tuple[Any, ...], runner: ChainRunner
+    ) -> tuple[tuple[Any, ...], list[str]] | None:
+        """``steps`` and their run keys, or None when there are none or they are all in the cache."""
+        if not steps:
+            return None
+        keys = chain_keys(steps, runner)
+        if all(runner.cache.load_run(key) is not None for key in keys):
+            self._done.update(keys)
+            return None
+        return steps, keys
+
+    def _start_early(self, prefix: tuple[tuple[Any, ...], list[str]]) -> None:
+        steps, keys = prefix
+        ref = self._early_chain.remote(self._recipe_ref, steps, self.settings.num_cpus)
+        self._early = (ref, keys)
+
+    def _finish_early(self, work: CandidateWork) -> None:
+        """Wait for the fixed prefix's task, if one was started; re-emit its events. A failed prefix is
+        not an error here: each candidate runs it again and fails with its reason."""
+        if self._early is None:
+            return
+        ref, keys = self._early
+        self._early = None
+        work.phases.set("running the shared prefix on the Ray cluster")
+        result = self._result(self._wait_any([ref], work.stop))
+        for event in result.events:
+            work.phases.emit(event)
+        if result.error is None:
+            self._done.update(keys)
+
     # -- realising ------------------------------------------------------------------------------------
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
@@ -150,6 +250,7 @@ class RayExecutor:
         """Up to ``workers`` tasks in flight; a slot that frees takes the batch's next proposal (no
         barrier at the end of a group of ``workers``); candidates are yielded in proposal order."""
         self._prepare(work)
+        self._finish_early(work)
         self._shared_prefix(batch, work)
         queue = deque(enumerate(batch))
         inflight: dict[Any, int] = {}  # task ref -> index in the batch
@@ -168,7 +269,7 @@ class RayExecutor:
                         ] = at
                     numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
                     work.phases.set(f"candidates {numbers} running on the Ray cluster")
-                ref = self._wait_any(list(inflight), work)
+                ref = self._wait_any(list(inflight), work.stop)
                 finished[inflight.pop(ref)] = self._result(ref)
             result = finished.pop(index)
             for event in result.events:
@@ -196,12 +297,12 @@ class RayExecutor:
             self._done.update(keys)
 
     def _get(self, ref: Any, work: CandidateWork) -> TaskResult:
-        return self._result(self._wait_any([ref], work))
+        return self._result(self._wait_any([ref], work.stop))
 
-    def _wait_any(self, refs: list[Any], work: CandidateWork) -> Any:
+    def _wait_any(self, refs: list[Any], stop: threading.Event | None) -> Any:
         """The first of ``refs`` whose task ended (checking for a cancel meanwhile)."""
         while True:
-            check_stop(work.stop)
+            check_stop(stop)
             ready, _ = self._ray.wait(refs, num_returns=1, timeout=_WAIT_S)
             if ready:
                 return ready[0]

@@ -17,7 +17,7 @@ from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import INPUT_ID, Candidate
 from olivine.engine.chain import ChainRunner
 from olivine.engine.events import EvaluationFinished, Listener, WorkflowFinished, WorkflowStarted
-from olivine.engine.executor import CandidateExecutor
+from olivine.engine.executor import CandidateExecutor, InputWork, evaluate_input, fixed_prefix
 from olivine.engine.footprint import footprint, write_footprint
 from olivine.engine.identity import handle_from_input_config, input_model_id
 from olivine.engine.loop import CandidateLoop, check_stop
@@ -25,7 +25,13 @@ from olivine.engine.output import output_layout, write_outputs
 from olivine.engine.phase import Phases
 from olivine.engine.resolve import ResolvedWorkflow
 from olivine.errors import WorkflowError
-from olivine.search.ranking import Objectives, pareto_frontier, ranking_order, resolve_objectives
+from olivine.search.ranking import (
+    Objectives,
+    Playoff,
+    pareto_frontier,
+    ranking_order,
+    resolve_objectives,
+)
 from olivine.search.strategy import SearchWalk
 
 logger = logging.getLogger("olivine.engine")
@@ -84,7 +90,11 @@ def run_workflow(
         names = tuple(slot.name for slot in workflow.slots)
         phases.emit(WorkflowStarted(workflow.workflow_id, cache.root, out_dir, names))
         logger.info("workflow '%s': %d pass(es), cache %s", workflow.workflow_id, len(names), cache.root)
-        result = _run(workflow, cache, out_dir, phases, stop, executor)
+        try:
+            result = _run(workflow, cache, out_dir, phases, stop, executor)
+        finally:
+            if executor is not None:  # the candidate loop closes it too; this covers a failure before it
+                executor.close()
         phases.set(None)
         result.duration_s = time.perf_counter() - started
         phases.emit(WorkflowFinished(workflow.workflow_id, out_dir, result.best_model_id, result.metrics))
@@ -126,16 +136,33 @@ def _run(
         evaluator = CachedEvaluator(workflow, cache, tokenizer_path, model)
 
     input_candidate = Candidate(id=INPUT_ID, index=0, model_id=model_id, model=model)
+    runner = ChainRunner(
+        workflow.workflow_id,
+        cache,
+        workflow.accelerator,
+        phases,
+        model,
+        model_id,
+        data_configs=workflow.data_configs,
+        base_dir=workflow.base_dir,
+    )
+    search = workflow.search
     input_timing: dict[str, Any] | None = None
     if evaluator is not None and engine.evaluate_input_model:
         check_stop(stop)
-        evaluation = evaluator.evaluate(
+        # A search's executor evaluates it (and may start the candidates' common prefix meanwhile).
+        work = InputWork(
+            runner,
+            evaluator,
             model_id,
             model,
-            "input model",
-            progress=phases.reporter("evaluating input model"),
-            reference=workflow.search is not None,
+            phases,
+            stop,
+            reference=search is not None,
+            prefix=fixed_prefix(workflow.slots, workflow.accelerator) if search is not None else (),
         )
+        evaluation = evaluate_input(executor if search is not None else None, work)
+        input_candidate.ran_on = work.ran_on
         if evaluation.reference_timing:
             from olivine.engine.evaluation import REFERENCE_TIMING
 
@@ -155,7 +182,6 @@ def _run(
 
             input_candidate.meets_goals = meets_goals(input_candidate.metrics, objectives)
 
-    search = workflow.search
     sampler_cls = None
     if search is not None:
         from olivine.search.samplers import SAMPLERS
@@ -177,23 +203,20 @@ def _run(
             walk.space_size,
             walk.total,
         )
-    runner = ChainRunner(
-        workflow.workflow_id,
-        cache,
-        workflow.accelerator,
-        phases,
-        model,
-        model_id,
-        data_configs=workflow.data_configs,
-        base_dir=workflow.base_dir,
-    )
     loop = CandidateLoop(workflow.workflow_id, walk, runner, evaluator, objectives, phases, stop, executor)
     candidates = loop.run()
 
     best = loop.best()
+    playoff, ranks = None, None
+    if evaluator is not None and search is not None:  # re-time the finalists head to head: see playoff.py
+        from olivine.engine.playoff import decide_best, run_playoff
+
+        playoff = run_playoff(candidates, objectives, evaluator, phases, stop, walk_best=best)
+        best, ranks = decide_best(candidates, objectives, playoff, best)
     frontier: list[str] = []
     if evaluator is not None:
-        frontier = [candidates[i].id for i in pareto_frontier([c.rankable for c in candidates], objectives)]
+        ranked = [c.rankable for c in candidates]
+        frontier = [candidates[i].id for i in pareto_frontier(ranked, objectives, ranks)]
     for c in candidates:
         c.on_frontier, c.is_best = c.id in frontier, c is best
     if best is None and not candidates:
@@ -218,7 +241,9 @@ def _run(
     if input_timing is not None:  # the input model's timed metrics were measured with fewer runs
         doc["input"]["timing"] = input_timing
     if search is not None and evaluator is not None:
-        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num)
+        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num, ranks)
+    if playoff is not None:
+        doc["playoff"] = playoff.to_json(best.id if best else None)
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 
@@ -234,10 +259,18 @@ def _run(
 
 
 def output_models(
-    candidates: list[Candidate], frontier: list[str], objectives: Objectives, limit: int | None
+    candidates: list[Candidate],
+    frontier: list[str],
+    objectives: Objectives,
+    limit: int | None,
+    playoff: Playoff | None = None,
 ) -> list[str]:
     """The ids of the frontier's candidates, best first, at most ``limit`` of them (Olive's
-    ``output_model_num``: the top-ranked models of its Pareto frontier)."""
-    on_frontier = [c for c in candidates if c.id in frontier]
-    ranked = [on_frontier[i].id for i in ranking_order([c.rankable for c in on_frontier], objectives)]
+    ``output_model_num``: the top-ranked models of its Pareto frontier); ``playoff`` by position in
+    ``candidates``."""
+    positions = [i for i, c in enumerate(candidates) if c.id in frontier]
+    on_frontier = [candidates[i] for i in positions]
+    replayed = {n: playoff[i] for n, i in enumerate(positions) if i in playoff} if playoff else None
+    order = ranking_order([c.rankable for c in on_frontier], objectives, replayed)
+    ranked = [on_frontier[i].id for i in order]
     return ranked[:limit] if limit is not None else ranked

@@ -52,6 +52,7 @@ from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
 if TYPE_CHECKING:
+    from olivine.engine.evaluation import CachedEvaluator, Evaluation
     from olivine.engine.resolve import ResolvedWorkflow
     from olivine.model.accelerator import Accelerator
     from olivine.model.handle import ModelHandle
@@ -82,7 +83,16 @@ class TaskRecipe:
     def of(cls, work: CandidateWork) -> TaskRecipe:
         """The recipe of the engine's ``work``; writes its marker in the cache folder (remove it with
         :meth:`discard` when the search ends)."""
-        runner, evaluator = work.runner, work.evaluator
+        return cls.of_parts(work.runner, work.evaluator, work.objectives)
+
+    @classmethod
+    def of_parts(
+        cls, runner: ChainRunner, evaluator: CachedEvaluator | None, objectives: Objectives
+    ) -> TaskRecipe:
+        """The recipe of a search's ``runner`` and ``evaluator`` (before its objectives are known, e.g.
+        for the input model's evaluation: ``Objectives()``, replaced later with
+        ``dataclasses.replace``; a task process keeps one work per token and takes the new
+        objectives). Writes the marker (see :meth:`of`)."""
         token = uuid.uuid4().hex
         marker = runner.cache.root / f"{MARKER_PREFIX}{token}"
         marker.write_text("the engine of a spread search; its tasks check that they see this file\n")
@@ -96,7 +106,7 @@ class TaskRecipe:
             input_model_id=runner.input_model_id,
             data_configs=runner.data_configs,
             base_dir=runner.base_dir,
-            objectives=work.objectives,
+            objectives=objectives,
             workflow=evaluator.workflow if evaluator is not None else None,
             tokenizer_path=evaluator.tokenizer_path if evaluator is not None else None,
             eval_input_model=evaluator.input_model if evaluator is not None else None,
@@ -118,6 +128,8 @@ class TaskResult:
     error: str | None = None
     node: str = ""
     cpus: tuple[int, ...] = ()
+    evaluation: Evaluation | None = None  # an input task's evaluation
+    ran_on: dict[str, Any] | None = None  # an input or prefix task's place and start/end (as a candidate's)
 
 
 _WORK: dict[str, CandidateWork] = {}  # per task process: the work of the search it serves
@@ -127,6 +139,7 @@ def work_of(recipe: TaskRecipe) -> CandidateWork:
     """The runner and evaluator of ``recipe``'s search, built once per task process."""
     work = _WORK.get(recipe.token)
     if work is not None:
+        work.objectives = recipe.objectives  # known only after the input model's evaluation
         return work
     if not recipe.marker.is_file():
         raise CacheError(
@@ -282,15 +295,20 @@ def candidate_task(recipe: TaskRecipe, proposal: Proposal, total: int | None, cp
         work = work_of(recipe)
         events = _listening(work)
         candidate = work.realise(proposal, total)
-    candidate.ran_on = {
+    evaluated = any(isinstance(e, EvaluationFinished) and not e.cached for e in events)
+    candidate.ran_on = _ran_on(watcher, started, evaluated_here=evaluated)
+    return TaskResult(candidate, events, node=socket.gethostname(), cpus=watcher.cpus)
+
+
+def _ran_on(watcher: _Watcher, started: float, **more: Any) -> dict[str, Any]:
+    return {
         "node": socket.gethostname(),
         "cpus": list(watcher.cpus),
         "threads_outside": len(watcher.outside),
-        "evaluated_here": any(isinstance(e, EvaluationFinished) and not e.cached for e in events),
+        **more,
         "started": round(started, 3),
         "ended": round(time.time(), 3),
     }
-    return TaskResult(candidate, events, node=socket.gethostname(), cpus=watcher.cpus)
 
 
 def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float) -> TaskResult:
@@ -298,15 +316,58 @@ def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float)
     its own, at most as many as this process may use (the executor may ask for every slot's CPUs)."""
     from olivine.errors import PassRunError
 
+    started = time.time()
     usable = len(affinity.allowed_cpus()) or cpu_count(cpus)
+    error: str | None = None
     with _own_cpus(min(cpu_count(cpus), usable)) as watcher:
         work = work_of(recipe)
         events = _listening(work)
         try:
             work.runner.realise(steps, label="shared prefix: ")
         except PassRunError as exc:
-            return TaskResult(None, events, error=str(exc), node=socket.gethostname(), cpus=watcher.cpus)
-    return TaskResult(None, events, node=socket.gethostname(), cpus=watcher.cpus)
+            error = str(exc)
+    return TaskResult(
+        None,
+        events,
+        error=error,
+        node=socket.gethostname(),
+        cpus=watcher.cpus,
+        ran_on=_ran_on(watcher, started),
+    )
+
+
+def input_task(
+    recipe: TaskRecipe, model_id: str, model: ModelHandle, reference: bool, cpus: float
+) -> TaskResult:
+    """Evaluate the search's input model on ``ceil(cpus)`` CPUs of its own (its timed metrics share no
+    CPU with other work); the result's ``evaluation`` is what the engine's process would have measured
+    and ``ran_on`` says where. An evaluation error is raised (it ends the workflow, as in the engine)."""
+    started = time.time()
+    with _own_cpus(cpus) as watcher:
+        work = work_of(recipe)
+        assert work.evaluator is not None, "an input task without an evaluator"
+        evaluation = work.evaluator.evaluate(model_id, model, "input model", reference=reference)
+    where = _ran_on(watcher, started, evaluated_here=not evaluation.cached)
+    return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
+
+
+#: What a warm-up task imports (those found): the runtimes a search's passes and evaluations load.
+WARM_MODULES = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "torch", "transformers")
+
+
+def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> TaskResult:
+    """Prepare a task process for the search's candidates on ``ceil(cpus)`` CPUs of its own: import
+    ``libraries`` (those the search's passes and evaluation use) and build the search's runner and
+    evaluator, so that its first candidate does not pay them. Nothing is measured."""
+    import importlib
+
+    started = time.time()
+    with _own_cpus(cpus) as watcher:
+        work_of(recipe)
+        for name in libraries:
+            with suppress(ImportError):
+                importlib.import_module(name)
+    return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, started))
 
 
 # -- the driver side shared by every spread executor ------------------------------------------------------
