@@ -107,6 +107,7 @@ def test_io_converter_turns_float16_outputs_to_float32(
     assert elem_type(g.input, "input") == onnx.TensorProto.FLOAT16  # "input" does not match "out"
     result = open_runner(out).run({"input": MLP_FEED["input"].astype(np.float16)})[0]
     assert result.dtype == np.float32 and result.shape == (3, MLP_OUT)
+    assert list(g.initializer) == list(graph(half).initializer)  # the weights as they were
 
 
 def test_io_converter_with_empty_pattern_converts_inputs_too(mlp: ModelHandle, tmp_path: Path) -> None:

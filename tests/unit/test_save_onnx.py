@@ -6,13 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data, uses_external_data
 
 from olivine.passes.onnx_io import (
     ExternalDataConfig,
+    GraphWithoutWeights,
     _needs_external_data,
     _tensor_bytes,
+    _weights_in_place,
+    check_onnx_file,
     publish_onnx_file,
     save_onnx_model,
     save_single_file,
@@ -178,3 +182,97 @@ def test_save_single_file_leaves_other_cases_to_onnx(tmp_path: Path) -> None:
 def test_tensor_bytes_come_from_the_shape_for_raw_data() -> None:
     model = _rich_model()
     assert [_tensor_bytes(t) for t in model.graph.initializer] == [64 * 64 * 4, 5 * 8, 64 * 2, 4096 * 96 * 4]
+
+
+def test_graph_without_weights_edits_the_graph_and_keeps_the_weights_bytes(tmp_path: Path) -> None:
+    model = _rich_model()
+    source = tmp_path / "source.onnx"
+    onnx.save_model(model, str(source))
+    light = GraphWithoutWeights.load(source)
+    assert light is not None
+    assert not light.proto.graph.initializer  # never parsed
+    assert light.proto.graph.sparse_initializer and light.proto.functions  # the rest is all there
+    light.proto.graph.name = "edited"
+    light.save(tmp_path / "model.onnx")
+    expected = onnx.ModelProto()
+    expected.CopyFrom(model)
+    expected.graph.name = "edited"
+    assert onnx.load(str(tmp_path / "model.onnx")) == expected
+    check_onnx_file(tmp_path / "model.onnx")
+
+
+def test_graph_without_weights_leaves_other_layouts_to_a_whole_load(tmp_path: Path) -> None:
+    external = tmp_path / "ext" / "model.onnx"
+    external.parent.mkdir()
+    onnx.save_model(_model(), str(external), save_as_external_data=True, location="w.bin", size_threshold=0)
+    assert GraphWithoutWeights.load(external) is None
+    text = tmp_path / "model.txtpb"
+    onnx.save_model(_model(), str(text))
+    assert GraphWithoutWeights.load(text) is None
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff" * 64)
+    assert GraphWithoutWeights.load(garbage) is None
+
+
+def test_the_check_reads_weights_in_place_from_the_written_file(tmp_path: Path) -> None:
+    model = _rich_model()
+    path = tmp_path / "model.onnx"
+    save_single_file(model, path)
+    in_place = _weights_in_place(path)
+    assert in_place is not None
+    seen = onnx.ModelProto()
+    seen.ParseFromString(in_place)
+    data = path.read_bytes()
+    for written, tensor in zip(model.graph.initializer, seen.graph.initializer, strict=True):
+        assert not tensor.HasField("raw_data") and tensor.data_location == TensorProto.EXTERNAL
+        where = {e.key: e.value for e in tensor.external_data}
+        assert where["location"] == "model.onnx"
+        start, length = int(where["offset"]), int(where["length"])
+        assert data[start : start + length] == written.raw_data  # the bytes in the written file
+        tensor.ClearField("external_data")
+        tensor.ClearField("data_location")
+        tensor.raw_data = written.raw_data
+    assert seen == model  # nothing else differs
+    check_onnx_file(path)
+    # onnxruntime takes it as is (the check does not fall back to the path), with the written values.
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(tmp_path))
+    x = np.ones((1, 64), np.float32)
+    got = ort.InferenceSession(in_place, options).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, ort.InferenceSession(str(path)).run(None, {"x": x})[0])
+
+
+def test_the_check_refuses_weights_shorter_than_their_shape(tmp_path: Path) -> None:
+    model = _model()
+    model.graph.initializer[0].raw_data = model.graph.initializer[0].raw_data[:-4]
+    path = tmp_path / "model.onnx"
+    onnx.save_model(model, str(path))
+    assert _weights_in_place(path) is not None
+    with pytest.raises(ValueError, match=r"model\.onnx"):
+        check_onnx_file(path)
+
+
+def test_a_graph_given_twice_is_read_as_protobuf_merges_it(tmp_path: Path) -> None:
+    # AddOliveMetadata appends fields to a copy of the file: the graph occurs twice, parsed as one.
+    path = tmp_path / "model.onnx"
+    onnx.save_model(_rich_model(), str(path))
+    patch = onnx.ModelProto()
+    patch.graph.name = "renamed"
+    patch.graph.initializer.append(numpy_helper.from_array(np.full(3, 7, np.float32), "appended"))
+    with open(path, "ab") as out:
+        out.write(patch.SerializeToString())
+    merged = onnx.load(str(path))
+    assert merged.graph.name == "renamed" and merged.graph.initializer[-1].name == "appended"
+    light = GraphWithoutWeights.load(path)
+    assert light is not None and light.proto.graph.name == "renamed"
+    light.save(tmp_path / "out" / "model.onnx")
+    assert onnx.load(str(tmp_path / "out" / "model.onnx")) == merged
+    in_place = _weights_in_place(path)
+    assert in_place is not None
+    seen = onnx.ModelProto()
+    seen.ParseFromString(in_place)
+    assert seen.graph.name == "renamed"
+    assert [t.name for t in seen.graph.initializer] == [t.name for t in merged.graph.initializer]
+    check_onnx_file(path)

@@ -25,7 +25,13 @@ from olivine.engine.output import output_layout, write_outputs
 from olivine.engine.phase import Phases
 from olivine.engine.resolve import ResolvedWorkflow
 from olivine.errors import WorkflowError
-from olivine.search.ranking import Objectives, pareto_frontier, ranking_order, resolve_objectives
+from olivine.search.ranking import (
+    Objectives,
+    Playoff,
+    pareto_frontier,
+    ranking_order,
+    resolve_objectives,
+)
 from olivine.search.strategy import SearchWalk
 
 logger = logging.getLogger("olivine.engine")
@@ -201,9 +207,16 @@ def _run(
     candidates = loop.run()
 
     best = loop.best()
+    playoff, ranks = None, None
+    if evaluator is not None and search is not None:  # re-time the finalists head to head: see playoff.py
+        from olivine.engine.playoff import decide_best, run_playoff
+
+        playoff = run_playoff(candidates, objectives, evaluator, phases, stop, walk_best=best)
+        best, ranks = decide_best(candidates, objectives, playoff, best)
     frontier: list[str] = []
     if evaluator is not None:
-        frontier = [candidates[i].id for i in pareto_frontier([c.rankable for c in candidates], objectives)]
+        ranked = [c.rankable for c in candidates]
+        frontier = [candidates[i].id for i in pareto_frontier(ranked, objectives, ranks)]
     for c in candidates:
         c.on_frontier, c.is_best = c.id in frontier, c is best
     if best is None and not candidates:
@@ -228,7 +241,9 @@ def _run(
     if input_timing is not None:  # the input model's timed metrics were measured with fewer runs
         doc["input"]["timing"] = input_timing
     if search is not None and evaluator is not None:
-        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num)
+        doc["output_models"] = output_models(candidates, frontier, objectives, search.output_model_num, ranks)
+    if playoff is not None:
+        doc["playoff"] = playoff.to_json(best.id if best else None)
     if not engine.no_artifacts:
         from olivine.report import write_run_report
 
@@ -244,10 +259,18 @@ def _run(
 
 
 def output_models(
-    candidates: list[Candidate], frontier: list[str], objectives: Objectives, limit: int | None
+    candidates: list[Candidate],
+    frontier: list[str],
+    objectives: Objectives,
+    limit: int | None,
+    playoff: Playoff | None = None,
 ) -> list[str]:
     """The ids of the frontier's candidates, best first, at most ``limit`` of them (Olive's
-    ``output_model_num``: the top-ranked models of its Pareto frontier)."""
-    on_frontier = [c for c in candidates if c.id in frontier]
-    ranked = [on_frontier[i].id for i in ranking_order([c.rankable for c in on_frontier], objectives)]
+    ``output_model_num``: the top-ranked models of its Pareto frontier); ``playoff`` by position in
+    ``candidates``."""
+    positions = [i for i, c in enumerate(candidates) if c.id in frontier]
+    on_frontier = [candidates[i] for i in positions]
+    replayed = {n: playoff[i] for n, i in enumerate(positions) if i in playoff} if playoff else None
+    order = ranking_order([c.rankable for c in on_frontier], objectives, replayed)
+    ranked = [on_frontier[i].id for i in order]
     return ranked[:limit] if limit is not None else ranked

@@ -16,7 +16,14 @@ from pydantic import field_validator
 
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
-from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
+from olivine.passes.onnx_io import (
+    ExternalDataConfig,
+    GraphWithoutWeights,
+    OnnxPass,
+    load_onnx,
+    onnx_output_handle,
+    write_output,
+)
 
 
 class OnnxIODataTypeConverterConfig(ExternalDataConfig):
@@ -53,8 +60,11 @@ class OnnxIODataTypeConverter(OnnxPass):
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: OnnxIODataTypeConverterConfig = config
-        proto = load_onnx(model.onnx_path)
         pattern = re.compile(cfg.name_pattern) if cfg.name_pattern else None
+        # Only the graph around the weights changes: a one-file model written as one file keeps its
+        # initializers' bytes (copied, never parsed); any other layout is loaded and saved whole.
+        light = None if cfg.save_as_external_data else GraphWithoutWeights.load(model.onnx_path)
+        proto = light.proto if light is not None else load_onnx(model.onnx_path)
         inputs, outputs = convert_io(proto.graph, pattern, cfg.source_dtype, cfg.target_dtype)
         ctx.logger.info(
             "converted %d inputs and %d outputs from type %d to %d",
@@ -63,7 +73,11 @@ class OnnxIODataTypeConverter(OnnxPass):
             cfg.source_dtype,
             cfg.target_dtype,
         )
-        return write_output(proto, model, output_dir, cfg)
+        if light is None:
+            return write_output(proto, model, output_dir, cfg)
+        name = model.onnx_path.name
+        light.save(output_dir / name)
+        return onnx_output_handle(model, output_dir, name, model.attributes)
 
 
 def convert_io(graph: Any, pattern: re.Pattern[str] | None, source: int, target: int) -> tuple[int, int]:

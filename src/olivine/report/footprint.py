@@ -86,6 +86,16 @@ class Machine(_Record):
     libraries: dict[str, str] = Field(default_factory=dict)
 
 
+class PlayoffRecord(_Record):
+    """The finalists re-timed head to head after the walk (see olivine.engine.playoff)."""
+
+    objective: str
+    rounds: int
+    finalists: list[str] = Field(default_factory=list)
+    metrics: dict[str, dict[str, Metric]] = Field(default_factory=dict)
+    walk_best: str | None = None
+
+
 class Footprint(_Record):
     schema_: Literal["olivine.footprint/2"] = Field(alias="schema")
     workflow_id: str
@@ -96,6 +106,7 @@ class Footprint(_Record):
     frontier: list[str] = Field(default_factory=list)
     best: str | None = None
     machine: Machine = Field(default_factory=Machine)
+    playoff: PlayoffRecord | None = None
 
     def ranked_objectives(self) -> list[Objective]:
         return sorted((o for o in self.objectives if o.priority > 0), key=lambda o: o.priority)

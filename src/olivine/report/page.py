@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from importlib import resources
 
-from olivine.report.footprint import CandidateRecord, Footprint, Metric
+from olivine.report.footprint import CandidateRecord, Footprint, Metric, PlayoffRecord
 from olivine.report.scatter import Scatter, format_number
 from olivine.report.svg import render_svg
 
@@ -106,7 +106,23 @@ def _summary(fp: Footprint) -> str:
     else:
         rows.append(f'<p class="best">Best: <b>{escape(best.id)}</b> {escape(_chain_text(best))}</p>')
         rows.append(_best_metrics(fp, best))
+    if fp.playoff is not None:
+        rows.append(_playoff(fp.playoff))
     return "\n".join(rows)
+
+
+def _playoff(playoff: PlayoffRecord) -> str:
+    """One line: the finalists' playoff values on the objective it decided."""
+    cells = []
+    for cid in playoff.finalists:
+        metric = playoff.metrics.get(cid, {}).get(playoff.objective)
+        if metric is not None:
+            cells.append(f"{escape(cid)} {_metric_text(metric)}")
+    walk = f"; the walk's measurements alone gave {escape(playoff.walk_best)}" if playoff.walk_best else ""
+    return (
+        f'<p class="muted" id="playoff">Playoff: the finalists re-timed head to head in {playoff.rounds} '
+        f"interleaved rounds on {escape(playoff.objective)}: {'; '.join(cells)}{walk}.</p>"
+    )
 
 
 def _best_metrics(fp: Footprint, best: CandidateRecord) -> str:

@@ -21,6 +21,17 @@ these functions; nobody else re-implements them.
   through such a chain. The result does not depend on the order candidates finished in.
 - **Pareto frontier**: among the candidates that meet all goals, those that no other candidate
   *dominates* (at least as good, i.e. better or tied, on every ranked objective and strictly better on one).
+- **Playoff** (why: each candidate's latency is measured once, at its own time, and on a shared machine
+  the drift between those times is larger than the spread within one measurement, so two equal models
+  could be tied in one run and not in the next, and the best model flipped between runs of the same
+  config). After the walk, :func:`playoff_finalists` picks, among the candidates the best would be
+  chosen from, the leader on the first *timed* objective (the first whose values carry ``rounds``) and
+  every candidate tied with it or within :data:`PLAYOFF_MARGIN` of it (at most :data:`PLAYOFF_MAX`,
+  the closest first). The engine re-times those finalists head to head, in interleaved rounds, with
+  nothing else running (:mod:`olivine.engine.playoff`). The best is then chosen among the finalists
+  only, with their playoff measurements in place of the walk's on every timed objective and the same
+  tie rule; the frontier and the ranking order compare two finalists with their playoff measurements
+  too (any other pair with the walk's). Candidates' own records keep the walk's measurements.
 """
 
 from __future__ import annotations
@@ -34,6 +45,16 @@ from olivine.config.evaluators import EvaluatorConfig
 from olivine.evaluate.results import MetricValue, result_key
 
 Metrics = Mapping[str, MetricValue]
+#: Playoff measurements: candidate index -> its re-timed metrics (the timed objectives).
+Playoff = Mapping[int, Metrics]
+
+#: A candidate within this fraction of the leader's value on the first timed objective goes to the
+#: playoff (as does one tied with the leader): walk measurements of equal models drift apart by up to
+#: ~11% between runs on the shared 2-vCPU build machine (session 6: 12.8 vs 14.3 ms for one model).
+PLAYOFF_MARGIN = 0.10
+#: At most this many finalists (the leader and the closest others): each holds an open session while
+#: the playoff runs, and each adds its timed runs to the search's wall time.
+PLAYOFF_MAX = 4
 
 
 @dataclass(frozen=True)
@@ -189,36 +210,127 @@ def _leader(pool: Sequence[int], candidates: Sequence[Metrics | None], objective
     return leader
 
 
-def best_index(candidates: Sequence[Metrics | None], objectives: Objectives) -> int | None:
+def _pool(candidates: Sequence[Metrics | None], objectives: Objectives) -> list[int]:
+    """The candidates the best is chosen from: those that meet the goals (all ranked ones when none does)."""
+    pool = [i for i, m in enumerate(candidates) if m is not None]
+    meeting = [i for i in pool if meets_goals(candidates[i] or {}, objectives)]
+    return meeting or pool
+
+
+def _narrow(
+    pool: list[int], candidates: Sequence[Metrics | None], objective: Objective
+) -> tuple[int, list[int]]:
+    """The leader of ``pool`` on ``objective`` and the candidates tied with it (the leader included)."""
+    leader = _leader(pool, candidates, objective)
+    best = (candidates[leader] or {}).get(objective.key)
+    return leader, [
+        i
+        for i in pool
+        if i == leader
+        or compare_on((candidates[i] or {}).get(objective.key), best, objective.higher_is_better) == 0
+    ]
+
+
+def _with_playoff(candidates: Sequence[Metrics | None], playoff: Playoff) -> list[Metrics | None]:
+    """``candidates`` with each finalist's playoff measurements in place of its walk measurements."""
+    return [{**m, **playoff[i]} if m is not None and i in playoff else m for i, m in enumerate(candidates)]
+
+
+def best_index(
+    candidates: Sequence[Metrics | None], objectives: Objectives, playoff: Playoff | None = None
+) -> int | None:
     """Index of the best candidate (None entries, e.g. failed candidates, are skipped): among those that
     meet the goals (all, when none does), each priority in turn keeps the candidates tied with the one
-    that measured best on it; the earliest of the last group wins. See the module docstring."""
-    pool = [i for i, m in enumerate(candidates) if m is not None]
+    that measured best on it; the earliest of the last group wins. With ``playoff`` (index -> re-timed
+    metrics of the finalists), the best is chosen among the finalists, with their playoff measurements.
+    See the module docstring."""
+    pool = _pool(candidates, objectives)
     if not pool:
         return None
-    meeting = [i for i in pool if meets_goals(candidates[i] or {}, objectives)]
-    pool = meeting or pool
+    finalists = [i for i in pool if i in playoff] if playoff else []
+    if finalists:
+        pool, candidates = finalists, _with_playoff(candidates, playoff or {})
     for objective in objectives.ranked:
         if len(pool) == 1:
             break
-        leader = _leader(pool, candidates, objective)
-        best = (candidates[leader] or {}).get(objective.key)
-        pool = [
-            i
-            for i in pool
-            if i == leader
-            or compare_on((candidates[i] or {}).get(objective.key), best, objective.higher_is_better) == 0
-        ]
+        _, pool = _narrow(pool, candidates, objective)
     return pool[0]
 
 
-def ranking_order(candidates: Sequence[Metrics | None], objectives: Objectives) -> list[int]:
+def _timed(value: MetricValue | None) -> bool:
+    return value is not None and value.rounds is not None
+
+
+def playoff_finalists(
+    candidates: Sequence[Metrics | None],
+    objectives: Objectives,
+    *,
+    margin: float | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """Indices (in proposal order) of the candidates to re-time head to head before the best is chosen,
+    or [] when no playoff is needed (fewer than two finalists, or no timed objective decides).
+
+    The pool is :func:`best_index`'s; the untimed objectives before the first timed one narrow it as
+    there. On the first timed objective (its leader's value carries ``rounds``) the finalists are the
+    leader and every candidate tied with it or within ``margin`` (a fraction of the leader's value) of
+    it, at most ``limit`` of them, the closest to the leader first (defaults: :data:`PLAYOFF_MARGIN`,
+    :data:`PLAYOFF_MAX`, read when called)."""
+    margin = PLAYOFF_MARGIN if margin is None else margin
+    limit = PLAYOFF_MAX if limit is None else limit
+    pool = _pool(candidates, objectives)
+    for objective in objectives.ranked:
+        if len(pool) < 2:
+            return []
+        leader, tied_with = _narrow(pool, candidates, objective)
+        lead = (candidates[leader] or {}).get(objective.key)
+        if not _timed(lead):
+            pool = tied_with
+            continue
+        return _near_leader(pool, candidates, objective, leader, tied_with, margin, limit)
+    return []
+
+
+def _near_leader(
+    pool: list[int],
+    candidates: Sequence[Metrics | None],
+    objective: Objective,
+    leader: int,
+    tied_with: list[int],
+    margin: float,
+    limit: int,
+) -> list[int]:
+    """The leader and the candidates of ``pool`` tied with it or within ``margin`` of its value on
+    ``objective`` (at most ``limit``, the closest first), in proposal order; [] when alone."""
+    lead = (candidates[leader] or {})[objective.key]
+    sign = -1.0 if objective.higher_is_better else 1.0
+    gaps: dict[int, float] = {}
+    for i in pool:
+        value = (candidates[i] or {}).get(objective.key)
+        if i != leader and value is not None and _usable(value):
+            gap = sign * (value.value - lead.value)
+            if i in tied_with or gap <= abs(lead.value) * margin:
+                gaps[i] = gap
+    near = sorted(gaps, key=lambda i: (gaps[i], i))[: max(0, limit - 1)]
+    return sorted([leader, *near]) if near else []
+
+
+def _subset(playoff: Playoff | None, indices: Sequence[int]) -> dict[int, Metrics] | None:
+    """``playoff`` re-indexed to positions in ``indices`` (None without a playoff)."""
+    if not playoff:
+        return None
+    return {pos: playoff[i] for pos, i in enumerate(indices) if i in playoff}
+
+
+def ranking_order(
+    candidates: Sequence[Metrics | None], objectives: Objectives, playoff: Playoff | None = None
+) -> list[int]:
     """Indices of the non-None candidates, best first (repeatedly the best of the rest: ties keep
-    proposal order)."""
+    proposal order; with ``playoff``, the finalists come first, in their playoff order)."""
     remaining = [i for i, m in enumerate(candidates) if m is not None]
     order: list[int] = []
     while remaining:
-        pick = best_index([candidates[i] for i in remaining], objectives)
+        pick = best_index([candidates[i] for i in remaining], objectives, _subset(playoff, remaining))
         assert pick is not None
         order.append(remaining.pop(pick))
     return order
@@ -235,14 +347,21 @@ def dominates(a: Metrics, b: Metrics, objectives: Objectives) -> bool:
     return strictly
 
 
-def pareto_frontier(candidates: Sequence[Metrics | None], objectives: Objectives) -> list[int]:
-    """Indices (in proposal order) of the candidates on the Pareto frontier of those meeting all goals."""
+def pareto_frontier(
+    candidates: Sequence[Metrics | None], objectives: Objectives, playoff: Playoff | None = None
+) -> list[int]:
+    """Indices (in proposal order) of the candidates on the Pareto frontier of those meeting all goals;
+    with ``playoff``, two finalists are compared with their playoff measurements."""
     eligible = [i for i, m in enumerate(candidates) if m is not None and meets_goals(m, objectives)]
+    replayed = _with_playoff(candidates, playoff) if playoff else candidates
+
+    def pair(i: int, j: int) -> tuple[Metrics, Metrics]:
+        source = replayed if playoff and i in playoff and j in playoff else candidates
+        return source[i] or {}, source[j] or {}
+
     frontier = []
     for i in eligible:
-        a = candidates[i]
-        assert a is not None
-        if not any(dominates(candidates[j] or {}, a, objectives) for j in eligible if j != i):
+        if not any(dominates(*pair(j, i), objectives) for j in eligible if j != i):
             frontier.append(i)
     return frontier
 
