@@ -441,8 +441,10 @@ LEGITIMATE = (
     ("removed from Olive itself", r"removed in Olive"),
     (
         "needs the Hugging Face Hub (offline here)",
-        r"no model hub|huggingface\.co|does not reach|not a local folder",
+        r"no model hub|huggingface\.co|does not reach|not a local folder|the Hub is off|cannot reach the Hug",
     ),
+    ("needs olivine[datasets] (not installed here)", r"Hugging Face datasets, which is not installed"),
+    ("a list for a parameter without search (Olive refuses it too)", r"Olive refuses a list here too"),
     ("a script needs a package not installed here", r"No module named"),
     ("targets a GPU/NPU or a non-CPU execution provider", r"device '|ExecutionProvider|use_gpu|GPU|CUDA"),
     ("a system type Olivine does not run", r"system type|\(type \w+\) is valid in Olive"),

@@ -119,6 +119,19 @@ def test_empty_evaluator_is_accepted() -> None:
     assert cfg.evaluators["e"].metrics == []
 
 
+def test_evaluator_target_and_type_args_are_ignored_with_a_warning_as_olive_ignores_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    evaluator = {"metrics": [], "target": "local_system", "type_args": {}, "name": "e"}
+    with caplog.at_level("WARNING", logger="olivine.config.evaluators"):
+        cfg = validate_config({"input_model": ONNX, "evaluators": {"e": evaluator}})
+    assert cfg.evaluators["e"].metrics == []
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "'target' ignored" in warned and "'type_args' ignored" in warned
+    # Other unknown keys stay errors (a typo), unlike Olive, which folds them into type_args.
+    assert _error({"input_model": ONNX, "evaluators": {"e": {"metric": []}}}).path == "evaluators.e.metric"
+
+
 @pytest.mark.parametrize("kind", ["LMEvaluator", "MTEBEvaluator"])
 def test_unsupported_olive_evaluator_types_are_refused_by_name(kind: str) -> None:
     err = _error({"input_model": ONNX, "evaluators": {"e": {"type": kind, "tasks": ["arc_easy"]}}})

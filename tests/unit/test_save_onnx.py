@@ -252,3 +252,27 @@ def test_the_check_refuses_weights_shorter_than_their_shape(tmp_path: Path) -> N
     assert _weights_in_place(path) is not None
     with pytest.raises(ValueError, match=r"model\.onnx"):
         check_onnx_file(path)
+
+
+def test_a_graph_given_twice_is_read_as_protobuf_merges_it(tmp_path: Path) -> None:
+    # AddOliveMetadata appends fields to a copy of the file: the graph occurs twice, parsed as one.
+    path = tmp_path / "model.onnx"
+    onnx.save_model(_rich_model(), str(path))
+    patch = onnx.ModelProto()
+    patch.graph.name = "renamed"
+    patch.graph.initializer.append(numpy_helper.from_array(np.full(3, 7, np.float32), "appended"))
+    with open(path, "ab") as out:
+        out.write(patch.SerializeToString())
+    merged = onnx.load(str(path))
+    assert merged.graph.name == "renamed" and merged.graph.initializer[-1].name == "appended"
+    light = GraphWithoutWeights.load(path)
+    assert light is not None and light.proto.graph.name == "renamed"
+    light.save(tmp_path / "out" / "model.onnx")
+    assert onnx.load(str(tmp_path / "out" / "model.onnx")) == merged
+    in_place = _weights_in_place(path)
+    assert in_place is not None
+    seen = onnx.ModelProto()
+    seen.ParseFromString(in_place)
+    assert seen.graph.name == "renamed"
+    assert [t.name for t in seen.graph.initializer] == [t.name for t in merged.graph.initializer]
+    check_onnx_file(path)

@@ -106,8 +106,14 @@ def test_explicit_choices_lists_and_olive_categorical_and_alternatives(tmp_path:
         (
             {"q": {"type": "OnnxDynamicQuantization", "precision": ["int8", "uint8"]}},
             None,
-            "needs search",
+            "has no search (Olive refuses a list here too): give one value",
             "passes.q.precision",
+        ),
+        (
+            {"q": {"type": "OrtSessionParamsTuning", "providers_list": ["CPUExecutionProvider"]}},
+            None,
+            "give the value itself ('CPUExecutionProvider', not a list)",
+            "passes.q.providers_list",
         ),
         (
             {"q": {"type": "OnnxDynamicQuantization", "size_threshold": "SEARCHABLE_VALUES"}},

@@ -174,10 +174,13 @@ class EvaluatorConfig(StrictModel):
     user_script: LocalPath | None = None
     script_dir: LocalPath | None = None
     type: Literal["OliveEvaluator"] | None = None
+    #: Olive's own field; informational (the evaluator's name is its key in ``evaluators``).
+    name: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _known_type(cls, value: Any) -> Any:
+        value = _drop_ignored_keys(value)
         kind = value.get("type") if isinstance(value, dict) else None
         if isinstance(kind, str) and kind.lower() in UNSUPPORTED_EVALUATORS:
             raise ValueError(
@@ -204,3 +207,23 @@ class EvaluatorConfig(StrictModel):
         if dup:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(sorted(dup))}")
         return self
+
+
+#: Evaluator keys Olive 0.13 accepts and ignores: it folds keys that are not its fields into ``type_args``,
+#: the evaluator class's keyword arguments, which OliveEvaluator's classes swallow (``**kwargs``).
+#: ``target`` is a pre-0.7 evaluator key (where to evaluate): the workflow's target decides that.
+_IGNORED_EVALUATOR_KEYS = {
+    "target": "the evaluation runs on the workflow's target",
+    "type_args": "arguments of OliveEvaluator, which takes none",
+}
+
+
+def _drop_ignored_keys(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    ignored = [k for k in _IGNORED_EVALUATOR_KEYS if k in value]
+    for key in ignored:
+        logger.warning(
+            "evaluator key '%s' ignored, as Olive 0.13 ignores it: %s", key, _IGNORED_EVALUATOR_KEYS[key]
+        )
+    return {k: v for k, v in value.items() if k not in ignored} if ignored else value

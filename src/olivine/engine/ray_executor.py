@@ -204,6 +204,10 @@ class RayExecutor:
             raise EvaluationError(f"evaluating the input model: {result.error or _NOTHING}")
         if prefix is not None and self._early is None:
             self._start_early(prefix)  # one slot: after the input model's evaluation
+        elif self._early is not None:
+            # The input model's slot is free while the prefix runs: its process loads what the
+            # candidates use (the candidates cannot start before the prefix ends).
+            warming.append(self._warm.remote(self._recipe_ref, WARM_MODULES, cpus))
         del warming  # nothing to wait for: their processes stay in Ray's pool for the candidates
         work.ran_on = result.ran_on
         return result.evaluation

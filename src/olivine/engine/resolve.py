@@ -428,8 +428,12 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
     if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
+            # Olive 0.13 refuses it too: without search a list is validated as one value of the item type.
+            one = f"give the value itself ({value[0]!r}, not a list)" if len(value) == 1 else "give one value"
             raise ConfigError(
-                "a list of choices needs search: set engine.search_strategy (or give one value)", path=path
+                "a list is a set of choices to search, and this workflow has no search (Olive refuses a "
+                f"list here too): {one}, or set engine.search_strategy",
+                path=path,
             )
         return tuple(value)
     return None

@@ -243,11 +243,9 @@ class GraphWithoutWeights:
         with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             try:
                 fields = _wire_fields(data, 0, len(data))
-                graphs = [f for f in fields if f[0] == 7]
-                if len(graphs) != 1 or graphs[0][1] != 2:
+                graph_fields = _graph_fields(data, fields)
+                if graph_fields is None:
                     return None
-                _, _, start, end, _ = graphs[0]
-                graph_fields = _wire_fields(data, start, end)
                 spans = [(f[4], f[3] - f[4]) for f in graph_fields if f[0] == 5]
                 if not spans or any(f[1] != 2 for f in graph_fields if f[0] == 5):
                     return None
@@ -321,6 +319,17 @@ def _wire_fields(data: Any, pos: int, end: int) -> list[tuple[int, int, int, int
             raise _NotWireFormat
         fields.append((number, wire, payload, pos, field_start))
     return fields
+
+
+def _graph_fields(data: Any, fields: list[tuple[int, int, int, int, int]]) -> list[Any] | None:
+    """The fields of the model's graph (``ModelProto.graph``, 7), or None if it has none. A graph given
+    more than once (a file with fields appended, as :mod:`~olivine.passes.add_metadata` writes) is one
+    graph whose fields are those of every occurrence in order: protobuf parses a message field that occurs
+    twice as the merge of both, which is the parse of their concatenation."""
+    graphs = [f for f in fields if f[0] == 7]
+    if not graphs or any(f[1] != 2 for f in graphs):
+        return None
+    return [field for _, _, start, end, _ in graphs for field in _wire_fields(data, start, end)]
 
 
 def _external_tensor(data: Any, start: int, end: int) -> bool:
@@ -567,17 +576,15 @@ def _weights_in_place(path: Path) -> bytes | None:
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         try:
             fields = _wire_fields(data, 0, len(data))
-            graphs = [f for f in fields if f[0] == 7]
-            if len(graphs) != 1 or graphs[0][1] != 2:
+            graph_fields = _graph_fields(data, fields)
+            if graph_fields is None:
                 return None
             model = bytearray()
             for number, _, _, field_end, field_start in fields:
                 if number != 7:
                     model += data[field_start:field_end]
             graph = bytearray()
-            for number, wire, payload, field_end, field_start in _wire_fields(
-                data, graphs[0][2], graphs[0][3]
-            ):
+            for number, wire, payload, field_end, field_start in graph_fields:
                 if number != 5 or wire != 2:
                     graph += data[field_start:field_end]
                     continue
