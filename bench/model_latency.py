@@ -7,7 +7,11 @@ Usage::
         [--config examples/minilm/config.json] [--json OUT]
 
 Latency: batch 1, sequence 128 (all 128 tokens real: attention mask all ones), one onnxruntime session
-per model and thread count (``intra_op_num_threads``; inter-op 1, sequential), opened once. The runs
+per model and thread count (``intra_op_num_threads``; inter-op 1, sequential), opened once. Every ONNX
+model gets the same session settings: those, other than thread counts and execution mode, of the run
+config's first latency metric (``inference_settings.onnx.session_options``: ``graph_optimization_level``,
+``extra_session_config``), so a search's best model is timed as the search timed it and the fp32
+baselines under the same settings; ``--no-config-session`` times with onnxruntime's defaults. The runs
 are split into rounds; in each round every (model, threads) pair runs ``runs / rounds`` times in turn,
 so a slow spell on this shared machine hits every model alike. Reported: the median of the round
 medians (robust to the bimodal two-thread timings seen here), the overall median, p10/p90, and the
@@ -60,7 +64,18 @@ def make_feed(names: list[str], dtypes: list[str], *, seed: int = 0) -> dict[str
     return feed
 
 
-def onnx_runner(path: Path, threads: int) -> Callable[[], Any]:
+def config_session(config_path: Path) -> dict[str, Any]:
+    """``graph_optimization_level`` and ``extra_session_config`` of the run config's first latency
+    metric's onnxruntime session options (empty when it sets neither)."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    metrics = [m for e in (config.get("evaluators") or {}).values() for m in e.get("metrics", [])]
+    latency = next((m for m in metrics if m.get("type") == "latency"), None) or {}
+    settings = (latency.get("user_config") or {}).get("inference_settings") or {}
+    options = (settings.get("onnx") or {}).get("session_options") or {}
+    return {k: options[k] for k in ("graph_optimization_level", "extra_session_config") if k in options}
+
+
+def onnx_runner(path: Path, threads: int, session: dict[str, Any] | None = None) -> Callable[[], Any]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -68,6 +83,16 @@ def onnx_runner(path: Path, threads: int) -> Callable[[], Any]:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    session = session or {}
+    if "graph_optimization_level" in session:
+        level = session["graph_optimization_level"]
+        options.graph_optimization_level = (
+            getattr(ort.GraphOptimizationLevel, level)
+            if isinstance(level, str)
+            else ort.GraphOptimizationLevel(level)
+        )
+    for key, value in (session.get("extra_session_config") or {}).items():
+        options.add_session_config_entry(str(key), str(value))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
     feed = make_feed([i.name for i in inputs], [i.type for i in inputs])
@@ -198,18 +223,22 @@ def measure(
     rounds: int,
     warmup: int,
     config: Path | None,
+    session: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Open every runner, time them interleaved, then compute fidelity; a JSON-ready dict."""
     runners: dict[tuple[str, int], Callable[[], Any]] = {}
     for label, path in models.items():
         for n in threads:
-            runners[(label, n)] = onnx_runner(path, n)
+            runners[(label, n)] = onnx_runner(path, n, session)
     if torch_dir is not None:
         for n in threads:
             runners[(TORCH_LABEL, n)] = torch_runner(torch_dir, n)
     timings = measure_latency(runners, runs=runs, rounds=rounds, warmup=warmup)
     settings = {"batch": BATCH, "sequence": SEQUENCE, "threads": threads, "runs": runs, "rounds": rounds}
-    result: dict[str, Any] = {"settings": {**settings, "warmup": warmup}, "models": {}}
+    result: dict[str, Any] = {
+        "settings": {**settings, "warmup": warmup, "session": session or {}},
+        "models": {},
+    }
     for label, path in models.items():
         result["models"][label] = {"path": str(path), "bytes": onnx_size(path), "latency": {}}
     if torch_dir is not None:
@@ -244,6 +273,11 @@ def main() -> int:
         help="run config whose custom metric gives fidelity",
     )
     parser.add_argument("--no-fidelity", action="store_true")
+    parser.add_argument(
+        "--no-config-session",
+        action="store_true",
+        help="time with onnxruntime's default session settings, not the run config's latency metric's",
+    )
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     result = measure(
@@ -254,7 +288,10 @@ def main() -> int:
         rounds=args.rounds,
         warmup=args.warmup,
         config=None if args.no_fidelity else args.config,
+        session=None if args.no_config_session else config_session(args.config),
     )
+    if result["settings"]["session"]:
+        print(f"session settings (every ONNX model): {json.dumps(result['settings']['session'])}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for label, data in result["models"].items():

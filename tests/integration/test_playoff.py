@@ -46,7 +46,6 @@ def test_playoff_retimes_the_finalists_and_decides_the_best(
         replayed = playoff["metrics"][cid]["latency-avg"]
         assert len(replayed["rounds"]) == PLAYOFF_ROUNDS and replayed["spread"] is not None
         assert len(records[cid]["metrics"]["latency-avg"]["rounds"]) == 5  # the record keeps the walk's
-        assert replayed["value"] != records[cid]["metrics"]["latency-avg"]["value"]
     # The best is what the ranking rule gives with the playoff's measurements.
     ids = [c["id"] for c in footprint["candidates"]]
     walk = [ranking.record_metrics(c) for c in footprint["candidates"]]

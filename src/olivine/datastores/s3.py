@@ -16,17 +16,19 @@ put or on the multipart completion, which S3 (since 2024) and moto answer atomic
 
 Reads and listings go through s3fs. Writes (single puts and multipart uploads) go through a synchronous
 botocore client with the same credentials, endpoint, region and retry settings, called from the
-writing threads (and a shared pool for the parts of large files), as boto3's own transfers do: s3fs
-runs every request on one event-loop thread, where botocore's per-request work (serialising, signing,
-the body's checksums) would queue behind each other's. The body's sha256 (for the SigV4 signature;
-botocore skips it only over HTTPS with a checksum) and CRC32 are botocore's defaults, unchanged.
+writing threads (and the shared :func:`~olivine.datastores.objectstore.block_pool` for the parts of
+large files), as boto3's own transfers do: s3fs runs every request on one event-loop thread, where
+botocore's per-request work (serialising, signing, the body's checksums) would queue behind each
+other's. The body's sha256 (for the SigV4 signature; botocore skips it only over HTTPS with a checksum)
+and CRC32 are botocore's defaults, unchanged; a multipart upload declares CRC32 as boto3's does, so the
+service also checks the parts' composite CRC32 at the completion.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +37,7 @@ import s3fs  # noqa: F401  (fails early with the install hint when the extra is 
 from olivine.datastores.objectstore import (
     ObjectStoreDatastore,
     RetrySettings,
+    block_pool,
     check_options,
     env_or,
     split_root,
@@ -136,13 +139,20 @@ class S3Datastore(ObjectStoreDatastore):
 
     def _begin_blocks(self, full: str) -> _PartUpload:
         bucket, key, _ = self.fs.split_path(full)
-        mpu = self._call("create_multipart_upload", Bucket=bucket, Key=key)
-        return _PartUpload(bucket, key, str(mpu["UploadId"]))
+        # As boto3's own transfers do (s3transfer): unless checksums are turned off for this client
+        # (``request_checksum_calculation = when_required``), declare CRC32 for the upload, so each
+        # part's CRC32 (which botocore sends anyway) is kept and the completion's composite CRC32 is
+        # checked by the service. Without it the service computes a full-object CRC64NVME itself.
+        crc = self._writer().meta.config.request_checksum_calculation == "when_supported"
+        algorithm: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if crc else {}
+        mpu = self._call("create_multipart_upload", Bucket=bucket, Key=key, **algorithm)
+        return _PartUpload(bucket, key, str(mpu["UploadId"]), crc)
 
     def _submit_block(self, upload: _PartUpload, index: int, data: bytes) -> Future[dict[str, Any]]:
-        return _part_pool().submit(self._upload_part, upload, index + 1, data)
+        return block_pool().submit(self._upload_part, upload, index + 1, data)
 
     def _upload_part(self, upload: _PartUpload, number: int, data: bytes) -> dict[str, Any]:
+        checksum: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if upload.crc32 else {}
         out = self._call(
             "upload_part",
             Bucket=upload.bucket,
@@ -150,8 +160,12 @@ class S3Datastore(ObjectStoreDatastore):
             UploadId=upload.upload_id,
             PartNumber=number,
             Body=data,
+            **checksum,
         )
-        return {"PartNumber": number, "ETag": out["ETag"]}
+        part = {"PartNumber": number, "ETag": out["ETag"]}
+        if upload.crc32 and out.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = out["ChecksumCRC32"]
+        return part
 
     def _finish_blocks(self, upload: _PartUpload, parts: list[Any], exclusive: bool) -> None:
         # If-None-Match on the completion: S3 (and moto) answer it atomically.
@@ -190,6 +204,7 @@ class _PartUpload:
     bucket: str
     key: str
     upload_id: str
+    crc32: bool  # the upload declared CRC32: every part's checksum goes into the completion
 
 
 #: Option names of the credentials -> botocore's create_client arguments.
@@ -215,7 +230,6 @@ class _ClientArgs:
 
 _shared_lock = threading.Lock()
 _loader: Any = None
-_pool: ThreadPoolExecutor | None = None
 
 
 def _make_client(args: _ClientArgs) -> Any:
@@ -232,14 +246,3 @@ def _make_client(args: _ClientArgs) -> Any:
         else:
             session.register_component("data_loader", _loader)
         return session.create_client("s3", config=Config(**args.config), **args.kwargs)
-
-
-def _part_pool() -> ThreadPoolExecutor:
-    """Threads that upload the parts of large files, shared by every S3 datastore of the process: as
-    many as the files in flight times each file's window."""
-    global _pool
-    with _shared_lock:
-        if _pool is None:
-            workers = S3Datastore.put_concurrency * S3Datastore.file_concurrency
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="olivine-s3-part")
-        return _pool
