@@ -80,12 +80,20 @@ def prepare(run_dir: Path, tool: str, repeat: int = 1, workers: int = 0) -> Path
     config.setdefault("engine", {})["plot_pareto_frontier"] = False
     if workers and tool == "olivine":
         config["systems"][config["engine"]["host"]]["search_workers"] = workers
-    if tool == SERIAL:  # serial, whatever the example's config says
+    if tool != "olivine":  # Olive (no such key) and the serial run: whatever the example's config says
         for system in config.get("systems", {}).values():
             system.pop("search_workers", None)
     path = work / "config.bench.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
+
+
+def host_workers(config: Path) -> int:
+    """The ``search_workers`` of the config's engine.host system (0: a serial search)."""
+    data = json.loads(config.read_text(encoding="utf-8"))
+    host = data.get("engine", {}).get("host")
+    system = data.get("systems", {}).get(host, {}) if isinstance(host, str) else host or {}
+    return int(system.get("search_workers") or 0)
 
 
 def command_for(tool: str, config: Path) -> list[str]:
@@ -186,7 +194,7 @@ def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1, workers: i
         if tool not in results:
             record: dict[str, Any] = dict(run)
             if tool in ("olivine", SERIAL):
-                record["search_workers"] = workers if tool == "olivine" else 0
+                record["search_workers"] = host_workers(config)
             if timed.returncode != 0:
                 record["error_tail"] = tail(timed.log, 30)
             record.update(read_output(tool, config))
@@ -432,7 +440,8 @@ def render_section(result: dict[str, Any]) -> str:
         "",
     ]
     pairs = result.get("pairs", 1)
-    workers = result.get("olivine_workers", 0)
+    flag_workers = result.get("olivine_workers", 0)
+    workers = flag_workers or (search.get("olivine") or {}).get("search_workers", 0)
     if workers:
         lines += [
             f"Olivine ran its search in a local worker pool of {workers} processes "
@@ -442,7 +451,9 @@ def render_section(result: dict[str, Any]) -> str:
             "Olive ran serially (it has no local parallel search).",
             "",
         ]
-    flags = (f" --pairs {pairs}" if pairs != 1 else "") + (f" --olivine-workers {workers}" if workers else "")
+    flags = (f" --pairs {pairs}" if pairs != 1 else "") + (
+        f" --olivine-workers {flag_workers}" if flag_workers else ""
+    )
     if SERIAL in search:
         flags += f" --tools olivine,{SERIAL},olive"
     lines += [f"Command: `.venv/bin/python bench/search.py --doc{flags}`"]
@@ -466,7 +477,7 @@ def main() -> int:
         type=int,
         default=0,
         help="run Olivine's search in a local worker pool of this many processes (search_workers on the "
-        "engine.host system; 0: serial)",
+        "engine.host system; 0: as the example's config says)",
     )
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
     parser.add_argument(

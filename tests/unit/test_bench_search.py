@@ -148,6 +148,7 @@ def test_a_serial_olivine_run_beside_the_pool_gives_the_speed_up_and_compares_th
     monkeypatch.setattr(search, "prepare_workdir", _fake_workdir)
     serial = json.loads(search.prepare(tmp_path, search.SERIAL, workers=2).read_text())
     assert "search_workers" not in json.dumps(serial)  # the serial run stays serial
+    assert search.host_workers(search.prepare(tmp_path, "olivine")) == 2  # the example's own pool
     assert search.command_for(search.SERIAL, tmp_path / "c.json")[1:3] == ["run", "--config"]
     result = _result(40.0, 100.0, (11.0, 0.993), (11.2, 0.993))
     result.update(olivine_workers=2)
