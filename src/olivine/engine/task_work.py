@@ -351,8 +351,17 @@ def input_task(
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
 
 
-#: What a warm-up task imports (those found): the runtimes a search's passes and evaluations load.
-WARM_MODULES = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "torch", "transformers")
+#: What a warm-up task imports (those found): the runtimes a search's passes and evaluations load
+#: (a tokenizer for text models' data and user scripts: transformers' auto classes import torch).
+WARM_MODULES = (
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime.quantization",
+    "torch",
+    "transformers",
+    "transformers.models.auto.tokenization_auto",
+)
 
 
 def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> TaskResult:
@@ -365,7 +374,7 @@ def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> Ta
     with _own_cpus(cpus) as watcher:
         work_of(recipe)
         for name in libraries:
-            with suppress(ImportError):
+            with suppress(Exception):  # not installed, or broken here: the candidates will say so
                 importlib.import_module(name)
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, started))
 
