@@ -44,7 +44,6 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.executor import InputWork, SpreadSettings
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import (
-    WARM_MODULES,
     TaskRecipe,
     TaskResult,
     candidate_task,
@@ -53,6 +52,7 @@ from olivine.engine.task_work import (
     input_task,
     lost_candidate,
     shared_prefix,
+    warm_modules,
     warm_task,
 )
 from olivine.errors import EvaluationError, HostError, MissingDependencyError, OlivineError
@@ -199,10 +199,13 @@ class RayExecutor:
         prefix = self._uncached(work.prefix, work.runner)
         idle = self._slots() - 1
         evaluating = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        modules = warm_modules(work.model)
+        warming: list[Any] = []
         if prefix is not None and idle:
             self._start_early(prefix)
-            idle -= 1
-        warming = [self._warm.remote(self._recipe_ref, WARM_MODULES, cpus) for _ in range(idle)]
+            # Slots left warm up while the prefix runs (the candidates wait for it anyway; without a
+            # prefix a warm-up would hold a slot the first candidates could use).
+            warming = [self._warm.remote(self._recipe_ref, modules, cpus) for _ in range(idle - 1)]
         doing = "evaluating the input model on the Ray cluster"
         if self._early is not None:
             doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
@@ -220,7 +223,7 @@ class RayExecutor:
         elif self._early is not None and not self._ray.wait([self._early[0]], timeout=0)[0]:
             # The input model's slot is free while the prefix runs: its process loads what the
             # candidates use (the candidates cannot start before the prefix ends).
-            warming.append(self._warm.remote(self._recipe_ref, WARM_MODULES, cpus))
+            warming.append(self._warm.remote(self._recipe_ref, modules, cpus))
         del warming  # nothing to wait for: their processes stay in Ray's pool for the candidates
         work.ran_on = result.ran_on
         return result.evaluation

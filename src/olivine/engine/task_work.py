@@ -351,17 +351,16 @@ def input_task(
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
 
 
-#: What a warm-up task imports (those found): the runtimes a search's passes and evaluations load
-#: (a tokenizer for text models' data and user scripts: transformers' auto classes import torch).
-WARM_MODULES = (
-    "numpy",
-    "onnx",
-    "onnxruntime",
-    "onnxruntime.quantization",
-    "torch",
-    "transformers",
-    "transformers.models.auto.tokenization_auto",
-)
+#: What a warm-up task imports (those found): the runtimes a search's ONNX passes and evaluations load,
+#: and, for a search from a PyTorch / Hugging Face model, torch and transformers (a tokenizer for its
+#: data and user scripts: transformers' auto classes import torch).
+WARM_MODULES = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization")
+WARM_TORCH_MODULES = ("torch", "transformers", "transformers.models.auto.tokenization_auto")
+
+
+def warm_modules(input_model: ModelHandle) -> tuple[str, ...]:
+    """What a warm-up task of a search from ``input_model`` imports."""
+    return WARM_MODULES + (WARM_TORCH_MODULES if input_model.kind != "onnx" else ())
 
 
 def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> TaskResult:
