@@ -11,7 +11,7 @@ import pytest
 from cloud_servers import AZURITE_KEY, CONTAINER, MOTO_ENV, Azurite, MotoS3, azure_url, s3_url
 from conformance.datastore_suite import DatastoreSuite
 from olivine.datastores import Datastore
-from olivine.errors import ConfigError
+from olivine.errors import ConfigError, DatastoreError
 
 
 @pytest.mark.azure
@@ -84,6 +84,22 @@ def test_azure_datastore_creates_missing_container(azure_env: Azurite) -> None:
     ds = Datastore.from_url("az://fresh-container-x/prefix")
     ds.put_bytes("a.txt", b"a")
     assert Datastore.from_url("abfs://fresh-container-x/prefix").read_bytes("a.txt") == b"a"
+
+
+@pytest.mark.s3
+def test_s3_datastore_creates_missing_bucket_and_reads_small_files_through_its_client(
+    s3_env: MotoS3,
+) -> None:
+    ds = Datastore.from_url("s3://fresh-bucket-x/prefix")
+    assert ds.read_bytes_if_exists("a.txt") is None  # NoSuchBucket reads as missing
+    ds.put_bytes("a.txt", b"a")
+    ds.put_bytes("sub/b.txt", b"b")
+    again = Datastore.from_url("s3://fresh-bucket-x/prefix")
+    assert again.read_bytes("a.txt") == b"a"
+    assert again.ls("") == ["a.txt", "sub"]
+    assert again.ls("nothing") == []
+    with pytest.raises(DatastoreError, match="not found"):
+        again.read_bytes("missing.txt")
 
 
 @pytest.mark.s3
