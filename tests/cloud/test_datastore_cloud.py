@@ -151,7 +151,7 @@ def test_s3_writes_use_the_options_credentials_and_run_in_the_writing_threads(
     ds.put_bytes("a.txt", b"a")
     entry = ds.put_file(big, "big.bin")
     assert ds.read_bytes("a.txt") == b"a" and ds.hash_of("big.bin") == entry
-    # put, then start + 3 parts + complete: none of them on fsspec's event-loop thread.
-    assert len(senders) == 6
+    # the bucket check, the put, start + 3 parts + complete, the read: none on fsspec's event-loop thread.
+    assert len(senders) == 8
     loop_thread = fsspec.asyn.iothread[0]
     assert loop_thread is not None and loop_thread.name not in senders
