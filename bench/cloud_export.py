@@ -197,7 +197,9 @@ def run_backend(
         upload = azure_uploader(direct)
 
         def open_ds(prefix: str, cs: str = direct) -> Datastore:
-            return Datastore.from_url(f"az://{CONTAINER}/{prefix}", {"connection_string": cs})
+            ds = Datastore.from_url(f"az://{CONTAINER}/{prefix}", {"connection_string": cs})
+            ds.connect()  # type: ignore[attr-defined]  (its write client, made before the clock as the SDK's)
+            return ds
 
         def open_counted(prefix: str) -> Datastore:
             return open_ds(prefix, counted)

@@ -59,8 +59,11 @@ from e2e import model_file
 SEARCH_EXAMPLE = REPO / "examples" / "minilm-search"
 OLIVINE = MAIN_VENV / "bin" / "olivine"
 TOOLS = ("olivine", "olive")
+#: With ``--olivine-workers``, ``--tools olivine,olivine-serial,olive`` also runs Olivine serially in the
+#: same interleaved rounds: the pool's speed-up and its best model against the serial search's.
+SERIAL = "olivine-serial"
 FP32_EXPORT, FP32_FUSED = "fp32 ONNX (export)", "fp32 ONNX (fused)"
-BEST = {"olivine": "Olivine best", "olive": "Olive best"}
+BEST = {"olivine": "Olivine best", "olive": "Olive best", SERIAL: "Olivine serial best"}
 FIDELITY_GOAL = 0.99
 LATENCY_GOAL = 0.55  # x the fp32 ONNX model at 1 thread
 WALL_GOAL = 0.5  # x Olive's search wall time
@@ -77,13 +80,24 @@ def prepare(run_dir: Path, tool: str, repeat: int = 1, workers: int = 0) -> Path
     config.setdefault("engine", {})["plot_pareto_frontier"] = False
     if workers and tool == "olivine":
         config["systems"][config["engine"]["host"]]["search_workers"] = workers
+    if tool != "olivine":  # Olive (no such key) and the serial run: whatever the example's config says
+        for system in config.get("systems", {}).values():
+            system.pop("search_workers", None)
     path = work / "config.bench.json"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return path
 
 
+def host_workers(config: Path) -> int:
+    """The ``search_workers`` of the config's engine.host system (0: a serial search)."""
+    data = json.loads(config.read_text(encoding="utf-8"))
+    host = data.get("engine", {}).get("host")
+    system = data.get("systems", {}).get(host, {}) if isinstance(host, str) else host or {}
+    return int(system.get("search_workers") or 0)
+
+
 def command_for(tool: str, config: Path) -> list[str]:
-    if tool == "olivine":
+    if tool in ("olivine", SERIAL):
         return [str(OLIVINE), "run", "--config", str(config), "--local"]
     olive_cfg = write_olive_config(config, config.parent)
     return [str(OLIVE_PYTHON), str(BENCH / "olive_workflow.py"), str(olive_cfg)]
@@ -108,8 +122,9 @@ def read_output(tool: str, config: Path) -> dict[str, Any]:
     if footprint_path.is_file():
         footprint = json.loads(footprint_path.read_text(encoding="utf-8"))
         result["candidates"] = count_candidates(footprint)
-        if tool == "olivine":
+        if tool in ("olivine", SERIAL):
             result["fp32"] = fp32_models(footprint, config)
+            result["best_model_id"] = footprint.get("best")
     return result
 
 
@@ -178,8 +193,8 @@ def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1, workers: i
         )
         if tool not in results:
             record: dict[str, Any] = dict(run)
-            if tool == "olivine":
-                record["search_workers"] = workers
+            if tool in ("olivine", SERIAL):
+                record["search_workers"] = host_workers(config)
             if timed.returncode != 0:
                 record["error_tail"] = tail(timed.log, 30)
             record.update(read_output(tool, config))
@@ -267,6 +282,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": "-",
             }
         )
+    rows += _serial_rows(search, latency)
     a, b = latency_ms(latency, BEST["olivine"]), latency_ms(latency, BEST["olive"])
     fa, fb = fidelity(latency, BEST["olivine"]), fidelity(latency, BEST["olive"])
     if a is not None and b is not None and fa is not None and fb is not None:
@@ -301,6 +317,40 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "status": "-"
             if ratio_base is None or fa is None
             else ("met" if ratio_base <= LATENCY_GOAL and fa >= FIDELITY_GOAL else "not met"),
+        }
+    )
+    return rows
+
+
+def _serial_rows(search: dict[str, Any], latency: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """With Olivine's pool and a serial Olivine run in the same rounds: the pool's wall time against the
+    serial search's, and the two best models (the pool must find the serial search's best)."""
+    ours, serial = search.get("olivine") or {}, search.get(SERIAL) or {}
+    if not ours.get("search_workers") or not serial.get("wall_s") or not ours.get("wall_s"):
+        return []
+    rows = [
+        {
+            "what": f"Olivine in a local pool of {ours['search_workers']} vs Olivine serial "
+            f"({serial['wall_s']:.1f} s wall, {serial.get('cpu_s', 0):.1f} s CPU): wall time",
+            "olivine": f"{ours['wall_s']:.1f} s",
+            "olive": "-",
+            "ratio": f"{ours['wall_s'] / serial['wall_s']:.2f}x",
+            "goal": "-",
+            "status": "-",
+        }
+    ]
+    a, b = latency_ms(latency, BEST["olivine"]), latency_ms(latency, BEST[SERIAL])
+    pool_cell = f"{_model_cell(a, fidelity(latency, BEST['olivine']))}, {ours.get('best_model_id') or '-'}"
+    same = ours.get("best_model_id") is not None and ours.get("best_model_id") == serial.get("best_model_id")
+    rows.append(
+        {
+            "what": "Olivine pool's best model vs Olivine serial's "
+            f"({_model_cell(b, fidelity(latency, BEST[SERIAL]))}, {serial.get('best_model_id') or '-'})",
+            "olivine": pool_cell,
+            "olive": "-",
+            "ratio": f"{a / b:.2f}x" if a is not None and b else "-",
+            "goal": "the same model",
+            "status": "same" if same else "different",
         }
     )
     return rows
@@ -343,7 +393,7 @@ def render_section(result: dict[str, Any]) -> str:
         "| reported best metrics |",
     ]
     lines.append("| --- | --- | --- | --- | --- | --- |")
-    for tool in TOOLS:
+    for tool in (*TOOLS, SERIAL):
         rec = search.get(tool)
         if not rec:
             continue
@@ -390,15 +440,22 @@ def render_section(result: dict[str, Any]) -> str:
         "",
     ]
     pairs = result.get("pairs", 1)
-    workers = result.get("olivine_workers", 0)
+    flag_workers = result.get("olivine_workers", 0)
+    workers = flag_workers or (search.get("olivine") or {}).get("search_workers", 0)
     if workers:
         lines += [
             f"Olivine ran its search in a local worker pool of {workers} processes "
-            f"(`search_workers: {workers}` on the engine.host LocalSystem, one exclusive CPU per candidate); "
+            f"(`search_workers: {workers}` on the engine.host LocalSystem: pass chains and untimed metrics "
+            "in parallel, one exclusive CPU each; then every timed metric in the engine's process, in "
+            "proposal order, with the workers idle); "
             "Olive ran serially (it has no local parallel search).",
             "",
         ]
-    flags = (f" --pairs {pairs}" if pairs != 1 else "") + (f" --olivine-workers {workers}" if workers else "")
+    flags = (f" --pairs {pairs}" if pairs != 1 else "") + (
+        f" --olivine-workers {flag_workers}" if flag_workers else ""
+    )
+    if SERIAL in search:
+        flags += f" --tools olivine,{SERIAL},olive"
     lines += [f"Command: `.venv/bin/python bench/search.py --doc{flags}`"]
     return "\n".join(lines) + "\n"
 
@@ -420,7 +477,7 @@ def main() -> int:
         type=int,
         default=0,
         help="run Olivine's search in a local worker pool of this many processes (search_workers on the "
-        "engine.host system; 0: serial)",
+        "engine.host system; 0: as the example's config says)",
     )
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
     parser.add_argument(

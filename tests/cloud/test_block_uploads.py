@@ -5,13 +5,17 @@ for one name with different multi-block content."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cloud_servers import Cloud
+from cloud_servers import CONTAINER, Cloud, MotoS3, s3_url
+from olivine.datastores import Datastore, Exporter, claim_export
 from olivine.errors import DatastoreError
 
 MiB = 1 << 20
@@ -103,3 +107,63 @@ def test_object_store_files_up_to_one_block_are_one_put(
     entry = ds.put_file(path, "f.bin")
     assert cloud.proxy.take().requests == 1
     assert ds.hash_of("f.bin") == entry
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("calculation", ["when_supported", "when_required"])
+def test_s3_multipart_upload_declares_crc32_like_boto3_unless_checksums_are_off(
+    s3_env: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calculation: str
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", calculation)
+    ds = Datastore.from_url(s3_url(), {})
+    big = _file(tmp_path / "big.bin", 2 * ds.block_bytes + 5)  # type: ignore[attr-defined]
+    entry = ds.put_file(big, "big.bin")
+    assert ds.hash_of("big.bin") == entry
+    key = f"{ds.root.split('/', 1)[1]}/big.bin"
+    head = s3_env.client().head_object(Bucket=CONTAINER, Key=key, ChecksumMode="ENABLED")
+    # Declared: the parts' CRC32s, combined and checked by the service at the completion. Not
+    # declared (checksums off): the service's own full-object checksum, none with moto.
+    assert ("ChecksumCRC32" in head) == (calculation == "when_supported"), head
+
+
+def test_object_store_writes_use_the_sync_client_in_the_writing_threads_with_a_connection_each(
+    cloud: Cloud, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writes are sent by the synchronous SDK client from the thread that exports the file and, for the
+    blocks of large files, the block pool; never by the filesystem's one event-loop thread. Every file
+    and block in flight at once (8 files, 4 blocks each) gets a pooled connection: none is opened and
+    dropped for want of room ("Connection pool is full")."""
+    ds = cloud.open()
+    ds.put_bytes("warm.json", b"{}")
+    block = ds.block_bytes  # type: ignore[attr-defined]
+    src = tmp_path / "tree"
+    src.mkdir()
+    for i in range(8):
+        _file(src / f"f{i}.bin", 3 * block + 1 + i if i < 2 else block // 4 + i)  # 2 x 4 blocks
+    if cloud.name == "azure":
+        from azure.core.pipeline.transport import RequestsTransport as Sender
+
+        method = "send"
+    else:
+        from botocore.endpoint import Endpoint as Sender  # type: ignore[no-redef]
+
+        method = "_send"
+    original = getattr(Sender, method)
+    senders: list[str] = []
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        senders.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    with caplog.at_level(logging.WARNING, logger="urllib3"), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Sender, method, spy)
+        layout = claim_export(ds, "wf", datetime(2025, 1, 2, tzinfo=timezone.utc))
+        Exporter(ds, layout).export_tree(src, "cache")
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    kinds = {name.rsplit("_", 1)[0] for name in senders}
+    assert {"olivine-export", "olivine-block"} <= kinds, kinds
+    # 6 small files, and 2 x (4 blocks + commit) (+ the start of each S3 upload)
+    assert len([n for n in senders if n.startswith("olivine-")]) >= 6 + 2 * 5
+    for i in range(8):
+        digest = hashlib.sha256((src / f"f{i}.bin").read_bytes()).hexdigest()
+        assert ds.hash_of(layout.path(f"cache/f{i}.bin")).sha256 == digest

@@ -4,6 +4,7 @@ stops the pool."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -192,3 +193,73 @@ def test_search_workers_with_an_unpinned_timed_metric_is_refused(tmp_path: Path)
     path.write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="intra_op_num_threads unset"):
         run_workflow(load_workflow(path))
+
+
+BUSY_FIDELITY = '''
+import time
+
+import onnx
+
+
+def fidelity(model, device, execution_providers, input_model):
+    """0.0 for a model with fp16 weights (it fails the goal), else 1.0; after 0.4 s of busy CPU."""
+    end = time.process_time() + 0.4
+    while time.process_time() < end:
+        pass
+    graph = onnx.load(str(model.onnx_path)).graph
+    return 0.0 if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer) else 1.0
+'''
+
+
+def test_pool_times_each_candidate_alone_after_the_untimed_work(tmp_path: Path) -> None:
+    """The two phases: workers realise the chains and the untimed metrics in parallel; then each
+    candidate that can still meet its goals is timed, in proposal order, while no worker runs: no timed
+    interval overlaps any candidate's untimed interval, and the workers use no CPU meanwhile."""
+    passes = {
+        "quant": [
+            {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"},
+            {"type": "OnnxFloatToFloat16"},
+            {"type": "OnnxDynamicQuantization", "per_channel": False, "reduce_range": True},
+        ]
+    }
+
+    def config(folder: Path) -> dict[str, Any]:
+        cfg = search_config(folder, passes, STRATEGY, latency_priority=-1)
+        (folder / "busy.py").write_text(BUSY_FIDELITY)
+        metrics = cfg["evaluators"]["e"]["metrics"]
+        metrics[0]["user_config"].update(user_script=str(folder / "busy.py"), evaluate_func_kwargs={})
+        metrics[2]["sub_types"][0]["metric_config"] = {"warmup_num": 5, "repeat_test_num": 200}
+        return cfg
+
+    serial = _run(tmp_path / "a", config(tmp_path / "a"))
+    spread = _run(tmp_path / "b", config(tmp_path / "b"), _pool())
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    statuses = [c["status"] for c in spread["candidates"]]
+    assert statuses == ["evaluated", "evaluated", "pruned", "evaluated"]  # the fp16 one missed its goal
+    untimed = [(c["ran_on"]["started"], c["ran_on"]["ended"]) for c in spread["candidates"]]
+    assert len({c["ran_on"]["cpus"][0] for c in spread["candidates"]}) == 2  # both workers had work
+    overlapping = [
+        (a, b) for i, a in enumerate(untimed) for b in untimed[i + 1 :] if a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping  # the untimed work ran in parallel
+    timed = [c["ran_on"].get("timed") for c in spread["candidates"]]
+    assert timed[2] is None  # pruned: not timed
+    spans = [(t["started"], t["ended"]) for t in timed if t is not None]
+    assert len(spans) == 3 and spans == sorted(spans)  # in proposal order, one after another
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    for began, ended in spans:
+        assert all(ended <= start or end <= began for start, end in untimed)
+    assert all(t["pid"] == os.getpid() for t in timed if t is not None)  # in the engine's process
+    # The input model too: its untimed metrics in a worker (beside the fixed prefix), timed here alone.
+    reference = spread["input"]["ran_on"]
+    assert reference["pid"] != os.getpid() and reference["evaluated_here"]
+    assert reference["timed"]["pid"] == os.getpid()
+    assert reference["ended"] <= reference["timed"]["started"] <= reference["timed"]["ended"] <= spans[0][0]
+    assert (
+        spread["input"]["metrics"]["fidelity-score"]["value"]
+        == serial["input"]["metrics"]["fidelity-score"]["value"]
+    )
+    assert all(t["workers_cpu_s"] is not None and t["workers_cpu_s"] <= 0.05 for t in timed if t)
+    assert all(
+        c["metrics"]["latency-avg"]["value"] > 0 for c in spread["candidates"] if c["status"] != "pruned"
+    )

@@ -140,3 +140,36 @@ def _fake_workdir(example: Path, work: Path) -> Path:
     if example == search.SEARCH_EXAMPLE:
         (work / "config.json").write_text(config.read_text())
     return work
+
+
+def test_a_serial_olivine_run_beside_the_pool_gives_the_speed_up_and_compares_the_best_models(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(search, "prepare_workdir", _fake_workdir)
+    serial = json.loads(search.prepare(tmp_path, search.SERIAL, workers=2).read_text())
+    assert "search_workers" not in json.dumps(serial)  # the serial run stays serial
+    assert search.host_workers(search.prepare(tmp_path, "olivine")) == 2  # the example's own pool
+    assert search.command_for(search.SERIAL, tmp_path / "c.json")[1:3] == ["run", "--config"]
+    result = _result(40.0, 100.0, (11.0, 0.993), (11.2, 0.993))
+    result.update(olivine_workers=2)
+    result["search"]["olivine"].update(search_workers=2, best_model_id="c0013", cpu_s=70.0)
+    result["search"][search.SERIAL] = {
+        "returncode": 0,
+        "wall_s": 50.0,
+        "cpu_s": 65.0,
+        "best_model_id": "c0013",
+    }
+    result["latency"]["models"][search.BEST[search.SERIAL]] = _model(11.1, 1.0, 0.993)
+    rows = {row["what"].split(" (")[0]: row for row in search.goals(result)}
+    speed = rows["Olivine in a local pool of 2 vs Olivine serial"]
+    assert (
+        speed["ratio"] == "0.80x"
+        and "50.0 s wall, 65.0 s CPU" in [r["what"] for r in search.goals(result)][1]
+    )
+    same = rows["Olivine pool's best model vs Olivine serial's"]
+    assert same["status"] == "same" and same["ratio"] == "0.99x" and "c0013" in same["olivine"]
+    result["search"][search.SERIAL]["best_model_id"] = "c0006"
+    assert search.goals(result)[2]["status"] == "different"
+    section = search.render_section(result)
+    assert f"| {search.SERIAL} | 0 | 50.0 s |" in section
+    assert f"--olivine-workers 2 --tools olivine,{search.SERIAL},olive`" in section

@@ -116,12 +116,16 @@ def _cached(name: str) -> bool:
 
 
 def load_kwargs(params: HuggingfaceDatasetParams, base_dir: Path | None) -> dict[str, Any]:
-    """The keyword arguments of Olive's ``load_dataset`` call, local paths made absolute."""
+    """The keyword arguments of Olive's ``load_dataset`` call. A builder's local ``data_dir`` /
+    ``data_files`` are made absolute (relative to the config's folder); a Hub dataset's or a local dataset
+    folder's are paths inside it and stay as given."""
     from olivine.data.paths import absolute_params
 
     source = local_source(params.data_name, base_dir)
     given = params.model_dump(exclude={"col_filters"}, exclude_none=True)
-    files = absolute_params({k: given[k] for k in ("data_dir", "data_files") if k in given}, base_dir)
+    files: dict[str, Any] = {k: given[k] for k in ("data_dir", "data_files") if k in given}
+    if params.data_name.lower() in PACKAGED_BUILDERS:  # else they are paths inside the dataset, as given
+        files = absolute_params(files, base_dir)
     kwargs: dict[str, Any] = {
         "path": str(source) if source is not None else params.data_name,
         "name": params.subset,

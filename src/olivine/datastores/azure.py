@@ -22,18 +22,22 @@ import base64
 import logging
 import random
 import re
+import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import adlfs  # noqa: F401  (fails early with the install hint when the extra is missing)
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.storage.blob import ExponentialRetry as SyncExponentialRetry
 from azure.storage.blob.aio import ExponentialRetry
 
 from olivine.datastores.objectstore import (
     ObjectStoreDatastore,
     RetrySettings,
+    block_pool,
     check_options,
     env_or,
     split_root,
@@ -83,7 +87,17 @@ class AzureBlobDatastore(ObjectStoreDatastore):
         )
         fs.service_client = _service_client(fs, retry)
         root = f"{container}/{prefix}" if prefix else container
-        return cls(fs, root, secrets=secret_values(creds))
+        store = cls(fs, root, secrets=secret_values(creds))
+        store._retry = retry
+        # Blocks of one file staged at once (the upload's window: memory is this many blocks per file).
+        store.file_concurrency = int(opts.get("max_concurrency", cls.file_concurrency))
+        store._pool_size = cls.put_concurrency * (store.file_concurrency + 1)
+        return store
+
+    _retry: RetrySettings = RetrySettings()
+    _pool_size: int = 40
+    _client: Any = None
+    _client_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def _url_of(self, full: str) -> str:
         return f"az://{full.lstrip('/')}"
@@ -92,44 +106,69 @@ class AzureBlobDatastore(ObjectStoreDatastore):
         client = self.fs.service_client.get_container_client(container)
         return [item.name async for item in client.walk_blobs(name_starts_with=prefix, delimiter="/")]
 
-    async def _start_blocks(self, full: str) -> _BlockUpload:
-        container, path, _ = self.fs.split_path(full)
-        # A fresh id prefix per upload: two writers racing for one name never commit each other's blocks.
-        return _BlockUpload(self.fs.service_client.get_blob_client(container, path), uuid.uuid4().hex)
+    # -- writes: the synchronous storage client, called from the writing threads -------------------
+    def connect(self) -> None:
+        """Make the write client now (otherwise it is made on first use)."""
+        self._writer()
 
-    async def _stage_block(self, upload: _BlockUpload, index: int, data: bytes) -> str:
+    def _writer(self) -> Any:
+        """The synchronous BlobServiceClient for writes, made once per datastore."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = _sync_service_client(self.fs, self._retry, self._pool_size)
+        return self._client
+
+    def _blob(self, full: str) -> Any:
+        container, path, _ = self.fs.split_path(full)
+        return self._writer().get_blob_client(container, path)
+
+    def _put_object(self, full: str, data: bytes, *, exclusive: bool) -> None:
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        try:
+            # overwrite=False is If-None-Match: * (the service answers it atomically). adlfs marks
+            # files so (its listings read the flag): the same as its own uploads.
+            self._blob(full).upload_blob(
+                data, length=len(data), overwrite=not exclusive, metadata={"is_directory": "false"}
+            )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise FileExistsError(full) from exc
+
+    def _begin_blocks(self, full: str) -> _BlockUpload:
+        # A fresh id prefix per upload: two writers racing for one name never commit each other's blocks.
+        return _BlockUpload(self._blob(full), uuid.uuid4().hex)
+
+    def _submit_block(self, upload: _BlockUpload, index: int, data: bytes) -> Future[str]:
+        return block_pool().submit(self._stage_block, upload, index, data)
+
+    def _stage_block(self, upload: _BlockUpload, index: int, data: bytes) -> str:
         block_id = base64.b64encode(f"{upload.prefix}-{index:06d}".encode()).decode()
-        await upload.client.stage_block(block_id, data, length=len(data))
+        upload.client.stage_block(block_id, data, length=len(data))
         return block_id
 
-    async def _commit_blocks(self, upload: _BlockUpload, parts: list[Any], exclusive: bool) -> None:
+    def _finish_blocks(self, upload: _BlockUpload, parts: list[Any], exclusive: bool) -> None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
         condition = {"match_condition": MatchConditions.IfMissing} if exclusive else {}
         try:
-            # adlfs marks files so (its listings read the flag): the same as its own uploads.
-            await upload.client.commit_block_list(parts, metadata={"is_directory": "false"}, **condition)
+            upload.client.commit_block_list(parts, metadata={"is_directory": "false"}, **condition)
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise FileExistsError(upload.client.blob_name) from exc
 
     def _ensure_container(self) -> None:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
-        from fsspec.asyn import sync
 
         container = self.root.split("/", 1)[0]
-
-        async def create() -> None:
-            try:
-                await self.fs.service_client.create_container(container)
-                logger.info("created container %s", self._url_of(container))
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                if exc.status_code != 403:  # a SAS for one container may not create one: assume it is there
-                    raise
-
-        sync(self.fs.loop, create)
+        try:
+            self._writer().create_container(container)
+            logger.info("created container %s", self._url_of(container))
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:  # a SAS for one container may not create one: assume it is there
+                raise
 
 
 def _account_in_host(url: str, opts: dict[str, Any]) -> str:
@@ -167,7 +206,8 @@ def _credentials(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _service_client(fs: Any, retry: RetrySettings) -> Any:
-    """An async BlobServiceClient like the one adlfs builds, with our retry policy and timeouts."""
+    """An async BlobServiceClient like the one adlfs builds, with our retry policy and timeouts (for
+    reads and listings through adlfs)."""
     from azure.storage.blob.aio import BlobServiceClient
 
     block = AzureBlobDatastore.block_bytes
@@ -189,24 +229,67 @@ def _service_client(fs: Any, retry: RetrySettings) -> Any:
     return BlobServiceClient(account_url, credential=credential, **kwargs)
 
 
+def _sync_service_client(fs: Any, retry: RetrySettings, pool_size: int) -> Any:
+    """A synchronous BlobServiceClient with the same account, credential, retry policy and timeouts as
+    :func:`_service_client`, whose connection pool holds ``pool_size`` connections (every file and
+    block in flight; the default of 10 would open and drop connections)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.storage.blob import BlobServiceClient
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    # As azure-core's own session: the SDK's retry policy retries, urllib3 does not.
+    adapter = HTTPAdapter(
+        pool_maxsize=pool_size, max_retries=Retry(total=False, redirect=False, raise_on_status=False)
+    )
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    transport = RequestsTransport(session=session, session_owner=False, **fs._timeout_kwargs)
+    block = AzureBlobDatastore.block_bytes
+    kwargs: dict[str, Any] = {
+        "max_single_put_size": block,
+        "max_block_size": block,
+        "retry_policy": _CappedRetrySync(retry),
+        "transport": transport,
+    }
+    if fs.connection_string:
+        return BlobServiceClient.from_connection_string(fs.connection_string, **kwargs)
+    account_url = fs.account_url
+    # adlfs keeps a synchronous twin of the async credentials it makes (DefaultAzureCredential, ...).
+    credential = getattr(fs, "sync_credential", None) or fs.account_key
+    if credential is None and fs.sas_token:
+        account_url += fs.sas_token if fs.sas_token.startswith("?") else f"?{fs.sas_token}"
+    return BlobServiceClient(account_url, credential=credential, **kwargs)
+
+
 @dataclass(frozen=True)
 class _BlockUpload:
-    client: Any  # azure.storage.blob.aio.BlobClient
+    client: Any  # azure.storage.blob.BlobClient
     prefix: str
 
 
-class _CappedRetry(ExponentialRetry):
-    """The storage retry policy, with backoff doubling from ``backoff_s`` up to ``max_backoff_s``, that
-    also retries 429 (the storage SDK treats every 4xx but 408 as final)."""
+class _Capped:
+    """Backoff doubling from ``backoff_s`` up to ``max_backoff_s`` for the storage retry policies."""
+
+    _settings: RetrySettings
 
     def __init__(self, retry: RetrySettings) -> None:
         n = retry.attempts - 1
-        super().__init__(retry_total=n, retry_connect=n, retry_read=n, retry_status=n, random_jitter_range=0)
+        super().__init__(  # type: ignore[call-arg]
+            retry_total=n, retry_connect=n, retry_read=n, retry_status=n, random_jitter_range=0
+        )
         self._settings = retry
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         backoff = self._settings.backoff_s * (2 ** settings["count"])
         return float(min(backoff, self._settings.max_backoff_s) * random.uniform(0.8, 1.0))
+
+
+class _CappedRetry(_Capped, ExponentialRetry):
+    """The async storage retry policy (reads, listings), with :class:`_Capped` backoff, that also
+    retries 429 (the storage SDK treats every 4xx but 408 as final)."""
 
     async def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[override]
         settings = self.configure_retries(request)
@@ -225,6 +308,31 @@ class _CappedRetry(ExponentialRetry):
                 settings, request=request.http_request, response=response.http_response
             ):
                 await self.sleep(settings, request.context.transport)
+                continue
+            response.http_response.location_mode = settings["mode"]
+            return response
+
+
+class _CappedRetrySync(_Capped, SyncExponentialRetry):
+    """The synchronous twin of :class:`_CappedRetry` (writes)."""
+
+    def send(self, request: PipelineRequest) -> PipelineResponse:
+        settings = self.configure_retries(request)
+        while True:
+            try:
+                response: PipelineResponse = self.next.send(request)
+            except AzureError as err:
+                if isinstance(err, ClientAuthenticationError) or not self.increment(
+                    settings, request=request.http_request, error=err
+                ):
+                    raise
+                self.sleep(settings, request.context.transport)
+                continue
+            status = response.http_response.status_code
+            if _retriable(status) and self.increment(
+                settings, request=request.http_request, response=response.http_response
+            ):
+                self.sleep(settings, request.context.transport)
                 continue
             response.http_response.location_mode = settings["mode"]
             return response

@@ -1,10 +1,11 @@
 """What the object-store datastores (``az://``, ``s3://``) share: streamed block uploads with a
 create-only commit, single-request small writes, listings without a stat first, and retry settings.
 
-Both backends drive an fsspec filesystem (adlfs, s3fs) for reads and listings. Writes go through four
-hooks (:meth:`ObjectStoreDatastore._put_object` and the block hooks); by default they run the backend's
-coroutines on the filesystem's event loop (Azure), a backend may run them on its own threads instead
-(S3: one event-loop thread would serialise every request's signing and hashing). The rules of
+Both backends drive an fsspec filesystem (adlfs, s3fs) for reads and listings. Writes go through
+synchronous hooks (:meth:`ObjectStoreDatastore._put_object` and the block hooks) that call the service's
+synchronous SDK client (azure-storage-blob, botocore) from the writing threads, and from one shared pool
+(:func:`block_pool`) for the blocks of large files, as the SDKs' own uploads do: the filesystems' single
+event-loop thread would serialise every request's Python work (building, signing, hashing). The rules of
 :mod:`olivine.datastores.base` hold: a file appears complete or not at all (a single put, or blocks /
 parts committed in one request at the end), and a create-only write is a conditional request
 (``If-None-Match: *``) that the service answers atomically, so :attr:`atomic_create` is True.
@@ -16,7 +17,6 @@ read once: hashed in the thread that reads it while its earlier blocks upload.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import hashlib
 import logging
@@ -24,6 +24,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,11 +68,11 @@ class RetrySettings:
 
 
 class ObjectStoreDatastore(Datastore):
-    """Base of the blob/object-store backends. Subclasses build the filesystem and either implement the
-    three block coroutines (:meth:`_start_blocks`, :meth:`_stage_block`, :meth:`_commit_blocks`; and
-    may override :meth:`_abort_blocks`) or override the synchronous write hooks (:meth:`_put_object`,
-    :meth:`_begin_blocks`, :meth:`_submit_block`, :meth:`_finish_blocks`, :meth:`_drop_blocks`); they
-    may override :meth:`_ensure_container`."""
+    """Base of the blob/object-store backends. Subclasses build the filesystem (for reads and
+    listings) and implement the synchronous write hooks (:meth:`_put_object`, :meth:`_begin_blocks`,
+    :meth:`_submit_block`, :meth:`_finish_blocks`, and :meth:`_drop_blocks` if the service keeps
+    unfinished uploads) with the service's synchronous SDK client; they may override
+    :meth:`_ensure_container`."""
 
     atomic_create = True
     check_before_put = False
@@ -79,8 +80,8 @@ class ObjectStoreDatastore(Datastore):
     put_concurrency = 8
     #: Writes up to this size are one request; larger ones stream as blocks (parts) of this size.
     block_bytes: ClassVar[int] = 8 << 20
-    #: Blocks (parts) of one large file uploaded at once.
-    file_concurrency: ClassVar[int] = 4
+    #: Blocks (parts) of one large file uploaded at once (a backend option may change it per datastore).
+    file_concurrency: int = 4
 
     def __init__(self, fs: Any, root: str, *, secrets: Iterable[str] = ()) -> None:
         super().__init__(fs, root, secrets=secrets)
@@ -161,45 +162,25 @@ class ObjectStoreDatastore(Datastore):
                 logger.debug("could not abort the upload of %s: %s", full, exc)
             raise
 
-    # -- write hooks: synchronous, called from the writing thread ----------------------------------
-    # The defaults run the backend's coroutines (below) on the filesystem's event loop.
+    # -- write hooks: synchronous, called from the writing thread (each backend implements them) ----
     def _put_object(self, full: str, data: bytes, *, exclusive: bool) -> None:
         """Store ``data`` at ``full`` in one request (create-only when ``exclusive``: FileExistsError)."""
-        self.fs.pipe_file(full, data, mode="create" if exclusive else "overwrite")
+        raise NotImplementedError
 
     def _begin_blocks(self, full: str) -> Any:
-        from fsspec.asyn import sync
-
-        return sync(self.fs.loop, self._start_blocks, full)
-
-    def _submit_block(self, upload: Any, index: int, data: bytes) -> concurrent.futures.Future[Any]:
-        """Start uploading block ``index``; the future's result is what :meth:`_finish_blocks` needs."""
-        return asyncio.run_coroutine_threadsafe(self._stage_block(upload, index, data), self.fs.loop)
-
-    def _finish_blocks(self, upload: Any, parts: list[Any], exclusive: bool) -> None:
-        from fsspec.asyn import sync
-
-        sync(self.fs.loop, self._commit_blocks, upload, parts, exclusive)
-
-    def _drop_blocks(self, upload: Any) -> None:
-        from fsspec.asyn import sync
-
-        sync(self.fs.loop, self._abort_blocks, upload)
-
-    # -- the backend's coroutines behind the default hooks ------------------------------------------
-    async def _start_blocks(self, full: str) -> Any:
         """Begin a block upload to ``full``; returns the backend's handle for it."""
         raise NotImplementedError
 
-    async def _stage_block(self, upload: Any, index: int, data: bytes) -> Any:
-        """Upload block number ``index`` (from 0) of ``upload``; returns what the commit needs."""
+    def _submit_block(self, upload: Any, index: int, data: bytes) -> concurrent.futures.Future[Any]:
+        """Start uploading block ``index`` (from 0), usually on :func:`block_pool`; the future's
+        result is what :meth:`_finish_blocks` needs."""
         raise NotImplementedError
 
-    async def _commit_blocks(self, upload: Any, parts: list[Any], exclusive: bool) -> None:
+    def _finish_blocks(self, upload: Any, parts: list[Any], exclusive: bool) -> None:
         """Publish the blocks in order as the object (FileExistsError if ``exclusive`` and taken)."""
         raise NotImplementedError
 
-    async def _abort_blocks(self, upload: Any) -> None:
+    def _drop_blocks(self, upload: Any) -> None:
         """Drop an unfinished upload (default: nothing; the service discards uncommitted blocks)."""
 
     def _container_once(self) -> None:
@@ -231,15 +212,21 @@ class ObjectStoreDatastore(Datastore):
     def _list_names(self, full: str) -> list[str]:
         # One listing request per page (a missing folder lists as empty): the fsspec listing of a
         # missing prefix costs two more (is it a file? a folder marker?).
-        from fsspec.asyn import sync
-
         container, _, key = full.strip("/").partition("/")
         prefix = f"{key}/" if key else ""
-        names = sync(self.fs.loop, self._list_prefix, container, prefix)
+        names = self._names_under(container, prefix)
         return [f"{container}/{name}" for name in names if name.rstrip("/") != prefix.rstrip("/")]
 
+    def _names_under(self, container: str, prefix: str) -> list[str]:
+        """Keys and sub-prefixes (ending in ``/``) directly under ``prefix`` in ``container``; by
+        default :meth:`_list_prefix` on the filesystem's event loop."""
+        from fsspec.asyn import sync
+
+        names: list[str] = sync(self.fs.loop, self._list_prefix, container, prefix)
+        return names
+
     async def _list_prefix(self, container: str, prefix: str) -> list[str]:
-        """Keys and sub-prefixes (ending in ``/``) directly under ``prefix`` in ``container``."""
+        """The coroutine behind the default :meth:`_names_under`."""
         raise NotImplementedError
 
     def _list_files(self, full: str) -> list[tuple[str, int]]:
@@ -279,6 +266,21 @@ class _FileBlocks:
             yield head.pop(0)
         while block := self.read():
             yield block
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def block_pool() -> ThreadPoolExecutor:
+    """Threads that upload the blocks (parts) of large files, shared by every object-store datastore
+    of the process: as many as the files in flight times each file's window."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = ObjectStoreDatastore.put_concurrency * ObjectStoreDatastore.file_concurrency
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="olivine-block")
+        return _pool
 
 
 def _drain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:

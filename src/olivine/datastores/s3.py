@@ -14,19 +14,23 @@ Requests are retried by botocore's ``standard`` mode (429, 500, 502, 503, 504, t
 connection errors) with capped exponential backoff. Create-only writes use ``If-None-Match: *`` on the
 put or on the multipart completion, which S3 (since 2024) and moto answer atomically.
 
-Reads and listings go through s3fs. Writes (single puts and multipart uploads) go through a synchronous
-botocore client with the same credentials, endpoint, region and retry settings, called from the
-writing threads (and a shared pool for the parts of large files), as boto3's own transfers do: s3fs
-runs every request on one event-loop thread, where botocore's per-request work (serialising, signing,
-the body's checksums) would queue behind each other's. The body's sha256 (for the SigV4 signature;
-botocore skips it only over HTTPS with a checksum) and CRC32 are botocore's defaults, unchanged.
+Large reads and recursive listings go through s3fs. Writes (single puts and multipart uploads), small
+reads and one-level listings go through a synchronous botocore client with the same credentials,
+endpoint, region and retry settings, called from the writing threads (and the shared
+:func:`~olivine.datastores.objectstore.block_pool` for the parts of large files), as boto3's own
+transfers do: s3fs runs every request on one event-loop thread, where botocore's per-request work
+(serialising, signing, the body's checksums) would queue behind each other's. The body's sha256 (for
+the SigV4 signature; botocore skips it only over HTTPS with a checksum) and CRC32 are botocore's
+defaults, unchanged; a multipart upload declares CRC32 as boto3's does, so the service also checks the
+parts' composite CRC32 at the completion.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,12 +39,14 @@ import s3fs  # noqa: F401  (fails early with the install hint when the extra is 
 from olivine.datastores.objectstore import (
     ObjectStoreDatastore,
     RetrySettings,
+    block_pool,
     check_options,
     env_or,
     split_root,
 )
 from olivine.datastores.redact import secret_values
 
+logger = logging.getLogger(__name__)
 _SECRET_OPTIONS = ("key", "secret", "token")
 _KNOWN = {"endpoint_url", "region", "profile", "connection_timeout_s", "read_timeout_s", *_SECRET_OPTIONS}
 _ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -106,7 +112,7 @@ class S3Datastore(ObjectStoreDatastore):
 
     # -- writes: a synchronous botocore client, called from the writing threads ---------------------
     def _writer(self) -> Any:
-        """The botocore client for writes, made once per datastore."""
+        """The botocore client for writes (and small reads), made once per datastore."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -136,13 +142,20 @@ class S3Datastore(ObjectStoreDatastore):
 
     def _begin_blocks(self, full: str) -> _PartUpload:
         bucket, key, _ = self.fs.split_path(full)
-        mpu = self._call("create_multipart_upload", Bucket=bucket, Key=key)
-        return _PartUpload(bucket, key, str(mpu["UploadId"]))
+        # As boto3's own transfers do (s3transfer): unless checksums are turned off for this client
+        # (``request_checksum_calculation = when_required``), declare CRC32 for the upload, so each
+        # part's CRC32 (which botocore sends anyway) is kept and the completion's composite CRC32 is
+        # checked by the service. Without it the service computes a full-object CRC64NVME itself.
+        crc = self._writer().meta.config.request_checksum_calculation == "when_supported"
+        algorithm: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if crc else {}
+        mpu = self._call("create_multipart_upload", Bucket=bucket, Key=key, **algorithm)
+        return _PartUpload(bucket, key, str(mpu["UploadId"]), crc)
 
     def _submit_block(self, upload: _PartUpload, index: int, data: bytes) -> Future[dict[str, Any]]:
-        return _part_pool().submit(self._upload_part, upload, index + 1, data)
+        return block_pool().submit(self._upload_part, upload, index + 1, data)
 
     def _upload_part(self, upload: _PartUpload, number: int, data: bytes) -> dict[str, Any]:
+        checksum: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if upload.crc32 else {}
         out = self._call(
             "upload_part",
             Bucket=upload.bucket,
@@ -150,8 +163,12 @@ class S3Datastore(ObjectStoreDatastore):
             UploadId=upload.upload_id,
             PartNumber=number,
             Body=data,
+            **checksum,
         )
-        return {"PartNumber": number, "ETag": out["ETag"]}
+        part = {"PartNumber": number, "ETag": out["ETag"]}
+        if upload.crc32 and out.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = out["ChecksumCRC32"]
+        return part
 
     def _finish_blocks(self, upload: _PartUpload, parts: list[Any], exclusive: bool) -> None:
         # If-None-Match on the completion: S3 (and moto) answer it atomically.
@@ -171,13 +188,36 @@ class S3Datastore(ObjectStoreDatastore):
     def _url_of(self, full: str) -> str:
         return f"s3://{full.lstrip('/')}"
 
-    async def _list_prefix(self, container: str, prefix: str) -> list[str]:
+    # -- small reads and listings: the same client (s3fs's first requests on a new filesystem cost
+    # ~0.1 s each while it builds its client); large reads (get_file, hashing) stay on s3fs ---------
+    def _read(self, full: str) -> bytes:
+        bucket, key, _ = self.fs.split_path(full)
+        body = self._call("get_object", Bucket=bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def _ensure_container(self) -> None:
+        from botocore.exceptions import ClientError
+
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self._writer().head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 403:  # may not look at the bucket, may write to it: assume it is there
+                return
+            if status != 404:
+                raise
+            logger.info("creating %s", self._url_of(bucket))
+            self.fs.mkdir(bucket)  # s3fs knows the region's LocationConstraint
+
+    def _names_under(self, container: str, prefix: str) -> list[str]:
         names: list[str] = []
-        token: dict[str, str] = {}
+        token: dict[str, Any] = {}
         while True:
-            page = await self.fs._call_s3(
-                "list_objects_v2", Bucket=container, Prefix=prefix, Delimiter="/", **token
-            )
+            page = self._call("list_objects_v2", Bucket=container, Prefix=prefix, Delimiter="/", **token)
             names += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
             names += [o["Key"] for o in page.get("Contents", [])]
             if not page.get("IsTruncated"):
@@ -190,6 +230,7 @@ class _PartUpload:
     bucket: str
     key: str
     upload_id: str
+    crc32: bool  # the upload declared CRC32: every part's checksum goes into the completion
 
 
 #: Option names of the credentials -> botocore's create_client arguments.
@@ -215,7 +256,6 @@ class _ClientArgs:
 
 _shared_lock = threading.Lock()
 _loader: Any = None
-_pool: ThreadPoolExecutor | None = None
 
 
 def _make_client(args: _ClientArgs) -> Any:
@@ -232,14 +272,3 @@ def _make_client(args: _ClientArgs) -> Any:
         else:
             session.register_component("data_loader", _loader)
         return session.create_client("s3", config=Config(**args.config), **args.kwargs)
-
-
-def _part_pool() -> ThreadPoolExecutor:
-    """Threads that upload the parts of large files, shared by every S3 datastore of the process: as
-    many as the files in flight times each file's window."""
-    global _pool
-    with _shared_lock:
-        if _pool is None:
-            workers = S3Datastore.put_concurrency * S3Datastore.file_concurrency
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="olivine-s3-part")
-        return _pool

@@ -44,6 +44,9 @@ class Candidate:
     # CPUs it was pinned to, threads seen allowed outside them, whether it was evaluated there (not
     # read from the cache), and its start/end (Unix time). None in a serial search.
     ran_on: dict[str, Any] | None = None
+    # When its timed metrics ran (Unix time, start and end; None: not timed, or read from the cache).
+    # Not in the footprint record by itself: the local pool puts it in ``ran_on``.
+    timed_span: tuple[float, float] | None = None
 
     @property
     def label(self) -> str:

@@ -79,6 +79,7 @@ class Evaluation:
     timed_skipped: bool = False
     duration_s: float = 0.0
     reference_timing: bool = False  # the timed metrics were measured with REFERENCE_TIMING
+    timed_span: tuple[float, float] | None = None  # when the timed metrics ran (Unix time; None: not run)
 
     @property
     def metrics_json(self) -> dict[str, dict[str, Any]]:
@@ -142,6 +143,7 @@ class CachedEvaluator:
         found: dict[str, MetricValue] = {}
         paths: list[Path] = []
         cached, skipped, duration = True, False, 0.0
+        timed_span: tuple[float, float] | None = None
         capped = reference and reference_timing_suffices(self.evaluator)
         for part, part_metrics in self.parts:
             if part == "timed" and time_it is not None and not time_it(found):
@@ -166,9 +168,11 @@ class CachedEvaluator:
             cached = False
             if not paths and not duration:
                 logger.info("evaluate %s: running %d metric(s)", label, len(self.evaluator.metrics))
-            start = time.perf_counter()
+            start, began = time.perf_counter(), time.time()
             results = self._run(model, metrics, progress)
             elapsed = time.perf_counter() - start
+            if part != "untimed":
+                timed_span = (began, time.time())
             duration += elapsed
             record = {"model_id": model_id, "part": part, "metrics": results_to_json(results)}
             paths.append(self.cache.store_evaluation(key, {**record, "duration_s": round(elapsed, 3)}))
@@ -179,7 +183,9 @@ class CachedEvaluator:
             logger.info("evaluate %s: done in %.1fs", label, duration)
         order = [k for k in self._keys() if k in found]
         timed = any(part == "timed" for part, _ in self.parts) and not skipped
-        return Evaluation({k: found[k] for k in order}, paths, cached, skipped, duration, capped and timed)
+        return Evaluation(
+            {k: found[k] for k in order}, paths, cached, skipped, duration, capped and timed, timed_span
+        )
 
     def _keys(self) -> list[str]:
         from olivine.evaluate.results import result_key

@@ -1,17 +1,29 @@
 """A search spread over worker processes on this machine (``SpreadSettings(executor="local")``, set by
 ``search_workers`` on a LocalSystem or LocalWorker system).
 
-- ``workers`` worker processes (fresh interpreters: no copy of the engine's threads or onnxruntime
-  sessions) each realise one candidate at a time with :func:`olivine.engine.task_work.candidate_task`,
-  which claims ``ceil(num_cpus)`` CPUs of its own for the whole candidate and pins every thread of the
-  worker to them (:func:`olivine.engine.affinity.exclusive_cpus`). So a timed latency run never shares
-  a CPU with another candidate's pass runs or evaluation (other programs on the machine are not
-  controlled; CPUs still share caches and memory bandwidth).
-- The chain prefix that a batch's candidates share (conversion + optimization before each quantization)
-  runs once, first, in one worker, on as many CPUs as the pool has (nothing else runs meanwhile).
-- Results land in the one cache (the engine's ``cache_dir``): workers open it by path. Candidates come
-  back in proposal order, so the walk hears them in the serial order: the same seed gives the same
-  candidates and the same best model as the serial search.
+Each batch of proposals is realised in two phases:
+
+1. **Untimed, in parallel.** ``workers`` worker processes (fresh interpreters: no copy of the engine's
+   threads or onnxruntime sessions) each take one candidate at a time and realise its pass chain and its
+   untimed metrics (accuracy, custom, size) with :func:`olivine.engine.task_work.candidate_task` on
+   ``ceil(num_cpus)`` CPUs of their own (:func:`olivine.engine.affinity.exclusive_cpus`); a worker that
+   frees takes the batch's next proposal. The chain prefix that the batch's candidates share
+   (conversion + optimization before each quantization) runs once, first, in one worker, on as many CPUs
+   as the pool has (nothing else runs meanwhile).
+2. **Timed, alone.** A barrier: every worker has answered and is idle (blocked on its socket), and no
+   worker is starting. Then the engine's own process realises the batch's candidates again, one after
+   another in proposal order, exactly as the serial search does: the chain and the untimed metrics come
+   from the cache, and the timed metrics (latency, throughput) run with nothing else of this workflow
+   running on the machine. A candidate that failed a goal on its untimed metrics is not timed (pruned),
+   as in the serial search. (Timing in the workers next to each other was measured to mis-rank on this
+   2-vCPU VM: an int8 model at 33 ms there vs 10 ms alone.)
+
+So the candidates, their metrics and the best model are the serial search's (same seed, same result);
+the pool only moves the untimed work into parallel processes. Each candidate's ``ran_on`` in the
+footprint says where its untimed part ran (node, CPUs, threads seen outside them, start/end) and, under
+``timed``, when its timed metrics ran (start/end, the engine's pid; absent when not timed).
+
+- Results land in the one cache (the engine's ``cache_dir``): workers open it by path.
 - A worker that dies (killed, crashed in native code) fails its candidate, with the reason, and is
   replaced; the search goes on. A cancel (the engine's stop event: SIGTERM to a job's worker) or any
   error ends the pool: workers get SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`. Workers exit by
@@ -23,6 +35,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import logging.handlers
 import math
@@ -36,22 +49,31 @@ import time
 from collections import deque
 from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.engine.candidates import Candidate
+from olivine.engine.events import EngineEvent, EvaluationFinished, PassFailed, PassFinished, PassStarted
 from olivine.engine.executor import SpreadSettings, spread_task_cpus
+from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.engine.task_work import TaskRecipe, TaskResult, lost_candidate, shared_prefix
-from olivine.errors import ConfigError, HostError, OlivineError
+from olivine.engine.task_work import TaskRecipe, TaskResult, chain_keys, lost_candidate, shared_prefix
+from olivine.errors import ConfigError, HostError, OlivineError, PassRunError
+from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
 if TYPE_CHECKING:
+    from olivine.engine.chain import ChainRunner
+    from olivine.engine.evaluation import CachedEvaluator, Evaluation
+    from olivine.engine.executor import InputWork
     from olivine.engine.resolve import ResolvedWorkflow
+    from olivine.model.handle import ModelHandle
+    from olivine.search.ranking import Objectives
 
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a worker
-_QUEUE_FACTOR = 4  # proposals asked for per worker (see LocalPoolExecutor.__init__)
+_QUEUE_FACTOR = 8  # proposals asked for per worker (see LocalPoolExecutor.__init__)
 _DEATH_GRACE_S = 0.3  # a worker died: wait this long for a cancel that killed it too to be seen
 STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL when the pool stops
 
@@ -131,17 +153,25 @@ def _serve(conn: Connection, level: int, number: int) -> None:
         kind = message[0]
         if kind == "stop":
             return
+        if kind == "warm":  # the first message: import what the tasks will need, then say so
+            _warm(message[1])
+            send(("ready", os.getpid()))
+            continue
         if kind == "recipe":
             recipe = message[1]
             continue
         assert recipe is not None, "a task before the recipe"
         try:
-            if kind == "candidate":
+            if kind == "input":  # the input model's untimed metrics
+                _, model_id, model, reference = message
+                reply: tuple[str, Any] = (
+                    "ok",
+                    _input_untimed(task_work.work_of(recipe), model_id, model, reference),
+                )
+            else:  # a candidate's untimed part (phase 1)
                 _, proposal, total, cpus = message
-                reply: tuple[str, Any] = ("ok", task_work.candidate_task(recipe, proposal, total, cpus))
-            else:
-                _, steps, cpus = message
-                reply = ("ok", task_work.chain_task(recipe, steps, cpus))
+                task_work.work_of(recipe).untimed_only = True
+                reply = ("ok", task_work.candidate_task(recipe, proposal, total, cpus))
         except OlivineError as exc:
             reply = ("olivine-error", exc)
         except Exception as exc:  # a bug or a library error the task did not classify: this candidate fails
@@ -150,6 +180,37 @@ def _serve(conn: Connection, level: int, number: int) -> None:
             send(reply)
         except Exception as exc:  # the result could not be pickled
             send(("error", f"the worker could not send its result: {type(exc).__name__}: {exc}"))
+
+
+def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, reference: bool) -> TaskResult:
+    """Evaluate the input model's untimed metrics (into the cache); its ``ran_on``: where and when."""
+    from olivine.engine.task_work import _own_cpus
+
+    assert work.evaluator is not None, "the input model's evaluation without an evaluator"
+    started = time.time()
+    # One CPU of its own and one thread (torch, OpenMP, onnxruntime): the engine's process runs the
+    # prefix meanwhile, single-threaded too (two OpenMP pools spinning on two shared cores crawl).
+    with _own_cpus(1):
+        evaluation = work.evaluator.evaluate(
+            model_id, model, "input model", time_it=lambda _: False, reference=reference
+        )
+    where = {
+        "node": socket.gethostname(),
+        "pid": os.getpid(),
+        "evaluated_here": not evaluation.cached,
+        "started": round(started, 3),
+        "ended": round(time.time(), 3),
+    }
+    return TaskResult(None, node=socket.gethostname(), ran_on=where)
+
+
+def _warm(modules: Sequence[str]) -> None:
+    """Import ``modules`` (those installed): a worker's first candidate then does not pay for them."""
+    import importlib
+
+    for name in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 class _PipeQueue:
@@ -181,6 +242,17 @@ def _watch_parent(parent: int) -> None:
 
 
 # ---- the engine side -------------------------------------------------------------------------------
+
+#: Libraries a worker imports as it starts (while the engine runs the shared prefix): these always
+#: (every ONNX candidate is evaluated with them), and :data:`WARM_TORCH` when the input model is a
+#: PyTorch / Hugging Face model (a conversion, a tokenizer or a reference in a user script needs them).
+WARM_ALWAYS = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization")
+WARM_TORCH = ("torch", "transformers")
+
+
+def warm_modules(input_model: ModelHandle) -> list[str]:
+    """What a new worker imports first (see :data:`WARM_ALWAYS`)."""
+    return [*WARM_ALWAYS, *(WARM_TORCH if input_model.kind in ("hf", "pytorch") else ())]
 
 
 class _Process:
@@ -226,6 +298,7 @@ class _Worker:
             child_end.close()
         self.conn: Connection = Connection(parent_end.detach())
         self.recipe: str | None = None  # the token of the recipe it was sent
+        self.ready = False  # it said it started (imports done, waiting for tasks)
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message)
@@ -259,15 +332,17 @@ class LocalPoolExecutor:
         self.settings = settings
         self.workers = settings.workers
         self.per_task = per_task
-        # The shared prefix runs alone: it gets every CPU the pool would use.
-        self.prefix_cpus = min(allowed, per_task * self.workers)
-        # The walk is asked for more proposals than run at once, so that a worker freed early takes the
-        # next candidate instead of waiting for the slowest of its group.
+        # The walk is asked for more proposals than run at once: a worker freed early takes the next
+        # candidate instead of waiting for the slowest of its group, and each batch ends in one barrier
+        # and timed phase (the fewer, the less a worker idles at the end of phase 1). A search that
+        # stops early (stop_when_goals_met, max_time) may have done the untimed work of up to a batch of
+        # proposals the serial search would not have run; their results are dropped.
         self.width = self.workers * _QUEUE_FACTOR
         self._pool: list[_Worker] = []
         self._started = 0
         self._recipe: TaskRecipe | None = None
         self._done: set[str] = set()  # run keys known to be in the cache
+        self._announced: set[Path] = set()  # run folders and records whose events were emitted
         if per_task * self.workers > allowed:
             logger.warning(
                 "local search pool: %d worker(s) x %d CPU(s) but this process may use %d CPU(s): workers "
@@ -279,8 +354,19 @@ class LocalPoolExecutor:
 
     # -- the pool -------------------------------------------------------------------------------------
     def _prepare(self, work: CandidateWork) -> None:
+        self._prepare_parts(work.runner, work.evaluator, work.objectives)
+
+    def _prepare_parts(
+        self, runner: ChainRunner, evaluator: CachedEvaluator | None, objectives: Objectives
+    ) -> None:
+        """The recipe (with ``objectives``: a workers' search gets them once the input model is
+        evaluated) and ``workers`` live workers."""
+        if self._recipe is not None and self._recipe.objectives != objectives:
+            self._recipe = dataclasses.replace(self._recipe, objectives=objectives)
+            for worker in self._pool:
+                worker.recipe = None  # sent again, same token: the worker's search takes the objectives
         if self._recipe is None:
-            self._recipe = TaskRecipe.of(work)
+            self._recipe = TaskRecipe.of_parts(runner, evaluator, objectives)
             logger.info(
                 "local search pool: up to %d candidate(s) at once in worker processes, %d CPU(s) each",
                 self.workers,
@@ -288,7 +374,9 @@ class LocalPoolExecutor:
             )
         while len(self._pool) < self.workers:
             self._started += 1
-            self._pool.append(_Worker(self._started))
+            worker = _Worker(self._started)
+            worker.send(("warm", warm_modules(self._recipe.input_model)))
+            self._pool.append(worker)
 
     def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         assert self._recipe is not None
@@ -304,85 +392,221 @@ class LocalPoolExecutor:
         worker.stop()
         worker.reap(time.monotonic() + STOP_GRACE_S)
 
+    # -- the input model ------------------------------------------------------------------------------
+    def evaluate_input(self, work: InputWork) -> Evaluation:
+        """The search's input model, in the same two phases as a batch: a worker evaluates its untimed
+        metrics (e.g. a PyTorch reference) while the engine's process runs the steps every candidate
+        shares (``work.prefix``) and the other workers start; the barrier; then the engine evaluates it
+        as the serial search does (untimed metrics from the cache, timed ones alone)."""
+        from olivine.engine.executor import evaluate_in_process
+        from olivine.search.ranking import Objectives
+
+        if not any(part == "untimed" for part, _ in work.evaluator.parts):
+            return evaluate_in_process(work)
+        self._prepare_parts(work.runner, work.evaluator, Objectives())
+        worker = self._pool[0]
+        self._send(worker, ("input", work.model_id, work.model, work.reference))
+        doing = "evaluating the input model's untimed metrics in a local worker"
+        if work.prefix:
+            doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
+        work.phases.set(doing)
+        try:
+            with _one_torch_thread(work.model):
+                if work.prefix:
+                    keys = chain_keys(work.prefix, work.runner)
+                    self._run_prefix(work.prefix, keys, work.runner, work.phases)
+                _, result = self._wait_any([worker], work.stop)
+        except BaseException:
+            self._drop(worker)
+            raise
+        if result.error is not None:  # the worker died: the engine evaluates it (and says why)
+            logger.warning("local search pool: the input model's untimed metrics: %s", result.error)
+            self._drop(worker)
+        self._barrier(work.phases, work.stop)
+        evaluation = evaluate_in_process(work)
+        work.ran_on = dict(result.ran_on or {})
+        if evaluation.timed_span is not None:
+            began, ended = evaluation.timed_span
+            work.ran_on["timed"] = {"pid": os.getpid(), "started": round(began, 3), "ended": round(ended, 3)}
+        return evaluation
+
     # -- realising ------------------------------------------------------------------------------------
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
     ) -> Generator[Candidate, None, None]:
-        """Up to ``workers`` candidates in flight; a worker that frees takes the batch's next proposal;
-        candidates are yielded in proposal order."""
+        """Phase 1: the batch's untimed work in the workers; the barrier; phase 2: each candidate in
+        proposal order in this process, timed with nothing else running (see the module docstring)."""
         self._prepare(work)
         self._shared_prefix(batch, work)
         self._prepare(work)
-        queue = deque(enumerate(batch))
+        untimed = self._untimed(batch, total, work)
+        self._barrier(work.phases, work.stop)
+        for index, proposal in enumerate(batch):
+            result = untimed.get(index)
+            if result is None:  # invalid: nothing ran in a worker; the serial code records it
+                yield work.realise(proposal, total)
+                continue
+            for event in result.events:
+                if self._announce(event):
+                    work.phases.emit(event)
+            first = (
+                result.candidate
+                if result.candidate is not None
+                else lost_candidate(proposal, result, "the worker process returned nothing")
+            )
+            self._done.update(run.key for run in first.runs)
+            if first.status in ("failed", "invalid"):  # nothing to time; the serial search records this
+                yield first
+                continue
+            before = self._workers_cpu_s()
+            candidate = self._timed(proposal, total, work)
+            candidate.ran_on = dict(first.ran_on or {})
+            if candidate.timed_span is not None:
+                began, ended = candidate.timed_span
+                after = self._workers_cpu_s()
+                used = None if before is None or after is None else round(after - before, 3)
+                candidate.ran_on["timed"] = {
+                    "pid": os.getpid(),
+                    "started": round(began, 3),
+                    "ended": round(ended, 3),
+                    # CPU seconds the pool's workers used meanwhile (the barrier: 0 to the clock tick)
+                    "workers_cpu_s": used,
+                }
+            yield candidate
+
+    def _untimed(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> dict[int, TaskResult]:
+        """Phase 1: up to ``workers`` candidates' chains and untimed metrics in flight; a worker that
+        frees takes the next proposal. Invalid proposals are not sent."""
+        queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
         idle = list(self._pool)
         inflight: dict[int, tuple[_Worker, int]] = {}  # worker number -> (worker, index in the batch)
         finished: dict[int, TaskResult] = {}
         try:
-            for index, proposal in enumerate(batch):
-                while index not in finished:
-                    if idle and queue:
-                        while idle and queue:
-                            worker = idle.pop(0)
-                            at, queued = queue.popleft()
-                            self._send(worker, ("candidate", queued, total, self.settings.num_cpus))
-                            inflight[worker.number] = (worker, at)
-                        running = sorted(at for _, at in inflight.values())
-                        numbers = ", ".join(str(batch[i].number) for i in running)
-                        work.phases.set(f"candidates {numbers} running in local worker processes")
-                    worker, result = self._wait_any([w for w, _ in inflight.values()], work)
-                    _, at = inflight.pop(worker.number)
-                    finished[at] = result
-                    if worker.process.is_alive() and not worker.conn.closed:
-                        idle.append(worker)
-                    else:  # it died: a fresh worker takes its place
-                        self._drop(worker)
+            while queue or inflight:
+                if idle and queue:
+                    while idle and queue:
+                        worker = idle.pop(0)
+                        at, queued = queue.popleft()
+                        self._send(worker, ("untimed", queued, total, self.settings.num_cpus))
+                        inflight[worker.number] = (worker, at)
+                    running = sorted(at for _, at in inflight.values())
+                    numbers = ", ".join(str(batch[i].number) for i in running)
+                    work.phases.set(f"candidates {numbers}: passes and untimed metrics in local workers")
+                worker, result = self._wait_any([w for w, _ in inflight.values()], work.stop)
+                _, at = inflight.pop(worker.number)
+                finished[at] = result
+                if worker.process.is_alive() and not worker.conn.closed:
+                    idle.append(worker)
+                else:  # it died: a fresh worker takes its place, if there is work left for it
+                    self._drop(worker)
+                    if queue:
                         self._prepare(work)
                         idle.append(self._pool[-1])
-                result = finished.pop(index)
-                for event in result.events:
-                    work.phases.emit(event)
-                candidate = (
-                    result.candidate
-                    if result.candidate is not None
-                    else lost_candidate(proposal, result, "the worker process returned nothing")
-                )
-                self._done.update(run.key for run in candidate.runs)
-                yield candidate
-        finally:
-            # The walk stopped, a cancel or an error: candidates still running are not wanted. Their
-            # workers go (a late answer would be read as the next task's); the next batch starts fresh ones.
+        except BaseException:
+            # A cancel or an error: candidates still running are not wanted. Their workers go (a late
+            # answer would be read as the next task's); the next batch starts fresh ones.
             for worker, _ in inflight.values():
                 self._drop(worker)
+            raise
+        return finished
+
+    def _workers_cpu_s(self) -> float | None:
+        """The CPU seconds (user + system) the live workers used so far (None where /proc is absent)."""
+        total = 0.0
+        for worker in self._pool:
+            used = _cpu_s(worker.process.pid)
+            if used is None:
+                return None
+            total += used
+        return total
+
+    def _barrier(self, phases: Phases, stop: threading.Event | None) -> None:
+        """Wait until every worker has started and is idle, so that nothing of this pool runs while the
+        engine times (a worker started in phase 1 may have had no task: it would still be importing)."""
+        starting = {w.conn: w for w in self._pool if not w.ready}
+        if starting:
+            phases.set("waiting for local workers to finish starting before timing")
+        while starting:
+            check_stop(stop)
+            for item in wait(list(starting), timeout=_WAIT_S):
+                worker = starting[item]  # type: ignore[index]
+                try:
+                    while worker.conn.poll() and not worker.ready:
+                        kind, value = worker.conn.recv()
+                        if kind == "log":
+                            logging.getLogger(value.name).handle(value)
+                        elif kind == "ready":
+                            worker.ready = True
+                except (EOFError, OSError):  # it died while starting: gone (a later batch starts one)
+                    self._drop(worker)
+                    del starting[item]  # type: ignore[arg-type]
+                    continue
+                if worker.ready:
+                    del starting[item]  # type: ignore[arg-type]
+
+    def _timed(self, proposal: Proposal, total: int | None, work: CandidateWork) -> Candidate:
+        """Phase 2: realise the candidate in this process, as the serial search does (its chain and
+        untimed metrics from the cache)."""
+        with self._deduplicated(work.phases, starts=False):
+            return work.realise(proposal, total)
+
+    @contextlib.contextmanager
+    def _deduplicated(self, phases: Phases, starts: bool = True) -> Generator[None, None, None]:
+        """Meanwhile, events about a run folder or record already announced are not announced again (a
+        host would export it again), nor pass starts unless ``starts``."""
+        listener = phases.listener
+
+        def announce(event: EngineEvent) -> None:
+            if not starts and isinstance(event, PassStarted):
+                return
+            if self._announce(event) and listener is not None:
+                listener(event)
+
+        phases.listener = announce
+        try:
+            yield
+        finally:
+            phases.listener = listener
+
+    def _announce(self, event: EngineEvent) -> bool:
+        """Whether ``event`` is news (it names no run folder or record announced before); noted."""
+        paths = _paths(event)
+        if paths and paths <= self._announced:
+            return False
+        self._announced.update(paths)
+        return True
 
     def _shared_prefix(self, batch: Sequence[Proposal], work: CandidateWork) -> None:
         """Run once, first, the chain prefix that two or more of ``batch``'s candidates share and that is
-        not in the cache yet (the candidates would each run it at the same time otherwise)."""
+        not in the cache yet (the candidates would each run it at the same time otherwise). It runs in
+        the engine's process, which has the input model's libraries loaded (torch for a conversion),
+        while the workers start and import theirs."""
         prefix = shared_prefix(batch, work.runner, self._done)
         if prefix is None:
             return
         steps, keys = prefix
-        work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} in a local worker")
-        worker = self._pool[0]
-        self._send(worker, ("chain", steps, float(self.prefix_cpus)))
-        try:
-            _, result = self._wait_any([worker], work)
-        except BaseException:
-            self._drop(worker)
-            raise
-        if not worker.process.is_alive() or worker.conn.closed:
-            self._drop(worker)
-        for event in result.events:
-            work.phases.emit(event)
-        if result.error is None:
-            self._done.update(keys)
-        # A failed prefix is not an error here: each candidate runs it again and fails with its reason.
+        work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)}")
+        self._run_prefix(steps, keys, work.runner, work.phases)
 
-    def _wait_any(self, busy: list[_Worker], work: CandidateWork) -> tuple[_Worker, TaskResult]:
+    def _run_prefix(
+        self, steps: Sequence[ResolvedPass], keys: list[str], runner: ChainRunner, phases: Phases
+    ) -> None:
+        """Realise ``steps`` (run keys ``keys``) in the engine's process."""
+        try:
+            with self._deduplicated(phases):
+                runner.realise(steps, label="shared prefix: ")
+        except PassRunError:
+            return  # not an error here: each candidate runs it again and fails with its reason
+        self._done.update(keys)
+
+    def _wait_any(self, busy: list[_Worker], stop: threading.Event | None) -> tuple[_Worker, TaskResult]:
         """The first of ``busy`` that answered or died (checking for a cancel meanwhile); log records
-        that arrive meanwhile are logged here."""
+        and start-up notes that arrive meanwhile are handled here."""
         by_conn = {w.conn: w for w in busy}
         while True:
-            check_stop(work.stop)
+            check_stop(stop)
             for item in wait(list(by_conn), timeout=_WAIT_S):  # an answer, a log record or EOF (it died)
                 worker = by_conn[item]  # type: ignore[index]
                 while worker.conn.poll():
@@ -390,16 +614,19 @@ class LocalPoolExecutor:
                         kind, value = worker.conn.recv()
                     except (EOFError, OSError):
                         worker.conn.close()
-                        return worker, self._died(worker, work)
+                        return worker, self._died(worker, stop)
                     if kind == "log":
                         logging.getLogger(value.name).handle(value)
                         continue
+                    if kind == "ready":
+                        worker.ready = True
+                        continue
                     return worker, _reply(kind, value)
 
-    def _died(self, worker: _Worker, work: CandidateWork) -> TaskResult:
+    def _died(self, worker: _Worker, stop: threading.Event | None) -> TaskResult:
         worker.process.join(_DEATH_GRACE_S)
         time.sleep(_DEATH_GRACE_S)  # a cancel that signals the whole process group killed it too: say so
-        check_stop(work.stop)
+        check_stop(stop)
         code = worker.process.exitcode
         how = f"exit code {code}"
         if code is not None and code < 0:
@@ -419,6 +646,44 @@ class LocalPoolExecutor:
         if self._recipe is not None:
             self._recipe.discard()
             self._recipe = None
+
+
+@contextlib.contextmanager
+def _one_torch_thread(model: ModelHandle) -> Generator[None, None, None]:
+    """Meanwhile torch in this process (imported here for a PyTorch / Hugging Face ``model``: a conversion
+    will need it) runs one intra-op thread; afterwards it gets back the count it had (its default when
+    it was imported here), so the input model's timed metrics run as in the serial search."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None and model.kind in ("hf", "pytorch"):
+        with contextlib.suppress(ImportError):
+            import torch
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` used, from /proc (None where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _paths(event: EngineEvent) -> set[Path]:
+    """The cache paths an event announces (a host exports them): a run's folder or a record."""
+    if isinstance(event, PassFinished):
+        return {event.run_dir}
+    if isinstance(event, (PassFailed, EvaluationFinished)):
+        return {event.record_path}
+    return set()
 
 
 def _reply(kind: str, value: Any) -> TaskResult:

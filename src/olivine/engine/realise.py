@@ -39,6 +39,10 @@ class CandidateWork:
     phases: Phases
     stop: threading.Event | None
     searching: bool
+    # Only the untimed part: the pass chain and the untimed metrics (the first phase of the local pool,
+    # :mod:`olivine.engine.pool_executor`; its second phase realises the candidate again, from the cache,
+    # with nothing else running, and times it there).
+    untimed_only: bool = False
 
     def realise(self, proposal: Proposal, total: int | None) -> Candidate:
         candidate = Candidate(
@@ -64,12 +68,15 @@ class CandidateWork:
         if self.evaluator is None:
             return candidate
         check_stop(self.stop)
+        time_it = self.time_it if self.searching else None
+        if self.untimed_only:
+            time_it = self._untimed_only
         try:
             evaluation = self.evaluator.evaluate(
                 realised.model_id,
                 realised.model,
                 candidate.label,
-                time_it=self.time_it if self.searching else None,
+                time_it=time_it,
                 progress=self.phases.reporter(f"{where}evaluating"),
             )
         except EvaluationError as exc:
@@ -85,9 +92,14 @@ class CandidateWork:
             )
         candidate.metrics = evaluation.metrics
         candidate.meets_goals = meets_goals(evaluation.metrics, self.objectives)
-        if evaluation.timed_skipped:
+        candidate.timed_span = evaluation.timed_span
+        if evaluation.timed_skipped and not self.untimed_only:
             candidate.status = "pruned"
         return candidate
+
+    @staticmethod
+    def _untimed_only(untimed: Mapping[str, MetricValue]) -> bool:
+        return False
 
     def time_it(self, untimed: Mapping[str, MetricValue]) -> bool:
         """Time a candidate only while it can still meet every goal (else it cannot be on the frontier)."""
