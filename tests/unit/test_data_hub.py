@@ -202,3 +202,34 @@ def test_unreachable_hub_is_one_line_naming_data_name_and_offline_mode(tmp_path:
     message = str(info.value)
     assert message.startswith("data_name 'glue': cannot reach the Hugging Face Hub (offline mode is on")
     assert "\n" not in message
+
+
+_MAP_SCRIPT = """
+import numpy as np
+from olive.data.registry import Registry
+
+
+@Registry.register_pre_process()
+def lengths(dataset, **kwargs):
+    # Olive hands a datasets.Dataset to a user pre-process: .map and .column_names work on it.
+    dataset = dataset.map(lambda row: {"n": len(row["text"])})
+    assert "n" in dataset.column_names
+    return [({"x": np.full(2, row["n"], dtype=np.float32)}, row["label"]) for row in dataset]
+"""
+
+
+def test_user_pre_process_receives_the_datasets_object_as_in_olive(tmp_path: Path, offline: None) -> None:
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    (folder / "validation.jsonl").write_text('{"text": "good", "label": 1}\n{"text": "bad!", "label": 0}\n')
+    (tmp_path / "script.py").write_text(_MAP_SCRIPT)
+    dc = _dc(
+        {"data_name": "reviews", "split": "validation"},
+        user_script="script.py",
+        pre_process_data_config={"type": "lengths"},
+    )
+    batches = _rows(dc, tmp_path)
+    assert [(b[0]["x"].tolist(), b[1].tolist()) for b in batches] == [
+        ([[4.0, 4.0]], [1]),
+        ([[4.0, 4.0]], [0]),
+    ]
