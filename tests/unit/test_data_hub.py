@@ -34,6 +34,7 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setattr(hub, "datasets_installed", lambda: True)
+    monkeypatch.setattr(hub, "unresolvable_hub_host", lambda: None)  # as if the network were up
     return home
 
 
@@ -71,6 +72,33 @@ def test_hub_dataset_validates_online_with_a_warning_that_the_hub_must_be_reacha
     with caplog.at_level(logging.WARNING, logger="olivine.data.hub"):
         validate_data_config(_dc(GLUE), base_dir=tmp_path)
     assert any("'glue'" in r.getMessage() and "reachable" in r.getMessage() for r in caplog.records)
+
+
+def test_hub_dataset_is_refused_at_validation_when_the_hub_host_does_not_resolve(
+    tmp_path: Path, hf_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "unresolvable_hub_host", lambda: "huggingface.co")
+    with pytest.raises(ConfigError) as info:
+        validate_data_config(_dc(GLUE), base_dir=tmp_path)
+    assert info.value.path == "data_configs.d.load_dataset_config.params.data_name"
+    assert "huggingface.co does not resolve" in info.value.message
+
+
+def test_unresolvable_hub_host_names_the_endpoints_host_and_skips_behind_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    def fail(*args: Any) -> Any:
+        raise socket.gaierror("no network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org")
+    assert hub.unresolvable_hub_host() == "hub.example.org"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert hub.unresolvable_hub_host() is None
 
 
 def test_load_kwargs_are_olives_load_dataset_call(tmp_path: Path) -> None:
