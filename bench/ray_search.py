@@ -2,14 +2,17 @@
 candidates, the same config (``search_workers`` 2, 1 CPU per candidate task), and the best model of each.
 
 The cluster is a local head on 127.0.0.1 started by this script (``--num-cpus`` 1 or 2; stopped by its
-PID). It is one node: several Ray nodes on one machine need ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1``, and
-then Ray binds to the external interface, which this shared machine does not allow. A node with 2 CPUs
-runs two 1-CPU tasks at once, as two 1-CPU worker nodes would; the tasks open the cache by the same path.
+PID); the timer starts once its node is registered alive (a search uses a running cluster). The 2
+workers are two 1-CPU task slots of one node, not two nodes: a node with 2 CPUs runs two 1-CPU tasks at
+once, as two 1-CPU worker nodes would, and the tasks open the cache by the same path. A real multi-node
+cluster on this machine needs a private network namespace (``tests/on_ray/test_ray_multinode.py`` runs
+one: Ray binds beyond loopback otherwise) and adds a raylet and agents per node on the same 2 CPUs.
 
 Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
 model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
 starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
-model's evaluation in this process, the shared prefix as one task, then the candidates), and, with
+model's evaluation as a task on one slot while the shared prefix runs as a task on the other, then the
+candidates; with 1 CPU they run one after the other), and, with
 ``--modes warm``, ``cached`` with the task processes started and their imports done before the timer
 (Ray starts a job's worker processes afresh; each pays ~10 s of imports on its one CPU before its first
 candidate, a cost that does not shrink with more workers). Each run
@@ -184,6 +187,11 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
         shutil.rmtree(temp, ignore_errors=True)
     done = footprint["candidates"]
     best = next((c for c in done if c["id"] == footprint["best"]), None)
+    where = footprint["input"].get("ran_on")
+    starts = [c["ran_on"]["started"] for c in done if c.get("ran_on")]
+    before = None
+    if where and starts:  # the input model's task, and when the first candidate started (from its start)
+        before = [round(where["ended"] - where["started"], 1), round(min(starts) - where["started"], 1)]
     return {
         "cpus": cpus,
         "mode": mode,
@@ -196,6 +204,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
         "outline": [[c["id"], c["model_id"], c["status"]] for c in done],
         "timed": {c["id"]: _timed(c) for c in done if _timed(c)},
         "tasks": _tasks(done),
+        "before_candidates": before,
         "ran_on": {c["id"]: c.get("ran_on") for c in done},
         "load_before": load_before,
         "load_after": load_after,
@@ -235,24 +244,30 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         f"Run {doc['when']} on the shared build machine ({doc['machine']['usable_cpus']} usable CPUs). "
         f"The first {doc['candidates']} candidates of `examples/minilm-search` (sequential), each a Ray task "
-        "reserving 1 CPU and pinned to a CPU of its own (`search_workers` 2), on a one-node local cluster "
-        "with 1 CPU vs 2 CPUs for tasks (two 1-CPU workers; one node because several nodes on one machine "
-        "would bind Ray to the external interface). `cached`: the input evaluation and the shared "
-        "conversion + optimization prefix are cached before the timed run (the candidates' work only); "
-        "`whole`: the whole search from an empty cache; `warm`: as `cached`, with the cluster's task "
-        "processes started and their imports done before the timed run (each job's workers pay that once, "
-        f"~10 s on one CPU). {doc['rounds']} interleaved round(s); medians.",
+        "reserving 1 CPU and pinned to a CPU of its own (`search_workers` 2), on a local cluster whose node "
+        "has 1 CPU vs 2 CPUs for tasks: 1 worker vs 2 workers of 1 CPU each, as task slots of one node "
+        "(a cluster of several nodes on this machine needs a private network namespace, as "
+        "`tests/on_ray/test_ray_multinode.py` does, and a raylet and agents per node on the same 2 CPUs). "
+        "The timer starts once the fresh cluster's node is registered. `cached`: the input evaluation and "
+        "the shared conversion + optimization prefix are cached before the timed run (the candidates' work "
+        "only); `whole`: the whole search from an empty cache (the input model evaluated as a task on one "
+        "slot while the shared prefix runs on the other, each on CPUs of its own; one after the other with "
+        "1 CPU); `warm`: as `cached`, with the cluster's task processes started and their imports done "
+        "before the timed run (each job's workers pay that once, ~10 s on one CPU). "
+        f"{doc['rounds']} interleaved round(s); medians.",
         "",
-        "| cluster | mode | seconds | candidates/min | tasks: span / sum / slowest first | best | "
-        "load before -> after |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| cluster | mode | seconds | candidates/min | input task / candidates from | "
+        "tasks: span / sum / slowest first | best | load before -> after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         tasks = r.get("tasks") or {}
         spans = f"{tasks['span']} / {tasks['sum']} / {tasks['first']}" if tasks else "-"
+        before = r.get("before_candidates")
+        early = f"{before[0]} / {before[1]}" if before else "-"
         lines.append(
             f"| {r['cpus']} x 1 CPU | {r.get('mode', 'cached')} | {r['seconds']} | {r['per_minute']} | "
-            f"{spans} | {r['best']} | {' '.join(map(str, r['load_before']))} -> "
+            f"{early} | {spans} | {r['best']} | {' '.join(map(str, r['load_before']))} -> "
             f"{' '.join(map(str, r['load_after']))} |"
         )
     lines.append("")
@@ -267,6 +282,9 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"**{ratio:.2f}x** (goal >= {GOAL}x: {verdict})."
         )
     lines += [
+        "- Input task / candidates from (seconds, `whole`, from the footprint's `ran_on`): the input "
+        "model's evaluation task, and when the first candidate started, both from that task's start "
+        "(the shared prefix runs in between or beside it).",
         "- Tasks (seconds, from each candidate's `ran_on`): span from the first task's start to the last "
         "one's end; sum of the tasks' own times (more than the 1-worker sum: the tasks slowed each other "
         "or shared CPUs with other processes); slowest first task of a task process (it pays the "

@@ -11,7 +11,7 @@ import pytest
 from cloud_servers import AZURITE_KEY, CONTAINER, MOTO_ENV, Azurite, MotoS3, azure_url, s3_url
 from conformance.datastore_suite import DatastoreSuite
 from olivine.datastores import Datastore
-from olivine.errors import ConfigError
+from olivine.errors import ConfigError, DatastoreError
 
 
 @pytest.mark.azure
@@ -87,6 +87,22 @@ def test_azure_datastore_creates_missing_container(azure_env: Azurite) -> None:
 
 
 @pytest.mark.s3
+def test_s3_datastore_creates_missing_bucket_and_reads_small_files_through_its_client(
+    s3_env: MotoS3,
+) -> None:
+    ds = Datastore.from_url("s3://fresh-bucket-x/prefix")
+    assert ds.read_bytes_if_exists("a.txt") is None  # NoSuchBucket reads as missing
+    ds.put_bytes("a.txt", b"a")
+    ds.put_bytes("sub/b.txt", b"b")
+    again = Datastore.from_url("s3://fresh-bucket-x/prefix")
+    assert again.read_bytes("a.txt") == b"a"
+    assert again.ls("") == ["a.txt", "sub"]
+    assert again.ls("nothing") == []
+    with pytest.raises(DatastoreError, match="not found"):
+        again.read_bytes("missing.txt")
+
+
+@pytest.mark.s3
 def test_s3_datastore_endpoint_from_option_or_environment(
     s3_env: MotoS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,7 +151,7 @@ def test_s3_writes_use_the_options_credentials_and_run_in_the_writing_threads(
     ds.put_bytes("a.txt", b"a")
     entry = ds.put_file(big, "big.bin")
     assert ds.read_bytes("a.txt") == b"a" and ds.hash_of("big.bin") == entry
-    # put, then start + 3 parts + complete: none of them on fsspec's event-loop thread.
-    assert len(senders) == 6
+    # the bucket check, the put, start + 3 parts + complete, the read: none on fsspec's event-loop thread.
+    assert len(senders) == 8
     loop_thread = fsspec.asyn.iothread[0]
     assert loop_thread is not None and loop_thread.name not in senders

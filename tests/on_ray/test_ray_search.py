@@ -17,6 +17,7 @@ from olivine.engine.executor import SpreadSettings
 from olivine.engine.ray_executor import RayExecutor
 from olivine.engine.resolve import load_workflow
 from olivine.engine.run import run_workflow
+from olivine.errors import EvaluationError
 from olivine.hosts import service
 from olivine.jobs.records import JobStatus
 from on_ray.test_ray_host import _ray_env
@@ -31,10 +32,10 @@ def ray_driver(ray_head: RayHead) -> str:
     return ray_head.gcs_address
 
 
-def _run(folder: Path, cfg: dict[str, Any], address: str | None) -> dict[str, Any]:
+def _run(folder: Path, cfg: dict[str, Any], address: str | None, workers: int = 2) -> dict[str, Any]:
     path = folder / "cfg.json"
     path.write_text(json.dumps(cfg, indent=2))
-    executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    executor = RayExecutor(SpreadSettings(workers=workers, num_cpus=1, address=address)) if address else None
     run_workflow(load_workflow(path), executor=executor)
     footprint: dict[str, Any] = json.loads((Path(cfg["engine"]["output_dir"]) / "footprint.json").read_text())
     return footprint
@@ -169,8 +170,9 @@ def test_ray_tasks_running_at_once_are_pinned_to_disjoint_cpus_and_give_the_seri
     assert set(first["cpus"]).isdisjoint(second["cpus"])
 
 
+@pytest.mark.parametrize("workers", [2, 1])
 def test_ray_search_evaluates_the_input_model_in_a_task_while_the_shared_steps_run(
-    tmp_path: Path, ray_driver: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, ray_driver: str, caplog: pytest.LogCaptureFixture, workers: int
 ) -> None:
     caplog.set_level("INFO", logger="olivine.engine")
     strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
@@ -183,13 +185,31 @@ def test_ray_search_evaluates_the_input_model_in_a_task_while_the_shared_steps_r
         tmp_path / "b",
         search_config(tmp_path / "b", FIXED_THEN_SEARCHED, strategy, latency_priority=-1),
         ray_driver,
+        workers=workers,
     )
     assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
-    # Two slots: the input model's evaluation on one, the step every candidate shares on the other.
-    assert "evaluating the input model on the Ray cluster (and running optimize meanwhile)" in caplog.text
+    # Two slots: the input model's evaluation on one, the step every candidate shares on the other; one
+    # slot: one after the other.
+    meanwhile = "evaluating the input model on the Ray cluster (and running optimize meanwhile)"
+    assert (meanwhile in caplog.text) == (workers == 2)
+    assert "evaluating the input model on the Ray cluster" in caplog.text
     where = spread["input"]["ran_on"]
     assert len(where["cpus"]) == 1 and where["threads_outside"] == 0 and where["evaluated_here"]
     assert "ran_on" not in serial["input"]
     for key in ("fidelity-score", "size-bytes"):
         assert spread["input"]["metrics"][key]["value"] == serial["input"]["metrics"][key]["value"]
     assert spread["input"]["metrics"]["latency-avg"]["value"] > 0
+
+
+def test_ray_search_input_model_failing_its_evaluation_fails_the_workflow_as_the_serial_search_does(
+    tmp_path: Path, ray_driver: str
+) -> None:
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    for folder, address in ((tmp_path / "a", None), (tmp_path / "b", ray_driver)):
+        cfg = search_config(folder, FIXED_THEN_SEARCHED, strategy, latency_priority=-1)
+        (folder / "fidelity.py").write_text(
+            "def fidelity(model, device, execution_providers, input_model, sleep_s=0.0):\n"
+            "    raise ValueError('no fidelity for this model')\n"
+        )
+        with pytest.raises(EvaluationError, match=r"metric 'fidelity' .*no fidelity for this model"):
+            _run(folder, cfg, address)

@@ -5,7 +5,9 @@ Local paths are ``user_script``, ``script_dir``, and in any component's ``params
 ``script_dir``, ``data_dir``, ``data_files`` (a path, a list, or a mapping of split / array name ->
 path(s)), and ``model_name`` / ``model_config_path`` when they name an existing local folder (a
 tokenizer), and ``data_name`` when it names an existing local dataset folder. ``data_files`` of
-``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined.
+``huggingface_dataset`` are relative to its ``data_dir`` when both are given; they are listed joined. When
+its ``data_name`` is a Hub dataset or a local dataset folder, ``data_dir`` and ``data_files`` are paths
+inside that dataset, not local paths.
 Key paths are relative to the data config, e.g. ``load_dataset_config.params.data_files.1``.
 """
 
@@ -47,7 +49,10 @@ def _slots(data: dict[str, Any], base_dir: Path | None) -> Iterator[_Slot]:
         params = component.get("params") or {}
         prefix = f"{field}.params"
         data_dir = params.get("data_dir") if isinstance(params.get("data_dir"), str) else None
-        for key in _FILE_KEYS:
+        name = params.get("data_name")
+        # huggingface_dataset of a Hub dataset or a local dataset folder: data_dir / data_files are inside it.
+        in_dataset = isinstance(name, str) and name.lower() not in PACKAGED_BUILDERS
+        for key in () if in_dataset else _FILE_KEYS:
             value = params.get(key)
             under = data_dir if key == "data_files" else None
             yield from _value_slots(f"{prefix}.{key}", params, key, value, under)
@@ -56,8 +61,7 @@ def _slots(data: dict[str, Any], base_dir: Path | None) -> Iterator[_Slot]:
             if isinstance(value, str) and _is_local(value, base_dir):
                 yield f"{prefix}.{key}", params, key, value
         # huggingface_dataset's data_name may be a local dataset folder (datasets loads it like a Hub one).
-        name = params.get("data_name")
-        if isinstance(name, str) and name.lower() not in PACKAGED_BUILDERS and _is_local(name, base_dir):
+        if in_dataset and isinstance(name, str) and _is_local(name, base_dir):
             yield f"{prefix}.data_name", params, "data_name", name
         # A component's own script (Olive's TextGenParams: the text_formatting_func's user_script).
         for key in ("user_script", "script_dir"):

@@ -170,17 +170,18 @@ def claim_export(
     start = (submitted_at or datetime.now(timezone.utc)).replace(microsecond=0)
     claim_id = claim_id or uuid.uuid4().hex
     ensure_markers(datastore)
+    body = {"claim_id": claim_id, "workflow_id": workflow_id, "submitted_at": start.isoformat()}
+    marker = json_bytes({"claim_id": claim_id})
     for second in range(max_tries):
         layout = ExportLayout(datastore, start + timedelta(seconds=second), workflow_id)
-        body = {"claim_id": claim_id, "workflow_id": workflow_id, "submitted_at": start.isoformat()}
-        if _owner(layout) == claim_id:  # a retry of this submission: its folder (and marker) again
-            datastore.put_if_absent(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
-            return layout
-        # A folder that exists without our claim is taken, even if some other tool made it.
-        if not datastore.exists(layout.root) and datastore.put_if_absent(layout.claim, json_bytes(body)):
-            datastore.put_if_absent(_marker(workflow_id, layout.folder), json_bytes({"claim_id": claim_id}))
-            return layout
-        if _owner(layout) == claim_id:  # lost a race against our own retry
+        # One listing of the second's folder tells whether the export folder exists (a folder that
+        # exists without our claim is taken, even if some other tool made it); a free one is claimed
+        # with a create-only write. The claim is read only when the folder is there: a retry of this
+        # submission gets its folder (and marker) back, also when it won a race against us.
+        free = workflow_id not in datastore.ls(layout.folder)
+        claimed = free and datastore.put_if_absent(layout.claim, json_bytes(body))
+        if claimed or _owner(layout) == claim_id:
+            datastore.put_if_absent(_marker(workflow_id, layout.folder), marker)
             return layout
     raise DatastoreError(
         f"no free export folder for '{workflow_id}' within {max_tries} s after {timestamp_folder(start)} "

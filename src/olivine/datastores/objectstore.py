@@ -212,15 +212,21 @@ class ObjectStoreDatastore(Datastore):
     def _list_names(self, full: str) -> list[str]:
         # One listing request per page (a missing folder lists as empty): the fsspec listing of a
         # missing prefix costs two more (is it a file? a folder marker?).
-        from fsspec.asyn import sync
-
         container, _, key = full.strip("/").partition("/")
         prefix = f"{key}/" if key else ""
-        names = sync(self.fs.loop, self._list_prefix, container, prefix)
+        names = self._names_under(container, prefix)
         return [f"{container}/{name}" for name in names if name.rstrip("/") != prefix.rstrip("/")]
 
+    def _names_under(self, container: str, prefix: str) -> list[str]:
+        """Keys and sub-prefixes (ending in ``/``) directly under ``prefix`` in ``container``; by
+        default :meth:`_list_prefix` on the filesystem's event loop."""
+        from fsspec.asyn import sync
+
+        names: list[str] = sync(self.fs.loop, self._list_prefix, container, prefix)
+        return names
+
     async def _list_prefix(self, container: str, prefix: str) -> list[str]:
-        """Keys and sub-prefixes (ending in ``/``) directly under ``prefix`` in ``container``."""
+        """The coroutine behind the default :meth:`_names_under`."""
         raise NotImplementedError
 
     def _list_files(self, full: str) -> list[tuple[str, int]]:

@@ -14,18 +14,20 @@ Requests are retried by botocore's ``standard`` mode (429, 500, 502, 503, 504, t
 connection errors) with capped exponential backoff. Create-only writes use ``If-None-Match: *`` on the
 put or on the multipart completion, which S3 (since 2024) and moto answer atomically.
 
-Reads and listings go through s3fs. Writes (single puts and multipart uploads) go through a synchronous
-botocore client with the same credentials, endpoint, region and retry settings, called from the
-writing threads (and the shared :func:`~olivine.datastores.objectstore.block_pool` for the parts of
-large files), as boto3's own transfers do: s3fs runs every request on one event-loop thread, where
-botocore's per-request work (serialising, signing, the body's checksums) would queue behind each
-other's. The body's sha256 (for the SigV4 signature; botocore skips it only over HTTPS with a checksum)
-and CRC32 are botocore's defaults, unchanged; a multipart upload declares CRC32 as boto3's does, so the
-service also checks the parts' composite CRC32 at the completion.
+Large reads and recursive listings go through s3fs. Writes (single puts and multipart uploads), small
+reads and one-level listings go through a synchronous botocore client with the same credentials,
+endpoint, region and retry settings, called from the writing threads (and the shared
+:func:`~olivine.datastores.objectstore.block_pool` for the parts of large files), as boto3's own
+transfers do: s3fs runs every request on one event-loop thread, where botocore's per-request work
+(serialising, signing, the body's checksums) would queue behind each other's. The body's sha256 (for
+the SigV4 signature; botocore skips it only over HTTPS with a checksum) and CRC32 are botocore's
+defaults, unchanged; a multipart upload declares CRC32 as boto3's does, so the service also checks the
+parts' composite CRC32 at the completion.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from concurrent.futures import Future
@@ -44,6 +46,7 @@ from olivine.datastores.objectstore import (
 )
 from olivine.datastores.redact import secret_values
 
+logger = logging.getLogger(__name__)
 _SECRET_OPTIONS = ("key", "secret", "token")
 _KNOWN = {"endpoint_url", "region", "profile", "connection_timeout_s", "read_timeout_s", *_SECRET_OPTIONS}
 _ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -109,7 +112,7 @@ class S3Datastore(ObjectStoreDatastore):
 
     # -- writes: a synchronous botocore client, called from the writing threads ---------------------
     def _writer(self) -> Any:
-        """The botocore client for writes, made once per datastore."""
+        """The botocore client for writes (and small reads), made once per datastore."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -185,13 +188,36 @@ class S3Datastore(ObjectStoreDatastore):
     def _url_of(self, full: str) -> str:
         return f"s3://{full.lstrip('/')}"
 
-    async def _list_prefix(self, container: str, prefix: str) -> list[str]:
+    # -- small reads and listings: the same client (s3fs's first requests on a new filesystem cost
+    # ~0.1 s each while it builds its client); large reads (get_file, hashing) stay on s3fs ---------
+    def _read(self, full: str) -> bytes:
+        bucket, key, _ = self.fs.split_path(full)
+        body = self._call("get_object", Bucket=bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def _ensure_container(self) -> None:
+        from botocore.exceptions import ClientError
+
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self._writer().head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 403:  # may not look at the bucket, may write to it: assume it is there
+                return
+            if status != 404:
+                raise
+            logger.info("creating %s", self._url_of(bucket))
+            self.fs.mkdir(bucket)  # s3fs knows the region's LocationConstraint
+
+    def _names_under(self, container: str, prefix: str) -> list[str]:
         names: list[str] = []
-        token: dict[str, str] = {}
+        token: dict[str, Any] = {}
         while True:
-            page = await self.fs._call_s3(
-                "list_objects_v2", Bucket=container, Prefix=prefix, Delimiter="/", **token
-            )
+            page = self._call("list_objects_v2", Bucket=container, Prefix=prefix, Delimiter="/", **token)
             names += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
             names += [o["Key"] for o in page.get("Contents", [])]
             if not page.get("IsTruncated"):

@@ -21,9 +21,10 @@
   its own. Meanwhile, with two slots or more, the steps every candidate shares (the search's fixed
   prefix, :func:`olivine.engine.executor.fixed_prefix`) run as a task on another slot, and the slots left
   warm their task processes up (imports, the search's runner and evaluator): each task holds CPUs of its
-  own, so the input model's timed metrics share no CPU with them. With one slot, the prefix follows the
-  input model's evaluation. Ray reuses the task processes for the candidates, so their first candidates
-  do not pay the imports again.
+  own, so the input model's timed metrics share no CPU with them; when the input model is done first,
+  its slot warms up too. With one slot (``workers`` 1, or a cluster with CPUs for one task now), the
+  prefix follows the input model's evaluation. Ray reuses the task processes for the candidates, so
+  their first candidates do not pay the imports again.
 
 ``ray`` is imported only when a spread search starts.
 """
@@ -43,7 +44,6 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.executor import InputWork, SpreadSettings
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import (
-    WARM_MODULES,
     TaskRecipe,
     TaskResult,
     candidate_task,
@@ -52,6 +52,7 @@ from olivine.engine.task_work import (
     input_task,
     lost_candidate,
     shared_prefix,
+    warm_modules,
     warm_task,
 )
 from olivine.errors import EvaluationError, HostError, MissingDependencyError, OlivineError
@@ -167,6 +168,18 @@ class RayExecutor:
             self.settings.num_cpus,
         )
 
+    def _slots(self) -> int:
+        """How many tasks of one slot's CPUs run at once: ``workers``, or fewer when the cluster has
+        fewer CPUs now (then the input model's evaluation and the prefix run one after the other, and
+        nothing warms up)."""
+        try:
+            total = float(self._ray.cluster_resources().get("CPU", 0))
+        except Exception:  # an older or newer Ray's resource table: trust the settings
+            return self.workers
+        if total <= 0:
+            return self.workers
+        return max(1, min(self.workers, int(total // self.settings.num_cpus)))
+
     @staticmethod
     def _largest_node_cpus(ray: Any) -> float:
         try:
@@ -184,12 +197,15 @@ class RayExecutor:
         self._prepare_parts(work.runner, work.evaluator, None)
         cpus = self.settings.num_cpus
         prefix = self._uncached(work.prefix, work.runner)
-        idle = self.workers - 1
+        idle = self._slots() - 1
         evaluating = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        modules = warm_modules(work.model)
+        warming: list[Any] = []
         if prefix is not None and idle:
             self._start_early(prefix)
-            idle -= 1
-        warming = [self._warm.remote(self._recipe_ref, WARM_MODULES, cpus) for _ in range(idle)]
+            # Slots left warm up while the prefix runs (the candidates wait for it anyway; without a
+            # prefix a warm-up would hold a slot the first candidates could use).
+            warming = [self._warm.remote(self._recipe_ref, modules, cpus) for _ in range(idle - 1)]
         doing = "evaluating the input model on the Ray cluster"
         if self._early is not None:
             doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
@@ -204,10 +220,10 @@ class RayExecutor:
             raise EvaluationError(f"evaluating the input model: {result.error or _NOTHING}")
         if prefix is not None and self._early is None:
             self._start_early(prefix)  # one slot: after the input model's evaluation
-        elif self._early is not None:
+        elif self._early is not None and not self._ray.wait([self._early[0]], timeout=0)[0]:
             # The input model's slot is free while the prefix runs: its process loads what the
             # candidates use (the candidates cannot start before the prefix ends).
-            warming.append(self._warm.remote(self._recipe_ref, WARM_MODULES, cpus))
+            warming.append(self._warm.remote(self._recipe_ref, modules, cpus))
         del warming  # nothing to wait for: their processes stay in Ray's pool for the candidates
         work.ran_on = result.ran_on
         return result.evaluation

@@ -351,8 +351,16 @@ def input_task(
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
 
 
-#: What a warm-up task imports (those found): the runtimes a search's passes and evaluations load.
-WARM_MODULES = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization", "torch", "transformers")
+#: What a warm-up task imports (those found): the runtimes a search's ONNX passes and evaluations load,
+#: and, for a search from a PyTorch / Hugging Face model, torch and transformers (a tokenizer for its
+#: data and user scripts: transformers' auto classes import torch).
+WARM_MODULES = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization")
+WARM_TORCH_MODULES = ("torch", "transformers", "transformers.models.auto.tokenization_auto")
+
+
+def warm_modules(input_model: ModelHandle) -> tuple[str, ...]:
+    """What a warm-up task of a search from ``input_model`` imports."""
+    return WARM_MODULES + (WARM_TORCH_MODULES if input_model.kind != "onnx" else ())
 
 
 def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> TaskResult:
@@ -365,7 +373,7 @@ def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> Ta
     with _own_cpus(cpus) as watcher:
         work_of(recipe)
         for name in libraries:
-            with suppress(ImportError):
+            with suppress(Exception):  # not installed, or broken here: the candidates will say so
                 importlib.import_module(name)
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, started))
 
