@@ -441,7 +441,7 @@ LEGITIMATE = (
     ("removed from Olive itself", r"removed in Olive"),
     (
         "needs the Hugging Face Hub (offline here)",
-        r"no model hub|huggingface\.co|does not reach|not a local folder|the Hub is off|cannot reach the Hug",
+        r"no model hub|huggingface\.co|does not reach|not a local folder|Hub is off|cannot reach the",
     ),
     ("needs olivine[datasets] (not installed here)", r"Hugging Face datasets, which is not installed"),
     ("a list for a parameter without search (Olive refuses it too)", r"Olive refuses a list here too"),

@@ -19,7 +19,7 @@ from olivine.engine.executor import SpreadSettings
 from olivine.engine.pool_executor import LocalPoolExecutor
 from olivine.engine.resolve import load_workflow
 from olivine.engine.run import run_workflow
-from olivine.errors import ConfigError, WorkflowCancelledError
+from olivine.errors import ConfigError, OlivineError, WorkflowCancelledError
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +263,29 @@ def test_pool_times_each_candidate_alone_after_the_untimed_work(tmp_path: Path) 
     assert all(
         c["metrics"]["latency-avg"]["value"] > 0 for c in spread["candidates"] if c["status"] != "pruned"
     )
+
+
+BROKEN_FIDELITY = """
+def fidelity(model, device, execution_providers, input_model):
+    raise ValueError("the test's metric is broken")
+"""
+
+
+def test_an_input_model_whose_evaluation_fails_fails_the_pool_search_as_the_serial_one(
+    tmp_path: Path,
+) -> None:
+    """The input model's untimed metrics run in a worker: their error ends the search with the serial
+    search's error (type and message), and the pool's workers are gone."""
+    errors: list[BaseException] = []
+    for folder, executor in ((tmp_path / "a", None), (tmp_path / "b", _pool())):
+        cfg = search_config(folder, {"quant": {"type": "OnnxDynamicQuantization"}}, STRATEGY)
+        (folder / "broken.py").write_text(BROKEN_FIDELITY)
+        user = cfg["evaluators"]["e"]["metrics"][0]["user_config"]
+        user.update(user_script=str(folder / "broken.py"), evaluate_func_kwargs={})
+        with pytest.raises(OlivineError) as caught:
+            _run(folder, cfg, executor)
+        errors.append(caught.value)
+        if executor is not None:
+            assert executor._pool == []  # closed: no worker left behind
+    assert type(errors[1]) is type(errors[0]) and str(errors[1]) == str(errors[0])
+    assert "the test's metric is broken" in str(errors[1])

@@ -34,6 +34,7 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setattr(hub, "datasets_installed", lambda: True)
+    monkeypatch.setattr(hub, "unresolvable_hub_host", lambda: None)  # as if the network were up
     return home
 
 
@@ -71,6 +72,33 @@ def test_hub_dataset_validates_online_with_a_warning_that_the_hub_must_be_reacha
     with caplog.at_level(logging.WARNING, logger="olivine.data.hub"):
         validate_data_config(_dc(GLUE), base_dir=tmp_path)
     assert any("'glue'" in r.getMessage() and "reachable" in r.getMessage() for r in caplog.records)
+
+
+def test_hub_dataset_is_refused_at_validation_when_the_hub_host_does_not_resolve(
+    tmp_path: Path, hf_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "unresolvable_hub_host", lambda: "huggingface.co")
+    with pytest.raises(ConfigError) as info:
+        validate_data_config(_dc(GLUE), base_dir=tmp_path)
+    assert info.value.path == "data_configs.d.load_dataset_config.params.data_name"
+    assert "huggingface.co does not resolve" in info.value.message
+
+
+def test_unresolvable_hub_host_names_the_endpoints_host_and_skips_behind_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    def fail(*args: Any) -> Any:
+        raise socket.gaierror("no network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org")
+    assert hub.unresolvable_hub_host() == "hub.example.org"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert hub.unresolvable_hub_host() is None
 
 
 def test_load_kwargs_are_olives_load_dataset_call(tmp_path: Path) -> None:
@@ -202,3 +230,34 @@ def test_unreachable_hub_is_one_line_naming_data_name_and_offline_mode(tmp_path:
     message = str(info.value)
     assert message.startswith("data_name 'glue': cannot reach the Hugging Face Hub (offline mode is on")
     assert "\n" not in message
+
+
+_MAP_SCRIPT = """
+import numpy as np
+from olive.data.registry import Registry
+
+
+@Registry.register_pre_process()
+def lengths(dataset, **kwargs):
+    # Olive hands a datasets.Dataset to a user pre-process: .map and .column_names work on it.
+    dataset = dataset.map(lambda row: {"n": len(row["text"])})
+    assert "n" in dataset.column_names
+    return [({"x": np.full(2, row["n"], dtype=np.float32)}, row["label"]) for row in dataset]
+"""
+
+
+def test_user_pre_process_receives_the_datasets_object_as_in_olive(tmp_path: Path, offline: None) -> None:
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    (folder / "validation.jsonl").write_text('{"text": "good", "label": 1}\n{"text": "bad!", "label": 0}\n')
+    (tmp_path / "script.py").write_text(_MAP_SCRIPT)
+    dc = _dc(
+        {"data_name": "reviews", "split": "validation"},
+        user_script="script.py",
+        pre_process_data_config={"type": "lengths"},
+    )
+    batches = _rows(dc, tmp_path)
+    assert [(b[0]["x"].tolist(), b[1].tolist()) for b in batches] == [
+        ([[4.0, 4.0]], [1]),
+        ([[4.0, 4.0]], [0]),
+    ]

@@ -84,12 +84,48 @@ def check_hub_dataset(params: HuggingfaceDatasetParams, base_dir: Path | None) -
             "the local datasets cache; unset it to download the data, or point data_files at local files",
             path="data_name",
         )
-    if not offline:
-        logger.warning(
-            "data_name '%s' is read from the Hugging Face Hub when the workflow runs: the Hub (or the "
-            "datasets cache) must be reachable from where it runs",
-            name,
+    if offline:
+        return
+    host = unresolvable_hub_host()
+    if host is not None and not _cached(name):
+        raise ConfigError(
+            f"'{name}' is a Hugging Face Hub dataset, the Hub's host {host} does not resolve here (no "
+            "network?) and it is not in the local datasets cache; point data_files at local files",
+            path="data_name",
         )
+    logger.warning(
+        "data_name '%s' is read from the Hugging Face Hub when the workflow runs: the Hub (or the "
+        "datasets cache) must be reachable from where it runs",
+        name,
+    )
+
+
+def unresolvable_hub_host(timeout_s: float = 2.0) -> str | None:
+    """The Hub's host name (``HF_ENDPOINT``, default huggingface.co) when DNS cannot resolve it within
+    ``timeout_s``, else None. Without this, ``datasets`` retries for ~30 s per dataset at run time before
+    it fails. Skipped (None) behind a proxy, which resolves names itself."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    if not host:
+        return None
+    resolved: list[bool] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            resolved.append(True)
+        except OSError:
+            resolved.append(False)
+
+    worker = threading.Thread(target=resolve, daemon=True)  # getaddrinfo has no timeout of its own
+    worker.start()
+    worker.join(timeout_s)
+    return None if resolved == [True] else host  # no answer within timeout_s counts as unresolvable
 
 
 def _cache_dirs() -> list[Path]:
