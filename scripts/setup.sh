@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
 stamp=".venv/.olivine-setup-${extras//[^A-Za-z0-9_-]/_}"
-wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml scripts/datasets-no-deps.txt | sha256sum | cut -d' ' -f1)"
 if [ "${OLIVINE_SETUP_FORCE:-0}" != "1" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
   && .venv/bin/python -c "import olivine" 2>/dev/null; then
   echo "setup: .venv already has olivine[$extras] for this pyproject.toml"
@@ -21,4 +21,9 @@ fi
 # torch is pinned in pyproject (torch==2.13.0, the CPU wheel); never let pip pick a newer one.
 echo "setup: installing olivine[$extras] into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+if [ "$extras" = "dev" ]; then
+  # The Hub datasets path's test dependencies, without letting datasets' fsspec cap downgrade s3fs
+  # (see the file's header).
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/datasets-no-deps.txt
+fi
 echo "$wanted" > "$stamp"
