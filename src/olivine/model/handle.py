@@ -105,14 +105,28 @@ class ModelHandle:
         return sum(p.stat().st_size for p in self.files())
 
 
+#: external_data_files' answers by (path, device, inode, size, mtime): parsing a large model to find them
+#: took 0.05-2.8 s, and the size metric and a fidelity script each ask once per candidate.
+_EXTERNAL_NAMES: dict[tuple[str, int, int, int, int], frozenset[str]] = {}
+_EXTERNAL_NAMES_MAX = 256
+
+
 def external_data_files(onnx_file: Path) -> list[Path]:
     """The external-data files an ONNX file refers to (they live beside it)."""
-    import onnx
+    stat = onnx_file.stat()
+    key = (str(onnx_file.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    names = _EXTERNAL_NAMES.get(key)
+    if names is None:
+        import onnx
 
-    proto = onnx.load(str(onnx_file), load_external_data=False)
-    names: set[str] = set()
-    for tensor in proto.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                names.add(entry.value)
+        proto = onnx.load(str(onnx_file), load_external_data=False)
+        names = frozenset(
+            entry.value
+            for tensor in proto.graph.initializer
+            for entry in tensor.external_data
+            if entry.key == "location"
+        )
+        if len(_EXTERNAL_NAMES) >= _EXTERNAL_NAMES_MAX:
+            _EXTERNAL_NAMES.clear()
+        _EXTERNAL_NAMES[key] = names
     return sorted(onnx_file.parent / n for n in names if (onnx_file.parent / n).is_file())
