@@ -179,17 +179,18 @@ def cand(latency: float, spread: float, fidelity: float) -> dict[str, MetricValu
 def test_playoff_finalists_are_the_leader_and_those_near_it_or_tied_with_it() -> None:
     walk = [
         cand(14.26, 0.10, 0.9933),  # 0: leader
-        cand(15.50, 0.10, 0.9943),  # 1: 8.7% slower, not tied: within the 20% margin
+        cand(15.50, 0.10, 0.9943),  # 1: 8.7% slower, not tied: within a 20% margin
         cand(17.50, 0.10, 0.9950),  # 2: 22.7% slower and not tied
         cand(14.00, 0.10, 0.9800),  # 3: faster, but misses the fidelity goal
         None,  # 4: failed
         cand(18.00, 0.10, 0.9990),  # 5: 26% slower, not tied
         cand(18.00, 3.80, 0.9960),  # 6: 26% slower, tied (3.74 apart, spreads sum to 3.9)
     ]
-    assert playoff_finalists(walk, LAT_FID) == [0, 1, 6]
+    assert playoff_finalists(walk, LAT_FID, margin=0.20) == [0, 1, 6]
     assert playoff_finalists(walk, LAT_FID, margin=0.0) == [0, 6]
-    assert playoff_finalists(walk, LAT_FID, limit=2) == [0, 1]  # the closest to the leader first
-    assert playoff_finalists([walk[0], walk[5]], LAT_FID) == []  # nobody near: no playoff
+    assert playoff_finalists(walk, LAT_FID, margin=0.20, limit=2) == [0, 1]  # the closest first
+    assert playoff_finalists([walk[0], walk[5]], LAT_FID, margin=0.20) == []  # nobody near: no playoff
+    assert playoff_finalists([walk[0], walk[5]], LAT_FID) == [0, 1]  # the default margin is 50%
     assert playoff_finalists([walk[0]], LAT_FID) == []
 
 
@@ -210,8 +211,8 @@ def test_playoff_decides_the_best_from_its_own_paired_measurements() -> None:
     # In one run c0001 measured faster and not tied, so it won on latency ...
     walk = [cand(13.80, 0.10, 0.9933), cand(14.70, 0.15, 0.9943), cand(18.0, 0.2, 0.999)]
     assert best_index(walk, LAT_FID) == 0
-    finalists = playoff_finalists(walk, LAT_FID)
-    assert finalists == [0, 1]
+    assert playoff_finalists(walk, LAT_FID, margin=0.20) == [0, 1]
+    assert playoff_finalists(walk, LAT_FID) == [0, 1, 2]  # 18.0 ms is within the default 50%
     # ... re-timed head to head they are tied, so fidelity decides, whichever run it is.
     replay = {0: {"latency-avg": lat(14.26, 0.20)}, 1: {"latency-avg": lat(14.30, 0.25)}}
     assert best_index(walk, LAT_FID, replay) == 1

@@ -12,15 +12,14 @@ from onnx.external_data_helper import convert_model_to_external_data, uses_exter
 
 from olivine.passes.onnx_io import (
     ExternalDataConfig,
-    GraphWithoutWeights,
     _needs_external_data,
     _tensor_bytes,
-    _weights_in_place,
     check_onnx_file,
     publish_onnx_file,
     save_onnx_model,
     save_single_file,
 )
+from olivine.passes.onnx_wire import GraphWithoutWeights, weights_in_place
 
 
 def _model(weight_elems: int = 64) -> onnx.ModelProto:
@@ -218,7 +217,7 @@ def test_the_check_reads_weights_in_place_from_the_written_file(tmp_path: Path) 
     model = _rich_model()
     path = tmp_path / "model.onnx"
     save_single_file(model, path)
-    in_place = _weights_in_place(path)
+    in_place = weights_in_place(path)
     assert in_place is not None
     seen = onnx.ModelProto()
     seen.ParseFromString(in_place)
@@ -249,7 +248,7 @@ def test_the_check_refuses_weights_shorter_than_their_shape(tmp_path: Path) -> N
     model.graph.initializer[0].raw_data = model.graph.initializer[0].raw_data[:-4]
     path = tmp_path / "model.onnx"
     onnx.save_model(model, str(path))
-    assert _weights_in_place(path) is not None
+    assert weights_in_place(path) is not None
     with pytest.raises(ValueError, match=r"model\.onnx"):
         check_onnx_file(path)
 
@@ -269,7 +268,7 @@ def test_a_graph_given_twice_is_read_as_protobuf_merges_it(tmp_path: Path) -> No
     assert light is not None and light.proto.graph.name == "renamed"
     light.save(tmp_path / "out" / "model.onnx")
     assert onnx.load(str(tmp_path / "out" / "model.onnx")) == merged
-    in_place = _weights_in_place(path)
+    in_place = weights_in_place(path)
     assert in_place is not None
     seen = onnx.ModelProto()
     seen.ParseFromString(in_place)

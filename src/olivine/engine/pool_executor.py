@@ -28,6 +28,7 @@ footprint says where its untimed part ran (node, CPUs, threads seen outside them
   replaced; the search goes on. A cancel (the engine's stop event: SIGTERM to a job's worker) or any
   error ends the pool: workers get SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`. Workers exit by
   themselves when the engine's process goes away.
+- The worker processes' own side is :mod:`olivine.engine.pool_worker`.
 - Workers' log records are re-logged by the engine's process (so they reach the job's log), prefixed
   with the worker's number.
 """
@@ -41,14 +42,12 @@ import logging.handlers
 import math
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +55,10 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.events import EngineEvent, EvaluationFinished, PassFailed, PassFinished, PassStarted
 from olivine.engine.executor import SpreadSettings, spread_task_cpus
 from olivine.engine.phase import Phases
+from olivine.engine.pool_worker import PoolWorker
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import TaskRecipe, TaskResult, chain_keys, lost_candidate, shared_prefix
-from olivine.errors import ConfigError, HostError, OlivineError, PassRunError
+from olivine.errors import ConfigError, HostError, PassRunError
 from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
 
@@ -114,133 +114,6 @@ def local_spread(
     return SpreadSettings(workers=workers, num_cpus=float(cpus), executor="local")
 
 
-# ---- the worker process side -----------------------------------------------------------------------
-
-
-def serve_fd(fd: int, level: int, number: int) -> None:
-    """The entry point of a worker process (see :class:`_Process`): serve the engine on socket ``fd``."""
-    _serve(Connection(fd), level, number)
-
-
-def _serve(conn: Connection, level: int, number: int) -> None:
-    """A worker process: realise what the engine sends, one task at a time, until told to stop or the
-    engine goes away. Log records travel to the engine on the same pipe as the results."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the engine decides
-    lock = threading.Lock()
-
-    def send(message: tuple[str, Any]) -> None:
-        with lock:
-            conn.send(message)
-
-    root = logging.getLogger("olivine")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
-    handler.addFilter(_Prefix(f"[worker {number}] "))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    parent = os.getppid()
-    threading.Thread(target=_watch_parent, args=(parent,), name="olivine-pool-parent", daemon=True).start()
-    from olivine.engine import task_work
-
-    recipe: TaskRecipe | None = None
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        kind = message[0]
-        if kind == "stop":
-            return
-        if kind == "warm":  # the first message: import what the tasks will need, then say so
-            _warm(message[1])
-            send(("ready", os.getpid()))
-            continue
-        if kind == "recipe":
-            recipe = message[1]
-            continue
-        assert recipe is not None, "a task before the recipe"
-        try:
-            if kind == "input":  # the input model's untimed metrics
-                _, model_id, model, reference = message
-                reply: tuple[str, Any] = (
-                    "ok",
-                    _input_untimed(task_work.work_of(recipe), model_id, model, reference),
-                )
-            else:  # a candidate's untimed part (phase 1)
-                _, proposal, total, cpus = message
-                task_work.work_of(recipe).untimed_only = True
-                reply = ("ok", task_work.candidate_task(recipe, proposal, total, cpus))
-        except OlivineError as exc:
-            reply = ("olivine-error", exc)
-        except Exception as exc:  # a bug or a library error the task did not classify: this candidate fails
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        try:
-            send(reply)
-        except Exception as exc:  # the result could not be pickled
-            send(("error", f"the worker could not send its result: {type(exc).__name__}: {exc}"))
-
-
-def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, reference: bool) -> TaskResult:
-    """Evaluate the input model's untimed metrics (into the cache); its ``ran_on``: where and when."""
-    from olivine.engine.task_work import _own_cpus
-
-    assert work.evaluator is not None, "the input model's evaluation without an evaluator"
-    started = time.time()
-    # One CPU of its own and one thread (torch, OpenMP, onnxruntime): the engine's process runs the
-    # prefix meanwhile, single-threaded too (two OpenMP pools spinning on two shared cores crawl).
-    with _own_cpus(1):
-        evaluation = work.evaluator.evaluate(
-            model_id, model, "input model", time_it=lambda _: False, reference=reference
-        )
-    where = {
-        "node": socket.gethostname(),
-        "pid": os.getpid(),
-        "evaluated_here": not evaluation.cached,
-        "started": round(started, 3),
-        "ended": round(time.time(), 3),
-    }
-    return TaskResult(None, node=socket.gethostname(), ran_on=where)
-
-
-def _warm(modules: Sequence[str]) -> None:
-    """Import ``modules`` (those installed): a worker's first candidate then does not pay for them."""
-    import importlib
-
-    for name in modules:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-
-
-class _PipeQueue:
-    """The queue a :class:`logging.handlers.QueueHandler` puts records in: the pipe to the engine."""
-
-    def __init__(self, send: Any) -> None:
-        self.send = send
-
-    def put_nowait(self, record: logging.LogRecord) -> None:
-        self.send(("log", record))
-
-
-class _Prefix(logging.Filter):
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = f"{self.prefix}{record.getMessage()}"
-        record.args = None
-        return True
-
-
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:  # the engine's process is gone: nobody wants the result
-            os._exit(1)
-
-
 # ---- the engine side -------------------------------------------------------------------------------
 
 #: Libraries a worker imports as it starts (while the engine runs the shared prefix): these always
@@ -253,67 +126,6 @@ WARM_TORCH = ("torch", "transformers")
 def warm_modules(input_model: ModelHandle) -> list[str]:
     """What a new worker imports first (see :data:`WARM_ALWAYS`)."""
     return [*WARM_ALWAYS, *(WARM_TORCH if input_model.kind in ("hf", "pytorch") else ())]
-
-
-class _Process:
-    """A worker process: ``python -c`` running :func:`serve_fd` (not multiprocessing's spawn, which
-    re-runs the caller's ``__main__`` module in every worker: a script without a main guard would start
-    its search again there)."""
-
-    def __init__(self, fd: int, level: int, number: int) -> None:
-        code = f"from olivine.engine.pool_executor import serve_fd; serve_fd({fd}, {level}, {number})"
-        self.popen = subprocess.Popen(
-            [sys.executable or "python", "-c", code], pass_fds=(fd,), stdin=subprocess.DEVNULL
-        )
-        self.pid = self.popen.pid
-
-    def is_alive(self) -> bool:
-        return self.popen.poll() is None
-
-    @property
-    def exitcode(self) -> int | None:
-        return self.popen.poll()
-
-    def terminate(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.terminate()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.kill()
-
-    def join(self, timeout: float) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout)
-
-
-class _Worker:
-    def __init__(self, number: int) -> None:
-        self.number = number
-        parent_end, child_end = socket.socketpair()
-        level = logging.getLogger("olivine").getEffectiveLevel()
-        try:
-            self.process = _Process(child_end.fileno(), level, number)
-        finally:
-            child_end.close()
-        self.conn: Connection = Connection(parent_end.detach())
-        self.recipe: str | None = None  # the token of the recipe it was sent
-        self.ready = False  # it said it started (imports done, waiting for tasks)
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        self.conn.send(message)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.close()
-        if self.process.is_alive():
-            self.process.terminate()
-
-    def reap(self, deadline: float) -> None:
-        self.process.join(max(0.0, deadline - time.monotonic()))
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
 
 
 class LocalPoolExecutor:
@@ -338,7 +150,7 @@ class LocalPoolExecutor:
         # stops early (stop_when_goals_met, max_time) may have done the untimed work of up to a batch of
         # proposals the serial search would not have run; their results are dropped.
         self.width = self.workers * _QUEUE_FACTOR
-        self._pool: list[_Worker] = []
+        self._pool: list[PoolWorker] = []
         self._started = 0
         self._recipe: TaskRecipe | None = None
         self._done: set[str] = set()  # run keys known to be in the cache
@@ -374,18 +186,18 @@ class LocalPoolExecutor:
             )
         while len(self._pool) < self.workers:
             self._started += 1
-            worker = _Worker(self._started)
+            worker = PoolWorker(self._started)
             worker.send(("warm", warm_modules(self._recipe.input_model)))
             self._pool.append(worker)
 
-    def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _send(self, worker: PoolWorker, message: tuple[Any, ...]) -> None:
         assert self._recipe is not None
         if worker.recipe != self._recipe.token:
             worker.send(("recipe", self._recipe))
             worker.recipe = self._recipe.token
         worker.send(message)
 
-    def _drop(self, worker: _Worker) -> None:
+    def _drop(self, worker: PoolWorker) -> None:
         """Stop ``worker`` and take it out of the pool (:meth:`_prepare` starts a fresh one)."""
         if worker in self._pool:
             self._pool.remove(worker)
@@ -481,7 +293,7 @@ class LocalPoolExecutor:
         frees takes the next proposal. Invalid proposals are not sent."""
         queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
         idle = list(self._pool)
-        inflight: dict[int, tuple[_Worker, int]] = {}  # worker number -> (worker, index in the batch)
+        inflight: dict[int, tuple[PoolWorker, int]] = {}  # worker number -> (worker, index in the batch)
         finished: dict[int, TaskResult] = {}
         try:
             while queue or inflight:
@@ -601,7 +413,9 @@ class LocalPoolExecutor:
             return  # not an error here: each candidate runs it again and fails with its reason
         self._done.update(keys)
 
-    def _wait_any(self, busy: list[_Worker], stop: threading.Event | None) -> tuple[_Worker, TaskResult]:
+    def _wait_any(
+        self, busy: list[PoolWorker], stop: threading.Event | None
+    ) -> tuple[PoolWorker, TaskResult]:
         """The first of ``busy`` that answered or died (checking for a cancel meanwhile); log records
         and start-up notes that arrive meanwhile are handled here."""
         by_conn = {w.conn: w for w in busy}
@@ -623,7 +437,7 @@ class LocalPoolExecutor:
                         continue
                     return worker, _reply(kind, value)
 
-    def _died(self, worker: _Worker, stop: threading.Event | None) -> TaskResult:
+    def _died(self, worker: PoolWorker, stop: threading.Event | None) -> TaskResult:
         worker.process.join(_DEATH_GRACE_S)
         time.sleep(_DEATH_GRACE_S)  # a cancel that signals the whole process group killed it too: say so
         check_stop(stop)

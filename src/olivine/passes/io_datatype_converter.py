@@ -18,12 +18,12 @@ from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import (
     ExternalDataConfig,
-    GraphWithoutWeights,
     OnnxPass,
     load_onnx,
     onnx_output_handle,
     write_output,
 )
+from olivine.passes.onnx_wire import GraphWithoutWeights
 
 
 class OnnxIODataTypeConverterConfig(ExternalDataConfig):

@@ -51,8 +51,11 @@ Playoff = Mapping[int, Metrics]
 #: A candidate within this fraction of the leader's value on the first timed objective goes to the
 #: playoff (as does one tied with the leader). On the shared 2-vCPU build machine one quiet walk timed
 #: two int8 MiniLM models 12.8 and 14.2 ms that another timed 14.26 ms each, and at load 6-8 a walk timed
-#: two models 7.5 and 14.9 ms that a quiet walk timed 11.03 and 11.12 ms: 20% covers the quiet case.
-PLAYOFF_MARGIN = 0.20
+#: two models 7.5 and 14.9 ms that a quiet walk timed 11.03 and 11.12 ms. 20% covered the quiet case,
+#: but the fair search bench's serial run (load ~2.5) timed c0013 12.27 ms against c0009's 8.87 (38%)
+#: where three other walks put them within 6%, so the best flipped: 50% covers that; the closest
+#: :data:`PLAYOFF_MAX` still bound the cost.
+PLAYOFF_MARGIN = 0.50
 #: At most this many finalists (the leader and the closest others): each holds an open session while
 #: the playoff runs, and each adds its timed runs to the search's wall time.
 PLAYOFF_MAX = 4
