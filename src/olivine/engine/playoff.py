@@ -183,19 +183,13 @@ def _time_metric(
     from olivine.evaluate import metrics as m
     from olivine.evaluate.default_data import latency_data_config
     from olivine.evaluate.inference import samples_per_run, time_rounds
-    from olivine.evaluate.metric_configs import metric_data_config, timing_config
+    from olivine.evaluate.metric_configs import metric_data_config, session_options_of, timing_config
     from olivine.evaluate.results import metric_value
     from olivine.model.runner import open_runner
 
     workflow = evaluator.workflow
     timing = timing_config(metric)
-    settings = metric.user_config.inference_settings if metric.user_config else None
-    onnx_settings = settings.onnx if settings else None
-    session_options = (
-        onnx_settings.session_options.model_dump(exclude_none=True)
-        if onnx_settings and onnx_settings.session_options
-        else None
-    )
+    session_options = session_options_of(metric)
     opened = []
     for candidate in finalists:
         assert candidate.model is not None

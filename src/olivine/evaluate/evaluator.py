@@ -32,7 +32,12 @@ from olivine.errors import EvaluationError, UserInputError
 from olivine.evaluate import metrics as m
 from olivine.evaluate.default_data import latency_data_config
 from olivine.evaluate.inference import ModelOutput, run_for_predictions, samples_per_run, time_rounds
-from olivine.evaluate.metric_configs import metric_data_config, parse_metric_config, timing_config
+from olivine.evaluate.metric_configs import (
+    metric_data_config,
+    parse_metric_config,
+    session_options_of,
+    timing_config,
+)
 from olivine.evaluate.results import MetricValue, metric_value, result_key
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
@@ -82,13 +87,7 @@ class _Session:
 
     def runner(self, metric: MetricConfig) -> Runner:
         """A runner for ``metric`` (shared unless the metric sets its own onnxruntime session options)."""
-        settings = metric.user_config.inference_settings if metric.user_config else None
-        onnx_settings = settings.onnx if settings else None
-        session_options = (
-            onnx_settings.session_options.model_dump(exclude_none=True)
-            if onnx_settings and onnx_settings.session_options
-            else None
-        )
+        session_options = session_options_of(metric)
         key = json.dumps(session_options, sort_keys=True, default=str)
         if key not in self._runners:
             self._runners[key] = open_runner(self.model, self.accelerator, session_options=session_options)

@@ -126,6 +126,16 @@ def _check_hf_metric(config: HfMetricConfig, name: str, index: int) -> None:
         )
 
 
+def session_options_of(metric: MetricConfig) -> dict[str, Any] | None:
+    """The onnxruntime session options ``metric`` sets in ``user_config.inference_settings.onnx``, as a
+    dict without unset keys (None when it sets none)."""
+    settings = metric.user_config.inference_settings if metric.user_config else None
+    onnx_settings = settings.onnx if settings else None
+    if onnx_settings and onnx_settings.session_options:
+        return onnx_settings.session_options.model_dump(exclude_none=True)
+    return None
+
+
 def timing_config(metric: MetricConfig) -> LatencyConfig:
     """Olive's rule: the first sub-type that has a ``metric_config`` sets warmup / repeat / sleep."""
     for i, sub in enumerate(metric.sub_types):

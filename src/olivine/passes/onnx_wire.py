@@ -72,14 +72,14 @@ class GraphWithoutWeights:
 
         import onnx
 
-        if path.suffix.lower() != ".onnx" or not path.is_file() or path.stat().st_size == 0:
+        if not path.is_file() or not _one_file_onnx(path):
             return None
         with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             try:
-                fields = _wire_fields(data, 0, len(data))
-                graph_fields = _graph_fields(data, fields)
-                if graph_fields is None:
+                parsed = _model_fields(data)
+                if parsed is None:
                     return None
+                fields, graph_fields = parsed
                 spans = [(f[4], f[3] - f[4]) for f in graph_fields if f[0] == 5]
                 if not spans or any(f[1] != 2 for f in graph_fields if f[0] == 5):
                     return None
@@ -155,6 +155,21 @@ def _wire_fields(data: Any, pos: int, end: int) -> list[tuple[int, int, int, int
     return fields
 
 
+def _one_file_onnx(path: Path) -> bool:
+    return path.suffix.lower() == ".onnx" and path.stat().st_size > 0
+
+
+Fields = list[tuple[int, int, int, int, int]]
+
+
+def _model_fields(data: Any) -> tuple[Fields, Fields] | None:
+    """The fields of the ``ModelProto`` in ``data`` and those of its graph (see :func:`_graph_fields`),
+    or None when it has no graph. Raises :class:`_NotWireFormat` on bytes this reader does not follow."""
+    fields = _wire_fields(data, 0, len(data))
+    graph_fields = _graph_fields(data, fields)
+    return None if graph_fields is None else (fields, graph_fields)
+
+
 def _graph_fields(data: Any, fields: list[tuple[int, int, int, int, int]]) -> list[Any] | None:
     """The fields of the model's graph (``ModelProto.graph``, 7), or None if it has none. A graph given
     more than once (a file with fields appended, as :mod:`~olivine.passes.add_metadata` writes) is one
@@ -226,14 +241,14 @@ def weights_in_place(path: Path) -> bytes | None:
     import onnx
     from google.protobuf.message import DecodeError
 
-    if path.suffix.lower() != ".onnx" or path.stat().st_size == 0:
+    if not _one_file_onnx(path):
         return None
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         try:
-            fields = _wire_fields(data, 0, len(data))
-            graph_fields = _graph_fields(data, fields)
-            if graph_fields is None:
+            parsed = _model_fields(data)
+            if parsed is None:
                 return None
+            fields, graph_fields = parsed
             model = bytearray()
             for number, _, _, field_end, field_start in fields:
                 if number != 7:
