@@ -87,10 +87,7 @@ class GraphWithoutWeights:
                     return None
             except _NotWireFormat:
                 return None
-            light = bytearray()
-            for number, _, _, field_end, field_start in fields:
-                if number != 7:
-                    light += data[field_start:field_end]
+            light = _outside_graph(data, fields)
             graph_head = b"".join(data[f[4] : f[3]] for f in graph_fields if f[0] != 5)
             light += GRAPH_KEY + varint(len(graph_head)) + graph_head
         proto = onnx.ModelProto()
@@ -168,6 +165,15 @@ def _model_fields(data: Any) -> tuple[Fields, Fields] | None:
     fields = _wire_fields(data, 0, len(data))
     graph_fields = _graph_fields(data, fields)
     return None if graph_fields is None else (fields, graph_fields)
+
+
+def _outside_graph(data: Any, fields: Fields) -> bytearray:
+    """The bytes of every model field but the graph (``ModelProto.graph``, 7), keys included, in order."""
+    out = bytearray()
+    for number, _, _, field_end, field_start in fields:
+        if number != 7:
+            out += data[field_start:field_end]
+    return out
 
 
 def _graph_fields(data: Any, fields: list[tuple[int, int, int, int, int]]) -> list[Any] | None:
@@ -249,10 +255,7 @@ def weights_in_place(path: Path) -> bytes | None:
             if parsed is None:
                 return None
             fields, graph_fields = parsed
-            model = bytearray()
-            for number, _, _, field_end, field_start in fields:
-                if number != 7:
-                    model += data[field_start:field_end]
+            model = _outside_graph(data, fields)
             graph = bytearray()
             for number, wire, payload, field_end, field_start in graph_fields:
                 if number != 5 or wire != 2:
