@@ -57,7 +57,14 @@ from olivine.engine.executor import SpreadSettings, spread_task_cpus
 from olivine.engine.phase import Phases
 from olivine.engine.pool_worker import PoolWorker
 from olivine.engine.realise import CandidateWork, check_stop
-from olivine.engine.task_work import TaskRecipe, TaskResult, chain_keys, lost_candidate, shared_prefix
+from olivine.engine.task_work import (
+    TaskRecipe,
+    TaskResult,
+    chain_keys,
+    lost_candidate,
+    shared_prefix,
+    warm_modules,
+)
 from olivine.errors import ConfigError, HostError, PassRunError
 from olivine.search.space import ResolvedPass
 from olivine.search.strategy import Proposal
@@ -115,17 +122,6 @@ def local_spread(
 
 
 # ---- the engine side -------------------------------------------------------------------------------
-
-#: Libraries a worker imports as it starts (while the engine runs the shared prefix): these always
-#: (every ONNX candidate is evaluated with them), and :data:`WARM_TORCH` when the input model is a
-#: PyTorch / Hugging Face model (a conversion, a tokenizer or a reference in a user script needs them).
-WARM_ALWAYS = ("numpy", "onnx", "onnxruntime", "onnxruntime.quantization")
-WARM_TORCH = ("torch", "transformers")
-
-
-def warm_modules(input_model: ModelHandle) -> list[str]:
-    """What a new worker imports first (see :data:`WARM_ALWAYS`)."""
-    return [*WARM_ALWAYS, *(WARM_TORCH if input_model.kind in ("hf", "pytorch") else ())]
 
 
 class LocalPoolExecutor:

@@ -15,11 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from olivine.engine.task_work import TaskRecipe, TaskResult
+from olivine.engine.task_work import TaskRecipe, TaskResult, import_modules
 from olivine.errors import OlivineError
 
 if TYPE_CHECKING:
@@ -67,7 +66,7 @@ def _serve(conn: Connection, level: int, number: int) -> None:
         if kind == "stop":
             return
         if kind == "warm":  # the first message: import what the tasks will need, then say so
-            _warm(message[1])
+            import_modules(message[1])
             send(("ready", os.getpid()))
             continue
         if kind == "recipe":
@@ -115,15 +114,6 @@ def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, refer
         "ended": round(time.time(), 3),
     }
     return TaskResult(None, node=socket.gethostname(), ran_on=where)
-
-
-def _warm(modules: Sequence[str]) -> None:
-    """Import ``modules`` (those installed): a worker's first candidate then does not pay for them."""
-    import importlib
-
-    for name in modules:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
 
 
 class _PipeQueue:

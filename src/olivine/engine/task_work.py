@@ -363,18 +363,24 @@ def warm_modules(input_model: ModelHandle) -> tuple[str, ...]:
     return WARM_MODULES + (WARM_TORCH_MODULES if input_model.kind != "onnx" else ())
 
 
+def import_modules(names: Sequence[str]) -> None:
+    """Import ``names`` (those that import: one not installed, or broken here, is left for the candidates
+    to report), so that a task process's first candidate does not pay for them."""
+    import importlib
+
+    for name in names:
+        with suppress(Exception):
+            importlib.import_module(name)
+
+
 def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> TaskResult:
     """Prepare a task process for the search's candidates on ``ceil(cpus)`` CPUs of its own: import
     ``libraries`` (those the search's passes and evaluation use) and build the search's runner and
     evaluator, so that its first candidate does not pay them. Nothing is measured."""
-    import importlib
-
     started = time.time()
     with _own_cpus(cpus) as watcher:
         work_of(recipe)
-        for name in libraries:
-            with suppress(Exception):  # not installed, or broken here: the candidates will say so
-                importlib.import_module(name)
+        import_modules(libraries)
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, started))
 
 
