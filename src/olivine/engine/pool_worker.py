@@ -18,12 +18,11 @@ import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from olivine.engine.task_work import TaskRecipe, TaskResult, import_modules
+from olivine.engine.task_work import TaskRecipe, import_modules
 from olivine.errors import OlivineError
 
 if TYPE_CHECKING:
-    from olivine.engine.realise import CandidateWork
-    from olivine.model.handle import ModelHandle
+    pass
 
 
 # ---- inside a worker process -----------------------------------------------------------------------
@@ -76,9 +75,12 @@ def _serve(conn: Connection, level: int, number: int) -> None:
         try:
             if kind == "input":  # the input model's untimed metrics
                 _, model_id, model, reference = message
+                # One CPU of its own and one thread (torch, OpenMP, onnxruntime): the engine's process
+                # runs the prefix meanwhile, single-threaded too (two OpenMP pools spinning on two
+                # shared cores crawl).
                 reply: tuple[str, Any] = (
                     "ok",
-                    _input_untimed(task_work.work_of(recipe), model_id, model, reference),
+                    task_work.input_task(recipe, model_id, model, reference, 1, untimed_only=True),
                 )
             else:  # a candidate's untimed part (phase 1)
                 _, proposal, total, cpus = message
@@ -92,28 +94,6 @@ def _serve(conn: Connection, level: int, number: int) -> None:
             send(reply)
         except Exception as exc:  # the result could not be pickled
             send(("error", f"the worker could not send its result: {type(exc).__name__}: {exc}"))
-
-
-def _input_untimed(work: CandidateWork, model_id: str, model: ModelHandle, reference: bool) -> TaskResult:
-    """Evaluate the input model's untimed metrics (into the cache); its ``ran_on``: where and when."""
-    from olivine.engine.task_work import _own_cpus
-
-    assert work.evaluator is not None, "the input model's evaluation without an evaluator"
-    started = time.time()
-    # One CPU of its own and one thread (torch, OpenMP, onnxruntime): the engine's process runs the
-    # prefix meanwhile, single-threaded too (two OpenMP pools spinning on two shared cores crawl).
-    with _own_cpus(1):
-        evaluation = work.evaluator.evaluate(
-            model_id, model, "input model", time_it=lambda _: False, reference=reference
-        )
-    where = {
-        "node": socket.gethostname(),
-        "pid": os.getpid(),
-        "evaluated_here": not evaluation.cached,
-        "started": round(started, 3),
-        "ended": round(time.time(), 3),
-    }
-    return TaskResult(None, node=socket.gethostname(), ran_on=where)
 
 
 class _PipeQueue:

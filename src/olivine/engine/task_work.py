@@ -303,6 +303,7 @@ def candidate_task(recipe: TaskRecipe, proposal: Proposal, total: int | None, cp
 def _ran_on(watcher: _Watcher, started: float, **more: Any) -> dict[str, Any]:
     return {
         "node": socket.gethostname(),
+        "pid": os.getpid(),
         "cpus": list(watcher.cpus),
         "threads_outside": len(watcher.outside),
         **more,
@@ -337,16 +338,27 @@ def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float)
 
 
 def input_task(
-    recipe: TaskRecipe, model_id: str, model: ModelHandle, reference: bool, cpus: float
+    recipe: TaskRecipe,
+    model_id: str,
+    model: ModelHandle,
+    reference: bool,
+    cpus: float,
+    *,
+    untimed_only: bool = False,
 ) -> TaskResult:
     """Evaluate the search's input model on ``ceil(cpus)`` CPUs of its own (its timed metrics share no
     CPU with other work); the result's ``evaluation`` is what the engine's process would have measured
-    and ``ran_on`` says where. An evaluation error is raised (it ends the workflow, as in the engine)."""
+    and ``ran_on`` says where. An evaluation error is raised (it ends the workflow, as in the engine).
+    ``untimed_only``: its untimed metrics only, into the cache (the local pool times it afterwards in the
+    engine's process)."""
     started = time.time()
     with _own_cpus(cpus) as watcher:
         work = work_of(recipe)
         assert work.evaluator is not None, "an input task without an evaluator"
-        evaluation = work.evaluator.evaluate(model_id, model, "input model", reference=reference)
+        time_it = (lambda _: False) if untimed_only else None
+        evaluation = work.evaluator.evaluate(
+            model_id, model, "input model", time_it=time_it, reference=reference
+        )
     where = _ran_on(watcher, started, evaluated_here=not evaluation.cached)
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
 
