@@ -144,13 +144,7 @@ class JobReporter:
 
     def publish(self) -> None:
         """Rewrite both copies of ``status.json``; a hiccup is logged, not fatal (the next write retries)."""
-        with self._lock:
-            self.status = self.status.evolve(updated_at=utc_now().isoformat())
-            snapshot = self.status
-        try:
-            snapshot.write(self.folder.status)
-        except OSError as exc:
-            logger.warning("could not write %s: %s", self.folder.status, exc)
+        snapshot = self._write_local()
         if self.exporter is None:
             return
         try:
@@ -173,6 +167,10 @@ class JobReporter:
     def finish(self) -> None:
         """Write the status to the job folder only (the final state goes there after the export is
         sealed, so a local reader that sees it final knows the export is complete)."""
+        self._write_local()
+
+    def _write_local(self) -> WorkerStatus:
+        """Stamp ``updated_at`` and write the job folder's copy; return the snapshot written."""
         with self._lock:
             self.status = self.status.evolve(updated_at=utc_now().isoformat())
             snapshot = self.status
@@ -180,6 +178,7 @@ class JobReporter:
             snapshot.write(self.folder.status)
         except OSError as exc:
             logger.warning("could not write %s: %s", self.folder.status, exc)
+        return snapshot
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
