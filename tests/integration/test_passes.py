@@ -308,7 +308,11 @@ def test_dynamic_quantization_stores_uint8_weights(
         ("OnnxConversion", {"target_opset": 3}, "target_opset"),
         ("OnnxConversion", {"device": "cuda"}, "device"),
         ("OnnxConversion", {"torch_dtype": "int8"}, "torch_dtype"),
-        ("OnnxConversion", {"save_metadata_for_token_generation": True}, "not supported"),
+        (
+            "OnnxConversion",
+            {"save_metadata_for_token_generation": "maybe"},
+            "save_metadata_for_token_generation",
+        ),
         ("OnnxConversion", {"use_dynamo": True}, "use_dynamo"),
         ("OrtTransformersOptimization", {"use_gpu": True}, "CPU"),
         ("OrtTransformersOptimization", {"opt_level": 5}, "opt_level"),

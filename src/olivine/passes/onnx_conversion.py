@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class OnnxConversionConfig(ExternalDataConfig):
-    """Olive's ``OnnxConversion`` parameters. GPU and generation options are rejected."""
+    """Olive's ``OnnxConversion`` parameters. GPU options are rejected."""
 
     target_opset: int = 20
     use_dynamo_exporter: bool = False
@@ -47,6 +47,9 @@ class OnnxConversionConfig(ExternalDataConfig):
     #: An HfModel's adapter (adapter_path) is merged into the weights when the model loads, whatever this
     #: says: the same outputs as Olive's unmerged export, without its separate LoRA operators.
     merge_adapter_weights: bool = False
+    #: For an HfModel, write its config.json, generation_config.json and tokenizer files beside model.onnx
+    #: (Olive's ``HfMixin.save_metadata``), what a token-generation runtime loads with the graph. Olive
+    #: ignores it for a PyTorchModel, and so does Olivine.
     save_metadata_for_token_generation: bool = False
     optimize: bool = True
     dynamic: bool = True
@@ -59,15 +62,6 @@ class OnnxConversionConfig(ExternalDataConfig):
     def _opset_range(cls, value: int) -> int:
         if not 7 <= value <= 25:
             raise ValueError(f"target_opset must be between 7 and 25, got {value}")
-        return value
-
-    @field_validator("save_metadata_for_token_generation")
-    @classmethod
-    def _no_generation(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "save_metadata_for_token_generation (generative models) is not supported by Olivine"
-            )
         return value
 
 
@@ -118,6 +112,25 @@ class OnnxConversion(OnnxPass):
         io_config = {**io_config, "output_names": [o.name for o in proto.graph.output]}
         io_config.pop("dynamic_shapes", None)
         attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
+        return self._finish(model, cfg, output_dir, attributes, ctx)
+
+    def _finish(
+        self,
+        model: ModelHandle,
+        cfg: OnnxConversionConfig,
+        output_dir: Path,
+        attributes: dict[str, Any],
+        ctx: PassContext,
+    ) -> ModelHandle:
+        if cfg.save_metadata_for_token_generation and model.kind == "hf":
+            try:
+                names = save_token_generation_metadata(model, output_dir)
+            except Exception as exc:  # transformers raises OSError, ValueError, ... on a broken folder
+                raise PassRunError(self.name, f"save_metadata_for_token_generation failed: {exc}") from exc
+            # Olive lists them in model_attributes.additional_files (absolute paths it copies to the output);
+            # here they sit in the model's folder, which travels with the model, and the output folder gets
+            # the HF input's files anyway (engine/output.py).
+            ctx.logger.info("token-generation metadata beside the model: %s", ", ".join(names))
         return onnx_output_handle(model, output_dir, ONNX_FILE_NAME, attributes)
 
     def _run_with_past(
@@ -138,7 +151,7 @@ class OnnxConversion(OnnxPass):
                 raise PassRunError(self.name, f"KV-cache export (dynamo) failed: {exc}") from exc
             publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
-        return onnx_output_handle(model, output_dir, ONNX_FILE_NAME, attributes)
+        return self._finish(model, cfg, output_dir, attributes, ctx)
 
 
 def _cast(
@@ -270,3 +283,53 @@ def _hf_attributes(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any
     if model.config.get("task"):
         attributes["hf_task"] = model.config["task"]
     return attributes
+
+
+def save_token_generation_metadata(model: ModelHandle, output_dir: Path) -> list[str]:
+    """Write an HF model's ``config.json``, ``generation_config.json`` (when it has one) and tokenizer files
+    into ``output_dir``; return the names written. Olive's ``HfMixin.save_metadata`` (olive-ai 0.13): files
+    already there are kept, a tokenizer without a pad token gets the EOS token as pad token, and the Python
+    files of a custom (``auto_map``) model come along so ``trust_remote_code`` loads still work."""
+    import shutil
+
+    import transformers
+
+    source = Path(str(model.model_path))
+    load_kwargs = model.config.get("load_kwargs") or {}
+    trust = bool(load_kwargs.get("trust_remote_code"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    if not (output_dir / "config.json").is_file():
+        hf_config = transformers.AutoConfig.from_pretrained(
+            source, trust_remote_code=trust, local_files_only=True
+        )
+        for module_file in _auto_map_files(hf_config, source):
+            shutil.copyfile(module_file, output_dir / module_file.name)
+            written.append(module_file.name)
+        hf_config.save_pretrained(output_dir)
+    written.append("config.json")
+    if not (output_dir / "generation_config.json").is_file():
+        try:
+            generation = transformers.GenerationConfig.from_pretrained(source, local_files_only=True)
+        except OSError:  # not a generative model: Olive writes none either
+            generation = None
+        if generation is not None:
+            generation.save_pretrained(output_dir)
+            written.append("generation_config.json")
+    if not (output_dir / "tokenizer_config.json").is_file():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust, local_files_only=True
+        )
+        if getattr(tokenizer, "pad_token", None) is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        saved = tokenizer.save_pretrained(output_dir)
+        written += [Path(p).name for p in saved if Path(p).is_file()]
+    return sorted(set(written))
+
+
+def _auto_map_files(hf_config: Any, source: Path) -> list[Path]:
+    """The local module files a custom model's ``auto_map`` names (``configuration_x.Config`` -> x.py)."""
+    auto_map = getattr(hf_config, "auto_map", None) or {}
+    refs = [r for v in auto_map.values() for r in (v if isinstance(v, list | tuple) else [v])]
+    names = {r.split("--")[-1].split(".")[0] for r in refs if isinstance(r, str)}
+    return sorted(source / f"{name}.py" for name in names if (source / f"{name}.py").is_file())
