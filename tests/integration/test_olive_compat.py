@@ -914,3 +914,39 @@ def test_text2text_generation_with_past_is_refused_at_validation_naming_the_task
     message = info.value.message
     assert "task 'text2text-generation-with-past' (an encoder-decoder model" in message
     assert "supported: audio-classification" in message and "text2text-generation," not in message
+
+
+@pytest.mark.parametrize(
+    ("task", "cache"),
+    [("seq2seq-lm-with-past", True), ("text2text-generation", True), ("seq2seq-lm", False)],
+)
+def test_encoder_decoder_tasks_and_olive_synonyms_are_refused_at_validation(
+    tmp_path: Path, task: str, cache: bool
+) -> None:
+    from tiny_models import write_tiny_bert
+
+    model = {**write_tiny_bert(tmp_path / "bert"), "task": task}
+    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "input_model.task"
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(str(tmp_path / "cfg.json"))
+    assert f"task '{task}' (an encoder-decoder model exported" in line
+    assert ("with its KV cache" in line) == cache
+
+
+def test_olive_synonym_causal_lm_with_past_exports_with_the_kv_cache(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from tiny_models import write_tiny_llama
+
+    model = {**write_tiny_llama(tmp_path / "llama"), "task": "causal-lm-with-past"}
+    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    inputs = [i.name for i in session.get_inputs()]
+    assert inputs[:2] == ["input_ids", "attention_mask"] and "past_key_values.1.value" in inputs
+    assert "present.1.key" in [o.name for o in session.get_outputs()]

@@ -167,7 +167,7 @@ class HfModelConfig(StrictModel):
         # Olive reads io_config.kv_cache for with-past exports; Olivine's export derives the cache layout
         # from the model's config (Olive's names), so the setting only has to agree with the task.
         kv_cache = isinstance(self.io_config, IOConfig) and self.io_config.kv_cache
-        if kv_cache and not self.task.endswith("-with-past"):
+        if kv_cache and self.task not in ("text-generation-with-past", "causal-lm-with-past"):
             raise ValueError(
                 f"io_config.kv_cache needs task text-generation-with-past (task is '{self.task}')"
             )

@@ -3,8 +3,9 @@
 Olive's default task, when an ``HfModel`` has none, is ``text-generation-with-past`` (``DEFAULT_HF_TASK``
 in ``olive/common/constants.py`` since 0.7, when ``HfModel`` appeared). Olive exports such a model with
 its KV cache as inputs and outputs, and so does Olivine (:mod:`olivine.passes.kv_export`).
-``text2text-generation-with-past`` (encoder-decoder models) is refused at validation whenever the workflow
-has to load the model (a conversion, or evaluating the input model). Passes that read the model folder
+``text2text-generation[-with-past]`` (encoder-decoder models; Olive's ``seq2seq-lm`` synonyms too) is
+refused at validation whenever the workflow has to load the model (a conversion, or evaluating the input
+model). Passes that read the model folder
 themselves (ModelBuilder) do not care.
 """
 
@@ -38,12 +39,19 @@ TASKS: dict[str, TaskSpec] = {
     "causal-lm": TaskSpec("AutoModelForCausalLM"),
     # Exported with the KV cache (past_key_values.* in, present.* out), as Olive does.
     "text-generation-with-past": TaskSpec("AutoModelForCausalLM"),
+    "causal-lm-with-past": TaskSpec("AutoModelForCausalLM"),
     "image-classification": TaskSpec("AutoModelForImageClassification", "image"),
     "zero-shot-image-classification": TaskSpec("AutoModelForZeroShotImageClassification", "text+image"),
     "audio-classification": TaskSpec("AutoModelForAudioClassification", "audio"),
 }
 
-_WITH_PAST = ("text2text-generation-with-past",)
+#: Encoder-decoder tasks and Olive's synonyms for them (olive/common/hf/io_config/tasks.py).
+_ENCODER_DECODER = (
+    "text2text-generation-with-past",
+    "text2text-generation",
+    "seq2seq-lm-with-past",
+    "seq2seq-lm",
+)
 
 
 def unsupported_reason(task: str, *, given: bool) -> str | None:
@@ -56,11 +64,13 @@ def unsupported_reason(task: str, *, given: bool) -> str | None:
     if task in TASKS:
         return None
     origin = f"task '{task}'" if given else f"no 'task' means Olive's default '{task}', which"
-    if task in _WITH_PAST:
-        # Olive exports the encoder and the decoder with its self- and cross-attention cache; Olivine's
-        # KV-cache export covers decoder-only models (text-generation-with-past) only.
+    if task in _ENCODER_DECODER:
+        # Olive 0.13 exports an encoder-decoder model as one graph (input_ids, attention_mask,
+        # decoder_input_ids, the decoder's self-attention cache -> logits, present.*); Olivine's exports
+        # cover encoder-only and decoder-only models.
+        cache = " with its KV cache" if "with-past" in task or task == "text2text-generation" else ""
         return (
-            f"{origin} (an encoder-decoder model exported with its KV cache) is not supported by Olivine; "
+            f"{origin} (an encoder-decoder model exported{cache}) is not supported by Olivine; "
             f"supported: {', '.join(sorted(TASKS))}"
         )
     return f"{origin} is not supported by Olivine; supported: {', '.join(sorted(TASKS))}"

@@ -20,7 +20,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-WITH_PAST_TASKS = ("text-generation-with-past",)
+#: Olive 0.13 maps ``causal-lm-with-past`` (its optimum-era name) to ``text-generation-with-past``.
+WITH_PAST_TASKS = ("text-generation-with-past", "causal-lm-with-past")
 
 
 @dataclass(frozen=True)
