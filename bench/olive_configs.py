@@ -7,7 +7,8 @@ Usage::
 
 ``collect`` reads the git snapshots of github:microsoft/Olive (every release tag's examples, tests and docs)
 and github:microsoft/olive-recipes (as fetched by the session's ``fetch`` tool, bare git dirs), keeps every
-JSON/YAML file that is a run config (``input_model`` + ``passes``), deduplicated by content, extracts the
+JSON/YAML file that is a run config (``input_model`` + ``passes``), and every ```json / ```yaml block of a
+Markdown page that is one (Olive's docs), deduplicated by content, extracts the
 files of its folder (user scripts, data files) beside it, and writes the config with its model source
 swapped for a tiny local model built in code (``tests/tiny_models.py``): an ``HfModel`` gets a tiny BERT
 (or a tiny Llama for text-generation tasks), a ``PyTorchModel`` a tiny MLP script that defines the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import re
@@ -292,32 +294,51 @@ def collect(work: Path, olive: Path, recipes: Path, refs: tuple[str, ...] = OLIV
         by_dir: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
         for row in tree:
             by_dir[os.path.dirname(row[0])].append(row)
-        for path, sha, size in tree:
-            if not path.endswith((".json", ".yaml", ".yml")) or size > _MAX_EXTRACT_BYTES or sha in seen:
+        for path, blob, size in tree:
+            if not path.endswith(_CONFIG_SUFFIXES) or size > _MAX_EXTRACT_BYTES:
                 continue
-            text = _git(gitdir, "cat-file", "blob", sha)
-            data = _parse(path, text)
-            if not _is_run_config(data):
-                continue
-            seen.add(sha)
-            folder = work / "src" / source / ref / os.path.dirname(path)
-            _extract_dir(gitdir, by_dir[os.path.dirname(path)], folder)
-            kind = swap_model(data, folder, tiny, sha)
-            name = f"olivine-corpus-{sha[:10]}.json"
-            (folder / name).write_text(json.dumps(data, indent=2))
-            index.append(
-                {
-                    "id": sha[:10],
-                    "source": source,
-                    "ref": ref,
-                    "path": path,
-                    "model": kind,
-                    "config": str((folder / name).relative_to(work)),
-                }
-            )
+            for sha, data in _configs_in(gitdir, path, blob):
+                if sha in seen:
+                    continue
+                seen.add(sha)
+                folder = work / "src" / source / ref / os.path.dirname(path)
+                _extract_dir(gitdir, by_dir[os.path.dirname(path)], folder)
+                kind = swap_model(data, folder, tiny, sha)
+                name = f"olivine-corpus-{sha[:10]}.json"
+                (folder / name).write_text(json.dumps(data, indent=2))
+                index.append(
+                    {
+                        "id": sha[:10],
+                        "source": source,
+                        "ref": ref,
+                        "path": path,
+                        "model": kind,
+                        "config": str((folder / name).relative_to(work)),
+                    }
+                )
     (work / "index.json").write_text(json.dumps(index, indent=2))
     print(f"collected {len(index)} run configs into {work}")
     return 0
+
+
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".md")
+#: A fenced code block of a Markdown page (Olive's docs show whole run configs in ```json / ```yaml blocks).
+_FENCE = re.compile(r"^```[ \t]*(json|yaml|yml)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _configs_in(gitdir: Path, path: str, blob: str) -> list[tuple[str, Any]]:
+    """(content id, run config) of a config file, or of each run-config code block of a Markdown page."""
+    text = _git(gitdir, "cat-file", "blob", blob)
+    if not path.endswith(".md"):
+        data = _parse(path, text)
+        return [(blob, data)] if _is_run_config(data) else []
+    found = []
+    for match in _FENCE.finditer(text.decode("utf-8", "replace")):
+        block = match.group(2)
+        data = _parse(f"block.{match.group(1)}", block.encode())
+        if _is_run_config(data):
+            found.append((hashlib.sha1(block.encode()).hexdigest(), data))
+    return found
 
 
 def _extract_dir(gitdir: Path, rows: list[tuple[str, str, int]], folder: Path) -> None:

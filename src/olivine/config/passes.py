@@ -1,5 +1,8 @@
 """Pass entries (``passes: {name: {type, ...}}``). Parameters are validated against each pass's own config
-model when the workflow is resolved; here they are collected flat."""
+model when the workflow is resolved; here they are collected flat.
+
+Olive 0.13's per-pass ``host`` and ``evaluator`` are read here and given their meaning by
+:func:`olivine.config.workflow.RunConfig` (see ``_pass_overrides`` there)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from typing import Any
 from pydantic import model_validator
 
 from olivine.config.base import StrictModel
+from olivine.config.evaluators import EvaluatorConfig
+from olivine.config.systems import SystemConfig, normalize_system
+from olivine.config.typed import prefixed
 
 DEFAULT_VALUE = "DEFAULT_VALUE"
 SEARCHABLE_VALUES = "SEARCHABLE_VALUES"
@@ -18,8 +24,10 @@ _ENTRY_KEYS = {"type", "config", "host", "evaluator", "output_name", "clean_run_
 class PassEntry(StrictModel):
     type: str
     config: dict[str, Any] = {}
-    host: Any = None
-    evaluator: Any = None
+    #: Olive's per-pass host: a name in ``systems`` or an inline system (only a LocalSystem is accepted).
+    host: str | SystemConfig | None = None
+    #: Olive's per-pass evaluator: a name in ``evaluators`` or an inline evaluator.
+    evaluator: str | EvaluatorConfig | None = None
     output_name: str | None = None
     clean_run_cache: bool = False
     disable_search: bool | None = None
@@ -37,10 +45,6 @@ class PassEntry(StrictModel):
                     raise ValueError(f"'{key}' is given both flat and under 'config'")
                 params[key] = val
         out["config"] = params
+        if isinstance(out.get("host"), dict):
+            out["host"] = prefixed("host", normalize_system, out["host"])
         return out
-
-    @model_validator(mode="after")
-    def _unsupported(self) -> PassEntry:
-        if self.host is not None or self.evaluator is not None:
-            raise ValueError("per-pass 'host' / 'evaluator' overrides are not supported by Olivine yet")
-        return self

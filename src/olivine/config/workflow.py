@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -19,6 +20,8 @@ from olivine.config.resources import plain_paths
 from olivine.config.systems import SYSTEM_TYPES, SystemConfig, normalize_system, olive_only_type
 from olivine.config.typed import prefixed
 from olivine.errors import ConfigError, NotSupportedError
+
+logger = logging.getLogger(__name__)
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: A workflow id becomes a folder name (and ``<id>/<timestamp>.json`` on datastores); far below NAME_MAX.
@@ -102,6 +105,77 @@ class RunConfig(StrictModel):
                     path=path,
                 )
         return self
+
+    @model_validator(mode="after")
+    def _pass_overrides(self) -> RunConfig:
+        """Olive 0.13's per-pass ``host`` and ``evaluator`` (``RunPassConfig``), as its engine uses them.
+
+        Olive evaluates a flow's output with the evaluator of its last pass (``evaluator_for_pass``), else the
+        engine's: the last pass's evaluator becomes the engine's; one on another pass is never used by Olive
+        and draws a warning. A per-pass host that is a LocalSystem runs the pass where the workflow runs
+        (Olivine runs every pass there); any other host is refused.
+        """
+        if not self.passes:
+            return self
+        for name, slot in self.passes.items():
+            for i, entry in enumerate(slot if isinstance(slot, list) else [slot]):
+                path = f"passes.{name}" + (f".{i}" if isinstance(slot, list) else "")
+                self._check_pass_host(entry.host, f"{path}.host")
+                if isinstance(entry.evaluator, str) and entry.evaluator not in self.evaluators:
+                    raise ConfigError(
+                        f"evaluator '{entry.evaluator}' is not in 'evaluators' "
+                        f"(defined: {', '.join(sorted(self.evaluators)) or 'none'})",
+                        path=f"{path}.evaluator",
+                    )
+        *middle, last = self.passes.items()
+        for name, slot in middle:
+            if any(e.evaluator is not None for e in (slot if isinstance(slot, list) else [slot])):
+                logger.warning(
+                    "passes.%s.evaluator ignored, as Olive 0.13 ignores it: a flow's output is evaluated "
+                    "with its last pass's evaluator, else the engine's",
+                    name,
+                )
+        last_name, last_slot = last
+        chosen = {repr(e.evaluator) for e in (last_slot if isinstance(last_slot, list) else [last_slot])}
+        if len(chosen) > 1:
+            raise NotSupportedError(
+                "alternatives of the last pass with different evaluators are not supported by Olivine; give "
+                "them one evaluator (or set engine.evaluator)",
+                path=f"passes.{last_name}.evaluator",
+            )
+        entries = last_slot if isinstance(last_slot, list) else [last_slot]
+        if entries[0].evaluator is not None:
+            engine = self.engine.model_copy(update={"evaluator": entries[0].evaluator})
+            object.__setattr__(self, "engine", engine)
+        # Given their meaning once: a serialized workflow (a remote job's) reads the same.
+        cleared = {
+            name: [e.model_copy(update={"evaluator": None}) for e in slot]
+            if isinstance(slot, list)
+            else slot.model_copy(update={"evaluator": None})
+            for name, slot in self.passes.items()
+        }
+        object.__setattr__(self, "passes", cleared)
+        return self
+
+    def _check_pass_host(self, host: Any, path: str) -> None:
+        if host is None:
+            return
+        if isinstance(host, str):
+            if host in self.olive_only_systems:
+                kind = self.olive_only_systems[host]
+            elif host not in self.systems:
+                defined = ", ".join(sorted(self.systems)) or "none"
+                raise ConfigError(f"system '{host}' is not in 'systems' (defined: {defined})", path=path)
+            else:
+                kind = self.systems[host].system_type()
+        else:
+            kind = host.system_type()
+        if kind != "LocalSystem":
+            raise NotSupportedError(
+                f"a per-pass host of type {kind} is not supported by Olivine: every pass runs on the "
+                "workflow's host; use a LocalSystem or drop the key",
+                path=path,
+            )
 
     @field_validator("workflow_id")
     @classmethod
