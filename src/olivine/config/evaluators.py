@@ -16,8 +16,10 @@ logger = logging.getLogger(__name__)
 
 MetricType = Literal["accuracy", "latency", "throughput", "size_on_disk", "custom"]
 
+#: ``perplexity`` ranks like every accuracy sub-type, higher is better unless the sub-type says
+#: ``higher_is_better: false`` (Olive 0.13's default too, which only ``wer`` escapes).
 SUB_TYPES: dict[str, tuple[str, ...]] = {
-    "accuracy": ("accuracy_score", "f1_score", "precision", "recall", "auroc"),
+    "accuracy": ("accuracy_score", "f1_score", "precision", "recall", "auroc", "perplexity"),
     "latency": ("avg", "max", "min", "p50", "p75", "p90", "p95", "p99", "p999"),
     "throughput": ("avg", "max", "min", "p50", "p75", "p90", "p95", "p99", "p999"),
     "size_on_disk": ("bytes",),
@@ -27,6 +29,16 @@ SUB_TYPES: dict[str, tuple[str, ...]] = {
 #: evaluate package ships no metric (each is downloaded from the Hugging Face Hub), so Olivine computes
 #: these four itself with scikit-learn's semantics, which evaluate's versions wrap.
 HF_METRIC_SUB_TYPES = ("accuracy", "f1", "precision", "recall")
+
+#: Olive 0.13's accuracy sub-types that Olivine does not compute (they score generated text), and what
+#: they measure.
+OLIVE_ONLY_ACCURACY = {
+    "wer": "the word error rate of generated transcriptions",
+    "rtfx": "the inverse real-time factor of speech recognition",
+    "exact_match": "exact matches of generated answers (vision-vqa)",
+    "relaxed_accuracy": "relaxed matches of generated answers (vision-chart-qa)",
+    "word_sort_ratio": "word overlap of generated text (vision-ocr)",
+}
 
 #: Evaluator types of Olive that Olivine does not implement, and what they do.
 UNSUPPORTED_EVALUATORS = {
@@ -150,6 +162,12 @@ class MetricConfig(StrictModel):
                         f"metric '{self.name}': backend 'huggingface_metrics' sub-type '{sub.name}' is "
                         "not available: the evaluate package downloads its metrics from the Hugging Face "
                         f"Hub, which Olivine does not reach; Olivine computes {', '.join(allowed)}"
+                    )
+                if self.type == "accuracy" and sub.name in OLIVE_ONLY_ACCURACY:
+                    raise ValueError(
+                        f"metric '{self.name}': Olive's accuracy sub-type '{sub.name}' "
+                        f"({OLIVE_ONLY_ACCURACY[sub.name]}) is not supported by Olivine; "
+                        f"supported: {', '.join(allowed)}"
                     )
                 raise ValueError(
                     f"metric '{self.name}': unknown {self.type} sub-type '{sub.name}'; "

@@ -171,7 +171,10 @@ def _accuracy(session: _Session, metric: MetricConfig) -> dict[str, float]:
     values: dict[str, float] = {}
     for i, sub in enumerate(metric.sub_types):
         cfg = parse_metric_config(metric, i)
-        if sub.name == "auroc":
+        if sub.name == "perplexity":
+            ignore = -100 if cfg.ignore_index is None else cfg.ignore_index
+            values[sub.name] = m.perplexity(logits, targets, ignore_index=ignore)
+        elif sub.name == "auroc":
             values[sub.name] = m.auroc(
                 logits,
                 targets,

@@ -48,6 +48,12 @@ class AurocConfig(_Strict):
     validate_args: bool = True
 
 
+class PerplexityConfig(_Strict):
+    """torchmetrics' ``Perplexity``; Olive sets ``ignore_index`` to -100 (its padding label) when unset."""
+
+    ignore_index: int | None = None
+
+
 class LatencyConfig(_Strict):
     """Also used for throughput. ``sleep_num`` is seconds slept after each run (Olive's name)."""
 
@@ -80,6 +86,8 @@ class HfMetricConfig(_Strict):
 def config_model(metric_type: str, sub_type: str) -> type[BaseModel] | None:
     """The ``metric_config`` model of a sub-type; ``None`` for custom metrics (any mapping is accepted)."""
     if metric_type == "accuracy":
+        if sub_type == "perplexity":
+            return PerplexityConfig
         return AurocConfig if sub_type == "auroc" else ClassificationConfig
     if metric_type in ("latency", "throughput"):
         return LatencyConfig

@@ -254,6 +254,25 @@ def auroc(
     return float(per_class[defined].mean())
 
 
+def perplexity(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100) -> float:
+    """Olive's perplexity (torchmetrics' ``Perplexity`` over every sample): each token's logits predict the
+    next token's label; labels equal to ``ignore_index`` (padding, context) do not count.
+
+    Args:
+        logits: ``[samples, sequence, vocab]``.
+        targets: ``[samples, sequence]`` token ids.
+    """
+    logits = np.asarray(logits, dtype=np.float64)[:, :-1, :]
+    labels = np.asarray(targets).astype(np.int64)[:, 1:]
+    keep = labels != ignore_index
+    if not keep.any():
+        raise ValueError("perplexity: every label is ignore_index; there is no token to score")
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, np.where(keep, labels, 0)[..., None], axis=-1)[..., 0]
+    return float(np.exp(-picked[keep].mean()))
+
+
 def latency_stats(latencies_s: Sequence[float]) -> dict[str, float]:
     """avg, min, max and percentiles of per-run latencies, in milliseconds."""
     if not latencies_s:
