@@ -149,11 +149,24 @@ class EngineConfig(StrictModel):
     #: Olive accepts one packaging config or a list; read as a list.
     packaging_config: list[PackagingConfig] | None = None
 
+    #: Olive 0.13's switch for its shared Azure Blob cache: only ``false`` (the default) is accepted.
+    enable_shared_cache: bool = False
+
+    @field_validator("enable_shared_cache")
+    @classmethod
+    def _no_shared_cache(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "Olive's shared cache (an Azure Blob container) is not supported by Olivine: its cache is "
+                "local (cache_dir); set false or drop the key"
+            )
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _systems(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            value = dict(value)
+            value = _fold_cache_config(dict(value))
             for key in ("output_dir", "cache_dir"):
                 if key in value and value[key] is None:
                     del value[key]  # Olive accepts null for "the default"
@@ -182,4 +195,35 @@ class EngineConfig(StrictModel):
         return list(self.packaging_config or [])
 
 
-ENGINE_KEYS = frozenset(EngineConfig.model_fields)
+#: Olive 0.13's ``CacheConfig`` keys (``engine.cache_config``), each with its engine key.
+_CACHE_CONFIG_KEYS = {
+    "cache_dir": "cache_dir",
+    "clean_cache": "clean_cache",
+    "clean_evaluation_cache": "clean_evaluation_cache",
+    "enable_shared_cache": "enable_shared_cache",
+    "account_name": None,  # the shared cache's storage account: unused without it, as in Olive
+    "container_name": None,
+    "update_shared_cache": None,
+}
+
+
+def _fold_cache_config(engine: dict[str, Any]) -> dict[str, Any]:
+    """Olive 0.13's ``cache_config`` (a mapping that Olive's engine uses instead of ``cache_dir``,
+    ``clean_cache``, ``clean_evaluation_cache``, ``enable_shared_cache``): its keys become those engine
+    keys."""
+    cache = engine.pop("cache_config", None)
+    if cache is None:
+        return engine
+    if not isinstance(cache, dict):
+        raise ValueError("cache_config must be a mapping (Olive's CacheConfig)")
+    for key, val in cache.items():
+        if key not in _CACHE_CONFIG_KEYS:
+            allowed = ", ".join(_CACHE_CONFIG_KEYS)
+            raise ValueError(f"cache_config.{key}: unknown key; allowed: {allowed}")
+        target = _CACHE_CONFIG_KEYS[key]
+        if target is not None:
+            engine[target] = val
+    return engine
+
+
+ENGINE_KEYS = frozenset(EngineConfig.model_fields) | {"cache_config"}
