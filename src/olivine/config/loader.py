@@ -58,14 +58,19 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
     A key that Olive itself removed is reported first (with the Olive version and its successor), since
     the other errors of an old config usually follow from it.
     """
-    from olivine.config.removed import removed_key
+    from olivine.config.removed import olive_only_key, removed_key
 
     errors = exc.errors(include_url=False)
     paths = [error_path(error["loc"]) for error in errors]
-    removed = [
+    removed: list[tuple[int, Any]] = [
         (i, found)
         for i, error in enumerate(errors)
         if error["type"] == "extra_forbidden" and (found := removed_key(paths[i])) is not None
+    ]
+    removed = removed or [
+        (i, other)
+        for i, error in enumerate(errors)
+        if error["type"] == "extra_forbidden" and (other := olive_only_key(paths[i])) is not None
     ]
     index = removed[0][0] if removed else 0
     first, path = errors[index], paths[index]

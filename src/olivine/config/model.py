@@ -205,4 +205,15 @@ def normalize_model(value: Any) -> Any:
             f"supported: {', '.join(sorted(MODEL_TYPES.values()))}",
             path="type",
         )
-    return flatten_typed(value, MODEL_TYPES, what="model type")
+    flat = flatten_typed(value, MODEL_TYPES, what="model type")
+    if isinstance(flat, dict) and flat.get("type") == "ONNXModel" and "use_ort_extensions" in flat:
+        # Olive's switch for onnxruntime-extensions' custom operators: false (its default) is dropped, not
+        # kept, so the model's identity does not change; true is refused.
+        flat = dict(flat)
+        if flat.pop("use_ort_extensions") is True:
+            raise NotSupportedError(
+                "onnxruntime-extensions' custom operators (Olive's use_ort_extensions) are not supported by "
+                "Olivine yet; set false or drop the key",
+                path="use_ort_extensions",
+            )
+    return flat

@@ -1,4 +1,5 @@
-"""Keys Olive itself removed: the error says which Olive versions had the key and what replaced it.
+"""Keys Olive itself removed: the error says which Olive versions had the key and what replaced it. Also
+keys Olive 0.13 has that Olivine does not implement: the error says what the key does in Olive.
 
 A "did you mean" guess is wrong for these (``hf_config`` is not a typo of ``io_config``): a user with a
 config written for an old Olive needs to hear that the format moved on. Versions were read from Olive's
@@ -53,6 +54,39 @@ def removed_key(path: str) -> RemovedKey | None:
     """The removed key that the dotted ``path`` of an unknown key names, if it is one."""
     parent, _, key = path.rpartition(".")
     for entry in REMOVED_KEYS:
+        if entry.key == key and re.search(entry.where, parent):
+            return entry
+    return None
+
+
+@dataclass(frozen=True)
+class OliveOnlyKey:
+    """A key Olive 0.13 accepts and Olivine does not implement (not a typo: no "did you mean")."""
+
+    key: str
+    where: str
+    what: str
+
+    def message(self) -> str:
+        return f"Olive 0.13's key ({self.what}) is not supported by Olivine yet"
+
+
+_MODEL = r"^input_model$"
+
+OLIVE_ONLY_KEYS: tuple[OliveOnlyKey, ...] = (
+    OliveOnlyKey("test_model_path", _MODEL, "a persisted lightweight test model of an HfModel"),
+    OliveOnlyKey("test_model_config", _MODEL, "config overrides for a lightweight random HfModel"),
+    OliveOnlyKey(
+        "external_initializers_file_name", _MODEL, "an ONNXModel's initializers kept in a separate .npz"
+    ),
+    OliveOnlyKey("constant_inputs_file_name", _MODEL, "an ONNXModel's constant inputs kept in a .npz"),
+)
+
+
+def olive_only_key(path: str) -> OliveOnlyKey | None:
+    """The Olive 0.13 key Olivine lacks that the dotted ``path`` of an unknown key names, if it is one."""
+    parent, _, key = path.rpartition(".")
+    for entry in OLIVE_ONLY_KEYS:
         if entry.key == key and re.search(entry.where, parent):
             return entry
     return None
