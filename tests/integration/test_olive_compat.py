@@ -950,3 +950,31 @@ def test_olive_synonym_causal_lm_with_past_exports_with_the_kv_cache(tmp_path: P
     inputs = [i.name for i in session.get_inputs()]
     assert inputs[:2] == ["input_ids", "attention_mask"] and "past_key_values.1.value" in inputs
     assert "present.1.key" in [o.name for o in session.get_outputs()]
+
+
+def test_text_generation_export_with_olives_default_exporter_falls_back_to_dynamo(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tiny_models import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "llama")  # task text-generation: no KV cache
+    cfg = {"input_model": model, "passes": {"conversion": {"type": "OnnxConversion"}}}
+    with caplog.at_level("WARNING", logger="olivine"):
+        run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    ids = np.array([[5, 6, 7, 8, 9]], dtype=np.int64)
+    (logits, *_) = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    torch_model = AutoModelForCausalLM.from_pretrained(tmp_path / "llama").eval()
+    with torch.no_grad():
+        expected = torch_model(input_ids=torch.from_numpy(ids), use_cache=False).logits.numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    if any("TorchScript exporter failed" in r.getMessage() for r in caplog.records):
+        assert any("dynamo exporter instead" in r.getMessage() for r in caplog.records)

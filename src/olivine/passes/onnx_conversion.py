@@ -107,7 +107,25 @@ class OnnxConversion(OnnxPass):
             try:
                 _export(exportable, args, tmp_path, input_names, output_names, dynamic_axes, cfg)
             except Exception as exc:  # torch.onnx raises many unrelated types
-                raise PassRunError(self.name, f"torch.onnx.export ({exporter}) failed: {exc}") from exc
+                if not _dynamo_retry(model, cfg):
+                    raise PassRunError(self.name, f"torch.onnx.export ({exporter}) failed: {exc}") from exc
+                # torch 2.13's TorchScript exporter fails on transformers' causal-LM masks
+                # ("unordered_map::at"); the dynamo exporter (what Olivine's KV-cache export uses) does not.
+                ctx.logger.warning(
+                    "the TorchScript exporter failed on this %s model (%s); exporting with the dynamo "
+                    "exporter instead (opset >= 18)",
+                    model.config.get("task"),
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+                retry = cfg.model_copy(
+                    update={"use_dynamo_exporter": True, "target_opset": max(cfg.target_opset, 18)}
+                )
+                try:
+                    _export(exportable, args, tmp_path, input_names, output_names, dynamic_axes, retry)
+                except Exception as again:
+                    raise PassRunError(
+                        self.name, f"torch.onnx.export failed with TorchScript ({exc}) and dynamo ({again})"
+                    ) from again
             proto = publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         io_config = {**io_config, "output_names": [o.name for o in proto.graph.output]}
         io_config.pop("dynamic_shapes", None)
@@ -152,6 +170,15 @@ class OnnxConversion(OnnxPass):
             publish_onnx_file(tmp_path, output_dir / ONNX_FILE_NAME, cfg)
         attributes = {**_hf_attributes(model, module), **model.attributes, "io_config": io_config}
         return self._finish(model, cfg, output_dir, attributes, ctx)
+
+
+#: Tasks whose model the TorchScript exporter may fail on (causal-LM masks), retried with dynamo.
+_CAUSAL_LM_TASKS = ("text-generation", "causal-lm")
+
+
+def _dynamo_retry(model: ModelHandle, cfg: OnnxConversionConfig) -> bool:
+    """Whether a failed TorchScript export of ``model`` is retried with the dynamo exporter."""
+    return model.kind == "hf" and not cfg.use_dynamo_exporter and model.config.get("task") in _CAUSAL_LM_TASKS
 
 
 def _cast(
