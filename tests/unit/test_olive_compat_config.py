@@ -30,6 +30,7 @@ def _error(data: dict[str, Any]) -> ConfigError:
             "HfModel",
         ),
         ({"input_model": ONNX, "pass_flows": [["a"]]}, "pass_flows", "0.9.3", "'passes'"),
+        ({"input_model": ONNX, "auto_optimizer_config": {}}, "auto_optimizer_config", "0.9.3", "'passes'"),
         (
             {"input_model": {"type": "PyTorchModel", "model_path": "m.pt", "model_storage_kind": "file"}},
             "input_model.model_storage_kind",

@@ -32,6 +32,7 @@ _LEGACY_DATA = "a data_config (a DataContainer whose user_script registers the d
 
 REMOVED_KEYS: tuple[RemovedKey, ...] = (
     RemovedKey("pass_flows", r"^$", "0.9.3", "'passes' (a list of alternatives under one name is searched)"),
+    RemovedKey("auto_optimizer_config", r"^$", "0.9.3", "'passes' listing the passes to run"),
     RemovedKey("hf_config", r"^input_model$", "0.7", "type: HfModel with model_path and task"),
     RemovedKey("model_storage_kind", r"^input_model$", "0.3", "model_path (a file or a folder)"),
     RemovedKey("is_file", r"^input_model$", "0.3", "model_path (a file or a folder)"),
