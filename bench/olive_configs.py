@@ -460,6 +460,7 @@ def _reason_key(reason: str) -> str:
 #: Refusals that are right on this machine, by what the message says: (label, pattern).
 LEGITIMATE = (
     ("removed from Olive itself", r"removed in Olive"),
+    ("a format newer than Olive 0.13 (Olive 0.13 refuses it)", r"\(after Olive 0\.13\)"),
     (
         "needs the Hugging Face Hub (offline here)",
         r"no model hub|huggingface\.co|does not reach|not a local folder|Hub is off|cannot reach the",

@@ -978,3 +978,25 @@ def test_text_generation_export_with_olives_default_exporter_falls_back_to_dynam
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     if any("TorchScript exporter failed" in r.getMessage() for r in caplog.records):
         assert any("dynamo exporter instead" in r.getMessage() for r in caplog.records)
+
+
+def test_external_data_keys_on_a_pass_without_them_are_ignored_with_a_warning_as_olive_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tiny_models import write_tiny_llama
+
+    # Olive's docs (build-workflow.md) put save_as_external_data on ModelBuilder, which has no such key.
+    model = write_tiny_llama(tmp_path / "llama")
+    cfg = {
+        "input_model": model,
+        "passes": {"mb": {"type": "ModelBuilder", "precision": "fp32", "save_as_external_data": True}},
+    }
+    with caplog.at_level("WARNING", logger="olivine"):
+        workflow = load(_write(tmp_path, cfg))
+    (option,) = workflow.slots[0].options
+    assert "save_as_external_data" not in option.fixed
+    assert any("passes.mb.save_as_external_data ignored" in r.getMessage() for r in caplog.records)
+    cfg["passes"]["mb"] = {"type": "ModelBuilder", "precision": "fp32", "save_as_externl_data": True}
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "passes.mb.save_as_externl_data"

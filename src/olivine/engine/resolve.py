@@ -375,6 +375,7 @@ def _resolve_option(
     cls = PASSES.get(entry.type)
     searching = search is not None and not entry.disable_search
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
+    params = _drop_foreign_external_data_keys(path, cls, params)
     fixed: dict[str, Any] = {}
     dims: list[Dimension] = []
     conditional: list[str] = []
@@ -452,6 +453,32 @@ def _each_valid(cls: type[Pass], key: str, values: list[Any]) -> bool:
     except ValidationError:
         return False
     return True
+
+
+#: Olive's external-data keys (``get_external_data_config``), shared by its ONNX-writing passes. Olive's docs
+#: also put them on passes that lack them (ModelBuilder), where Olive 0.13 ignores them with a warning.
+_EXTERNAL_DATA_KEYS = (
+    "save_as_external_data",
+    "all_tensors_to_one_file",
+    "external_data_name",
+    "size_threshold",
+    "convert_attribute",
+)
+
+
+def _drop_foreign_external_data_keys(path: str, cls: type[Pass], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the external-data keys ``cls`` does not take, each dropped with a warning (as Olive
+    0.13 does); any other unknown key stays, to be refused as a typo."""
+    fields = cls.config_class.model_fields
+    foreign = [k for k in params if k in _EXTERNAL_DATA_KEYS and k not in fields]
+    for key in foreign:
+        logger.warning(
+            "%s.%s ignored: %s has no such parameter (it writes its own files); Olive 0.13 ignores it too",
+            path,
+            key,
+            cls.name,
+        )
+    return {k: v for k, v in params.items() if k not in foreign}
 
 
 def _check_defaults(path: str, option: PassOption) -> None:
