@@ -8,25 +8,30 @@ once, as two 1-CPU worker nodes would, and the tasks open the cache by the same 
 cluster on this machine needs a private network namespace (``tests/on_ray/test_ray_multinode.py`` runs
 one: Ray binds beyond loopback otherwise) and adds a raylet and agents per node on the same 2 CPUs.
 
-Two throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input
-model's evaluation and the shared prefix, conversion + transformer optimization, and each measured run
-starts from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input
-model's evaluation as a task on one slot while the shared prefix runs as a task on the other, then the
-candidates; with 1 CPU they run one after the other), and, with
-``--modes warm``, ``cached`` with the task processes started and their imports done before the timer
-(Ray starts a job's worker processes afresh; each pays ~10 s of imports on its one CPU before its first
-candidate, a cost that does not shrink with more workers). Each run
+Throughputs: ``cached``, the candidates' work only (a warm-up run, not timed, caches the input model's
+evaluation and the shared prefix, conversion + transformer optimization, and each measured run starts
+from a fresh copy of that cache), and ``whole``, the whole search from an empty cache (the input model's
+untimed metrics as a task on one slot while the shared prefix runs as a task on the other, then its
+timed metrics alone, then the candidates; with 1 CPU one after the other), and, with ``--modes warm``,
+``cached`` with the task processes started and their imports done before the timer (Ray starts a job's
+worker processes afresh; each pays ~10 s of imports on its one CPU before its first candidate, a cost
+that does not shrink with more workers), and, with ``--modes shared``, ``cached`` with each candidate's
+timed metrics run by its own task beside the other tasks (no barrier; the executor's
+``timed_apart=False``). Each batch of candidates is realised in two phases (passes and untimed metrics
+spread over the task slots, a barrier, then each candidate's timed metrics in a task of its own with
+nothing else of the search running; :mod:`olivine.engine.ray_executor`). Each run
 realises the first ``--candidates`` points of ``examples/minilm-search`` (sequential sampler) through
 :class:`olivine.engine.ray_executor.RayExecutor` in this process. Rounds interleave the clusters
 (alternating which goes first); medians are reported, with the load average before and after each run
 (the machine is shared).
 
-Isolation: each task pins its threads to a CPU of its own (:mod:`olivine.engine.affinity`), so the
-candidates' timed latencies should agree between the 1-worker and the 2-worker runs; the report lists
-them side by side with the CPUs each candidate ran on and the threads seen outside them.
+Isolation: each task pins its threads to a CPU of its own (:mod:`olivine.engine.affinity`) and timed
+metrics run with no other task of the search running, so the candidates' timed latencies should agree
+between the 1-worker and the 2-worker runs; the report lists them side by side with the CPUs each
+candidate's tasks ran on and the threads seen outside them.
 
     flock /work/.bench.lock .venv/bin/python bench/ray_search.py [--rounds 1] [--candidates 8] \
-        [--modes cached,whole] [--doc]
+        [--modes cached,whole,warm,shared] [--doc]
     .venv/bin/python bench/ray_search.py --render bench/results/ray-search-<timestamp>.json [--doc]
 """
 
@@ -110,14 +115,20 @@ def _warm_workers(address: str, slots: int) -> float:
     return time.perf_counter() - start
 
 
-def _run(config: Path, address: str | None, warm_slots: int = 0) -> tuple[float, dict[str, Any]]:
+def _run(
+    config: Path, address: str | None, warm_slots: int = 0, timed_apart: bool = True
+) -> tuple[float, dict[str, Any]]:
     from olivine.engine.executor import SpreadSettings
     from olivine.engine.ray_executor import RayExecutor
     from olivine.engine.resolve import load_workflow
     from olivine.engine.run import run_workflow
 
     workflow = load_workflow(config)
-    executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address)) if address else None
+    executor = (
+        RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=address), timed_apart=timed_apart)
+        if address
+        else None
+    )
     if address and warm_slots:
         _warm_workers(address, warm_slots)
     start = time.perf_counter()
@@ -143,17 +154,23 @@ def _timed(candidate: dict[str, Any]) -> dict[str, list[float | None]]:
 
 
 def _tasks(done: list[dict[str, Any]]) -> dict[str, float] | None:
-    """From the candidates' ``ran_on``: the tasks' summed seconds, the span from the first start to the
-    last end, and the first task of each task process (CPU) that paid its process's start-up."""
+    """From the candidates' ``ran_on``: the candidate tasks' summed seconds (their chains and untimed
+    metrics), the timing tasks' summed seconds (``timed``: each candidate's timed metrics, alone), the
+    span from the first start to the last end, and the first task of each task process (CPU) that paid
+    its process's start-up."""
     ran = [c["ran_on"] for c in done if c.get("ran_on")]
     if not ran:
         return None
+    timed = [r["timed"] for r in ran if r.get("timed")]
     first: dict[str, dict[str, Any]] = {}
     for where in sorted(ran, key=lambda r: r["started"]):
         first.setdefault(",".join(map(str, where["cpus"])), where)
+    every = ran + timed
     return {
         "sum": round(sum(r["ended"] - r["started"] for r in ran), 1),
-        "span": round(max(r["ended"] for r in ran) - min(r["started"] for r in ran), 1),
+        "cpu": round(sum(r.get("cpu_s", 0.0) for r in ran), 1),  # the candidate tasks' CPU seconds
+        "timed": round(sum(t["ended"] - t["started"] for t in timed), 1),
+        "span": round(max(r["ended"] for r in every) - min(r["started"] for r in every), 1),
         "first": round(max(r["ended"] - r["started"] for r in first.values()), 1),
     }
 
@@ -171,7 +188,7 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
     cache, out = work / f"cache-{cpus}", work / f"out-{cpus}"
     for folder in (cache, out):
         shutil.rmtree(folder, ignore_errors=True)
-    if mode in ("cached", "warm"):
+    if mode in ("cached", "warm", "shared"):
         shutil.copytree(warm, cache)
     config = _config(work, cache, out, candidates)
     temp = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))  # short: Ray's socket paths
@@ -180,7 +197,9 @@ def _measure(work: Path, warm: Path, cpus: int, candidates: int, mode: str) -> d
     try:
         _settled(head)
         load_before = load_average()
-        elapsed, footprint = _run(config, head.gcs_address, cpus if mode == "warm" else 0)
+        elapsed, footprint = _run(
+            config, head.gcs_address, cpus if mode == "warm" else 0, timed_apart=mode != "shared"
+        )
         load_after = load_average()
     finally:
         head.stop()
@@ -243,26 +262,36 @@ def _markdown(doc: dict[str, Any]) -> str:
         "## Search over Ray (`bench/ray_search.py`)",
         "",
         f"Run {doc['when']} on the shared build machine ({doc['machine']['usable_cpus']} usable CPUs). "
-        f"The first {doc['candidates']} candidates of `examples/minilm-search` (sequential), each a Ray task "
-        "reserving 1 CPU and pinned to a CPU of its own (`search_workers` 2), on a local cluster whose node "
+        f"The first {doc['candidates']} candidates of `examples/minilm-search` (sequential): each one's "
+        "passes and untimed metrics a Ray task reserving 1 CPU and pinned to a CPU of its own "
+        "(`search_workers` 2), then, after each batch's barrier, its timed metrics in a task of its own "
+        "with no other task of the search running, on a local cluster whose node "
         "has 1 CPU vs 2 CPUs for tasks: 1 worker vs 2 workers of 1 CPU each, as task slots of one node "
         "(a cluster of several nodes on this machine needs a private network namespace, as "
         "`tests/on_ray/test_ray_multinode.py` does, and a raylet and agents per node on the same 2 CPUs). "
         "The timer starts once the fresh cluster's node is registered. `cached`: the input evaluation and "
         "the shared conversion + optimization prefix are cached before the timed run (the candidates' work "
-        "only); `whole`: the whole search from an empty cache (the input model evaluated as a task on one "
-        "slot while the shared prefix runs on the other, each on CPUs of its own; one after the other with "
-        "1 CPU); `warm`: as `cached`, with the cluster's task processes started and their imports done "
-        "before the timed run (each job's workers pay that once, ~10 s on one CPU). "
+        "only); `whole`: the whole search from an empty cache (the input model's untimed metrics as a task "
+        "on one slot while the shared prefix runs on the other, each on CPUs of its own, then its timed "
+        "metrics alone; evaluated whole, then the prefix, with 1 CPU); `warm`: as `cached`, with the "
+        "cluster's task processes started and their imports done before the timed run (each job's "
+        "workers pay that once, ~10 s on one CPU); `shared`: as `cached`, with each candidate's timed "
+        "metrics run by its own task beside the other tasks (pinned to CPUs of their own, no barrier: "
+        "what the barrier costs, and what running side by side does to the latencies). "
         f"{doc['rounds']} interleaved round(s); medians.",
         "",
         "| cluster | mode | seconds | candidates/min | input task / candidates from | "
-        "tasks: span / sum / slowest first | best | load before -> after |",
+        "tasks: span / sum (CPU s) / timed sum / slowest first | best | load before -> after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         tasks = r.get("tasks") or {}
-        spans = f"{tasks['span']} / {tasks['sum']} / {tasks['first']}" if tasks else "-"
+        spans = (
+            f"{tasks['span']} / {tasks['sum']} ({tasks.get('cpu', '-')} CPU) / {tasks.get('timed', '-')} / "
+            f"{tasks['first']}"
+            if tasks
+            else "-"
+        )
         before = r.get("before_candidates")
         early = f"{before[0]} / {before[1]}" if before else "-"
         lines.append(
@@ -271,7 +300,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{' '.join(map(str, r['load_after']))} |"
         )
     lines.append("")
-    for mode in ("cached", "whole", "warm"):
+    for mode in ("cached", "whole", "warm", "shared"):
         found = _throughput(rows, mode)
         if found is None:
             continue
@@ -286,9 +315,12 @@ def _markdown(doc: dict[str, Any]) -> str:
         "model's evaluation task, and when the first candidate started, both from that task's start "
         "(the shared prefix runs in between or beside it).",
         "- Tasks (seconds, from each candidate's `ran_on`): span from the first task's start to the last "
-        "one's end; sum of the tasks' own times (more than the 1-worker sum: the tasks slowed each other "
-        "or shared CPUs with other processes); slowest first task of a task process (it pays the "
-        "process's imports and evaluator set-up, once per process, in parallel across workers).",
+        "one's end; sum of the candidate tasks' own times (chains and untimed metrics; in brackets the CPU "
+        "seconds their processes used meanwhile, which waiting for a CPU does not raise; more than the "
+        "1-worker sum: the tasks slowed each other or shared CPUs with other processes); sum of the timing "
+        "tasks' times (each candidate's timed metrics, alone; pruned candidates have none); slowest first "
+        "task of a task process (it pays the process's imports and evaluator set-up, once per process, in "
+        "parallel across workers).",
         f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
         f"same best model: {'yes' if same_best else 'NO'}.",
     ]
@@ -301,7 +333,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             "Timed metrics per candidate (value ± spread, medians over the runs of each cluster; a pruned "
             "candidate has none), and the CPUs each candidate's task was pinned to in the 2-worker runs "
-            "(threads seen allowed outside them in brackets):",
+            "(threads seen allowed outside them in brackets; then its timing task's):",
             "",
             "| candidate | "
             + " | ".join(f"{k} 1 worker | {k} 2 workers" for k in keys)
@@ -316,7 +348,11 @@ def _markdown(doc: dict[str, Any]) -> str:
             for r in two:
                 where = (r.get("ran_on") or {}).get(cid)
                 if where:
-                    places.append(f"{','.join(map(str, where['cpus']))} [{where['threads_outside']}]")
+                    place = f"{','.join(map(str, where['cpus']))} [{where['threads_outside']}]"
+                    timing = where.get("timed")
+                    if timing:
+                        place += f" -> {','.join(map(str, timing['cpus']))} [{timing['threads_outside']}]"
+                    places.append(place)
             lines.append(f"| {cid} | " + " | ".join(cells) + f" | {' / '.join(places) or '-'} |")
     return "\n".join(lines)
 
@@ -335,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "--modes",
         default="cached,whole",
         help="comma-separated: cached (input evaluation + shared prefix cached first), whole (empty cache), "
-        "warm (cached, and the task processes started with their imports done before the timed run)",
+        "warm (cached, and the task processes started with their imports done before the timed run), "
+        "shared (cached, each candidate timed by its own task beside the other tasks: no barrier)",
     )
     parser.add_argument("--doc", action="store_true", help="write the block in BENCHMARKS.md")
     parser.add_argument("--render", type=Path, help="only render a saved result (with --doc: write it)")
@@ -355,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     warm_seconds, _ = _run(_config(work, warm, work / "warm-out", None), None)
     print(f"warm-up (input evaluation + shared prefix, serial): {warm_seconds:.1f}s", flush=True)
     modes = [m for m in args.modes.split(",") if m]
-    if not modes or set(modes) - {"cached", "whole", "warm"}:
-        parser.error("--modes: cached, whole, warm")
+    if not modes or set(modes) - {"cached", "whole", "warm", "shared"}:
+        parser.error("--modes: cached, whole, warm, shared")
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
         order = (1, 2) if round_index % 2 == 0 else (2, 1)

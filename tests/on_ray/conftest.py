@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from olivine.engine.affinity import LOCK_DIR_ENV
 from ray_head import RayHead
 
 
@@ -18,7 +19,11 @@ def _head(**options: object) -> Iterator[RayHead]:
     # A short folder: Ray's socket paths must stay under ~107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="olv-ray-", dir="/tmp"))
     head = RayHead(temp_dir, **options)  # type: ignore[arg-type]
-    head.start()
+    # The cluster's tasks claim CPUs in a lock folder of their own: other Olivine processes on this shared
+    # machine (another test run's pool workers) do not make them wait, nor do they make those wait.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(LOCK_DIR_ENV, str(temp_dir / "cpu-locks"))
+        head.start()
     try:
         yield head
     finally:

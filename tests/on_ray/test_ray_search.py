@@ -3,6 +3,7 @@ model ids, statuses) and the same best, with a failing and an invalid candidate 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 from conformance.host_suite import export_of
 from integration.test_search import FAILING_SEARCH, TWO_SLOTS, outline, search_config
 from integration.test_search_input_seam import FIXED_THEN_SEARCHED
+from integration.test_search_pool import BUSY_FIDELITY
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.ray_executor import RayExecutor
 from olivine.engine.resolve import load_workflow
 from olivine.engine.run import run_workflow
+from olivine.engine.task_work import event_paths
 from olivine.errors import EvaluationError
 from olivine.hosts import service
 from olivine.jobs.records import JobStatus
@@ -196,6 +199,15 @@ def test_ray_search_evaluates_the_input_model_in_a_task_while_the_shared_steps_r
     where = spread["input"]["ran_on"]
     assert len(where["cpus"]) == 1 and where["threads_outside"] == 0 and where["evaluated_here"]
     assert "ran_on" not in serial["input"]
+    if workers == 2:
+        # Its timed metrics ran in a task of their own after its untimed metrics (and after the shared
+        # step beside them), and before any candidate; with one slot it was evaluated whole, alone.
+        timed = where["timed"]
+        assert len(timed["cpus"]) == 1 and timed["threads_outside"] == 0 and timed["evaluated_here"]
+        first = min(c["ran_on"]["started"] for c in spread["candidates"] if c.get("ran_on"))
+        assert where["ended"] <= timed["started"] <= timed["ended"] <= first
+    else:
+        assert "timed" not in where
     for key in ("fidelity-score", "size-bytes"):
         assert spread["input"]["metrics"][key]["value"] == serial["input"]["metrics"][key]["value"]
     assert spread["input"]["metrics"]["latency-avg"]["value"] > 0
@@ -213,3 +225,54 @@ def test_ray_search_input_model_failing_its_evaluation_fails_the_workflow_as_the
         )
         with pytest.raises(EvaluationError, match=r"metric 'fidelity' .*no fidelity for this model"):
             _run(folder, cfg, address)
+
+
+def test_ray_search_times_each_candidate_alone_after_the_untimed_work(
+    tmp_path: Path, ray_driver: str
+) -> None:
+    """The two phases: tasks realise the chains and the untimed metrics in parallel; then each candidate
+    that can still meet its goals is timed by a task of its own, in proposal order, while no other task
+    of the search runs: no timed interval overlaps any candidate's untimed interval."""
+    passes = {
+        "quant": [
+            {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"},
+            {"type": "OnnxFloatToFloat16"},
+            {"type": "OnnxDynamicQuantization", "per_channel": False, "reduce_range": True},
+        ]
+    }
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+
+    def config(folder: Path) -> dict[str, Any]:
+        cfg = search_config(folder, passes, strategy, latency_priority=-1)
+        (folder / "busy.py").write_text(BUSY_FIDELITY)
+        metrics = cfg["evaluators"]["e"]["metrics"]
+        metrics[0]["user_config"].update(user_script=str(folder / "busy.py"), evaluate_func_kwargs={})
+        return cfg
+
+    events: list[Any] = []
+    serial = _run(tmp_path / "a", config(tmp_path / "a"), None)
+    path = tmp_path / "b" / "cfg.json"
+    path.write_text(json.dumps(config(tmp_path / "b"), indent=2))
+    executor = RayExecutor(SpreadSettings(workers=2, num_cpus=1, address=ray_driver))
+    run_workflow(load_workflow(path), listener=events.append, executor=executor)
+    spread = json.loads((tmp_path / "b" / "out" / "footprint.json").read_text())
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    statuses = [c["status"] for c in spread["candidates"]]
+    assert statuses == ["evaluated", "evaluated", "pruned", "evaluated"]  # the fp16 one missed its goal
+    untimed = [(c["ran_on"]["started"], c["ran_on"]["ended"]) for c in spread["candidates"]]
+    assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(untimed, 2))  # in parallel
+    timed = [c["ran_on"].get("timed") for c in spread["candidates"]]
+    assert timed[2] is None  # pruned: not timed
+    spans = [(t["started"], t["ended"]) for t in timed if t is not None]
+    assert len(spans) == 3 and all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # in order, apart
+    for began, ended in spans:
+        assert all(ended <= start or end <= began for start, end in untimed)
+    for where in (t for t in timed if t is not None):
+        assert len(where["cpus"]) == 1 and where["threads_outside"] == 0 and where["evaluated_here"]
+        assert 0 < where["metrics_s"] <= where["ended"] - where["started"]
+    for c in spread["candidates"]:
+        assert ("latency-avg" in c["metrics"]) == (c["status"] != "pruned")
+    # Each record and run folder is announced once, though the timing task and the engine (for the
+    # pruned one) realise the candidates again from the cache.
+    named = [str(event_paths(e)) for e in events if event_paths(e)]
+    assert named and len(named) == len(set(named))

@@ -11,20 +11,38 @@
   Azure Files, a KubeRay volume) mounted at the same path everywhere. A task checks that it sees the
   folder the engine marked and fails with a clear error otherwise (no silent node-local cache).
   Concurrent writers are safe: runs are committed by an atomic rename (:mod:`olivine.engine.cache`).
-- Up to ``workers`` tasks run at once; the walk proposes further ahead (``_QUEUE_FACTOR`` per slot) and a
-  slot that frees takes the next proposal. Candidates come back in proposal order (the loop tells the
-  walk in that order), so the same seed gives the same candidates and the same best model as the serial
-  search. The chain prefix that a batch's
-  candidates share (e.g. conversion + optimization before each quantization) runs once, as its own task,
-  before them, on every task slot's CPUs that fit on one node (nothing else of the search runs then).
+- A search with timed metrics (latency, throughput) realises each batch in two phases, as the local pool
+  does (:mod:`olivine.engine.pool_executor`):
+
+  1. **Untimed, spread.** Up to ``workers`` tasks run at once, each a candidate's pass chain and its
+     untimed metrics (accuracy, custom, size); the walk proposes further ahead (``_QUEUE_FACTOR`` per
+     slot) and a slot that frees takes the next proposal. A barrier: every task of the batch has ended
+     (and every warm-up task).
+  2. **Timed, alone.** In proposal order, one task per candidate realises it again, as the serial search
+     does: chain and untimed metrics from the cache, then the timed metrics, on ``ceil(num_cpus)``
+     pinned CPUs with no other task of the search running anywhere on the cluster. (Timed next to each
+     other, pinned to CPUs of their own, candidates' latencies were up to 26% slower on a 2-vCPU VM:
+     the CPUs share the cache and memory bandwidth.) A candidate that fails a goal on its untimed
+     metrics is not timed (pruned, as in the serial search): the engine records it from the cache.
+     These tasks go wherever Ray places them (a task process of the search, warm); on a cluster of
+     unlike nodes, the candidates' timed runs may land on different kinds of node.
+
+  A search without timed metrics runs each candidate whole in one task, up to ``workers`` at once.
+  Either way candidates come back in proposal order (the loop tells the walk in that order), so the
+  same seed gives the same candidates and the same best model as the serial search. Each candidate's
+  ``ran_on`` says where its task ran, and, under ``timed``, where its timing task ran. The chain prefix
+  that a batch's candidates share (e.g. conversion + optimization before each quantization) runs once,
+  as its own task, before them, on every task slot's CPUs that fit on one node (nothing else of the
+  search runs then).
 - The input model is evaluated in a task too (:meth:`RayExecutor.evaluate_input`), on one slot's CPUs of
   its own. Meanwhile, with two slots or more, the steps every candidate shares (the search's fixed
   prefix, :func:`olivine.engine.executor.fixed_prefix`) run as a task on another slot, and the slots left
-  warm their task processes up (imports, the search's runner and evaluator): each task holds CPUs of its
-  own, so the input model's timed metrics share no CPU with them; when the input model is done first,
-  its slot warms up too. With one slot (``workers`` 1, or a cluster with CPUs for one task now), the
-  prefix follows the input model's evaluation. Ray reuses the task processes for the candidates, so
-  their first candidates do not pay the imports again.
+  warm their task processes up (imports, the search's runner and evaluator); when the input model's
+  untimed metrics are done first, its slot warms up too. Its timed metrics then run in a task of their
+  own once the prefix and the warm-ups have ended (alone, as a candidate's). With one slot (``workers``
+  1, or a cluster with CPUs for one task now), the input model is evaluated whole, then the prefix
+  runs. Ray reuses the task processes for the candidates, so their first candidates do not pay the
+  imports again.
 
 ``ray`` is imported only when a spread search starts.
 """
@@ -37,10 +55,13 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.engine.candidates import Candidate
+from olivine.engine.events import EngineEvent, PassStarted
 from olivine.engine.executor import InputWork, SpreadSettings
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import (
@@ -49,6 +70,7 @@ from olivine.engine.task_work import (
     candidate_task,
     chain_keys,
     chain_task,
+    event_paths,
     input_task,
     lost_candidate,
     shared_prefix,
@@ -62,12 +84,18 @@ from olivine.search.strategy import Proposal
 if TYPE_CHECKING:
     from olivine.engine.chain import ChainRunner
     from olivine.engine.evaluation import CachedEvaluator, Evaluation
+    from olivine.engine.phase import Phases
 
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
-_QUEUE_FACTOR = 4  # proposals asked for per task slot (see RayExecutor.__init__)
+_QUEUE_FACTOR = 8  # proposals asked for per task slot (see RayExecutor.__init__)
 _NOTHING = "the Ray task returned nothing"
+
+
+def _has_timed(evaluator: CachedEvaluator | None) -> bool:
+    """Whether ``evaluator`` has timed metrics (latency, throughput)."""
+    return evaluator is not None and any(part == "timed" for part, _ in evaluator.parts)
 
 
 def _reachable(address: str) -> None:
@@ -84,12 +112,17 @@ def _reachable(address: str) -> None:
 class RayExecutor:
     """Realises each batch's candidates as Ray tasks (see the module docstring)."""
 
-    def __init__(self, settings: SpreadSettings) -> None:
+    def __init__(self, settings: SpreadSettings, *, timed_apart: bool = True) -> None:
+        """``timed_apart``: time the candidates in phase 2, alone (False: each task times its own
+        candidate beside the other tasks, on CPUs of its own; for measuring what the barrier costs)."""
         self.settings = settings
         self.workers = max(1, settings.workers)
+        self.timed_apart = timed_apart
         # The walk is asked for more proposals than run at once, so that a task slot freed early takes
-        # the next candidate instead of waiting for the slowest of its group. A stop still wastes at most
-        # the tasks in flight: queued proposals are never submitted.
+        # the next candidate instead of waiting for the slowest of its group, and each batch ends in one
+        # barrier and timed phase (the fewer, the less a slot idles at the end of phase 1). A stop
+        # (stop_when_goals_met, max_time) may have done the untimed work of up to a batch of proposals
+        # the serial search would not have run; their results are dropped.
         self.width = self.workers * _QUEUE_FACTOR
         self._ray: Any = None
         self._owns_ray = False
@@ -98,6 +131,8 @@ class RayExecutor:
         self._objectives_known = False  # the recipe carries the search's objectives (after the input)
         self._done: set[str] = set()  # run keys known to be in the cache
         self._early: tuple[Any, list[str]] | None = None  # the fixed prefix's task (ref, run keys)
+        self._warming: list[Any] = []  # warm-up tasks that may still run
+        self._announced: set[Path] = set()  # cache paths named by events already re-emitted
 
     # -- connecting -----------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -193,26 +228,30 @@ class RayExecutor:
     # -- the input model -----------------------------------------------------------------------------
     def evaluate_input(self, work: InputWork) -> Evaluation:
         """Evaluate the input model in a task on one slot's CPUs; meanwhile run the fixed prefix on
-        another slot and warm the slots left (see the module docstring)."""
+        another slot and warm the slots left; its timed metrics then run alone (see the module
+        docstring)."""
         self._prepare_parts(work.runner, work.evaluator, None)
         cpus = self.settings.num_cpus
         prefix = self._uncached(work.prefix, work.runner)
         idle = self._slots() - 1
-        evaluating = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        # Its timed metrics wait for the prefix when the prefix runs beside it (two slots or more).
+        apart = self.timed_apart and prefix is not None and idle > 0 and _has_timed(work.evaluator)
+        evaluating = self._input.remote(
+            self._recipe_ref, work.model_id, work.model, work.reference, cpus, untimed_only=apart
+        )
         modules = warm_modules(work.model)
-        warming: list[Any] = []
         if prefix is not None and idle:
             self._start_early(prefix)
             # Slots left warm up while the prefix runs (the candidates wait for it anyway; without a
             # prefix a warm-up would hold a slot the first candidates could use).
-            warming = [self._warm.remote(self._recipe_ref, modules, cpus) for _ in range(idle - 1)]
+            self._warming = [self._warm.remote(self._recipe_ref, modules, cpus) for _ in range(idle - 1)]
         doing = "evaluating the input model on the Ray cluster"
         if self._early is not None:
             doing += f" (and running {'>'.join(s.name for s in work.prefix)} meanwhile)"
         logger.info(
             "search over Ray: %s, %d task process(es) warming up; each on CPUs of its own",
             doing,
-            len(warming),
+            len(self._warming),
         )
         work.phases.set(doing)
         result = self._result(self._wait_any([evaluating], work.stop))
@@ -223,10 +262,20 @@ class RayExecutor:
         elif self._early is not None and not self._ray.wait([self._early[0]], timeout=0)[0]:
             # The input model's slot is free while the prefix runs: its process loads what the
             # candidates use (the candidates cannot start before the prefix ends).
-            warming.append(self._warm.remote(self._recipe_ref, modules, cpus))
-        del warming  # nothing to wait for: their processes stay in Ray's pool for the candidates
+            self._warming.append(self._warm.remote(self._recipe_ref, modules, cpus))
         work.ran_on = result.ran_on
-        return result.evaluation
+        if not apart:
+            return result.evaluation
+        # Its timed metrics, alone: after the prefix and the warm-ups, its untimed metrics from the cache.
+        self._finish_early(work.phases, work.stop)
+        self._settle_warming(work.phases, work.stop)
+        work.phases.set("timing the input model on the Ray cluster, nothing else running")
+        timing = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        timed = self._result(self._wait_any([timing], work.stop))
+        if timed.evaluation is None:
+            raise EvaluationError(f"evaluating the input model: {timed.error or _NOTHING}")
+        work.ran_on = {**(result.ran_on or {}), "timed": timed.ran_on}
+        return timed.evaluation
 
     def _uncached(
         self, steps: tuple[Any, ...], runner: ChainRunner
@@ -245,17 +294,16 @@ class RayExecutor:
         ref = self._early_chain.remote(self._recipe_ref, steps, self.settings.num_cpus)
         self._early = (ref, keys)
 
-    def _finish_early(self, work: CandidateWork) -> None:
+    def _finish_early(self, phases: Phases, stop: threading.Event | None) -> None:
         """Wait for the fixed prefix's task, if one was started; re-emit its events. A failed prefix is
         not an error here: each candidate runs it again and fails with its reason."""
         if self._early is None:
             return
         ref, keys = self._early
         self._early = None
-        work.phases.set("running the shared prefix on the Ray cluster")
-        result = self._result(self._wait_any([ref], work.stop))
-        for event in result.events:
-            work.phases.emit(event)
+        phases.set("running the shared prefix on the Ray cluster")
+        result = self._result(self._wait_any([ref], stop))
+        self._emit(result.events, phases)
         if result.error is None:
             self._done.update(keys)
 
@@ -263,11 +311,47 @@ class RayExecutor:
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
     ) -> Generator[Candidate, None, None]:
-        """Up to ``workers`` tasks in flight; a slot that frees takes the batch's next proposal (no
-        barrier at the end of a group of ``workers``); candidates are yielded in proposal order."""
+        """The batch's candidates in proposal order: in two phases when the search has timed metrics (see
+        the module docstring), else each candidate whole in one task."""
         self._prepare(work)
-        self._finish_early(work)
+        self._finish_early(work.phases, work.stop)
         self._shared_prefix(batch, work)
+        if not (self.timed_apart and _has_timed(work.evaluator)):
+            yield from self._realise_whole(batch, total, work)
+            return
+        untimed = self._untimed(batch, total, work)
+        self._settle_warming(work.phases, work.stop)
+        for index, proposal in enumerate(batch):
+            result = untimed.get(index)
+            if result is None:  # invalid: nothing ran in a task; the serial code records it
+                yield work.realise(proposal, total)
+                continue
+            self._emit(result.events, work.phases)
+            first = (
+                result.candidate
+                if result.candidate is not None
+                else lost_candidate(proposal, result, _NOTHING)
+            )
+            self._done.update(run.key for run in first.runs)
+            if first.status in ("failed", "invalid"):  # nothing to time; the serial search records this
+                yield first
+                continue
+            if not work.time_it(first.metrics or {}):
+                # Pruned on its untimed metrics, as in the serial search: the engine records it from the
+                # cache (chain and untimed metrics; nothing runs).
+                with self._deduplicated(work.phases):
+                    pruned = work.realise(proposal, total)
+                pruned.ran_on = first.ran_on
+                yield pruned
+                continue
+            yield self._timed(proposal, total, first, work)
+
+    def _realise_whole(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> Generator[Candidate, None, None]:
+        """Each candidate whole in one task (a search without timed metrics, or not ``timed_apart``): up
+        to ``workers`` tasks in flight; a slot that frees takes the batch's next proposal; candidates
+        yielded in proposal order."""
         queue = deque(enumerate(batch))
         inflight: dict[Any, int] = {}  # task ref -> index in the batch
         finished: dict[int, TaskResult] = {}
@@ -278,18 +362,11 @@ class RayExecutor:
         for index, proposal in enumerate(batch):
             while index not in finished:
                 if len(inflight) < self.workers and queue:
-                    while len(inflight) < self.workers and queue:
-                        at, queued = queue.popleft()
-                        inflight[
-                            self._candidate.remote(self._recipe_ref, queued, total, self.settings.num_cpus)
-                        ] = at
-                    numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
-                    work.phases.set(f"candidates {numbers} running on the Ray cluster")
+                    self._submit(queue, inflight, batch, total, work, untimed_only=False)
                 ref = self._wait_any(list(inflight), work.stop)
                 finished[inflight.pop(ref)] = self._result(ref)
             result = finished.pop(index)
-            for event in result.events:
-                work.phases.emit(event)
+            self._emit(result.events, work.phases)
             candidate = (
                 result.candidate
                 if result.candidate is not None
@@ -297,6 +374,110 @@ class RayExecutor:
             )
             self._done.update(run.key for run in candidate.runs)
             yield candidate
+
+    def _untimed(
+        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
+    ) -> dict[int, TaskResult]:
+        """Phase 1: the chains and untimed metrics of ``batch``'s valid proposals, up to ``workers`` tasks
+        in flight (a slot that frees takes the next proposal); returns when every one has ended (the
+        barrier). A cancel leaves the running tasks to finish, as in :meth:`_realise_whole`."""
+        queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
+        inflight: dict[Any, int] = {}
+        finished: dict[int, TaskResult] = {}
+        while queue or inflight:
+            if len(inflight) < self.workers and queue:
+                self._submit(queue, inflight, batch, total, work, untimed_only=True)
+            ref = self._wait_any(list(inflight), work.stop)
+            finished[inflight.pop(ref)] = self._result(ref)
+        return finished
+
+    def _submit(
+        self,
+        queue: deque[tuple[int, Proposal]],
+        inflight: dict[Any, int],
+        batch: Sequence[Proposal],
+        total: int | None,
+        work: CandidateWork,
+        *,
+        untimed_only: bool,
+    ) -> None:
+        """Submit queued proposals until ``workers`` tasks are in flight."""
+        while len(inflight) < self.workers and queue:
+            at, queued = queue.popleft()
+            ref = self._candidate.remote(
+                self._recipe_ref, queued, total, self.settings.num_cpus, untimed_only=untimed_only
+            )
+            inflight[ref] = at
+        numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
+        what = "passes and untimed metrics" if untimed_only else "running"
+        work.phases.set(f"candidates {numbers}: {what} on the Ray cluster")
+
+    def _timed(
+        self, proposal: Proposal, total: int | None, first: Candidate, work: CandidateWork
+    ) -> Candidate:
+        """Phase 2: one task realises the candidate again, as the serial search does (its chain and untimed
+        metrics from the cache) and runs its timed metrics, with no other task of the search running."""
+        work.phases.set(
+            f"candidate {proposal.number}: timed metrics on the Ray cluster, nothing else running"
+        )
+        ref = self._candidate.remote(
+            self._recipe_ref, proposal, total, self.settings.num_cpus, untimed_only=False
+        )
+        result = self._result(self._wait_any([ref], work.stop))
+        self._emit(result.events, work.phases, starts=False)
+        if result.candidate is None:
+            return lost_candidate(proposal, result, _NOTHING)
+        candidate = result.candidate
+        self._done.update(run.key for run in candidate.runs)
+        timing = dict(candidate.ran_on or {})
+        if candidate.timed_span is not None:  # the timed metrics' own seconds, within the task's
+            timing["metrics_s"] = round(candidate.timed_span[1] - candidate.timed_span[0], 3)
+        candidate.ran_on = {**(first.ran_on or {}), "timed": timing}
+        return candidate
+
+    def _settle_warming(self, phases: Phases, stop: threading.Event | None) -> None:
+        """Wait for the warm-up tasks still running (none of the search's tasks runs while one is timed)."""
+        if not self._warming:
+            return
+        _, self._warming = self._ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+        if self._warming:
+            phases.set("waiting for the Ray task processes to finish warming up before timing")
+        while self._warming:
+            check_stop(stop)
+            _, self._warming = self._ray.wait(self._warming, num_returns=len(self._warming), timeout=_WAIT_S)
+
+    def _emit(self, events: Sequence[EngineEvent], phases: Phases, starts: bool = True) -> None:
+        """Re-emit a task's events, each cache path once (a host exports what an event names), and pass
+        starts only when ``starts``."""
+        for event in events:
+            if not starts and isinstance(event, PassStarted):
+                continue
+            if self._announce(event):
+                phases.emit(event)
+
+    @contextmanager
+    def _deduplicated(self, phases: Phases) -> Generator[None, None, None]:
+        """Meanwhile (the engine realising a candidate from the cache), events about a cache path already
+        announced are not announced again, nor pass starts."""
+        listener = phases.listener
+
+        def announce(event: EngineEvent) -> None:
+            if not isinstance(event, PassStarted) and self._announce(event) and listener is not None:
+                listener(event)
+
+        phases.listener = announce
+        try:
+            yield
+        finally:
+            phases.listener = listener
+
+    def _announce(self, event: EngineEvent) -> bool:
+        """Whether ``event`` is news (it names no cache path announced before); noted."""
+        paths = event_paths(event)
+        if paths and paths <= self._announced:
+            return False
+        self._announced.update(paths)
+        return True
 
     def _shared_prefix(self, batch: Sequence[Proposal], work: CandidateWork) -> None:
         """Run once, first, the chain prefix that two or more of ``batch``'s candidates share and that is
@@ -307,8 +488,7 @@ class RayExecutor:
         steps, keys = prefix
         work.phases.set(f"running the shared prefix {'>'.join(s.name for s in steps)} on the Ray cluster")
         result = self._get(self._chain.remote(self._recipe_ref, steps, self._prefix_cpus), work)
-        for event in result.events:
-            work.phases.emit(event)
+        self._emit(result.events, work.phases)
         if result.error is None:
             self._done.update(keys)
 

@@ -44,7 +44,7 @@ from olivine.engine import affinity
 from olivine.engine.cache import WorkflowCache
 from olivine.engine.candidates import Candidate, candidate_id
 from olivine.engine.chain import ChainRunner
-from olivine.engine.events import EngineEvent, EvaluationFinished, PhaseChanged
+from olivine.engine.events import EngineEvent, EvaluationFinished, PassFailed, PassFinished, PhaseChanged
 from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork
 from olivine.errors import CacheError
@@ -287,28 +287,45 @@ def _own_cpus(cpus: float) -> Iterator[_Watcher]:
         yield watcher
 
 
-def candidate_task(recipe: TaskRecipe, proposal: Proposal, total: int | None, cpus: float) -> TaskResult:
+def candidate_task(
+    recipe: TaskRecipe,
+    proposal: Proposal,
+    total: int | None,
+    cpus: float,
+    *,
+    untimed_only: bool | None = None,
+) -> TaskResult:
     """Realise and evaluate one candidate on ``ceil(cpus)`` CPUs of its own; the candidate's
-    ``ran_on`` says where (node, CPUs, threads seen outside them, whether it was evaluated here)."""
-    started = time.time()
+    ``ran_on`` says where (node, CPUs, threads seen outside them, whether it was evaluated here).
+    ``untimed_only``: True, its chain and untimed metrics only; False, everything (what is in the cache
+    is taken from it: a second task that times a candidate whose untimed part ran earlier); None, as
+    the process's work is set (the local pool's workers set it once)."""
+    started, cpu_started = time.time(), time.process_time()
     with _own_cpus(cpus) as watcher:
         work = work_of(recipe)
+        if untimed_only is not None:
+            work.untimed_only = untimed_only
         events = _listening(work)
         candidate = work.realise(proposal, total)
     evaluated = any(isinstance(e, EvaluationFinished) and not e.cached for e in events)
-    candidate.ran_on = _ran_on(watcher, started, evaluated_here=evaluated)
+    candidate.ran_on = _ran_on(watcher, (started, cpu_started), evaluated_here=evaluated)
     return TaskResult(candidate, events, node=socket.gethostname(), cpus=watcher.cpus)
 
 
-def _ran_on(watcher: _Watcher, started: float, **more: Any) -> dict[str, Any]:
+def _ran_on(watcher: _Watcher, started: tuple[float, float], **more: Any) -> dict[str, Any]:
+    """Where and when a task ran: ``started`` is its wall-clock (Unix) and process CPU time at its start;
+    ``cpu_s`` the CPU seconds its process used meanwhile (every thread; more than the wall time on
+    several CPUs, less when it waited for a CPU)."""
+    began, cpu_began = started
     return {
         "node": socket.gethostname(),
         "pid": os.getpid(),
         "cpus": list(watcher.cpus),
         "threads_outside": len(watcher.outside),
         **more,
-        "started": round(started, 3),
+        "started": round(began, 3),
         "ended": round(time.time(), 3),
+        "cpu_s": round(time.process_time() - cpu_began, 3),
     }
 
 
@@ -317,7 +334,7 @@ def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float)
     its own, at most as many as this process may use (the executor may ask for every slot's CPUs)."""
     from olivine.errors import PassRunError
 
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     usable = len(affinity.allowed_cpus()) or cpu_count(cpus)
     error: str | None = None
     with _own_cpus(min(cpu_count(cpus), usable)) as watcher:
@@ -333,7 +350,7 @@ def chain_task(recipe: TaskRecipe, steps: tuple[ResolvedPass, ...], cpus: float)
         error=error,
         node=socket.gethostname(),
         cpus=watcher.cpus,
-        ran_on=_ran_on(watcher, started),
+        ran_on=_ran_on(watcher, (started, cpu_started)),
     )
 
 
@@ -351,7 +368,7 @@ def input_task(
     and ``ran_on`` says where. An evaluation error is raised (it ends the workflow, as in the engine).
     ``untimed_only``: its untimed metrics only, into the cache (the local pool times it afterwards in the
     engine's process)."""
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     with _own_cpus(cpus) as watcher:
         work = work_of(recipe)
         assert work.evaluator is not None, "an input task without an evaluator"
@@ -359,7 +376,7 @@ def input_task(
         evaluation = work.evaluator.evaluate(
             model_id, model, "input model", time_it=time_it, reference=reference
         )
-    where = _ran_on(watcher, started, evaluated_here=not evaluation.cached)
+    where = _ran_on(watcher, (started, cpu_started), evaluated_here=not evaluation.cached)
     return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, evaluation=evaluation, ran_on=where)
 
 
@@ -389,11 +406,13 @@ def warm_task(recipe: TaskRecipe, libraries: tuple[str, ...], cpus: float) -> Ta
     """Prepare a task process for the search's candidates on ``ceil(cpus)`` CPUs of its own: import
     ``libraries`` (those the search's passes and evaluation use) and build the search's runner and
     evaluator, so that its first candidate does not pay them. Nothing is measured."""
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     with _own_cpus(cpus) as watcher:
         work_of(recipe)
         import_modules(libraries)
-    return TaskResult(None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, started))
+    return TaskResult(
+        None, node=socket.gethostname(), cpus=watcher.cpus, ran_on=_ran_on(watcher, (started, cpu_started))
+    )
 
 
 # -- the driver side shared by every spread executor ------------------------------------------------------
@@ -428,6 +447,15 @@ def shared_prefix(
         done.update(keys)
         return None
     return tuple(chains[0][:common]), keys
+
+
+def event_paths(event: EngineEvent) -> set[Path]:
+    """The cache paths an event announces (a host exports them): a run's folder or a record."""
+    if isinstance(event, PassFinished):
+        return {event.run_dir}
+    if isinstance(event, (PassFailed, EvaluationFinished)):
+        return {event.record_path}
+    return set()
 
 
 def lost_candidate(proposal: Proposal, result: TaskResult, nothing: str) -> Candidate:
