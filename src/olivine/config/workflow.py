@@ -157,6 +157,33 @@ class RunConfig(StrictModel):
         object.__setattr__(self, "passes", cleared)
         return self
 
+    @model_validator(mode="after")
+    def _baseline_for_relative_goals(self) -> RunConfig:
+        """Olive 0.13 resolves the goals before any pass runs (``resolve_goals``, with or without search) and
+        evaluates the input model for a relative goal whatever ``evaluate_input_model`` says; so does
+        Olivine, saying so."""
+        if self.engine.evaluate_input_model:
+            return self
+        ref = self.engine.evaluator
+        evaluator = self.evaluators.get(ref) if isinstance(ref, str) else ref
+        if evaluator is None:
+            return self
+        relative = [
+            f"{metric.name}-{sub.name}"
+            for metric in evaluator.metrics
+            for sub in metric.sub_types
+            if sub.goal is not None and sub.goal.type != "threshold"
+        ]
+        if relative:
+            logger.warning(
+                "engine.evaluate_input_model is false, but the goal of %s is relative to the input model: "
+                "the input model is evaluated as its baseline, as Olive 0.13 does",
+                ", ".join(relative),
+            )
+            engine = self.engine.model_copy(update={"evaluate_input_model": True})
+            object.__setattr__(self, "engine", engine)
+        return self
+
     def _check_pass_host(self, host: Any, path: str) -> None:
         if host is None:
             return
