@@ -1000,3 +1000,17 @@ def test_external_data_keys_on_a_pass_without_them_are_ignored_with_a_warning_as
     with pytest.raises(ConfigError) as info:
         load(_write(tmp_path, cfg))
     assert info.value.path == "passes.mb.save_as_externl_data"
+
+
+def test_fixed_pass_config_the_cpu_cannot_run_is_refused_at_validation(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_llama
+
+    cfg = {
+        "input_model": write_tiny_llama(tmp_path / "llama"),
+        "passes": {"mb": {"type": "ModelBuilder", "precision": "fp16"}},
+    }
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))  # what --dry-run calls: refused before anything runs
+    assert info.value.path == "passes.mb"
+    assert "precision fp16 is not supported on the CPU execution provider" in info.value.message
+    assert str(info.value).startswith(str(tmp_path / "cfg.json"))

@@ -147,6 +147,7 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
     evaluator = _resolve_evaluator(config, data_configs, base_dir)
     _check_inference_providers(config, evaluator)
     slots = tuple(resolve_slots(config, base_dir))
+    _check_fixed_steps(config, slots, accelerator)
     _check_hf_task(config, slots, evaluator)
     return ResolvedWorkflow(
         config=config,
@@ -158,6 +159,21 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
         accelerator=accelerator,
         host=host,
     )
+
+
+def _check_fixed_steps(config: RunConfig, slots: tuple[PassSlot, ...], accelerator: Accelerator) -> None:
+    """Without search, each pass has one configuration: one the target cannot run (ModelBuilder fp16 on the
+    CPU, ...) is refused now, so --dry-run says what the run would (with search it is a pruned candidate)."""
+    if config.engine.search is not None:
+        return
+    for slot in slots:
+        for option in slot.options:
+            if option.size != 1:
+                continue
+            step = option.build(slot.name, option.values_at(0), accelerator)
+            if isinstance(step, str):
+                where, _, reason = step.partition(": ")
+                raise ConfigError(reason or step, path=where.split(" (")[0])
 
 
 def _check_model_script(config: RunConfig) -> None:
