@@ -8,7 +8,9 @@ The rewrite works on the raw mapping, before validation, so that the usual check
 What is rewritten (Olive's keys): each system's ``accelerators`` (``device`` -> ``cpu``, the execution
 providers -> ``CPUExecutionProvider``), ``execution_provider`` of the input model's and of each metric's
 ``inference_settings``, and the pass parameters ``use_gpu`` (-> false), ``device`` (-> ``cpu``),
-``providers_list`` and ``execution_provider`` (-> ``CPUExecutionProvider``).
+``providers_list`` and ``execution_provider`` (-> ``CPUExecutionProvider``), ``io_bind`` (-> false), and
+ModelBuilder's GPU precisions (``fp16`` / ``bf16`` -> ``fp32``) and GPU-only switches (``enable_cuda_graph``,
+``use_cuda_bf16``, ``use_webgpu_fp32`` -> false).
 """
 
 from __future__ import annotations
@@ -115,3 +117,14 @@ def _pass(entry: dict[str, Any], where: str, notes: list[str]) -> None:
                 notes.append(f"{prefix}.providers_list: {providers!r} -> ['{CPU_EP}']")
                 holder["providers_list"] = [CPU_EP]
         _settings(holder, prefix, notes)
+        gpu_only: tuple[str, ...] = ("io_bind",)
+        if str(entry.get("type", "")).lower() == "modelbuilder":
+            precision = holder.get("precision")
+            if isinstance(precision, str) and precision.lower() in ("fp16", "bf16"):
+                notes.append(f"{prefix}.precision: '{precision}' -> 'fp32'")
+                holder["precision"] = "fp32"
+            gpu_only += ("enable_cuda_graph", "use_cuda_bf16", "use_webgpu_fp32")
+        for key in gpu_only:
+            if holder.get(key) is True:
+                notes.append(f"{prefix}.{key}: true -> false")
+                holder[key] = False
