@@ -56,6 +56,8 @@ def build_dataloader(
         DataError: loading or batching failed; names the data config and the component.
     """
     components = _resolve(dc, base_dir)
+    if tokenizer_path is None:
+        tokenizer_path = _own_hf_files(model)
     ctx = BuildContext(
         base_dir=base_dir, tokenizer_path=tokenizer_path, model_inputs=model_input_names(model)
     )
@@ -72,6 +74,16 @@ def build_dataloader(
     batch_size = loader_component.params.get("batch_size")
     loader.batch_size = batch_size if isinstance(batch_size, int) else None
     return loader
+
+
+def _own_hf_files(model: ModelHandle | None) -> str | None:
+    """The model's own folder when it holds a Hugging Face ``config.json`` (a ModelBuilder output, an export
+    with ``save_metadata_for_token_generation``): the transformers dummy data read its cache layout there."""
+    if model is None or not model.model_path:
+        return None
+    path = Path(str(model.model_path))
+    folder = path if path.is_dir() else path.parent
+    return str(folder) if (folder / "config.json").is_file() else None
 
 
 def _resolve(dc: DataConfig, base_dir: Path | None) -> dict[ComponentKind, Component]:
