@@ -121,8 +121,8 @@ class Exporter:
         """Export every file under ``local_dir`` to ``<export root>/<rel_prefix>/...``, skipping what
         was already exported unchanged and names for which ``skip`` is true.
 
-        New files are copied concurrently (``datastore.put_concurrency`` at a time). If one fails, the
-        others still finish and are recorded, so a retry copies only what is missing.
+        New files are copied concurrently (``datastore.put_concurrency`` at a time, largest first). If
+        one fails, the others still finish and are recorded, so a retry copies only what is missing.
         """
         root = Path(local_dir)
         if not root.is_dir():
@@ -222,9 +222,12 @@ class Exporter:
                 yield self._copy(path, rel, recorded.get(path)), seen
             return
         first_error: BaseException | None = None
+        # Largest first (seen[1] is the size): a big file started last would leave its upload alone
+        # at the end, with the other workers idle; small files fill in around the big ones instead.
+        by_size = sorted(todo, key=lambda item: item[2][1], reverse=True)
         with ThreadPoolExecutor(workers, thread_name_prefix="olivine-export") as pool:
             futures = [
-                (pool.submit(self._copy, path, rel, recorded.get(path)), seen) for path, rel, seen in todo
+                (pool.submit(self._copy, path, rel, recorded.get(path)), seen) for path, rel, seen in by_size
             ]
             for future, seen in futures:
                 if future.cancelled():
