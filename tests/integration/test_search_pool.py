@@ -4,12 +4,17 @@ stops the pool."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +22,7 @@ import pytest
 from integration.test_search import FAILING_SEARCH, TWO_SLOTS, outline, search_config
 from olivine.engine.executor import SpreadSettings
 from olivine.engine.pool_executor import LocalPoolExecutor
+from olivine.engine.pool_worker import start_workers
 from olivine.engine.resolve import load_workflow
 from olivine.engine.run import run_workflow
 from olivine.errors import ConfigError, OlivineError, WorkflowCancelledError
@@ -159,8 +165,8 @@ def test_a_cancel_stops_the_pool(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "cache").rglob("evaluations/*.json")):
         time.sleep(0.1)  # the input model is evaluated: candidates go to the workers next
-    while time.monotonic() < deadline and len(pool._pool) < 2:
-        time.sleep(0.1)
+    while time.monotonic() < deadline and (len(pool._pool) < 2 or not all(w.ready for w in pool._pool)):
+        time.sleep(0.1)  # a forked worker's pid is known once it said it is ready
     pids = [w.process.pid for w in pool._pool]
     time.sleep(2.0)  # the workers are inside their (sleeping) candidates
     started = time.monotonic()
@@ -289,3 +295,71 @@ def test_an_input_model_whose_evaluation_fails_fails_the_pool_search_as_the_seri
             assert executor._pool == []  # closed: no worker left behind
     assert type(errors[1]) is type(errors[0]) and str(errors[1]) == str(errors[0])
     assert "the test's metric is broken" in str(errors[1])
+
+
+def test_a_small_walk_that_cannot_stop_early_is_one_batch() -> None:
+    """The whole walk in one untimed phase and one timed phase (one barrier), unless it may stop early
+    (the untimed work done ahead would be dropped), is large, or is not joint."""
+    pool = _pool()
+
+    def walk(total: int | None, **strategy: Any) -> Any:
+        settings = {"execution_order": "joint", "stop_when_goals_met": False, "max_time": None, **strategy}
+        return SimpleNamespace(strategy=SimpleNamespace(**settings), total=total)
+
+    assert pool.width == 16
+    assert pool.batch_width(walk(20)) == 20
+    assert pool.batch_width(walk(5)) == 16
+    assert pool.batch_width(walk(20, stop_when_goals_met=True)) == 16
+    assert pool.batch_width(walk(20, max_time=60)) == 16
+    assert pool.batch_width(walk(20, execution_order="pass-by-pass")) == 16
+    assert pool.batch_width(walk(1000)) == 16
+    assert pool.batch_width(walk(None)) == 16
+
+
+def test_the_first_worker_forks_the_others_after_its_imports() -> None:
+    """One process imports; the other workers are its forks (its children, warm without a "warm"
+    message). A forked worker that dies is reported with its signal (the forking worker reaps it and
+    sends the status), and stopping the pool leaves no process behind."""
+    workers = start_workers([1, 2, 3])
+    try:
+        assert [w.forked for w in workers] == [False, True, True]
+        workers[0].send(("warm", ("json",)))
+        for worker in workers:
+            while not worker.ready:
+                kind, value = worker.conn.recv()
+                if kind == "ready":
+                    worker.mark_ready(value)
+        pids = [w.process.pid for w in workers]
+        assert len(set(pids)) == 3 and pids[0] == workers[0].process.pid
+        for pid in pids[1:]:
+            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pids[0]
+        assert pids[1] is not None
+        os.kill(pids[1], signal.SIGKILL)
+        with pytest.raises(EOFError):
+            while True:
+                kind, value = workers[1].conn.recv()
+                assert kind == "exited"
+                workers[1].mark_exited(value)
+        assert workers[1].process.exitcode == -signal.SIGKILL and not workers[1].process.is_alive()
+        assert workers[2].process.is_alive() and workers[0].process.is_alive()  # the others go on
+    finally:
+        pool = _pool(3)
+        pool._pool = workers
+        pool.close()
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_warming_up_a_worker_imports_transformers_without_sklearn_or_scipy() -> None:
+    """A worker imports transformers as the engine does (olivine.hf_import), not its eager integrations."""
+    if importlib.util.find_spec("sklearn") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("scikit-learn or transformers is not installed")
+    probe = (
+        "import sys; from olivine.engine.task_work import import_modules, WARM_TORCH_MODULES; "
+        "import_modules(WARM_TORCH_MODULES); "
+        "print(sorted(m for m in ('sklearn', 'scipy', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['transformers']"

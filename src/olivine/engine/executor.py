@@ -26,7 +26,7 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.realise import CandidateWork
 from olivine.errors import ConfigError, HostError
 from olivine.search.space import PassSlot, ResolvedPass
-from olivine.search.strategy import Proposal
+from olivine.search.strategy import Proposal, SearchWalk
 
 if TYPE_CHECKING:
     from olivine.engine.chain import ChainRunner
@@ -91,6 +91,16 @@ def evaluate_input(executor: CandidateExecutor | None, work: InputWork) -> Evalu
     return evaluation
 
 
+def batch_width(executor: CandidateExecutor, walk: SearchWalk) -> int:
+    """How many proposals ``executor`` takes from ``walk`` at once: its ``batch_width(walk)`` when it has
+    one (an optional method of :class:`CandidateExecutor`), else its :attr:`~CandidateExecutor.width`."""
+    method = getattr(executor, "batch_width", None)
+    if method is None:
+        return executor.width
+    width: int = method(walk)
+    return width
+
+
 def fixed_prefix(slots: Sequence[PassSlot], accelerator: Accelerator) -> tuple[ResolvedPass, ...]:
     """The leading steps that every candidate of a search over ``slots`` runs with the same
     configuration (slots with one option and nothing searched), never the last slot (a candidate's own
@@ -111,7 +121,8 @@ class CandidateExecutor(Protocol):
 
     Optional: ``evaluate_input(self, work: InputWork) -> Evaluation``, the search's input model's
     evaluation (see :func:`evaluate_input`); it must give the serial search's result, and its timed
-    metrics must not share a CPU with other work.
+    metrics must not share a CPU with other work. ``batch_width(self, walk: SearchWalk) -> int``: the
+    batch size for ``walk`` (see :func:`batch_width`; default :attr:`width`).
     """
 
     @property

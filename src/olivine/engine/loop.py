@@ -13,7 +13,7 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.chain import ChainRunner
 from olivine.engine.evaluation import CachedEvaluator
 from olivine.engine.events import CandidateFinished, CandidateStarted
-from olivine.engine.executor import CandidateExecutor, SerialExecutor
+from olivine.engine.executor import CandidateExecutor, SerialExecutor, batch_width
 from olivine.engine.phase import Phases
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.evaluate.results import MetricValue
@@ -58,7 +58,7 @@ class CandidateLoop:
     def run(self) -> list[Candidate]:
         total = self.walk.total
         try:
-            for batch in self.walk.batches(self.executor.width):
+            for batch in self.walk.batches(batch_width(self.executor, self.walk)):
                 check_stop(self.stop)
                 for proposal in batch:
                     self.phases.emit(

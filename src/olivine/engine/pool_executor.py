@@ -1,11 +1,13 @@
 """A search spread over worker processes on this machine (``SpreadSettings(executor="local")``, set by
 ``search_workers`` on a LocalSystem or LocalWorker system).
 
-Each batch of proposals is realised in two phases:
+Each batch of proposals is realised in two phases (a small walk that cannot stop early is one batch:
+:meth:`LocalPoolExecutor.batch_width`):
 
-1. **Untimed, in parallel.** ``workers`` worker processes (fresh interpreters: no copy of the engine's
-   threads or onnxruntime sessions) each take one candidate at a time and realise its pass chain and its
-   untimed metrics (accuracy, custom, size) with :func:`olivine.engine.task_work.candidate_task` on
+1. **Untimed, in parallel.** ``workers`` worker processes (not forks of the engine: no copy of its
+   threads or onnxruntime sessions; one fresh interpreter imports the libraries and forks the others,
+   see :mod:`olivine.engine.pool_worker`) each take one candidate at a time and realise its pass chain
+   and its untimed metrics (accuracy, custom, size) with :func:`olivine.engine.task_work.candidate_task` on
    ``ceil(num_cpus)`` CPUs of their own (:func:`olivine.engine.affinity.exclusive_cpus`); a worker that
    frees takes the batch's next proposal. The chain prefix that the batch's candidates share
    (conversion + optimization before each quantization) runs once, first, in one worker, on as many CPUs
@@ -55,7 +57,7 @@ from olivine.engine.candidates import Candidate
 from olivine.engine.events import EngineEvent, EvaluationFinished, PassFailed, PassFinished, PassStarted
 from olivine.engine.executor import SpreadSettings, spread_task_cpus
 from olivine.engine.phase import Phases
-from olivine.engine.pool_worker import PoolWorker
+from olivine.engine.pool_worker import PoolWorker, start_workers
 from olivine.engine.realise import CandidateWork, check_stop
 from olivine.engine.task_work import (
     TaskRecipe,
@@ -67,7 +69,7 @@ from olivine.engine.task_work import (
 )
 from olivine.errors import ConfigError, HostError, PassRunError
 from olivine.search.space import ResolvedPass
-from olivine.search.strategy import Proposal
+from olivine.search.strategy import Proposal, SearchWalk
 
 if TYPE_CHECKING:
     from olivine.engine.chain import ChainRunner
@@ -81,6 +83,7 @@ logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a worker
 _QUEUE_FACTOR = 8  # proposals asked for per worker (see LocalPoolExecutor.__init__)
+_WHOLE_WALK_MAX = 64  # a walk of at most this many candidates that cannot stop early: one batch
 _DEATH_GRACE_S = 0.3  # a worker died: wait this long for a cancel that killed it too to be seen
 STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL when the pool stops
 
@@ -160,6 +163,25 @@ class LocalPoolExecutor:
                 allowed,
             )
 
+    def batch_width(self, walk: SearchWalk) -> int:
+        """How many proposals to ask ``walk`` for at once: all of them (one untimed phase, one barrier,
+        one timed phase) when the walk is joint, cannot stop early
+        (``stop_when_goals_met``, ``max_time``: a stop would drop the untimed work done ahead) and has at
+        most :data:`_WHOLE_WALK_MAX` candidates; else :attr:`width`. Every batch boundary costs a barrier
+        and the idle tail of a phase (a worker with nothing left while the other finishes). A sampler that
+        learns (TPE) still proposes one at a time (the walk's rule)."""
+        strategy, total = walk.strategy, walk.total
+        if (
+            strategy is None
+            or strategy.execution_order != "joint"
+            or strategy.stop_when_goals_met
+            or strategy.max_time
+            or total is None
+            or total > _WHOLE_WALK_MAX
+        ):
+            return self.width
+        return max(self.width, total)
+
     # -- the pool -------------------------------------------------------------------------------------
     def _prepare(self, work: CandidateWork) -> None:
         self._prepare_parts(work.runner, work.evaluator, work.objectives)
@@ -180,11 +202,15 @@ class LocalPoolExecutor:
                 self.workers,
                 self.per_task,
             )
-        while len(self._pool) < self.workers:
-            self._started += 1
-            worker = PoolWorker(self._started)
-            worker.send(("warm", warm_modules(self._recipe.input_model)))
-            self._pool.append(worker)
+        missing = self.workers - len(self._pool)
+        if missing > 0:
+            numbers = list(range(self._started + 1, self._started + missing + 1))
+            self._started += missing
+            started = start_workers(numbers)
+            for worker in started:
+                if not worker.forked:
+                    worker.send(("warm", warm_modules(self._recipe.input_model)))
+            self._pool.extend(started)
 
     def _send(self, worker: PoolWorker, message: tuple[Any, ...]) -> None:
         assert self._recipe is not None
@@ -199,6 +225,12 @@ class LocalPoolExecutor:
             self._pool.remove(worker)
         worker.stop()
         worker.reap(time.monotonic() + STOP_GRACE_S)
+
+    def _drop_all(self, workers: Sequence[PoolWorker]) -> None:
+        """:meth:`_drop` each of ``workers``; those a worker forked go first, while it still lives to reap
+        them (see :mod:`olivine.engine.pool_worker`)."""
+        for worker in sorted(workers, key=lambda w: not w.forked):
+            self._drop(worker)
 
     # -- the input model ------------------------------------------------------------------------------
     def evaluate_input(self, work: InputWork) -> Evaluation:
@@ -225,7 +257,7 @@ class LocalPoolExecutor:
                     self._run_prefix(work.prefix, keys, work.runner, work.phases)
                 _, result = self._wait_any([worker], work.stop)
         except BaseException:
-            self._drop(worker)
+            self._drop_all([worker])
             raise
         if result.error is not None:  # the worker died: the engine evaluates it (and says why)
             logger.warning("local search pool: the input model's untimed metrics: %s", result.error)
@@ -315,8 +347,7 @@ class LocalPoolExecutor:
         except BaseException:
             # A cancel or an error: candidates still running are not wanted. Their workers go (a late
             # answer would be read as the next task's); the next batch starts fresh ones.
-            for worker, _ in inflight.values():
-                self._drop(worker)
+            self._drop_all([worker for worker, _ in inflight.values()])
             raise
         return finished
 
@@ -324,7 +355,7 @@ class LocalPoolExecutor:
         """The CPU seconds (user + system) the live workers used so far (None where /proc is absent)."""
         total = 0.0
         for worker in self._pool:
-            used = _cpu_s(worker.process.pid)
+            used = None if worker.process.pid is None else _cpu_s(worker.process.pid)
             if used is None:
                 return None
             total += used
@@ -346,7 +377,9 @@ class LocalPoolExecutor:
                         if kind == "log":
                             logging.getLogger(value.name).handle(value)
                         elif kind == "ready":
-                            worker.ready = True
+                            worker.mark_ready(value)
+                        elif kind == "exited":
+                            worker.mark_exited(value)
                 except (EOFError, OSError):  # it died while starting: gone (a later batch starts one)
                     self._drop(worker)
                     del starting[item]  # type: ignore[arg-type]
@@ -429,7 +462,10 @@ class LocalPoolExecutor:
                         logging.getLogger(value.name).handle(value)
                         continue
                     if kind == "ready":
-                        worker.ready = True
+                        worker.mark_ready(value)
+                        continue
+                    if kind == "exited":  # a forked worker's status, sent as it was reaped: EOF next
+                        worker.mark_exited(value)
                         continue
                     return worker, _reply(kind, value)
 
@@ -448,11 +484,13 @@ class LocalPoolExecutor:
 
     def close(self) -> None:
         pool, self._pool = self._pool, []
-        for worker in pool:
-            worker.stop()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for worker in pool:
-            worker.reap(deadline)
+        # Forked workers first, while the worker that forked them lives to reap them.
+        for group in ([w for w in pool if w.forked], [w for w in pool if not w.forked]):
+            for worker in group:
+                worker.stop()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for worker in group:
+                worker.reap(deadline)
         if self._recipe is not None:
             self._recipe.discard()
             self._recipe = None

@@ -1,7 +1,20 @@
-"""The local pool's worker processes (:mod:`olivine.engine.pool_executor` drives them): how one is
-started (``python -c``, not multiprocessing's spawn), and what it does once started: import what the tasks
-need, then realise what the engine sends, one task at a time, sending log records and results back on one
-socket, until told to stop or the engine's process goes away."""
+"""The local pool's worker processes (:mod:`olivine.engine.pool_executor` drives them): how they are
+started, and what one does once started: import what the tasks need, then realise what the engine sends,
+one task at a time, sending log records and results back on one socket, until told to stop or the
+engine's process goes away.
+
+Starting (:func:`start_workers`): the first worker is a fresh interpreter (``python -c``, not
+multiprocessing's spawn, which re-runs the caller's ``__main__`` module in every worker: a script without
+a main guard would start its search again there). When the pool starts several workers at once, that
+first process imports the tasks' heavy libraries (torch, transformers: seconds of CPU each time) and
+then forks the others, each with its own socket to the engine, before it runs any task: a fork of a
+process that has only imported (no session, no model, no thread pool started) and that carries none of
+the engine's state. onnxruntime is imported after the fork, by each worker (a process forked after
+importing it hangs in its exit handlers; forked workers also end with ``os._exit``). The forked workers are the first worker's children, not the engine's: the engine
+knows their pids from their first message, reads a dead one's exit status from ``/proc`` (the first
+worker leaves them unreaped), and each watches the engine's process itself, so that one worker's crash
+does not take the others down. A worker started later to replace one that died is a fresh interpreter.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +29,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.engine.task_work import TaskRecipe, import_modules
@@ -28,44 +42,60 @@ if TYPE_CHECKING:
 # ---- inside a worker process -----------------------------------------------------------------------
 
 
-def serve_fd(fd: int, level: int, number: int) -> None:
-    """The entry point of a worker process (see :class:`WorkerProcess`): serve the engine on socket ``fd``."""
-    _serve(Connection(fd), level, number)
+def serve_fd(fd: int, level: int, number: int, forks: tuple[tuple[int, int], ...] = ()) -> None:
+    """The entry point of a worker process (see :class:`WorkerProcess`): serve the engine on socket ``fd``;
+    after the imports, fork a worker for each ``(socket fd, number)`` of ``forks`` (see the module
+    docstring)."""
+    engine = os.getppid()
+    if _serve(Connection(fd), level, number, engine, dict(forks)):
+        # A forked worker ends here without the interpreter's exit: the C++ runtime's exit handlers of a
+        # library imported before the fork may wait for a thread that only the forking process has.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
-def _serve(conn: Connection, level: int, number: int) -> None:
+def _serve(conn: Connection, level: int, number: int, engine: int, forks: dict[int, int]) -> bool:
     """A worker process: realise what the engine sends, one task at a time, until told to stop or the
-    engine goes away. Log records travel to the engine on the same pipe as the results."""
+    engine goes away (then return whether this process is a forked worker). Log records travel to the
+    engine on the same pipe as the results."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the engine decides
-    lock = threading.Lock()
-
-    def send(message: tuple[str, Any]) -> None:
-        with lock:
-            conn.send(message)
-
-    root = logging.getLogger("olivine")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
-    handler.addFilter(_Prefix(f"[worker {number}] "))
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    parent = os.getppid()
-    threading.Thread(target=_watch_parent, args=(parent,), name="olivine-pool-parent", daemon=True).start()
+    send = _connect(conn, level, number, engine)
     from olivine.engine import task_work
 
     recipe: TaskRecipe | None = None
+    forked = False
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return
+            return forked
         kind = message[0]
         if kind == "stop":
-            return
+            return forked
         if kind == "warm":  # the first message: import what the tasks will need, then say so
-            import_modules(message[1])
+            modules = message[1]
+            if forks:  # onnxruntime after the fork: forked after it, a process cannot exit cleanly
+                import_modules([m for m in modules if m.split(".")[0] != "onnxruntime"])
+            kept: list[int] = []  # sockets of forked workers, kept here for their exit status
+            for fd, forked_number in list(forks.items()):
+                del forks[fd]
+                pid = os.fork()
+                if pid == 0:  # the forked worker: its own socket only, then the same loop
+                    conn.close()
+                    for other in (*forks, *kept):
+                        with contextlib.suppress(OSError):
+                            os.close(other)
+                    conn, number, forks, forked = Connection(fd), forked_number, {}, True
+                    send = _connect(conn, level, number, engine)
+                    break
+                # Its socket stays open here until it is reaped, for one last message: its exit status.
+                reaper = threading.Thread(
+                    target=_reap, args=(pid, fd), name="olivine-pool-reaper", daemon=True
+                )
+                reaper.start()
+                kept.append(fd)
+            import_modules(modules)
             send(("ready", os.getpid()))
             continue
         if kind == "recipe":
@@ -96,6 +126,39 @@ def _serve(conn: Connection, level: int, number: int) -> None:
             send(("error", f"the worker could not send its result: {type(exc).__name__}: {exc}"))
 
 
+def _reap(pid: int, fd: int) -> None:
+    """Wait for forked worker ``pid`` to end, send the engine its exit status on its socket ``fd`` (the
+    engine sees the socket's end after that), close it."""
+    conn = Connection(fd)
+    try:
+        _, status = os.waitpid(pid, 0)
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("exited", status))
+    finally:
+        conn.close()
+
+
+def _connect(conn: Connection, level: int, number: int, engine: int) -> Any:
+    """Route this process's ``olivine`` log records to the engine on ``conn``, watch the engine's process
+    (pid ``engine``); the function that sends a message on ``conn``."""
+    lock = threading.Lock()
+
+    def send(message: tuple[str, Any]) -> None:
+        with lock:
+            conn.send(message)
+
+    root = logging.getLogger("olivine")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
+    handler.addFilter(_Prefix(f"[worker {number}] "))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    threading.Thread(target=_watch_engine, args=(engine,), name="olivine-pool-parent", daemon=True).start()
+    return send
+
+
 class _PipeQueue:
     """The queue a :class:`logging.handlers.QueueHandler` puts records in: the pipe to the engine."""
 
@@ -117,27 +180,57 @@ class _Prefix(logging.Filter):
         return True
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_engine(engine: int) -> None:
+    """Exit when the engine's process (pid ``engine``: the parent of the first worker, the grandparent of
+    a forked one) is gone: nobody wants the result."""
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:  # the engine's process is gone: nobody wants the result
+        if os.getppid() == engine:
+            continue  # still the engine's child
+        try:
+            os.kill(engine, 0)
+            gone = _state(engine) == "Z"  # dead, not reaped yet
+        except ProcessLookupError:
+            gone = True
+        except PermissionError:  # the pid was taken by a process of another user: the engine is gone
+            gone = True
+        if gone:
             os._exit(1)
+
+
+def _parent(pid: int) -> int | None:
+    """Process ``pid``'s parent pid from /proc, None when it cannot be read."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _state(pid: int) -> str | None:
+    """Process ``pid``'s state letter from /proc (``Z``: a zombie), None when it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 # ---- the engine's handle on a worker process ---------------------------------------------------
 
 
 class WorkerProcess:
-    """A worker process: ``python -c`` running :func:`serve_fd` (not multiprocessing's spawn, which
-    re-runs the caller's ``__main__`` module in every worker: a script without a main guard would start
-    its search again there)."""
+    """A worker process: ``python -c`` running :func:`serve_fd` on socket ``fd`` (and forking a worker
+    for each ``(fd, number)`` of ``forks`` once it has imported; see the module docstring)."""
 
-    def __init__(self, fd: int, level: int, number: int) -> None:
-        code = f"from olivine.engine.pool_worker import serve_fd; serve_fd({fd}, {level}, {number})"
-        self.popen = subprocess.Popen(
-            [sys.executable or "python", "-c", code], pass_fds=(fd,), stdin=subprocess.DEVNULL
+    def __init__(self, fd: int, level: int, number: int, forks: tuple[tuple[int, int], ...] = ()) -> None:
+        code = (
+            f"from olivine.engine.pool_worker import serve_fd; serve_fd({fd}, {level}, {number}, {forks!r})"
         )
-        self.pid = self.popen.pid
+        self.popen = subprocess.Popen(
+            [sys.executable or "python", "-c", code],
+            pass_fds=(fd, *(f for f, _ in forks)),
+            stdin=subprocess.DEVNULL,
+        )
+        self.pid: int | None = self.popen.pid
 
     def is_alive(self) -> bool:
         return self.popen.poll() is None
@@ -159,18 +252,107 @@ class WorkerProcess:
             self.popen.wait(timeout)
 
 
+class ForkedProcess:
+    """A worker forked by the first worker of its group (see the module docstring): not the engine's
+    child. Its pid is known from its first message (``ready``); before that it counts as alive (its
+    socket tells when it is gone)."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent  # the worker that forked it (and reaps it)
+        self.pid: int | None = None
+        self.status: int | None = None  # its wait status, sent by the worker that reaped it
+
+    def is_alive(self) -> bool:
+        if self.status is not None:
+            return False
+        if self.pid is None:
+            return True
+        return _state(self.pid) not in (None, "Z")
+
+    @property
+    def exitcode(self) -> int | None:
+        """As :attr:`subprocess.Popen.returncode` (``-N``: killed by signal N): from the status the
+        worker that reaped it sent; None while it runs or when unknown (that worker died first)."""
+        status = self.status
+        if status is None:
+            return None
+        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None and self.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def join(self, timeout: float) -> None:
+        """Wait until it is gone: reaped by the worker that forked it, or dead with that worker gone too
+        (then its parent is another process, which may or may not reap it)."""
+        deadline = time.monotonic() + timeout
+        while self.pid is not None and time.monotonic() < deadline:
+            state, parent = _state(self.pid), _parent(self.pid)
+            if state is None or (state == "Z" and parent != self.parent):
+                return
+            time.sleep(0.02)
+
+
+def start_workers(numbers: list[int]) -> list[PoolWorker]:
+    """Workers numbered ``numbers``: one fresh process that forks the others after its imports (one
+    process each where ``os.fork`` is missing); send the first one ``("warm", modules)``, and only it (the
+    forked ones start warm)."""
+    level = logging.getLogger("olivine").getEffectiveLevel()
+    if len(numbers) < 2 or not hasattr(os, "fork") or not Path("/proc/self/stat").is_file():
+        return [_started(number, level) for number in numbers]
+    pairs = [socket.socketpair() for _ in numbers]
+    forks = tuple((child.fileno(), number) for (_, child), number in zip(pairs[1:], numbers[1:], strict=True))
+    try:
+        first = WorkerProcess(pairs[0][1].fileno(), level, numbers[0], forks)
+    finally:
+        for _, child in pairs:
+            child.close()
+    workers = [PoolWorker(numbers[0], Connection(pairs[0][0].detach()), first)]
+    for (parent, _), number in zip(pairs[1:], numbers[1:], strict=True):
+        forked = ForkedProcess(first.popen.pid)
+        workers.append(PoolWorker(number, Connection(parent.detach()), forked, forked=True))
+    return workers
+
+
+def _started(number: int, level: int) -> PoolWorker:
+    parent_end, child_end = socket.socketpair()
+    try:
+        process = WorkerProcess(child_end.fileno(), level, number)
+    finally:
+        child_end.close()
+    return PoolWorker(number, Connection(parent_end.detach()), process)
+
+
 class PoolWorker:
-    def __init__(self, number: int) -> None:
+    """The engine's handle on one worker: its number, socket and process."""
+
+    def __init__(
+        self, number: int, conn: Connection, process: WorkerProcess | ForkedProcess, forked: bool = False
+    ) -> None:
         self.number = number
-        parent_end, child_end = socket.socketpair()
-        level = logging.getLogger("olivine").getEffectiveLevel()
-        try:
-            self.process = WorkerProcess(child_end.fileno(), level, number)
-        finally:
-            child_end.close()
-        self.conn: Connection = Connection(parent_end.detach())
+        self.conn = conn
+        self.process = process
+        self.forked = forked  # forked by another worker after its imports: it needs no "warm" message
         self.recipe: str | None = None  # the token of the recipe it was sent
         self.ready = False  # it said it started (imports done, waiting for tasks)
+
+    def mark_exited(self, status: Any) -> None:
+        """The worker that forked it reaped it and sent its wait status (``exited``)."""
+        if isinstance(self.process, ForkedProcess) and isinstance(status, int):
+            self.process.status = status
+
+    def mark_ready(self, pid: Any) -> None:
+        """Its ``ready`` message arrived (with its pid)."""
+        self.ready = True
+        if isinstance(self.process, ForkedProcess) and isinstance(pid, int):
+            self.process.pid = pid
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message)

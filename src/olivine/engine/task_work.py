@@ -394,11 +394,18 @@ def warm_modules(input_model: ModelHandle) -> tuple[str, ...]:
 
 def import_modules(names: Sequence[str]) -> None:
     """Import ``names`` (those that import: one not installed, or broken here, is left for the candidates
-    to report), so that a task process's first candidate does not pay for them."""
+    to report), so that a task process's first candidate does not pay for them. transformers is imported
+    the way the engine's process imports it (:func:`olivine.hf_import.import_transformers`: without the
+    scikit-learn and scipy integrations, ~1.4 s of CPU per process), so a task process does not load
+    more than the engine would."""
     import importlib
 
     for name in names:
         with suppress(Exception):
+            if name == "transformers" or name.startswith("transformers."):
+                from olivine.hf_import import import_transformers
+
+                import_transformers()
             importlib.import_module(name)
 
 
