@@ -10,10 +10,13 @@ first process imports the tasks' heavy libraries (torch, transformers: seconds o
 then forks the others, each with its own socket to the engine, before it runs any task: a fork of a
 process that has only imported (no session, no model, no thread pool started) and that carries none of
 the engine's state. onnxruntime is imported after the fork, by each worker (a process forked after
-importing it hangs in its exit handlers; forked workers also end with ``os._exit``). The forked workers are the first worker's children, not the engine's: the engine
-knows their pids from their first message, reads a dead one's exit status from ``/proc`` (the first
-worker leaves them unreaped), and each watches the engine's process itself, so that one worker's crash
-does not take the others down. A worker started later to replace one that died is a fresh interpreter.
+importing it hangs in its exit handlers; forked workers also end with ``os._exit``).
+
+The forked workers are the first worker's children, not the engine's: the engine knows their pids from
+their first message; the first worker reaps them and sends a dead one's exit status on its socket (the
+engine then sees the socket's end), so it stops them before the first worker when the pool closes; each
+watches the engine's process itself, so that one worker's crash does not take the others down. A worker
+started later to replace one that died is a fresh interpreter.
 """
 
 from __future__ import annotations
