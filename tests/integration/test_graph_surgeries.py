@@ -260,6 +260,34 @@ def test_rename_input_and_output_dims(mlp: ModelHandle, tmp_path: Path) -> None:
     assert g.output[0].type.tensor_type.shape.dim[0].dim_param == "n"
 
 
+def test_remove_memcpy_bypasses_the_copies_and_keeps_the_output_name(tmp_path: Path) -> None:
+    # What OrtTransformersOptimization saves for a GPU provider: copies around a CPU-only node.
+    nodes = [
+        helper.make_node("MemcpyToHost", ["x"], ["x_host"], name="to_host"),
+        helper.make_node("Relu", ["x_host"], ["r"], name="relu"),
+        helper.make_node("MemcpyFromHost", ["r"], ["r_dev"], name="from_host"),
+        helper.make_node("Neg", ["r_dev"], ["n"], name="neg"),
+        helper.make_node("MemcpyToHost", ["n"], ["y"], name="out_copy"),
+    ]
+    model = save(tmp_path / "m", nodes, [vinfo("x", [2])], [vinfo("y", [2])])
+    out = surgery(model, tmp_path / "o", {"surgeon": "RemoveMemcpy"})
+    g = graph(out)
+    assert [n.op_type for n in g.node] == ["Relu", "Neg"]
+    assert [o.name for o in g.output] == ["y"] and g.node[1].output[0] == "y"
+    feed = {"x": np.array([-1.0, 2.0], np.float32)}
+    np.testing.assert_array_equal(open_runner(out).run(feed)[0], [0.0, -2.0])
+
+
+def test_remove_memcpy_leaves_a_cpu_model_unchanged_and_says_so(
+    mlp: ModelHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="olivine.passes.surgeons_memcpy"):
+        out = surgery(mlp, tmp_path, {"surgeon": "RemoveMemcpy"})
+    assert ops(out) == ops(mlp)
+    assert "no MemcpyToHost/MemcpyFromHost node; unchanged" in caplog.text
+    np.testing.assert_allclose(open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0])
+
+
 def test_duplicate_initializers_are_merged_by_default(tmp_path: Path) -> None:
     inits = [numpy_helper.from_array(np.ones(2, np.float32), n) for n in ("a", "b")]
     nodes = [helper.make_node("Add", ["x", "a"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
@@ -287,8 +315,8 @@ def test_a_surgeon_that_does_not_fit_the_model_fails_the_pass_naming_it(
             r"surgeries\[0\]: unknown surgeon 'MakeItFast'; allowed: .*RenameInputs",
         ),
         (
-            [{"surgeon": "InferShapes"}, {"surgeon": "RemoveMemcpy"}],
-            r"surgeries\[1\]: surgeon 'RemoveMemcpy' is refused on the CPU",
+            [{"surgeon": "InferShapes"}, {"surgeon": "PackedAttentionToPackedMHA"}],
+            r"surgeries\[1\]: surgeon 'PackedAttentionToPackedMHA' is refused on the CPU target: .*CUDA",
         ),
         ([{"surgeon": "non4dreshape"}], "DLA"),
         (
@@ -358,8 +386,8 @@ def test_engine_refuses_a_non_cpu_surgeon_with_its_key_path(tmp_path: Path) -> N
     from olivine.api import load
     from olivine.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="RemoveMemcpy") as info:
-        load(_chain_config(tmp_path, [{"surgeon": "RemoveMemcpy"}]))
+    with pytest.raises(ConfigError, match="PackedAttentionToPackedMHA") as info:
+        load(_chain_config(tmp_path, [{"surgeon": "PackedAttentionToPackedMHA"}]))
     assert info.value.path == "passes.surgery.surgeries.0"  # the surgeon's index is part of the key path
 
 

@@ -351,6 +351,19 @@ def test_azureml_resource_path_is_refused_at_validation_naming_the_key(tmp_path:
     assert str(info.value).startswith(str(tmp_path / "cfg.json"))
 
 
+def test_metric_run_kwargs_are_refused_at_validation_naming_the_key_and_the_arguments(tmp_path: Path) -> None:
+    # Olive's llama2_generate.json: a latency metric that times generate(max_new_tokens=64).
+    metric = {**_LATENCY, "user_config": {"run_kwargs": {"max_new_tokens": 64}}}
+    cfg = _onnx_cfg(tmp_path, evaluators={"e": {"metrics": [metric]}}, evaluator="e")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "evaluators.e.metrics.0.user_config.run_kwargs"
+    assert "(max_new_tokens)" in info.value.message and "generate()" in info.value.message
+    assert len(str(info.value).splitlines()) == 1
+    metric["user_config"]["run_kwargs"] = {}  # nothing to pass: accepted, as in Olive
+    assert load(_write(tmp_path, cfg)).config.evaluators["e"].metrics[0].user_config is not None
+
+
 def test_local_resource_path_mapping_reads_as_its_path(tmp_path: Path) -> None:
     cfg = _onnx_cfg(tmp_path)
     folder = cfg["input_model"]["model_path"]

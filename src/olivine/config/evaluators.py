@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from olivine.config.base import LocalPath, StrictModel
 from olivine.config.data import DataConfig
@@ -116,11 +116,21 @@ class MetricUserConfig(StrictModel):
     shared_kv_buffer: bool = False
     run_kwargs: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _run_kwargs(self) -> MetricUserConfig:
-        if self.run_kwargs:
-            raise ValueError("'run_kwargs' (extra model call arguments) is not supported by Olivine yet")
-        return self
+    @field_validator("run_kwargs")
+    @classmethod
+    def _run_kwargs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Olive (0.7 to 0.13) hands ``run_kwargs`` to the model call: ``generate()`` of a Hugging Face
+        model that has a generation config (a latency metric then times generation), ``forward()`` of a
+        PyTorch model, onnxruntime's run (which takes only ``output_names`` / ``run_options``, and
+        ignores both). Olivine times and scores one forward pass / session run, so it refuses them rather
+        than measure something else than the config asks."""
+        if value:
+            raise ValueError(
+                f"extra model-call arguments ({', '.join(sorted(value))}) are not supported by Olivine: "
+                "Olive passes them to generate() of a Hugging Face model, forward() of a PyTorch model or "
+                "onnxruntime's run; Olivine runs the model's forward pass / session as is (remove the key)"
+            )
+        return value
 
 
 class MetricConfig(StrictModel):

@@ -48,7 +48,6 @@ NON_CPU_SURGEONS: dict[str, str] = {
         )
     },
     "ExposeQuantizedOutput": "it exposes a uint8 output for the QNN (NPU) execution provider",
-    "RemoveMemcpy": "it removes the GPU<->CPU copies of a graph partitioned for a GPU execution provider",
     "PackedAttentionToPackedMHA": "PackedMultiHeadAttention has only a CUDA kernel in onnxruntime",
 }
 
@@ -690,4 +689,4 @@ def _rename_dim(value: Any, dim_idx: int, dim_name: str) -> None:
 
 
 # The surgeons of the other modules register themselves when imported (after Surgeon exists).
-from olivine.passes import surgeons_embed, surgeons_llm, surgeons_norm  # noqa: E402, F401
+from olivine.passes import surgeons_embed, surgeons_llm, surgeons_memcpy, surgeons_norm  # noqa: E402, F401
