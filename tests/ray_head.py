@@ -87,7 +87,9 @@ class RayHead:
     ``auth_token``: start the cluster with token authentication (``RAY_AUTH_MODE=token``, the token in the
     head's ``RAY_AUTH_TOKEN``); clients then need the same token. ``resources``: custom resources of the
     head node (to steer work onto or off it). ``netns``: run the cluster in its own network namespace
-    (required for :meth:`add_node`; clients then run through :meth:`in_netns`).
+    (required for :meth:`add_node`; clients then run through :meth:`in_netns`). ``cpus``: the CPU ids the
+    head node's processes (its raylet, its task processes, GCS, dashboard) may run on (``taskset``; None:
+    any), as a machine of its own would have.
     """
 
     temp_dir: Path
@@ -95,6 +97,7 @@ class RayHead:
     auth_token: str | None = None
     resources: dict[str, float] = field(default_factory=dict)
     netns: bool = False
+    cpus: tuple[int, ...] | None = None
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     # Ray's defaults (52365, 10001) would collide with any other head on this machine.
@@ -151,9 +154,17 @@ class RayHead:
         return ["nsenter", f"--net=/proc/{self.proc.pid}/ns/net", "--", *command]
 
     def _popen(
-        self, args: list[str], log_name: str, *, head: bool = True, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        log_name: str,
+        *,
+        head: bool = True,
+        env: dict[str, str] | None = None,
+        cpus: tuple[int, ...] | None = None,
     ) -> subprocess.Popen[bytes]:
         command = [str(Path(sys.executable).with_name("ray")), "start", *args]
+        if cpus is not None:  # the node's processes inherit it (taskset execs: the PID stays `ray start`'s)
+            command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
         if self.netns and head:
             # The head creates the namespace: loopback up, then exec (its PID stays the `ray start` one).
             command = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
@@ -182,16 +193,23 @@ class RayHead:
                 *self._common_args(self.temp_dir / "ray", self.num_cpus, self.resources),
             ],
             "head.log",
+            cpus=self.cpus,
         )
         self._wait(lambda: self.get("/api/jobs/") is not None, self.proc, "head.log")
 
-    def add_node(self, num_cpus: int = 1, resources: dict[str, float] | None = None) -> RayNode:
+    def add_node(
+        self,
+        num_cpus: int = 1,
+        resources: dict[str, float] | None = None,
+        cpus: tuple[int, ...] | None = None,
+    ) -> RayNode:
         """Join a worker node and wait until the head counts it alive.
 
         Each node has its own loopback address (127.0.0.2, 127.0.0.3...: Ray finds a node's raylet by its
         address, so two nodes on 127.0.0.1 get each other's session folder, e.g. the dashboard agent
         serves job logs from the wrong one) and its own temp folder (a shared one would share the
-        extracted ``working_dir`` of a job between nodes, and one node's clean-up deletes the other's)."""
+        extracted ``working_dir`` of a job between nodes, and one node's clean-up deletes the other's).
+        ``cpus``: the CPU ids the node's processes may run on (as for the head)."""
         if not self.netns:
             raise RuntimeError(
                 "a worker node needs RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1, which may bind beyond loopback: "
@@ -208,6 +226,7 @@ class RayHead:
             f"node{index}.log",
             head=False,
             env={**self.env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"},
+            cpus=cpus,
         )
         node = RayNode(proc, temp_dir)
         self.nodes.append(node)

@@ -10,7 +10,9 @@ sentences), which travel with the workflow when it is submitted to a host.
 
 Embeddings are sentence-transformers' recipe for all-MiniLM-L6-v2: mean of the last hidden state over
 non-padding tokens, L2-normalised. Sentences are tokenized with the model folder's tokenizer in batches of
-32, padded to the longest in the batch, truncated at 128 tokens. The fp32 reference embeddings are computed
+32, padded to the longest in the batch, truncated at 128 tokens (its ``tokenizer.json`` through the
+``tokenizers`` library, the same ids as transformers' fast tokenizer without importing transformers, which
+imports torch: see ``_tokenizer``). The fp32 reference embeddings are computed
 once with transformers, memoised per process and stored as ``.fidelity_cache/reference-<hash>.npy`` (the
 hash covers the model files, the sentences and the settings), so reruns do not recompute them. A
 candidate's cosines are memoised per process too, so ``fidelity`` and ``fidelity_stats`` share one run.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ MAX_LENGTH = 128
 _REFERENCES: dict[str, np.ndarray] = {}
 _COSINES: dict[str, np.ndarray] = {}
 _DIGESTS: dict[str, str] = {}
+_TOKENIZERS: dict[str, Callable[[list[str]], Mapping[str, np.ndarray]]] = {}
 
 
 def fidelity(
@@ -130,20 +134,65 @@ def _file_stamps(model: ModelHandle) -> list[tuple[str, int, int]]:
     return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in model.files()]
 
 
+def _tokenizer(folder: Path) -> Callable[[list[str]], Mapping[str, np.ndarray]]:
+    """The model folder's tokenizer: sentences -> ``input_ids``, ``attention_mask``, ``token_type_ids``,
+    padded to the longest in the batch, truncated at ``MAX_LENGTH`` (memoised per process).
+
+    With a ``tokenizer.json`` (a fast tokenizer's file, as this model has) it runs through the
+    ``tokenizers`` library, which is what transformers' fast tokenizer runs, with the same settings
+    (the file's own fixed padding replaced by padding to the longest): the same ids. ``import transformers``
+    imports torch when it is installed (seconds per process), and a candidate's fidelity needs no torch
+    once the reference embeddings are cached. Without the file: transformers' ``AutoTokenizer``."""
+    key = str(folder)
+    if key in _TOKENIZERS:
+        return _TOKENIZERS[key]
+    path = folder / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(path))
+        pad = _pad_token(folder)
+        fast.enable_truncation(max_length=MAX_LENGTH)  # longest first, from the right: transformers' default
+        fast.enable_padding(pad_id=fast.token_to_id(pad), pad_token=pad)  # to the longest, on the right
+
+        def encode(batch: list[str]) -> Mapping[str, np.ndarray]:
+            encoded = fast.encode_batch(batch)
+            return {
+                "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+            }
+
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+        def encode(batch: list[str]) -> Mapping[str, np.ndarray]:
+            out = tokenizer(
+                batch, padding="longest", truncation=True, max_length=MAX_LENGTH, return_tensors="np"
+            )
+            return {name: np.asarray(out[name]) for name in out}
+
+    _TOKENIZERS[key] = encode
+    return encode
+
+
+def _pad_token(folder: Path) -> str:
+    """The padding token named in the folder's ``tokenizer_config.json`` (``[PAD]`` when it names none)."""
+    config = folder / "tokenizer_config.json"
+    token: Any = json.loads(config.read_text(encoding="utf-8")).get("pad_token") if config.is_file() else None
+    if isinstance(token, dict):
+        token = token.get("content")
+    return token if isinstance(token, str) else "[PAD]"
+
+
 def _embed(run: Any, input_names: list[str], folder: Path, sentences: list[str]) -> np.ndarray:
     """Mean-pooled, L2-normalised embeddings; ``run(feed)`` returns the last hidden state."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    tokenize = _tokenizer(folder)
     chunks: list[np.ndarray] = []
     for start in range(0, len(sentences), BATCH_SIZE):
-        batch = tokenizer(
-            sentences[start : start + BATCH_SIZE],
-            padding="longest",
-            truncation=True,
-            max_length=MAX_LENGTH,
-            return_tensors="np",
-        )
+        batch = tokenize(sentences[start : start + BATCH_SIZE])
         feed = {name: np.asarray(batch[name], dtype=np.int64) for name in input_names if name in batch}
         hidden = np.asarray(run(feed), dtype=np.float32)
         mask = batch["attention_mask"].astype(np.float32)[:, :, None]

@@ -30,6 +30,9 @@ import pytest
 
 from conformance.host_suite import write_workflow
 from integration.test_search import outline, search_config
+from integration.test_search_input_seam import FIXED_THEN_SEARCHED
+from olivine.engine.resolve import load_workflow
+from olivine.engine.run import run_workflow
 from on_ray.test_ray_search import FAILING_SEARCH
 from ray_head import RayHead, RayNode, netns_available
 
@@ -182,6 +185,24 @@ def test_a_job_on_the_worker_node_outlives_its_submitting_machine_and_exports_th
     assert (tmp_path / "fetched" / "output" / "model" / "model.onnx").is_file()
 
 
+def _search_job(
+    head: RayHead, home: Path, config: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Run a search job to its end: its Ray job info, the Ray tasks it ran, its exported footprint."""
+    before = {t["task_id"] for t in _tasks(head)}
+    job = _olivine(head, home, "run", "--config", str(config), "--host", "cluster", "--json")["job_id"]
+    deadline = time.monotonic() + 300
+    while (status := _olivine(head, home, "status", job, "--json"))["state"] in ("PENDING", "RUNNING"):
+        assert time.monotonic() < deadline, status
+        time.sleep(1.0)
+    assert status["state"] == "SUCCEEDED", status["message"]
+    info = head.get(f"/api/jobs/{job}")
+    assert isinstance(info, dict)
+    tasks = [t for t in _tasks(head) if t["task_id"] not in before and t.get("type") == "NORMAL_TASK"]
+    export = Path(str(status["export_root"]).removeprefix("file://"))
+    return info, tasks, json.loads((export / "output" / "footprint.json").read_text())
+
+
 def test_a_search_job_runs_its_candidates_on_the_worker_node(
     two_nodes: tuple[RayHead, RayNode], tmp_path: Path
 ) -> None:
@@ -199,20 +220,54 @@ def test_a_search_job_runs_its_candidates_on_the_worker_node(
     config.write_text(
         json.dumps(search_config(tmp_path / "b", FAILING_SEARCH, strategy, latency_priority=-1))
     )
-    before = {t["task_id"] for t in _tasks(head)}
-    job = _olivine(head, home, "run", "--config", str(config), "--host", "cluster", "--json")["job_id"]
-    deadline = time.monotonic() + 300
-    while (status := _olivine(head, home, "status", job, "--json"))["state"] in ("PENDING", "RUNNING"):
-        assert time.monotonic() < deadline, status
-        time.sleep(1.0)
-    assert status["state"] == "SUCCEEDED", status["message"]
-    info = head.get(f"/api/jobs/{job}")
-    assert isinstance(info, dict) and info["driver_node_id"] == _node_id(head, "olv_head")
-    tasks = [t for t in _tasks(head) if t["task_id"] not in before and t.get("type") == "NORMAL_TASK"]
+    info, tasks, footprint = _search_job(head, home, config)
+    assert info["driver_node_id"] == _node_id(head, "olv_head")
     assert tasks and {t["node_id"] for t in tasks} == {_node_id(head, "olv_node")}, tasks
-    export = Path(str(status["export_root"]).removeprefix("file://"))
-    footprint = json.loads((export / "output" / "footprint.json").read_text())
     assert len(outline(footprint)) >= 2
+    # Each task held its node's one CPU (search_timing auto): it timed its candidate itself.
+    evaluated = [c for c in footprint["candidates"] if c["status"] == "evaluated"]
+    assert evaluated and all(c["ran_on"]["timed_in_place"] for c in evaluated)
+    assert not any("timed" in c["ran_on"] for c in evaluated)
+
+
+def test_a_search_on_two_one_cpu_nodes_times_every_candidate_in_its_task_and_gives_the_serial_result(
+    two_nodes: tuple[RayHead, RayNode], tmp_path: Path
+) -> None:
+    head, _ = two_nodes
+    # The entrypoint reserves no CPU (Ray's default): the candidate tasks take both nodes' one CPU each.
+    home = _home(
+        tmp_path / "home",
+        head.address,
+        entrypoint_num_cpus=0,
+        entrypoint_resources={"olv_head": 1},
+        search_workers=2,
+        search_task_cpus=1,
+    )
+    strategy = {"execution_order": "joint", "sampler": "sequential", "include_pass_params": False}
+    serial_dir, spread_dir = tmp_path / "a", tmp_path / "b"
+    serial_cfg = search_config(serial_dir, FIXED_THEN_SEARCHED, strategy, latency_priority=-1)
+    (serial_dir / "cfg.json").write_text(json.dumps(serial_cfg))
+    run_workflow(load_workflow(serial_dir / "cfg.json"))
+    serial = json.loads((serial_dir / "out" / "footprint.json").read_text())
+    config = spread_dir / "cfg.json"
+    config.write_text(
+        json.dumps(search_config(spread_dir, FIXED_THEN_SEARCHED, strategy, latency_priority=-1))
+    )
+    _, tasks, spread = _search_job(head, home, config)
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    assert {t["node_id"] for t in tasks} == {_node_id(head, "olv_head"), _node_id(head, "olv_node")}
+    for candidate in spread["candidates"]:
+        where = candidate["ran_on"]
+        assert where["timed_in_place"] is True and "timed" not in where and where["evaluated_here"]
+        assert candidate["metrics"]["latency-avg"]["value"] > 0
+    # The input model was timed in its own task (one input task, no second one to time it) while the
+    # step every candidate shares ran on the other node.
+    where = spread["input"]["ran_on"]
+    assert where["timed_in_place"] is True and "timed" not in where
+    inputs = [t for t in tasks if "input_on_node" in t["name"]]
+    chains = [t for t in tasks if "chain_task" in t["name"]]
+    assert len(inputs) == 1 and chains, [t["name"] for t in tasks]
+    assert chains[0]["node_id"] != inputs[0]["node_id"]
 
 
 def _tasks(head: RayHead) -> list[dict[str, Any]]:

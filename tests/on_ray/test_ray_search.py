@@ -261,6 +261,8 @@ def test_ray_search_times_each_candidate_alone_after_the_untimed_work(
     assert statuses == ["evaluated", "evaluated", "pruned", "evaluated"]  # the fp16 one missed its goal
     untimed = [(c["ran_on"]["started"], c["ran_on"]["ended"]) for c in spread["candidates"]]
     assert any(a[0] < b[1] and b[0] < a[1] for a, b in itertools.combinations(untimed, 2))  # in parallel
+    # The head's node has 2 CPUs: a 1-CPU task does not hold its node, so search_timing auto times apart.
+    assert not any(c["ran_on"]["timed_in_place"] for c in spread["candidates"])
     timed = [c["ran_on"].get("timed") for c in spread["candidates"]]
     assert timed[2] is None  # pruned: not timed
     spans = [(t["started"], t["ended"]) for t in timed if t is not None]

@@ -43,6 +43,9 @@ def test_ray_system_config_refuses_a_working_dir_and_unknown_keys(tmp_path: Path
     hosts.write_text("hosts:\n  c: {type: Ray, address: 'http://h:8265', adress: 'typo'}\n")
     with pytest.raises(ConfigError, match=r"adress"):
         Profiles(hosts)
+    hosts.write_text("hosts:\n  c: {type: Ray, address: 'http://h:8265', search_timing: 'alone'}\n")
+    with pytest.raises(ConfigError, match=r"hosts.c.Ray.search_timing: .*'auto', 'apart' or 'in_place'"):
+        Profiles(hosts)
 
 
 def test_ray_host_without_ray_installed_is_one_error_with_the_install_hint(
@@ -106,8 +109,11 @@ def test_ray_search_workers_need_a_search_and_pinned_timing_threads(tmp_path: Pa
     with pytest.raises(ConfigError, match=r"latency leave .*intra_op_num_threads unset"):
         host.search_spread(_search_workflow(tmp_path))
     spread = host.search_spread(_search_workflow(tmp_path, threads=2))
-    assert spread == {"executor": "ray", "workers": 2, "num_cpus": 2.0, "address": None}
-    pinned = RayConfig(address="http://127.0.0.1:1", search_workers=3, search_task_cpus=1.5)
+    assert spread == {"executor": "ray", "workers": 2, "num_cpus": 2.0, "address": None, "timing": "auto"}
+    pinned = RayConfig(
+        address="http://127.0.0.1:1", search_workers=3, search_task_cpus=1.5, search_timing="apart"
+    )
     spread = host_for("other", pinned, store).search_spread(_search_workflow(tmp_path))
     assert spread is not None and spread["num_cpus"] == 1.5 and spread["workers"] == 3
+    assert spread["timing"] == "apart"
     assert host_for("off", RayConfig(address="http://x:1"), store).search_spread(wf) is None

@@ -168,6 +168,12 @@ class RayConfig(SystemBase):
         description="CPUs each candidate's task reserves; default: the intra_op_num_threads of the timed "
         "metrics (so a timed run never shares a CPU)",
     )
+    search_timing: Literal["auto", "apart", "in_place"] = Field(
+        default="auto",
+        description="Olivine's: where a spread search times its candidates: auto (in its task when the task "
+        "holds every CPU of its node, else alone after the batch's untimed work), apart (always alone), "
+        "in_place (always in its task, beside the other tasks)",
+    )
 
     @field_validator("runtime_env")
     @classmethod

@@ -170,12 +170,17 @@ class SpreadSettings:
         address: the Ray cluster's GCS address; None inside a Ray job (its driver finds its own
             cluster) and for the local executor.
         executor: ``ray`` (tasks on a Ray cluster) or ``local`` (worker processes on this machine).
+        timing: where a Ray task's candidate is timed (a Ray system's ``search_timing``, see
+            :mod:`olivine.engine.ray_executor`): ``auto``, in the task when it holds every CPU of its
+            node, else alone after the batch's barrier; ``apart``, always alone after the barrier;
+            ``in_place``, always in the task, beside the other tasks. The local pool times apart.
     """
 
     workers: int
     num_cpus: float
     address: str | None = None
     executor: Literal["ray", "local"] = "ray"
+    timing: Literal["auto", "apart", "in_place"] = "auto"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,35 +11,49 @@
   Azure Files, a KubeRay volume) mounted at the same path everywhere. A task checks that it sees the
   folder the engine marked and fails with a clear error otherwise (no silent node-local cache).
   Concurrent writers are safe: runs are committed by an atomic rename (:mod:`olivine.engine.cache`).
-- A search with timed metrics (latency, throughput) realises each batch in two phases, as the local pool
-  does (:mod:`olivine.engine.pool_executor`):
+- Where a candidate's timed metrics (latency, throughput) run is the system's ``search_timing``
+  (:attr:`SpreadSettings.timing`):
 
-  1. **Untimed, spread.** Up to ``workers`` tasks run at once, each a candidate's pass chain and its
-     untimed metrics (accuracy, custom, size); the walk proposes further ahead (``_QUEUE_FACTOR`` per
-     slot) and a slot that frees takes the next proposal. A barrier: every task of the batch has ended
-     (and every warm-up task).
-  2. **Timed, alone.** In proposal order, one task per candidate realises it again, as the serial search
-     does: chain and untimed metrics from the cache, then the timed metrics, on ``ceil(num_cpus)``
-     pinned CPUs with no other task of the search running anywhere on the cluster. (Timed next to each
-     other, pinned to CPUs of their own, candidates' latencies were up to 26% slower on a 2-vCPU VM:
-     the CPUs share the cache and memory bandwidth.) A candidate that fails a goal on its untimed
-     metrics is not timed (pruned, as in the serial search): the engine records it from the cache.
-     These tasks go wherever Ray places them (a task process of the search, warm); on a cluster of
-     unlike nodes, the candidates' timed runs may land on different kinds of node.
+  - ``auto`` (the default): **in place** when the task holds every CPU of its Ray node (the node's CPU
+    total is the task's reservation: e.g. one-CPU worker nodes, or one KubeRay pod per task), since no
+    other task, of this search or of any job, can run on that node meanwhile; the task then realises
+    the candidate whole, as the serial search does. A task on a node that can run other tasks beside it
+    times **apart**, below. Which nodes qualify is read from Ray's node table at each batch.
+  - ``apart``: every candidate is timed apart, in two phases, as the local pool does
+    (:mod:`olivine.engine.pool_executor`):
 
-  A search without timed metrics runs each candidate whole in one task, up to ``workers`` at once.
-  Either way candidates come back in proposal order (the loop tells the walk in that order), so the
-  same seed gives the same candidates and the same best model as the serial search. Each candidate's
-  ``ran_on`` says where its task ran, and, under ``timed``, where its timing task ran. The chain prefix
-  that a batch's candidates share (e.g. conversion + optimization before each quantization) runs once,
-  as its own task, before them, on every task slot's CPUs that fit on one node (nothing else of the
-  search runs then).
+    1. **Untimed, spread.** Up to ``workers`` tasks run at once, each a candidate's pass chain and its
+       untimed metrics (accuracy, custom, size); a slot that frees takes the batch's next proposal. A
+       barrier: every task of the batch has ended (and every warm-up task).
+    2. **Timed, alone.** In proposal order, one task per candidate realises it again, as the serial
+       search does: chain and untimed metrics from the cache, then the timed metrics, on
+       ``ceil(num_cpus)`` pinned CPUs with no other task of the search running anywhere on the cluster.
+       (Timed next to each other, pinned to CPUs of their own, candidates' latencies were up to 26%
+       slower on a 2-vCPU VM: the CPUs share the cache and memory bandwidth.) A candidate that fails a
+       goal on its untimed metrics is not timed (pruned, as in the serial search): the engine records
+       it from the cache. These tasks go wherever Ray places them; on a cluster of unlike nodes, the
+       candidates' timed runs may land on different kinds of node.
+
+  - ``in_place``: every task times its own candidate, on its claimed CPUs, beside the other tasks (no
+    barrier; fastest, and latencies may be skewed by neighbours sharing the caches and memory).
+
+  On a cluster with both kinds of node, candidates timed in place are final when their task ends; the
+  first candidate of a batch left to time apart waits for the batch's barrier. Candidates come back in
+  proposal order (the loop tells the walk in that order), so the same seed gives the same candidates
+  and the same best model as the serial search. A walk that cannot stop early (joint, no
+  ``stop_when_goals_met`` or ``max_time``, at most 64 candidates) is one batch (one barrier), as in the
+  local pool. Each candidate's ``ran_on`` says where its task ran and ``timed_in_place`` whether it
+  timed the candidate; under ``timed``, where its timing task ran. The chain prefix that a batch's
+  candidates share (e.g. conversion + optimization before each quantization) runs once, as its own
+  task, before them, on every task slot's CPUs that fit on one node (nothing else of the search runs
+  then).
 - The input model is evaluated in a task too (:meth:`RayExecutor.evaluate_input`), on one slot's CPUs of
   its own. Meanwhile, with two slots or more, the steps every candidate shares (the search's fixed
   prefix, :func:`olivine.engine.executor.fixed_prefix`) run as a task on another slot, and the slots left
   warm their task processes up (imports, the search's runner and evaluator); when the input model's
   untimed metrics are done first, its slot warms up too. Its timed metrics then run in a task of their
-  own once the prefix and the warm-ups have ended (alone, as a candidate's). With one slot (``workers``
+  own once the prefix and the warm-ups have ended (alone, as a candidate's), unless its task holds a node
+  of its own (``auto``: then it is timed in that task). With one slot (``workers``
   1, or a cluster with CPUs for one task now), the input model is evaluated whole, then the prefix
   runs. Ray reuses the task processes for the candidates, so their first candidates do not pay the
   imports again.
@@ -79,17 +93,19 @@ from olivine.engine.task_work import (
 )
 from olivine.errors import EvaluationError, HostError, MissingDependencyError, OlivineError
 from olivine.search.ranking import Objectives
-from olivine.search.strategy import Proposal
+from olivine.search.strategy import Proposal, SearchWalk
 
 if TYPE_CHECKING:
     from olivine.engine.chain import ChainRunner
     from olivine.engine.evaluation import CachedEvaluator, Evaluation
     from olivine.engine.phase import Phases
+    from olivine.model.handle import ModelHandle
 
 logger = logging.getLogger("olivine.engine")
 
 _WAIT_S = 0.5  # how often the engine checks for a cancel while it waits for a task
 _QUEUE_FACTOR = 8  # proposals asked for per task slot (see RayExecutor.__init__)
+_WHOLE_WALK_MAX = 64  # a walk of at most this many candidates that cannot stop early: one batch
 _NOTHING = "the Ray task returned nothing"
 
 
@@ -109,15 +125,73 @@ def _reachable(address: str) -> None:
         raise HostError(f"search over Ray: the Ray cluster at {address} is not reachable: {exc}") from exc
 
 
+def _times_here(timed_on: frozenset[str] | None) -> bool:
+    """Whether a task on this Ray node runs its timed metrics itself: on every node (``timed_on`` None),
+    else when this node is one of ``timed_on``."""
+    if timed_on is None:
+        return True
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id()) in timed_on
+
+
+def candidate_on_node(
+    recipe: TaskRecipe,
+    proposal: Proposal,
+    total: int | None,
+    cpus: float,
+    timed_on: frozenset[str] | None,
+) -> TaskResult:
+    """:func:`~olivine.engine.task_work.candidate_task` as a Ray task: the candidate whole (its timed
+    metrics too) on one of the nodes ``timed_on`` (None: any node), else its chain and untimed metrics
+    only. Its ``ran_on`` says which (``timed_in_place``)."""
+    here = _times_here(timed_on)
+    result = candidate_task(recipe, proposal, total, cpus, untimed_only=not here)
+    if result.candidate is not None and result.candidate.ran_on is not None:
+        result.candidate.ran_on["timed_in_place"] = here
+    return result
+
+
+def input_on_node(
+    recipe: TaskRecipe,
+    model_id: str,
+    model: ModelHandle,
+    reference: bool,
+    cpus: float,
+    timed_on: frozenset[str] | None,
+) -> TaskResult:
+    """:func:`~olivine.engine.task_work.input_task` as a Ray task, timed in it as
+    :func:`candidate_on_node` decides; ``ran_on`` says which (``timed_in_place``)."""
+    here = _times_here(timed_on)
+    result = input_task(recipe, model_id, model, reference, cpus, untimed_only=not here)
+    if result.ran_on is not None:
+        result.ran_on["timed_in_place"] = here
+    return result
+
+
+def _cannot_stop_early(walk: SearchWalk) -> int | None:
+    """The walk's number of candidates when it is joint, cannot stop early (``stop_when_goals_met``,
+    ``max_time``) and has at most :data:`_WHOLE_WALK_MAX` of them; else None."""
+    strategy, total = walk.strategy, walk.total
+    if (
+        strategy is None
+        or strategy.execution_order != "joint"
+        or strategy.stop_when_goals_met
+        or strategy.max_time
+        or total is None
+        or total > _WHOLE_WALK_MAX
+    ):
+        return None
+    return total
+
+
 class RayExecutor:
     """Realises each batch's candidates as Ray tasks (see the module docstring)."""
 
-    def __init__(self, settings: SpreadSettings, *, timed_apart: bool = True) -> None:
-        """``timed_apart``: time the candidates in phase 2, alone (False: each task times its own
-        candidate beside the other tasks, on CPUs of its own; for measuring what the barrier costs)."""
+    def __init__(self, settings: SpreadSettings) -> None:
         self.settings = settings
         self.workers = max(1, settings.workers)
-        self.timed_apart = timed_apart
+        self.timing = settings.timing
         # The walk is asked for more proposals than run at once, so that a task slot freed early takes
         # the next candidate instead of waiting for the slowest of its group, and each batch ends in one
         # barrier and timed phase (the fewer, the less a slot idles at the end of phase 1). A stop
@@ -133,6 +207,14 @@ class RayExecutor:
         self._early: tuple[Any, list[str]] | None = None  # the fixed prefix's task (ref, run keys)
         self._warming: list[Any] = []  # warm-up tasks that may still run
         self._announced: set[Path] = set()  # cache paths named by events already re-emitted
+
+    def batch_width(self, walk: SearchWalk) -> int:
+        """How many proposals to ask ``walk`` for at once: all of them when the walk is joint, cannot stop
+        early and has at most :data:`_WHOLE_WALK_MAX` candidates (a stop would drop the work done ahead),
+        as the local pool does; else :attr:`width`. Every batch boundary costs a barrier and the idle tail
+        of a batch (a task slot with nothing left while the others finish)."""
+        total = _cannot_stop_early(walk)
+        return self.width if total is None else max(self.width, total)
 
     # -- connecting -----------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -188,8 +270,8 @@ class RayExecutor:
         self._objectives_known = objectives is not None
         self._recipe_ref = ray.put(self._recipe)
         cpus = self.settings.num_cpus
-        self._candidate = ray.remote(candidate_task).options(num_cpus=cpus, max_retries=1)
-        self._input = ray.remote(input_task).options(num_cpus=cpus, max_retries=0)
+        self._candidate = ray.remote(candidate_on_node).options(num_cpus=cpus, max_retries=1)
+        self._input = ray.remote(input_on_node).options(num_cpus=cpus, max_retries=0)
         self._warm = ray.remote(warm_task).options(num_cpus=cpus, max_retries=0)
         self._early_chain = ray.remote(chain_task).options(num_cpus=cpus, max_retries=1)
         # Nothing else of this search runs while a shared prefix does: it may take every task slot's
@@ -215,6 +297,26 @@ class RayExecutor:
             return self.workers
         return max(1, min(self.workers, int(total // self.settings.num_cpus)))
 
+    def _timed_on(self, evaluator: CachedEvaluator | None) -> frozenset[str] | None:
+        """The Ray nodes where a task runs its candidate's timed metrics itself (None: every node): under
+        ``auto``, the alive nodes whose CPUs are all one task's reservation (nothing else of the search,
+        nor of any other job, can run on such a node meanwhile); every node under ``in_place`` or when
+        nothing is timed; none under ``apart``. Asked again for each batch: a node that joins later
+        counts from the next batch on."""
+        if self.timing == "in_place" or not _has_timed(evaluator):
+            return None
+        if self.timing == "apart":
+            return frozenset()
+        cpus = self.settings.num_cpus
+        try:
+            return frozenset(
+                str(node["NodeID"])
+                for node in self._ray.nodes()
+                if node.get("Alive") and abs(float(node.get("Resources", {}).get("CPU", 0)) - cpus) < 1e-9
+            )
+        except Exception:  # an older or newer Ray's node table: time apart
+            return frozenset()
+
     @staticmethod
     def _largest_node_cpus(ray: Any) -> float:
         try:
@@ -234,10 +336,12 @@ class RayExecutor:
         cpus = self.settings.num_cpus
         prefix = self._uncached(work.prefix, work.runner)
         idle = self._slots() - 1
-        # Its timed metrics wait for the prefix when the prefix runs beside it (two slots or more).
-        apart = self.timed_apart and prefix is not None and idle > 0 and _has_timed(work.evaluator)
+        # With the prefix running beside it (two slots or more), its timed metrics wait for the prefix,
+        # unless its task holds a node of its own (see _timed_on).
+        beside = prefix is not None and idle > 0 and _has_timed(work.evaluator)
+        timed_on = self._timed_on(work.evaluator) if beside else None
         evaluating = self._input.remote(
-            self._recipe_ref, work.model_id, work.model, work.reference, cpus, untimed_only=apart
+            self._recipe_ref, work.model_id, work.model, work.reference, cpus, timed_on
         )
         modules = warm_modules(work.model)
         if prefix is not None and idle:
@@ -264,17 +368,19 @@ class RayExecutor:
             # candidates use (the candidates cannot start before the prefix ends).
             self._warming.append(self._warm.remote(self._recipe_ref, modules, cpus))
         work.ran_on = result.ran_on
-        if not apart:
+        if not beside or (result.ran_on or {}).get("timed_in_place"):
             return result.evaluation
         # Its timed metrics, alone: after the prefix and the warm-ups, its untimed metrics from the cache.
         self._finish_early(work.phases, work.stop)
         self._settle_warming(work.phases, work.stop)
         work.phases.set("timing the input model on the Ray cluster, nothing else running")
-        timing = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus)
+        timing = self._input.remote(self._recipe_ref, work.model_id, work.model, work.reference, cpus, None)
         timed = self._result(self._wait_any([timing], work.stop))
         if timed.evaluation is None:
             raise EvaluationError(f"evaluating the input model: {timed.error or _NOTHING}")
-        work.ran_on = {**(result.ran_on or {}), "timed": timed.ran_on}
+        timed_where = dict(timed.ran_on or {})
+        timed_where.pop("timed_in_place", None)
+        work.ran_on = {**(result.ran_on or {}), "timed": timed_where}
         return timed.evaluation
 
     def _uncached(
@@ -311,21 +417,33 @@ class RayExecutor:
     def realise(
         self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
     ) -> Generator[Candidate, None, None]:
-        """The batch's candidates in proposal order: in two phases when the search has timed metrics (see
-        the module docstring), else each candidate whole in one task."""
+        """The batch's candidates in proposal order (see the module docstring): up to ``workers`` tasks in
+        flight, a slot that frees takes the batch's next proposal. A candidate timed in its task (or a
+        search without timed metrics) is yielded as soon as it and those before it are done; the first
+        one left to time apart waits for the batch's barrier, then is timed alone, as are the others
+        after it."""
         self._prepare(work)
         self._finish_early(work.phases, work.stop)
         self._shared_prefix(batch, work)
-        if not (self.timed_apart and _has_timed(work.evaluator)):
-            yield from self._realise_whole(batch, total, work)
-            return
-        untimed = self._untimed(batch, total, work)
-        self._settle_warming(work.phases, work.stop)
+        timed = _has_timed(work.evaluator)
+        timed_on = self._timed_on(work.evaluator)
+        queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
+        inflight: dict[Any, int] = {}  # task ref -> index in the batch
+        finished: dict[int, TaskResult] = {}
+        barrier = False  # every task of the batch has ended (before the first candidate timed apart)
+        # A stop (the caller closes this generator) submits nothing more. Tasks already running are left
+        # to finish (their runs land in the cache), not cancelled: ray.cancel racing a task's completion
+        # crashed the driver (Ray 2.60: "Tried to complete task that was not pending"). Ray ends them with
+        # the driver when the workflow is cancelled.
         for index, proposal in enumerate(batch):
-            result = untimed.get(index)
-            if result is None:  # invalid: nothing ran in a task; the serial code records it
+            if proposal.steps is None:  # invalid: nothing runs in a task; the serial code records it
                 yield work.realise(proposal, total)
                 continue
+            while index not in finished:
+                self._submit(queue, inflight, batch, total, work, timed_on)
+                ref = self._wait_any(list(inflight), work.stop)
+                finished[inflight.pop(ref)] = self._result(ref)
+            result = finished.pop(index)
             self._emit(result.events, work.phases)
             first = (
                 result.candidate
@@ -333,8 +451,11 @@ class RayExecutor:
                 else lost_candidate(proposal, result, _NOTHING)
             )
             self._done.update(run.key for run in first.runs)
-            if first.status in ("failed", "invalid"):  # nothing to time; the serial search records this
-                yield first
+            in_place = bool((first.ran_on or {}).get("timed_in_place"))
+            if not timed and first.ran_on is not None:
+                first.ran_on.pop("timed_in_place", None)  # nothing to time: no place to say
+            if not timed or in_place or first.status in ("failed", "invalid"):
+                yield first  # final: timed in its task, or nothing to time (the serial search records it)
                 continue
             if not work.time_it(first.metrics or {}):
                 # Pruned on its untimed metrics, as in the serial search: the engine records it from the
@@ -344,52 +465,14 @@ class RayExecutor:
                 pruned.ran_on = first.ran_on
                 yield pruned
                 continue
+            if not barrier:  # nothing else of the search runs while a candidate is timed apart
+                while queue or inflight:
+                    self._submit(queue, inflight, batch, total, work, timed_on)
+                    ref = self._wait_any(list(inflight), work.stop)
+                    finished[inflight.pop(ref)] = self._result(ref)
+                self._settle_warming(work.phases, work.stop)
+                barrier = True
             yield self._timed(proposal, total, first, work)
-
-    def _realise_whole(
-        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
-    ) -> Generator[Candidate, None, None]:
-        """Each candidate whole in one task (a search without timed metrics, or not ``timed_apart``): up
-        to ``workers`` tasks in flight; a slot that frees takes the batch's next proposal; candidates
-        yielded in proposal order."""
-        queue = deque(enumerate(batch))
-        inflight: dict[Any, int] = {}  # task ref -> index in the batch
-        finished: dict[int, TaskResult] = {}
-        # A stop (the caller closes this generator) submits nothing more. Tasks already running are left
-        # to finish (their runs land in the cache), not cancelled: ray.cancel racing a task's completion
-        # crashed the driver (Ray 2.60: "Tried to complete task that was not pending"). Ray ends them with
-        # the driver when the workflow is cancelled.
-        for index, proposal in enumerate(batch):
-            while index not in finished:
-                if len(inflight) < self.workers and queue:
-                    self._submit(queue, inflight, batch, total, work, untimed_only=False)
-                ref = self._wait_any(list(inflight), work.stop)
-                finished[inflight.pop(ref)] = self._result(ref)
-            result = finished.pop(index)
-            self._emit(result.events, work.phases)
-            candidate = (
-                result.candidate
-                if result.candidate is not None
-                else lost_candidate(proposal, result, _NOTHING)
-            )
-            self._done.update(run.key for run in candidate.runs)
-            yield candidate
-
-    def _untimed(
-        self, batch: Sequence[Proposal], total: int | None, work: CandidateWork
-    ) -> dict[int, TaskResult]:
-        """Phase 1: the chains and untimed metrics of ``batch``'s valid proposals, up to ``workers`` tasks
-        in flight (a slot that frees takes the next proposal); returns when every one has ended (the
-        barrier). A cancel leaves the running tasks to finish, as in :meth:`_realise_whole`."""
-        queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
-        inflight: dict[Any, int] = {}
-        finished: dict[int, TaskResult] = {}
-        while queue or inflight:
-            if len(inflight) < self.workers and queue:
-                self._submit(queue, inflight, batch, total, work, untimed_only=True)
-            ref = self._wait_any(list(inflight), work.stop)
-            finished[inflight.pop(ref)] = self._result(ref)
-        return finished
 
     def _submit(
         self,
@@ -398,18 +481,17 @@ class RayExecutor:
         batch: Sequence[Proposal],
         total: int | None,
         work: CandidateWork,
-        *,
-        untimed_only: bool,
+        timed_on: frozenset[str] | None,
     ) -> None:
         """Submit queued proposals until ``workers`` tasks are in flight."""
+        if not queue:
+            return
         while len(inflight) < self.workers and queue:
             at, queued = queue.popleft()
-            ref = self._candidate.remote(
-                self._recipe_ref, queued, total, self.settings.num_cpus, untimed_only=untimed_only
-            )
+            ref = self._candidate.remote(self._recipe_ref, queued, total, self.settings.num_cpus, timed_on)
             inflight[ref] = at
         numbers = ", ".join(str(batch[i].number) for i in sorted(inflight.values()))
-        what = "passes and untimed metrics" if untimed_only else "running"
+        what = "passes and untimed metrics" if timed_on == frozenset() else "running"
         work.phases.set(f"candidates {numbers}: {what} on the Ray cluster")
 
     def _timed(
@@ -420,9 +502,7 @@ class RayExecutor:
         work.phases.set(
             f"candidate {proposal.number}: timed metrics on the Ray cluster, nothing else running"
         )
-        ref = self._candidate.remote(
-            self._recipe_ref, proposal, total, self.settings.num_cpus, untimed_only=False
-        )
+        ref = self._candidate.remote(self._recipe_ref, proposal, total, self.settings.num_cpus, None)
         result = self._result(self._wait_any([ref], work.stop))
         self._emit(result.events, work.phases, starts=False)
         if result.candidate is None:
@@ -430,6 +510,7 @@ class RayExecutor:
         candidate = result.candidate
         self._done.update(run.key for run in candidate.runs)
         timing = dict(candidate.ran_on or {})
+        timing.pop("timed_in_place", None)
         if candidate.timed_span is not None:  # the timed metrics' own seconds, within the task's
             timing["metrics_s"] = round(candidate.timed_span[1] - candidate.timed_span[0], 3)
         candidate.ran_on = {**(first.ran_on or {}), "timed": timing}

@@ -107,7 +107,7 @@ class RayHost(Host):
         )
         if wf.search is not None and wf.search.sampler == "tpe":
             logger.info("the tpe sampler proposes from each result: candidates run one at a time on Ray")
-        return SpreadSettings(workers=workers, num_cpus=cpus).to_json()
+        return SpreadSettings(workers=workers, num_cpus=cpus, timing=self.config.search_timing).to_json()
 
     @cached_property
     def api(self) -> RayJobsAPI:
