@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/olive_configs.py collect --work DIR [--olive GITDIR] [--recipes GITDIR]
+    python bench/olive_configs.py collect --work DIR [--olive GIT] [--recipes GIT] [--refs R,..] [--generate]
     python bench/olive_configs.py run --work DIR [--e2e] [--limit N] [--only SUBSTR] [--json OUT]
 
 ``collect`` reads the git snapshots of github:microsoft/Olive (every release tag's examples, tests and docs)
@@ -12,8 +12,12 @@ Markdown page that is one (Olive's docs), deduplicated by content, extracts the
 files of its folder (user scripts, data files) beside it, and writes the config with its model source
 swapped for a tiny local model built in code (``tests/tiny_models.py``): an ``HfModel`` gets a tiny BERT
 (or a tiny Llama for text-generation tasks), a ``PyTorchModel`` a tiny MLP script that defines the
-loader/io_config/dummy-inputs functions the config names, an ``ONNXModel`` a tiny ONNX MLP. Nothing else
-changes: data, metrics, passes, systems and engine keys are Olive's own.
+loader/io_config/dummy-inputs functions the config names, an ``ONNXModel`` a tiny ONNX MLP. A stand-in
+takes the input names the config's GraphSurgeries name (``RenameInputs``, ``RenameInputDims``), and a
+``zero-shot-image-classification`` HfModel is a tiny CLIP. Nothing else changes: data, metrics, passes,
+systems and engine keys are Olive's own. ``--generate`` also runs the example scripts that write their
+configs from a template (llama2, phi2, phi3, bert: :data:`GENERATORS`) in Olive's venv, without running
+Olive, and collects what they write.
 
 ``run`` validates each config as ``olivine run --dry-run`` does (``olivine.api.load``) and, with ``--e2e``,
 runs those that validated end to end (``olivine run --local`` in a subprocess, with a timeout). It prints
@@ -92,26 +96,53 @@ def _tiny_models(work: Path) -> dict[str, dict[str, Any]]:
 
     tiny = work / "tiny"
     marker = tiny / "models.json"
-    if marker.is_file():
-        loaded: dict[str, dict[str, Any]] = json.loads(marker.read_text())
-        return loaded
-    models = {
-        "bert": tiny_models.write_tiny_bert(tiny / "bert", max_positions=512),
+    models: dict[str, dict[str, Any]] = json.loads(marker.read_text()) if marker.is_file() else {}
+    writers = {
+        "bert": lambda: tiny_models.write_tiny_bert(tiny / "bert", max_positions=512),
         # A byte-level BPE tokenizer (onnxruntime-genai loads it; not the BERT WordPiece one) and dims that
-        # int4 block sizes up to 128 divide.
-        "llama": tiny_llm.write_causal_lm(
-            tiny / "llama",
-            hidden_size=128,
-            intermediate_size=256,
+        # int4 block sizes up to 128 divide (the key/value projections too: 2 heads of 64).
+        "llama": lambda: tiny_llm.write_causal_lm(
+            tiny / "llama256",
+            hidden_size=256,
+            intermediate_size=512,
             num_heads=4,
             num_kv_heads=2,
             max_positions=1024,
         ),
-        "onnx": tiny_models.write_onnx_mlp(tiny / "onnx"),
-        "mlp": tiny_models.write_mlp(tiny / "mlp"),
+        "onnx": lambda: tiny_models.write_onnx_mlp(tiny / "onnx"),
+        "mlp": lambda: tiny_models.write_mlp(tiny / "mlp"),
+        # zero-shot-image-classification (Olive's CLIP examples): Olive's io_config shapes, 77 tokens and
+        # 224-pixel images.
+        "clip": lambda: _write_tiny_clip(tiny / "clip"),
     }
-    marker.write_text(json.dumps(models, indent=2))
+    if models.get("llama", {}).get("model_path", "").endswith("/llama"):
+        del models["llama"]  # the earlier stand-in (key/value projections of 64: int4 block 128 fails)
+    missing = [name for name in writers if name not in models]
+    for name in missing:
+        models[name] = writers[name]()
+    if missing:
+        marker.write_text(json.dumps(models, indent=2))
     return models
+
+
+def _write_tiny_clip(folder: Path) -> dict[str, Any]:
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    import tiny_models
+
+    tiny_models.write_tiny_bert(folder)  # the tokenizer files; the BERT weights are replaced below
+    for name in ("model.safetensors", "config.json"):
+        (folder / name).unlink()
+    text = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    text.update(vocab_size=200, max_position_embeddings=77)
+    vision = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    vision.update(image_size=224, patch_size=32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        model.eval().save_pretrained(str(folder))
+    return {"type": "HfModel", "model_path": str(folder), "task": "zero-shot-image-classification"}
 
 
 _LOADER_SCRIPT = '''"""Tiny model source for an Olive config (written by bench/olive_configs.py)."""
@@ -174,8 +205,30 @@ def _multi_io(io: Any) -> bool:
     if not isinstance(io, dict) or not isinstance(io.get("input_names"), list):
         return False
     axes = [int(a) for spec in (io.get("dynamic_axes") or {}).values() for a in (spec or {})]
-    # Also one input of another rank than the MLP's [batch, 32] (an image, a sequence of vectors).
-    return len(io["input_names"]) != 1 or len(io.get("output_names") or []) > 1 or max([*axes, 0]) >= 2
+    # Also one input of another rank than the MLP's [batch, 32] (an image, a sequence of vectors), or a
+    # given shape the MLP does not take (Olive's test mocks: [1, 2, 3]).
+    shapes = [s for s in io.get("input_shapes") or [] if isinstance(s, list)]
+    odd_shape = any(len(s) != 2 or s[-1] != 32 for s in shapes)
+    return (
+        len(io["input_names"]) != 1
+        or len(io.get("output_names") or []) > 1
+        or max([*axes, 0]) >= 2
+        or odd_shape
+    )
+
+
+def _surgeon_io(config: dict[str, Any], io: Any) -> dict[str, Any] | None:
+    """An io_config with the inputs the config's surgeons name, when the stand-in's would lack them (the
+    real io_config comes from a function of the recipe's script, which needs the real model)."""
+    wanted = surgeon_inputs(config)
+    have = io.get("input_names") if isinstance(io, dict) else ["input"]
+    if not wanted or set(wanted) <= set(have or []):
+        return None
+    return {
+        "input_names": wanted,
+        "output_names": ["output"],
+        "dynamic_axes": {**{name: {"0": "batch"} for name in wanted}, "output": {"0": "batch"}},
+    }
 
 
 def _rank(name: str, io: dict[str, Any], given: Any) -> list[int]:
@@ -208,8 +261,9 @@ def _multi_io_script(io: dict[str, Any]) -> str:
     )
 
 
-def _swap_pytorch(model: dict[str, Any], folder: Path, tiny: dict[str, dict[str, Any]], sha: str) -> None:
+def _swap_pytorch(config: dict[str, Any], folder: Path, tiny: dict[str, dict[str, Any]], sha: str) -> None:
     """Point a PyTorchModel at a tiny MLP; functions the config names come from a generated script."""
+    model = config["input_model"]
     cfg = model.get("config") if isinstance(model.get("config"), dict) else model
     if "hf_config" in cfg:  # Olive < 0.7: the model source is hf_config.model_name
         cfg["hf_config"]["model_name"] = tiny["bert"]["model_path"]
@@ -220,8 +274,12 @@ def _swap_pytorch(model: dict[str, Any], folder: Path, tiny: dict[str, dict[str,
         "io_config": cfg.get("io_config") if isinstance(cfg.get("io_config"), str) else None,
         "dummy_inputs_func": cfg.get("dummy_inputs_func"),
     }
-    io = cfg.get("io_config")
-    if not any(names.values()) and not _multi_io(io):
+    surgeon_io = _surgeon_io(config, cfg.get("io_config"))
+    io = surgeon_io or cfg.get("io_config")
+    if surgeon_io is not None and not isinstance(cfg.get("io_config"), str):
+        cfg["io_config"] = surgeon_io
+    multi = surgeon_io is not None or _multi_io(io)
+    if not any(names.values()) and not multi:
         mlp = tiny["mlp"]
         cfg["model_path"] = mlp["model_path"]
         cfg["model_file_format"] = "PyTorch.StateDict"
@@ -230,7 +288,7 @@ def _swap_pytorch(model: dict[str, Any], folder: Path, tiny: dict[str, dict[str,
         cfg.pop("script_dir", None)
         cfg.setdefault("io_config", mlp["io_config"])
         return
-    body = _multi_io_script(io) if _multi_io(io) else _LOADER_SCRIPT
+    body = _multi_io_script(io) if multi else _LOADER_SCRIPT
     if not names["model_loader"]:  # the config's own model file is not here: the tiny loader builds it
         names["model_loader"] = "_tiny_loader"
         cfg["model_loader"] = "_tiny_loader"
@@ -249,6 +307,48 @@ def _swap_pytorch(model: dict[str, Any], folder: Path, tiny: dict[str, dict[str,
         cfg["model_path"] = tiny["mlp"]["model_path"]
 
 
+#: Surgeon parameters that name a graph input of the model the surgeon is given.
+_SURGEON_INPUT_KEYS = {"renameinputs": "old_names", "renameinputdims": "input_name", "removeinputs": "names"}
+
+
+def surgeon_inputs(config: dict[str, Any]) -> list[str]:
+    """Inputs of the input model that the config's GraphSurgeries name (RenameInputDims' ``input_name``,
+    RenameInputs' ``old_names``, ...), less those an earlier RenameInputs introduces: a stand-in must have
+    them for the surgeries to apply."""
+    passes = config.get("passes")
+    found: list[str] = []
+    introduced: set[str] = set()
+    for entry in passes.values() if isinstance(passes, dict) else []:
+        for item in entry if isinstance(entry, list) else [entry]:
+            if not isinstance(item, dict) or str(item.get("type", "")).lower() != "graphsurgeries":
+                continue
+            for surgery in item.get("surgeries") or []:
+                if not isinstance(surgery, dict):
+                    continue
+                key = _SURGEON_INPUT_KEYS.get(str(surgery.get("surgeon", "")).lower())
+                value = surgery.get(key) if key else None
+                names = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+                found += [n for n in names if isinstance(n, str) and n not in introduced and n not in found]
+                if str(surgery.get("surgeon", "")).lower() == "renameinputs":
+                    introduced |= {n for n in surgery.get("new_names") or [] if isinstance(n, str)}
+    return found
+
+
+def _renamed_onnx(source: Path, name: str, folder: Path, sha: str) -> Path:
+    """A copy of the tiny ONNX MLP whose input is called ``name``."""
+    import onnx
+
+    proto = onnx.load(str(source / "model.onnx"))
+    old = proto.graph.input[0].name
+    proto.graph.input[0].name = name
+    for node in proto.graph.node:
+        node.input[:] = [name if i == old else i for i in node.input]
+    out = folder / f"tiny_onnx_{sha[:10]}"
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out / "model.onnx"))
+    return out
+
+
 def swap_model(config: dict[str, Any], folder: Path, tiny: dict[str, dict[str, Any]], sha: str = "x") -> str:
     """Replace the model source in ``config`` (in place); return the tiny model's kind."""
     model = config.get("input_model")
@@ -259,15 +359,21 @@ def swap_model(config: dict[str, Any], folder: Path, tiny: dict[str, dict[str, A
     if kind == "hfmodel":
         task = str(cfg.get("task") or "")
         which = "llama" if task.startswith(_TEXT_GENERATION) or task == "" else "bert"
+        if task == "zero-shot-image-classification":
+            which = "clip"
         cfg["model_path"] = tiny[which]["model_path"]
         cfg.pop("model_name", None)
         return which
     if kind == "pytorchmodel":
-        _swap_pytorch(model, folder, tiny, sha)
+        _swap_pytorch(config, folder, tiny, sha)
         return "mlp"
     if kind == "onnxmodel":
         cfg["model_path"] = tiny["onnx"]["model_path"]
         cfg["onnx_file_name"] = tiny["onnx"]["onnx_file_name"]
+        wanted = surgeon_inputs(config)
+        if len(wanted) == 1 and wanted != ["input"]:  # a surgeon names the real model's input
+            cfg["model_path"] = str(_renamed_onnx(Path(tiny["onnx"]["model_path"]), wanted[0], folder, sha))
+            cfg["onnx_file_name"] = "model.onnx"
         return "onnx"
     return kind or "none"
 
@@ -285,7 +391,9 @@ def _sources(olive: Path, recipes: Path, refs: tuple[str, ...] = OLIVE_REFS) -> 
     return out
 
 
-def collect(work: Path, olive: Path, recipes: Path, refs: tuple[str, ...] = OLIVE_REFS) -> int:
+def collect(
+    work: Path, olive: Path, recipes: Path, refs: tuple[str, ...] = OLIVE_REFS, generate: bool = False
+) -> int:
     tiny = _tiny_models(work)
     seen: set[str] = set()
     index: list[dict[str, Any]] = []
@@ -316,6 +424,8 @@ def collect(work: Path, olive: Path, recipes: Path, refs: tuple[str, ...] = OLIV
                         "config": str((folder / name).relative_to(work)),
                     }
                 )
+    if generate:
+        index += collect_generated(work, olive, refs, seen)
     (work / "index.json").write_text(json.dumps(index, indent=2))
     print(f"collected {len(index)} run configs into {work}")
     return 0
@@ -347,6 +457,121 @@ def _extract_dir(gitdir: Path, rows: list[tuple[str, str, int]], folder: Path) -
         dest = folder / os.path.basename(path)
         if size <= _MAX_EXTRACT_BYTES and not dest.exists():
             dest.write_bytes(_git(gitdir, "cat-file", "blob", sha))
+
+
+# ---------------------------------------------------------------------------------------------- generated
+
+#: Olive examples whose run configs a script writes from a template (the CPU variants, and a GPU one for
+#: the audit): script -> argument lists. The script runs in Olive's own venv (``bench/.olive-venv``) with
+#: ``olive.workflows.run`` replaced by an exit, so it writes its config and runs nothing.
+GENERATORS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "examples/llama2/llama2.py": (
+        ("--only_config",),
+        ("--only_config", "--quantize", "dynamic"),
+        ("--only_config", "--quantize", "blockwise"),
+        ("--only_config", "--gpu"),
+    ),
+    "examples/llama2/llama2_model_builder.py": ((), ("--metadata-only",)),
+    "examples/phi2/phi2.py": (
+        ("--model_type", "cpu_fp32"),
+        ("--model_type", "cpu_int4"),
+        ("--model_type", "web"),
+    ),
+    "examples/phi3/phi3.py": (
+        ("--target", "cpu", "--precision", "fp32"),
+        ("--target", "cpu", "--precision", "int4"),
+        ("--target", "mobile"),
+    ),
+    "examples/bert/bert.py": ((), ("--optimize",)),
+}
+OLIVE_PY = BENCH / ".olive-venv" / "bin" / "python"
+#: Imported by a generator, not needed to write a config, maybe not installed in Olive's venv.
+_STUBBED = ("onnxruntime_genai",)
+_GENERATE = """
+import runpy, sys, types
+for name in {stubbed!r}:
+    try:
+        __import__(name)
+    except ImportError:
+        sys.modules[name] = types.ModuleType(name)
+import olive.workflows
+
+def _stop(*args, **kwargs):
+    raise SystemExit(0)
+
+olive.workflows.run = _stop
+sys.argv = [{script!r}, *{args!r}]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def _generated(folder: Path, script: str, args: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(file name, run config) of each JSON file the generator writes or rewrites in ``folder``."""
+    before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
+    code = _GENERATE.format(stubbed=_STUBBED, script=os.path.basename(script), args=list(args))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    try:
+        subprocess.run(
+            [str(OLIVE_PY), "-c", code], cwd=folder, env=env, capture_output=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return []
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_bytes()
+        if before.get(path.name) != text:
+            data = _parse(path.name, text)
+            if _is_run_config(data):
+                out.append((path.name, data))
+            if path.name in before:  # a template rewritten in place: keep the original for the next run
+                path.write_bytes(before[path.name])
+            else:
+                path.unlink()
+    return out
+
+
+def collect_generated(work: Path, olive: Path, refs: tuple[str, ...], seen: set[str]) -> list[dict[str, Any]]:
+    """Run the :data:`GENERATORS` of every ref in Olive's venv; index each new run config they write."""
+    if not OLIVE_PY.exists() or not olive.exists():
+        print(f"no Olive venv at {OLIVE_PY}: generated configs skipped")
+        return []
+    tiny = _tiny_models(work)
+    tags = set(_git(olive, "tag").decode().split())
+    index = []
+    for ref in [r for r in refs if r == "HEAD" or r in tags]:
+        tree = _tree(olive, ref)
+        by_dir: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
+        for row in tree:
+            by_dir[os.path.dirname(row[0])].append(row)
+        present = {row[0] for row in tree}
+        for script, variants in GENERATORS.items():
+            if script not in present:
+                continue
+            gen = work / "gen" / ref / os.path.dirname(script)
+            _extract_dir(olive, by_dir[os.path.dirname(script)], gen)
+            for args in variants:
+                for name, data in _generated(gen, script, args):
+                    sha = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+                    if sha in seen:
+                        continue
+                    seen.add(sha)
+                    folder = work / "src" / "generated" / ref / os.path.dirname(script)
+                    _extract_dir(olive, by_dir[os.path.dirname(script)], folder)
+                    kind = swap_model(data, folder, tiny, sha)
+                    config = folder / f"olivine-corpus-{sha[:10]}.json"
+                    config.write_text(json.dumps(data, indent=2))
+                    index.append(
+                        {
+                            "id": sha[:10],
+                            "source": "generated",
+                            "ref": ref,
+                            "path": f"{script} {' '.join(args)} -> {name}",
+                            "model": kind,
+                            "config": str(config.relative_to(work)),
+                        }
+                    )
+    print(f"generated {len(index)} run configs from {len(GENERATORS)} Olive example scripts")
+    return index
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -483,6 +708,19 @@ LEGITIMATE = (
 )
 
 
+#: A run-time failure of code Olivine does not control (a data script's ``load_dataset`` or
+#: ``from_pretrained`` of a Hub name) because the Hub is off here: not a gap Olivine can close.
+HUB_AT_RUN_TIME = (
+    r"LocalEntryNotFoundError|offline mode is enabled|HF_HUB_OFFLINE|HF_DATASETS_OFFLINE|"
+    r"couldn't connect to 'https://huggingface\.co'|Couldn't reach '[^']*' on the Hub|"
+    r"is the correct path to a directory containing"
+)
+
+#: A run-time import of a package that is not installed here, inside a user script's function (its
+#: top-level imports are checked at validation).
+PACKAGE_AT_RUN_TIME = r"requires the \w+ library but it was not found"
+
+
 #: A refusal of one option of a pass Olivine has (e.g. a GraphSurgeries surgeon not built yet).
 PASS_OPTION_GAP = r"\(Olive's\) is not implemented by Olivine yet"
 
@@ -507,12 +745,25 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         f"(top: {', '.join(f'{t} {n}' for t, n in unknown.most_common(8))})"
     )
     for r in ours:
+        if r["outcome"] == "failed" and re.search(HUB_AT_RUN_TIME, r["reason"]):
+            r["outcome"] = "failed-needs-hub"  # a user script fetches its data or processor from the Hub
+        if r["outcome"] == "failed" and re.search(PACKAGE_AT_RUN_TIME, r["reason"]):
+            r["outcome"] = "failed-needs-package"  # a user script's lazy import
         if r["outcome"] == "refused" and category(r["reason"]) is not None:
             r["outcome"] = "refused-legitimately"
         elif r["outcome"] == "refused" and re.search(PASS_OPTION_GAP, r["reason"]):
             r["outcome"] = "refused-pass-option"  # a pass's Olive option not built yet: the pass catalogue's
     counts = collections.Counter(r["outcome"] for r in ours)
-    kinds = ("ran", "validated", "refused-legitimately", "refused-pass-option", "refused", "failed")
+    kinds = (
+        "ran",
+        "validated",
+        "refused-legitimately",
+        "refused-pass-option",
+        "refused",
+        "failed-needs-hub",
+        "failed-needs-package",
+        "failed",
+    )
     print(
         f"of the {len(ours)} whose passes are all Olivine's: "
         + " / ".join(f"{k}: {counts[k]}" for k in kinds if counts[k])
@@ -522,7 +773,7 @@ def _summary(rows: list[dict[str, Any]]) -> None:
         print("\nrefused legitimately, by reason:")
         for label, n in legit.most_common():
             print(f"  {n:4}  {label}")
-    for outcome in ("refused-pass-option", "refused", "failed"):
+    for outcome in ("refused-pass-option", "refused", "failed-needs-hub", "failed-needs-package", "failed"):
         reasons = collections.Counter(_reason_key(r["reason"]) for r in ours if r["outcome"] == outcome)
         if reasons:
             print(f"\n{outcome} (gaps?), by reason:")
@@ -538,6 +789,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--olive", default=str(OLIVE_GIT))
     c.add_argument("--recipes", default=str(RECIPES_GIT))
     c.add_argument("--refs", help=f"comma-separated Olive refs (default {','.join(OLIVE_REFS)})")
+    c.add_argument(
+        "--generate",
+        action="store_true",
+        help="also run the example scripts that write configs from templates (GENERATORS), in Olive's venv",
+    )
     r = sub.add_parser("run")
     r.add_argument("--work", required=True)
     r.add_argument("--e2e", action="store_true", help="run end to end the configs that validate")
@@ -556,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work).resolve()
         work.mkdir(parents=True, exist_ok=True)
         refs = tuple(args.refs.split(",")) if args.refs else OLIVE_REFS
-        return collect(work, Path(args.olive), Path(args.recipes), refs)
+        return collect(work, Path(args.olive), Path(args.recipes), refs, args.generate)
     return run(args)
 
 

@@ -42,3 +42,66 @@ def test_cpu_fallback_validates_a_gpu_config_as_olivine_run_cpu_fallback_does(
     assert row["outcome"] == outcome
     if outcome != "validated":
         assert "device 'gpu' is not supported" in row["reason"]
+
+
+def _surgeries(*surgeries: dict[str, object]) -> dict[str, object]:
+    return {"passes": {"gs": {"type": "GraphSurgeries", "surgeries": list(surgeries)}}}
+
+
+def test_surgeon_inputs_are_the_input_names_surgeons_need_before_their_own_renames() -> None:
+    config = _surgeries(
+        {"surgeon": "RenameInputs", "old_names": ["input.1"], "new_names": ["pixel_values"]},
+        {"surgeon": "RenameInputDims", "input_name": "pixel_values", "dim_idx": 0, "dim_name": "n"},
+        {"surgeon": "RenameInputDims", "input_name": "image_grid_thw", "dim_idx": 0, "dim_name": "n"},
+        {"surgeon": "InferShapes"},
+    )
+    assert olive_configs.surgeon_inputs(config) == ["input.1", "image_grid_thw"]
+
+
+def test_onnx_stand_in_takes_the_input_name_a_surgeon_renames(tmp_path: Path) -> None:
+    import onnx
+
+    tiny = {"onnx": write_onnx_mlp(tmp_path / "tiny")}
+    config = {
+        "input_model": {"type": "ONNXModel", "model_path": "sam2.onnx"},
+        **_surgeries({"surgeon": "RenameInputs", "old_names": ["input.1"], "new_names": ["pixel_values"]}),
+    }
+    assert olive_configs.swap_model(config, tmp_path / "cfg", tiny, "0123456789ab") == "onnx"
+    model = config["input_model"]
+    proto = onnx.load(str(Path(model["model_path"]) / model["onnx_file_name"]))
+    assert [i.name for i in proto.graph.input] == ["input.1"]
+    assert proto.graph.node[0].input[0] == "input.1"
+
+
+def test_pytorch_stand_in_has_the_inputs_surgeons_name_when_io_config_is_a_recipe_function(
+    tmp_path: Path,
+) -> None:
+    from tiny_models import write_mlp
+
+    tiny = {"mlp": write_mlp(tmp_path / "tiny")}
+    config = {
+        "input_model": {
+            "type": "PyTorchModel",
+            "model_path": "Qwen/Qwen3-VL-2B-Instruct",
+            "model_loader": "get_vision_model",
+            "model_script": "user_script.py",
+            "io_config": "get_vision_io_config",
+        },
+        **_surgeries(
+            {"surgeon": "RenameInputDims", "input_name": "image_grid_thw", "dim_idx": 0, "dim_name": "n"}
+        ),
+    }
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    olive_configs.swap_model(config, folder, tiny, "0123456789ab")
+    scope: dict[str, object] = {}
+    sys.path.insert(0, str(folder))
+    try:
+        exec((folder / config["input_model"]["model_script"]).read_text(), scope)
+    finally:
+        sys.path.remove(str(folder))
+    io = scope["get_vision_io_config"]()  # type: ignore[operator]
+    assert io["input_names"] == ["image_grid_thw"]
+    assert config["input_model"]["io_config"] == "get_vision_io_config"
+    model = scope["get_vision_model"]()  # type: ignore[operator]
+    assert model(*scope["_dummy_inputs"]())[0].shape == (2, 32)  # type: ignore[operator]
