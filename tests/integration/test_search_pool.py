@@ -363,3 +363,53 @@ def test_warming_up_a_worker_imports_transformers_without_sklearn_or_scipy() -> 
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "['transformers']"
+
+
+def test_a_free_worker_takes_work_that_does_not_wait_for_a_shared_step_being_made(tmp_path: Path) -> None:
+    """Candidate 1 makes the quantization pre-processing every dynamic quantization shares; the other
+    worker takes the fp16 candidate (3) meanwhile, not candidate 2 (it would wait for that artifact).
+    The candidates and the best are still the serial search's, in proposal order."""
+    passes = {
+        "quant": [
+            {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"},
+            {"type": "OnnxFloatToFloat16"},
+        ]
+    }
+    serial = _run(tmp_path / "a", search_config(tmp_path / "a", passes, STRATEGY, latency_priority=-1))
+    spread = _run(
+        tmp_path / "b", search_config(tmp_path / "b", passes, STRATEGY, latency_priority=-1), _pool()
+    )
+    assert outline(spread) == outline(serial) and spread["best"] == serial["best"]
+    started = [c["ran_on"]["started"] for c in spread["candidates"]]
+    assert started[2] < started[1]  # the fp16 candidate started first: it needs no shared step
+    assert started[0] < started[1]
+
+
+def test_the_next_proposal_is_the_first_that_needs_no_shared_step_being_made() -> None:
+    from collections import deque
+
+    from olivine.engine.pool_executor import _take
+
+    proposals: Any = [SimpleNamespace(number=n) for n in range(4)]
+    needs = {0: frozenset({("m", "pre")}), 1: frozenset({("m", "pre")}), 2: frozenset(), 3: frozenset()}
+    queue = deque(enumerate(proposals))
+    assert _take(queue, needs, set())[0] == 0
+    assert _take(queue, needs, {("m", "pre")})[0] == 2  # 1 would wait
+    assert _take(queue, needs, {("m", "pre")})[0] == 3
+    assert _take(queue, needs, {("m", "pre")})[0] == 1  # nothing else left: it waits
+    queue = deque(enumerate(proposals))
+    assert [_take(queue, needs, {("other", "pre")})[0] for _ in range(4)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "pass_type", ["OnnxDynamicQuantization", "OnnxStaticQuantization", "OnnxQuantization"]
+)
+def test_quantization_passes_name_the_preprocessing_they_share(pass_type: str) -> None:
+    from olivine.passes import PASSES
+
+    cls = PASSES.get(pass_type)
+    extra = {"data_config": "calib"} if pass_type != "OnnxDynamicQuantization" else {}
+    assert cls.shared_steps(cls.config_class.model_validate(extra)) == ("quant_preprocess",)
+    off = cls.config_class.model_validate({**extra, "quant_preprocess": False})
+    assert cls.shared_steps(off) == ()
+    assert PASSES.get("OnnxFloatToFloat16").shared_steps(None) == ()

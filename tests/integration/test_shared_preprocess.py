@@ -92,3 +92,74 @@ def test_search_preprocesses_the_quantization_input_once(tmp_path: Path, preproc
     assert len(preprocess_calls) == 1
     again = run_config(tmp_path, search_config(tmp_path, passes, strategy, workflow_id="search"))
     assert len(preprocess_calls) == 1 and again["best"] == footprint["best"]
+
+
+@pytest.fixture(scope="module")
+def bert_fused(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
+    """The tiny BERT exported and fused (Attention, EmbedLayerNormalization: dynamic quantization then
+    writes QAttention and QEmbedLayerNormalization too)."""
+    from onnx_fixtures import shared_bert_onnx
+
+    out = tmp_path_factory.mktemp("bert-fused")
+    params = {"model_type": "bert", "num_heads": 2, "hidden_size": 32}
+    return run_pass(
+        "OrtTransformersOptimization", shared_bert_onnx(tmp_path_factory), out, PassContext(), **params
+    )
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "bert_fused"])
+def test_dynamic_quantization_of_the_preprocessed_graph_is_quantize_dynamics_output(
+    model_name: str,
+    request: pytest.FixtureRequest,
+    ctx: PassContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass quantizes the pre-processed graph without quantize_dynamic's file round trip and with
+    per-channel weights computed at once (quant_run._quantize_inferred): the output is byte for byte
+    what onnxruntime's quantize_dynamic writes from the same pre-processed graph, for every option the
+    pass sets."""
+    import shutil
+
+    import onnxruntime.quantization as ort_quantization
+    from onnxruntime.quantization import QuantType
+
+    model: ModelHandle = request.getfixturevalue(model_name)
+    shared_ctx = dataclasses.replace(ctx, shared=SharedStore(tmp_path / "cache").for_model("m", {}))
+    real = ort_quantization.quantize_dynamic
+    calls: list[Any] = []
+    monkeypatch.setattr(
+        ort_quantization, "quantize_dynamic", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    configs = [
+        {
+            "precision": precision,
+            "per_channel": per_channel,
+            "reduce_range": reduce_range,
+            "op_types_to_quantize": ops,
+        }
+        for precision in ("int8", "uint8")
+        for per_channel in (True, False)
+        for reduce_range in (True, False)
+        for ops in (None, ["MatMul"])
+    ]
+    written: set[str] = set()
+    for n, params in enumerate(configs):
+        out = run_pass("OnnxDynamicQuantization", model, tmp_path / f"q{n}", shared_ctx, **params)
+        assert not calls  # the pass's own path
+        shared = next(p for p in (tmp_path / "cache" / "shared").iterdir() if not p.name.startswith("."))
+        copy = tmp_path / f"ref{n}"
+        shutil.copytree(shared, copy)
+        real(
+            model_input=str(copy / "preprocessed.onnx"),
+            model_output=str(copy / "quantized.onnx"),
+            op_types_to_quantize=params["op_types_to_quantize"],
+            per_channel=params["per_channel"],
+            reduce_range=params["reduce_range"],
+            weight_type=QuantType.QInt8 if params["precision"] == "int8" else QuantType.QUInt8,
+        )
+        assert out.onnx_path.read_bytes() == (copy / "quantized.onnx").read_bytes(), params
+        written |= {node.op_type for node in onnx.load(str(out.onnx_path)).graph.node}
+    assert "MatMulInteger" in written
+    if model_name == "bert_fused":
+        assert {"QAttention", "QEmbedLayerNormalization"} <= written

@@ -9,9 +9,11 @@ Each batch of proposals is realised in two phases (a small walk that cannot stop
    see :mod:`olivine.engine.pool_worker`) each take one candidate at a time and realise its pass chain
    and its untimed metrics (accuracy, custom, size) with :func:`olivine.engine.task_work.candidate_task` on
    ``ceil(num_cpus)`` CPUs of their own (:func:`olivine.engine.affinity.exclusive_cpus`); a worker that
-   frees takes the batch's next proposal. The chain prefix that the batch's candidates share
-   (conversion + optimization before each quantization) runs once, first, in one worker, on as many CPUs
-   as the pool has (nothing else runs meanwhile).
+   frees takes the batch's next proposal, skipping those that would wait for a shared step another
+   running candidate is making (:meth:`olivine.passes.base.Pass.shared_steps`: while one candidate
+   pre-processes the graph for every quantization, the other worker converts to fp16). The chain
+   prefix that the batch's candidates share (conversion + optimization before each quantization) runs
+   once, first, in one worker, on as many CPUs as the pool has (nothing else runs meanwhile).
 2. **Timed, alone.** A barrier: every worker has answered and is idle (blocked on its socket), and no
    worker is starting. Then the engine's own process realises the batch's candidates again, one after
    another in proposal order, exactly as the serial search does: the chain and the untimed metrics come
@@ -154,6 +156,7 @@ class LocalPoolExecutor:
         self._recipe: TaskRecipe | None = None
         self._done: set[str] = set()  # run keys known to be in the cache
         self._announced: set[Path] = set()  # run folders and records whose events were emitted
+        self._shared_made: set[tuple[str, str]] = set()  # shared steps a finished candidate got or made
         if per_task * self.workers > allowed:
             logger.warning(
                 "local search pool: %d worker(s) x %d CPU(s) but this process may use %d CPU(s): workers "
@@ -320,6 +323,7 @@ class LocalPoolExecutor:
         """Phase 1: up to ``workers`` candidates' chains and untimed metrics in flight; a worker that
         frees takes the next proposal. Invalid proposals are not sent."""
         queue = deque((i, p) for i, p in enumerate(batch) if p.steps is not None)
+        needs = {i: shared_needs(p.chain, work.runner) for i, p in queue}
         idle = list(self._pool)
         inflight: dict[int, tuple[PoolWorker, int]] = {}  # worker number -> (worker, index in the batch)
         finished: dict[int, TaskResult] = {}
@@ -328,7 +332,8 @@ class LocalPoolExecutor:
                 if idle and queue:
                     while idle and queue:
                         worker = idle.pop(0)
-                        at, queued = queue.popleft()
+                        making = {n for _, i in inflight.values() for n in needs[i]} - self._shared_made
+                        at, queued = _take(queue, needs, making)
                         self._send(worker, ("untimed", queued, total, self.settings.num_cpus))
                         inflight[worker.number] = (worker, at)
                     running = sorted(at for _, at in inflight.values())
@@ -337,6 +342,7 @@ class LocalPoolExecutor:
                 worker, result = self._wait_any([w for w, _ in inflight.values()], work.stop)
                 _, at = inflight.pop(worker.number)
                 finished[at] = result
+                self._shared_made |= needs[at]  # made (or failed: then each run fails alike, no wait)
                 if worker.process.is_alive() and not worker.conn.closed:
                     idle.append(worker)
                 else:  # it died: a fresh worker takes its place, if there is work left for it
@@ -514,6 +520,32 @@ def _one_torch_thread(model: ModelHandle) -> Generator[None, None, None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def shared_needs(chain: Sequence[ResolvedPass], runner: ChainRunner) -> frozenset[tuple[str, str]]:
+    """The shared steps (:meth:`olivine.passes.base.Pass.shared_steps`) the runs of ``chain`` get or make,
+    each as (its input model's id, the step's name)."""
+    needs: set[tuple[str, str]] = set()
+    model_id = runner.input_model_id
+    for step in chain:
+        needs.update((model_id, name) for name in step.cls.shared_steps(step.config))
+        model_id = runner.key(step, model_id)
+    return frozenset(needs)
+
+
+def _take(
+    queue: deque[tuple[int, Proposal]],
+    needs: dict[int, frozenset[tuple[str, str]]],
+    making: set[tuple[str, str]],
+) -> tuple[int, Proposal]:
+    """The queued proposal a free worker takes: the first that needs none of the shared steps a running
+    candidate is making (it would wait for it: e.g. every quantization for the graph's pre-processing),
+    else the first. Which worker runs what changes; the results stay in proposal order."""
+    for position, (at, proposal) in enumerate(queue):
+        if not needs[at] & making:
+            del queue[position]
+            return at, proposal
+    return queue.popleft()
 
 
 def _cpu_s(pid: int) -> float | None:

@@ -102,6 +102,13 @@ class Pass(ABC):
         return name if isinstance(name, str) else None
 
     @classmethod
+    def shared_steps(cls, config: Any) -> tuple[str, ...]:
+        """The names of the shared steps (:class:`SharedSteps`) a run with ``config`` gets or makes: a
+        scheduler that runs several candidates at once starts work that does not wait for one being made
+        first. () when it uses none."""
+        return ()
+
+    @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
         """Why this combination of parameters cannot run (search skips it and logs the reason), or None."""
         return None

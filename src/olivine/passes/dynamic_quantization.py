@@ -14,7 +14,7 @@ from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import OnnxPass
 from olivine.passes.quant_config import COMMON_SEARCH_VALUES, DynamicQuantizationConfig
-from olivine.passes.quant_run import quantize
+from olivine.passes.quant_run import quantize, shared_steps
 
 # Kept importable under its old name.
 OnnxDynamicQuantizationConfig = DynamicQuantizationConfig
@@ -27,6 +27,10 @@ class OnnxDynamicQuantization(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = DynamicQuantizationConfig
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = COMMON_SEARCH_VALUES
+
+    @classmethod
+    def shared_steps(cls, config: Any) -> tuple[str, ...]:
+        return shared_steps(config)
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         """Write the quantized model under ``output_dir`` with the input model's file name."""

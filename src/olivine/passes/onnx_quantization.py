@@ -20,7 +20,7 @@ from olivine.passes.quant_config import (
     OnnxQuantizationConfig,
     static_invalid_reason,
 )
-from olivine.passes.quant_run import quantize
+from olivine.passes.quant_run import quantize, shared_steps
 
 
 class OnnxQuantization(OnnxPass):
@@ -35,6 +35,10 @@ class OnnxQuantization(OnnxPass):
         **STATIC_SEARCH_VALUES,
     }
     conditional_search_values: ClassVar[dict[str, ConditionalValues]] = COMBINED_CONDITIONAL_VALUES
+
+    @classmethod
+    def shared_steps(cls, config: Any) -> tuple[str, ...]:
+        return shared_steps(config)
 
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:

@@ -22,7 +22,7 @@ from olivine.passes.quant_config import (
     StaticQuantizationConfig,
     static_invalid_reason,
 )
-from olivine.passes.quant_run import quantize
+from olivine.passes.quant_run import quantize, shared_steps
 
 
 class OnnxStaticQuantization(OnnxPass):
@@ -33,6 +33,10 @@ class OnnxStaticQuantization(OnnxPass):
     config_class: ClassVar[type[PassConfig]] = StaticQuantizationConfig
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {**COMMON_SEARCH_VALUES, **STATIC_SEARCH_VALUES}
     conditional_search_values: ClassVar[dict[str, ConditionalValues]] = STATIC_CONDITIONAL_VALUES
+
+    @classmethod
+    def shared_steps(cls, config: Any) -> tuple[str, ...]:
+        return shared_steps(config)
 
     @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:
