@@ -409,6 +409,7 @@ def collect(
                 if sha in seen:
                     continue
                 seen.add(sha)
+                seen.add(_content_id(data))  # a generated config with this content is not new
                 folder = work / "src" / source / ref / os.path.dirname(path)
                 _extract_dir(gitdir, by_dir[os.path.dirname(path)], folder)
                 kind = swap_model(data, folder, tiny, sha)
@@ -530,6 +531,10 @@ def _generated(folder: Path, script: str, args: tuple[str, ...]) -> list[tuple[s
     return out
 
 
+def _content_id(data: Any) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def collect_generated(work: Path, olive: Path, refs: tuple[str, ...], seen: set[str]) -> list[dict[str, Any]]:
     """Run the :data:`GENERATORS` of every ref in Olive's venv; index each new run config they write."""
     if not OLIVE_PY.exists() or not olive.exists():
@@ -551,7 +556,7 @@ def collect_generated(work: Path, olive: Path, refs: tuple[str, ...], seen: set[
             _extract_dir(olive, by_dir[os.path.dirname(script)], gen)
             for args in variants:
                 for name, data in _generated(gen, script, args):
-                    sha = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+                    sha = _content_id(data)
                     if sha in seen:
                         continue
                     seen.add(sha)

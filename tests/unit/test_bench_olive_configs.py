@@ -105,3 +105,36 @@ def test_pytorch_stand_in_has_the_inputs_surgeons_name_when_io_config_is_a_recip
     assert config["input_model"]["io_config"] == "get_vision_io_config"
     model = scope["get_vision_model"]()  # type: ignore[operator]
     assert model(*scope["_dummy_inputs"]())[0].shape == (2, 32)  # type: ignore[operator]
+
+
+_GENERATOR = """
+import json, sys
+from olive.workflows import run as olive_run
+
+with open("template.json") as f:
+    config = json.load(f)
+config["passes"] = {k: v for k, v in config["passes"].items() if k in sys.argv[1:]}
+with open("template.json", "w") as f:  # rewrites its template, as Olive's bert.py-style scripts may
+    json.dump({"broken": True}, f)
+with open("generated_cpu.json", "w") as f:
+    json.dump(config, f)
+olive_run(config)
+open("ran_olive", "w").close()
+"""
+
+
+def test_generated_configs_are_collected_without_running_olive_and_the_folder_is_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "olive").mkdir()
+    (tmp_path / "olive" / "__init__.py").write_text("")
+    (tmp_path / "olive" / "workflows.py").write_text("def run(config):\n    pass\n")
+    (tmp_path / "gen.py").write_text(_GENERATOR)
+    template = {"input_model": {"type": "HfModel"}, "passes": {"a": {"type": "X"}, "b": {"type": "Y"}}}
+    (tmp_path / "template.json").write_text(json.dumps(template))
+    monkeypatch.setattr(olive_configs, "OLIVE_PY", Path(sys.executable))
+    found = olive_configs._generated(tmp_path, "examples/x/gen.py", ("b",))
+    assert found == [("generated_cpu.json", {**template, "passes": {"b": {"type": "Y"}}})]
+    assert not (tmp_path / "ran_olive").exists()  # olive.workflows.run stopped the script
+    assert json.loads((tmp_path / "template.json").read_text()) == template
+    assert not (tmp_path / "generated_cpu.json").exists()
