@@ -439,8 +439,6 @@ def _markdown(doc: dict[str, Any]) -> str:
     rows = doc.get("runs", [])
     ceiling = doc.get("ceiling", [])
     every = rows + ceiling
-    same_best = len({r["best_model_id"] for r in every}) == 1
-    same_outline = len({json.dumps(r["outline"]) for r in every}) == 1
     modes = doc.get("modes", [])
     kind = doc.get("cluster", "slots")
     lines = [
@@ -513,10 +511,15 @@ def _markdown(doc: dict[str, Any]) -> str:
             )
     if ceiling:
         lines += _ceiling_lines(ceiling)
-    lines.append(
-        f"- Same candidates (ids, model ids, statuses) in every run: {'yes' if same_outline else 'NO'}; "
-        f"same best model: {'yes' if same_best else 'NO'}."
-    )
+    for what, picked in (("Ray run", rows), ("ceiling process", ceiling)):
+        if picked:
+            same_outline = len({json.dumps(r["outline"]) for r in picked}) == 1
+            bests = sorted({r["best"] for r in picked})
+            lines.append(
+                f"- Same candidates (ids, model ids, statuses) in every {what}: "
+                f"{'yes' if same_outline else 'NO'}; best model: {', '.join(bests)}"
+                f"{' in every one' if len(bests) == 1 else ' (NOT the same in every one)'}."
+            )
     columns: list[tuple[str, list[dict[str, Any]]]] = []
     for mode in _MODES:
         for cpus in (1, 2):
