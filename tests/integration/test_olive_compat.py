@@ -364,6 +364,33 @@ def test_metric_run_kwargs_are_refused_at_validation_naming_the_key_and_the_argu
     assert load(_write(tmp_path, cfg)).config.evaluators["e"].metrics[0].user_config is not None
 
 
+def test_metrics_listed_at_the_top_and_named_from_evaluators_are_refused_as_olive_refuses_them(
+    tmp_path: Path,
+) -> None:
+    # olive-recipes' whisper_eval_wer.json: Olive 0.13 refuses it (engine.metrics: extra; a str metric).
+    metric = {"name": "lat", "type": "latency", "sub_types": [{"name": "avg"}]}
+    cfg = _onnx_cfg(tmp_path, metrics=[metric], evaluators={"e": {"metrics": ["lat"]}}, evaluator="e")
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "metrics" and "Olive 0.13 refuses it too" in info.value.message
+    del cfg["metrics"]
+    with pytest.raises(ConfigError) as info:
+        load(_write(tmp_path, cfg))
+    assert info.value.path == "evaluators.e.metrics.0"
+    assert "metric 'lat' is given by name" in info.value.message
+
+
+def test_metric_sample_log_keys_after_olive_0_13_are_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metric = {**_LATENCY, "sample_log_num": 10, "sample_log_dir": "logs"}
+    cfg = _onnx_cfg(tmp_path, evaluators={"e": {"metrics": [metric]}}, evaluator="e")
+    with caplog.at_level("WARNING"):
+        workflow = load(_write(tmp_path, cfg))
+    assert "sample_log_num, sample_log_dir ignored" in caplog.text
+    assert workflow.config.evaluators["e"].metrics[0].name == "latency"
+
+
 def test_local_resource_path_mapping_reads_as_its_path(tmp_path: Path) -> None:
     cfg = _onnx_cfg(tmp_path)
     folder = cfg["input_model"]["model_path"]

@@ -138,3 +138,11 @@ def test_generated_configs_are_collected_without_running_olive_and_the_folder_is
     assert not (tmp_path / "ran_olive").exists()  # olive.workflows.run stopped the script
     assert json.loads((tmp_path / "template.json").read_text()) == template
     assert not (tmp_path / "generated_cpu.json").exists()
+
+
+def test_a_config_without_passes_is_a_run_config_when_it_evaluates() -> None:
+    model = {"type": "ONNXModel", "model_path": "m"}
+    assert olive_configs._is_run_config({"input_model": model, "evaluators": {}})  # recipes' eval/*.json
+    assert olive_configs._is_run_config({"input_model": model, "passes": {}})
+    assert not olive_configs._is_run_config({"input_model": model})  # a model description, not a workflow
+    assert not olive_configs._is_run_config({"passes": {}})

@@ -133,6 +133,11 @@ class MetricUserConfig(StrictModel):
         return value
 
 
+#: Metric keys of Olive after 0.13 (a JSONL log of the first N predictions beside their targets); Olive 0.13
+#: folds them into ``user_config`` and ignores them.
+_IGNORED_METRIC_KEYS = ("sample_log_num", "sample_log_dir")
+
+
 class MetricConfig(StrictModel):
     name: str
     type: MetricType
@@ -145,8 +150,22 @@ class MetricConfig(StrictModel):
     @classmethod
     def _fold_user_config(cls, value: Any) -> Any:
         """Olive folds metric-level keys that are not metric fields into ``user_config``."""
+        if isinstance(value, str):
+            raise ValueError(
+                f"metric '{value}' is given by name: an evaluator's metrics are mappings (name, type, "
+                "sub_types, ...), as Olive 0.13 requires too (it refuses a name)"
+            )
         if not isinstance(value, dict):
             return value
+        logged = [k for k in _IGNORED_METRIC_KEYS if k in value]
+        if logged:
+            logger.warning(
+                "metric '%s': %s ignored: Olive's log of sample predictions (after Olive 0.13, which ignores "
+                "the keys too) is not written by Olivine",
+                value.get("name"),
+                ", ".join(logged),
+            )
+            value = {k: v for k, v in value.items() if k not in logged}
         folded = {
             k: v for k, v in value.items() if k not in cls.model_fields and k in MetricUserConfig.model_fields
         }

@@ -57,6 +57,14 @@ class RunConfig(StrictModel):
                 "run config per build",
                 path=key,
             )
+        if "metrics" in out:
+            # Olive's whisper_eval_wer recipes: metrics listed once and named from evaluators.
+            raise ConfigError(
+                "a top-level list of metrics that evaluators name is not an Olive format (Olive 0.13 "
+                "refuses it too: 'metrics' is not a workflow key and an evaluator's metrics are mappings); "
+                "write each metric inside its evaluator's 'metrics'",
+                path="metrics",
+            )
         if isinstance(out.get("data_configs"), dict):
             raise ConfigError(
                 "an old Olive format (a mapping name -> data config), removed in Olive 0.6; use a list of "
