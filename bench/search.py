@@ -14,7 +14,10 @@ runs the search of ``examples/minilm-search/config.json``: Olivine with ``olivin
 process, no job, as Olive runs), Olive with the config ``bench/olive_config.py`` translates (its own venv,
 ``bench/olive_workflow.py``). Both with ``plot_pareto_frontier`` off (Olive draws only with plotly, not
 installed there; Olivine still writes report.html). Timed one after the other, never overlapping
-anything else this script does; the load average before and after each is recorded.
+anything else this script does; the load average before and after each is recorded. Before the first
+timed run each tool's interpreter imports its libraries once, untimed (``--no-warm-up`` skips it): after
+an idle spell the first run read torch and onnxruntime from a cold page cache and took 19 s longer than
+the same tool's second run.
 
 Then ``bench/model_latency.py`` times, in interleaved rounds at 1 thread, the fp32 ONNX export and the
 fused fp32 graph (Olivine's cache), Olivine's best model and Olive's best model, and computes each one's
@@ -30,6 +33,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -168,6 +172,40 @@ def run_order(tools: tuple[str, ...], pairs: int) -> list[str]:
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+#: What each interpreter imports in the untimed warm-up before the first timed run.
+WARM_UP = {
+    "olivine": (
+        MAIN_PYTHON,
+        "import torch, transformers, onnx, onnxruntime, onnxruntime.quantization, "
+        "onnxruntime.transformers.optimizer, olivine.cli",
+    ),
+    "olive": (
+        OLIVE_PYTHON,
+        "import torch, transformers, onnx, onnxruntime, onnxruntime.quantization, "
+        "onnxruntime.transformers.optimizer, olive.workflows",
+    ),
+}
+
+
+def warm_up(tools: tuple[str, ...]) -> dict[str, float]:
+    """Import each tool's libraries once, untimed, so that no timed run pays for reading them from a cold
+    page cache (after an idle spell the first run was 19 s slower than the second, whichever tool went
+    first). Returns the seconds each warm-up took."""
+    took: dict[str, float] = {}
+    for tool in dict.fromkeys("olive" if t == "olive" else "olivine" for t in tools):
+        python, code = WARM_UP[tool]
+        started = time.monotonic()
+        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=bench_env({}))
+        took[tool] = round(time.monotonic() - started, 1)
+        status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {tail_text(proc.stderr)}"
+        print(f"search: warm-up of {tool}'s libraries (untimed): {took[tool]:.1f} s, {status}")
+    return took
+
+
+def tail_text(text: str, lines: int = 3) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
 
 
 def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1, workers: int = 0) -> dict[str, Any]:
@@ -432,6 +470,14 @@ def render_section(result: dict[str, Any]) -> str:
             f"Latency: batch {settings.get('batch')}, sequence {settings.get('sequence')}, "
             f"{settings.get('runs')} runs in {settings.get('rounds')} interleaved rounds per model."
         )
+    warmed = result.get("warm_up_s")
+    if warmed:
+        lines += [
+            "",
+            "Before the first timed run each tool's interpreter imported its libraries once, untimed ("
+            + ", ".join(f"{tool} {s:.1f} s" for tool, s in warmed.items())
+            + "), so that no timed run reads them from a cold page cache.",
+        ]
     machine = result.get("machine") or {}
     lines += [
         "",
@@ -479,6 +525,12 @@ def main() -> int:
         help="run Olivine's search in a local worker pool of this many processes (search_workers on the "
         "engine.host system; 0: as the example's config says)",
     )
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="skip the untimed import of each tool's libraries before the first timed run",
+    )
     parser.add_argument("--render", type=Path, help="render this results JSON only (no measuring)")
     parser.add_argument(
         "--reuse", type=Path, help="take the tools not in --tools from this results JSON (their work folders)"
@@ -500,6 +552,8 @@ def main() -> int:
         tools = tuple(args.tools.split(","))
         reused = json.loads(args.reuse.read_text(encoding="utf-8"))["search"] if args.reuse else {}
         result["search"] = {k: v for k, v in reused.items() if k not in tools}
+        if args.warm_up:
+            result["warm_up_s"] = warm_up(tools)
         result["search"].update(run_search(run_dir, tools, args.pairs, args.olivine_workers))
         if reused:
             result["reused_from"] = str(args.reuse)
