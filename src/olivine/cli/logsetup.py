@@ -27,6 +27,22 @@ def configure(severity: int = 1, *, verbose: bool = False) -> None:
     handler.setFormatter(ScrubbingFormatter(_FORMAT, datefmt="%H:%M:%S"))
     handler._olivine_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    _own_root_logger()
+
+
+def _own_root_logger() -> None:
+    """Give the root logger a handler of ours: other libraries' warnings and errors (never their INFO)
+    reach the console in Olivine's format, scrubbed. Without it, importing onnxruntime's quantizers runs
+    ``logging.basicConfig(level=INFO)``, which prints every node of an int4 quantization in its own
+    format and unscrubbed."""
+    root = logging.getLogger()
+    if any(getattr(h, "_olivine_console", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(ScrubbingFormatter(_FORMAT, datefmt="%H:%M:%S"))
+    handler._olivine_console = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
 
 
 def add_file(path: Path) -> logging.Handler:

@@ -158,6 +158,13 @@ def _connect(conn: Connection, level: int, number: int, engine: int) -> Any:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    # Other libraries' warnings go to the engine too (never their INFO: with no handler on the root
+    # logger, importing onnxruntime's quantizers runs logging.basicConfig(level=INFO) in this process,
+    # which prints every node of an int4 quantization on the engine's stderr, unscrubbed).
+    others = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
+    others.setLevel(logging.WARNING)
+    others.addFilter(_Prefix(f"[worker {number}] "))
+    logging.getLogger().addHandler(others)
     threading.Thread(target=_watch_engine, args=(engine,), name="olivine-pool-parent", daemon=True).start()
     return send
 
