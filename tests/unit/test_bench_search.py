@@ -173,3 +173,35 @@ def test_a_serial_olivine_run_beside_the_pool_gives_the_speed_up_and_compares_th
     section = search.render_section(result)
     assert f"| {search.SERIAL} | 0 | 50.0 s |" in section
     assert f"--olivine-workers 2 --tools olivine,{search.SERIAL},olive`" in section
+
+
+def test_warm_up_runs_each_interpreter_once_untimed_and_the_section_says_so(
+    monkeypatch: Any, capsys: Any
+) -> None:
+    ran: list[str] = []
+    monkeypatch.setattr(
+        search,
+        "WARM_UP",
+        {
+            "olivine": (Path(sys.executable), "import json"),
+            "olive": (Path(sys.executable), "raise SystemExit(3)"),
+        },
+    )
+    real_run = search.subprocess.run
+
+    def spy(command: list[str], **kwargs: Any) -> Any:
+        ran.append(command[-1])
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(search.subprocess, "run", spy)
+    took = search.warm_up(("olivine", search.SERIAL, "olive"))
+    assert ran == ["import json", "raise SystemExit(3)"]  # the serial run shares Olivine's interpreter
+    assert set(took) == {"olivine", "olive"}
+    printed = capsys.readouterr().out
+    assert "warm-up of olivine's libraries (untimed)" in printed and "ok" in printed
+    assert "warm-up of olive's libraries (untimed)" in printed and "exit 3" in printed
+    result = _result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994))
+    result["warm_up_s"] = {"olivine": 3.7, "olive": 21.6}
+    section = search.render_section(result)
+    assert "imported its libraries once, untimed (olivine 3.7 s, olive 21.6 s)" in section
+    assert "untimed (" not in search.render_section(_result(40.0, 100.0, (33.0, 0.994), (33.8, 0.994)))
