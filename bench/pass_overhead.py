@@ -13,7 +13,7 @@ run + check <= 1.1x the hand-written calls.
         [--hidden 1024] [--layers 6] [--only CASE,...] [--work-root DIR] [--no-doc]
 
 Both sides write their files (and onnxruntime its temporary folders) on /dev/shm when it is writable: on
-a disk, when the page cache writes back decided the ratios more than the pass did.
+a disk, the page cache's writeback decided the ratios more than the passes did.
 
 The model (``--model``) is a float32 MLP built with onnx.helper (``--layers`` MatMul+Add+Relu blocks of
 ``--hidden`` units, ~25 MB at the defaults, dynamic batch; calibration: 64 random samples in batches of 8),

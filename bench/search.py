@@ -199,13 +199,10 @@ def warm_up(tools: tuple[str, ...]) -> dict[str, float]:
         started = time.monotonic()
         proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=bench_env({}))
         took[tool] = round(time.monotonic() - started, 1)
-        status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {tail_text(proc.stderr)}"
+        last = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {last}"
         print(f"search: warm-up of {tool}'s libraries (untimed): {took[tool]:.1f} s, {status}")
     return took
-
-
-def tail_text(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:])
 
 
 def run_search(run_dir: Path, tools: tuple[str, ...], pairs: int = 1, workers: int = 0) -> dict[str, Any]:

@@ -23,11 +23,16 @@ def configure(severity: int = 1, *, verbose: bool = False) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_olivine_console", False):
             root.removeHandler(handler)
+    root.addHandler(_console_handler())
+    _own_root_logger()
+
+
+def _console_handler() -> logging.Handler:
+    """A scrubbing stderr handler in Olivine's format, marked as Olivine's console handler."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ScrubbingFormatter(_FORMAT, datefmt="%H:%M:%S"))
     handler._olivine_console = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    _own_root_logger()
+    return handler
 
 
 def _own_root_logger() -> None:
@@ -38,10 +43,8 @@ def _own_root_logger() -> None:
     root = logging.getLogger()
     if any(getattr(h, "_olivine_console", False) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _console_handler()
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(ScrubbingFormatter(_FORMAT, datefmt="%H:%M:%S"))
-    handler._olivine_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
 
 
