@@ -66,3 +66,34 @@ def test_pool_worker_sends_other_libraries_warnings_to_the_engine_not_their_info
     sent = json.loads(proc.stdout)
     assert ["log", "somelib", f"[worker 1] {_WARNING}"] in sent
     assert ["log", "olivine.passes", "[worker 1] olivine progress"] in sent
+
+
+def test_forked_pool_worker_sends_each_record_once_on_its_own_socket() -> None:
+    # A forked worker runs _connect again after closing the forking worker's socket (pool_worker._serve):
+    # the handlers it inherited must not keep sending there.
+    proc = _run(
+        f"""
+        import json, logging, os
+        from multiprocessing import Pipe
+        from olivine.engine.pool_worker import _connect
+        first_engine, first_worker = Pipe()
+        second_engine, second_worker = Pipe()
+        _connect(first_worker, logging.INFO, 1, os.getpid())
+        first_worker.close()
+        _connect(second_worker, logging.INFO, 2, os.getpid())
+        logging.getLogger("somelib").warning({_WARNING!r})
+        logging.getLogger("olivine.passes").info("olivine progress")
+        got = []
+        while second_engine.poll(1):
+            kind, record = second_engine.recv()
+            got.append([kind, record.name, record.getMessage()])
+        print(json.dumps(got))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Logging error" not in proc.stderr and "handle is closed" not in proc.stderr
+    sent = json.loads(proc.stdout)
+    assert sent == [
+        ["log", "somelib", f"[worker 2] {_WARNING}"],
+        ["log", "olivine.passes", "[worker 2] olivine progress"],
+    ]

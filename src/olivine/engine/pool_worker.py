@@ -153,20 +153,31 @@ def _connect(conn: Connection, level: int, number: int, engine: int) -> Any:
     root = logging.getLogger("olivine")
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
-    handler.addFilter(_Prefix(f"[worker {number}] "))
+    # A forked worker inherits the forking worker's handler on the root logger: its socket is closed here
+    # (every record would fail with "handle is closed" and carry both workers' prefixes).
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, _ToEngine):
+            logging.getLogger().removeHandler(handler)
+    handler = _ToEngine(send, number)
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
     # Other libraries' warnings go to the engine too (never their INFO: with no handler on the root
     # logger, importing onnxruntime's quantizers runs logging.basicConfig(level=INFO) in this process,
     # which prints every node of an int4 quantization on the engine's stderr, unscrubbed).
-    others = logging.handlers.QueueHandler(_PipeQueue(send))  # type: ignore[arg-type]
+    others = _ToEngine(send, number)
     others.setLevel(logging.WARNING)
-    others.addFilter(_Prefix(f"[worker {number}] "))
     logging.getLogger().addHandler(others)
     threading.Thread(target=_watch_engine, args=(engine,), name="olivine-pool-parent", daemon=True).start()
     return send
+
+
+class _ToEngine(logging.handlers.QueueHandler):
+    """Sends this worker's log records, prefixed with its number, to the engine."""
+
+    def __init__(self, send: Any, number: int) -> None:
+        super().__init__(_PipeQueue(send))  # type: ignore[arg-type]
+        self.addFilter(_Prefix(f"[worker {number}] "))
 
 
 class _PipeQueue:
