@@ -275,3 +275,31 @@ def test_a_graph_given_twice_is_read_as_protobuf_merges_it(tmp_path: Path) -> No
     assert seen.graph.name == "renamed"
     assert [t.name for t in seen.graph.initializer] == [t.name for t in merged.graph.initializer]
     check_onnx_file(path)
+
+
+def test_tensors_read_back_from_external_data_are_still_read_in_place(tmp_path: Path) -> None:
+    # onnx.load of a model with external data sets data_location = DEFAULT on every tensor it read back;
+    # a pass that saves such a model as one file writes that field. It means what its absence means: the
+    # check still reads those weights in place and a graph-only pass still copies them (before, every such
+    # tensor went to onnxruntime inline, 60 MB copied per check of a quantized MiniLM).
+    external = tmp_path / "ext" / "model.onnx"
+    external.parent.mkdir()
+    onnx.save_model(
+        _rich_model(), str(external), save_as_external_data=True, location="w.bin", size_threshold=0
+    )
+    read_back = onnx.load(str(external))
+    assert all(t.HasField("data_location") for t in read_back.graph.initializer)
+    path = tmp_path / "model.onnx"
+    onnx.save_model(read_back, str(path))
+    in_place = weights_in_place(path)
+    assert in_place is not None
+    seen = onnx.ModelProto()
+    seen.ParseFromString(in_place)
+    for tensor in seen.graph.initializer:
+        assert not tensor.HasField("raw_data") and tensor.data_location == TensorProto.EXTERNAL
+    assert len(in_place) < path.stat().st_size // 10
+    check_onnx_file(path)
+    light = GraphWithoutWeights.load(path)
+    assert light is not None and not light.proto.graph.initializer
+    light.save(tmp_path / "out" / "model.onnx")
+    assert onnx.load(str(tmp_path / "out" / "model.onnx")) == read_back

@@ -135,8 +135,8 @@ def _wire_fields(data: Any, pos: int, end: int) -> list[tuple[int, int, int, int
         key, pos = _read_varint(data, pos, end)
         number, wire = key >> 3, key & 7
         if wire == 0:
+            payload = pos  # the value's first byte
             _, pos = _read_varint(data, pos, end)
-            payload = pos
         elif wire == 1:
             payload, pos = pos, pos + 8
         elif wire == 2:
@@ -198,6 +198,12 @@ def _external_tensor(data: Any, start: int, end: int) -> bool:
         if number == 14 and wire == 0 and _read_varint(data, payload, end)[0] != 0:
             return True
     return False
+
+
+def _default_location(data: Any, field: tuple[int, int, int, int, int]) -> bool:
+    """Whether a tensor's ``field`` is ``data_location`` (14) set to DEFAULT (0)."""
+    number, wire, payload, field_end, _ = field
+    return number == 14 and wire == 0 and _read_varint(data, payload, field_end)[0] == 0
 
 
 def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -263,7 +269,9 @@ def weights_in_place(path: Path) -> bytes | None:
                     continue
                 tensor_fields = _wire_fields(data, payload, field_end)
                 raw = [f for f in tensor_fields if f[0] == 9]
-                kept = [f for f in tensor_fields if f[0] != 9]
+                # data_location given as DEFAULT (onnx.load of a model with external data writes it on
+                # every tensor it read back) says what its absence says; the tensor is EXTERNAL below.
+                kept = [f for f in tensor_fields if f[0] != 9 and not _default_location(data, f)]
                 if len(raw) != 1 or raw[0][1] != 2 or any(f[0] in (3, 13, 14) for f in kept):
                     graph += data[field_start:field_end]
                     continue
