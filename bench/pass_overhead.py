@@ -24,6 +24,7 @@ or MiniLM exported to ONNX as ``pass_table.py`` does (needs ``examples/minilm/pr
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import statistics
@@ -514,6 +515,7 @@ def main() -> None:
     if root is not None:
         tempfile.tempdir = str(root)
     work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when it stops early (a missing model)
     where = f"{root} (tmpfs)" if root == SHM else str(work.parent)
     if args.model == "mlp":
         source, calib, feeds, what = mlp_source(work, args.hidden, args.layers)
