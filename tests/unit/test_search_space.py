@@ -274,6 +274,38 @@ def test_static_activation_type_follows_olives_conditional_search_values(tmp_pat
     assert {p[2] for p in unset if isinstance(p, tuple)} == {"uint8"}
 
 
+def test_olive_08_weight_type_is_searched_as_precision_without_a_second_precision_dimension(
+    tmp_path: Path,
+) -> None:
+    # Olive <= 0.8 declared weight_type's search values (QInt8, QUInt8); the config model reads each as
+    # precision, activation_type's condition follows it, and include_pass_params adds no precision.
+    legacy = {k: "SEARCHABLE_VALUES" for k in ("quant_format", "weight_type", "activation_type")}
+    workflow = _static_workflow(tmp_path, legacy, {"include_pass_params": True, "max_samples": 0})
+    (option,) = workflow.slots[0].options
+    params = [d.param for d in option.dims]
+    assert "weight_type" in params and "precision" not in params
+    points = _static_points(_static_workflow(tmp_path, legacy, {"include_pass_params": False}))
+    assert sorted(p for p in points if isinstance(p, tuple)) == [
+        ("QDQ", "int8", "int8"),
+        ("QDQ", "uint8", "uint8"),
+        ("QOperator", "uint8", "uint8"),
+    ]
+    listed = {"weight_type": ["QUInt8", "QInt8"], "quant_format": "QDQ"}
+    assert sorted(_static_points(_static_workflow(tmp_path, listed, {"include_pass_params": False}))) == [
+        ("QDQ", "int8", "int8"),  # activation_type's default
+        ("QDQ", "uint8", "int8"),
+    ]
+
+
+def test_a_list_for_a_parameter_without_search_values_says_how_to_search_it(tmp_path: Path) -> None:
+    passes = {"q": {"type": "OnnxBlockWiseRtnQuantization", "block_size": [32, 64]}}
+    with pytest.raises(ConfigError) as info:
+        _workflow(tmp_path, passes)
+    text = str(info.value)
+    assert "passes.q.block_size" in text and "valid integer" in text
+    assert "OnnxBlockWiseRtnQuantization declares searchable (none)" in text and "SearchParameter" in text
+
+
 def test_explicit_activation_type_choices_are_not_conditional(tmp_path: Path) -> None:
     # A list given by the user is Olive's Categorical: every combination runs, S8S8 QOperator included.
     quant = {"quant_format": "SEARCHABLE_VALUES", "precision": "int8", "activation_type": ["int8", "uint8"]}

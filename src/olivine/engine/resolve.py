@@ -409,10 +409,11 @@ def _resolve_option(
     if searching and search is not None and search.include_pass_params:
         # Olive: under search, a searchable parameter the config leaves unset is searched too.
         fields = cls.config_class.model_fields
+        given = {*params, *(cls.legacy_names.get(key, key) for key in params)}
         for key, values in cls.search_values.items():
-            if key not in params and key in fields and len(values) > 1:
+            if key not in given and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
-        conditional += [key for key in cls.conditional_search_values if key not in params and key in fields]
+        conditional += [key for key in cls.conditional_search_values if key not in given and key in fields]
     order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
     option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
@@ -514,7 +515,19 @@ def _check_defaults(path: str, option: PassOption) -> None:
             sub, message = lead, rest
             if sub.split(".")[0] in searched:
                 return
+        if sub and isinstance(option.fixed.get(sub.split(".")[0]), list):
+            message += _list_hint(option.cls)
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
+
+
+def _list_hint(cls: type[Pass]) -> str:
+    """What a list given to a parameter that takes one value means (Olive's choice rule)."""
+    searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
+    return (
+        f"; a list is a set of search choices only for a parameter {cls.name} declares searchable "
+        f'({searchable}); to search another one give {{"olive_parameter_type": "SearchParameter", '
+        '"type": "Categorical", "support": [...]} and set engine.search_strategy'
+    )
 
 
 _LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.\w+)*): (.+)$", re.S)

@@ -94,6 +94,9 @@ class Pass(ABC):
     #: Olive's conditional search values (``Conditional``): under search, a parameter given as
     #: ``"SEARCHABLE_VALUES"`` (or left unset) takes the value its parents' values select.
     conditional_search_values: ClassVar[Mapping[str, ConditionalValues]] = {}
+    #: Older Olive names the config model still reads: old name -> the parameter it sets. Under
+    #: ``include_pass_params`` a parameter given under its old name is not searched a second time.
+    legacy_names: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:

@@ -13,7 +13,12 @@ from typing import Any, ClassVar
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import OnnxPass
-from olivine.passes.quant_config import COMMON_SEARCH_VALUES, DynamicQuantizationConfig
+from olivine.passes.quant_config import (
+    COMMON_SEARCH_VALUES,
+    LEGACY_NAMES,
+    LEGACY_SEARCH_VALUES,
+    DynamicQuantizationConfig,
+)
 from olivine.passes.quant_run import quantize, shared_steps
 
 # Kept importable under its old name.
@@ -26,7 +31,8 @@ class OnnxDynamicQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxDynamicQuantization"
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = DynamicQuantizationConfig
-    search_values: ClassVar[dict[str, tuple[Any, ...]]] = COMMON_SEARCH_VALUES
+    legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
+    search_values: ClassVar[dict[str, tuple[Any, ...]]] = {**COMMON_SEARCH_VALUES, **LEGACY_SEARCH_VALUES}
 
     @classmethod
     def shared_steps(cls, config: Any) -> tuple[str, ...]:

@@ -16,6 +16,8 @@ from olivine.passes.onnx_io import OnnxPass
 from olivine.passes.quant_config import (
     COMBINED_CONDITIONAL_VALUES,
     COMMON_SEARCH_VALUES,
+    LEGACY_NAMES,
+    LEGACY_SEARCH_VALUES,
     STATIC_SEARCH_VALUES,
     OnnxQuantizationConfig,
     static_invalid_reason,
@@ -29,10 +31,12 @@ class OnnxQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxQuantization"
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = OnnxQuantizationConfig
+    legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {
         "quant_mode": ("dynamic", "static"),
         **COMMON_SEARCH_VALUES,
         **STATIC_SEARCH_VALUES,
+        **LEGACY_SEARCH_VALUES,
     }
     conditional_search_values: ClassVar[dict[str, ConditionalValues]] = COMBINED_CONDITIONAL_VALUES
 

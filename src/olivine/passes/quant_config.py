@@ -49,6 +49,12 @@ COMMON_SEARCH_VALUES: dict[str, tuple[Any, ...]] = {
     "reduce_range": (True, False),
     "quant_preprocess": (True, False),
 }
+#: Olive <= 0.8 declared ``weight_type``'s search values (``Categorical(["QInt8", "QUInt8"])``); such a config
+#: may still say ``"weight_type": "SEARCHABLE_VALUES"`` (or give a list of those names). Each choice becomes
+#: ``precision`` when the pass validates its config (a run that also sets another precision is invalid).
+#: Not a field, so ``include_pass_params`` never searches it beside ``precision``.
+LEGACY_SEARCH_VALUES: dict[str, tuple[Any, ...]] = {"weight_type": ("QInt8", "QUInt8")}
+LEGACY_NAMES = {"weight_type": "precision"}
 #: ... and of the static parameters.
 STATIC_SEARCH_VALUES: dict[str, tuple[Any, ...]] = {
     "calibrate_method": ("MinMax", "Entropy", "Percentile"),

@@ -17,6 +17,8 @@ from olivine.passes.base import ConditionalValues, PassConfig, PassContext
 from olivine.passes.onnx_io import OnnxPass
 from olivine.passes.quant_config import (
     COMMON_SEARCH_VALUES,
+    LEGACY_NAMES,
+    LEGACY_SEARCH_VALUES,
     STATIC_CONDITIONAL_VALUES,
     STATIC_SEARCH_VALUES,
     StaticQuantizationConfig,
@@ -31,7 +33,12 @@ class OnnxStaticQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxStaticQuantization"
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = StaticQuantizationConfig
-    search_values: ClassVar[dict[str, tuple[Any, ...]]] = {**COMMON_SEARCH_VALUES, **STATIC_SEARCH_VALUES}
+    legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
+    search_values: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **COMMON_SEARCH_VALUES,
+        **STATIC_SEARCH_VALUES,
+        **LEGACY_SEARCH_VALUES,
+    }
     conditional_search_values: ClassVar[dict[str, ConditionalValues]] = STATIC_CONDITIONAL_VALUES
 
     @classmethod
