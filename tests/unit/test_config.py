@@ -72,6 +72,17 @@ def test_config_wrong_type_is_reported_with_value() -> None:
     assert "'loud'" in str(err)
 
 
+def test_config_union_key_reports_the_member_the_value_is_meant_for() -> None:
+    # search_strategy is true/false or a mapping: a mapping with one bad value is one problem, not two.
+    err = _error(_base(search_strategy={"max_samples": -1}))
+    assert err.path == "engine.search_strategy.max_samples" and "more problem" not in str(err)
+    assert "greater than or equal to 0" in str(err)
+    # A value no member takes names every member once.
+    err = _error(_base(search_strategy=3))
+    assert err.path == "engine.search_strategy"
+    assert "a mapping or a valid boolean (got 3)" in str(err) and "more problem" not in str(err)
+
+
 def test_config_unknown_model_type_lists_allowed() -> None:
     err = _error({"input_model": {"type": "TFModel", "model_path": "x"}})
     assert err.path == "input_model.type"

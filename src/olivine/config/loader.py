@@ -60,8 +60,10 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
     """
     from olivine.config.removed import olive_only_key, removed_key
 
-    errors = exc.errors(include_url=False)
-    paths = [error_path(error["loc"]) for error in errors]
+    every = exc.errors(include_url=False)
+    every_path = [error_path(error["loc"]) for error in every]
+    kept = _same_branch(every, every_path)
+    errors, paths = [every[i] for i in kept], [every_path[i] for i in kept]
     removed: list[tuple[int, Any]] = [
         (i, found)
         for i, error in enumerate(errors)
@@ -81,6 +83,13 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
         message = "unknown key" + _did_you_mean(exc, first)
     elif kind == "missing":
         message = "required key is missing"
+    elif len(errors) > 1 and all(_kind_refused(e) for e in errors) and len(set(paths)) == 1:
+        # Every member of a union refused the value's kind: name them all, once.
+        kinds = [_kind_wanted(e["msg"]) for e in errors]
+        message = f"Input should be {' or '.join(dict.fromkeys(kinds))}"
+        if not isinstance(first.get("input"), dict | list):
+            message += f" (got {first['input']!r})"
+        return path, message
     else:
         msg = first["msg"]
         message = msg.removeprefix("Value error, ")
@@ -90,6 +99,32 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return path, message
+
+
+def _same_branch(errors: list[Any], paths: list[str]) -> list[int]:
+    """The errors to report: a union member that refused the value's kind outright (``search_strategy``
+    is a bool or a mapping; a mapping fails the bool member with "a valid boolean") is left out when
+    another member went inside the value, so one wrong key reads as one problem, not two."""
+    kept = []
+    for i, error in enumerate(errors):
+        other_kind = error["type"].endswith("_type") and isinstance(error.get("input"), dict | list)
+        if other_kind and any(p.startswith(paths[i] + ".") for j, p in enumerate(paths) if j != i):
+            continue
+        kept.append(i)
+    return kept or list(range(len(errors)))
+
+
+def _kind_refused(error: Any) -> bool:
+    return str(error["type"]).endswith(("_type", "_parsing"))
+
+
+def _kind_wanted(msg: str) -> str:
+    """``"Input should be a valid boolean, unable to interpret input"`` -> ``"a valid boolean"``."""
+    wanted = msg.removeprefix("Input should be ").split(",")[0]
+    return _MODEL_INSTANCE.sub("a mapping", wanted)
+
+
+_MODEL_INSTANCE = re.compile(r"a valid dictionary or instance of \w+")
 
 
 def error_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
