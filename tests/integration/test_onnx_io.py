@@ -125,7 +125,9 @@ def test_the_check_accepts_onnxruntime_operators_onnx_checker_does_not_know(tmp_
     check_onnx_file(path)
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "weights.ONNX", "../w.bin", "sub/w.bin", ""])
+@pytest.mark.parametrize(
+    "name", ["model.onnx", "weights.ONNX", "../w.bin", "sub/w.bin", "", "w\x00.bin", "w\n.bin", "w" * 256]
+)
 def test_external_data_name_is_refused_when_it_is_not_a_plain_data_file(name: str) -> None:
     with pytest.raises(ValidationError, match="external_data_name"):
         ExternalDataConfig(external_data_name=name)

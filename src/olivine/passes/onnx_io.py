@@ -59,6 +59,12 @@ class ExternalDataConfig(PassConfig):
             raise ValueError(
                 f"external_data_name must be a plain file name written beside the model, got {value!r}"
             )
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value.encode()) > 255:
+            # onnx's writer stops at a NUL (the file and the name in the graph would differ).
+            raise ValueError(
+                f"external_data_name must be a file name of printable characters, at most 255 bytes, "
+                f"got {value!r}"
+            )
         if value.lower().endswith(".onnx"):
             # The graph file is <name>.onnx: the weights would overwrite it (or be taken for a second model).
             raise ValueError(
