@@ -508,14 +508,15 @@ def _check_defaults(path: str, option: PassOption) -> None:
         sub, message = format_validation_error(exc)
         if sub.split(".")[0] in searched:
             return
-        if exc.errors()[0]["type"] == "extra_forbidden":
+        unknown = exc.errors()[0]["type"] == "extra_forbidden"
+        if unknown:
             message = _pass_did_you_mean(option.cls.config_class, sub, message)
         lead, rest = _key_from_message(option.cls.config_class, message)
         if lead and (not sub or lead == sub or lead.startswith(sub + ".")):
             sub, message = lead, rest
             if sub.split(".")[0] in searched:
                 return
-        if sub and isinstance(option.fixed.get(sub.split(".")[0]), list):
+        if sub and not unknown and isinstance(option.fixed.get(sub.split(".")[0]), list):
             message += _list_hint(option.cls)
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
 
