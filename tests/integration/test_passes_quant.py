@@ -267,6 +267,7 @@ def test_quantization_config_refusals_name_the_parameter(
     [
         ({"quant_format": "QOperator", "activation_type": "int16"}, "16-bit"),
         ({"calibration_providers": ["CUDAExecutionProvider"]}, "CUDAExecutionProvider"),
+        ({"precision": "uint8"}, "int8 activations with uint8 weights"),
     ],
 )
 def test_static_invalid_combinations_have_a_reason(params: dict[str, Any], reason: str) -> None:
@@ -280,6 +281,7 @@ def test_static_invalid_combinations_have_a_reason(params: dict[str, Any], reaso
     [
         ({"quant_format": "QOperator", "precision": "uint16", "activation_type": "uint8"}, "quant_format"),
         ({"calibration_providers": ["CUDAExecutionProvider"]}, "calibration_providers"),
+        ({"precision": "uint8", "activation_type": "int8"}, "activation_type"),
     ],
 )
 def test_static_refuses_at_run_what_cannot_run_on_the_cpu(

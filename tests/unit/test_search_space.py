@@ -290,11 +290,25 @@ def test_olive_08_weight_type_is_searched_as_precision_without_a_second_precisio
         ("QDQ", "uint8", "uint8"),
         ("QOperator", "uint8", "uint8"),
     ]
-    listed = {"weight_type": ["QUInt8", "QInt8"], "quant_format": "QDQ"}
+    listed = {
+        "weight_type": ["QUInt8", "QInt8"],
+        "quant_format": "QDQ",
+        "activation_type": "SEARCHABLE_VALUES",
+    }
     assert sorted(_static_points(_static_workflow(tmp_path, listed, {"include_pass_params": False}))) == [
-        ("QDQ", "int8", "int8"),  # activation_type's default
-        ("QDQ", "uint8", "int8"),
+        ("QDQ", "int8", "int8"),
+        ("QDQ", "uint8", "uint8"),
     ]
+
+
+def test_int8_activations_with_uint8_weights_are_skipped_with_onnxruntimes_reason(tmp_path: Path) -> None:
+    # onnxruntime's check_static_quant_arguments refuses this pair in both formats: search skips it with
+    # the reason instead of recording onnxruntime's error as a failed run.
+    quant = {"precision": ["int8", "uint8"], "activation_type": "int8", "quant_format": "QDQ"}
+    points = _static_points(_static_workflow(tmp_path, quant, {"include_pass_params": False}))
+    assert ("QDQ", "int8", "int8") in points
+    (reason,) = [p for p in points if isinstance(p, str)]
+    assert "int8 activations with uint8 weights" in reason and reason.startswith("passes.q")
 
 
 def test_a_list_for_a_parameter_without_search_values_says_how_to_search_it(tmp_path: Path) -> None:

@@ -17,10 +17,19 @@ from typing import Literal
 InputKind = Literal["text", "image", "audio", "text+image"]
 
 
+#: Olive's task templates' text inputs (olive/assets/io_configs/tasks.yaml): what a model without tokenizer
+#: files is fed (an encoder's token_type_ids only where its forward takes them).
+ENCODER_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: A causal LM's: no token_type_ids, even where forward accepts them (GPT-2's); its tokenizer gives none.
+DECODER_TEXT_INPUTS = ("input_ids", "attention_mask")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     auto_class: str
     inputs: InputKind = "text"
+    #: The text inputs when the model folder has no tokenizer to name them.
+    text_inputs: tuple[str, ...] = ENCODER_TEXT_INPUTS
 
 
 #: Task (and the synonyms Olive's older versions used) -> how to load it and feed it.
@@ -35,11 +44,11 @@ TASKS: dict[str, TaskSpec] = {
     "question-answering": TaskSpec("AutoModelForQuestionAnswering"),
     "multiple-choice": TaskSpec("AutoModelForMultipleChoice"),
     # Exported without the KV cache: input_ids, attention_mask -> logits (use_cache off).
-    "text-generation": TaskSpec("AutoModelForCausalLM"),
-    "causal-lm": TaskSpec("AutoModelForCausalLM"),
+    "text-generation": TaskSpec("AutoModelForCausalLM", text_inputs=DECODER_TEXT_INPUTS),
+    "causal-lm": TaskSpec("AutoModelForCausalLM", text_inputs=DECODER_TEXT_INPUTS),
     # Exported with the KV cache (past_key_values.* in, present.* out), as Olive does.
-    "text-generation-with-past": TaskSpec("AutoModelForCausalLM"),
-    "causal-lm-with-past": TaskSpec("AutoModelForCausalLM"),
+    "text-generation-with-past": TaskSpec("AutoModelForCausalLM", text_inputs=DECODER_TEXT_INPUTS),
+    "causal-lm-with-past": TaskSpec("AutoModelForCausalLM", text_inputs=DECODER_TEXT_INPUTS),
     "image-classification": TaskSpec("AutoModelForImageClassification", "image"),
     "zero-shot-image-classification": TaskSpec("AutoModelForZeroShotImageClassification", "text+image"),
     "audio-classification": TaskSpec("AutoModelForAudioClassification", "audio"),

@@ -22,12 +22,11 @@ from olivine.config.model import DEFAULT_HF_TASK
 from olivine.errors import ModelLoadError
 from olivine.hf_import import import_transformers
 from olivine.model.handle import ModelHandle
-from olivine.model.hf_tasks import TASKS, unsupported_reason
+from olivine.model.hf_tasks import ENCODER_TEXT_INPUTS, TASKS, unsupported_reason
 
 if TYPE_CHECKING:
     import torch
 
-_FALLBACK_HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Two probe shapes (batch, sequence): a dimension that follows them is dynamic. Two probes rather than one,
 # so a hidden size that happens to equal the probe length is not mistaken for the sequence axis.
 _PROBES = ((2, 16), (3, 17))
@@ -372,14 +371,16 @@ def hf_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
 
 
 def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
-    """The tokenizer's ``model_input_names`` for a local HF model folder (BERT's three if none is found)."""
+    """The tokenizer's ``model_input_names`` for a local HF model folder; without a tokenizer, the task's
+    text inputs (an encoder's three, a causal LM's input_ids and attention_mask)."""
     transformers = import_transformers()
 
     path = model.model_path
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception:  # no tokenizer files: fall back to the usual encoder inputs
-        return list(_FALLBACK_HF_INPUTS)
+    except Exception:  # no tokenizer files: the task template's inputs
+        task = str(model.config.get("task") or DEFAULT_HF_TASK)
+        return list(TASKS[task].text_inputs if task in TASKS else ENCODER_TEXT_INPUTS)
     return list(tokenizer.model_input_names)
 
 

@@ -215,13 +215,27 @@ def static_invalid_reason(config: StaticFieldsConfig, accelerator: Accelerator) 
 
 def static_unrunnable_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
     """Why a static configuration cannot run on ``accelerator`` (the pass refuses it), or None."""
+    found = static_unrunnable(config, accelerator)
+    return found[1] if found else None
+
+
+def static_unrunnable(config: StaticFieldsConfig, accelerator: Accelerator) -> tuple[str, str] | None:
+    """(the parameter to name, why) when a static configuration cannot run on ``accelerator``, or None."""
     if config.quant_format == "QOperator" and (
         {config.precision, config.activation_type} & {"int16", "uint16"}
     ):
-        return "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
+        return "quant_format", (
+            "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
+        )
+    if config.activation_type == "int8" and config.precision == "uint8":
+        # onnxruntime's check_static_quant_arguments refuses this pair in both formats.
+        return "activation_type", (
+            "onnxruntime's static quantization does not take int8 activations with uint8 weights "
+            "(activation_type int8, precision uint8): set activation_type uint8, or precision int8"
+        )
     foreign = [p for p in config.calibration_providers or [] if p not in accelerator.execution_providers]
     if foreign:
-        return (
+        return "calibration_providers", (
             f"calibration_providers {foreign} are not available on the target "
             f"(execution providers: {', '.join(accelerator.execution_providers)})"
         )

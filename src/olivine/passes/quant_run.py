@@ -21,7 +21,7 @@ from olivine.passes.quant_config import (
     PARAM_EXTRA_OPTIONS,
     QuantizationConfig,
     StaticFieldsConfig,
-    static_unrunnable_reason,
+    static_unrunnable,
 )
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
@@ -49,11 +49,9 @@ def quantize(
 
     if static:
         assert isinstance(cfg, StaticFieldsConfig)
-        reason = static_unrunnable_reason(cfg, ctx.accelerator)
-        if reason:
-            raise ConfigError(
-                reason, path="quant_format" if "QOperator" in reason else "calibration_providers"
-            )
+        found = static_unrunnable(cfg, ctx.accelerator)
+        if found:
+            raise ConfigError(found[1], path=found[0])
     source = model.onnx_path
     with tempfile.TemporaryDirectory(prefix="olivine-quant-") as tmp:
         tmp_dir = Path(tmp)
