@@ -128,6 +128,19 @@ def test_get_io_config_derives_hf_inputs_outputs_and_axes(bert_dir: Path) -> Non
     assert axes["pooler_output"] == {0: "batch_size"}
 
 
+def test_a_causal_lm_without_tokenizer_files_gets_olives_text_generation_inputs(tmp_path: Path) -> None:
+    # GPT-2's forward accepts token_type_ids, but neither its tokenizer nor Olive's text-generation template
+    # gives them: a folder without tokenizer files is exported with input_ids and attention_mask only.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    model = handle({"type": "HfModel", "model_path": str(tmp_path / "gpt2"), "task": "text-generation"})
+    io_config = get_io_config(model, load_torch_module(model))
+    assert io_config["input_names"] == ["input_ids", "attention_mask"]
+    assert io_config["output_names"] == ["logits"]
+
+
 def test_get_io_config_gives_classifier_logits_only_a_batch_axis(bert_dir: Path) -> None:
     model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "text-classification"})
     io_config = get_io_config(model, load_torch_module(model))
