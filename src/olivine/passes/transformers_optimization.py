@@ -143,7 +143,11 @@ class OrtTransformersOptimization(OnnxPass):
             fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
         except Exception as exc:  # the optimizer raises assorted errors from deep in its fusions
             raise PassRunError(
-                self.name, f"onnxruntime transformer optimizer failed on {source}: {exc}"
+                self.name,
+                f"onnxruntime transformer optimizer (model_type '{model_type}') failed on {source}: "
+                f"{type(exc).__name__}: {exc}{_raised_in(exc)}; its fusions may not match this graph "
+                "(only_onnxruntime: true with an opt_level runs onnxruntime's own graph optimizations "
+                "instead)",
             ) from exc
         _log_fusions(ctx, model_type, fused)
         save_onnx_model(optimized.model, output_dir / source.name, cfg)
@@ -215,3 +219,16 @@ def _log_fusions(ctx: PassContext, model_type: str, fused: dict[str, int]) -> No
         missing = [k for k in missing if k != "Attention"]
     if missing and model_type == "bert":
         ctx.logger.warning("no %s fused: the optimized model will not be faster", "/".join(missing))
+
+
+def _raised_in(exc: BaseException) -> str:
+    """Where in the library ``exc`` was raised (`` (in onnxruntime/transformers/x.py, f)``), or ""."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return ""
+    code = last.tb_frame.f_code
+    parts = Path(code.co_filename).parts
+    where = "/".join(parts[parts.index("onnxruntime") :]) if "onnxruntime" in parts else parts[-1]
+    return f" (in {where}, {code.co_name})"
