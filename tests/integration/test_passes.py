@@ -219,6 +219,51 @@ def test_transformers_optimization_without_model_type_passes_the_model_through(
     assert op_counts(out) == op_counts(onnx_mlp)
 
 
+@pytest.mark.integration
+# onnxruntime's optimize_model leaves its TemporaryDirectory to the garbage collector when a fusion raises.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_transformers_optimization_failure_names_the_exception_and_where_onnxruntime_raised_it(
+    tmp_path: Path,
+) -> None:
+    # LayerNormalization -> Reshape -> Gemm without a bias -> Reshape: onnxruntime's gpt2 postprocess
+    # reads the Gemm's third input (what a dynamo export of GPT-2's bias-less lm_head looks like).
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        onnx.numpy_helper.from_array(np.ones(8, np.float32), "scale"),
+        onnx.numpy_helper.from_array(np.zeros(8, np.float32), "bias"),
+        onnx.numpy_helper.from_array(np.array([-1, 8], np.int64), "flat"),
+        onnx.numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w"),
+        onnx.numpy_helper.from_array(np.array([2, 4, 8], np.int64), "back"),
+    ]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["ln"], axis=-1),
+        helper.make_node("Reshape", ["ln", "flat"], ["r1"]),
+        helper.make_node("Gemm", ["r1", "w"], ["g"]),
+        helper.make_node("Reshape", ["g", "back"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8])],
+        inits,
+    )
+    path = tmp_path / "in" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = ModelHandle(kind="onnx", config={"model_path": str(path)})
+    try:
+        run_pass("OrtTransformersOptimization", model, tmp_path / "out", model_type="gpt2")
+    except Exception as exc:
+        text = str(exc)
+    else:
+        pytest.skip("this onnxruntime's gpt2 postprocess takes a Gemm without a bias")
+    assert "model_type 'gpt2'" in text and "IndexError" in text
+    assert "onnxruntime/transformers/onnx_model_gpt2.py, postprocess" in text and "only_onnxruntime" in text
+
+
 # --- OnnxDynamicQuantization ---------------------------------------------------------------------
 
 
