@@ -173,7 +173,7 @@ class SearchWalk:
         steps = space.steps(point, self.accelerator)
         described = {**(parent_point or {}), **space.describe(point)}
         if isinstance(steps, str):
-            logger.info("candidate %d is invalid, skipped: %s", self.count, steps)
+            logger.debug("candidate %d is invalid, skipped: %s", self.count, steps)
             return Proposal(self.count, point, space, parent, None, steps, described)
         return Proposal(self.count, point, space, parent, tuple(steps), None, described)
 
