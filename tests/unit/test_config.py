@@ -83,6 +83,14 @@ def test_config_union_key_reports_the_member_the_value_is_meant_for() -> None:
     assert "a mapping or a valid boolean (got 3)" in str(err) and "more problem" not in str(err)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_config_search_seed_is_refused_outside_what_the_samplers_take(seed: int) -> None:
+    # optuna's samplers seed numpy, which takes 0 .. 2**32 - 1: tpe raised at run time, after the input
+    # model's evaluation, as an internal error.
+    err = _error(_base(search_strategy={"sampler": "tpe", "seed": seed}))
+    assert err.path == "engine.search_strategy.seed" and str(seed) in str(err)
+
+
 def test_config_unknown_model_type_lists_allowed() -> None:
     err = _error({"input_model": {"type": "TFModel", "model_path": "x"}})
     assert err.path == "input_model.type"

@@ -66,7 +66,8 @@ class SearchStrategyConfig(StrictModel):
     execution_order: Literal["joint", "pass-by-pass"] = "joint"
     sampler: str = "sequential"
     max_samples: int = Field(default=0, ge=0)
-    seed: int = 1
+    #: Olive's samplers seed optuna's (numpy's) generator, which takes 0 .. 2**32 - 1.
+    seed: int = Field(default=1, ge=0, le=2**32 - 1)
     multivariate: bool = True
     group: bool = True
     stop_when_goals_met: bool = False
