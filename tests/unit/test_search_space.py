@@ -124,8 +124,25 @@ def test_explicit_choices_lists_and_olive_categorical_and_alternatives(tmp_path:
         (
             {"q": {"type": "OnnxDynamicQuantization", "precision": ["int9", "int8"]}},
             True,
-            "precision",
+            "each item a valid value",
             "passes.q.precision",
+        ),
+        ({"q": []}, True, "an empty list of alternative passes", "passes.q"),
+        ({"q": [{"type": "OnnxDynamicQuantization"}, "x"]}, True, "Input should be a mapping", "passes.q.1"),
+        (
+            {
+                "q": {
+                    "type": "OnnxDynamicQuantization",
+                    "per_channel": {
+                        "olive_parameter_type": "SearchParameter",
+                        "type": "Categorical",
+                        "support": [],
+                    },
+                }
+            },
+            True,
+            "at least one value in 'support'",
+            "passes.q.per_channel",
         ),
     ],
 )

@@ -91,7 +91,7 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
             message += f" (got {first['input']!r})"
         return path, message
     else:
-        msg = first["msg"]
+        msg = _MODEL_INSTANCE.sub("a mapping", first["msg"])
         message = msg.removeprefix("Value error, ")
         if "input" in first and kind not in ("value_error",) and not isinstance(first["input"], dict | list):
             message += f" (got {first['input']!r})"
@@ -147,7 +147,7 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and (part in _UNION_TAGS or bool(_INTERNAL.match(part)))
 
 
-_UNION_TAGS = frozenset({"ONNXModel", "PyTorchModel", "HfModel", "LocalSystem", "LocalWorker"})
+_UNION_TAGS = frozenset({"ONNXModel", "PyTorchModel", "HfModel", "LocalSystem", "LocalWorker", "PassEntry"})
 
 
 def _did_you_mean(exc: ValidationError, error: Any) -> str:

@@ -126,6 +126,11 @@ class RunConfig(StrictModel):
         if not self.passes:
             return self
         for name, slot in self.passes.items():
+            if isinstance(slot, list) and not slot:
+                raise ConfigError(
+                    "an empty list of alternative passes; give one pass config, or a list of several",
+                    path=f"passes.{name}",
+                )
             for i, entry in enumerate(slot if isinstance(slot, list) else [slot]):
                 path = f"passes.{name}" + (f".{i}" if isinstance(slot, list) else "")
                 self._check_pass_host(entry.host, f"{path}.host")

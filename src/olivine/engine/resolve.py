@@ -441,6 +441,10 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
             )
         if not searching:
             raise ConfigError("a search parameter needs search: set engine.search_strategy", path=path)
+        if not value["support"]:
+            raise ConfigError(
+                "a Categorical search parameter needs at least one value in 'support'", path=path
+            )
         return tuple(value["support"])
     declared = key in cls.search_values or key in cls.conditional_search_values
     if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
@@ -517,12 +521,14 @@ def _check_defaults(path: str, option: PassOption) -> None:
             if sub.split(".")[0] in searched:
                 return
         if sub and not unknown and isinstance(option.fixed.get(sub.split(".")[0]), list):
-            message += _list_hint(option.cls)
+            message += _list_hint(option.cls, sub.split(".")[0])
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
 
 
-def _list_hint(cls: type[Pass]) -> str:
+def _list_hint(cls: type[Pass], key: str) -> str:
     """What a list given to a parameter that takes one value means (Olive's choice rule)."""
+    if key in cls.search_values or key in cls.conditional_search_values:
+        return "; a list of choices to search must be non-empty, and each item a valid value"
     searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
     return (
         f"; a list is a set of search choices only for a parameter {cls.name} declares searchable "
