@@ -379,3 +379,13 @@ def test_combined_quantization_ignores_activation_type_in_dynamic_mode(tmp_path:
     dynamic, static = outcomes
     assert not isinstance(dynamic, str) and dynamic[0].config.quant_mode == "dynamic"  # type: ignore[attr-defined]
     assert isinstance(static, str) and "quant_format=QOperator, precision=int8" in static
+
+
+def test_dry_run_plan_gives_the_space_size_and_the_sample_limit(tmp_path: Path) -> None:
+    from olivine.cli.render import local_plan
+
+    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": "SEARCHABLE_VALUES"}}
+    workflow = _workflow(tmp_path, passes, {"include_pass_params": False, "max_samples": 1})
+    plan = local_plan(workflow, tmp_path / "cache", tmp_path / "out")
+    assert "searching per_channel" in plan
+    assert "sequential sampler, joint order, seed 1; 2 point(s) in the space, max_samples 1" in plan

@@ -62,8 +62,15 @@ def local_plan(workflow: ResolvedWorkflow, cache_dir: Path, output_dir: Path) ->
             searched = f" searching {', '.join(d.param for d in option.dims)}" if option.dims else ""
             lines.append(f"  [{index}] {option.type} '{slot.name}'{searched}")
     if workflow.search is not None:
+        from olivine.search.space import SearchSpace
+
         s = workflow.search
-        lines.append(f"  search: {s.sampler} sampler, {s.execution_order} order, seed {s.seed}")
+        size = len(SearchSpace(workflow.slots))
+        limit = f", max_samples {s.max_samples}" if s.max_samples else ""
+        lines.append(
+            f"  search: {s.sampler} sampler, {s.execution_order} order, seed {s.seed}; "
+            f"{size} point(s) in the space{limit}"
+        )
     lines.append(f"  evaluator: {len(workflow.evaluator.metrics) if workflow.evaluator else 0} metric(s)")
     lines.append(f"  accelerator: {workflow.accelerator}")
     lines.append(f"  cache:  {cache_dir / workflow.workflow_id}")
