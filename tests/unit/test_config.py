@@ -77,6 +77,10 @@ def test_config_union_key_reports_the_member_the_value_is_meant_for() -> None:
     err = _error(_base(search_strategy={"max_samples": -1}))
     assert err.path == "engine.search_strategy.max_samples" and "more problem" not in str(err)
     assert "greater than or equal to 0" in str(err)
+    # A before-validator of the mapping member that refuses its content is the one problem too.
+    err = _error(_base(search_strategy={"sampler": "tpe", "sampler_config": {"foo": 1}}))
+    assert err.path == "engine.search_strategy" and "more problem" not in str(err)
+    assert "sampler_config has an unknown key 'foo'; allowed: max_samples, seed" in str(err)
     # A value no member takes names every member once.
     err = _error(_base(search_strategy=3))
     assert err.path == "engine.search_strategy"

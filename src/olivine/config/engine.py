@@ -55,6 +55,10 @@ class PackagingConfig(StrictModel):
         return value
 
 
+#: The keys Olive's samplers read from ``sampler_config`` (TPE's ``multivariate`` / ``group`` included).
+_SAMPLER_KEYS = ("max_samples", "seed", "multivariate", "group")
+
+
 class SearchStrategyConfig(StrictModel):
     """Olive's ``search_strategy`` (see :mod:`olivine.search`).
 
@@ -91,6 +95,9 @@ class SearchStrategyConfig(StrictModel):
         if not isinstance(nested, dict):
             raise ValueError("'sampler_config' must be a mapping")
         for key, val in nested.items():
+            if key not in _SAMPLER_KEYS:
+                allowed = ", ".join(_SAMPLER_KEYS)
+                raise ValueError(f"sampler_config has an unknown key '{key}'; allowed: {allowed}")
             if key in out and out[key] != val:
                 raise ValueError(f"'{key}' is given both flat and under 'sampler_config'")
             out[key] = val

@@ -104,11 +104,17 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
 def _same_branch(errors: list[Any], paths: list[str]) -> list[int]:
     """The errors to report: a union member that refused the value's kind outright (``search_strategy``
     is a bool or a mapping; a mapping fails the bool member with "a valid boolean") is left out when
-    another member went inside the value, so one wrong key reads as one problem, not two."""
+    another member went inside the value or refused its content, so one wrong key reads as one problem,
+    not two."""
     kept = []
     for i, error in enumerate(errors):
-        other_kind = error["type"].endswith("_type") and isinstance(error.get("input"), dict | list)
-        if other_kind and any(p.startswith(paths[i] + ".") for j, p in enumerate(paths) if j != i):
+        other_kind = _kind_refused(error) and isinstance(error.get("input"), dict | list)
+        took_it = [  # another member went inside the value, or took its kind and refused its content
+            j
+            for j, p in enumerate(paths)
+            if j != i and (p.startswith(paths[i] + ".") or (p == paths[i] and not _kind_refused(errors[j])))
+        ]
+        if other_kind and took_it:
             continue
         kept.append(i)
     return kept or list(range(len(errors)))
