@@ -96,6 +96,34 @@ def test_float16_keep_io_types_and_block_lists(mlp: ModelHandle, tmp_path: Path)
     assert inits["fc1.weight"] == onnx.TensorProto.FLOAT and inits["fc1.bias"] == onnx.TensorProto.FLOAT16
 
 
+def test_float16_of_a_qdq_model_below_opset_19_names_the_fix(mlp: ModelHandle, tmp_path: Path) -> None:
+    # Static QDQ, then float16: the converter turns the Q/DQ scales into float16, which QuantizeLinear /
+    # DequantizeLinear take from opset 19 only; the pass says so (and what to do) instead of writing a model
+    # onnxruntime refuses. With the two ops blocked, the scales stay float32 and the model runs.
+    from olivine.config.data import DataConfig
+    from olivine.errors import PassRunError
+
+    np.savez(tmp_path / "calib.npz", input=MLP_FEED["input"])
+    calib = DataConfig.model_validate(
+        {
+            "name": "calib",
+            "load_dataset_config": {"type": "numpy_dataset", "data_files": str(tmp_path / "calib.npz")},
+        }
+    )
+    cls = PASSES.get("OnnxStaticQuantization")
+    config = cls.config_class.model_validate({"data_config": "calib", "quant_preprocess": False})
+    (tmp_path / "qdq").mkdir()
+    qdq = cls().run(mlp, config, tmp_path / "qdq", PassContext(data_configs={"calib": calib}))
+    opsets = {o.domain: o.version for o in onnx.load(str(qdq.onnx_path)).opset_import}
+    assert opsets.get("", opsets.get("ai.onnx", 0)) < 19
+    with pytest.raises(PassRunError, match=r"opset 19 only .*op_block_list"):
+        run_pass("OnnxFloatToFloat16", qdq, tmp_path / "half")
+    blocked = run_pass(
+        "OnnxFloatToFloat16", qdq, tmp_path / "ok", op_block_list=["QuantizeLinear", "DequantizeLinear"]
+    )
+    assert open_runner(blocked).run({"input": MLP_FEED["input"].astype(np.float16)})[0].shape[1] == MLP_OUT
+
+
 @pytest.mark.parametrize("type_name", ["OnnxIODataTypeConverter", "OnnxIOFloat16ToFloat32"])
 def test_io_converter_turns_float16_outputs_to_float32(
     mlp: ModelHandle, tmp_path: Path, type_name: str

@@ -65,7 +65,33 @@ class OnnxFloatToFloat16(OnnxPass):
             ort_model.topological_sort()
         except Exception as exc:  # the converter raises assorted errors on graphs it cannot type
             raise PassRunError(self.name, f"float16 conversion failed on {model.onnx_path}: {exc}") from exc
+        refused = _float16_qdq_scales(ort_model.model)
+        if refused:
+            raise PassRunError(self.name, refused)
         return write_output(ort_model.model, model, output_dir, cfg)
+
+
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _float16_qdq_scales(proto: Any) -> str | None:
+    """Why the converted model cannot load when its QuantizeLinear/DequantizeLinear nodes took float16
+    scales below opset 19 (a quantized model converted after quantization), else None."""
+    from onnx import TensorProto
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= 19:
+        return None
+    half = {t.name for t in proto.graph.initializer if t.data_type == TensorProto.FLOAT16}
+    nodes = [n for n in proto.graph.node if n.op_type in _QDQ and len(n.input) > 1 and n.input[1] in half]
+    if not nodes:
+        return None
+    return (
+        f"{len(nodes)} QuantizeLinear/DequantizeLinear node(s) (e.g. '{nodes[0].name or nodes[0].op_type}') "
+        f"would take float16 scales, which these operators accept from opset 19 only (the model's is "
+        f"{opset}): add QuantizeLinear and DequantizeLinear to op_block_list, or convert to float16 "
+        "before quantizing"
+    )
 
 
 def _block_lists(cfg: OnnxFloatToFloat16Config, proto: Any) -> tuple[list[str] | None, list[str] | None]:
