@@ -427,9 +427,9 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
         if not searching:
             return ()  # Olive without search: the parameter takes its default
         if key not in cls.search_values:
-            searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
             raise ConfigError(
-                f"{cls.name} declares no search values for '{key}' (searchable: {searchable})", path=path
+                f"{cls.name} declares no search values for '{key}' (searchable: {_searchable(cls)})",
+                path=path,
             )
         return tuple(cls.search_values[key])
     if isinstance(value, dict) and value.get("olive_parameter_type") == "SearchParameter":
@@ -446,7 +446,7 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
                 "a Categorical search parameter needs at least one value in 'support'", path=path
             )
         return tuple(value["support"])
-    declared = key in cls.search_values or key in cls.conditional_search_values
+    declared = _declared(cls, key)
     if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
         if not searching:
@@ -525,14 +525,23 @@ def _check_defaults(path: str, option: PassOption) -> None:
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
 
 
+def _declared(cls: type[Pass], key: str) -> bool:
+    """Whether ``cls`` declares search values (plain or conditional) for ``key``."""
+    return key in cls.search_values or key in cls.conditional_search_values
+
+
+def _searchable(cls: type[Pass]) -> str:
+    """The parameters ``cls`` declares search values for, for a message ("none" when it has none)."""
+    return ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
+
+
 def _list_hint(cls: type[Pass], key: str) -> str:
     """What a list given to a parameter that takes one value means (Olive's choice rule)."""
-    if key in cls.search_values or key in cls.conditional_search_values:
+    if _declared(cls, key):
         return "; a list of choices to search must be non-empty, and each item a valid value"
-    searchable = ", ".join(sorted([*cls.search_values, *cls.conditional_search_values])) or "none"
     return (
         f"; a list is a set of search choices only for a parameter {cls.name} declares searchable "
-        f'({searchable}); to search another one give {{"olive_parameter_type": "SearchParameter", '
+        f'({_searchable(cls)}); to search another one give {{"olive_parameter_type": "SearchParameter", '
         '"type": "Categorical", "support": [...]} and set engine.search_strategy'
     )
 

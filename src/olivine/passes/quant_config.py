@@ -206,15 +206,10 @@ class OnnxQuantizationConfig(StaticFieldsConfig):
 
 
 def static_invalid_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
-    """Why search skips a static configuration, or None: what cannot run (:func:`static_unrunnable_reason`).
+    """Why search skips a static configuration, or None: what cannot run (:func:`static_unrunnable`).
     S8S8 QOperator (slow on x86-64 CPUs) is skipped only when activation_type is searched, by Olive's
     conditional search values (:data:`STATIC_CONDITIONAL_VALUES`); an explicit activation_type runs it,
     as in Olive."""
-    return static_unrunnable_reason(config, accelerator)
-
-
-def static_unrunnable_reason(config: StaticFieldsConfig, accelerator: Accelerator) -> str | None:
-    """Why a static configuration cannot run on ``accelerator`` (the pass refuses it), or None."""
     found = static_unrunnable(config, accelerator)
     return found[1] if found else None
 
