@@ -1054,3 +1054,67 @@ def test_fixed_pass_config_the_cpu_cannot_run_is_refused_at_validation(tmp_path:
     assert info.value.path == "passes.mb"
     assert "precision fp16 is not supported on the CPU execution provider" in info.value.message
     assert str(info.value).startswith(str(tmp_path / "cfg.json"))
+
+
+def _mlp_with_weight_named(folder: Path, name: str) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), name
+    )
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", name], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])],
+        [weight],
+    )
+    folder.mkdir(parents=True)
+    path = folder / "mlp.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_external_data_name_of_an_olivine_output_file_is_refused_at_validation(tmp_path: Path) -> None:
+    cfg = {
+        "input_model": {"type": "ONNXModel", "model_path": str(_mlp_with_weight_named(tmp_path / "m", "w"))},
+        "passes": {
+            "p": {
+                "type": "OnnxPeepholeOptimizer",
+                "save_as_external_data": True,
+                "external_data_name": "olivine.log",
+            }
+        },
+        "output_dir": str(tmp_path / "out" / "final.onnx"),
+    }
+    with pytest.raises(ConfigError) as caught:
+        load(_write(tmp_path, cfg))
+    assert "passes.p.external_data_name" in str(caught.value)
+    assert "Olivine writes in the output folder" in str(caught.value)
+
+
+def test_a_data_file_named_like_an_output_record_is_refused_before_anything_is_copied(tmp_path: Path) -> None:
+    """With output_dir naming a model file, a per-tensor data file called model_config.json would be
+    overwritten by the run's record (the run reported success with a broken model)."""
+    from olivine.errors import WorkflowError
+
+    source = _mlp_with_weight_named(tmp_path / "m", "model_config.json")
+    cfg = {
+        "input_model": {"type": "ONNXModel", "model_path": str(source)},
+        "passes": {
+            "p": {
+                "type": "OnnxPeepholeOptimizer",
+                "save_as_external_data": True,
+                "all_tensors_to_one_file": False,
+                "size_threshold": 0,
+            }
+        },
+        "output_dir": str(tmp_path / "out" / "final.onnx"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    with pytest.raises(WorkflowError, match=r"'model_config\.json' would collide"):
+        run_local(load(_write(tmp_path, cfg)))
+    assert not (tmp_path / "out" / "final.onnx").exists()
+    assert not (tmp_path / "out" / "model_config.json").exists()

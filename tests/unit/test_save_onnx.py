@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,56 @@ def test_tensors_read_back_from_external_data_are_still_read_in_place(tmp_path: 
     assert light is not None and not light.proto.graph.initializer
     light.save(tmp_path / "out" / "model.onnx")
     assert onnx.load(str(tmp_path / "out" / "model.onnx")) == read_back
+
+
+@pytest.mark.parametrize("convert_attribute", [False, True])
+@pytest.mark.parametrize("one_file", [True, False])
+def test_external_data_save_ignores_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, convert_attribute: bool, one_file: bool
+) -> None:
+    """onnx checks the data file's name against the working directory: a 'model.onnx.data' where the
+    command runs (running from the input model's folder) made every external-data save fail. The layout
+    written is onnx's own (compared with onnx.save_model from an empty directory)."""
+    config = ExternalDataConfig(
+        save_as_external_data=True,
+        all_tensors_to_one_file=one_file,
+        size_threshold=0,
+        convert_attribute=convert_attribute,
+    )
+    reference = tmp_path / "ref" / "model.onnx"
+    reference.parent.mkdir()
+    monkeypatch.chdir(reference.parent)
+    onnx.save_model(
+        _rich_model(),
+        str(reference),
+        save_as_external_data=True,
+        all_tensors_to_one_file=one_file,
+        location="model.onnx.data" if one_file else None,
+        size_threshold=0,
+        convert_attribute=convert_attribute,
+    )
+    busy = tmp_path / "cwd"
+    busy.mkdir()
+    (busy / "model.onnx.data").write_bytes(b"someone else's weights")
+    monkeypatch.chdir(busy)
+    out = tmp_path / "out" / "model.onnx"
+    save_onnx_model(_rich_model(), out, config)
+    assert (busy / "model.onnx.data").read_bytes() == b"someone else's weights"
+
+    def layout(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+        from onnx.external_data_helper import _get_all_tensors
+
+        def value(entry: onnx.StringStringEntryProto) -> str:  # onnx names an unnamed tensor's file by uuid1
+            return "<uuid>" if re.fullmatch(r"[0-9a-f-]{36}", entry.value) else entry.value
+
+        proto = onnx.load(str(path), load_external_data=False)
+        return sorted((t.name, [(e.key, value(e)) for e in t.external_data]) for t in _get_all_tensors(proto))
+
+    assert layout(out) == layout(reference)
+    assert len(list(out.parent.iterdir())) == len(list(reference.parent.iterdir()))
+    check_onnx_file(out)
+    a = onnx.load(str(out))
+    b = onnx.load(str(reference))
+    assert [numpy_helper.to_array(t).tobytes() for t in a.graph.initializer] == [
+        numpy_helper.to_array(t).tobytes() for t in b.graph.initializer
+    ]

@@ -31,33 +31,14 @@ from typing import TYPE_CHECKING, Any
 from olivine.digests import DIGESTS_NAME, carry_digests, read_digests, write_digests
 from olivine.engine.cache import write_json_atomic
 from olivine.engine.candidates import Candidate
-from olivine.errors import CacheError
+from olivine.errors import CacheError, WorkflowError
 from olivine.model.handle import ModelHandle
+from olivine.output_names import HF_COMPANION_FILES, OUTPUT_FILE_NAMES
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
 
 logger = logging.getLogger(__name__)
-
-
-#: Files of a Hugging Face model folder that users of the exported model need (tokenizer, config, processor).
-HF_COMPANION_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "preprocessor_config.json",
-    "processor_config.json",
-    "chat_template.jinja",
-)
 
 
 def output_layout(out_dir: Path) -> tuple[Path, Path | None]:
@@ -185,6 +166,18 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
 def _publish_onnx(model: ModelHandle, target: Path) -> ModelHandle:
     """Copy an ONNX model to the file ``target`` (its external data files beside it, names kept)."""
     source = model.onnx_path
+    beside = sorted(file.name for file in model.files() if file != source)
+    clashes = [
+        name for name in beside if name in OUTPUT_FILE_NAMES or name in (target.name, f".{target.name}.tmp")
+    ]
+    if clashes:
+        # The output folder also holds Olivine's records: one would overwrite the other. The model stays
+        # in the cache (a run with another output_dir takes it from there).
+        raise WorkflowError(
+            f"output_dir {target} names a model file, but the model's external data file(s) "
+            f"{', '.join(repr(n) for n in clashes)} would collide with the files written beside it; "
+            "let output_dir name a folder, or give the pass another external_data_name"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     for file in model.files():
         if file != source:

@@ -21,6 +21,7 @@ from pydantic import field_validator
 
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
+from olivine.output_names import OUTPUT_FILE_NAMES
 from olivine.passes.base import Pass, PassConfig
 from olivine.passes.onnx_wire import (
     GRAPH_KEY,
@@ -65,6 +66,12 @@ class ExternalDataConfig(PassConfig):
                 f"external_data_name must be a file name of printable characters, at most 255 bytes, "
                 f"got {value!r}"
             )
+        if value in OUTPUT_FILE_NAMES:
+            # With output_dir naming a model file, the data file lands beside Olivine's own records.
+            raise ValueError(
+                f"external_data_name {value!r} is the name of a file Olivine writes in the output folder; "
+                "use another name, e.g. 'model.onnx.data'"
+            )
         if value.lower().endswith(".onnx"):
             # The graph file is <name>.onnx: the weights would overwrite it (or be taken for a second model).
             raise ValueError(
@@ -77,6 +84,11 @@ class ExternalDataConfig(PassConfig):
 def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConfig) -> None:
     """Write ``proto`` to ``path``; weights go to external data when asked or when the model is >= 2 GB."""
     import onnx
+    from onnx.external_data_helper import (
+        convert_model_to_external_data,
+        set_external_data,
+        uses_external_data,
+    )
 
     external = config.save_as_external_data or _needs_external_data(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,15 +101,23 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
             f"'{location}' is the model's own file name; the weights would replace its graph",
             path="external_data_name",
         )
-    onnx.save_model(
+    if config.all_tensors_to_one_file:  # onnx appends to a file already there (a stale one: remove it)
+        (path.parent / location).unlink(missing_ok=True)
+    # onnx's own conversion checks the location against the working directory, not the model's folder
+    # (a 'model.onnx.data' where the command runs failed every save): the tensors are marked here.
+    convert_model_to_external_data(
         proto,
-        str(path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=config.all_tensors_to_one_file,
-        location=location,
+        all_tensors_to_one_file=False,
         size_threshold=config.size_threshold,
         convert_attribute=config.convert_attribute,
     )
+    if config.all_tensors_to_one_file:
+        tensors = [*proto.graph.initializer, *_attribute_tensors(proto.graph.node)]
+        tensors += [t for f in proto.functions for t in _attribute_tensors(f.node)]
+        for tensor in tensors:
+            if uses_external_data(tensor) and tensor.HasField("raw_data"):
+                set_external_data(tensor, location)
+    onnx.save_model(proto, str(path))
 
 
 def save_single_file(proto: onnx.ModelProto, path: Path) -> None:

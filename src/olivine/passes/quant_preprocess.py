@@ -7,6 +7,7 @@ Unlike inside a quantization pass, a failure here fails the pass.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +35,10 @@ class OnnxQuantizationPreprocess(OnnxPass):
         source = model.onnx_path
         # onnxruntime writes the output in place with the pass's external-data layout (one save); only
         # convert_attribute, which it does not offer, needs a re-save through publish_onnx_file.
-        direct = not cfg.convert_attribute
+        # onnx checks the external-data name against the working directory (not the model's folder) and
+        # refuses to save when a file of that name is there: then the pass writes it itself too.
+        location = cfg.external_data_name or f"{source.name}.data"
+        direct = not cfg.convert_attribute and not os.path.lexists(location)
         with tempfile.TemporaryDirectory(prefix="olivine-prep-") as tmp:
             try:
                 output_dir.mkdir(parents=True, exist_ok=True)
