@@ -91,6 +91,37 @@ def test_rename_inputs_and_outputs(mlp: ModelHandle, tmp_path: Path) -> None:
     )
 
 
+def test_renaming_onto_a_name_the_graph_already_uses_is_refused(mlp: ModelHandle, tmp_path: Path) -> None:
+    """An input renamed to an initializer's name would read the initializer (the model computes
+    something else and loses its input); an output renamed onto another value's name merges them."""
+    weight = graph(mlp).initializer[0].name
+    with pytest.raises(PassRunError, match=r"already names of other values"):
+        surgery(
+            mlp, tmp_path / "i", {"surgeon": "RenameInputs", "old_names": ["input"], "new_names": [weight]}
+        )
+    with pytest.raises(PassRunError, match=r"already names of other values"):
+        surgery(
+            mlp, tmp_path / "o", {"surgeon": "RenameOutputs", "old_names": ["output"], "new_names": ["input"]}
+        )
+    with pytest.raises(ValidationError, match="given more than once"):
+        surgery(
+            mlp,
+            tmp_path / "d",
+            {"surgeon": "RenameInputs", "old_names": ["input", "input"], "new_names": ["a", "b"]},
+        )
+
+
+def test_remove_inputs_names_a_name_the_graph_does_not_use(mlp: ModelHandle, tmp_path: Path) -> None:
+    with pytest.raises(PassRunError, match=r"no graph input or node input named \['nope'\]"):
+        surgery(mlp, tmp_path, {"surgeon": "RemoveInputs", "names": ["nope"]})
+
+
+def test_expose_outputs_adds_each_value_once(mlp: ModelHandle, tmp_path: Path) -> None:
+    last = graph(mlp).node[-1].name  # its output is already the graph output
+    out = surgery(mlp, tmp_path, {"surgeon": "ExposeOutputs", "names": ["fc1_relu", "fc1_relu", last]})
+    assert [o.name for o in graph(out).output] == ["output", "fc1_relu"]
+
+
 def test_infer_shapes_then_remove_shapes(mlp: ModelHandle, tmp_path: Path) -> None:
     inferred = surgery(mlp, tmp_path / "i", {"surgeon": "InferShapes"})
     assert len(graph(inferred).value_info) >= 5

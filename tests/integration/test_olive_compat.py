@@ -1118,3 +1118,22 @@ def test_a_data_file_named_like_an_output_record_is_refused_before_anything_is_c
         run_local(load(_write(tmp_path, cfg)))
     assert not (tmp_path / "out" / "final.onnx").exists()
     assert not (tmp_path / "out" / "model_config.json").exists()
+
+
+def test_an_error_inside_a_list_valued_parameter_carries_no_search_hint(tmp_path: Path) -> None:
+    """The search hint is for a list given to a one-value parameter, not for a parameter that is a list."""
+    source = _mlp_with_weight_named(tmp_path / "m", "w")
+    for params, key in (
+        ({"type": "GraphSurgeries", "surgeries": [{"surgeon": "Frobnicate"}]}, "passes.p.surgeries.0"),
+        ({"type": "DynamicToFixedShape", "dim_param": ["b", "b"], "dim_value": [1, 2]}, "passes.p.dim_param"),
+    ):
+        cfg = {"input_model": {"type": "ONNXModel", "model_path": str(source)}, "passes": {"p": params}}
+        with pytest.raises(ConfigError) as caught:
+            load(_write(tmp_path, cfg))
+        assert key in str(caught.value) and "search" not in str(caught.value), str(caught.value)
+    cfg = {
+        "input_model": {"type": "ONNXModel", "model_path": str(source)},
+        "passes": {"p": {"type": "OnnxBlockWiseRtnQuantization", "block_size": [32, 64]}},
+    }
+    with pytest.raises(ConfigError, match="search"):  # a list for a one-value parameter: the hint stays
+        load(_write(tmp_path, cfg))

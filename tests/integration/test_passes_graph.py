@@ -292,7 +292,29 @@ def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHa
         ("OnnxIODataTypeConverter", {"source_dtype": 99}, "source_dtype"),
         ("OnnxIODataTypeConverter", {"name_pattern": "("}, "regular expression"),
         ("OnnxBlockWiseRtnQuantization", {"bits": 3}, "bits"),
-        ("OnnxBlockWiseRtnQuantization", {"block_size": 100}, "power of two"),
+        ("OnnxBlockWiseRtnQuantization", {"block_size": 100}, "one of 16, 32, 64, 128, 256"),
+        ("OnnxBlockWiseRtnQuantization", {"block_size": 512}, "one of 16, 32, 64, 128, 256"),
+        ("OnnxMatMul4Quantizer", {"block_size": 0}, "one of 16, 32, 64, 128, 256"),
+        (
+            "OnnxMatMul4Quantizer",
+            {"weight_only_quant_configs": {"block_size": -32}},
+            "block_size must be one",
+        ),
+        ("OnnxMatMul4Quantizer", {"weight_only_quant_configs": {"accuracy_level": 9}}, "accuracy_level"),
+        ("OnnxFloatToFloat16", {"max_finite_val": 1e300}, "the largest float16"),
+        ("OnnxFloatToFloat16", {"min_positive_val": 1e-10}, "smallest float16 subnormal"),
+        ("OnnxFloatToFloat16", {"max_finite_val": float("inf")}, "finite number"),
+        ("OnnxStaticQuantization", {"data_config": "d", "min_real_range": float("nan")}, "finite number"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [2**63]}, "int64"),
+        ("DynamicToFixedShape", {"dim_param": [""], "dim_value": [1]}, "empty name"),
+        ("DynamicToFixedShape", {"dim_param": ["b", "b"], "dim_value": [1, 2]}, "more than once"),
+        ("DynamicToFixedShape", {"input_name": ["x"], "input_shape": [[2**63]]}, "int64"),
+        ("OrtTransformersOptimization", {"optimization_options": {"enable_gelu": "nope"}}, "true or false"),
+        (
+            "OrtTransformersOptimization",
+            {"optimization_options": {"attention_mask_format": 9}},
+            "3 \\(NoMask\\)",
+        ),
         ("OnnxBlockWiseRtnQuantization", {"accuracy_level": 7}, "accuracy_level"),
         ("OnnxBlockWiseRtnQuantization", {"axis": 1}, "axis"),
         ("OnnxMatMul4Quantizer", {"algorithm": "GPTQ"}, "algorithm"),
@@ -338,3 +360,14 @@ def test_peephole_fuses_a_reshape_before_a_flatten(tmp_path: Path) -> None:
     assert [n.op_type for n in graph(out).node] == ["Reshape"]
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.testing.assert_array_equal(open_runner(out).run({"x": x})[0], x.ravel())
+
+
+def test_fusion_option_strings_are_read_as_their_type() -> None:
+    """A string "false" set as is switched the fusion on (a non-empty string is true)."""
+    from olivine.passes.transformers_optimization import _fusion_options
+
+    fusion = _fusion_options(
+        "bert", {"enable_gelu": "false", "enable_attention": 0, "attention_mask_format": 3}
+    )
+    assert fusion.enable_gelu is False and fusion.enable_attention is False
+    assert fusion.attention_mask_format == 3

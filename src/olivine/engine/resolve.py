@@ -520,9 +520,29 @@ def _check_defaults(path: str, option: PassOption) -> None:
             sub, message = lead, rest
             if sub.split(".")[0] in searched:
                 return
-        if sub and not unknown and isinstance(option.fixed.get(sub.split(".")[0]), list):
-            message += _list_hint(option.cls, sub.split(".")[0])
+        top = sub.split(".")[0]
+        if (
+            sub
+            and not unknown
+            and isinstance(option.fixed.get(top), list)
+            and not _takes_a_list(option.cls, top)
+        ):
+            message += _list_hint(option.cls, top)
         raise ConfigError(message, path=f"{path}.{sub}" if sub else path) from None
+
+
+def _takes_a_list(cls: type[Pass], key: str) -> bool:
+    """Whether parameter ``key`` of ``cls`` takes a list as its value (then a list is not a search)."""
+    from pydantic import TypeAdapter
+
+    field = cls.config_class.model_fields.get(key)
+    if field is None or field.annotation is None:
+        return False
+    try:
+        TypeAdapter(field.annotation).validate_python([])
+    except ValidationError:
+        return False
+    return True
 
 
 def _declared(cls: type[Pass], key: str) -> bool:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class PassConfig(BaseModel):
     """Base of every pass's config model: strict, so a misspelled parameter is an error."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,29 @@ class DynamicToFixedShapeConfig(ExternalDataConfig):
         if self.dim_param and self.dim_value:
             if len(self.dim_param) != len(self.dim_value):
                 raise ValueError("dim_param and dim_value must have the same number of items")
-            if any(v < 0 for v in self.dim_value):
-                raise ValueError("dim_value must all be >= 0")
+            if any(not 0 <= v <= _INT64_MAX for v in self.dim_value):
+                raise ValueError(
+                    f"dim_value must all be >= 0 and <= {_INT64_MAX} (int64), got {self.dim_value}"
+                )
+            _names_once("dim_param", self.dim_param)
         if self.input_name and self.input_shape:
             if len(self.input_name) != len(self.input_shape):
                 raise ValueError("input_name and input_shape must have the same number of items")
-            if any(d <= 0 for shape in self.input_shape for d in shape):
-                raise ValueError("input_shape dimensions must all be > 0")
+            if any(not 0 < d <= _INT64_MAX for shape in self.input_shape for d in shape):
+                raise ValueError(f"input_shape dimensions must all be > 0 and <= {_INT64_MAX} (int64)")
+            _names_once("input_name", self.input_name)
         return self
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _names_once(key: str, names: list[str]) -> None:
+    if any(not name for name in names):
+        raise ValueError(f"{key}: an empty name names nothing")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{key}: {', '.join(map(repr, repeated))} given more than once")
 
 
 class DynamicToFixedShape(OnnxPass):
@@ -59,7 +74,7 @@ class DynamicToFixedShape(OnnxPass):
         cfg: DynamicToFixedShapeConfig = config
         proto = load_onnx(model.onnx_path)
         if cfg.dim_param and cfg.dim_value:
-            present = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim}
+            present = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim} - {""}
             missing = [p for p in cfg.dim_param if p not in present]
             if missing:
                 known = ", ".join(sorted(p for p in present if p)) or "none"
@@ -75,8 +90,11 @@ class DynamicToFixedShape(OnnxPass):
                 raise ConfigError(
                     f"{missing} are not inputs of the model (inputs: {inputs})", path="input_name"
                 )
-            for name, shape in zip(cfg.input_name, cfg.input_shape, strict=True):
-                make_input_shape_fixed(proto.graph, name, shape)
+            for index, (name, shape) in enumerate(zip(cfg.input_name, cfg.input_shape, strict=True)):
+                try:
+                    make_input_shape_fixed(proto.graph, name, shape)
+                except ValueError as exc:  # "Rank mismatch", or a fixed dimension given another value
+                    raise ConfigError(f"input '{name}': {exc}", path=f"input_shape.{index}") from exc
         _fix_output_shapes(proto)
         return write_output(proto, model, output_dir, cfg)
 

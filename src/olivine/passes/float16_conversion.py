@@ -18,6 +18,9 @@ from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
 
+_FP16_SMALLEST = 5.96e-08
+_FP16_LARGEST = 65504.0
+
 
 class OnnxFloatToFloat16Config(ExternalDataConfig):
     min_positive_val: float = 1e-7
@@ -35,8 +38,13 @@ class OnnxFloatToFloat16Config(ExternalDataConfig):
             raise ValueError("op_include_list and op_block_list are mutually exclusive; give one")
         if self.node_include_list is not None and self.node_block_list is not None:
             raise ValueError("node_include_list and node_block_list are mutually exclusive; give one")
-        if not 0 < self.min_positive_val < self.max_finite_val:
-            raise ValueError("min_positive_val must be > 0 and below max_finite_val")
+        # onnxruntime's converter asserts the same bounds when it runs.
+        if not _FP16_SMALLEST <= self.min_positive_val < self.max_finite_val <= _FP16_LARGEST:
+            raise ValueError(
+                f"min_positive_val and max_finite_val must satisfy {_FP16_SMALLEST:g} (the smallest "
+                f"float16 subnormal) <= min_positive_val < max_finite_val <= {_FP16_LARGEST:g} (the largest "
+                f"float16), got {self.min_positive_val:g} and {self.max_finite_val:g}"
+            )
         return self
 
 

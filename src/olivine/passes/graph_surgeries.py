@@ -62,7 +62,7 @@ def parse_surgery(surgery: dict[str, Any], index: int) -> Surgeon:
 
 class GraphSurgeries(OnnxPass):
     name: ClassVar[str] = "GraphSurgeries"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = GraphSurgeriesConfig
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir")
 

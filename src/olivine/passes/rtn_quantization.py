@@ -32,6 +32,19 @@ def _accuracy_level(value: Any) -> Any:
     return value
 
 
+#: The block sizes onnxruntime's block quantizer (MLAS) supports.
+_BLOCK_SIZES = (16, 32, 64, 128, 256)
+
+
+def _block_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _BLOCK_SIZES:
+        raise ValueError(
+            f"block_size must be one of {', '.join(map(str, _BLOCK_SIZES))} "
+            f"(the block sizes onnxruntime's MatMulNBits quantizer supports), got {value!r}"
+        )
+    return value
+
+
 class BlockWiseRtnConfig(ExternalDataConfig):
     bits: Literal[4, 8] = 4
     block_size: int = 128
@@ -49,9 +62,7 @@ class BlockWiseRtnConfig(ExternalDataConfig):
     @field_validator("block_size")
     @classmethod
     def _power_of_two(cls, value: int) -> int:
-        if value < 16 or value & (value - 1):
-            raise ValueError(f"block_size must be a power of two >= 16 (MatMulNBits), got {value}")
-        return value
+        return _block_size(value)
 
 
 class MatMul4QuantizerConfig(ExternalDataConfig):
@@ -82,13 +93,31 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
             )
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        return _block_size(value)
+
     @field_validator("weight_only_quant_configs")
     @classmethod
     def _known_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         unknown = sorted(set(value or {}) - {"block_size", "is_symmetric", "accuracy_level"})
         if unknown:
             raise ValueError(f"weight_only_quant_configs: unknown keys {unknown} for algorithm DEFAULT")
-        return value
+        checked = dict(value or {})
+        try:
+            if "block_size" in checked:
+                checked["block_size"] = _block_size(checked["block_size"])
+            if "accuracy_level" in checked:
+                checked["accuracy_level"] = _accuracy_level(checked["accuracy_level"])
+        except ValueError as exc:
+            raise ValueError(f"weight_only_quant_configs: {exc}") from exc
+        if "is_symmetric" in checked and not isinstance(checked["is_symmetric"], bool):
+            raise ValueError(
+                "weight_only_quant_configs: is_symmetric must be true or false, "
+                f"got {checked['is_symmetric']!r}"
+            )
+        return checked if value is not None else None
 
 
 class OnnxBlockWiseRtnQuantization(OnnxPass):

@@ -55,7 +55,7 @@ NON_CPU_SURGEONS: dict[str, str] = {
 class Surgeon(BaseModel):
     """A surgeon's parameters (strict); :meth:`apply` changes the model in place or returns a new one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     registry: ClassVar[dict[str, type[Surgeon]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -96,6 +96,12 @@ class _Rewrite(Surgeon):
 def _paired(old: list[str], new: list[str]) -> None:
     if len(old) != len(new):
         raise ValueError(f"old_names ({len(old)}) and new_names ({len(new)}) must have the same length")
+    for key, names in (("old_names", old), ("new_names", new)):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{key}: {repeated} given more than once")
+        if any(not n for n in names):
+            raise ValueError(f"{key}: an empty name")
 
 
 class RenameInputs(Surgeon):
@@ -108,7 +114,7 @@ class RenameInputs(Surgeon):
         return self
 
     def apply(self, model: ir.Model) -> ir.Model:
-        _rename(model.graph.inputs, dict(zip(self.old_names, self.new_names, strict=True)), "input")
+        _rename(model, model.graph.inputs, dict(zip(self.old_names, self.new_names, strict=True)), "input")
         return model
 
 
@@ -122,18 +128,33 @@ class RenameOutputs(Surgeon):
         return self
 
     def apply(self, model: ir.Model) -> ir.Model:
-        _rename(model.graph.outputs, dict(zip(self.old_names, self.new_names, strict=True)), "output")
+        _rename(model, model.graph.outputs, dict(zip(self.old_names, self.new_names, strict=True)), "output")
         return model
 
 
-def _rename(values: Any, mapping: dict[str, str], what: str) -> None:
+def _rename(model: ir.Model, values: Any, mapping: dict[str, str], what: str) -> None:
     names = [v.name for v in values]
     missing = [n for n in mapping if n not in names]
     if missing:
         raise ValueError(f"no graph {what} named {missing} (the {what}s: {names})")
+    # A new name already taken by another value would make two values one (an input renamed to an
+    # initializer's name reads the initializer: the model silently computes something else).
+    renamed = {id(v) for v in values if v.name in mapping}
+    taken = {v.name for v in _all_values(model) if id(v) not in renamed and v.name}
+    clashes = sorted({new for old, new in mapping.items() if new in taken and new != old})
+    if clashes:
+        raise ValueError(f"new name(s) {clashes} are already names of other values in the graph")
     for value in values:
         if value.name in mapping:
             value.name = mapping[value.name]
+
+
+def _all_values(model: ir.Model) -> list[Any]:
+    """Every value of the main graph: inputs, initializers, node outputs."""
+    graph = model.graph
+    values = [*graph.inputs, *graph.initializers.values()]
+    values += [out for node in graph for out in node.outputs]
+    return values
 
 
 class InferShapes(Surgeon):
@@ -267,6 +288,12 @@ class RemoveInputs(Surgeon):
     def apply(self, model: ir.Model) -> ir.Model:
         graph = model.graph
         names = set(self.names)
+        used = {v.name for v in graph.inputs} | {
+            v.name for node in graph for v in node.inputs if v is not None
+        }
+        unknown = sorted(names - used)
+        if unknown:
+            raise ValueError(f"no graph input or node input named {unknown}")
         for value in list(graph.inputs):
             if value.name in names:
                 graph.inputs.remove(value)
@@ -293,7 +320,9 @@ class ExposeOutputs(Surgeon):
         missing = [n for n in self.names if n not in found]
         if missing:
             raise ValueError(f"no node named {missing} in the graph")
-        values = [found[name].outputs[0] for name in self.names]
+        # Each value once, and not again when it is already a graph output (Olive appends it twice).
+        values = list(dict.fromkeys(found[name].outputs[0] for name in self.names))
+        values = [v for v in values if v not in model.graph.outputs]
         if any(v.type is None for v in values):
             model = _infer_shapes(model)  # a graph output must declare its type
         model.graph.outputs.extend(values)

@@ -89,7 +89,7 @@ class OrtTransformersOptimization(OnnxPass):
     """Fuse attention, layer norms and GELU into onnxruntime's contrib operators."""
 
     name: ClassVar[str] = "OrtTransformersOptimization"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = OrtTransformersOptimizationConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("onnx",)
     # Olive's OrtTransformersOptimization declares no search_defaults: nothing is searched unless a
@@ -178,7 +178,8 @@ def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
     fusion = FusionOptions(model_type)
     # FusionOptions has some keys only for some model types (unet's enable_group_norm, ...); Olive sets
     # the user's keys whatever the type (fusion_options.__dict__.update), so any type's key is accepted.
-    known = set(vars(fusion)) | _all_fusion_keys()
+    defaults = {**_fusion_defaults(), **vars(fusion)}
+    known = set(defaults)
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(
@@ -196,18 +197,52 @@ def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
                     path="optimization_options.attention_op_type",
                 ) from None
         else:
-            setattr(fusion, key, value)
+            setattr(fusion, key, _typed_option(key, value, defaults[key]))
     return fusion
 
 
+def _typed_option(key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the option's default: a string "false" set as is would switch a fusion on."""
+    from pydantic import TypeAdapter, ValidationError
+
+    kind: type[Any]
+    if isinstance(default, bool):
+        kind, allowed = bool, "true or false"
+    elif isinstance(default, int):
+        kind, allowed = int, "an integer"
+    else:
+        return value
+    choices: dict[int, str] = {}
+    if key == "attention_mask_format":  # a plain class of int constants in onnxruntime
+        from onnxruntime.transformers.fusion_options import AttentionMaskFormat
+
+        choices = {v: k for k, v in vars(AttentionMaskFormat).items() if isinstance(v, int)}
+        allowed = ", ".join(f"{v} ({k})" for v, k in sorted(choices.items()))
+    try:
+        if isinstance(value, float) or (kind is not bool and isinstance(value, bool)):
+            raise ValueError(value)
+        typed = TypeAdapter(kind).validate_python(value)
+        if choices and typed not in choices:
+            raise ValueError(value)
+        return typed
+    except (ValidationError, ValueError):
+        raise ConfigError(f"must be {allowed}, got {value!r}", path=f"optimization_options.{key}") from None
+
+
 def _all_fusion_keys() -> set[str]:
+    return set(_fusion_defaults())
+
+
+def _fusion_defaults() -> dict[str, Any]:
+    """Every FusionOptions key of any model type, with its default (which gives its type)."""
     from onnxruntime.transformers import optimizer as ort_optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
-    keys: set[str] = set()
+    defaults: dict[str, Any] = {}
     for model_type in ort_optimizer.MODEL_TYPES:
-        keys |= set(vars(FusionOptions(model_type)))
-    return keys
+        for key, value in vars(FusionOptions(model_type)).items():
+            defaults.setdefault(key, value)
+    return defaults
 
 
 def _log_fusions(ctx: PassContext, model_type: str, fused: dict[str, int]) -> None:
