@@ -39,6 +39,7 @@ OUTPUT_FILE_NAMES = frozenset(
         ".olivine-digests.json",
         "model",
         ".model.tmp",
+        "report.html",
         *HF_COMPANION_FILES,
     }
 )

@@ -18,6 +18,14 @@ def input_model_id(model: ModelHandle) -> str:
             described[key] = {"sha256": hash_tree(Path(str(value)))}
         else:
             described[key] = value
+    path = Path(str(model.model_path)) if model.model_path else None
+    if model.kind == "onnx" and path is not None and path.is_file():
+        # An ONNX file's weights may live in files beside it: editing them is editing the model.
+        external = [f for f in model.files() if f != path]
+        if external:
+            described["external_data"] = {
+                f.relative_to(path.parent).as_posix(): hash_tree(f) for f in external
+            }
     return hash_json(described)
 
 

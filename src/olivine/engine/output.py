@@ -158,18 +158,19 @@ def copy_model(model: ModelHandle, dest: Path) -> ModelHandle:
         shutil.copytree(src, dest, dirs_exist_ok=True)
         return model.with_config(model_path=str(dest))
     dest.mkdir(parents=True, exist_ok=True)
-    for file in model.files():
-        shutil.copy2(file, dest / file.name)
+    for file in model.files():  # external data keeps its place relative to the model file
+        target = dest / file.relative_to(src.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
     return model.with_config(model_path=str(dest / src.name))
 
 
 def _publish_onnx(model: ModelHandle, target: Path) -> ModelHandle:
     """Copy an ONNX model to the file ``target`` (its external data files beside it, names kept)."""
     source = model.onnx_path
-    beside = sorted(file.name for file in model.files() if file != source)
-    clashes = [
-        name for name in beside if name in OUTPUT_FILE_NAMES or name in (target.name, f".{target.name}.tmp")
-    ]
+    beside = sorted(file.relative_to(source.parent).as_posix() for file in model.files() if file != source)
+    taken = OUTPUT_FILE_NAMES | {target.name, f".{target.name}.tmp"}
+    clashes = [name for name in beside if name.split("/")[0] in taken]
     if clashes:
         # The output folder also holds Olivine's records: one would overwrite the other. The model stays
         # in the cache (a run with another output_dir takes it from there).
@@ -181,7 +182,9 @@ def _publish_onnx(model: ModelHandle, target: Path) -> ModelHandle:
     target.parent.mkdir(parents=True, exist_ok=True)
     for file in model.files():
         if file != source:
-            shutil.copy2(file, target.parent / file.name)
+            beside_target = target.parent / file.relative_to(source.parent)
+            beside_target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, beside_target)
     staging = target.with_name(f".{target.name}.tmp")
     shutil.copy2(source, staging)
     staging.replace(target)
@@ -221,7 +224,7 @@ def _carry_model_digests(best: Candidate, model_dir: Path, out_dir: Path) -> Non
     if src.is_dir():
         pairs = {model_dir / f.relative_to(src): f for f in src.rglob("*") if f.is_file()}
     else:
-        pairs = {model_dir / f.name: f for f in best.model.files()}
+        pairs = {model_dir / f.relative_to(src.parent): f for f in best.model.files()}
     carried = carry_digests(pairs, source)
     if not carried:
         return

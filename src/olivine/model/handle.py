@@ -8,6 +8,7 @@ the model's folder so an exported cache can be moved and reused (resume).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -122,11 +123,40 @@ def external_data_files(onnx_file: Path) -> list[Path]:
         proto = onnx.load(str(onnx_file), load_external_data=False)
         names = frozenset(
             entry.value
-            for tensor in proto.graph.initializer
+            for tensor in model_tensors(proto)
             for entry in tensor.external_data
             if entry.key == "location"
         )
         if len(_EXTERNAL_NAMES) >= _EXTERNAL_NAMES_MAX:
             _EXTERNAL_NAMES.clear()
         _EXTERNAL_NAMES[key] = names
-    return sorted(onnx_file.parent / n for n in names if (onnx_file.parent / n).is_file())
+    found = []
+    for name in names:
+        # A location is read from the file: one that leads out of the model's folder is not its file.
+        relative = os.path.normpath(name)
+        if os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
+            continue
+        path = onnx_file.parent / relative
+        if path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def model_tensors(proto: Any) -> Iterator[Any]:
+    """Every tensor of a model that can hold external data: initializers and constant attributes, in the
+    main graph, in subgraphs (If / Loop / Scan bodies) and in local functions."""
+
+    def in_nodes(nodes: Any) -> Iterator[Any]:
+        for node in nodes:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                for graph in [attribute.g, *attribute.graphs]:
+                    yield from graph.initializer
+                    yield from in_nodes(graph.node)
+
+    yield from proto.graph.initializer
+    yield from in_nodes(proto.graph.node)
+    for function in proto.functions:
+        yield from in_nodes(function.node)

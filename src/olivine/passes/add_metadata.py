@@ -6,7 +6,9 @@ quantization config from its attributes). Olive also writes ``olive_version``; t
 ``olivine_version``. ``hf_model_name`` is written only when it is a hub name, never a local path. The
 weights are not re-serialized: the new fields are appended to a copy of the model file (see
 :func:`_copy_with_fields`) and external-data files are copied beside it (Olive hard-links them, but
-onnx >= 1.18 refuses hard-linked external data as a possible attack).
+onnx >= 1.18 refuses hard-linked external data as a possible attack), each at its place relative to the
+model file. ``save_as_external_data`` (with the other external-data keys) writes the model again in that
+layout.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import ModelHandle, external_data_files
 from olivine.passes.base import PassConfig, PassContext
-from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle
+from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, onnx_output_handle, save_onnx_model
 
 
 class AddOliveMetadataConfig(ExternalDataConfig):
@@ -54,8 +56,17 @@ class AddOliveMetadata(OnnxPass):
         existing = {p.key: p.value for p in proto.metadata_props}
         metadata = {**existing, **olive_metadata(model, cfg)}
         output_dir.mkdir(parents=True, exist_ok=True)
-        for data_file in _external_files(proto, source.parent):
-            shutil.copyfile(data_file, output_dir / data_file.name)
+        if cfg.save_as_external_data:  # a new weights layout asked for: the model is written again
+            whole = onnx.load(str(source), load_external_data=True)
+            onnx.helper.set_model_props(whole, metadata)
+            whole.graph.name = cfg.graph_name
+            save_onnx_model(whole, target, cfg)
+            ctx.logger.info("graph '%s', metadata keys: %s", cfg.graph_name, ", ".join(sorted(metadata)))
+            return onnx_output_handle(model, output_dir, source.name, model.attributes)
+        for data_file in external_data_files(source):  # each at its place relative to the model file
+            target_file = output_dir / data_file.relative_to(source.parent)
+            target_file.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data_file, target_file)
         added = {k: v for k, v in metadata.items() if k not in existing}
         if all(existing[k] == metadata[k] for k in existing):
             _copy_with_fields(source, target, added, cfg.graph_name)
@@ -84,12 +95,6 @@ def _copy_with_fields(source: Path, target: Path, added: dict[str, str], graph_n
     shutil.copyfile(source, target)
     with open(target, "ab") as out:
         out.write(patch.SerializeToString())
-
-
-def _external_files(proto: Any, folder: Path) -> list[Path]:
-    """The external-data files the graph refers to (read from the proto already parsed)."""
-    names = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
-    return sorted(folder / n for n in names if (folder / n).is_file())
 
 
 @functools.cache

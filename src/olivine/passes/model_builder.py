@@ -208,9 +208,13 @@ def _input_folder(model: ModelHandle, cfg: ModelBuilderConfig) -> Path:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link a graph or config file; copy anything else (onnx >= 1.18 and onnxruntime refuse external
+    data with more than one link, so linking weights would break the input model and this output)."""
     try:
+        if source.suffix.lower() not in (".onnx", ".json"):
+            raise OSError("weights are copied")
         os.link(source, target)
-    except OSError:  # another file system, or links not allowed
+    except OSError:  # another file system, links not allowed, or not a file to link
         shutil.copy2(source, target)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from olivine.model.handle import model_tensors
+
 if TYPE_CHECKING:
     import onnx
 
@@ -92,6 +94,8 @@ class GraphWithoutWeights:
             light += GRAPH_KEY + varint(len(graph_head)) + graph_head
         proto = onnx.ModelProto()
         proto.ParseFromString(bytes(light))
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model_tensors(proto)):
+            return None  # a subgraph's or a Constant's tensor in a file beside it: not a one-file model
         return cls(proto, path, _merge_spans(spans))
 
     def save(self, path: Path) -> None:

@@ -301,7 +301,9 @@ def _inputs(model: ModelHandle, cfg: OrtSessionParamsTuningConfig, ctx: PassCont
 
 
 def _link_model(model: ModelHandle, output_dir: Path) -> ModelHandle:
-    """The same model files under ``output_dir`` (hard links where possible: nothing is rewritten)."""
+    """The same model files under ``output_dir``, nothing rewritten: the graph file hard-linked where
+    possible, every other file copied (onnx >= 1.18 and onnxruntime refuse external data with more than
+    one link as a possible attack, so a link would break the user's own model and every later pass)."""
     import shutil
 
     source = Path(str(model.model_path))
@@ -311,6 +313,8 @@ def _link_model(model: ModelHandle, output_dir: Path) -> ModelHandle:
         target = output_dir / file.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if file.suffix.lower() != ".onnx":
+                raise OSError("not the graph file")
             os.link(file, target)
         except OSError:
             shutil.copy2(file, target)
