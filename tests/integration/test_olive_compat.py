@@ -1137,3 +1137,32 @@ def test_an_error_inside_a_list_valued_parameter_carries_no_search_hint(tmp_path
     }
     with pytest.raises(ConfigError, match="search"):  # a list for a one-value parameter: the hint stays
         load(_write(tmp_path, cfg))
+
+
+@pytest.mark.parametrize(
+    ("hf_type", "message"),
+    [
+        ("xlm-roberta", "is not one onnxruntime's transformer optimizer knows: the pass is skipped"),
+        ("phi3", "model_type phi without ONNX functions (not a dynamo export): optimized as bert"),
+    ],
+)
+def test_an_inferred_model_type_follows_olives_rules(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, hf_type: str, message: str
+) -> None:
+    """Olive skips the pass for a model type the optimizer does not know, and optimizes a phi model
+    without ONNX functions as bert; Olivine failed the workflow (and crashed inside the phi optimizer)."""
+    cfg = _onnx_cfg(tmp_path)
+    cfg["input_model"]["model_attributes"] = {"model_type": hf_type}
+    cfg["passes"] = {"ort": {"type": "OrtTransformersOptimization"}}
+    with caplog.at_level("INFO", logger="olivine"):
+        result = run_local(load(_write(tmp_path, cfg)))
+    assert result.best is not None and result.best.model is not None
+    assert any(message in r.getMessage() for r in caplog.records)
+
+
+def test_a_model_type_written_in_the_config_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    cfg = _onnx_cfg(tmp_path)
+    cfg["passes"] = {"ort": {"type": "OrtTransformersOptimization", "model_type": "frob"}}
+    with pytest.raises(ConfigError) as caught:
+        load(_write(tmp_path, cfg))
+    assert "passes.ort" in str(caught.value) and "'frob'" in str(caught.value) and "bert" in str(caught.value)

@@ -296,8 +296,8 @@ def token_dummy_dataset(
     cache = _cache_shape(config, past) if past_names else None
     if past_names and cache is None:
         raise DataError(
-            "past key/value inputs need the model's config.json (num_attention_heads, hidden_size) in "
-            "model_name or the input model's folder"
+            "past key/value inputs need the model's config.json (num_attention_heads or n_head, "
+            "hidden_size or n_embd) in model_name or the input model's folder"
         )
     samples = []
     for _ in range(params.max_samples):
@@ -335,11 +335,25 @@ def _config_near(model_name: str | None, tokenizer_path: str | None, base_dir: P
 
 
 def _cache_shape(config: dict[str, Any], past: int) -> tuple[int, int, int] | None:
-    """[kv_heads, past, head_dim] from a transformers config.json; None when it does not say."""
-    heads = config.get("num_attention_heads")
-    hidden = config.get("hidden_size")
-    if not isinstance(heads, int) or not isinstance(hidden, int):
+    """[kv_heads, past, head_dim] from a transformers config.json; None when it does not say.
+
+    The raw file uses each family's own names (transformers maps them on the config object): GPT-2,
+    GPT-J and CodeGen say ``n_head`` / ``n_embd``, MPT ``n_heads`` / ``d_model``, GPT-Neo ``num_heads``,
+    Bloom ``n_embed``, Falcon ``num_kv_heads`` or ``multi_query``."""
+
+    def first(*keys: str) -> int | None:
+        for key in keys:
+            value = config.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
         return None
-    kv_heads = config.get("num_key_value_heads") or heads
-    head_dim = config.get("head_dim") or hidden // heads
-    return int(kv_heads), past, int(head_dim)
+
+    heads = first("num_attention_heads", "n_head", "n_heads", "num_heads")
+    hidden = first("hidden_size", "n_embd", "n_embed", "d_model")
+    if heads is None or hidden is None:
+        return None
+    kv_heads = first("num_key_value_heads", "num_kv_heads", "n_kv_heads") or (
+        1 if config.get("multi_query") is True else heads
+    )
+    head_dim = first("head_dim") or hidden // heads
+    return kv_heads, past, head_dim

@@ -21,7 +21,10 @@ def input_model_id(model: ModelHandle) -> str:
     path = Path(str(model.model_path)) if model.model_path else None
     if model.kind == "onnx" and path is not None and path.is_file():
         # An ONNX file's weights may live in files beside it: editing them is editing the model.
-        external = [f for f in model.files() if f != path]
+        try:
+            external = [f for f in model.files() if f != path]
+        except Exception:  # not parseable as ONNX: loading it fails later, with its own message
+            external = []
         if external:
             described["external_data"] = {
                 f.relative_to(path.parent).as_posix(): hash_tree(f) for f in external

@@ -75,6 +75,16 @@ class OrtTransformersOptimizationConfig(ExternalDataConfig):
             raise ValueError(
                 "num_heads, num_key_value_heads and hidden_size must be >= 0 (0 = from the model)"
             )
+        if self.model_type:
+            from onnxruntime.transformers.optimizer import MODEL_TYPES
+
+            if self.model_type not in MODEL_TYPES:
+                # Olive skips the pass with a warning; a model_type written in the config is a typo to
+                # name before anything runs (one inferred from the model is skipped, as in Olive).
+                raise ValueError(
+                    f"model_type: '{self.model_type}' is not one onnxruntime's transformer optimizer knows; "
+                    f'allowed: {", ".join(MODEL_TYPES)} (or "" to skip the pass)'
+                )
         if self.optimization_options:
             # Checked here so that --dry-run refuses what the run would refuse; the keys do not depend
             # on the model type.
@@ -110,14 +120,21 @@ class OrtTransformersOptimization(OnnxPass):
                 "as in Olive; the model passes through unchanged (set model_type, e.g. 'bert', to optimize)"
             )
             return write_output(load_onnx(model.onnx_path), model, output_dir, cfg)
-        if model_type not in ort_optimizer.MODEL_TYPES:
-            raise ConfigError(
-                f"model_type '{model_type}' is not one the optimizer knows; "
-                f"allowed: {', '.join(ort_optimizer.MODEL_TYPES)}",
-                path="model_type",
-            )
-        options = _fusion_options(model_type, cfg.optimization_options)
         source = model.onnx_path
+        if model_type not in ort_optimizer.MODEL_TYPES:  # inferred from the model (a set one is checked)
+            ctx.logger.warning(
+                "the input model's type '%s' is not one onnxruntime's transformer optimizer knows: the pass "
+                "is skipped, as in Olive; the model passes through unchanged (set model_type, e.g. 'bert', "
+                "to optimize it as that family)",
+                model_type,
+            )
+            return write_output(load_onnx(source), model, output_dir, cfg)
+        if model_type == "phi" and not _has_functions(source):
+            # Olive's rule: the phi optimizer reads the functions of a dynamo export; another export
+            # (TorchScript, or dynamo with functions inlined) is optimized as bert.
+            ctx.logger.info("model_type phi without ONNX functions (not a dynamo export): optimized as bert")
+            model_type = "bert"
+        options = _fusion_options(model_type, cfg.optimization_options)
         try:
             optimized = ort_optimizer.optimize_model(
                 input=str(source),
@@ -153,6 +170,12 @@ class OrtTransformersOptimization(OnnxPass):
         save_onnx_model(optimized.model, output_dir / source.name, cfg)
         attributes = {**model.attributes, "fused_ops": fused}
         return onnx_output_handle(model, output_dir, source.name, attributes)
+
+
+def _has_functions(path: Path) -> bool:
+    import onnx
+
+    return bool(onnx.load(str(path), load_external_data=False).functions)
 
 
 def _resolve_shape_params(
