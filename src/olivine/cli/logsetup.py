@@ -51,6 +51,8 @@ def _own_root_logger() -> None:
 def add_file(path: Path) -> logging.Handler:
     """Also write the log to ``path`` (the output folder's ``olivine.log``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():  # a link planted in the output folder is replaced, not written through
+        path.unlink()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(ScrubbingFormatter(_FORMAT))
     logging.getLogger("olivine").addHandler(handler)

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from olivine.config.base import StrictModel
 from olivine.config.evaluators import EvaluatorConfig
+from olivine.config.paths import path_text_problem
 from olivine.config.systems import SystemConfig, normalize_system
 from olivine.config.typed import prefixed
 
@@ -168,6 +169,14 @@ class EngineConfig(StrictModel):
                 "Olive's shared cache (an Azure Blob container) is not supported by Olivine: its cache is "
                 "local (cache_dir); set false or drop the key"
             )
+        return value
+
+    @field_validator("output_dir", "cache_dir")
+    @classmethod
+    def _usable_path(cls, value: str) -> str:
+        problem = path_text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="before")

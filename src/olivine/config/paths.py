@@ -50,3 +50,16 @@ def _iter_value(value: Any, path: str) -> Iterator[tuple[str, BaseModel, str, st
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _iter_value(item, f"{path}.{index}")
+
+
+def path_text_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a file on this system (a NUL byte, a part over 255 bytes), or None.
+
+    The operating system's own refusal ("embedded null byte", "File name too long") came as an internal
+    error from wherever the path was first used."""
+    if "\x00" in value:
+        return "a path cannot contain a NUL byte"
+    for part in value.replace("\\", "/").split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            return f"the path part {part[:40]!r}... is longer than 255 bytes (the file system's limit)"
+    return None

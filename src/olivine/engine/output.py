@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from olivine.digests import DIGESTS_NAME, carry_digests, read_digests, write_digests
-from olivine.engine.cache import write_json_atomic
+from olivine.engine.cache import write_json_atomic, write_text_atomic
 from olivine.engine.candidates import Candidate
 from olivine.errors import CacheError, WorkflowError
 from olivine.model.handle import ModelHandle
@@ -68,8 +68,12 @@ def write_outputs(
         else:
             model_dir = out_dir / "model"
             staging = out_dir / ".model.tmp"
+            if staging.is_symlink() or staging.is_file():
+                staging.unlink()
             shutil.rmtree(staging, ignore_errors=True)
             copied = copy_model(best.model, staging)
+            if model_dir.is_symlink() or model_dir.is_file():  # not ours to follow: replaced
+                model_dir.unlink()
             shutil.rmtree(model_dir, ignore_errors=True)
             staging.rename(model_dir)
             _carry_model_digests(best, model_dir, out_dir)
@@ -98,9 +102,7 @@ def write_outputs(
         return
     if input_model.metrics is not None:
         write_json_atomic(out_dir / "input_model_metrics.json", input_model.metrics_json())
-    (out_dir / "run_history.txt").write_text(
-        history_table(input_model, candidates, best_id), encoding="utf-8"
-    )
+    write_text_atomic(out_dir / "run_history.txt", history_table(input_model, candidates, best_id))
 
 
 def metric_names(rows: list[Candidate]) -> list[str]:

@@ -23,7 +23,7 @@ from olivine.config.engine import SearchStrategyConfig
 from olivine.config.evaluators import EvaluatorConfig
 from olivine.config.loader import format_validation_error, read_config_file, validate_config
 from olivine.config.passes import DEFAULT_VALUE, SEARCHABLE_VALUES, PassEntry
-from olivine.config.paths import iter_local_paths, name_allowed
+from olivine.config.paths import iter_local_paths, name_allowed, path_text_problem
 from olivine.config.systems import LocalSystemConfig, SystemConfig
 from olivine.config.workflow import RunConfig
 from olivine.errors import ConfigError, NotSupportedError, ReferenceNotFoundError, UserScriptError
@@ -240,14 +240,21 @@ def _check_hf_task(config: RunConfig, slots: tuple[PassSlot, ...], evaluator: Ev
 
 
 def find_local(value: str, base_dir: Path) -> Path | None:
-    """A relative path is looked up beside the config file first, then in the working directory."""
-    path = Path(os.path.expanduser(value))
-    if path.is_absolute():
-        return path if path.exists() else None
-    for root in (base_dir, Path.cwd()):
-        candidate = (root / path).resolve()
-        if candidate.exists():
-            return candidate
+    """A relative path is looked up beside the config file first, then in the working directory.
+
+    A value no file can have (a NUL byte, a part over 255 bytes) is not found; the caller names the key."""
+    if path_text_problem(value) is not None:
+        return None
+    try:
+        path = Path(os.path.expanduser(value))
+        if path.is_absolute():
+            return path if path.exists() else None
+        for root in (base_dir, Path.cwd()):
+            candidate = (root / path).resolve()
+            if candidate.exists():
+                return candidate
+    except (OSError, ValueError):  # e.g. a path too long for the system as a whole
+        return None
     return None
 
 
