@@ -17,7 +17,12 @@ from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from olivine.passes.session_params_tuning import Setting, candidate_settings, pick_fastest
+from olivine.passes.session_params_tuning import (
+    OrtSessionParamsTuningConfig,
+    Setting,
+    candidate_settings,
+    pick_fastest,
+)
 
 TUNING = PASSES.get("OrtSessionParamsTuning")
 
@@ -205,3 +210,10 @@ def test_tuned_settings_reach_later_evaluation_and_the_output_model_config(tmp_p
     before = result.input_metrics["latency-avg"]["value"]
     after = result.metrics["latency-avg"]["value"]
     assert after < 0.5 * before
+
+
+@pytest.mark.parametrize(("device", "message"), [("gpu", "CPU only"), ("banana", "unknown device")])
+def test_tuning_refuses_a_device_it_would_ignore(device: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        OrtSessionParamsTuningConfig.model_validate({"device": device})
+    assert OrtSessionParamsTuningConfig.model_validate({"device": "CPU"}).device == "cpu"

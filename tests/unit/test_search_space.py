@@ -110,12 +110,6 @@ def test_explicit_choices_lists_and_olive_categorical_and_alternatives(tmp_path:
             "passes.q.precision",
         ),
         (
-            {"q": {"type": "OrtSessionParamsTuning", "providers_list": ["CPUExecutionProvider"]}},
-            None,
-            "give the value itself ('CPUExecutionProvider', not a list)",
-            "passes.q.providers_list",
-        ),
-        (
             {"q": {"type": "OnnxDynamicQuantization", "size_threshold": "SEARCHABLE_VALUES"}},
             True,
             "no search values",
@@ -389,3 +383,19 @@ def test_dry_run_plan_gives_the_space_size_and_the_sample_limit(tmp_path: Path) 
     plan = local_plan(workflow, tmp_path / "cache", tmp_path / "out")
     assert "searching per_channel" in plan
     assert "sequential sampler, joint order, seed 1; 2 point(s) in the space, max_samples 1" in plan
+
+
+def test_a_list_for_a_tuning_list_parameter_is_tried_in_the_pass_without_search(tmp_path: Path) -> None:
+    """OrtPerfTuning's form: every *_list takes a list, each value tried by the pass (as the thread lists
+    already were; providers_list was refused as a search without search)."""
+    passes = {
+        "q": {
+            "type": "OrtSessionParamsTuning",
+            "providers_list": ["CPUExecutionProvider"],
+            "intra_thread_num_list": [1, 2],
+        }
+    }
+    (option,) = _workflow(tmp_path, passes, None).slots[0].options
+    assert option.dims == ()
+    assert option.fixed["providers_list"] == ["CPUExecutionProvider"]
+    assert option.fixed["intra_thread_num_list"] == [1, 2]

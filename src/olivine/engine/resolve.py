@@ -456,6 +456,8 @@ def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) 
     declared = _declared(cls, key)
     if isinstance(value, list) and value and declared and _each_valid(cls, key, value):
         # Olive: a non-empty list for a searchable parameter whose items are valid values is a choice.
+        if not searching and _takes_a_list(cls, key):
+            return None  # without search, a parameter that takes a list (OrtPerfTuning's *_list) has it
         if not searching:
             # Olive 0.13 refuses it too: without search a list is validated as one value of the item type.
             one = f"give the value itself ({value[0]!r}, not a list)" if len(value) == 1 else "give one value"

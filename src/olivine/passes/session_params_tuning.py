@@ -79,6 +79,15 @@ class OrtSessionParamsTuningConfig(PassConfig):
     repeat_test_num: Annotated[int, Field(ge=1)] = 10
     rounds: Annotated[int, Field(ge=1)] = 5
 
+    @field_validator("device")
+    @classmethod
+    def _cpu_device(cls, value: str) -> str:
+        if value.lower() == "cpu":
+            return "cpu"
+        if value.lower() in ("gpu", "npu", "cuda", "dml"):
+            raise ValueError(f"device '{value}': Olivine tunes sessions on the CPU only; allowed: cpu")
+        raise ValueError(f"unknown device '{value}'; allowed: cpu")
+
     @field_validator("providers_list")
     @classmethod
     def _provider_names(cls, value: list[Any] | None) -> list[Any] | None:
@@ -292,8 +301,13 @@ def _inputs(model: ModelHandle, cfg: OrtSessionParamsTuningConfig, ctx: PassCont
     else:
         try:
             data = latency_data_config(model)
-        except Exception as exc:  # EvaluationError: dynamic input shapes
-            raise PassRunError("OrtSessionParamsTuning", f"data_config: {exc}") from exc
+        except Exception:  # EvaluationError: dynamic input shapes
+            raise PassRunError(
+                "OrtSessionParamsTuning",
+                "data_config: the pass has no data_config and the model's input shapes are not static; "
+                "give the pass a data_config (a name in data_configs, e.g. a DummyDataContainer with "
+                "input_shapes)",
+            ) from None
     tokenizer = model.attributes.get("hf_model_path")
     loader = build_dataloader(data, model=model, tokenizer_path=tokenizer, base_dir=ctx.base_dir)
     inputs, _ = loader.first_batch()
