@@ -66,6 +66,10 @@ def test_session_options_integers_and_lower_case_names_are_the_same_values() -> 
         ({"execution_mode": True}, "execution_mode", "got True"),
         ({"intra_op_num_threads": -1}, "intra_op_num_threads", "greater than or equal to 0"),
         ({"intra_op_threads": 2}, "intra_op_threads", "did you mean 'intra_op_num_threads'"),
+        # Files onnxruntime writes from every session, relative to whichever process runs it.
+        ({"optimized_model_filepath": "../x.onnx"}, "optimized_model_filepath", "not supported"),
+        ({"profile_file_prefix": "/tmp/p"}, "profile_file_prefix", "not supported"),
+        ({"enable_profiling": True}, "enable_profiling", "not supported"),
     ],
 )
 def test_session_options_bad_value_is_a_config_error_naming_the_key_path(

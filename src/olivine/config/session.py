@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 
 from olivine.config.base import StrictModel
 
@@ -74,6 +74,21 @@ class SessionOptions(StrictModel):
     profile_file_prefix: str | None = None
     optimized_model_filepath: str | None = None
     extra_session_config: dict[str, Any] | None = None
+
+    @field_validator("optimized_model_filepath", "profile_file_prefix", "enable_profiling")
+    @classmethod
+    def _no_session_files(cls, value: Any) -> Any:
+        if value in (None, False):
+            return value
+        # onnxruntime writes these files from every session: each evaluation, candidate and worker opens
+        # its own, and the path is taken from the working directory of whichever process (or remote host)
+        # runs it; a model config read back from a datastore must not choose where files are written.
+        raise ValueError(
+            "not supported: onnxruntime would write a file from every session Olivine "
+            "opens, relative to the working directory of the process running it (to keep an "
+            "onnxruntime-optimized model, use OrtTransformersOptimization with only_onnxruntime; to profile, "
+            "run onnxruntime on the output model)"
+        )
 
 
 def normalize_session_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -79,6 +79,17 @@ class OrtSessionParamsTuningConfig(PassConfig):
     repeat_test_num: Annotated[int, Field(ge=1)] = 10
     rounds: Annotated[int, Field(ge=1)] = 5
 
+    @field_validator("enable_profiling")
+    @classmethod
+    def _no_profiling(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "not supported: onnxruntime would write a profile file from every session the pass opens, "
+                "into the working directory of the process running it; profile the output model with "
+                "onnxruntime directly"
+            )
+        return value
+
     @field_validator("device")
     @classmethod
     def _cpu_device(cls, value: str) -> str:
