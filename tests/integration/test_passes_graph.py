@@ -371,3 +371,39 @@ def test_fusion_option_strings_are_read_as_their_type() -> None:
     )
     assert fusion.enable_gelu is False and fusion.enable_attention is False
     assert fusion.attention_mask_format == 3
+
+
+def test_peephole_keeps_the_name_of_an_input_that_is_also_an_output(tmp_path: Path) -> None:
+    """onnxscript's optimizer renamed such an input (ids -> ids_orig): every caller feeding ids failed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 3]),
+        ],
+        [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")],
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    cls = PASSES.get("OnnxPeepholeOptimizer")
+    out = cls().run(model, cls.config_class.model_validate({}), tmp_path / "o", PassContext())
+    cls().check_output(out)
+    proto = onnx.load(str(out.onnx_path))
+    assert [i.name for i in proto.graph.input] == ["x", "ids"]
+    assert [o.name for o in proto.graph.output] == ["y", "ids"]
+    ids = np.arange(6, dtype=np.int64).reshape(2, 3)
+    _, back = open_runner(out).run({"x": np.ones((2, 4), np.float32), "ids": ids})
+    np.testing.assert_array_equal(back, ids)

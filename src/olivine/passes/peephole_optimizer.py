@@ -28,7 +28,7 @@ class OnnxPeepholeOptimizerConfig(ExternalDataConfig):
 
 class OnnxPeepholeOptimizer(OnnxPass):
     name: ClassVar[str] = "OnnxPeepholeOptimizer"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = OnnxPeepholeOptimizerConfig
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir", "onnxoptimizer")
 
@@ -36,6 +36,7 @@ class OnnxPeepholeOptimizer(OnnxPass):
         cfg: OnnxPeepholeOptimizerConfig = config
         proto = load_onnx(model.onnx_path)
         before = len(proto.graph.node)
+        names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
         steps = [
             (cfg.onnxscript_optimize, _onnxscript_optimize),
             (cfg.onnxoptimizer_optimize, _onnxoptimizer_optimize),
@@ -53,8 +54,39 @@ class OnnxPeepholeOptimizer(OnnxPass):
                 raise
             except Exception as exc:  # the optimizers raise assorted errors on graphs they cannot type
                 raise PassRunError(self.name, f"{step.__name__.strip('_')} failed: {exc}") from exc
+        _keep_io_names(proto, *names)
         ctx.logger.info("peephole optimization: %d -> %d nodes", before, len(proto.graph.node))
         return write_output(proto, model, output_dir, cfg)
+
+
+def _keep_io_names(proto: Any, inputs: list[str], outputs: list[str]) -> None:
+    """Give the graph its input names back: onnxscript's optimizer renames an input that is also a graph
+    output (``ids`` -> ``ids_orig`` + ``Identity -> ids``), and every caller feeding ``ids`` would fail."""
+    graph = proto.graph
+    now = [i.name for i in graph.input]
+    if len(now) == len(inputs):
+        for renamed, name in zip(now, inputs, strict=True):
+            if renamed == name:
+                continue
+            bridge = ([renamed], [name])
+            for node in list(graph.node):
+                if node.op_type == "Identity" and (list(node.input), list(node.output)) == bridge:
+                    graph.node.remove(node)
+            for node in graph.node:
+                node.input[:] = [name if value == renamed else value for value in node.input]
+            for value in graph.output:
+                if value.name == renamed:
+                    value.name = name
+            for entry in list(graph.value_info):
+                if entry.name in (renamed, name):
+                    graph.value_info.remove(entry)
+            next(i for i in graph.input if i.name == renamed).name = name
+    got = ([i.name for i in graph.input], [o.name for o in graph.output])
+    if got != (inputs, outputs):
+        raise PassRunError(
+            "OnnxPeepholeOptimizer",
+            f"the optimizers changed the model's inputs/outputs {inputs} / {outputs} to {got[0]} / {got[1]}",
+        )
 
 
 def _onnxscript_optimize(proto: Any) -> Any:
