@@ -407,3 +407,40 @@ def test_peephole_keeps_the_name_of_an_input_that_is_also_an_output(tmp_path: Pa
     ids = np.arange(6, dtype=np.int64).reshape(2, 3)
     _, back = open_runner(out).run({"x": np.ones((2, 4), np.float32), "ids": ids})
     np.testing.assert_array_equal(back, ids)
+
+
+def test_io_converter_retypes_a_float16_input_passed_straight_to_an_output(tmp_path: Path) -> None:
+    """The output loop renamed the Cast the input loop had just inserted: Cast(x_converted -> x_converted)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 3])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 3]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 3]),
+        ],
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    cls = PASSES.get("OnnxIODataTypeConverter")
+    out = cls().run(
+        model, cls.config_class.model_validate({"name_pattern": ""}), tmp_path / "o", PassContext()
+    )
+    cls().check_output(out)
+    proto = onnx.load(str(out.onnx_path))
+    assert {v.name: v.type.tensor_type.elem_type for v in proto.graph.output} == {
+        "y": TensorProto.FLOAT,
+        "x": TensorProto.FLOAT,
+    }
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    y, back = open_runner(out).run({"x": x})
+    np.testing.assert_array_equal(back, x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
