@@ -444,3 +444,40 @@ def test_io_converter_retypes_a_float16_input_passed_straight_to_an_output(tmp_p
     y, back = open_runner(out).run({"x": x})
     np.testing.assert_array_equal(back, x)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+def test_an_invalid_input_model_is_named_as_the_cause(tmp_path: Path) -> None:
+    """Duplicate node names: onnxruntime refuses the input and every output; the error said only that the
+    pass's output was unusable."""
+    import json
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from olivine.api import load, run_local
+    from olivine.errors import PassRunError
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="dup"),
+            helper.make_node("Relu", ["h"], ["y"], name="dup"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])],
+        [numpy_helper.from_array(np.ones((8, 8), np.float32), "w")],
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    cfg = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "m")},
+        "passes": {"f": {"type": "DynamicToFixedShape", "dim_param": ["b"], "dim_value": [1]}},
+        "evaluate_input_model": False,
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(PassRunError, match=r"the input model is not a usable model either .*same node name"):
+        run_local(load(tmp_path / "cfg.json"))

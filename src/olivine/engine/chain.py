@@ -145,7 +145,10 @@ class ChainRunner:
             )
             instance = step.cls()
             output = instance.run(model, step.config, staging / "model", ctx)
-            instance.check_output(output)
+            try:
+                instance.check_output(output)
+            except PassRunError as exc:
+                raise _blame_the_input(exc, model) from exc
         except Exception as exc:
             self.cache.discard(staging)
             message = str(exc) if isinstance(exc, OlivineError) else f"{type(exc).__name__}: {exc}"
@@ -160,3 +163,23 @@ class ChainRunner:
         logger.info("%s: done in %.1fs (run %s)", prefix, duration, key[:12])
         emit(PassFinished(self.workflow_id, step.name, key, run.run_dir, False, duration))
         return run
+
+
+def _blame_the_input(exc: PassRunError, model: ModelHandle) -> PassRunError:
+    """A pass's output that onnxruntime refuses is often the input's own fault (duplicate node names, an
+    invalid graph): say so when the input model is refused too (checked only after a failure)."""
+    if model.kind != "onnx":
+        return exc
+    from olivine.passes.onnx_io import check_onnx_file
+
+    try:
+        check_onnx_file(model.onnx_path)
+    except ValueError as problem:
+        return PassRunError(
+            exc.pass_name,
+            f"the input model is not a usable model either ({problem}): fix the input model; "
+            f"the pass's own error: {str(exc).split(': ', 1)[-1]}",
+        )
+    except Exception:  # the input cannot even be located: the pass's error stands
+        return exc
+    return exc

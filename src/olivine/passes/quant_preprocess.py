@@ -54,9 +54,13 @@ class OnnxQuantizationPreprocess(OnnxPass):
                     external=cfg if direct else None,
                 )
             except Exception as exc:  # symbolic shape inference and the optimizer raise assorted errors
-                raise PassRunError(
-                    self.name, f"quant_pre_process failed on {source}: {exc} (try skip_optimization: true)"
-                ) from exc
+                hint = (
+                    "skip_symbolic_shape: true"
+                    if "symbolic shape" in str(exc).lower()
+                    else "skip_optimization: true, or skip_symbolic_shape: true"
+                )
+                message = f"quant_pre_process failed on {source}: {exc} (try {hint})"
+                raise PassRunError(self.name, message) from exc
             if not direct:
                 publish_onnx_file(written, output_dir / source.name, cfg)
         return onnx_output_handle(model, output_dir, source.name, model.attributes)

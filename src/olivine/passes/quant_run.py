@@ -7,6 +7,7 @@ pass's external-data parameters (a single file is moved, not re-serialized).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -378,6 +379,7 @@ def preprocess(
     """
     from onnxruntime.quantization.preprocess import quant_pre_process
 
+    _quiet_preprocess_traceback()
     target = target or tmp_dir / "preprocessed.onnx"
     layout: dict[str, Any] = {"save_as_external_data": True, "all_tensors_to_one_file": True}
     if external is not None:
@@ -470,3 +472,17 @@ def quantized_op_counts(proto: Any) -> dict[str, int]:
         ):
             counts[op] = counts.get(op, 0) + 1
     return counts
+
+
+class _NoTraceback(logging.Filter):
+    """onnxruntime's pre-processing logs a whole traceback at ERROR when its optimization step fails, then
+    goes on without it: the one-line message before it says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Traceback (most recent call last)")
+
+
+def _quiet_preprocess_traceback() -> None:
+    target = logging.getLogger("onnxruntime.quantization.shape_inference")
+    if not any(isinstance(f, _NoTraceback) for f in target.filters):
+        target.addFilter(_NoTraceback())
