@@ -112,6 +112,40 @@ def _tiny_wav2vec2(folder: Path) -> None:
     Wav2Vec2ForSequenceClassification(config).save_pretrained(str(folder))
 
 
+def _tiny_whisper(folder: Path) -> None:
+    from transformers import WhisperConfig, WhisperForAudioClassification
+
+    config = WhisperConfig(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=16,
+        max_source_positions=32,
+        vocab_size=100,
+        num_labels=2,
+    )
+    WhisperForAudioClassification(config).save_pretrained(str(folder))
+
+
+def _tiny_ast(folder: Path) -> None:
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_mel_bins=16,
+        max_length=64,
+        num_labels=2,
+    )
+    ASTForAudioClassification(config).save_pretrained(str(folder))
+
+
 def _tiny_clip(folder: Path) -> None:
     from transformers import CLIPConfig, CLIPModel
 
@@ -148,6 +182,9 @@ def _tiny_clip(folder: Path) -> None:
     [
         ("image-classification", _tiny_vit, ["pixel_values"]),
         ("audio-classification", _tiny_wav2vec2, ["input_values"]),
+        # Spectrogram models: Whisper's input_features [batch, mel, frames], AST's input_values [batch, time, mel]
+        ("audio-classification", _tiny_whisper, ["input_features"]),
+        ("audio-classification", _tiny_ast, ["input_values"]),
         ("zero-shot-image-classification", _tiny_clip, ["input_ids", "attention_mask", "pixel_values"]),
         ("text-generation", None, ["input_ids", "attention_mask"]),
     ],

@@ -349,6 +349,7 @@ _TOKEN_AXES = {0: "batch_size", 1: "sequence_length"}
 _INPUT_AXES: dict[str, dict[int, str]] = {
     "pixel_values": {0: "batch_size"},
     "input_values": {0: "batch_size", 1: "audio_sequence_length"},
+    "input_features": {0: "batch_size"},
 }
 _FLOAT_INPUTS = frozenset(_INPUT_AXES)
 
@@ -366,8 +367,28 @@ def hf_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
     if kind in ("image", "text+image"):
         names.append("pixel_values")
     if kind == "audio":
-        names.append("input_values")
+        names.append(_audio_input(module))
     return names
+
+
+#: Model types whose audio input is a spectrogram (``input_features``) of a shape this module builds.
+_SPECTROGRAM_TYPES = ("whisper", "audio-spectrogram-transformer")
+
+
+def _audio_input(module: torch.nn.Module) -> str:
+    """``input_values`` (raw audio: wav2vec2, HuBERT, WavLM, ...) or ``input_features`` (a spectrogram:
+    Whisper, AST), as the model names its main input."""
+    main = str(getattr(module, "main_input_name", "input_values"))
+    if main == "input_values":
+        return main
+    model_type = str(getattr(getattr(module, "config", None), "model_type", ""))
+    if main == "input_features" and model_type in _SPECTROGRAM_TYPES:
+        return main
+    raise ModelLoadError(
+        f"audio-classification: the '{model_type}' model's input is '{main}'; Olivine builds example audio "
+        f"inputs for raw-audio models (input_values) and for {', '.join(_SPECTROGRAM_TYPES)} spectrograms; "
+        "give this model an io_config (input_names, input_shapes)"
+    )
 
 
 def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
@@ -401,12 +422,27 @@ def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -
             size = _config_value(config, "image_size", 64)
             height, width = (size, size) if isinstance(size, int) else tuple(size)
             feed[name] = torch.rand(batch, channels, height, width, generator=generator)
-        elif name == "input_values":
-            # Raw audio: long enough for a wav2vec2-style convolutional feature encoder.
-            feed[name] = torch.rand(batch, seq * 100, generator=generator) - 0.5
+        elif name in ("input_values", "input_features"):
+            feed[name] = _audio_batch(config, batch, seq, generator)
         else:
             feed[name] = torch.zeros(batch, seq, dtype=torch.int64)
     return feed
+
+
+def _audio_batch(config: Any, batch: int, seq: int, generator: Any) -> torch.Tensor:
+    """Example audio for the model's main input: a spectrogram for Whisper ([batch, mel, frames], the
+    encoder's fixed length) and AST ([batch, time, mel], though it calls it input_values), else raw audio
+    long enough for a wav2vec2-style convolutional feature encoder."""
+    import torch
+
+    model_type = getattr(config, "model_type", "")
+    mel = int(_config_value(config, "num_mel_bins", 80))
+    if model_type == "whisper":
+        frames = 2 * int(_config_value(config, "max_source_positions", 1500))
+        return torch.randn(batch, mel, frames, generator=generator)
+    if model_type == "audio-spectrogram-transformer":
+        return torch.randn(batch, int(_config_value(config, "max_length", 1024)), mel, generator=generator)
+    return torch.rand(batch, seq * 100, generator=generator) - 0.5
 
 
 def _config_value(config: Any, key: str, default: Any) -> Any:
