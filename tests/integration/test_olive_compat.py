@@ -146,6 +146,24 @@ def _tiny_ast(folder: Path) -> None:
     ASTForAudioClassification(config).save_pretrained(str(folder))
 
 
+def _tiny_bart(folder: Path) -> None:
+    from transformers import BartConfig, BartForSequenceClassification
+
+    config = BartConfig(
+        vocab_size=100,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    BartForSequenceClassification(config).save_pretrained(str(folder))
+
+
 def _tiny_clip(folder: Path) -> None:
     from transformers import CLIPConfig, CLIPModel
 
@@ -185,6 +203,8 @@ def _tiny_clip(folder: Path) -> None:
         # Spectrogram models: Whisper's input_features [batch, mel, frames], AST's input_values [batch, time, mel]
         ("audio-classification", _tiny_whisper, ["input_features"]),
         ("audio-classification", _tiny_ast, ["input_values"]),
+        # Its classifier pools at the last EOS: the example ids end with one.
+        ("text-classification", _tiny_bart, ["input_ids", "attention_mask"]),
         ("zero-shot-image-classification", _tiny_clip, ["input_ids", "attention_mask", "pixel_values"]),
         ("text-generation", None, ["input_ids", "attention_mask"]),
     ],
@@ -1203,3 +1223,19 @@ def test_a_model_type_written_in_the_config_is_checked_before_anything_runs(tmp_
     with pytest.raises(ConfigError) as caught:
         load(_write(tmp_path, cfg))
     assert "passes.ort" in str(caught.value) and "'frob'" in str(caught.value) and "bert" in str(caught.value)
+
+
+def test_an_encoder_decoder_model_without_decoder_inputs_is_explained(tmp_path: Path) -> None:
+    from transformers import T5Config, T5Model
+
+    from olivine.errors import PassRunError
+
+    folder = tmp_path / "t5"
+    config = T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2)
+    T5Model(config).save_pretrained(str(folder))
+    cfg = {
+        "input_model": {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"},
+        "passes": {"conversion": {"type": "OnnxConversion"}},
+    }
+    with pytest.raises(PassRunError, match="'t5' is an encoder-decoder model: Olivine exports one graph"):
+        run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")

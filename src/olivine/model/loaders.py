@@ -320,7 +320,10 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
     outputs: list[dict[str, Any]] = []
     with torch.inference_mode():
         for batch, seq in _PROBES:
-            out = module(**_hf_batch(module, names, batch, seq))
+            try:
+                out = module(**_hf_batch(module, names, batch, seq))
+            except Exception as exc:  # the model's own error, e.g. an encoder-decoder without decoder inputs
+                raise ModelLoadError(_probe_failure(model, module, names, exc)) from exc
             items = dict(out.items()) if hasattr(out, "items") else {}
             tensors = {k: v for k, v in items.items() if isinstance(v, torch.Tensor)}
             if not tensors:
@@ -405,6 +408,21 @@ def hf_tokenizer_input_names(model: ModelHandle) -> list[str]:
     return list(tokenizer.model_input_names)
 
 
+def _probe_failure(model: ModelHandle, module: torch.nn.Module, names: list[str], exc: Exception) -> str:
+    config = getattr(module, "config", None)
+    model_type = getattr(config, "model_type", type(module).__name__)
+    task = model.config.get("task") or DEFAULT_HF_TASK
+    why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    hint = "give the input model an io_config (input_names, input_shapes) that this model takes"
+    if getattr(config, "is_encoder_decoder", False):
+        hint = (
+            f"'{model_type}' is an encoder-decoder model: Olivine exports one graph from the task's inputs "
+            f"({', '.join(names)}) and does not build decoder inputs; use a task whose model runs on those "
+            "inputs alone, or " + hint
+        )
+    return f"the '{model_type}' model for task '{task}' failed on example inputs ({why}); {hint}"
+
+
 def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -> dict[str, torch.Tensor]:
     import torch
 
@@ -415,6 +433,9 @@ def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -
     for name in names:
         if name == "input_ids":
             feed[name] = torch.randint(0, vocab, (batch, seq), generator=generator, dtype=torch.int64)
+            eos = getattr(config, "eos_token_id", None)
+            if isinstance(eos, int) and 0 <= eos < vocab:  # BART-style classifiers pool at the last EOS
+                feed[name][:, -1] = eos
         elif name == "attention_mask":
             feed[name] = torch.ones(batch, seq, dtype=torch.int64)
         elif name == "pixel_values":

@@ -69,7 +69,7 @@ class OnnxConversion(OnnxPass):
     """Convert a ``PyTorchModel`` or ``HfModel`` to ``model.onnx`` in the output folder."""
 
     name: ClassVar[str] = "OnnxConversion"
-    version: ClassVar[str] = "2"  # 2: a tokenizer-less causal LM is exported without token_type_ids
+    version: ClassVar[str] = "3"  # 2: a tokenizer-less causal LM without token_type_ids; 3: EOS-ended ids
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
     #: It loads an HfModel through transformers, so the model's task must be one Olivine can load.
