@@ -481,3 +481,42 @@ def test_an_invalid_input_model_is_named_as_the_cause(tmp_path: Path) -> None:
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(PassRunError, match=r"the input model is not a usable model either .*same node name"):
         run_local(load(tmp_path / "cfg.json"))
+
+
+def _embed_then_mean(folder: Path, opset: int) -> ModelHandle:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["emb", "ids"], ["e"]),
+            helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
+            helper.make_node("MatMul", ["m", "w"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 32])],
+        [
+            numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "emb"),
+            numpy_helper.from_array(rng.standard_normal((32, 32)).astype(np.float32), "w"),
+        ],
+    )
+    folder.mkdir()
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    onnx.save_model(proto, str(folder / "model.onnx"))
+    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
+
+
+def test_rtn_of_a_gather_converts_an_older_opset_model_instead_of_only_renumbering_it(tmp_path: Path) -> None:
+    """onnxruntime raises the opset to 21 for int4 Gathers without converting: ReduceMean's axes attribute
+    (an input since opset 18) made the output invalid."""
+    model = _embed_then_mean(tmp_path / "m", 17)
+    cls = PASSES.get("OnnxBlockWiseRtnQuantization")
+    out = cls().run(model, cls.config_class.model_validate({"block_size": 16}), tmp_path / "o", PassContext())
+    cls().check_output(out)
+    proto = onnx.load(str(out.onnx_path))
+    assert {n.op_type for n in proto.graph.node} >= {"GatherBlockQuantized", "MatMulNBits", "ReduceMean"}
+    assert next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 21
+    ids = np.array([[1, 2, 3, 4, 5]], np.int64)
+    got, want = open_runner(out).run({"ids": ids})[0], open_runner(model).run({"ids": ids})[0]
+    np.testing.assert_allclose(got, want, rtol=0.3, atol=0.3)

@@ -161,6 +161,12 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
         )
 
         proto = load_onnx(model.onnx_path)
+        if "Gather" in op_types and not _quantizable_gathers(proto):
+            # onnxruntime raises the model to opset 21 whenever Gather is in the op types, Gathers or not.
+            op_types = tuple(op for op in op_types if op != "Gather")
+            quant_axes = tuple(axis for axis in quant_axes if axis[0] != "Gather")
+        elif "Gather" in op_types:
+            proto = _to_opset_21(proto, self.name)
         algo = DefaultWeightOnlyQuantConfig(
             block_size=block_size,
             is_symmetric=is_symmetric,
@@ -194,6 +200,65 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
 
 
 _QUANTIZED_OPS = ("MatMulNBits", "GatherBlockQuantized")
+
+
+def _quantizable_gathers(proto: Any) -> bool:
+    """Whether a Gather of the main graph reads an initializer (what the quantizer turns into
+    GatherBlockQuantized)."""
+    weights = {t.name for t in proto.graph.initializer}
+    return any(n.op_type == "Gather" and n.input and n.input[0] in weights for n in proto.graph.node)
+
+
+def _to_opset_21(proto: Any, pass_name: str) -> Any:
+    """The model at ONNX opset 21 (int4 tensors need it; onnxruntime's quantizer only rewrites the opset
+    number, so an operator whose definition changed on the way, e.g. ReduceMean's ``axes`` attribute
+    becoming an input at 18, made an invalid model). Converted with onnx's version converter only when
+    one of its operators changed between its opset and 21."""
+    from onnx import defs
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 21)
+    if opset >= 21:
+        return proto
+
+    def fits(op_type: str, used: frozenset[str], inputs: int) -> bool:
+        """Whether such a node is still a valid node of its operator at opset 21 (most changes only add
+        types or optional attributes; ReduceMean's axes attribute, for one, became an input)."""
+        try:
+            schema = defs.get_schema(op_type, 21)
+        except Exception:  # not an ONNX operator at opset 21
+            return False
+        required = {name for name, a in schema.attributes.items() if a.required}
+        return used <= set(schema.attributes) and required <= used and schema.min_input <= inputs
+
+    kinds = {
+        (n.op_type, frozenset(a.name for a in n.attribute), len(n.input))
+        for n in _all_nodes(proto.graph)
+        if n.domain in ("", "ai.onnx")
+    }
+    if all(fits(*kind) for kind in kinds):
+        return proto
+    import onnx
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(proto, 21)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # the converter lacks an adapter, or the graph does not check
+        raise PassRunError(
+            pass_name,
+            f"quantizing Gather weights to int4 needs ONNX opset 21 and onnx's version converter cannot "
+            f"convert this model from opset {opset} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "convert the model to opset 21 first, or exclude the Gather nodes with nodes_to_exclude",
+        ) from exc
+    return converted
+
+
+def _all_nodes(graph: Any) -> Any:
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in [attribute.g, *attribute.graphs]:
+                yield from _all_nodes(sub)
 
 
 class OnnxMatMul4Quantizer(OnnxBlockWiseRtnQuantization):
