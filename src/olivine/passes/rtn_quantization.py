@@ -122,7 +122,7 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
 
 class OnnxBlockWiseRtnQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxBlockWiseRtnQuantization"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = BlockWiseRtnConfig
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
