@@ -35,11 +35,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         )
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_without_duplicates(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        # JSON and YAML readers keep the last of two equal keys: one of the two settings would be lost.
+        raise ConfigError(
+            f"the key '{exc.key}' is given twice in one mapping{exc.where}; only one can hold", file=str(p)
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(p)
@@ -50,6 +53,41 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of config keys", file=str(p))
     return data
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, where: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.where = where
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _yaml_without_duplicates(text: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: set[str] = set()
+        for key, _ in node.value:  # the keys written here (a '<<' merge may be overridden on purpose)
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise _DuplicateKey(key.value, f" (line {key.start_mark.line + 1})")
+                seen.add(key.value)
+        return loader.construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)
 
 
 def format_validation_error(exc: ValidationError) -> tuple[str, str]:
