@@ -520,3 +520,20 @@ def test_rtn_of_a_gather_converts_an_older_opset_model_instead_of_only_renumberi
     ids = np.array([[1, 2, 3, 4, 5]], np.int64)
     got, want = open_runner(out).run({"ids": ids})[0], open_runner(model).run({"ids": ids})[0]
     np.testing.assert_allclose(got, want, rtol=0.3, atol=0.3)
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"node_include_list": ["nope"]}, "node_include_list"),
+        ({"node_block_list": ["fc1_matmul", "nope"]}, "node_block_list"),
+        ({"keep_io_types": ["nope"]}, "keep_io_types"),
+    ],
+)
+def test_float16_names_not_in_the_model_are_refused(
+    mlp: ModelHandle, tmp_path: Path, params: dict[str, Any], key: str
+) -> None:
+    """A misspelled name converted (or kept) the whole model without a word."""
+    with pytest.raises(ConfigError, match=r"\['nope'\]") as caught:
+        run_pass("OnnxFloatToFloat16", mlp, tmp_path / "o", **params)
+    assert caught.value.path == key

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import model_validator
 
-from olivine.errors import PassRunError
+from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
@@ -106,6 +106,28 @@ def _block_lists(cfg: OnnxFloatToFloat16Config, proto: Any) -> tuple[list[str] |
     """Include lists become block lists of everything else (the converter only takes block lists)."""
     op_block_list, node_block_list = cfg.op_block_list, cfg.node_block_list
     nodes = list(proto.graph.node)
+    names: set[str] = set()
+    graphs = [proto.graph]
+    while graphs:  # node names of the main graph and of every subgraph
+        graph = graphs.pop()
+        for node in graph.node:
+            names.add(node.name)
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    graphs.append(attribute.g)
+                graphs.extend(attribute.graphs)
+    for key in ("node_include_list", "node_block_list"):
+        unknown = [n for n in getattr(cfg, key) or [] if n not in names]
+        if unknown:  # a typo would convert (or keep) the whole model without a word
+            raise ConfigError(f"{unknown} are not names of nodes in the model", path=key)
+    if isinstance(cfg.keep_io_types, list):
+        io_names = {v.name for v in [*proto.graph.input, *proto.graph.output]}
+        unknown = [n for n in cfg.keep_io_types if n not in io_names]
+        if unknown:
+            raise ConfigError(
+                f"{unknown} are not inputs or outputs of the model (they are: {sorted(io_names)})",
+                path="keep_io_types",
+            )
     if cfg.op_include_list is not None:
         op_block_list = sorted({n.op_type for n in nodes if n.op_type not in cfg.op_include_list})
     if cfg.node_include_list is not None:
