@@ -48,6 +48,16 @@ def test_remote_status_reads_the_newest_export_with_its_paths(store: Datastore) 
     assert older["state"] == "SUCCEEDED" and older["stale"] is False
 
 
+def test_a_sealed_export_reads_the_manifests_verdict_before_the_final_status_lands(store: Datastore) -> None:
+    """The worker seals (manifest) and then writes the final status.json: a reader in between saw
+    sealed with state RUNNING (a Ray CI run caught it)."""
+    exporter = _export(store)
+    exporter.write_status(_status("RUNNING"))
+    exporter.finalize({"status": _status("SUCCEEDED")}, register_asset=False)
+    doc = service.remote_status(store.url_for(), "wf")
+    assert doc["sealed"] is True and doc["state"] == "SUCCEEDED" and doc["stale"] is False
+
+
 def test_remote_status_is_pending_before_the_worker_wrote_anything(store: Datastore) -> None:
     _export(store)
     doc = service.remote_status(store.url_for(), "wf")

@@ -86,7 +86,13 @@ def export_status(layout: ExportLayout) -> dict[str, Any]:
         }
     else:
         status = WorkerStatus.from_json(raw, where=datastore.url_for(layout.status)).to_json()
-    sealed = read_manifest(datastore, layout) is not None
+    manifest = read_manifest(datastore, layout)
+    sealed = manifest is not None
+    verdict = manifest.get("status") if manifest is not None else None
+    if sealed and not _is_final(status) and isinstance(verdict, dict):
+        # The manifest is the commit point and carries the final status; status.json follows it a moment
+        # later (or never, if that last write failed): a reader in between takes the manifest's verdict.
+        status = WorkerStatus.from_json(verdict, where=datastore.url_for(layout.manifest)).to_json()
     doc: dict[str, Any] = {**status, "workflow_id": layout.workflow_id, "timestamp": layout.folder}
     doc["paths"] = {
         "export_root": layout.url,
