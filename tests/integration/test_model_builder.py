@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,48 @@ def test_model_builder_config_refuses_unknown_search_option_and_block_size() -> 
         cls.config_class.model_validate({"search": {"max_lenght": 10}})
     with pytest.raises(ValidationError, match="int4_block_size"):
         cls.config_class.model_validate({"int4_block_size": 48})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"search": {"max_length": 0}}, "search.max_length: must be >= 1"),
+        ({"search": {"max_length": "abc"}}, "search.max_length: must be a whole number"),
+        ({"search": {"top_p": 5}}, "search.top_p: must be in"),
+        ({"search": {"temperature": -1.0}}, "search.temperature: must be > 0"),
+        ({"search": {"do_sample": "yes"}}, "search.do_sample: must be true or false"),
+        (
+            {"search": {"num_beams": 4, "num_return_sequences": 8}},
+            "num_return_sequences must be <= num_beams",
+        ),
+        (
+            {"extra_options": {"exclude_embeds": [1, 2]}},
+            "extra_options.exclude_embeds: a builder option takes",
+        ),
+        ({"extra_options": {"filename": "../evil.onnx"}}, "extra_options.filename: the pass names"),
+        ({"extra_options": {"config_only": True}}, "set metadata_only"),
+    ],
+)
+def test_model_builder_generator_and_builder_options_are_checked_at_config_time(
+    params: dict[str, Any], message: str
+) -> None:
+    """They were written to genai_config.json as given (max_length 0 still generated 20 tokens) or failed
+    deep in the builder after the whole build."""
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        PASSES.get("ModelBuilder").config_class.model_validate(params)
+
+
+def test_model_builder_refuses_a_folder_without_a_tokenizer_before_building(
+    llama: ModelHandle, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(str(llama.model_path), folder)
+    for name in ("tokenizer.json", "tokenizer.model"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(PassRunError, match=r"has no tokenizer \(tokenizer.json or tokenizer.model\)"):
+        build(llama.with_config(model_path=str(folder)), tmp_path / "out", precision="fp32")
 
 
 def test_model_builder_declares_olives_search_values() -> None:

@@ -187,6 +187,32 @@ def test_static_unknown_data_config_is_refused_by_name(mlp: ModelHandle, tmp_pat
         run_pass("OnnxStaticQuantization", mlp, tmp_path, PassContext(), data_config="nope")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_static_calibration_data_with_non_finite_values_is_refused(
+    mlp: ModelHandle, tmp_path: Path, bad: float
+) -> None:
+    """It quantized with infinite scales: a model that loads and answers a constant, reported as success."""
+    data = np.random.default_rng(0).standard_normal((8, MLP_IN)).astype(np.float32)
+    data[3, 5] = bad
+    np.savez(tmp_path / "bad.npz", input=data)
+    calib = CALIB.model_copy(deep=True)
+    assert calib.load_dataset_config is not None
+    calib.load_dataset_config.params["data_files"] = str(tmp_path / "bad.npz")
+    ctx = PassContext(data_configs={"calib": calib}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="NaN or infinite values for input 'input'"):
+        run_pass("OnnxStaticQuantization", mlp, tmp_path / "o", ctx, data_config="calib")
+
+
+def test_a_dummy_shape_of_zero_is_refused_at_validation() -> None:
+    """An empty dummy input calibrated to scale 1.0 (no range at all), reported as success."""
+    from pydantic import ValidationError
+
+    from olivine.data.params import DummyDatasetParams
+
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        DummyDatasetParams.model_validate({"input_shapes": [[0, MLP_IN]], "input_names": ["input"]})
+
+
 def test_static_quantizes_tiny_bert(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     onnx_bert = shared_bert_onnx(tmp_path_factory)
     dummy = DataConfig.model_validate(

@@ -7,6 +7,8 @@ local files, ``num_workers``) are accepted and documented as having no effect.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -24,7 +26,8 @@ class TaskOnlyParams(ComponentParams):
 
 
 class DummyDatasetParams(ComponentParams):
-    input_shapes: list[list[int]]
+    #: Each dimension >= 1: a 0 made empty inputs (calibration to scale 1.0, timing of nothing).
+    input_shapes: list[list[Annotated[int, Field(ge=1)]]]
     input_names: list[str] | None = None
     input_types: list[str] | None = None
     max_samples: int = Field(32, ge=1)

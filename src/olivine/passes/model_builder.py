@@ -72,6 +72,40 @@ SEARCH_KEYS = frozenset(
         "top_p",
     }
 )
+# Generator search options: booleans, whole numbers and real numbers (onnxruntime-genai's config types).
+_SEARCH_BOOLS = frozenset({"do_sample", "early_stopping", "past_present_share_buffer"})
+_SEARCH_INTS = {  # the smallest value each takes
+    "max_length": 1,
+    "min_length": 0,
+    "num_beams": 1,
+    "num_return_sequences": 1,
+    "no_repeat_ngram_size": 0,
+    "top_k": 0,
+    "random_seed": -1,
+}
+
+
+def _search_value_problem(key: str, value: Any) -> str | None:
+    if key in _SEARCH_BOOLS:
+        return None if isinstance(value, bool) else "must be true or false"
+    if key in _SEARCH_INTS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be a whole number"
+        return None if value >= _SEARCH_INTS[key] else f"must be >= {_SEARCH_INTS[key]}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return "must be a number"
+    if key == "top_p" and not 0 < value <= 1:
+        return "must be in (0, 1]"
+    if key in ("temperature", "repetition_penalty") and value <= 0:
+        return "must be > 0"
+    return None
+
+
+# extra_options keys the pass sets itself.
+_PASS_OWNED = {
+    "filename": "the pass names the model file (model.onnx; with metadata_only, the input's)",
+    "config_only": "set metadata_only: true instead",
+}
 # The tokenizer files the builder copies beside the model (onnxruntime-genai reads them).
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 # The config keys handled by the pass itself; every other set key is a builder option.
@@ -109,6 +143,29 @@ class ModelBuilderConfig(PassConfig):
                 f"unknown generator search option(s) {', '.join(unknown)}; "
                 f"allowed: {', '.join(sorted(SEARCH_KEYS))}"
             )
+        for key, option in (value or {}).items():
+            problem = _search_value_problem(key, option)
+            if problem:  # onnxruntime-genai reads the file only when it generates, after the whole build
+                raise ValueError(f"search.{key}: {problem}, got {option!r}")
+        given = value or {}
+        if given.get("num_beams", 1) > 1 and given.get("num_return_sequences", 1) > given["num_beams"]:
+            raise ValueError("search.num_return_sequences must be <= num_beams in beam search")
+        if given.get("min_length", 0) > given.get("max_length", given.get("min_length", 0)):
+            raise ValueError("search.min_length must be <= max_length")
+        return value
+
+    @field_validator("extra_options")
+    @classmethod
+    def _extra_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, option in (value or {}).items():
+            if key in _PASS_OWNED:
+                raise ValueError(f"extra_options.{key}: {_PASS_OWNED[key]}")
+            if not isinstance(option, str | int | float | bool):
+                # The builder's --extra_options are key=value strings; a list or mapping failed deep in it.
+                raise ValueError(
+                    f"extra_options.{key}: a builder option takes one string, number or boolean, "
+                    f"got {option!r}"
+                )
         return value
 
 
@@ -203,6 +260,15 @@ def _input_folder(model: ModelHandle, cfg: ModelBuilderConfig) -> Path:
         raise PassRunError(
             "ModelBuilder",
             f"{folder} has no config.json: the builder reads the Hugging Face config from there",
+        )
+    if not cfg.metadata_only and not any(
+        (folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")
+    ):
+        # The builder loads the tokenizer after the whole build (and crashed on None); the generator needs it.
+        raise PassRunError(
+            "ModelBuilder",
+            f"{folder} has no tokenizer (tokenizer.json or tokenizer.model): the builder copies it beside "
+            "the model for onnxruntime-genai's generator",
         )
     return folder
 

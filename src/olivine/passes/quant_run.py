@@ -276,6 +276,7 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
                     path="data_config",
                 )
             feed = {n: inputs[n] for n in wanted}
+            _check_calibration_batch(name, feed)
             if limit is not None:
                 rows = len(next(iter(feed.values()))) if feed else 0
                 if seen + rows > limit:
@@ -298,8 +299,28 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
         def rewind(self) -> None:
             self._batches = feeds()
 
-    ctx.logger.info("calibrating on data config '%s'%s", name, f" ({limit} samples)" if limit else "")
+    ctx.logger.info("calibrating on data config '%s'%s", name, f" (at most {limit} samples)" if limit else "")
     return _Reader()
+
+
+def _check_calibration_batch(name: str, feed: dict[str, Any]) -> None:
+    """Calibration ranges come from these values: a NaN or an infinity gives infinite scales (a model that
+    loads and answers a constant), an empty batch gives no range at all (scale 1.0)."""
+    import numpy as np
+
+    for key, value in feed.items():
+        array = np.asarray(value)
+        if array.size == 0:
+            raise ConfigError(
+                f"data config '{name}' gives an empty batch for input '{key}' (shape {list(array.shape)})",
+                path="data_config",
+            )
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ConfigError(
+                f"data config '{name}' gives NaN or infinite values for input '{key}': calibration would "
+                "compute infinite scales",
+                path="data_config",
+            )
 
 
 def model_bytes(onnx_file: Path) -> int:
