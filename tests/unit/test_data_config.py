@@ -194,6 +194,17 @@ def test_user_component_failure_is_a_data_error_naming_the_config(base: Path) ->
         build_dataloader(dc, base_dir=base)
 
 
+def test_a_user_function_returning_none_is_named(tmp_path: Path) -> None:
+    """A forgotten return failed later as "'NoneType' object is not iterable", naming nothing."""
+    (tmp_path / "none.py").write_text(
+        "from olivine.data.registry import Registry\n\n"
+        "@Registry.register_dataset()\ndef forgot(data_dir=None):\n    data = [1, 2]\n"
+    )
+    dc = _dc(user_script="none.py", load_dataset_config={"type": "forgot"})
+    with pytest.raises(DataError, match=r"load_dataset 'forgot' returned None \(does the function return"):
+        build_dataloader(dc, base_dir=tmp_path)
+
+
 def test_two_user_scripts_may_register_the_same_name(tmp_path: Path) -> None:
     for name, value in (("one", 1.0), ("two", 2.0)):
         (tmp_path / f"{name}.py").write_text(

@@ -108,7 +108,7 @@ def _run(component: Component, ctx: BuildContext, first: Any) -> Any:
 
 def _call(dc: DataConfig, component: Component, fn: Callable[[], Any]) -> Any:
     try:
-        return fn()
+        result = fn()
     except OlivineError as exc:
         if isinstance(exc, DataError):
             raise DataError(
@@ -120,6 +120,14 @@ def _call(dc: DataConfig, component: Component, fn: Callable[[], Any]) -> Any:
             f"data config '{dc.name}', {component.kind} '{component.type_name}' failed: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    if result is None and component.user_func is not None:
+        # A user function that forgot its return: the next step failed with "'NoneType' object is not
+        # iterable", naming neither the data config nor the function.
+        raise DataError(
+            f"data config '{dc.name}', {component.kind} '{component.type_name}' returned None "
+            "(does the function return its dataset / dataloader?)"
+        )
+    return result
 
 
 def post_processor(dc: DataConfig, *, base_dir: Path | None = None) -> Callable[[Any], Any]:
