@@ -27,8 +27,8 @@ HF_COMPANION_FILES = (
     "chat_template.jinja",
 )
 
-#: Olivine's records in the output folder, and the Hugging Face companions it copies there.
-OUTPUT_FILE_NAMES = frozenset(
+#: Olivine's own records in the output folder.
+RECORD_NAMES = frozenset(
     {
         "model_config.json",
         "metrics.json",
@@ -40,6 +40,8 @@ OUTPUT_FILE_NAMES = frozenset(
         "model",
         ".model.tmp",
         "report.html",
-        *HF_COMPANION_FILES,
     }
 )
+
+#: Olivine's records and the Hugging Face companions it copies beside an ONNX output: no name for weights.
+OUTPUT_FILE_NAMES = RECORD_NAMES | frozenset(HF_COMPANION_FILES)

@@ -141,3 +141,25 @@ def test_add_olive_metadata_writes_the_external_data_layout_asked_for(tmp_path: 
     cls().check_output(out)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["model.onnx", "weights.bin"]
     assert onnx.load(str(out.onnx_path), load_external_data=False).graph.name == "g2"
+
+
+def test_a_model_folders_own_tokenizer_files_may_join_an_output_file(tmp_path: Path) -> None:
+    """output_dir naming a model file: a ModelBuilder-style folder's tokenizer and genai config go beside it
+    (only Olivine's own records are names a model's file may not take)."""
+    from olivine.engine.output import _publish_onnx
+
+    path = _if_model(tmp_path / "m", "model.onnx.data")
+    for name in ("tokenizer.json", "genai_config.json"):
+        (tmp_path / "m" / name).write_text("{}")
+    folder = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    published = _publish_onnx(folder, tmp_path / "out" / "final.onnx")
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {
+        "final.onnx",
+        "model.onnx.data",
+        "tokenizer.json",
+    }
+    np.testing.assert_array_equal(
+        open_runner(published).run(FEED)[0], open_runner(_handle(path)).run(FEED)[0]
+    )

@@ -33,7 +33,7 @@ from olivine.engine.cache import write_json_atomic, write_text_atomic
 from olivine.engine.candidates import Candidate
 from olivine.errors import CacheError, WorkflowError
 from olivine.model.handle import ModelHandle
-from olivine.output_names import HF_COMPANION_FILES, OUTPUT_FILE_NAMES
+from olivine.output_names import HF_COMPANION_FILES, RECORD_NAMES
 
 if TYPE_CHECKING:
     from olivine.engine.resolve import ResolvedWorkflow
@@ -171,7 +171,8 @@ def _publish_onnx(model: ModelHandle, target: Path) -> ModelHandle:
     """Copy an ONNX model to the file ``target`` (its external data files beside it, names kept)."""
     source = model.onnx_path
     beside = sorted(file.relative_to(source.parent).as_posix() for file in model.files() if file != source)
-    taken = OUTPUT_FILE_NAMES | {target.name, f".{target.name}.tmp"}
+    # A model folder's own tokenizer and config files may join it there (they are what the companions are).
+    taken = RECORD_NAMES | {target.name, f".{target.name}.tmp"}
     clashes = [name for name in beside if name.split("/")[0] in taken]
     if clashes:
         # The output folder also holds Olivine's records: one would overwrite the other. The model stays
