@@ -203,10 +203,18 @@ _QUANTIZED_OPS = ("MatMulNBits", "GatherBlockQuantized")
 
 
 def _quantizable_gathers(proto: Any) -> bool:
-    """Whether a Gather of the main graph reads an initializer (what the quantizer turns into
-    GatherBlockQuantized)."""
-    weights = {t.name for t in proto.graph.initializer}
-    return any(n.op_type == "Gather" and n.input and n.input[0] in weights for n in proto.graph.node)
+    """Whether a Gather (of the main graph or a subgraph) reads an initializer (what the quantizer turns
+    into GatherBlockQuantized)."""
+    weights = set(_initializer_names(proto.graph))
+    return any(n.op_type == "Gather" and n.input and n.input[0] in weights for n in _all_nodes(proto.graph))
+
+
+def _initializer_names(graph: Any) -> Any:
+    yield from (t.name for t in graph.initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in [attribute.g, *attribute.graphs]:
+                yield from _initializer_names(sub)
 
 
 def _to_opset_21(proto: Any, pass_name: str) -> Any:
