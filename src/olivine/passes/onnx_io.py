@@ -13,14 +13,13 @@ from __future__ import annotations
 import functools
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import field_validator
 
 from olivine.errors import ConfigError, PassRunError
-from olivine.model.handle import ModelHandle, ModelKind
+from olivine.model.handle import ModelHandle, ModelKind, model_tensors
 from olivine.output_names import OUTPUT_FILE_NAMES
 from olivine.passes.base import Pass, PassConfig
 from olivine.passes.onnx_wire import (
@@ -112,9 +111,7 @@ def save_onnx_model(proto: onnx.ModelProto, path: Path, config: ExternalDataConf
         convert_attribute=config.convert_attribute,
     )
     if config.all_tensors_to_one_file:
-        tensors = [*proto.graph.initializer, *_attribute_tensors(proto.graph.node)]
-        tensors += [t for f in proto.functions for t in _attribute_tensors(f.node)]
-        for tensor in tensors:
+        for tensor in model_tensors(proto):
             if uses_external_data(tensor) and tensor.HasField("raw_data"):
                 set_external_data(tensor, location)
     onnx.save_model(proto, str(path))
@@ -139,8 +136,7 @@ def save_single_file(proto: onnx.ModelProto, path: Path) -> None:
     from onnx.external_data_helper import uses_external_data
 
     graph = proto.graph
-    tensors = [*graph.initializer, *_attribute_tensors(graph.node)]
-    tensors += [t for f in proto.functions for t in _attribute_tensors(f.node)]
+    tensors = list(model_tensors(proto))
     if path.suffix.lower() != ".onnx" or not graph.initializer or any(uses_external_data(t) for t in tensors):
         onnx.save_model(proto, str(path))
         return
@@ -170,18 +166,6 @@ def _tensor_parts(tensor: onnx.TensorProto) -> list[bytes]:
     rest = copy_fields(tensor, onnx.TensorProto(), skip="raw_data").SerializeToString()
     raw = tensor.raw_data
     return [rest, RAW_DATA_KEY + varint(len(raw)), raw]
-
-
-def _attribute_tensors(nodes: Any) -> Iterator[onnx.TensorProto]:
-    """The tensors in the attributes of ``nodes`` and of their subgraphs (initializers included)."""
-    for node in nodes:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            for graph in [attribute.g, *attribute.graphs]:
-                yield from graph.initializer
-                yield from _attribute_tensors(graph.node)
 
 
 def publish_onnx_file(written: Path, path: Path, config: ExternalDataConfig) -> onnx.ModelProto:
