@@ -142,6 +142,27 @@ def external_data_files(onnx_file: Path) -> list[Path]:
     return sorted(found)
 
 
+def walk_nodes(nodes: Any) -> Iterator[Any]:
+    """Each of ``nodes`` (an ``onnx.NodeProto`` sequence: a graph's or a function's) followed by the nodes of
+    the subgraphs in its attributes (If / Loop / Scan bodies), depth first."""
+    for node in nodes:
+        yield node
+        for attribute in node.attribute:
+            for graph in [attribute.g, *attribute.graphs]:
+                yield from walk_nodes(graph.node)
+
+
+def walk_graphs(graph: Any) -> Iterator[Any]:
+    """``graph`` (an ``onnx.GraphProto``) and every subgraph in its nodes' attributes, depth first."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from walk_graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from walk_graphs(sub)
+
+
 def model_tensors(proto: Any) -> Iterator[Any]:
     """Every tensor of a model that can hold external data: initializers and constant attributes, in the
     main graph, in subgraphs (If / Loop / Scan bodies) and in local functions."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import model_validator
 
 from olivine.errors import ConfigError, PassRunError
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import ModelHandle, walk_nodes
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
 
@@ -106,16 +106,7 @@ def _block_lists(cfg: OnnxFloatToFloat16Config, proto: Any) -> tuple[list[str] |
     """Include lists become block lists of everything else (the converter only takes block lists)."""
     op_block_list, node_block_list = cfg.op_block_list, cfg.node_block_list
     nodes = list(proto.graph.node)
-    names: set[str] = set()
-    graphs = [proto.graph]
-    while graphs:  # node names of the main graph and of every subgraph
-        graph = graphs.pop()
-        for node in graph.node:
-            names.add(node.name)
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    graphs.append(attribute.g)
-                graphs.extend(attribute.graphs)
+    names = {node.name for node in walk_nodes(proto.graph.node)}  # the main graph's and every subgraph's
     for key in ("node_include_list", "node_block_list"):
         unknown = [n for n in getattr(cfg, key) or [] if n not in names]
         if unknown:  # a typo would convert (or keep) the whole model without a word

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError, field_validator
 
 from olivine.errors import PassRunError
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import ModelHandle, walk_nodes
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
 from olivine.passes.surgeons import NON_CPU_SURGEONS, ProtoSurgeon, Surgeon
@@ -111,13 +111,7 @@ def _declare_domains(proto: Any) -> Any:
 
 def _domains(nodes: Any) -> set[str]:
     """The operator domains of ``nodes`` and of the subgraphs in their attributes (Loop, If, Scan)."""
-    found: set[str] = set()
-    for node in nodes:
-        found.add(node.domain)
-        for attribute in node.attribute:
-            for graph in [attribute.g, *attribute.graphs]:
-                found |= _domains(graph.node)
-    return found
+    return {node.domain for node in walk_nodes(nodes)}
 
 
 def _as_proto(model: Any) -> Any:

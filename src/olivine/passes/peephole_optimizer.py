@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from olivine.errors import MissingDependencyError, PassRunError
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import ModelHandle, walk_nodes
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
 
@@ -117,7 +117,7 @@ def _fuse_reshapes(proto: Any) -> Any:
     from onnx_ir.passes.common import RemoveUnusedNodesPass
     from onnxscript import ir
 
-    if sum(n.op_type == "Reshape" for n in _all_nodes(proto.graph)) < 2:  # nothing to fuse: no IR trip
+    if sum(n.op_type == "Reshape" for n in walk_nodes(proto.graph.node)) < 2:  # nothing to fuse: no IR trip
         return proto
     model = ir.from_proto(proto)
     changed = 0
@@ -141,17 +141,6 @@ def _fuse_reshapes(proto: Any) -> Any:
         return proto
     RemoveUnusedNodesPass()(model)
     return ir.to_proto(model)
-
-
-def _all_nodes(graph: Any) -> Any:
-    """The nodes of ``graph`` and of its subgraphs (If / Loop / Scan bodies)."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
 
 
 def _declare_com_microsoft(proto: Any) -> Any:

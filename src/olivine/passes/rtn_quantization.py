@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 
 from olivine.errors import PassRunError
-from olivine.model.handle import ModelHandle
+from olivine.model.handle import ModelHandle, walk_graphs, walk_nodes
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
 
@@ -205,16 +205,10 @@ _QUANTIZED_OPS = ("MatMulNBits", "GatherBlockQuantized")
 def _quantizable_gathers(proto: Any) -> bool:
     """Whether a Gather (of the main graph or a subgraph) reads an initializer (what the quantizer turns
     into GatherBlockQuantized)."""
-    weights = set(_initializer_names(proto.graph))
-    return any(n.op_type == "Gather" and n.input and n.input[0] in weights for n in _all_nodes(proto.graph))
-
-
-def _initializer_names(graph: Any) -> Any:
-    yield from (t.name for t in graph.initializer)
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in [attribute.g, *attribute.graphs]:
-                yield from _initializer_names(sub)
+    weights = {t.name for graph in walk_graphs(proto.graph) for t in graph.initializer}
+    return any(
+        n.op_type == "Gather" and n.input and n.input[0] in weights for n in walk_nodes(proto.graph.node)
+    )
 
 
 def _to_opset_21(proto: Any, pass_name: str) -> Any:
@@ -240,7 +234,7 @@ def _to_opset_21(proto: Any, pass_name: str) -> Any:
 
     kinds = {
         (n.op_type, frozenset(a.name for a in n.attribute), len(n.input))
-        for n in _all_nodes(proto.graph)
+        for n in walk_nodes(proto.graph.node)
         if n.domain in ("", "ai.onnx")
     }
     if all(fits(*kind) for kind in kinds):
@@ -259,14 +253,6 @@ def _to_opset_21(proto: Any, pass_name: str) -> Any:
             "convert the model to opset 21 first, or exclude the Gather nodes with nodes_to_exclude",
         ) from exc
     return converted
-
-
-def _all_nodes(graph: Any) -> Any:
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for sub in [attribute.g, *attribute.graphs]:
-                yield from _all_nodes(sub)
 
 
 class OnnxMatMul4Quantizer(OnnxBlockWiseRtnQuantization):
