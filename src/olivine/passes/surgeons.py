@@ -23,31 +23,25 @@ NON_CPU_SURGEONS: dict[str, str] = {
     **{
         name: _DLA
         for name in (
-            "RemoveQDQ",
             "MatMulToTransposeConvTranspose",
             "RemoveIntermediarySqueezeAndUnsqueeze",
-            "QDQToClip",
-            "RemoveDeqLin",
             "Non4DModelInputs",
             "Non4DModelOutputs",
             "StandaloneReduceSum",
             "Gather",
             "GatherElements",
             "Non4DInitializers",
-            "RemoveAllTensorValueShapes",
             "Non4DReshape",
             "Non4DExpand",
             "Non4DTranspose",
             "Non4DSlice",
             "Non4DLpNorm",
             "Flatten",
-            "AddIntermediateTensorsToOutputs",
             "ReshapeReduceSum",
             "ReshapeClipReduceSum",
             "ReduceMax",
         )
     },
-    "ExposeQuantizedOutput": "it exposes a uint8 output for the QNN (NPU) execution provider",
     "PackedAttentionToPackedMHA": "PackedMultiHeadAttention has only a CUDA kernel in onnxruntime",
 }
 
@@ -73,6 +67,20 @@ class ProtoSurgeon(Surgeon):
         raise NotImplementedError
 
 
+def ir_graphs(graph: Any) -> Any:
+    """``graph`` (an ``onnx_ir.Graph``) and every subgraph in its nodes' attributes, depth first."""
+    import onnx_ir as ir
+
+    yield graph
+    for node in graph:
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                yield from ir_graphs(attr.value)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for subgraph in attr.value:
+                    yield from ir_graphs(subgraph)
+
+
 def _infer_shapes(model: ir.Model) -> ir.Model:
     """ONNX shape inference when it works (contrib ops defeat it; the shapes already known still hold)."""
     from onnx_ir.passes.common import ShapeInferencePass
@@ -89,8 +97,18 @@ class _Rewrite(Surgeon):
         raise NotImplementedError
 
     def apply(self, model: ir.Model) -> ir.Model:
-        self.rules().apply_to_model(model)
+        if self.rules().apply_to_model(model):
+            drop_dead(model)
         return model
+
+
+def drop_dead(model: ir.Model) -> None:
+    """Drop the nodes, initializers and opset imports a rewrite left unused (as Olive's
+    ``onnxscript.rewriter.rewrite`` does after its rules)."""
+    from onnx_ir.passes.common import RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
+
+    RemoveUnusedNodesPass()(model)
+    RemoveUnusedOpsetsPass()(model)
 
 
 def _paired(old: list[str], new: list[str]) -> None:
@@ -206,9 +224,12 @@ class ReorderInputs(Surgeon):
 
 
 class ReplaceErfWithTanh(_Rewrite):
-    """``Erf(x)`` -> ``Tanh(x * 605/503)`` (the rational approximation), for float inputs."""
+    """``Erf(x)`` -> ``Tanh(x * 605/503)`` (the rational approximation), for float inputs. The scale is a
+    constant of ``x``'s element type; when shape inference cannot tell that type (``x`` comes from an
+    onnxruntime-only operator) it is cast to ``x``'s type in the graph (``CastLike``, opset >= 15). An
+    ``Erf`` left as it was is an error naming it (Olive raises "Cannot find dtype")."""
 
-    def rules(self) -> Any:
+    def rules(self, castlike: bool = True) -> Any:
         import ml_dtypes
         import numpy as np
         import onnx_ir as ir
@@ -226,9 +247,12 @@ class ReplaceErfWithTanh(_Rewrite):
             return op.Erf(x)
 
         def condition(context: Any, x: Any) -> bool:
-            return x.dtype in dtypes
+            return x.dtype in dtypes or (x.dtype is None and castlike)
 
         def replacement(op: Any, x: Any) -> Any:
+            if x.dtype is None:  # Erf takes float types only: the scale becomes x's type at run time
+                scale = op.CastLike(op.Constant(value=ir.tensor(np.array(605 / 503, dtype=np.float32))), x)
+                return op.Tanh(op.Mul(x, scale))
             name = f"erf_tanh_scale_{next(counter)}"
             scale = op.initializer(ir.tensor(np.array(605 / 503, dtype=dtypes[x.dtype]), name=name))
             return op.Tanh(op.Mul(x, scale))
@@ -236,7 +260,21 @@ class ReplaceErfWithTanh(_Rewrite):
         return pattern.RewriteRuleSet([pattern.RewriteRule(target, replacement, condition)])
 
     def apply(self, model: ir.Model) -> ir.Model:
-        return super().apply(_infer_shapes(model))  # the rule needs the input's element type
+        model = _infer_shapes(model)  # the rule needs the input's element type
+        castlike = model.graph.opset_imports.get("", 1) >= 15
+        if self.rules(castlike).apply_to_model(model):
+            drop_dead(model)
+        left = [
+            n.name or n.outputs[0].name
+            for n in model.graph.all_nodes()
+            if n.op_type == "Erf" and n.domain == ""
+        ]
+        if left:
+            raise ValueError(
+                f"Erf node(s) {left} not replaced: the element type of their input is unknown (shape "
+                "inference cannot reach it) and the model's opset is below 15 (no CastLike)"
+            )
+        return model
 
 
 class ZeroOutInput(Surgeon):
@@ -250,11 +288,13 @@ class ZeroOutInput(Surgeon):
         import onnx_ir as ir
 
         node = _node(model, self.node_name)
-        if not 0 <= self.input_idx < len(node.inputs):
-            raise ValueError(
-                f"node '{self.node_name}' has {len(node.inputs)} inputs, no input_idx {self.input_idx}"
-            )
-        target = node.inputs[self.input_idx]
+        index = _index(
+            self.input_idx,
+            len(node.inputs),
+            "input_idx",
+            f"node '{self.node_name}' has {len(node.inputs)} inputs",
+        )
+        target = node.inputs[index]
         if target is None or target.shape is None or target.dtype is None:
             raise ValueError(f"input {self.input_idx} of node '{self.node_name}' has no known type and shape")
         dims = [d if isinstance(d, int) else 1 for d in target.shape]
@@ -269,7 +309,7 @@ class ZeroOutInput(Surgeon):
         )
         constant.outputs[0].name = f"{self.node_name}_zero_output_0"
         node.prepend(constant)
-        node.replace_input_with(self.input_idx, constant.outputs[0])
+        node.replace_input_with(index, constant.outputs[0])
         return model
 
 
@@ -320,8 +360,9 @@ class ExposeOutputs(Surgeon):
         missing = [n for n in self.names if n not in found]
         if missing:
             raise ValueError(f"no node named {missing} in the graph")
-        # Each value once, and not again when it is already a graph output (Olive appends it twice).
-        values = list(dict.fromkeys(found[name].outputs[0] for name in self.names))
+        # In the graph's node order, as Olive adds them; each value once, and not again when it is already
+        # a graph output (Olive appends it twice).
+        values = list(dict.fromkeys(n.outputs[0] for n in model.graph if n.name in found))
         values = [v for v in values if v not in model.graph.outputs]
         if any(v.type is None for v in values):
             model = _infer_shapes(model)  # a graph output must declare its type
@@ -393,10 +434,15 @@ class GemmToMatMulAdd(_Rewrite):
             return op.Gemm(a, b, c, _allow_other_attributes=True, _outputs=["y"])
 
         def without_bias(op: Any, a: Any, b: Any) -> Any:
-            return op.Gemm(a, b, _allow_other_attributes=True, _outputs=["y"])
+            # Also ``Gemm(a, B, "")``: an empty bias input is no bias.
+            return op.Gemm(a, b, _allow_other_attributes=True, _allow_other_inputs=True, _outputs=["y"])
 
         def check(context: Any, y: Any, **_: Any) -> bool:
             return plain(y.producer().attributes)
+
+        def check_plain(context: Any, y: Any, **_: Any) -> bool:
+            extra = list(y.producer().inputs)[2:]
+            return all(v is None for v in extra) and plain(y.producer().attributes)
 
         def rhs(op: Any, b: Any, y: Any) -> Any:
             import onnx_ir as ir
@@ -418,24 +464,53 @@ class GemmToMatMulAdd(_Rewrite):
         return pattern.RewriteRuleSet(
             [
                 pattern.RewriteRule(with_bias, replace_bias, check),
-                pattern.RewriteRule(without_bias, replace_plain, check),
+                pattern.RewriteRule(without_bias, replace_plain, check_plain),
             ]
         )
 
 
-class ReciprocalMulToDiv(_Rewrite):
-    """``Mul(a, Reciprocal(x))`` -> ``Div(a, x)`` (lets onnxruntime fuse rsqrt-style RMSNorm)."""
+class ReciprocalMulToDiv(Surgeon):
+    """``Mul(a, Reciprocal(x))`` -> ``Div(a, x)`` (lets onnxruntime fuse rsqrt-style RMSNorm), for every
+    such ``Mul``: a Reciprocal feeding several is replaced in each, and it goes when nothing else reads
+    it (as Olive's rewrite does)."""
 
-    def rules(self) -> Any:
-        from onnxscript.rewriter import pattern
+    def apply(self, model: ir.Model) -> ir.Model:
+        import onnx_ir as ir
 
-        def target(op: Any, x: Any, a: Any) -> Any:
-            return op.Mul(a, op.Reciprocal(x))
+        for node in list(model.graph.all_nodes()):
+            if node.op_type != "Mul" or node.domain != "" or len(node.inputs) != 2 or node.graph is None:
+                continue
+            index = next((i for i in (1, 0) if _reciprocal(node.inputs[i]) is not None), None)
+            if index is None:
+                continue
+            reciprocal = _reciprocal(node.inputs[index])
+            div = ir.Node(
+                "",
+                "Div",
+                inputs=[node.inputs[1 - index], reciprocal.inputs[0]],
+                name=f"{node.name}_div" if node.name else None,
+            )
+            out, new = node.outputs[0], div.outputs[0]
+            new.type, new.shape = out.type, out.shape
+            node.prepend(div)
+            out.replace_all_uses_with(new, replace_graph_outputs=True)
+            graph = node.graph
+            graph.remove(node, safe=True)
+            new.name = out.name
+            if (
+                next(iter(reciprocal.outputs[0].uses()), None) is None
+                and not reciprocal.outputs[0].is_graph_output()
+            ):
+                reciprocal.graph.remove(reciprocal, safe=True)
+        return model
 
-        def replacement(op: Any, x: Any, a: Any) -> Any:
-            return op.Div(a, x)
 
-        return pattern.RewriteRuleSet([pattern.RewriteRule(target, replacement)], commute=True)
+def _reciprocal(value: Any) -> Any:
+    """The standard ``Reciprocal`` node producing ``value`` (with an input), or None."""
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "Reciprocal" or producer.domain != "" or not producer.inputs:
+        return None
+    return producer if producer.inputs[0] is not None else None
 
 
 class ReplaceAttentionMaskValue(Surgeon):
@@ -449,8 +524,8 @@ class ReplaceAttentionMaskValue(Surgeon):
     def apply(self, model: ir.Model) -> ir.Model:
         import onnx_ir as ir
 
-        graph = model.graph
-        for node in graph:
+        graphs = list(ir_graphs(model.graph))  # the main graph and If / Loop / Scan bodies, as Olive
+        for node in model.graph.all_nodes():
             attr = node.attributes.get("value")
             if node.op_type not in ("Constant", "ConstantOfShape") or attr is None:
                 continue
@@ -458,12 +533,13 @@ class ReplaceAttentionMaskValue(Surgeon):
                 continue
             if self._mask_like(node.outputs[0]) and (new := self._replaced(attr.value.numpy())) is not None:
                 node.attributes["value"] = ir.AttrTensor("value", ir.tensor(new))
-        for value in list(graph.initializers.values()):
-            const = value.const_value
-            if const is None or const.dtype != ir.DataType.FLOAT or not self._mask_like(value):
-                continue
-            if (new := self._replaced(const.numpy())) is not None:
-                value.const_value = ir.tensor(new, name=value.name)
+        for graph in graphs:
+            for value in list(graph.initializers.values()):
+                const = value.const_value
+                if const is None or const.dtype != ir.DataType.FLOAT or not self._mask_like(value):
+                    continue
+                if (new := self._replaced(const.numpy())) is not None:
+                    value.const_value = ir.tensor(new, name=value.name)
         return model
 
     def _mask_like(self, value: Any) -> bool:
@@ -607,7 +683,8 @@ class _Builder:
         inputs = list(node.inputs)
         dtype = inputs[0].dtype.numpy() if inputs[0].dtype is not None else np.float32
         eps_attr = node.attributes.get("epsilon")
-        eps = eps_attr.as_float() if eps_attr is not None else 1e-5
+        # onnxruntime's defaults: 1e-5 for SimplifiedLayerNormalization, 1e-12 for the skip form.
+        eps = eps_attr.as_float() if eps_attr is not None else (1e-12 if skip else 1e-5)
         x = self.node("Add", inputs[:2]) if skip else inputs[0]
         squared = self.node("Pow", [x, self.const("two", np.array([2.0], dtype=dtype))])
         keepdims = ir.AttrInt64("keepdims", 1)
@@ -632,15 +709,21 @@ class _Builder:
 
 
 class PowReduceSumPowDiv2LpNorm(_Rewrite):
-    """``Div(x, Pow(ReduceSum(Pow(x, 2), axes=[-1]), 0.5))`` -> ``LpNormalization(x, p=2, axis=-1)``.
+    """``Div(x, Pow(ReduceSum(Pow(x, 2), axes=[-1]), 0.5))`` -> ``LpNormalization(x, p=2, axis=-1)``, with
+    the axes as an input (opset >= 13) or an attribute, and ``keepdims`` 1 given or by default.
 
     Only a reduction over the last axis is replaced (Olive does not check the axes)."""
 
     def rules(self) -> Any:
         from onnxscript.rewriter import pattern
 
-        def target(op: Any, x: Any, two: Any, axes: Any, half: Any) -> Any:
-            return op.Div(x, op.Pow(op.ReduceSum(op.Pow(x, two), axes, keepdims=1), half))
+        def axes_input(op: Any, x: Any, two: Any, axes: Any, half: Any) -> Any:
+            summed = op.ReduceSum(op.Pow(x, two), axes, _allow_other_attributes=True, _outputs=["summed"])
+            return op.Div(x, op.Pow(summed, half))
+
+        def axes_attribute(op: Any, x: Any, two: Any, half: Any) -> Any:
+            summed = op.ReduceSum(op.Pow(x, two), _allow_other_attributes=True, _outputs=["summed"])
+            return op.Div(x, op.Pow(summed, half))
 
         def scalar(value: Any, expected: float) -> bool:
             const = value.const_value
@@ -648,17 +731,33 @@ class PowReduceSumPowDiv2LpNorm(_Rewrite):
                 const is not None and const.numpy().size == 1 and float(const.numpy().ravel()[0]) == expected
             )
 
-        def condition(context: Any, x: Any, two: Any, axes: Any, half: Any) -> bool:
-            if not (scalar(two, 2.0) and scalar(half, 0.5)) or axes.const_value is None:
+        def condition(context: Any, x: Any, two: Any, half: Any, summed: Any, axes: Any = None) -> bool:
+            if not (scalar(two, 2.0) and scalar(half, 0.5)):
                 return False
-            reduced = axes.const_value.numpy().ravel().tolist()
+            attributes = summed.producer().attributes
+            keepdims = attributes.get("keepdims")
+            if keepdims is not None and keepdims.as_int() != 1:
+                return False
+            if axes is not None:
+                if axes.const_value is None:
+                    return False
+                reduced = axes.const_value.numpy().ravel().tolist()
+            elif "axes" in attributes:
+                reduced = list(attributes["axes"].as_ints())
+            else:
+                return False
             rank = x.shape.rank() if x.shape is not None else None
             return reduced == [-1] or (rank is not None and reduced == [rank - 1])
 
         def replacement(op: Any, x: Any, **_: Any) -> Any:
             return op.LpNormalization(x, p=2, axis=-1)
 
-        return pattern.RewriteRuleSet([pattern.RewriteRule(target, replacement, condition)])
+        return pattern.RewriteRuleSet(
+            [
+                pattern.RewriteRule(axes_input, replacement, condition),
+                pattern.RewriteRule(axes_attribute, replacement, condition),
+            ]
+        )
 
 
 class RenameInputDims(Surgeon):
@@ -683,9 +782,7 @@ class RenameInputDims(Surgeon):
                 raise ValueError(f"no input '{self.input_name}' (inputs: {[v.name for v in inputs]})")
         else:
             assert self.input_idx is not None
-            if not 0 <= self.input_idx < len(inputs):
-                raise ValueError(f"input_idx {self.input_idx} is out of range ({len(inputs)} inputs)")
-            target = inputs[self.input_idx]
+            target = inputs[_index(self.input_idx, len(inputs), "input_idx", f"{len(inputs)} inputs")]
         _rename_dim(target, self.dim_idx, self.dim_name)
         return model
 
@@ -697,9 +794,8 @@ class RenameOutputDims(Surgeon):
 
     def apply(self, model: ir.Model) -> ir.Model:
         outputs = model.graph.outputs
-        if not 0 <= self.output_idx < len(outputs):
-            raise ValueError(f"output_idx {self.output_idx} is out of range ({len(outputs)} outputs)")
-        _rename_dim(outputs[self.output_idx], self.dim_idx, self.dim_name)
+        index = _index(self.output_idx, len(outputs), "output_idx", f"{len(outputs)} outputs")
+        _rename_dim(outputs[index], self.dim_idx, self.dim_name)
         return model
 
 
@@ -708,14 +804,25 @@ def _rename_dim(value: Any, dim_idx: int, dim_name: str) -> None:
 
     if value.shape is None:
         raise ValueError(f"'{value.name}' has no shape")
-    if not 0 <= dim_idx < len(value.shape):
-        raise ValueError(
-            f"dim_idx {dim_idx} is out of range: '{value.name}' has {len(value.shape)} dimensions"
-        )
+    index = _index(dim_idx, len(value.shape), "dim_idx", f"'{value.name}' has {len(value.shape)} dimensions")
     dims = list(value.shape)
-    dims[dim_idx] = dim_name
+    dims[index] = dim_name
     value.shape = ir.Shape(dims)
 
 
+def _index(index: int, size: int, key: str, what: str) -> int:
+    """``index`` into ``size`` items, counting from the end when negative (Python's indexing, as Olive's
+    surgeons index their lists); out of range is a ValueError naming ``key``."""
+    if not -size <= index < size:
+        raise ValueError(f"{key} {index} is out of range ({what})")
+    return index % size
+
+
 # The surgeons of the other modules register themselves when imported (after Surgeon exists).
-from olivine.passes import surgeons_embed, surgeons_llm, surgeons_memcpy, surgeons_norm  # noqa: E402, F401
+from olivine.passes import (  # noqa: E402, F401
+    surgeons_embed,
+    surgeons_llm,
+    surgeons_memcpy,
+    surgeons_norm,
+    surgeons_qdq,
+)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from olivine.passes.surgeons import Surgeon
+from olivine.passes.surgeons import Surgeon, drop_dead
 
 if TYPE_CHECKING:
     import onnx_ir as ir
@@ -126,13 +126,14 @@ class AttentionMaskToSequenceLengths(Surgeon):
             ids.shape[0] if ids is not None and ids.shape is not None and ids.shape.rank() else "batch_size"
         )
         shapes = {"past_seq_len": [batch, 1], "total_seq_len": []}
-        for key, value in reversed(list(lengths.items())):
+        for key, value in lengths.items():  # appended after the other inputs, as Olive adds them
             new = ir.Value(name=key, type=ir.TensorType(ir.DataType.INT32), shape=ir.Shape(shapes[key]))
-            graph.inputs.insert(0, new)
+            graph.inputs.append(new)
             value.replace_all_uses_with(new)
         for node in reversed(doomed):
             graph.remove(node, safe=True)
         graph.inputs.remove(mask)
+        drop_dead(model)  # the constants only the mask's nodes read
         return model
 
     @staticmethod

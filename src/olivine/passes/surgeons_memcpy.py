@@ -55,9 +55,12 @@ def _remove_from_graph(graph: ir.Graph) -> int:
             if src.is_graph_input() or src.is_initializer() or src in graph.outputs:
                 continue  # the copy is the only thing that gives this output its own name: keep it
             # Keep the public output name: the producer's value takes it.
-            name = copied.name
+            name, dtype, shape = copied.name, copied.type, copied.shape
             copied.replace_all_uses_with(src, replace_graph_outputs=True)
             src.name = name
+            # The output keeps its declared type and shape (a Memcpy changes neither).
+            src.type = src.type or dtype
+            src.shape = src.shape or shape
         else:
             copied.replace_all_uses_with(src)
         graph.remove(node, safe=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from olivine.passes.surgeons import Surgeon, _Builder
+from olivine.passes.surgeons import Surgeon, _Builder, drop_dead
 
 if TYPE_CHECKING:
     import onnx_ir as ir
@@ -117,6 +117,7 @@ class RMSNormToL2Norm(Surgeon):
         if changed:
             weights.drop_unused()
             _drop_unused_constants(graph)
+            drop_dead(model)  # the chains' own constants (epsilon, exponent) as initializers
             _sort(model)
         return model
 
