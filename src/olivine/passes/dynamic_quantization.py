@@ -29,7 +29,7 @@ class OnnxDynamicQuantization(OnnxPass):
     """Quantize weights to 8 bits; activations are quantized at run time."""
 
     name: ClassVar[str] = "OnnxDynamicQuantization"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = DynamicQuantizationConfig
     legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {**COMMON_SEARCH_VALUES, **LEGACY_SEARCH_VALUES}

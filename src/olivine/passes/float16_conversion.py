@@ -34,9 +34,9 @@ class OnnxFloatToFloat16Config(ExternalDataConfig):
 
     @model_validator(mode="after")
     def _exclusive_lists(self) -> OnnxFloatToFloat16Config:
-        if self.op_include_list is not None and self.op_block_list is not None:
+        if self.op_include_list and self.op_block_list is not None:
             raise ValueError("op_include_list and op_block_list are mutually exclusive; give one")
-        if self.node_include_list is not None and self.node_block_list is not None:
+        if self.node_include_list and self.node_block_list is not None:
             raise ValueError("node_include_list and node_block_list are mutually exclusive; give one")
         # onnxruntime's converter asserts the same bounds when it runs.
         if not _FP16_SMALLEST <= self.min_positive_val < self.max_finite_val <= _FP16_LARGEST:
@@ -50,7 +50,7 @@ class OnnxFloatToFloat16Config(ExternalDataConfig):
 
 class OnnxFloatToFloat16(OnnxPass):
     name: ClassVar[str] = "OnnxFloatToFloat16"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = OnnxFloatToFloat16Config
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
@@ -119,9 +119,9 @@ def _block_lists(cfg: OnnxFloatToFloat16Config, proto: Any) -> tuple[list[str] |
                 f"{unknown} are not inputs or outputs of the model (they are: {sorted(io_names)})",
                 path="keep_io_types",
             )
-    if cfg.op_include_list is not None:
+    if cfg.op_include_list:  # an empty include list is no list, as in Olive (it converts everything)
         op_block_list = sorted({n.op_type for n in nodes if n.op_type not in cfg.op_include_list})
-    if cfg.node_include_list is not None:
+    if cfg.node_include_list:
         if any(not n.name for n in nodes):
             raise PassRunError(
                 "OnnxFloatToFloat16",

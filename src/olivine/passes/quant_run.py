@@ -442,7 +442,9 @@ def node_lists(cfg: QuantizationConfig, nodes: Any, ctx: PassContext) -> tuple[l
     def resolve(given: list[str]) -> list[str]:
         out: list[str] = []
         for name in given:
-            matches = [n for n in ops if n == name or n.startswith(f"{name}/")]
+            # A node still called by its name is that node alone (``fc1`` is not ``fc1/inner``, another
+            # layer); a name pre-processing replaced selects what was derived from it.
+            matches = [name] if name in ops else [n for n in ops if n.startswith(f"{name}/")]
             if not matches:
                 unknown.append(name)
             out += matches or [name]
@@ -462,15 +464,15 @@ def node_lists(cfg: QuantizationConfig, nodes: Any, ctx: PassContext) -> tuple[l
 def extra_options(cfg: QuantizationConfig, ctx: PassContext, *, static: bool) -> dict[str, Any]:
     """``extra_options`` with the keys set from their parameters (symmetry; range and overrides if static).
 
-    A parameter left at its default does not override the same key written in ``extra_options`` (Olive
-    overrides it and warns; keeping the explicit value is what the user meant).
+    The pass parameter wins over the same key written in ``extra_options``, default or not, with a warning
+    when they differ: Olive does so, and an Olive config must give the same model here.
     """
     options = dict(cfg.extra_options or {})
     for key, (param, in_dynamic) in PARAM_EXTRA_OPTIONS.items():
         if not (static or in_dynamic):
             continue
         value = getattr(cfg, param, None)
-        if value is None or (key in options and param not in cfg.model_fields_set):
+        if value is None:
             continue
         if key in options and options[key] != value:
             ctx.logger.warning(

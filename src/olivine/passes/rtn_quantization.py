@@ -122,7 +122,7 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
 
 class OnnxBlockWiseRtnQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxBlockWiseRtnQuantization"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     config_class: ClassVar[type[PassConfig]] = BlockWiseRtnConfig
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
@@ -161,7 +161,21 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
         )
 
         proto = load_onnx(model.onnx_path)
-        if "Gather" in op_types and not _quantizable_gathers(proto):
+        excluded = list(cfg.nodes_to_exclude or [])
+        if cfg.nodes_to_include:
+            # Only the nodes named are quantized, as in Olive (onnxruntime's quantizer would take them in
+            # addition to every node of the op types).
+            names = {n.name for n in walk_nodes(proto.graph.node)}
+            unknown = [n for n in cfg.nodes_to_include if n not in names]
+            if unknown:
+                raise PassRunError(
+                    self.name, f"nodes_to_include: {unknown} are not names of nodes in the model"
+                )
+            wanted = set(cfg.nodes_to_include)
+            excluded += [
+                n.name for n in walk_nodes(proto.graph.node) if n.op_type in op_types and n.name not in wanted
+            ]
+        if "Gather" in op_types and not _quantizable_gathers(proto, set(excluded)):
             # onnxruntime raises the model to opset 21 whenever Gather is in the op types, Gathers or not.
             op_types = tuple(op for op in op_types if op != "Gather")
             quant_axes = tuple(axis for axis in quant_axes if axis[0] != "Gather")
@@ -181,8 +195,7 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
             block_size=block_size,
             is_symmetric=is_symmetric,
             accuracy_level=accuracy_level or None,
-            nodes_to_exclude=list(cfg.nodes_to_exclude or []),
-            nodes_to_include=cfg.nodes_to_include or None,
+            nodes_to_exclude=excluded,
             op_types_to_quantize=op_types,
             quant_axes=quant_axes,
             algo_config=algo,
@@ -202,12 +215,13 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
 _QUANTIZED_OPS = ("MatMulNBits", "GatherBlockQuantized")
 
 
-def _quantizable_gathers(proto: Any) -> bool:
+def _quantizable_gathers(proto: Any, excluded: set[str]) -> bool:
     """Whether a Gather (of the main graph or a subgraph) reads an initializer (what the quantizer turns
     into GatherBlockQuantized)."""
     weights = {t.name for graph in walk_graphs(proto.graph) for t in graph.initializer}
     return any(
-        n.op_type == "Gather" and n.input and n.input[0] in weights for n in walk_nodes(proto.graph.node)
+        n.op_type == "Gather" and n.input and n.input[0] in weights and n.name not in excluded
+        for n in walk_nodes(proto.graph.node)
     )
 
 

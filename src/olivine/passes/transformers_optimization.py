@@ -107,6 +107,16 @@ class OrtTransformersOptimization(OnnxPass):
     search_values: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
 
+    @classmethod
+    def invalid_reason(cls, config: Any, accelerator: Any) -> str | None:
+        if config.float16:  # Olivine's target is always the CPU execution provider
+            return (
+                "float16: true makes a float16 model for a GPU; onnxruntime's CPU execution provider runs "
+                "float16 poorly and Olive refuses it on a CPU target too (OnnxFloatToFloat16 converts a "
+                "model to float16 if that is what you want)"
+            )
+        return None
+
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         """Optimize ``model``; record the fused operator counts in the output's ``model_attributes``."""
         from onnxruntime.transformers import optimizer as ort_optimizer

@@ -1,0 +1,96 @@
+"""Passes whose parameters meant something else than in Olive 0.13 (found by running both on the same
+models): each test checks the artifact."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+import pytest
+from test_passes_graph import BERT_FEED, bert_onnx, graph, op_counts, run_pass  # noqa: F401
+from test_passes_quant import ctx, initializers, mlp, mlp_dir, static  # noqa: F401
+
+from olivine.errors import PassRunError
+from olivine.model.accelerator import Accelerator
+from olivine.model.handle import ModelHandle
+from olivine.passes import PASSES, PassContext
+
+pytestmark = pytest.mark.integration
+
+
+def test_rtn_nodes_to_include_quantizes_only_those_nodes(bert_onnx: ModelHandle, tmp_path: Path) -> None:  # noqa: F811
+    matmuls = [n.name for n in graph(bert_onnx).node if n.op_type == "MatMul"]
+    out = run_pass(
+        "OnnxBlockWiseRtnQuantization",
+        bert_onnx,
+        tmp_path / "q",
+        block_size=16,
+        nodes_to_include=[matmuls[0]],
+    )
+    counts = op_counts(out)
+    assert counts["MatMulNBits"] == 1 and counts["MatMul"] == len(matmuls) - 1
+    assert "GatherBlockQuantized" not in counts  # the embeddings' Gather is not named: it stays float
+    assert {o.version for o in onnx.load(str(out.onnx_path)).opset_import if o.domain == ""} == {
+        o.version for o in onnx.load(str(bert_onnx.onnx_path)).opset_import if o.domain == ""
+    }
+    with pytest.raises(PassRunError, match=r"nodes_to_include: \['nope'\] are not names"):
+        run_pass("OnnxBlockWiseRtnQuantization", bert_onnx, tmp_path / "bad", nodes_to_include=["nope"])
+
+
+def test_float16_empty_include_lists_convert_everything(mlp: ModelHandle, tmp_path: Path) -> None:  # noqa: F811
+    whole = run_pass("OnnxFloatToFloat16", mlp, tmp_path / "a")
+    empty = run_pass("OnnxFloatToFloat16", mlp, tmp_path / "b", op_include_list=[], node_include_list=[])
+    assert op_counts(empty) == op_counts(whole)
+    assert {i.data_type for i in graph(empty).initializer} == {onnx.TensorProto.FLOAT16}
+
+
+def test_transformers_optimization_refuses_float16_on_the_cpu() -> None:
+    cls = PASSES.get("OrtTransformersOptimization")
+    config = cls.config_class.model_validate({"model_type": "bert", "float16": True})
+    reason = cls.invalid_reason(config, Accelerator())
+    assert reason is not None and reason.startswith("float16: true") and "CPU" in reason
+    assert cls.invalid_reason(cls.config_class.model_validate({"model_type": "bert"}), Accelerator()) is None
+
+
+def test_a_pass_parameter_wins_over_extra_options_with_a_warning(
+    mlp: ModelHandle,  # noqa: F811
+    ctx: PassContext,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = static(mlp, tmp_path / "plain", ctx, quant_preprocess=False)
+    with caplog.at_level(logging.WARNING):
+        extra = static(
+            mlp, tmp_path / "extra", ctx, quant_preprocess=False, extra_options={"ActivationSymmetric": True}
+        )
+    assert (
+        "extra_options.ActivationSymmetric is overridden by the pass parameter activation_symmetric=False"
+        in caplog.text
+    )
+
+    def zero_point(model: ModelHandle) -> int:
+        return int(onnx.numpy_helper.to_array(initializers(model)["fc1_relu_zero_point"]))
+
+    assert zero_point(extra) == zero_point(plain) != 0  # asymmetric, as the parameter's default says
+    symmetric = static(mlp, tmp_path / "sym", ctx, quant_preprocess=False, activation_symmetric=True)
+    assert zero_point(symmetric) == 0
+
+
+def test_a_node_name_selects_that_node_not_others_under_it(
+    mlp_dir: Path,  # noqa: F811
+    ctx: PassContext,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    proto = onnx.load(str(mlp_dir / "model" / "model.onnx"))
+    renamed = {"fc1_matmul": "fc1", "fc2_matmul": "fc1/inner"}
+    for node in proto.graph.node:
+        node.name = renamed.get(node.name, node.name)
+    (tmp_path / "m").mkdir()
+    onnx.save_model(proto, str(tmp_path / "m" / "model.onnx"))
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    out = static(model, tmp_path / "o", ctx, quant_preprocess=False, nodes_to_exclude=["fc1"])
+    names = initializers(out)
+    assert "fc1.weight_quantized" not in names and "fc2.weight_quantized" in names
