@@ -205,7 +205,8 @@ def _tiny_clip(folder: Path) -> None:
         ("audio-classification", _tiny_ast, ["input_values"]),
         # Its classifier pools at the last EOS: the example ids end with one.
         ("text-classification", _tiny_bart, ["input_ids", "attention_mask"]),
-        ("zero-shot-image-classification", _tiny_clip, ["input_ids", "attention_mask", "pixel_values"]),
+        # In forward's order, as Olive's export (CLIPModel.forward: input_ids, pixel_values, attention_mask).
+        ("zero-shot-image-classification", _tiny_clip, ["input_ids", "pixel_values", "attention_mask"]),
         ("text-generation", None, ["input_ids", "attention_mask"]),
     ],
 )

@@ -12,8 +12,10 @@ from olivine.errors import ModelLoadError
 from olivine.model.handle import ModelHandle
 from olivine.model.loaders import (
     call_module,
+    forward_order,
     get_dummy_inputs,
     get_io_config,
+    hf_tokenizer_input_names,
     load_torch_module,
     torch_input_names,
 )
@@ -120,7 +122,8 @@ def test_get_io_config_calls_function_named_in_script(tmp_path: Path) -> None:
 def test_get_io_config_derives_hf_inputs_outputs_and_axes(bert_dir: Path) -> None:
     model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "feature-extraction"})
     io_config = get_io_config(model, load_torch_module(model))
-    assert io_config["input_names"] == ["input_ids", "token_type_ids", "attention_mask"]
+    # forward's order, as Olive orders the inputs (BertModel.forward: input_ids, attention_mask, token_type_ids)
+    assert io_config["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert io_config["output_names"] == ["last_hidden_state", "pooler_output"]
     axes = io_config["dynamic_axes"]
     assert axes["attention_mask"] == {0: "batch_size", 1: "sequence_length"}
@@ -139,6 +142,40 @@ def test_a_causal_lm_without_tokenizer_files_gets_olives_text_generation_inputs(
     io_config = get_io_config(model, load_torch_module(model))
     assert io_config["input_names"] == ["input_ids", "attention_mask"]
     assert io_config["output_names"] == ["logits"]
+
+
+def test_a_causal_lm_whose_tokenizer_lists_token_type_ids_is_exported_without_them(tmp_path: Path) -> None:
+    # A plain PreTrainedTokenizerFast lists token_type_ids; GPT-2 would feed them through its token
+    # embedding. Olive's text-generation template has none, so neither has the export.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tiny_llm import write_tokenizer
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=400, n_positions=32)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    write_tokenizer(tmp_path / "gpt2")
+    model = handle({"type": "HfModel", "model_path": str(tmp_path / "gpt2"), "task": "text-generation"})
+    assert "token_type_ids" in hf_tokenizer_input_names(model)
+    io_config = get_io_config(model, load_torch_module(model))
+    assert io_config["input_names"] == ["input_ids", "attention_mask"]
+
+
+def test_kv_cache_inputs_follow_forward_and_the_total_length_has_olives_name(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from olivine.passes import kv_export
+
+    config = GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=64, n_positions=32)
+    io_config = kv_export.io_config(GPT2LMHeadModel(config))
+    past = [f"past_key_values.{i}.{kv}" for i in range(2) for kv in ("key", "value")]
+    # GPT2LMHeadModel.forward(input_ids, past_key_values, ..., attention_mask, ..., position_ids, ...)
+    assert io_config["input_names"] == ["input_ids", *past, "attention_mask", "position_ids"]
+    assert io_config["dynamic_axes"]["attention_mask"][1] == "past_sequence_length + sequence_length"
+    assert io_config["dynamic_axes"]["present.0.key"][2] == "past_sequence_length + sequence_length"
+
+
+def test_forward_order_keeps_unknown_names_last() -> None:
+    assert forward_order(["b", "zz", "past.0", "a"], ["a", "past", "b"]) == ["a", "past.0", "b", "zz"]
 
 
 def test_get_io_config_gives_classifier_logits_only_a_batch_axis(bert_dir: Path) -> None:

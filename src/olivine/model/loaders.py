@@ -365,13 +365,27 @@ def hf_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
     names: list[str] = []
     if kind in ("text", "text+image"):
         names = [n for n in hf_tokenizer_input_names(model) if n in accepted]
+        if task in TASKS and "token_type_ids" not in TASKS[task].text_inputs:
+            # A causal LM's template has no token_type_ids (Olive's), even where the tokenizer lists them.
+            names = [n for n in names if n != "token_type_ids"]
         if "input_ids" not in names:
             raise ModelLoadError("cannot derive the inputs of this Hugging Face model; set 'io_config'")
     if kind in ("image", "text+image"):
         names.append("pixel_values")
     if kind == "audio":
         names.append(_audio_input(module))
-    return names
+    return forward_order(names, _forward_parameters(module))
+
+
+def forward_order(names: list[str], parameters: list[str]) -> list[str]:
+    """``names`` in the order of the model's ``forward`` parameters, as Olive orders an export's inputs
+    (``past_key_values.0.key`` goes where ``past_key_values`` is); names it does not take keep their order
+    at the end. A positional data config or ``ReorderInputs`` / ``RenameInputDims`` by index then means
+    the same input as in Olive's export."""
+    ordered: list[str] = []
+    for param in parameters:
+        ordered += [n for n in names if n not in ordered and (n == param or n.startswith(f"{param}."))]
+    return ordered + [n for n in names if n not in ordered]
 
 
 #: Model types whose audio input is a spectrogram (``input_features``) of a shape this module builds.

@@ -45,23 +45,31 @@ class CacheShape:
         return [f"present.{i}.{kv}" for i in range(self.layers) for kv in ("key", "value")]
 
 
+#: The dimension name of the cache's whole length (past + new tokens): Olive's, in its task templates.
+TOTAL = "past_sequence_length + sequence_length"
+
+
 def io_config(module: Any) -> dict[str, Any]:
     """Olive's io_config of the KV-cache export of ``module`` (a transformers causal LM)."""
+    from olivine.model.loaders import forward_order
+
     shape = CacheShape.of(module.config)
+    parameters = list(inspect.signature(module.forward).parameters)
     inputs = ["input_ids", "attention_mask"]
-    if "position_ids" in inspect.signature(module.forward).parameters:
+    if "position_ids" in parameters:
         inputs.append("position_ids")
     past, present = shape.past_names(), shape.present_names()
     axes: dict[str, dict[int, str]] = {
         "input_ids": {0: "batch_size", 1: "sequence_length"},
-        "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+        "attention_mask": {0: "batch_size", 1: TOTAL},
         "position_ids": {0: "batch_size", 1: "sequence_length"},
         "logits": {0: "batch_size", 1: "sequence_length"},
     }
     axes.update({name: {0: "batch_size", 2: "past_sequence_length"} for name in past})
-    axes.update({name: {0: "batch_size", 2: "total_sequence_length"} for name in present})
+    axes.update({name: {0: "batch_size", 2: TOTAL} for name in present})
     return {
-        "input_names": inputs + past,
+        # In forward's order, as Olive's (GPT-2: input_ids, past_key_values.*, attention_mask, ...).
+        "input_names": forward_order(inputs + past, parameters),
         "output_names": ["logits", *present],
         "dynamic_axes": {
             k: v for k, v in axes.items() if k in inputs + past or k == "logits" or k in present
@@ -91,9 +99,11 @@ def export_with_past(module: Any, io: dict[str, Any], path: Path, *, opset: int,
     """Export ``module`` with its KV cache to ``path`` (see the module docstring)."""
     import torch
 
-    names: list[str] = io["input_names"]
     shape = CacheShape.of(module.config)
-    wrapper = _with_past(module, shape, [n for n in names if not n.startswith("past_key_values.")])
+    # The wrapper takes the plain inputs, then the cache; the graph's inputs are put in io's order after.
+    plain_names = [n for n in io["input_names"] if not n.startswith("past_key_values.")]
+    names = plain_names + shape.past_names()
+    wrapper = _with_past(module, shape, plain_names)
     args = dummy_inputs(module, names)
     dim = torch.export.Dim
     batch, seq = dim("batch_size", min=1, max=1024), dim("sequence_length", min=1, max=65536)
@@ -121,6 +131,11 @@ def export_with_past(module: Any, io: dict[str, Any], path: Path, *, opset: int,
         )
     if program is None:
         raise RuntimeError("the dynamo exporter returned no program")
+    _rename_dim(program.model, "total_sequence_length", TOTAL)  # export Dims are identifiers
+    graph_inputs = {value.name: value for value in program.model.graph.inputs}
+    if set(graph_inputs) == set(io["input_names"]):
+        program.model.graph.inputs.clear()
+        program.model.graph.inputs.extend(graph_inputs[name] for name in io["input_names"])
     program.save(str(path))
 
 
@@ -161,3 +176,15 @@ def _with_past(model: Any, shape: CacheShape, plain: list[str]) -> Any:
             return self.run({"input_ids": input_ids, "attention_mask": attention_mask}, past)
 
     return (WithPositions if "position_ids" in plain else WithoutPositions)()
+
+
+def _rename_dim(model: Any, old: str, new: str) -> None:
+    """Call the symbolic dimension ``old`` ``new`` in every value's shape of ``model`` (an onnx_ir Model)."""
+    import onnx_ir as ir
+
+    graph = model.graph
+    values = [*graph.inputs, *graph.outputs, *(v for node in graph.all_nodes() for v in node.outputs)]
+    for value in values:
+        shape = value.shape
+        if shape is not None and any(str(d) == old for d in shape.dims):
+            value.shape = ir.Shape([new if str(d) == old else d for d in shape.dims])

@@ -69,7 +69,9 @@ class OnnxConversion(OnnxPass):
     """Convert a ``PyTorchModel`` or ``HfModel`` to ``model.onnx`` in the output folder."""
 
     name: ClassVar[str] = "OnnxConversion"
-    version: ClassVar[str] = "3"  # 2: a tokenizer-less causal LM without token_type_ids; 3: EOS-ended ids
+    # 2: a tokenizer-less causal LM without token_type_ids; 3: EOS-ended ids; 4: inputs in forward order,
+    # the KV cache's total length named as in Olive
+    version: ClassVar[str] = "4"
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
     #: It loads an HfModel through transformers, so the model's task must be one Olivine can load.
