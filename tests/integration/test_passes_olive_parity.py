@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from test_passes_graph import BERT_FEED, bert_onnx, graph, op_counts, run_pass  # noqa: F401
@@ -15,6 +16,7 @@ from olivine.errors import PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.passes import PASSES, PassContext
+from tiny_models import MLP_IN
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +96,48 @@ def test_a_node_name_selects_that_node_not_others_under_it(
     out = static(model, tmp_path / "o", ctx, quant_preprocess=False, nodes_to_exclude=["fc1"])
     names = initializers(out)
     assert "fc1.weight_quantized" not in names and "fc2.weight_quantized" in names
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("int4", onnx.TensorProto.INT4), ("uint4", onnx.TensorProto.UINT4)]
+)
+def test_static_qdq_takes_4_bit_weights(
+    mlp: ModelHandle,  # noqa: F811
+    ctx: PassContext,  # noqa: F811
+    tmp_path: Path,
+    precision: str,
+    dtype: int,
+) -> None:
+    from olivine.model.runner import open_runner
+
+    out = static(
+        mlp, tmp_path / "q", ctx, quant_preprocess=False, precision=precision, activation_type="uint8"
+    )
+    weights = [i for name, i in initializers(out).items() if name.endswith("weight_quantized")]
+    assert weights and {w.data_type for w in weights} == {dtype}
+    feed = {"input": np.random.default_rng(0).standard_normal((2, MLP_IN)).astype(np.float32)}
+    got, want = open_runner(out).run(feed)[0], open_runner(mlp).run(feed)[0]
+    assert float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"precision": "int4", "quant_format": "QOperator"}, "QOperator has no 4-bit operators"),
+        ({"activation_type": "int4"}, "4-bit activations are not supported"),
+        ({"precision": "int4", "quant_mode": "dynamic"}, "supports precision int8 or uint8"),
+    ],
+)
+def test_4_bit_where_onnxruntime_has_none_is_refused(params: dict[str, object], message: str) -> None:
+    from pydantic import ValidationError
+
+    from olivine.passes.quant_config import static_unrunnable
+
+    cls = PASSES.get("OnnxQuantization")
+    try:
+        config = cls.config_class.model_validate({"data_config": "calib", **params})
+    except ValidationError as exc:
+        assert message in str(exc)
+        return
+    found = static_unrunnable(config, Accelerator())
+    assert found is not None and message in found[1]

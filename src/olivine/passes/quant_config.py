@@ -16,7 +16,7 @@ from olivine.model.accelerator import Accelerator
 from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE, ConditionalValues
 from olivine.passes.onnx_io import ExternalDataConfig
 
-Precision = Literal["int8", "uint8", "int16", "uint16"]
+Precision = Literal["int8", "uint8", "int16", "uint16", "int4", "uint4"]
 _LEGACY_TYPES = {"QInt8": "int8", "QUInt8": "uint8", "QInt16": "int16", "QUInt16": "uint16"}
 # Olive 0.8 exposed these extra options as top-level parameters.
 _LEGACY_EXTRA_OPTIONS = (
@@ -221,6 +221,16 @@ def static_unrunnable(config: StaticFieldsConfig, accelerator: Accelerator) -> t
     ):
         return "quant_format", (
             "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
+        )
+    four_bit = {"int4", "uint4"}
+    if config.activation_type in four_bit:
+        return "activation_type", (
+            "4-bit activations are not supported (onnxruntime's static quantization writes 4-bit weights "
+            "only): use int4/uint4 as precision, with 8- or 16-bit activations"
+        )
+    if config.precision in four_bit and config.quant_format == "QOperator":
+        return "quant_format", (
+            "quant_format QOperator has no 4-bit operators; precision int4/uint4 needs quant_format QDQ"
         )
     if config.activation_type == "int8" and config.precision == "uint8":
         # onnxruntime's check_static_quant_arguments refuses this pair in both formats.

@@ -27,7 +27,14 @@ from olivine.passes.quant_config import (
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
 _SINGLE_FILE_BYTES = 1 << 30
-_QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
+_QUANT_TYPES = {
+    "int8": "QInt8",
+    "uint8": "QUInt8",
+    "int16": "QInt16",
+    "uint16": "QUInt16",
+    "int4": "QInt4",
+    "uint4": "QUInt4",
+}
 
 
 def quant_type(precision: str) -> Any:
