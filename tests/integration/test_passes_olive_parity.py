@@ -124,7 +124,7 @@ def test_static_qdq_takes_4_bit_weights(
     ("params", "message"),
     [
         ({"precision": "int4", "quant_format": "QOperator"}, "QOperator has no 4-bit operators"),
-        ({"activation_type": "int4"}, "4-bit activations are not supported"),
+        ({"activation_type": "int4"}, "activation_type"),
         ({"precision": "int4", "quant_mode": "dynamic"}, "supports precision int8 or uint8"),
     ],
 )

@@ -273,7 +273,7 @@ def test_quant_preprocess_pass_fuses_and_infers_shapes(
         ("OnnxStaticQuantization", {"data_config": "c", "calibrate_method": "KL"}, "calibrate_method"),
         ("OnnxStaticQuantization", {"data_config": "c", "quant_format": "QDQ8"}, "quant_format"),
         ("OnnxStaticQuantization", {"data_config": "c", "activation_type": "int4"}, "activation_type"),
-        ("OnnxStaticQuantization", {"data_config": {"name": "x"}}, "inline data config"),
+        ("OnnxStaticQuantization", {"data_config": {"name": "x"}}, "give the name of a data config"),
         ("OnnxStaticQuantization", {"data_config": "c", "calibration_sampling_size": 0}, ">= 1"),
         ("OnnxQuantization", {}, "data_config"),
         ("OnnxQuantization", {"quant_mode": "dynamic", "precision": "int16"}, "int8 or uint8"),

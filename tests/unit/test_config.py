@@ -233,3 +233,27 @@ def test_config_invalid_json_names_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and "line 2" in str(info.value)
+
+
+def test_an_inline_pass_data_config_joins_data_configs_as_olive_takes_it() -> None:
+    calib = {
+        "type": "DummyDataContainer",
+        "load_dataset_config": {"input_shapes": [[1, 4]], "input_names": ["x"]},
+    }
+    cfg = validate_config(
+        _base(
+            passes={
+                "q": {"type": "OnnxStaticQuantization", "data_config": {"name": "calib", **calib}},
+                "s": [{"type": "OnnxStaticQuantization", "data_config": calib}],
+            }
+        )
+    )
+    assert [d.name for d in cfg.data_configs] == ["calib", "s_data_config"]
+    assert cfg.passes["q"].config["data_config"] == "calib"  # type: ignore[union-attr]
+    err = _error(
+        _base(
+            data_configs=[{"name": "calib", "type": "DummyDataContainer"}],
+            passes={"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "calib", **calib}}},
+        )
+    )
+    assert err.path == "passes.q.data_config.name" and "other content" in str(err)

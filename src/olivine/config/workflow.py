@@ -28,6 +28,43 @@ _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_WORKFLOW_ID = 100
 
 
+def _lift_inline_data_configs(out: dict[str, Any]) -> None:
+    """A pass's ``data_config`` written inline (a mapping, as Olive takes it) joins ``data_configs`` under
+    its own ``name`` (or ``<pass>_data_config``) and the pass names it. A name already used by another
+    data config with other content is refused."""
+    data = out.get("data_configs")
+    if data is not None and not isinstance(data, list):
+        return  # reported by the data_configs checks
+    lifted: list[Any] = list(data or [])
+    for pass_name, slot in out["passes"].items():
+        entries = slot if isinstance(slot, list) else [slot]
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("data_config"), dict):
+                continue
+            inline = dict(entry["data_config"])
+            name = inline.get("name") or f"{pass_name}_data_config"
+            where = f"passes.{pass_name}" + (f".{index}" if isinstance(slot, list) else "") + ".data_config"
+            if not isinstance(name, str):
+                raise ConfigError("an inline data config's name must be a string", path=f"{where}.name")
+            inline["name"] = name
+            same = [d for d in lifted if isinstance(d, dict) and d.get("name") == name]
+            if same and same[0] != inline:
+                raise ConfigError(
+                    f"the inline data config is named '{name}', which another data config with other "
+                    "content already uses; rename one",
+                    path=f"{where}.name",
+                )
+            if not same:
+                lifted.append(inline)
+            entries[index] = {**entry, "data_config": name}
+        if isinstance(slot, list):
+            out["passes"][pass_name] = entries
+        else:
+            out["passes"][pass_name] = entries[0]
+    if lifted:
+        out["data_configs"] = lifted
+
+
 class RunConfig(StrictModel):
     workflow_id: str = "default_workflow"
     input_model: InputModelConfig
@@ -71,6 +108,8 @@ class RunConfig(StrictModel):
                 "data configs, each with its 'name'",
                 path="data_configs",
             )
+        if isinstance(out.get("passes"), dict):
+            _lift_inline_data_configs(out)
         if isinstance(out.get("systems"), dict):
             aside = {k: t for k, v in out["systems"].items() if (t := olive_only_type(v)) is not None}
             if aside:

@@ -17,6 +17,8 @@ from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE, ConditionalValue
 from olivine.passes.onnx_io import ExternalDataConfig
 
 Precision = Literal["int8", "uint8", "int16", "uint16", "int4", "uint4"]
+#: onnxruntime quantizes activations to 8 or 16 bits only (4-bit is for weights).
+ActivationPrecision = Literal["int8", "uint8", "int16", "uint16"]
 _LEGACY_TYPES = {"QInt8": "int8", "QUInt8": "uint8", "QInt16": "int16", "QUInt16": "uint16"}
 # Olive 0.8 exposed these extra options as top-level parameters.
 _LEGACY_EXTRA_OPTIONS = (
@@ -149,7 +151,7 @@ class StaticFieldsConfig(QuantizationConfig):
     #: as INC writes it is accepted). None: the whole data config.
     calibration_sampling_size: int | list[int] | None = None
     quant_format: Literal["QDQ", "QOperator"] = "QDQ"
-    activation_type: Precision = "int8"
+    activation_type: ActivationPrecision = "int8"
     min_real_range: float | None = None
     tensor_quant_overrides: dict[str, Any] | None = None
     prepare_qdq_config: bool = True
@@ -157,10 +159,8 @@ class StaticFieldsConfig(QuantizationConfig):
     @field_validator("data_config", mode="before")
     @classmethod
     def _named_data_config(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            raise ValueError(
-                "an inline data config is not supported; define it under 'data_configs' and give its name"
-            )
+        if isinstance(value, dict):  # a run config lifts an inline one into data_configs before this
+            raise ValueError("give the name of a data config in 'data_configs'")
         return value
 
     @field_validator("calibration_sampling_size")
@@ -222,13 +222,7 @@ def static_unrunnable(config: StaticFieldsConfig, accelerator: Accelerator) -> t
         return "quant_format", (
             "quant_format QOperator has no 16-bit operators; int16/uint16 need quant_format QDQ"
         )
-    four_bit = {"int4", "uint4"}
-    if config.activation_type in four_bit:
-        return "activation_type", (
-            "4-bit activations are not supported (onnxruntime's static quantization writes 4-bit weights "
-            "only): use int4/uint4 as precision, with 8- or 16-bit activations"
-        )
-    if config.precision in four_bit and config.quant_format == "QOperator":
+    if config.precision in ("int4", "uint4") and config.quant_format == "QOperator":
         return "quant_format", (
             "quant_format QOperator has no 4-bit operators; precision int4/uint4 needs quant_format QDQ"
         )
