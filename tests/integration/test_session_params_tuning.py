@@ -217,3 +217,22 @@ def test_tuning_refuses_a_device_it_would_ignore(device: str, message: str) -> N
     with pytest.raises(ValidationError, match=message):
         OrtSessionParamsTuningConfig.model_validate({"device": device})
     assert OrtSessionParamsTuningConfig.model_validate({"device": "CPU"}).device == "cpu"
+
+
+def test_one_configured_setting_is_recorded_as_given_even_when_slower(tmp_path: Path) -> None:
+    # Olive 0.13 records its search point; the baseline rule would keep the (much faster) current one.
+    source = write_constant_heavy_model(tmp_path / "src")
+    model = ModelHandle(kind="onnx", config={k: v for k, v in source.items() if k != "type"})
+    cfg = config(opt_level_list="ORT_DISABLE_ALL", intra_thread_num_list=1, rounds=1, repeat_test_num=2)
+    output = TUNING().run(model, cfg, tmp_path / "out", PassContext())
+    assert output.config["inference_settings"]["session_options"] == {
+        "graph_optimization_level": 0,
+        "intra_op_num_threads": 1,
+    }
+
+
+def test_thread_affinities_set_the_intra_op_thread_count() -> None:
+    affinities = {"session.intra_op_thread_affinities": "1;2"}
+    cfg = config(extra_session_config=affinities, cpu_cores=4)
+    settings = candidate_settings(cfg, Accelerator())
+    assert [s.session_options["intra_op_num_threads"] for s in settings] == [3]

@@ -10,7 +10,12 @@ every combination is tried. An unset thread count is tuned over 1..``cpu_cores``
 in parallel execution mode. Enum values are onnxruntime's integers or names (``"ORT_PARALLEL"``).
 
 The model's current settings are always a candidate (the baseline), so the output is never slower than
-the input by the pass's own measurement. Timing is sound on a shared machine: every candidate has its
+the input by the pass's own measurement, except when the config names exactly one setting (every value
+given, no thread count left to tune): that setting is recorded as given, as Olive 0.13 records its search
+point. With ``session.intra_op_thread_affinities`` in ``extra_session_config`` the intra-op thread count
+is the number of affinity groups + 1, which onnxruntime requires (Olive sets the same).
+
+Timing is sound on a shared machine: every candidate has its
 session open before timing starts; rounds interleave the candidates (rotating the order); a candidate's
 latency is the median of its round medians; the fastest replaces the baseline only when it was faster in
 every round and by at least 3% on the medians (:func:`pick_fastest`). The files are linked (or copied)
@@ -182,10 +187,17 @@ class OrtSessionParamsTuning(Pass):
         if reason is not None:
             raise PassRunError(self.name, reason)
         baseline = _baseline(model, ctx.accelerator)
-        candidates = [baseline, *(s for s in candidate_settings(cfg, ctx.accelerator) if s != baseline)]
+        configured = candidate_settings(cfg, ctx.accelerator)
+        candidates = [baseline, *(s for s in configured if s != baseline)]
         inputs = _inputs(model, cfg, ctx)
         timings = time_settings(model, candidates, inputs, cfg, ctx)
-        best = pick_fastest(timings, baseline)
+        if len(configured) == 1:
+            # The config names one setting (Olive 0.13's form: one search point): it is the model's
+            # settings, as in Olive, whatever the timing against the current ones says.
+            best = configured[0]
+            ctx.logger.info("one setting configured: recorded as given (timed beside the current ones)")
+        else:
+            best = pick_fastest(timings, baseline)
         for setting, rounds in timings.items():
             ctx.logger.info(
                 "%s%s: %.2f ms (rounds: %s)",
@@ -226,6 +238,11 @@ def candidate_settings(cfg: OrtSessionParamsTuningConfig, accelerator: Accelerat
     """Every combination of the configured values, thread counts expanded, duplicates dropped."""
     cores = cfg.cpu_cores or _physical_cores()
     providers = cfg.providers_list or list(accelerator.execution_providers[:1])
+    intra_list = cfg.intra_thread_num_list
+    affinities = (cfg.extra_session_config or {}).get("session.intra_op_thread_affinities")
+    if affinities:
+        # onnxruntime needs one intra-op thread per affinity group plus the caller's (Olive sets the same).
+        intra_list = [len(str(affinities).split(";")) + 1]
     out: list[Setting] = []
     combos = itertools.product(
         providers, cfg.provider_options_list, cfg.execution_mode_list, cfg.opt_level_list
@@ -235,9 +252,7 @@ def candidate_settings(cfg: OrtSessionParamsTuningConfig, accelerator: Accelerat
         if isinstance(provider, list | tuple) and len(provider) > 1:
             options = {**dict(provider[1]), **options}
         parallel = mode == EXECUTION_MODES["ORT_PARALLEL"]
-        for intra_given, inter_given in itertools.product(
-            cfg.intra_thread_num_list, cfg.inter_thread_num_list
-        ):
+        for intra_given, inter_given in itertools.product(intra_list, cfg.inter_thread_num_list):
             inters = thread_counts(inter_given, cores) if parallel else [inter_given]
             for intra, inter in itertools.product(thread_counts(intra_given, cores), inters):
                 session = {
