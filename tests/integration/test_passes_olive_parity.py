@@ -141,3 +141,24 @@ def test_4_bit_where_onnxruntime_has_none_is_refused(params: dict[str, object], 
         return
     found = static_unrunnable(config, Accelerator())
     assert found is not None and message in found[1]
+
+
+def test_rtn_8_bit_keeps_embeddings_float_and_the_opset_and_says_so(
+    bert_onnx: ModelHandle,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from olivine.passes.base import PassContext as Context
+
+    cls = PASSES.get("OnnxBlockWiseRtnQuantization")
+    config = cls.config_class.model_validate({"bits": 8, "block_size": 16})
+    (tmp_path / "q").mkdir()
+    with caplog.at_level(logging.WARNING):
+        out = cls().run(bert_onnx, config, tmp_path / "q", Context())
+    assert "embedding Gathers stay float" in caplog.text
+    counts = op_counts(out)
+    assert counts["MatMulNBits"] >= 12 and "GatherBlockQuantized" not in counts
+    opsets = [
+        {o.domain: o.version for o in onnx.load(str(m.onnx_path)).opset_import}[""] for m in (out, bert_onnx)
+    ]
+    assert opsets[0] == opsets[1]

@@ -175,7 +175,17 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
             excluded += [
                 n.name for n in walk_nodes(proto.graph.node) if n.op_type in op_types and n.name not in wanted
             ]
-        if "Gather" in op_types and not _quantizable_gathers(proto, set(excluded)):
+        gathers = "Gather" in op_types and _quantizable_gathers(proto, set(excluded))
+        if gathers and bits != 4:
+            # onnxruntime's quantizer blocks Gather weights at 4 bits only (Olive's own writes 8-bit
+            # GatherBlockQuantized): say so rather than leave them float without a word.
+            ctx.logger.warning(
+                "bits %d: the embedding Gathers stay float (onnxruntime's block quantizer handles Gather at "
+                "4 bits only); the MatMuls are quantized",
+                bits,
+            )
+            gathers = False
+        if "Gather" in op_types and not gathers:
             # onnxruntime raises the model to opset 21 whenever Gather is in the op types, Gathers or not.
             op_types = tuple(op for op in op_types if op != "Gather")
             quant_axes = tuple(axis for axis in quant_axes if axis[0] != "Gather")
