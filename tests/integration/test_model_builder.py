@@ -105,6 +105,16 @@ def test_model_builder_int4_writes_matmulnbits_genai_config_and_tokenizer(
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+def test_model_builder_extra_options_filename_names_the_graph(llama: ModelHandle, tmp_path: Path) -> None:
+    # Olive's vision-language recipes build the text part as text.onnx.
+    out = build(llama, tmp_path / "out", precision="fp32", extra_options={"filename": "text.onnx"})
+    assert out.onnx_path == tmp_path / "out" / "text.onnx" and out.onnx_path.is_file()
+    config = json.loads((tmp_path / "out" / "genai_config.json").read_text())
+    assert config["model"]["decoder"]["filename"] == "text.onnx"
+    sequence, _ = generate(tmp_path / "out", max_length=8)
+    assert sequence[: len(PROMPT)] == PROMPT
+
+
 @pytest.mark.integration
 def test_model_builder_int4_phi3_generates(tmp_path: Path) -> None:
     phi3 = handle(write_causal_lm(tmp_path / "phi3", "phi3"))
@@ -214,7 +224,15 @@ def test_model_builder_config_refuses_unknown_search_option_and_block_size() -> 
             {"extra_options": {"exclude_embeds": [1, 2]}},
             "extra_options.exclude_embeds: a builder option takes",
         ),
-        ({"extra_options": {"filename": "../evil.onnx"}}, "extra_options.filename: the pass names"),
+        (
+            {"extra_options": {"filename": "../evil.onnx"}},
+            "extra_options.filename: a file name ending in .onnx",
+        ),
+        ({"extra_options": {"filename": "model.bin"}}, "extra_options.filename: a file name ending in .onnx"),
+        (
+            {"metadata_only": True, "extra_options": {"filename": "text.onnx"}},
+            "extra_options.filename with metadata_only",
+        ),
         ({"extra_options": {"config_only": True}}, "set metadata_only"),
     ],
 )

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from olivine.errors import PassRunError
 from olivine.model.accelerator import Accelerator
@@ -103,7 +103,6 @@ def _search_value_problem(key: str, value: Any) -> str | None:
 
 # extra_options keys the pass sets itself.
 _PASS_OWNED = {
-    "filename": "the pass names the model file (model.onnx; with metadata_only, the input's)",
     "config_only": "set metadata_only: true instead",
 }
 # The tokenizer files the builder copies beside the model (onnxruntime-genai reads them).
@@ -134,6 +133,14 @@ class ModelBuilderConfig(PassConfig):
     enable_cuda_graph: bool | None = None
     extra_options: dict[str, Any] | None = None
 
+    @model_validator(mode="after")
+    def _filename_builds(self) -> ModelBuilderConfig:
+        if self.metadata_only and "filename" in (self.extra_options or {}):
+            raise ValueError(
+                "extra_options.filename with metadata_only: the genai config names the input's graph file"
+            )
+        return self
+
     @field_validator("search")
     @classmethod
     def _search_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -160,6 +167,14 @@ class ModelBuilderConfig(PassConfig):
         for key, option in (value or {}).items():
             if key in _PASS_OWNED:
                 raise ValueError(f"extra_options.{key}: {_PASS_OWNED[key]}")
+            if key == "filename":
+                # Olive's recipes name the graph (text.onnx for a vision-language model's text part).
+                name = str(option)
+                if not name.endswith(".onnx") or name != Path(name).name or name.startswith("."):
+                    raise ValueError(
+                        "extra_options.filename: a file name ending in .onnx, without folders, "
+                        f"got {option!r}"
+                    )
             if not isinstance(option, str | int | float | bool):
                 # The builder's --extra_options are key=value strings; a list or mapping failed deep in it.
                 raise ValueError(
