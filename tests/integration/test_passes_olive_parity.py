@@ -162,3 +162,16 @@ def test_rtn_8_bit_keeps_embeddings_float_and_the_opset_and_says_so(
         {o.domain: o.version for o in onnx.load(str(m.onnx_path)).opset_import}[""] for m in (out, bert_onnx)
     ]
     assert opsets[0] == opsets[1]
+
+
+def test_the_exported_bert_names_its_inputs_in_forward_order_and_its_hidden_size(
+    bert_onnx: ModelHandle,  # noqa: F811
+) -> None:
+    g = graph(bert_onnx)
+    assert [i.name for i in g.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    hidden = next(o for o in g.output if o.name == "last_hidden_state")
+    assert [d.dim_param for d in hidden.type.tensor_type.shape.dim] == [
+        "batch_size",
+        "sequence_length",
+        "hidden_size",
+    ]

@@ -127,7 +127,7 @@ def test_get_io_config_derives_hf_inputs_outputs_and_axes(bert_dir: Path) -> Non
     assert io_config["output_names"] == ["last_hidden_state", "pooler_output"]
     axes = io_config["dynamic_axes"]
     assert axes["attention_mask"] == {0: "batch_size", 1: "sequence_length"}
-    assert axes["last_hidden_state"] == {0: "batch_size", 1: "sequence_length"}
+    assert axes["last_hidden_state"] == {0: "batch_size", 1: "sequence_length", 2: "hidden_size"}
     assert axes["pooler_output"] == {0: "batch_size"}
 
 
@@ -182,7 +182,7 @@ def test_get_io_config_gives_classifier_logits_only_a_batch_axis(bert_dir: Path)
     model = handle({"type": "HfModel", "model_path": str(bert_dir), "task": "text-classification"})
     io_config = get_io_config(model, load_torch_module(model))
     assert io_config["output_names"] == ["logits"]
-    assert io_config["dynamic_axes"]["logits"] == {0: "batch_size"}
+    assert io_config["dynamic_axes"]["logits"] == {0: "batch_size", 1: "num_labels"}  # Olive's template name
 
 
 def test_get_io_config_rejects_malformed_io_config(tmp_path: Path) -> None:

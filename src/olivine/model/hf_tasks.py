@@ -54,6 +54,25 @@ TASKS: dict[str, TaskSpec] = {
     "audio-classification": TaskSpec("AutoModelForAudioClassification", "audio"),
 }
 
+#: The named output dimensions beyond batch and sequence of Olive's task templates
+#: (olive/assets/io_configs/tasks.yaml): what its TorchScript export writes as the dimensions' names.
+_CLASSES = {"logits": {1: "num_labels"}}
+_TOKENS = {"logits": {2: "num_labels"}}
+_VOCAB = {"logits": {2: "vocab_size"}}
+_HIDDEN = {"last_hidden_state": {2: "hidden_size"}}
+OUTPUT_AXES: dict[str, dict[str, dict[int, str]]] = {
+    "feature-extraction": _HIDDEN,
+    "default": _HIDDEN,
+    "text-classification": _CLASSES,
+    "sequence-classification": _CLASSES,
+    "image-classification": _CLASSES,
+    "token-classification": _TOKENS,
+    "fill-mask": _VOCAB,
+    "masked-lm": _VOCAB,
+    "text-generation": _VOCAB,
+    "causal-lm": _VOCAB,
+}
+
 #: Encoder-decoder tasks and Olive's synonyms for them (olive/common/hf/io_config/tasks.py).
 _ENCODER_DECODER = (
     "text2text-generation-with-past",

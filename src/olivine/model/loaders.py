@@ -22,7 +22,7 @@ from olivine.config.model import DEFAULT_HF_TASK
 from olivine.errors import ModelLoadError
 from olivine.hf_import import import_transformers
 from olivine.model.handle import ModelHandle
-from olivine.model.hf_tasks import ENCODER_TEXT_INPUTS, TASKS, unsupported_reason
+from olivine.model.hf_tasks import ENCODER_TEXT_INPUTS, OUTPUT_AXES, TASKS, unsupported_reason
 
 if TYPE_CHECKING:
     import torch
@@ -317,6 +317,7 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
     import torch
 
     names = hf_input_names(model, module)
+    task = str(model.config.get("task") or DEFAULT_HF_TASK)
     outputs: list[dict[str, Any]] = []
     with torch.inference_mode():
         for batch, seq in _PROBES:
@@ -339,6 +340,11 @@ def _hf_io_config(model: ModelHandle, module: torch.nn.Module) -> dict[str, Any]
                 axes[dim] = "batch_size"
             elif (size, other) == (_PROBES[0][1], _PROBES[1][1]):
                 axes[dim] = "sequence_length"
+        # The task template's names for the other dimensions (num_labels, vocab_size, hidden_size), as
+        # Olive's export writes them (a RenameOutputDims / DynamicToFixedShape may name them).
+        for dim, label in OUTPUT_AXES.get(task, {}).get(name, {}).items():
+            if dim < tensor.dim() and dim not in axes:
+                axes[dim] = label
         dynamic_axes[name] = axes
     return {
         "input_names": names,

@@ -70,8 +70,8 @@ class OnnxConversion(OnnxPass):
 
     name: ClassVar[str] = "OnnxConversion"
     # 2: a tokenizer-less causal LM without token_type_ids; 3: EOS-ended ids; 4: inputs in forward order,
-    # the KV cache's total length named as in Olive
-    version: ClassVar[str] = "4"
+    # the KV cache's total length named as in Olive; 5: output dimensions named from the task template
+    version: ClassVar[str] = "5"
     config_class: ClassVar[type[PassConfig]] = OnnxConversionConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("pytorch", "hf")
     #: It loads an HfModel through transformers, so the model's task must be one Olivine can load.
