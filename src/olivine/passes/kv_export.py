@@ -3,7 +3,9 @@
 The graph has Olive's (and optimum's) names: inputs ``input_ids``, ``attention_mask``, ``position_ids``
 (when the model takes them) and ``past_key_values.<layer>.key`` / ``.value``; outputs ``logits`` and
 ``present.<layer>.key`` / ``.value``. The past has shape ``[batch, kv_heads, past_sequence, head_dim]``
-and the attention mask covers past plus new tokens.
+and the attention mask covers past plus new tokens (its length is named ``past_sequence_length +
+sequence_length``, as in Olive). The graph's inputs are in the order of the model's ``forward``, as
+Olive orders them (GPT-2: ``input_ids``, the past, ``attention_mask``, ``position_ids``).
 
 torch 2.13's TorchScript exporter fails on transformers' causal masks, so the export always uses the dynamo
 exporter (opset 18 or the config's, if higher) with dynamic batch, sequence and past lengths.
@@ -100,8 +102,9 @@ def export_with_past(module: Any, io: dict[str, Any], path: Path, *, opset: int,
     import torch
 
     shape = CacheShape.of(module.config)
-    # The wrapper takes the plain inputs, then the cache; the graph's inputs are put in io's order after.
-    plain_names = [n for n in io["input_names"] if not n.startswith("past_key_values.")]
+    # The wrapper takes the plain inputs in its own order, then the cache; the graph's inputs are put in
+    # io's order (forward's) after the export.
+    plain_names = [n for n in ("input_ids", "attention_mask", "position_ids") if n in io["input_names"]]
     names = plain_names + shape.past_names()
     wrapper = _with_past(module, shape, plain_names)
     args = dummy_inputs(module, names)
