@@ -191,7 +191,8 @@ class OrtSessionParamsTuning(Pass):
         candidates = [baseline, *(s for s in configured if s != baseline)]
         inputs = _inputs(model, cfg, ctx)
         timings = time_settings(model, candidates, inputs, cfg, ctx)
-        if len(configured) == 1:
+        affinities = (cfg.extra_session_config or {}).get("session.intra_op_thread_affinities")
+        if len(configured) == 1 and (None not in cfg.intra_thread_num_list or affinities):
             # The config names one setting (Olive 0.13's form: one search point): it is the model's
             # settings, as in Olive, whatever the timing against the current ones says.
             best = configured[0]
