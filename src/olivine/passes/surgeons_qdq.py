@@ -19,6 +19,7 @@ uint8 output, float outputs), these read the types and axes from the model; a pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from olivine.passes.surgeons import Surgeon, _infer_shapes, drop_dead
@@ -125,36 +126,33 @@ class RemoveQDQ(Surgeon):
     keep_clip_after_inputs: bool = False
 
     def apply(self, model: ir.Model) -> ir.Model:
-        graph = model.graph
-        pairs = _pairs(graph)
-        for q, dqs in pairs:
+        def replacement(graph: Any, q: Any, dq: Any) -> Any:
             source = q.inputs[0]
-            for dq in dqs:
-                replacement = source
-                if self.keep_clip_after_inputs and source is not None and source.is_graph_input():
-                    replacement = _clip(graph, q, dq)
-                _bypass(graph, dq.outputs[0], replacement)
-                graph.remove(dq, safe=True)
-            graph.remove(q, safe=True)
-        if pairs:
-            drop_dead(model)
-            _sort(model)
-        return model
+            if self.keep_clip_after_inputs and source is not None and source.is_graph_input():
+                return _clip(graph, q, dq)
+            return source
+
+        return _replace_pairs(model, replacement)
 
 
 class QDQToClip(Surgeon):
     def apply(self, model: ir.Model) -> ir.Model:
-        graph = model.graph
-        pairs = _pairs(graph)
-        for q, dqs in pairs:
-            for dq in dqs:
-                _bypass(graph, dq.outputs[0], _clip(graph, q, dq))
-                graph.remove(dq, safe=True)
-            graph.remove(q, safe=True)
-        if pairs:
-            drop_dead(model)
-            _sort(model)
-        return model
+        return _replace_pairs(model, _clip)
+
+
+def _replace_pairs(model: ir.Model, replacement: Callable[[Any, Any, Any], Any]) -> ir.Model:
+    """Each Q -> DQ pair of the main graph goes; each DQ's consumers read ``replacement(graph, q, dq)``."""
+    graph = model.graph
+    pairs = _pairs(graph)
+    for q, dqs in pairs:
+        for dq in dqs:
+            _bypass(graph, dq.outputs[0], replacement(graph, q, dq))
+            graph.remove(dq, safe=True)
+        graph.remove(q, safe=True)
+    if pairs:
+        drop_dead(model)
+        _sort(model)
+    return model
 
 
 class RemoveDeqLin(Surgeon):
