@@ -54,6 +54,11 @@ def save(
     proto = helper.make_model(
         helper.make_graph(nodes, "g", inputs, outputs, list(inits)), opset_imports=opsets, ir_version=9, **kw
     )
+    return save_proto(folder, proto)
+
+
+def save_proto(folder: Path, proto: onnx.ModelProto) -> ModelHandle:
+    """``proto`` saved as ``folder/model.onnx``, as an ONNX model handle."""
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(folder / "model.onnx"))
     return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_graph_surgeries import save_proto
 
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
@@ -38,9 +39,7 @@ def save(
     proto = helper.make_model(
         helper.make_graph(nodes, "g", inputs, outputs, list(inits)), opset_imports=opsets, ir_version=9
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(folder / "model.onnx"))
-    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
+    return save_proto(folder, proto)
 
 
 def vinfo(name: str, shape: list[Any], elem: int = TensorProto.FLOAT) -> Any:
@@ -559,11 +558,7 @@ def test_packed_attention_to_loop_mha(tmp_path: Path) -> None:
         opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("custom", 1)],
         ir_version=10,
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(proto, str(tmp_path / "m" / "model.onnx"))
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
-    )
+    model = save_proto(tmp_path / "m", proto)
     out = surgery(model, tmp_path / "o", {"surgeon": "PackedAttentionToLoopMHA"})
     assert "Loop" in ops(out) and "PackedAttention" not in ops(out)
     assert {o.domain for o in load(out).opset_import} <= {"", "ai.onnx", "com.microsoft"}

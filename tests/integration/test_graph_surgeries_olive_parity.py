@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_graph_surgeries import graph, ops, save, surgery, vinfo
+from test_graph_surgeries import graph, ops, save, save_proto, surgery, vinfo
 
 from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle
@@ -72,9 +72,7 @@ def _erf_after_contrib(folder: Path, opset: int) -> ModelHandle:
         opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)],
         ir_version=8,
     )
-    folder.mkdir(parents=True)
-    onnx.save_model(proto, str(folder / "model.onnx"))
-    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
+    return save_proto(folder, proto)
 
 
 def test_erf_with_an_untyped_input_is_replaced_through_castlike(tmp_path: Path) -> None:
@@ -132,11 +130,7 @@ def test_lp_norm_forms(tmp_path: Path, form: str) -> None:
         opset_imports=[helper.make_opsetid("", opset)],
         ir_version=8,
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(proto, str(tmp_path / "m" / "model.onnx"))
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
-    )
+    model = save_proto(tmp_path / "m", proto)
     out = surgery(model, tmp_path / "o", {"surgeon": "PowReduceSumPowDiv2LpNorm"})
     assert ops(out) == ["LpNormalization"]
     assert not graph(out).initializer  # the pattern's constants went with it
