@@ -234,6 +234,13 @@ def test_model_builder_config_refuses_unknown_search_option_and_block_size() -> 
             "extra_options.filename with metadata_only",
         ),
         ({"extra_options": {"config_only": True}}, "set metadata_only"),
+        (
+            {"extra_options": {"int4_accuracy_levle": 4}},
+            "extra_options.int4_accuracy_levle: not an option of onnxruntime-genai 0.15.2's model builder, "
+            "which would ignore it; did you mean 'int4_accuracy_level'?",
+        ),
+        ({"extra_options": {"quant_mode": "int4"}}, "extra_options.quant_mode: not an option"),
+        ({"extra_options": {"hf_token": "hf_abc"}}, "extra_options.hf_token: only true or false here"),
     ],
 )
 def test_model_builder_generator_and_builder_options_are_checked_at_config_time(
@@ -243,6 +250,54 @@ def test_model_builder_generator_and_builder_options_are_checked_at_config_time(
     deep in the builder after the whole build."""
     with pytest.raises(ValidationError, match=re.escape(message)):
         PASSES.get("ModelBuilder").config_class.model_validate(params)
+
+
+def test_model_builder_takes_every_option_the_builder_reads_and_olives_recipes_set() -> None:
+    """The config-time list of builder options is the pinned builder's: every key its source reads from
+    extra_options is accepted (a refused one would block a working config), as are the keys Olive's
+    recipes set, the int4_ aliases and the environment-token switch."""
+    import onnxruntime_genai.models.builder as builder
+
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in Path(builder.__file__).parent.rglob("*.py")
+    )
+    read = set(re.findall(r'extra_options(?:\.get\(|\[)"(\w+)"', source))
+    read |= set(re.findall(r'"(\w+)" in extra_options', source))
+    read -= {"hf_details"}  # the builder's own record, set by check_extra_options
+    assert len(read) > 20
+    recipes = {
+        "filename": "text.onnx",
+        "include_hidden_states": True,
+        "prune_lm_head": True,
+        "int4_accuracy_level": 4,
+        "exclude_embeds": True,
+        "hf_token": "false",
+    }
+    config_class = PASSES.get("ModelBuilder").config_class
+    for key in sorted(read):
+        config_class.model_validate({"extra_options": {key: "1"}})
+    config_class.model_validate({"extra_options": recipes})
+
+
+def test_model_builder_hf_token_refusal_does_not_echo_the_token(tmp_path: Path) -> None:
+    from olivine.api import load
+    from olivine.errors import ConfigError
+
+    secret = "hf_" + "Zq7" * 10
+    path = tmp_path / "cfg.json"
+    path.write_text(
+        json.dumps(
+            {
+                "input_model": write_causal_lm(tmp_path / "llm", "qwen2"),
+                "passes": {"b": {"type": "ModelBuilder", "extra_options": {"hf_token": secret}}},
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert "extra_options.hf_token: only true or false" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value.__cause__ or "") + repr(caught.value.__context__ or "")
 
 
 def test_model_builder_refuses_a_folder_without_a_tokenizer_before_building(

@@ -537,3 +537,55 @@ def test_float16_names_not_in_the_model_are_refused(
     with pytest.raises(ConfigError, match=r"\['nope'\]") as caught:
         run_pass("OnnxFloatToFloat16", mlp, tmp_path / "o", **params)
     assert caught.value.path == key
+
+
+@pytest.mark.parametrize("keep", [True, ["y", "w", "c", "x"]])
+def test_float16_keep_io_types_with_an_initializer_or_input_wired_to_an_output(
+    tmp_path: Path, keep: bool | list[str]
+) -> None:
+    """onnxruntime's converter gave such an output a Cast from a tensor no node writes: "Graph is not a
+    DAG", and the pass failed. Each output is now float32, in its place, with the original's values."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.array([0.5, 1.5, -2.0, 4.0], np.float32), "w")
+    const = numpy_helper.from_array(np.array([3.0, 1.0, 0.25, 7.0], np.float32), "c")
+    body_out = helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])
+    branch = helper.make_graph([helper.make_node("Neg", ["w"], ["z"])], "branch", [], [body_out])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "w"], ["s"]),
+            helper.make_node("ReduceSum", ["s"], ["total"], keepdims=0),
+            helper.make_node("Greater", ["total", "zero"], ["positive"]),
+            helper.make_node("If", ["positive"], ["y"], then_branch=branch, else_branch=branch),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [4]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [4]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [4]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]),
+        ],
+        [weights, const, numpy_helper.from_array(np.array(0.0, np.float32), "zero")],
+    )
+    (tmp_path / "m").mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(tmp_path / "m" / "model.onnx"),
+    )
+    model = ModelHandle(
+        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    )
+    out = run_pass("OnnxFloatToFloat16", model, tmp_path / "o", keep_io_types=keep)
+    proto = onnx.load(str(out.onnx_path))
+    assert [(v.name, v.type.tensor_type.elem_type) for v in proto.graph.output] == [
+        (name, TensorProto.FLOAT) for name in ("y", "w", "c", "x")
+    ]
+    assert elem_type(proto.graph.input, "x") == TensorProto.FLOAT
+    x = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    expected = open_runner(model).run({"x": x})
+    got = open_runner(out).run({"x": x})
+    for want, have in zip(expected, got, strict=True):
+        assert have.dtype == np.float32
+        np.testing.assert_allclose(have, want, rtol=1e-3)
+    assert op_counts(out).get("Cast", 0) >= 2  # the weights are float16 inside

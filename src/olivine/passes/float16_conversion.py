@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import onnx
 from pydantic import model_validator
 
 from olivine.errors import ConfigError, PassRunError
@@ -59,6 +60,7 @@ class OnnxFloatToFloat16(OnnxPass):
         cfg: OnnxFloatToFloat16Config = config
         proto = load_onnx(model.onnx_path)
         op_block_list, node_block_list = _block_lists(cfg, proto)
+        passthrough = _outputs_without_producer(proto, cfg.keep_io_types)
         ort_model = OnnxModel(proto)
         try:
             ort_model.convert_float_to_float16(
@@ -73,10 +75,65 @@ class OnnxFloatToFloat16(OnnxPass):
             ort_model.topological_sort()
         except Exception as exc:  # the converter raises assorted errors on graphs it cannot type
             raise PassRunError(self.name, f"float16 conversion failed on {model.onnx_path}: {exc}") from exc
+        for index, output in passthrough:  # an input kept float32 is the same float32 output
+            ort_model.model.graph.output.insert(index, output)
         refused = _float16_qdq_scales(ort_model.model)
         if refused:
             raise PassRunError(self.name, refused)
         return write_output(ort_model.model, model, output_dir, cfg)
+
+
+def _outputs_without_producer(proto: Any, keep_io_types: bool | list[str]) -> list[tuple[int, Any]]:
+    """Make every float32 output that ``keep_io_types`` keeps float32 one that a node writes.
+
+    onnxruntime's converter gives each kept output a Cast from the tensor a node writes under that name; an
+    initializer or an input wired straight to an output has no such node, and the converter wrote a Cast
+    whose input nothing produces ("Graph is not a DAG"). An initializer gets an Identity in front (it is
+    renamed, its readers follow); an input that is also an output (kept float32 as an input too) is taken
+    out of the outputs and returned with its place, to be put back after the conversion.
+    """
+    graph = proto.graph
+    kept = [
+        (index, output)
+        for index, output in enumerate(graph.output)
+        if output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        and (keep_io_types is True or (isinstance(keep_io_types, list) and output.name in keep_io_types))
+    ]
+    written = {name for node in graph.node for name in node.output}
+    inputs = {value.name for value in graph.input}
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    used = {name for node in walk_nodes(graph.node) for name in [*node.input, *node.output]}
+    used |= inputs | set(initializers) | {value.name for value in graph.output}
+    passthrough = []
+    for index, output in reversed(kept):
+        if output.name in written:
+            continue
+        if output.name in inputs:
+            passthrough.insert(0, (index, onnx.ValueInfoProto.FromString(output.SerializeToString())))
+            del graph.output[index]
+        elif output.name in initializers:
+            source = output.name + "_source"
+            while source in used:
+                source += "_"
+            used.add(source)
+            _rename_reads(graph, output.name, source)
+            initializers[output.name].name = source
+            graph.node.insert(0, onnx.helper.make_node("Identity", [source], [output.name]))
+    return passthrough
+
+
+def _rename_reads(graph: Any, old: str, new: str) -> None:
+    """Nodes of ``graph`` and of its subgraphs that read ``old`` read ``new`` instead (a subgraph with its
+    own ``old`` keeps reading it)."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        for attribute in node.attribute:
+            subgraphs = [attribute.g] if attribute.HasField("g") else []
+            for sub in [*subgraphs, *attribute.graphs]:
+                own = {value.name for value in [*sub.input, *sub.initializer]}
+                own |= {name for inner in sub.node for name in inner.output}
+                if old not in own:
+                    _rename_reads(sub, old, new)
 
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")

@@ -6,7 +6,8 @@ Olive's parameter names, defaults and search values (olive/passes/onnx/model_bui
 (merged into the generated config's ``search`` block), the ``int4_*`` quantization options, the
 ``exclude_*`` / ``include_hidden_states`` switches and free-form ``extra_options``. Like Olive, every set
 option is handed to the builder's own ``check_extra_options`` so the builder stays the one owner of what
-an option means.
+an option means. Which keys exist is checked at config time against the pinned builder's list: the builder
+ignores an unknown key without a word, and Olive passes it on.
 
 The builder is pinned to onnxruntime-genai 0.15.2, the newest release whose builder imports with
 transformers 4.x (0.16 and later import classes that exist only in transformers 5; see the ``genai``
@@ -16,6 +17,7 @@ extra in pyproject.toml).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import json
 import logging
@@ -105,6 +107,54 @@ def _search_value_problem(key: str, value: Any) -> str | None:
 _PASS_OWNED = {
     "config_only": "set metadata_only: true instead",
 }
+# Every option onnxruntime-genai 0.15.2's builder reads (its --extra_options help in builder.py), and the
+# int4_-prefixed names it still takes as aliases. The builder ignores any other key without a word, so a
+# misspelled option would build a different model than the config says: refused at config time.
+_BUILDER_OPTIONS = frozenset(
+    {
+        "accuracy_level",
+        "adapter_path",
+        "algo_config",
+        "block_size",
+        "disable_qkv_fusion",
+        "enable_cuda_graph",
+        "enable_dml_graph",
+        "enable_webgpu_graph",
+        "exclude_embeds",
+        "exclude_lm_head",
+        "filename",
+        "fuse_qk_norm_gqa",
+        "hf_remote",
+        "hf_token",
+        "include_hidden_states",
+        "is_symmetric",
+        "kv_cache_quant_type",
+        "kv_cache_scale_file",
+        "matmul_mixed_precision",
+        "matmulnbits_weights_prepacked",
+        "moe_quant_type",
+        "nodes_to_exclude",
+        "num_hidden_layers",
+        "op_types_to_quantize",
+        "prune_lm_head",
+        "qmoe_block_size",
+        "qmoe_weights_prepacked",
+        "shared_embeddings",
+        "use_8bits_moe",
+        "use_cuda_bf16",
+        "use_qdq",
+        "use_webgpu_fp32",
+        "int4_accuracy_level",
+        "int4_algo_config",
+        "int4_block_size",
+        "int4_is_symmetric",
+        "int4_nodes_to_exclude",
+        "int4_op_types_to_quantize",
+    }
+    | set(_PASS_OWNED)
+)
+# hf_token's values that are not a token: on/off for the environment's token.
+_TOKEN_SWITCHES = {"true", "false", "1", "0"}
 # The tokenizer files the builder copies beside the model (onnxruntime-genai reads them).
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 # The config keys handled by the pass itself; every other set key is a builder option.
@@ -165,8 +215,21 @@ class ModelBuilderConfig(PassConfig):
     @classmethod
     def _extra_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for key, option in (value or {}).items():
+            if key not in _BUILDER_OPTIONS:
+                match = difflib.get_close_matches(key, sorted(_BUILDER_OPTIONS), n=1)
+                hint = f"did you mean '{match[0]}'? " if match else ""
+                raise ValueError(
+                    f"extra_options.{key}: not an option of onnxruntime-genai 0.15.2's model builder, "
+                    f"which would ignore it; {hint}known: {', '.join(sorted(_BUILDER_OPTIONS))}"
+                )
             if key in _PASS_OWNED:
                 raise ValueError(f"extra_options.{key}: {_PASS_OWNED[key]}")
+            if key == "hf_token" and str(option).lower() not in _TOKEN_SWITCHES:
+                # The value is not echoed: it is a secret, and the config is kept in the run's records.
+                raise ValueError(
+                    "extra_options.hf_token: only true or false here (a token written in the config would "
+                    "be kept in Olivine's records); set HF_TOKEN in the environment instead"
+                )
             if key == "filename":
                 # Olive's recipes name the graph (text.onnx for a vision-language model's text part).
                 name = str(option)
