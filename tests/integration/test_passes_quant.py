@@ -203,6 +203,28 @@ def test_static_calibration_data_with_non_finite_values_is_refused(
         run_pass("OnnxStaticQuantization", mlp, tmp_path / "o", ctx, data_config="calib")
 
 
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_static_calibration_data_of_another_dtype_is_cast_to_the_inputs(
+    mlp: ModelHandle, ctx: PassContext, mlp_dir: Path, tmp_path: Path, quant_format: str
+) -> None:
+    """float64 data (numpy's default) for a float32 input failed in onnxruntime's calibration session, where
+    evaluation and tuning cast it; the same values as float64 now give the same model."""
+    data = np.load(mlp_dir / "calib.npz")["input"]
+    np.savez(tmp_path / "f64.npz", input=data.astype(np.float64))
+    calib = CALIB.model_copy(deep=True)
+    assert calib.load_dataset_config is not None
+    calib.load_dataset_config.params["data_files"] = str(tmp_path / "f64.npz")
+    wide = PassContext(data_configs={"calib": calib}, base_dir=tmp_path)
+    got = static(mlp, tmp_path / "f64", wide, quant_format=quant_format)
+    want = static(mlp, tmp_path / "f32", ctx, quant_format=quant_format)
+    scales = {k: v for k, v in initializers(want).items() if "scale" in k}
+    assert scales
+    for key, tensor in scales.items():
+        np.testing.assert_array_equal(
+            onnx.numpy_helper.to_array(initializers(got)[key]), onnx.numpy_helper.to_array(tensor)
+        )
+
+
 def test_a_dummy_shape_of_zero_is_refused_at_validation() -> None:
     """An empty dummy input calibrated to scale 1.0 (no range at all), reported as success."""
     from pydantic import ValidationError

@@ -104,7 +104,7 @@ def _outputs_without_producer(proto: Any, keep_io_types: bool | list[str]) -> li
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     used = {name for node in walk_nodes(graph.node) for name in [*node.input, *node.output]}
     used |= inputs | set(initializers) | {value.name for value in graph.output}
-    passthrough = []
+    passthrough: list[tuple[int, Any]] = []
     for index, output in reversed(kept):
         if output.name in written:
             continue

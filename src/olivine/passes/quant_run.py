@@ -271,6 +271,7 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
         base_dir=ctx.base_dir,
     )
     wanted = model_input_names(view) or []
+    dtypes = _input_dtypes(source)
     limit = cfg.sampling_size
 
     def feeds() -> Iterator[dict[str, Any]]:
@@ -282,7 +283,8 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
                     f"data config '{name}' gives no {missing} (the model's inputs: {wanted})",
                     path="data_config",
                 )
-            feed = {n: inputs[n] for n in wanted}
+            # As evaluation does: float64 data (numpy's default) for a float32 input, int32 ids for int64.
+            feed = {n: _as_dtype(inputs[n], dtypes.get(n)) for n in wanted}
             _check_calibration_batch(name, feed)
             if limit is not None:
                 rows = len(next(iter(feed.values()))) if feed else 0
@@ -308,6 +310,33 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
 
     ctx.logger.info("calibrating on data config '%s'%s", name, f" (at most {limit} samples)" if limit else "")
     return _Reader()
+
+
+def _input_dtypes(source: Path) -> dict[str, Any]:
+    """The numpy dtype of each of the graph's tensor inputs (the graph alone; its weights are not read)."""
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    dtypes = {}
+    for value in graph.input:
+        elem_type = value.type.tensor_type.elem_type
+        if value.type.HasField("tensor_type") and elem_type:
+            try:
+                dtypes[value.name] = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+            except KeyError:  # a type numpy has no dtype for (bfloat16, float8): left as given
+                continue
+    return dtypes
+
+
+def _as_dtype(value: Any, dtype: Any) -> Any:
+    import numpy as np
+
+    array = np.asarray(value)
+    if dtype is None or array.dtype == dtype:
+        return array
+    widen = np.dtype(dtype).kind == "f" and array.dtype.kind in "biuf"  # never floats to integers
+    same_kind = array.dtype.kind in "iu" and np.dtype(dtype).kind in "iu"
+    return array.astype(dtype) if widen or same_kind else array
 
 
 def _check_calibration_batch(name: str, feed: dict[str, Any]) -> None:
