@@ -274,9 +274,12 @@ def test_model_builder_takes_every_option_the_builder_reads_and_olives_recipes_s
         "hf_token": "false",
     }
     config_class = PASSES.get("ModelBuilder").config_class
-    for key in sorted(read):
-        config_class.model_validate({"extra_options": {key: "1"}})
+    values = {"filename": "part.onnx", "hf_token": "false"}
+    for key in sorted(read - {"config_only"}):
+        config_class.model_validate({"extra_options": {key: values.get(key, "1")}})
     config_class.model_validate({"extra_options": recipes})
+    with pytest.raises(ValidationError, match="set metadata_only: true instead"):  # the pass's own
+        config_class.model_validate({"extra_options": {"config_only": "1"}})
 
 
 def test_model_builder_hf_token_refusal_does_not_echo_the_token(tmp_path: Path) -> None:

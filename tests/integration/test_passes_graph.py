@@ -256,6 +256,52 @@ def test_add_olive_metadata_names_the_graph_and_keeps_external_weights(
     np.testing.assert_array_equal(open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0])
 
 
+def test_add_olive_metadata_model_hash_is_the_input_models_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Olive writes model_hash (its input model's identifier); Olivine wrote none. In a workflow it is the
+    pass's input model's id: the input's content hash first, the key of the run that made it later."""
+    import json
+
+    from olivine.api import load, run_local
+    from olivine.engine.identity import handle_from_input_config, input_model_id
+    from tiny_models import write_onnx_mlp
+
+    monkeypatch.chdir(tmp_path)
+    write_onnx_mlp(tmp_path / "mlp")
+    meta = {"type": "AddOliveMetadata", "graph_name": "g", "custom_metadata": {"model_hash": "mine"}}
+    config: dict[str, Any] = {
+        "input_model": {"type": "ONNXModel", "model_path": "mlp", "onnx_file_name": "model.onnx"},
+        "passes": {"meta": meta},
+        "cache_dir": "cache",
+        "output_dir": "out",
+    }
+
+    def model_hash() -> str:
+        (tmp_path / "cfg.json").write_text(json.dumps(config))
+        workflow = load(tmp_path / "cfg.json")
+        best = run_local(workflow).best
+        assert best is not None
+        props = {p.key: p.value for p in onnx.load(str(best.model.onnx_path)).metadata_props}
+        return props["model_hash"]
+
+    first = model_hash()
+    workflow = load(tmp_path / "cfg.json")
+    assert first == input_model_id(handle_from_input_config(workflow.config.input_model))
+    config["passes"] = {"peep": {"type": "OnnxPeepholeOptimizer"}, "meta": meta}
+    chained = model_hash()
+    runs = [json.loads(f.read_text()) for f in (tmp_path / "cache").rglob("run.json")]
+    peephole = [r["key"] for r in runs if r["pass_type"] == "OnnxPeepholeOptimizer"]
+    assert peephole == [chained] and chained != first
+    alone = run_pass(
+        "AddOliveMetadata",
+        handle_from_input_config(workflow.config.input_model),
+        tmp_path / "x",
+        **{k: v for k, v in meta.items() if k != "type"},
+    )
+    assert {p.key: p.value for p in onnx.load(str(alone.onnx_path)).metadata_props}["model_hash"] == "unknown"
+
+
 def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHandle, tmp_path: Path) -> None:
     first = run_pass(
         "AddOliveMetadata", mlp, tmp_path / "a", graph_name="one", custom_metadata={"owner": "a"}

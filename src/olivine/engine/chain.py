@@ -142,6 +142,7 @@ class ChainRunner:
                 data_configs=self.data_configs,
                 base_dir=self.base_dir,
                 shared=self.shared.for_model(model_id, library_versions(step.cls.libraries)),
+                model_id=model_id,
             )
             instance = step.cls()
             output = instance.run(model, step.config, staging / "model", ctx)

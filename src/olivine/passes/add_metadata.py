@@ -3,7 +3,9 @@
 Olive's parameters (olive/passes/onnx/add_metadata.py): ``graph_name`` (required), ``custom_metadata``
 (string key/values), ``add_optimization_info`` (the model's HF task, optimization passes and
 quantization config from its attributes). Olive also writes ``olive_version``; this pass writes
-``olivine_version``. ``hf_model_name`` is written only when it is a hub name, never a local path. The
+``olivine_version``. ``model_hash`` is, as in Olive, the identity of the pass's input model: here its id in
+Olivine's cache (the input model's content hash, or the key of the run that made it), "unknown" when the
+pass runs outside the engine. ``hf_model_name`` is written only when it is a hub name, never a local path. The
 weights are not re-serialized: the new fields are appended to a copy of the model file (see
 :func:`_copy_with_fields`) and external-data files are copied beside it (Olive hard-links them, but
 onnx >= 1.18 refuses hard-linked external data as a possible attack), each at its place relative to the
@@ -41,7 +43,7 @@ class AddOliveMetadataConfig(ExternalDataConfig):
 
 class AddOliveMetadata(OnnxPass):
     name: ClassVar[str] = "AddOliveMetadata"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = AddOliveMetadataConfig
     #: Its output records the olivine version.
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "olivine")
@@ -54,7 +56,7 @@ class AddOliveMetadata(OnnxPass):
         target = output_dir / source.name
         proto = onnx.load(str(source), load_external_data=False)
         existing = {p.key: p.value for p in proto.metadata_props}
-        metadata = {**existing, **olive_metadata(model, cfg)}
+        metadata = {**existing, **olive_metadata(model, cfg, ctx.model_id)}
         output_dir.mkdir(parents=True, exist_ok=True)
         if cfg.save_as_external_data:  # a new weights layout asked for: the model is written again
             whole = onnx.load(str(source), load_external_data=True)
@@ -107,9 +109,10 @@ def _olivine_version() -> str:
         return "unknown"
 
 
-def olive_metadata(model: ModelHandle, cfg: AddOliveMetadataConfig) -> dict[str, str]:
+def olive_metadata(model: ModelHandle, cfg: AddOliveMetadataConfig, model_id: str | None) -> dict[str, str]:
     metadata = {str(k): str(v) for k, v in cfg.custom_metadata.items()}
     metadata["olivine_version"] = _olivine_version()
+    metadata["model_hash"] = model_id or "unknown"  # Olive sets it after the custom keys too
     attributes = model.attributes
     hf_name = attributes.get("_name_or_path")
     if isinstance(hf_name, str) and hf_name and not os.path.isabs(hf_name) and not os.path.exists(hf_name):

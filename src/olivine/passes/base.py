@@ -76,6 +76,9 @@ class PassContext:
     base_dir: Path | None = None
     #: Shared intermediate artifacts of the input model (None outside the engine: the pass makes its own).
     shared: SharedSteps | None = None
+    #: The input model's id in the cache (its content hash, or the key of the run that made it); None
+    #: outside the engine.
+    model_id: str | None = None
 
 
 class Pass(ABC):
