@@ -349,6 +349,42 @@ def test_model_builder_runs_in_a_workflow_and_its_output_folder_generates(tmp_pa
 
 
 @pytest.mark.integration
+def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Path) -> None:
+    """Two gaps on the way: the builder's output named no tokenizer for the text data config (OnnxConversion's
+    does: hf_model_path), and its GroupQueryAttention cache inputs were missing from the text batches
+    (they get an empty cache of length 0, as in Olive, with the head size from the genai config)."""
+    from olivine.api import load, run_local
+
+    (tmp_path / "d.csv").write_text("text\nthe cat sat on the mat\na dog ran far away\nhello world again\n")
+    config = {
+        "input_model": write_causal_lm(tmp_path / "llm", "qwen2"),
+        "data_configs": [
+            {
+                "name": "calib",
+                "type": "HuggingfaceContainer",
+                "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
+                "pre_process_data_config": {"text_cols": ["text"], "max_seq_len": 8},
+                "dataloader_config": {"batch_size": 2},
+            }
+        ],
+        "passes": {
+            "builder": {"type": "ModelBuilder", "precision": "fp32"},
+            "quant": {"type": "OnnxStaticQuantization", "data_config": "calib"},
+        },
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "out"),
+    }
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+    best = run_local(load(path)).best
+    assert best is not None
+    graph = onnx.load(str(best.model.onnx_path), load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "GroupQueryAttention"} <= ops
+    assert best.model.attributes["hf_model_path"] == str(tmp_path / "llm")
+
+
+@pytest.mark.integration
 def test_model_builder_check_refuses_a_tokenizer_the_generator_cannot_read(
     llama: ModelHandle, tmp_path: Path
 ) -> None:

@@ -421,3 +421,53 @@ def test_engine_reruns_static_quantization_when_the_calibration_data_changes(
     np.savez(tmp_path / "calib.npz", input=np.full((8, MLP_IN), 3.0, dtype=np.float32))
     changed = run_local(load(path)).best
     assert changed is not None and changed.model_id != first.model_id
+
+
+def _text_calibration(folder: Path) -> dict[str, Any]:
+    (folder / "d.csv").write_text(
+        "text\nthe cat sat on the mat\na dog ran far away\nhello world again\nmore words\n"
+    )
+    return {
+        "name": "calib",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
+        "pre_process_data_config": {"text_cols": ["text"], "max_seq_len": 8},
+        "dataloader_config": {"batch_size": 2},
+    }
+
+
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quant_format: str
+) -> None:
+    """A text dataset gives input_ids and attention_mask; the exported decoder also takes position_ids and
+    the past cache. Olive's calibration reader adds them (an empty cache behind one unattended token);
+    Olivine refused the data config ("gives no ['position_ids', 'past_key_values.0.key', ...]")."""
+    import json
+
+    import onnxruntime as ort
+
+    from olivine.api import load, run_local
+    from tiny_models import write_tiny_llama
+
+    monkeypatch.chdir(tmp_path)
+    model = write_tiny_llama(tmp_path / "llama")
+    del model["task"]  # Olive's default: text-generation-with-past
+    config = {
+        "input_model": model,
+        "data_configs": [_text_calibration(tmp_path)],
+        "passes": {
+            "conversion": {"type": "OnnxConversion"},
+            "quant": {"type": "OnnxStaticQuantization", "data_config": "calib", "quant_format": quant_format},
+        },
+        "cache_dir": "cache",
+        "output_dir": "out",
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    best = run_local(load(tmp_path / "cfg.json")).best
+    assert best is not None
+    counts = op_counts(best.model)
+    assert counts.get("QuantizeLinear", 0) + counts.get("QLinearMatMul", 0) > 0
+    session = ort.InferenceSession(str(best.model.onnx_path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names[:3] == ["input_ids", "attention_mask", "position_ids"] and "past_key_values.0.key" in names

@@ -251,7 +251,7 @@ class ModelBuilder(Pass):
     """Build an ONNX causal LM and its genai config with onnxruntime-genai's model builder."""
 
     name: ClassVar[str] = "ModelBuilder"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = ModelBuilderConfig
     accepts: ClassVar[tuple[ModelKind, ...]] = ("hf", "onnx")
     libraries: ClassVar[tuple[str, ...]] = (
@@ -307,6 +307,8 @@ class ModelBuilder(Pass):
                 _link_or_copy(source, target)
         onnx_name = _onnx_file(output_dir, str(options["filename"]))
         attributes = {k: v for k, v in model.attributes.items() if k != "additional_files"}
+        if model.kind == "hf":  # where later data configs find the tokenizer, as after OnnxConversion
+            attributes.setdefault("hf_model_path", model.model_path)
         handle_config: dict[str, Any] = {"model_path": str(output_dir), "onnx_file_name": onnx_name}
         if model.kind == "onnx" and model.config.get("inference_settings"):
             handle_config["inference_settings"] = model.config["inference_settings"]

@@ -252,9 +252,11 @@ def _quantize_static(
 
 def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path, ctx: PassContext) -> Any:
     """An onnxruntime ``CalibrationDataReader`` over the batches of the pass's ``data_config``."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader
 
     from olivine.data import build_dataloader, model_input_names
+    from olivine.passes.quant_kv import kv_calibration
 
     name = cfg.data_config or ""
     if name not in ctx.data_configs:
@@ -271,12 +273,16 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
         base_dir=ctx.base_dir,
     )
     wanted = model_input_names(view) or []
-    dtypes = _input_dtypes(source)
+    graph = onnx.load(str(source), load_external_data=False).graph
+    dtypes = _input_dtypes(graph)
+    # A text dataset for a decoder with a KV cache, as in Olive (the genai config is the input model's).
+    decoder = kv_calibration(graph, dtypes, model.onnx_path.parent)
     limit = cfg.sampling_size
 
     def feeds() -> Iterator[dict[str, Any]]:
         seen = 0
-        for inputs, _labels in loader:
+        for given, _labels in loader:
+            inputs = decoder.complete(given) if decoder is not None else given
             missing = [n for n in wanted if n not in inputs]
             if missing:
                 raise ConfigError(
@@ -285,7 +291,7 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
                 )
             # As evaluation does: float64 data (numpy's default) for a float32 input, int32 ids for int64.
             feed = {n: _as_dtype(inputs[n], dtypes.get(n)) for n in wanted}
-            _check_calibration_batch(name, feed)
+            _check_calibration_batch(name, {n: v for n, v in feed.items() if n in given})  # not a made cache
             if limit is not None:
                 rows = len(next(iter(feed.values()))) if feed else 0
                 if seen + rows > limit:
@@ -312,11 +318,10 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
     return _Reader()
 
 
-def _input_dtypes(source: Path) -> dict[str, Any]:
-    """The numpy dtype of each of the graph's tensor inputs (the graph alone; its weights are not read)."""
+def _input_dtypes(graph: Any) -> dict[str, Any]:
+    """The numpy dtype of each of the graph's tensor inputs."""
     import onnx
 
-    graph = onnx.load(str(source), load_external_data=False).graph
     dtypes = {}
     for value in graph.input:
         elem_type = value.type.tensor_type.elem_type
