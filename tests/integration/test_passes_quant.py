@@ -471,3 +471,23 @@ def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
     session = ort.InferenceSession(str(best.model.onnx_path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names[:3] == ["input_ids", "attention_mask", "position_ids"] and "past_key_values.0.key" in names
+
+
+def test_static_calibration_reports_its_progress(
+    mlp: ModelHandle,
+    ctx: PassContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A loader that never ends (no calibration_sampling_size) ran in silence until stopped."""
+    import logging
+
+    from olivine.passes import quant_run
+
+    monkeypatch.setattr(quant_run, "_PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="olivine.passes"):
+        static(mlp, tmp_path, ctx)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("calibration: ")]
+    assert lines and "batches read from data config 'calib'" in lines[0]
+    assert "reading until the data ends" in lines[0]

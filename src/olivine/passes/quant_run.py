@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -305,10 +306,22 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
         def __init__(self) -> None:
             self._batches = feeds()
             self.count = 0
+            self._started = self._logged = time.monotonic()
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self._batches, None)
             self.count += batch is not None
+            now = time.monotonic()
+            if batch is not None and now - self._logged >= _PROGRESS_EVERY_S:
+                # A loader that never ends (no calibration_sampling_size) shows here, not as silence.
+                self._logged = now
+                ctx.logger.info(
+                    "calibration: %d batches read from data config '%s' in %.0fs%s",
+                    self.count,
+                    name,
+                    now - self._started,
+                    "" if limit else " (no calibration_sampling_size: reading until the data ends)",
+                )
             return batch
 
         def rewind(self) -> None:
@@ -316,6 +329,10 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
 
     ctx.logger.info("calibrating on data config '%s'%s", name, f" (at most {limit} samples)" if limit else "")
     return _Reader()
+
+
+#: Seconds between two calibration progress lines.
+_PROGRESS_EVERY_S = 30.0
 
 
 def _input_dtypes(graph: Any) -> dict[str, Any]:
