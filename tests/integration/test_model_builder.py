@@ -349,7 +349,8 @@ def test_model_builder_runs_in_a_workflow_and_its_output_folder_generates(tmp_pa
 
 
 @pytest.mark.integration
-def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Path, precision: str) -> None:
     """Two gaps on the way: the builder's output named no tokenizer for the text data config (OnnxConversion's
     does: hf_model_path), and its GroupQueryAttention cache inputs were missing from the text batches
     (they get an empty cache of length 0, as in Olive, with the head size from the genai config)."""
@@ -368,7 +369,7 @@ def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Pa
             }
         ],
         "passes": {
-            "builder": {"type": "ModelBuilder", "precision": "fp32"},
+            "builder": {"type": "ModelBuilder", "precision": precision},
             "quant": {"type": "OnnxStaticQuantization", "data_config": "calib"},
         },
         "cache_dir": str(tmp_path / "cache"),
@@ -382,6 +383,20 @@ def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Pa
     ops = {node.op_type for node in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "GroupQueryAttention"} <= ops
     assert best.model.attributes["hf_model_path"] == str(tmp_path / "llm")
+    if precision == "int4":  # quantizing MatMulNBits' float scales again made every output 0
+        produced = {out: node.op_type for node in graph.node for out in node.output}
+        nbits = [node for node in graph.node if node.op_type == "MatMulNBits"]
+        assert nbits and all(produced.get(node.input[2]) != "DequantizeLinear" for node in nbits)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(best.model.onnx_path), providers=["CPUExecutionProvider"])
+    feed: dict[str, Any] = {"input_ids": np.array([[5, 9, 14, 3]], np.int64)}
+    feed["attention_mask"] = np.ones((1, 4), np.int64)
+    for value in session.get_inputs():
+        if value.name.startswith("past_key_values"):
+            feed[value.name] = np.zeros((1, value.shape[1], 0, 16), np.float32)
+    logits = session.run(["logits"], feed)[0]
+    assert np.abs(logits).max() > 0
 
 
 @pytest.mark.integration

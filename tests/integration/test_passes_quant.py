@@ -471,6 +471,15 @@ def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
     session = ort.InferenceSession(str(best.model.onnx_path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names[:3] == ["input_ids", "attention_mask", "position_ids"] and "past_key_values.0.key" in names
+    # Calibrated on an empty cache, the cache inputs had range (0, 0) and scale 1: decoding with a filled
+    # cache rounded every cached value to an integer. They take their cache output's parameters.
+    inits = initializers(best.model)
+    for layer, kind in [(0, "key"), (0, "value"), (1, "key")]:
+        for suffix in ("_scale", "_zero_point"):
+            past = onnx.numpy_helper.to_array(inits[f"past_key_values.{layer}.{kind}{suffix}"])
+            present = onnx.numpy_helper.to_array(inits[f"present.{layer}.{kind}{suffix}"])
+            np.testing.assert_array_equal(past, present)
+        assert onnx.numpy_helper.to_array(inits[f"past_key_values.{layer}.{kind}_scale"]) < 0.5
 
 
 def test_static_calibration_reports_its_progress(

@@ -110,3 +110,50 @@ def _genai_kv_dims(folder: Path | None) -> tuple[int, int] | None:
         return None
     valid = all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (heads, head_size))
     return (heads, head_size) if valid else None
+
+
+def _present_name(past: str) -> str | None:
+    """The cache output a cache input is fed from at the next step (Olive's two layouts)."""
+    match = re.fullmatch(r"past_key_values\.(\d+)\.(key|value)", past)
+    if match:
+        return f"present.{match[1]}.{match[2]}"
+    match = re.fullmatch(r"past_(key|value)_(\d+)", past)
+    return f"present_{match[1]}_{match[2]}" if match else None
+
+
+def sync_past_ranges(path: Path) -> list[str]:
+    """Give each quantized cache input of the model at ``path`` the scale and zero point of its cache output.
+
+    Calibrated on an empty cache, the inputs' range is (0, 0) and onnxruntime gives them scale 1: at every
+    decoding step the cached keys and values (|x| < 1) were rounded to whole numbers, while the first step
+    looked right. At the next step a cache input *is* the cache output of this one, so its range is that
+    output's (what Olive leaves to a later pass: "sync quant params between past and present"). Both
+    layouts name the parameters ``<tensor>_scale`` / ``<tensor>_zero_point`` (QDQ and QOperator). Returns the
+    cache inputs changed; the file is written again (graph only) when there are any.
+    """
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
+    synced = []
+    for value in proto.graph.input:
+        present = _present_name(value.name)
+        if present is None:
+            continue
+        pairs = [(f"{value.name}{suffix}", f"{present}{suffix}") for suffix in ("_scale", "_zero_point")]
+        if not all(a in initializers and b in initializers for a, b in pairs):
+            continue
+        same_kind = all(
+            initializers[a].data_type == initializers[b].data_type
+            and initializers[a].dims == initializers[b].dims
+            for a, b in pairs
+        )
+        if not same_kind:
+            continue
+        for a, b in pairs:
+            initializers[a].CopyFrom(initializers[b])
+            initializers[a].name = a
+        synced.append(value.name)
+    if synced:
+        onnx.save_model(proto, str(path))
+    return synced

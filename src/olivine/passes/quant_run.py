@@ -198,10 +198,10 @@ def _quantize_static(
     external: bool,
     ctx: PassContext,
 ) -> None:
-    from onnxruntime.quantization import QuantFormat, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
     reader = calibration_reader(cfg, model, source, ctx)
+    nodes_to_exclude = [*nodes_to_exclude, *_block_quantized_nodes(source, ctx)]
     options = extra_options(cfg, ctx, static=True)
     method = CalibrationMethod[cfg.calibrate_method]
     providers = cfg.calibration_providers or ["CPUExecutionProvider"]
@@ -231,7 +231,45 @@ def _quantize_static(
         qdq.nodes_to_quantize = nodes_to_quantize
         qdq.use_external_data_format = external
         quantize_with_config(str(source), str(output), qdq)
-        return
+    else:
+        _quantize_static_call(
+            cfg,
+            source,
+            output,
+            reader,
+            nodes_to_quantize,
+            nodes_to_exclude,
+            external,
+            options,
+            method,
+            providers,
+        )
+    if reader.made_cache:
+        from olivine.passes.quant_kv import sync_past_ranges
+
+        synced = sync_past_ranges(output)
+        if synced:
+            ctx.logger.info(
+                "the cache inputs take the ranges of the cache outputs they are fed from (%d tensors): "
+                "calibration saw only an empty cache",
+                len(synced),
+            )
+
+
+def _quantize_static_call(
+    cfg: StaticFieldsConfig,
+    source: Path,
+    output: Path,
+    reader: Any,
+    nodes_to_quantize: list[str] | None,
+    nodes_to_exclude: list[str],
+    external: bool,
+    options: dict[str, Any],
+    method: Any,
+    providers: list[str],
+) -> None:
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
     quantize_static(
         model_input=str(source),
         model_output=str(output),
@@ -279,11 +317,14 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
     # A text dataset for a decoder with a KV cache, as in Olive (the genai config is the input model's).
     decoder = kv_calibration(graph, dtypes, model.onnx_path.parent)
     limit = cfg.sampling_size
+    made: list[bool] = []  # whether a batch's cache was made here (an empty one)
 
     def feeds() -> Iterator[dict[str, Any]]:
         seen = 0
         for given, _labels in loader:
             inputs = decoder.complete(given) if decoder is not None else given
+            if decoder is not None and decoder.past and decoder.past[0][0] not in given:
+                made.append(True)
             missing = [n for n in wanted if n not in inputs]
             if missing:
                 raise ConfigError(
@@ -295,8 +336,8 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
             _check_calibration_batch(name, {n: v for n, v in feed.items() if n in given})  # not a made cache
             if limit is not None:
                 rows = len(next(iter(feed.values()))) if feed else 0
-                if seen + rows > limit:
-                    feed = {k: v[: limit - seen] for k, v in feed.items()}
+                if seen + rows > limit:  # a scalar input (total_seq_len) is not per row
+                    feed = {k: v[: limit - seen] if v.ndim else v for k, v in feed.items()}
                 seen += min(rows, limit - seen)
             yield feed
             if limit is not None and seen >= limit:
@@ -327,8 +368,39 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
         def rewind(self) -> None:
             self._batches = feeds()
 
+        @property
+        def made_cache(self) -> bool:
+            return bool(made)
+
     ctx.logger.info("calibrating on data config '%s'%s", name, f" (at most {limit} samples)" if limit else "")
     return _Reader()
+
+
+#: Operators whose weights are already block-quantized (int4/int8 MatMulNBits, GatherBlockQuantized): static
+#: quantization of their float scales gave a model whose every such output is 0.
+_BLOCK_QUANTIZED = ("MatMulNBits", "GatherBlockQuantized")
+
+
+def _block_quantized_nodes(source: Path, ctx: PassContext) -> list[str]:
+    import onnx
+
+    nodes = [
+        n
+        for n in onnx.load(str(source), load_external_data=False).graph.node
+        if n.op_type in _BLOCK_QUANTIZED
+    ]
+    unnamed = [n for n in nodes if not n.name]
+    if unnamed:
+        raise PassRunError(
+            "OnnxStaticQuantization",
+            f"{len(unnamed)} {unnamed[0].op_type} nodes have no name, so static quantization cannot leave "
+            "them out; their block-quantized weights must not be quantized again",
+        )
+    if nodes:
+        ctx.logger.info(
+            "%d block-quantized nodes (%s) are left as they are", len(nodes), ", ".join(_BLOCK_QUANTIZED)
+        )
+    return [n.name for n in nodes]
 
 
 #: Seconds between two calibration progress lines.
