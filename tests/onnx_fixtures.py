@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import onnx
 import pytest
 
 from olivine.model.handle import ModelHandle
@@ -39,3 +40,10 @@ def shared_bert_onnx(factory: pytest.TempPathFactory) -> ModelHandle:
 def shared_onnx_mlp(factory: pytest.TempPathFactory) -> ModelHandle:
     """The ONNX MLP of tiny_models.write_onnx_mlp; do not write into its folder."""
     return _onnx_mlp(factory.getbasetemp())
+
+
+def save_proto(folder: Path, proto: onnx.ModelProto) -> ModelHandle:
+    """``proto`` saved as ``folder/model.onnx``, as an ONNX model handle."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(folder / "model.onnx"))
+    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})

@@ -98,3 +98,17 @@ def write_causal_lm(
         model = model_class(config_class(**common)).eval()
         model.save_pretrained(str(folder))
     return {"type": "HfModel", "model_path": str(folder), "task": "text-generation"}
+
+
+def write_text_calibration(folder: Path) -> dict[str, Any]:
+    """A few lines of text as ``folder/d.csv`` and Olive's text-generation data config over them ("calib")."""
+    (folder / "d.csv").write_text(
+        "text\nthe cat sat on the mat\na dog ran far away\nhello world again\nmore words\n"
+    )
+    return {
+        "name": "calib",
+        "type": "HuggingfaceContainer",
+        "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
+        "pre_process_data_config": {"text_cols": ["text"], "max_seq_len": 8},
+        "dataloader_config": {"batch_size": 2},
+    }

@@ -16,7 +16,7 @@ from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
 from olivine.passes.surgeons import NON_CPU_SURGEONS, Surgeon
-from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
+from onnx_fixtures import save_proto, shared_bert_onnx, shared_onnx_mlp
 from tiny_models import MLP_IN, write_onnx_mlp
 
 pytestmark = pytest.mark.integration
@@ -55,13 +55,6 @@ def save(
         helper.make_graph(nodes, "g", inputs, outputs, list(inits)), opset_imports=opsets, ir_version=9, **kw
     )
     return save_proto(folder, proto)
-
-
-def save_proto(folder: Path, proto: onnx.ModelProto) -> ModelHandle:
-    """``proto`` saved as ``folder/model.onnx``, as an ONNX model handle."""
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(folder / "model.onnx"))
-    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
 
 
 def vinfo(name: str, shape: list[Any], elem: int = TensorProto.FLOAT) -> Any:

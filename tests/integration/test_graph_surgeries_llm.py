@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_graph_surgeries import save_proto
 
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
 from olivine.passes.surgeons import NON_CPU_SURGEONS, Surgeon
+from onnx_fixtures import save_proto
 
 pytestmark = pytest.mark.integration
 RNG = np.random.default_rng(7)

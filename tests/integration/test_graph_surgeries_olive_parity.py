@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_graph_surgeries import graph, ops, save, save_proto, surgery, vinfo
+from test_graph_surgeries import graph, ops, save, surgery, vinfo
 
 from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
+from onnx_fixtures import save_proto
 
 pytestmark = pytest.mark.integration
 

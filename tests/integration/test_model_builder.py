@@ -16,7 +16,7 @@ from olivine.errors import PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.passes import PASSES, PassContext
-from tiny_llm import write_causal_lm
+from tiny_llm import write_causal_lm, write_text_calibration
 from tiny_models import handle
 
 PROMPT = [1, 5, 9, 40, 77]
@@ -356,18 +356,9 @@ def test_static_quantization_after_model_builder_calibrates_on_text(tmp_path: Pa
     (they get an empty cache of length 0, as in Olive, with the head size from the genai config)."""
     from olivine.api import load, run_local
 
-    (tmp_path / "d.csv").write_text("text\nthe cat sat on the mat\na dog ran far away\nhello world again\n")
     config = {
         "input_model": write_causal_lm(tmp_path / "llm", "qwen2"),
-        "data_configs": [
-            {
-                "name": "calib",
-                "type": "HuggingfaceContainer",
-                "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
-                "pre_process_data_config": {"text_cols": ["text"], "max_seq_len": 8},
-                "dataloader_config": {"batch_size": 2},
-            }
-        ],
+        "data_configs": [write_text_calibration(tmp_path)],
         "passes": {
             "builder": {"type": "ModelBuilder", "precision": precision},
             "quant": {"type": "OnnxStaticQuantization", "data_config": "calib"},

@@ -15,7 +15,7 @@ from olivine.errors import ConfigError
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
 from olivine.passes import PASSES, PassContext
-from onnx_fixtures import shared_bert_onnx, shared_onnx_mlp
+from onnx_fixtures import save_proto, shared_bert_onnx, shared_onnx_mlp
 from tiny_models import MLP_IN, MLP_OUT
 
 pytestmark = pytest.mark.integration
@@ -393,13 +393,8 @@ def test_peephole_fuses_a_reshape_before_a_flatten(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
         shapes,
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(
-        helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", 17)]),
-        str(tmp_path / "m" / "model.onnx"),
-    )
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
+    model = save_proto(
+        tmp_path / "m", helper.make_model(proto_graph, opset_imports=[helper.make_opsetid("", 17)])
     )
     off = {"onnxscript_optimize": False, "onnxoptimizer_optimize": False}
     out = run_pass("OnnxPeepholeOptimizer", model, tmp_path / "o", **off)
@@ -436,14 +431,7 @@ def test_peephole_keeps_the_name_of_an_input_that_is_also_an_output(tmp_path: Pa
         ],
         [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")],
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-        str(tmp_path / "m" / "model.onnx"),
-    )
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
-    )
+    model = save_proto(tmp_path / "m", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     cls = PASSES.get("OnnxPeepholeOptimizer")
     out = cls().run(model, cls.config_class.model_validate({}), tmp_path / "o", PassContext())
     cls().check_output(out)
@@ -468,14 +456,7 @@ def test_io_converter_retypes_a_float16_input_passed_straight_to_an_output(tmp_p
             helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 3]),
         ],
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-        str(tmp_path / "m" / "model.onnx"),
-    )
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
-    )
+    model = save_proto(tmp_path / "m", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     cls = PASSES.get("OnnxIODataTypeConverter")
     out = cls().run(
         model, cls.config_class.model_validate({"name_pattern": ""}), tmp_path / "o", PassContext()
@@ -547,10 +528,8 @@ def _embed_then_mean(folder: Path, opset: int) -> ModelHandle:
             numpy_helper.from_array(rng.standard_normal((32, 32)).astype(np.float32), "w"),
         ],
     )
-    folder.mkdir()
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
-    onnx.save_model(proto, str(folder / "model.onnx"))
-    return ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
+    return save_proto(folder, proto)
 
 
 def test_rtn_of_a_gather_converts_an_older_opset_model_instead_of_only_renumbering_it(tmp_path: Path) -> None:
@@ -614,14 +593,7 @@ def test_float16_keep_io_types_with_an_initializer_or_input_wired_to_an_output(
         ],
         [weights, const, numpy_helper.from_array(np.array(0.0, np.float32), "zero")],
     )
-    (tmp_path / "m").mkdir()
-    onnx.save_model(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-        str(tmp_path / "m" / "model.onnx"),
-    )
-    model = ModelHandle(
-        kind="onnx", config={"model_path": str(tmp_path / "m"), "onnx_file_name": "model.onnx"}
-    )
+    model = save_proto(tmp_path / "m", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     out = run_pass("OnnxFloatToFloat16", model, tmp_path / "o", keep_io_types=keep)
     proto = onnx.load(str(out.onnx_path))
     assert [(v.name, v.type.tensor_type.elem_type) for v in proto.graph.output] == [

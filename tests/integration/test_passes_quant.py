@@ -423,19 +423,6 @@ def test_engine_reruns_static_quantization_when_the_calibration_data_changes(
     assert changed is not None and changed.model_id != first.model_id
 
 
-def _text_calibration(folder: Path) -> dict[str, Any]:
-    (folder / "d.csv").write_text(
-        "text\nthe cat sat on the mat\na dog ran far away\nhello world again\nmore words\n"
-    )
-    return {
-        "name": "calib",
-        "type": "HuggingfaceContainer",
-        "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
-        "pre_process_data_config": {"text_cols": ["text"], "max_seq_len": 8},
-        "dataloader_config": {"batch_size": 2},
-    }
-
-
 @pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
 def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quant_format: str
@@ -448,6 +435,7 @@ def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
     import onnxruntime as ort
 
     from olivine.api import load, run_local
+    from tiny_llm import write_text_calibration
     from tiny_models import write_tiny_llama
 
     monkeypatch.chdir(tmp_path)
@@ -455,7 +443,7 @@ def test_static_quantization_of_a_decoder_with_a_kv_cache_calibrates_on_text(
     del model["task"]  # Olive's default: text-generation-with-past
     config = {
         "input_model": model,
-        "data_configs": [_text_calibration(tmp_path)],
+        "data_configs": [write_text_calibration(tmp_path)],
         "passes": {
             "conversion": {"type": "OnnxConversion"},
             "quant": {"type": "OnnxStaticQuantization", "data_config": "calib", "quant_format": quant_format},
