@@ -137,6 +137,36 @@ def test_ray_status_and_logs_answer_from_the_datastore_when_the_head_is_gone(
     assert monitored.state is JobStatus.SUCCEEDED and host_env.store.get(job.job_id) == monitored
 
 
+_LINGERING_METRIC = """import atexit
+import time
+
+atexit.register(time.sleep, 15.0)  # the worker's process outlives its final status by 15 s
+
+
+def evaluate(model, device, execution_providers, sleep_s=0.0):
+    return 1.0
+"""
+
+
+def test_ray_list_and_status_agree_while_ray_still_runs_a_finished_worker(
+    host_env: HostEnv, tmp_path: Path, ray_head: RayHead
+) -> None:
+    """The worker wrote its final status but its process has not exited (user code at exit, or Ray not
+    yet seeing the exit): Ray says RUNNING, the worker says SUCCEEDED, and ``list`` says what ``status``
+    says (a CI run caught ``list`` saying RUNNING beside ``status`` saying SUCCEEDED)."""
+    config = write_workflow(tmp_path / "wf", sleep_s=0.0)
+    (tmp_path / "wf" / "metric.py").write_text(_LINGERING_METRIC)
+    job = host_env.submit(config).job
+    assert job is not None
+    done = host_env.wait_for(job.job_id, lambda j: j.state.is_terminal(), timeout_s=180)
+    assert done.state is JobStatus.SUCCEEDED, done.message
+    listed = {j.job_id: j.state for j in service.list_jobs(store=host_env.store)}
+    info = ray_head.get(f"/api/jobs/{job.job_id}")
+    assert isinstance(info, dict) and info["status"] == "RUNNING"  # so it was RUNNING at the listing too
+    assert listed == {job.job_id: JobStatus.SUCCEEDED}
+    assert [j.job_id for j in service.list_jobs(states=(JobStatus.RUNNING,), store=host_env.store)] == []
+
+
 def test_ray_running_job_survives_in_the_store_when_the_head_restarts(
     host_env: HostEnv, tmp_path: Path, ray_head: RayHead
 ) -> None:

@@ -29,6 +29,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,14 +63,8 @@ _LOG_POLL_S = 1.0
 _CHECK_TTL_S = 24 * 3600.0
 _CHECK_TIMEOUT_S = 300.0
 _AGENT_WAIT_S = 60.0
-#: Ray's job states (``ray.job_submission.JobStatus``) and ours.
-_STATES = {
-    "PENDING": JobStatus.PENDING,
-    "RUNNING": JobStatus.RUNNING,
-    "SUCCEEDED": JobStatus.SUCCEEDED,
-    "FAILED": JobStatus.FAILED,
-    "STOPPED": JobStatus.CANCELLED,
-}
+#: Datastore reads at once when a listing reads the exported status of many unfinished jobs.
+_EXPORT_READERS = 8
 _RAY_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
@@ -259,19 +254,31 @@ class RayHost(Host):
         return _verdict(job, details, exported, self.config.address)
 
     def observe_all(self, jobs: list[JobRecord]) -> list[JobRecord]:
-        """One ``list_jobs`` call for all of them; no datastore reads (``status`` reads those)."""
+        """:meth:`observe` for many jobs with one ``list_jobs`` call to the cluster (not one call per job).
+
+        Each unfinished job's verdict is :meth:`observe`'s, so ``list`` and ``status`` agree: the worker's
+        exported status comes first (Ray still says RUNNING for a moment after the worker wrote its
+        final status and while its process exits), and Ray's word that a job ended is checked against
+        it (a Ray SUCCEEDED without the worker's final status is a worker that died).
+        """
         try:
-            known = {d.submission_id: d for d in self.api.list_jobs() if d.submission_id}
+            known: dict[str, RayJobInfo] | None = {
+                d.submission_id: d for d in self.api.list_jobs() if d.submission_id
+            }
         except _UNREACHABLE:
-            return jobs
+            known = None
         except RayAuthError as exc:  # a listing still shows what the store knows
             logger.warning("%s: %s", self.describe(), exc)
             return jobs
-        out = []
-        for job in jobs:
-            details = known.get(job.job_id)
-            out.append(job if details is None or job.state.is_terminal() else _from_ray(job, details))
-        return out
+
+        def verdict(job: JobRecord) -> JobRecord:
+            if job.state.is_terminal():
+                return job
+            details = known.get(job.job_id) if known is not None else None
+            return _verdict(job, details, self._exported_status(job), self.config.address)
+
+        with ThreadPoolExecutor(max_workers=_EXPORT_READERS) as pool:
+            return list(pool.map(verdict, jobs))
 
     def _details(self, job_id: str) -> RayJobInfo | None:
         try:
@@ -339,20 +346,6 @@ class RayHost(Host):
                 break
             time.sleep(0.2)
         return self.monitor(self.store.get(job_id))
-
-
-def _from_ray(job: JobRecord, details: RayJobInfo) -> JobRecord:
-    """``job`` as Ray's job state alone says (for listings: no datastore reads)."""
-    state = _STATES.get(details.status)
-    if state is None:
-        return job  # a state this version does not know: leave the record as it was
-    if state is job.state or not job.state.can_become(state):
-        if state is JobStatus.SUCCEEDED and job.state is JobStatus.PENDING:
-            return job.evolve(state=JobStatus.RUNNING).evolve(state=state, message="succeeded")
-        return job
-    if state.is_terminal():
-        return job.evolve(state=state, message=details.message or details.status)
-    return job.evolve(state=state)
 
 
 def _verdict(
