@@ -188,6 +188,32 @@ def write_tiny_bert(folder: Path, *, max_positions: int = 64) -> dict[str, Any]:
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
 
 
+def write_tiny_mpnet(folder: Path) -> dict[str, Any]:
+    """An ``HfModel`` (feature-extraction): 2-layer MPNet (relative-position buckets computed in float),
+    hidden 32, 2 heads, with the same WordPiece tokenizer."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    tokenizer = _write_wordpiece(folder)
+    config = MPNetConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MPNetModel(config).eval()
+        with torch.no_grad():  # trained-looking biases: zero ones are shared by the export, and
+            for param in model.parameters():  # onnxruntime's QOperator quantizer mixes their uses
+                param.add_(0.02 * torch.randn_like(param))
+        model.save_pretrained(str(folder))
+    return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
+
+
 def write_tiny_llama(folder: Path) -> dict[str, Any]:
     """An ``HfModel`` (text-generation): 2-layer Llama, hidden 32, with the same WordPiece tokenizer."""
     import torch

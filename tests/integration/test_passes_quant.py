@@ -488,3 +488,48 @@ def test_static_calibration_reports_its_progress(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("calibration: ")]
     assert lines and "batches read from data config 'calib'" in lines[0]
     assert "reading until the data ends" in lines[0]
+
+
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_static_quantization_leaves_float_index_arithmetic_in_float(
+    quant_format: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """MPNet computes its relative-position buckets in float (Abs -> Cast -> Div -> Log -> Mul -> Cast to
+    int64 -> Gather): quantized, the buckets were out of range and every run of the model failed."""
+    from tiny_models import write_tiny_mpnet
+
+    mpnet = handle(write_tiny_mpnet(tmp_path_factory.mktemp("mpnet")))
+    convert = PASSES.get("OnnxConversion")
+    fp32_dir = tmp_path / "fp32"
+    fp32_dir.mkdir()
+    fp32 = convert().run(
+        mpnet, convert.config_class.model_validate({"target_opset": 17}), fp32_dir, PassContext()
+    )
+    dummy = DataConfig.model_validate(
+        {"name": "dummy", "type": "TransformersDummyDataContainer", "load_dataset_config": {"seq_len": 16}}
+    )
+    ctx = PassContext(data_configs={"dummy": dummy})
+    out = run_pass(
+        "OnnxStaticQuantization", fp32, tmp_path / "q", ctx, data_config="dummy", quant_format=quant_format
+    )
+    counts = op_counts(out)
+    assert counts.get("QuantizeLinear", 0) + counts.get("QLinearMatMul", 0) > 0  # the network is quantized
+    graph = onnx.load(out.onnx_path).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    to_int = [n for n in graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.INT64]
+    bucket_path = [n for n in graph.node if n.op_type == "Log"] + to_int
+    assert len(bucket_path) > 2
+    assert all(
+        producers[n.input[0]].op_type != "DequantizeLinear" for n in bucket_path if n.input[0] in producers
+    )
+    rng = np.random.default_rng(1)
+    want_runner, got_runner = open_runner(fp32), open_runner(out)
+    for length in (16, 40, 120):  # past calibration's length: more buckets than calibration saw
+        feed = {
+            "input_ids": rng.integers(5, 40, (2, length)).astype(np.int64),
+            "attention_mask": np.ones((2, length), np.int64),
+        }
+        want = want_runner.run(feed)[0]
+        got = got_runner.run(feed)[0]
+        assert np.isfinite(got).all()
+        assert float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())

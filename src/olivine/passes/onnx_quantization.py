@@ -29,7 +29,7 @@ class OnnxQuantization(OnnxPass):
     """Static or dynamic onnxruntime quantization, chosen by ``quant_mode``."""
 
     name: ClassVar[str] = "OnnxQuantization"
-    version: ClassVar[str] = "3"
+    version: ClassVar[str] = "4"
     config_class: ClassVar[type[PassConfig]] = OnnxQuantizationConfig
     legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {

@@ -25,6 +25,7 @@ from olivine.passes.quant_config import (
     StaticFieldsConfig,
     static_unrunnable,
 )
+from olivine.passes.quant_guards import check_scales, kept_in_float
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
 _SINGLE_FILE_BYTES = 1 << 30
@@ -198,41 +199,24 @@ def _quantize_static(
     external: bool,
     ctx: PassContext,
 ) -> None:
+    import numpy as np
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
     reader = calibration_reader(cfg, model, source, ctx)
-    nodes_to_exclude = [*nodes_to_exclude, *_block_quantized_nodes(source, ctx)]
+    nodes_to_exclude = [*nodes_to_exclude, *kept_in_float(source, ctx)]
     options = extra_options(cfg, ctx, static=True)
     method = CalibrationMethod[cfg.calibrate_method]
     providers = cfg.calibration_providers or ["CPUExecutionProvider"]
-    if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config:
-        from onnxruntime.quantization.quantize import get_qdq_config
-        from onnxruntime.quantization.quantize import quantize as quantize_with_config
-
-        # onnxruntime's full-integer QDQ configuration (Olive's default path): every op type of the model is
-        # quantizable unless op_types_to_quantize narrows it; the symmetric / range options are parameters.
-        exposed = {
-            param: options.pop(key) for key, (param, _) in PARAM_EXTRA_OPTIONS.items() if key in options
-        }
-        qdq = get_qdq_config(
-            str(source),
-            reader,
-            calibrate_method=method,
-            activation_type=quant_type(cfg.activation_type),
-            weight_type=quant_type(cfg.precision),
-            per_channel=cfg.per_channel,
-            reduce_range=cfg.reduce_range,
-            calibration_providers=providers,
-            op_types_to_quantize=cfg.op_types_to_quantize,
-            nodes_to_exclude=nodes_to_exclude,
-            extra_options=options or None,
-            **exposed,
+    # A range that is not finite (a float -inf of an index computation left in float) makes numpy warn
+    # while onnxruntime computes parameters for every calibrated tensor, used or not: check_scales
+    # refuses the model if such a parameter was used.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quantizer = (
+            _quantize_qdq_config
+            if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config
+            else _quantize_static_call
         )
-        qdq.nodes_to_quantize = nodes_to_quantize
-        qdq.use_external_data_format = external
-        quantize_with_config(str(source), str(output), qdq)
-    else:
-        _quantize_static_call(
+        quantizer(
             cfg,
             source,
             output,
@@ -244,6 +228,7 @@ def _quantize_static(
             method,
             providers,
         )
+    check_scales(output)
     if reader.made_cache:
         from olivine.passes.quant_kv import sync_past_ranges
 
@@ -254,6 +239,43 @@ def _quantize_static(
                 "calibration saw only an empty cache",
                 len(synced),
             )
+
+
+def _quantize_qdq_config(
+    cfg: StaticFieldsConfig,
+    source: Path,
+    output: Path,
+    reader: Any,
+    nodes_to_quantize: list[str] | None,
+    nodes_to_exclude: list[str],
+    external: bool,
+    options: dict[str, Any],
+    method: Any,
+    providers: list[str],
+) -> None:
+    """onnxruntime's full-integer QDQ configuration (Olive's default path): every op type of the model is
+    quantizable unless op_types_to_quantize narrows it; the symmetric / range options are parameters."""
+    from onnxruntime.quantization.quantize import get_qdq_config
+    from onnxruntime.quantization.quantize import quantize as quantize_with_config
+
+    exposed = {param: options.pop(key) for key, (param, _) in PARAM_EXTRA_OPTIONS.items() if key in options}
+    qdq = get_qdq_config(
+        str(source),
+        reader,
+        calibrate_method=method,
+        activation_type=quant_type(cfg.activation_type),
+        weight_type=quant_type(cfg.precision),
+        per_channel=cfg.per_channel,
+        reduce_range=cfg.reduce_range,
+        calibration_providers=providers,
+        op_types_to_quantize=cfg.op_types_to_quantize,
+        nodes_to_exclude=nodes_to_exclude,
+        extra_options=options or None,
+        **exposed,
+    )
+    qdq.nodes_to_quantize = nodes_to_quantize
+    qdq.use_external_data_format = external
+    quantize_with_config(str(source), str(output), qdq)
 
 
 def _quantize_static_call(
@@ -374,33 +396,6 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
 
     ctx.logger.info("calibrating on data config '%s'%s", name, f" (at most {limit} samples)" if limit else "")
     return _Reader()
-
-
-#: Operators whose weights are already block-quantized (int4/int8 MatMulNBits, GatherBlockQuantized): static
-#: quantization of their float scales gave a model whose every such output is 0.
-_BLOCK_QUANTIZED = ("MatMulNBits", "GatherBlockQuantized")
-
-
-def _block_quantized_nodes(source: Path, ctx: PassContext) -> list[str]:
-    import onnx
-
-    nodes = [
-        n
-        for n in onnx.load(str(source), load_external_data=False).graph.node
-        if n.op_type in _BLOCK_QUANTIZED
-    ]
-    unnamed = [n for n in nodes if not n.name]
-    if unnamed:
-        raise PassRunError(
-            "OnnxStaticQuantization",
-            f"{len(unnamed)} {unnamed[0].op_type} nodes have no name, so static quantization cannot leave "
-            "them out; their block-quantized weights must not be quantized again",
-        )
-    if nodes:
-        ctx.logger.info(
-            "%d block-quantized nodes (%s) are left as they are", len(nodes), ", ".join(_BLOCK_QUANTIZED)
-        )
-    return [n.name for n in nodes]
 
 
 #: Seconds between two calibration progress lines.

@@ -31,7 +31,7 @@ class OnnxStaticQuantization(OnnxPass):
     """Quantize weights and activations; activation ranges come from calibration data."""
 
     name: ClassVar[str] = "OnnxStaticQuantization"
-    version: ClassVar[str] = "3"
+    version: ClassVar[str] = "4"
     config_class: ClassVar[type[PassConfig]] = StaticQuantizationConfig
     legacy_names: ClassVar[dict[str, str]] = LEGACY_NAMES
     search_values: ClassVar[dict[str, tuple[Any, ...]]] = {
