@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from olivine.config.data import DataConfig
-from olivine.errors import ConfigError
+from olivine.errors import ConfigError, PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.model.runner import open_runner
@@ -533,3 +533,65 @@ def test_static_quantization_leaves_float_index_arithmetic_in_float(
         got = got_runner.run(feed)[0]
         assert np.isfinite(got).all()
         assert float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+
+
+def _text_calibration(folder: Path) -> PassContext:
+    """Five sentences in batches of two (the last batch is short), padded per batch."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "d.csv").write_text(
+        "sentence,label\nthe cat sat on the mat,1\na dog ran far away from home today,0\nhello world,1\n"
+        "more words here,0\nsky,1\n"
+    )
+    text = DataConfig.model_validate(
+        {
+            "name": "text",
+            "type": "HuggingfaceContainer",
+            "load_dataset_config": {"data_name": "csv", "data_files": "d.csv", "split": "train"},
+            "pre_process_data_config": {"input_cols": ["sentence"], "label_col": "label", "max_length": 16},
+            "dataloader_config": {"batch_size": 2},
+        }
+    )
+    return PassContext(data_configs={"text": text}, base_dir=folder)
+
+
+@pytest.mark.parametrize("method", ["Entropy", "Percentile", "Distribution"])
+def test_histogram_calibration_on_batches_of_different_shapes(
+    method: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime stacks every batch's tensors for its histograms: a short last batch failed with
+    "inhomogeneous shape". The batches are now collected one at a time. Entropy and Distribution then
+    meet BERT's attention mask (float32's minimum): one line that names the surgeon that fixes it."""
+    bert = shared_bert_onnx(tmp_path_factory)
+    ctx = _text_calibration(tmp_path / "data")
+    if method != "Percentile":  # a histogram over [-3.4e38, 3.4e38] cannot be split into bins
+        with pytest.raises(PassRunError, match="ReplaceAttentionMaskValue"):
+            run_pass(
+                "OnnxStaticQuantization",
+                bert,
+                tmp_path / "raw",
+                ctx,
+                data_config="text",
+                calibrate_method=method,
+            )
+        bert = run_pass(
+            "GraphSurgeries",
+            bert,
+            tmp_path / "masked",
+            ctx,
+            surgeries=[{"surgeon": "ReplaceAttentionMaskValue"}],
+        )
+    with caplog.at_level("INFO"):
+        out = run_pass(
+            "OnnxStaticQuantization", bert, tmp_path / "q", ctx, data_config="text", calibrate_method=method
+        )
+    assert "3 calibration batches come in 2 shapes" in caplog.text
+    counts = op_counts(out)
+    assert counts["QuantizeLinear"] > 10 and counts["DequantizeLinear"] > 10
+    feed = {
+        "input_ids": np.array([[2, 30, 31, 32, 3]], np.int64),
+        "attention_mask": np.ones((1, 5), np.int64),
+        "token_type_ids": np.zeros((1, 5), np.int64),
+    }
+    want = open_runner(bert).run(feed)[0]
+    got = open_runner(out).run(feed)[0]
+    assert np.isfinite(got).all() and float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())

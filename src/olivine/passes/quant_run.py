@@ -206,28 +206,53 @@ def _quantize_static(
     nodes_to_exclude = [*nodes_to_exclude, *kept_in_float(source, ctx)]
     options = extra_options(cfg, ctx, static=True)
     method = CalibrationMethod[cfg.calibrate_method]
+    if method is not CalibrationMethod.MinMax and "CalibStridedMinMax" not in options:
+        shapes = reader.shapes()
+        if len(shapes) > 1:
+            # onnxruntime stacks every batch's tensors to build the histograms; batches of different shapes
+            # (a short last batch, text padded per batch) cannot be stacked, one batch at a time can.
+            options["CalibStridedMinMax"] = 1
+            ctx.logger.info(
+                "the %d calibration batches come in %d shapes: the %s histograms are built one batch at a "
+                "time (onnxruntime's CalibStridedMinMax: 1)",
+                len(reader),
+                len(shapes),
+                cfg.calibrate_method,
+            )
     providers = cfg.calibration_providers or ["CPUExecutionProvider"]
     # A range that is not finite (a float -inf of an index computation left in float) makes numpy warn
     # while onnxruntime computes parameters for every calibrated tensor, used or not: check_scales
-    # refuses the model if such a parameter was used.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quantizer = (
-            _quantize_qdq_config
-            if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config
-            else _quantize_static_call
-        )
-        quantizer(
-            cfg,
-            source,
-            output,
-            reader,
-            nodes_to_quantize,
-            nodes_to_exclude,
-            external,
-            options,
-            method,
-            providers,
-        )
+    # refuses the model if such a parameter was used. A histogram over float32's whole range overflows
+    # first and then fails: that failure is the one line below.
+    quantizer = (
+        _quantize_qdq_config
+        if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config
+        else _quantize_static_call
+    )
+    try:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            quantizer(
+                cfg,
+                source,
+                output,
+                reader,
+                nodes_to_quantize,
+                nodes_to_exclude,
+                external,
+                options,
+                method,
+                providers,
+            )
+    except ValueError as exc:
+        if "Too many bins" not in str(exc):
+            raise
+        raise PassRunError(
+            "OnnxStaticQuantization",
+            f"calibrate_method {cfg.calibrate_method}: onnxruntime cannot build the histogram of a tensor "
+            "whose values reach float32's limits (an attention mask filled with float32's minimum, as "
+            "exported transformers have); replace the mask value first (GraphSurgeries surgeon "
+            "ReplaceAttentionMaskValue) or use calibrate_method MinMax or Percentile",
+        ) from exc
     check_scales(output)
     if reader.made_cache:
         from olivine.passes.quant_kv import sync_past_ranges
@@ -365,30 +390,54 @@ def calibration_reader(cfg: StaticFieldsConfig, model: ModelHandle, source: Path
             if limit is not None and seen >= limit:
                 return
 
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = feeds()
-            self.count = 0
-            self._started = self._logged = time.monotonic()
-
-        def get_next(self) -> dict[str, Any] | None:
-            batch = next(self._batches, None)
-            self.count += batch is not None
+    def logged(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        started = last = time.monotonic()
+        for count, batch in enumerate(batches, start=1):
             now = time.monotonic()
-            if batch is not None and now - self._logged >= _PROGRESS_EVERY_S:
+            if now - last >= _PROGRESS_EVERY_S:
                 # A loader that never ends (no calibration_sampling_size) shows here, not as silence.
-                self._logged = now
+                last = now
                 ctx.logger.info(
                     "calibration: %d batches read from data config '%s' in %.0fs%s",
-                    self.count,
+                    count,
                     name,
-                    now - self._started,
+                    now - started,
                     "" if limit else " (no calibration_sampling_size: reading until the data ends)",
                 )
-            return batch
+            yield batch
+
+    class _Reader(CalibrationDataReader):
+        """Streams the batches; ``len`` and ``set_range`` (onnxruntime's ``CalibStridedMinMax``) hold them."""
+
+        _held: list[dict[str, Any]] | None
+        _window: Iterator[dict[str, Any]] | None
+
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._window if self._window is not None else self._batches, None)
+
+        def __len__(self) -> int:
+            return len(self._hold())
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._window = iter(self._hold()[start_index:end_index])
 
         def rewind(self) -> None:
-            self._batches = feeds()
+            self._batches = logged(feeds())
+            self._held = None
+            self._window = None
+
+        def shapes(self) -> set[tuple[tuple[str, tuple[int, ...]], ...]]:
+            """The distinct input shapes of the batches (reads them all)."""
+            return {tuple(sorted((k, tuple(v.shape)) for k, v in batch.items())) for batch in self._hold()}
+
+        def _hold(self) -> list[dict[str, Any]]:
+            if self._held is None:
+                self._held = list(self._batches)
+                self._batches = iter(self._held)  # get_next still starts from the first batch
+            return self._held
 
         @property
         def made_cache(self) -> bool:
