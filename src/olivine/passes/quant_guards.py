@@ -7,8 +7,8 @@ read of the graph), and the check that every scale it wrote is usable.
   shape computed in float. MPNet, T5 and DeBERTa compute relative-position buckets this way (``Abs`` ->
   ``Cast`` to float -> ``Div`` -> ``Log`` -> ``Mul`` -> ``Cast`` to int64 -> ``Gather``). Quantized, those
   values are rounded to 256 levels before they become integers; the indices came out of range and every
-  run of the model failed ("indices element out of data bounds"). Olive quantizes them too and its model
-  fails the same way. Only tensors whose float type is known (declared, or inferred by ONNX's shape
+  run of the model failed ("indices element out of data bounds"). Olive hands the graph to the same
+  quantizer and leaves out only the nodes its config names. Only tensors whose float type is known (declared, or inferred by ONNX's shape
   inference) are followed back, so the main network is never reached through an untyped tensor.
 
 onnxruntime computes a scale and zero point for every calibrated tensor, used or not; a tensor whose
