@@ -8,8 +8,9 @@ read of the graph), and the check that every scale it wrote is usable.
   ``Cast`` to float -> ``Div`` -> ``Log`` -> ``Mul`` -> ``Cast`` to int64 -> ``Gather``). Quantized, those
   values are rounded to 256 levels before they become integers; the indices came out of range and every
   run of the model failed ("indices element out of data bounds"). Olive hands the graph to the same
-  quantizer and leaves out only the nodes its config names. Only tensors whose float type is known (declared, or inferred by ONNX's shape
-  inference) are followed back, so the main network is never reached through an untyped tensor.
+  quantizer and leaves out only the nodes its config names. Only tensors whose float type is known
+  (declared, or inferred by ONNX's shape inference) are followed back, so the main network is never
+  reached through an untyped tensor.
 
 onnxruntime computes a scale and zero point for every calibrated tensor, used or not; a tensor whose
 range is not finite (the ``-inf`` of ``Log(0)`` above) gets NaN ones. :func:`check_scales` refuses an
