@@ -199,6 +199,9 @@ def _tiny_clip(folder: Path) -> None:
     ("task", "build", "inputs"),
     [
         ("image-classification", _tiny_vit, ["pixel_values"]),
+        # feature-extraction does not say the modality: the model's main input does (it took text's).
+        ("feature-extraction", _tiny_vit, ["pixel_values"]),
+        ("feature-extraction", _tiny_wav2vec2, ["input_values"]),
         ("audio-classification", _tiny_wav2vec2, ["input_values"]),
         # Spectrogram models: Whisper's input_features [batch, mel, frames], AST's input_values [batch, time, mel]
         ("audio-classification", _tiny_whisper, ["input_features"]),

@@ -22,7 +22,7 @@ from olivine.config.model import DEFAULT_HF_TASK
 from olivine.errors import ModelLoadError
 from olivine.hf_import import import_transformers
 from olivine.model.handle import ModelHandle
-from olivine.model.hf_tasks import ENCODER_TEXT_INPUTS, OUTPUT_AXES, TASKS, unsupported_reason
+from olivine.model.hf_tasks import ENCODER_TEXT_INPUTS, OUTPUT_AXES, TASKS, InputKind, unsupported_reason
 
 if TYPE_CHECKING:
     import torch
@@ -361,13 +361,23 @@ _INPUT_AXES: dict[str, dict[int, str]] = {
     "input_features": {0: "batch_size"},
 }
 _FLOAT_INPUTS = frozenset(_INPUT_AXES)
+#: A model's ``main_input_name`` and the kind of inputs it takes.
+_MAIN_INPUT_KINDS: dict[str, InputKind] = {
+    "pixel_values": "image",
+    "input_values": "audio",
+    "input_features": "audio",
+}
 
 
 def hf_input_names(model: ModelHandle, module: torch.nn.Module) -> list[str]:
     """The inputs a Hugging Face model of the handle's task takes (Olive's task templates)."""
     task = str(model.config.get("task") or DEFAULT_HF_TASK)
-    kind = TASKS[task].inputs if task in TASKS else "text"
+    kind: InputKind = TASKS[task].inputs if task in TASKS else "text"
     accepted = set(_forward_parameters(module))
+    if kind == "text" and "input_ids" not in accepted:
+        # A task that does not say the modality (feature-extraction of a ViT, a wav2vec2): the model's own
+        # main input does, as in optimum's export configs.
+        kind = _MAIN_INPUT_KINDS.get(str(getattr(module, "main_input_name", "")), kind)
     names: list[str] = []
     if kind in ("text", "text+image"):
         names = [n for n in hf_tokenizer_input_names(model) if n in accepted]

@@ -540,7 +540,7 @@ def preprocessed(source: Path, tmp_dir: Path, ctx: PassContext, *, copy: bool = 
     try:
         shared = ctx.shared.get_or_make(PREPROCESS_STEP, _PREPROCESS_PARAMS, make)
     except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
-        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
+        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", _why(exc))
         return source
     ctx.logger.debug("quantizing the pre-processed graph shared by every quantization of this input model")
     if not copy:
@@ -598,9 +598,14 @@ def preprocess(
     except Exception as exc:  # symbolic shape inference fails on some graphs; quantizing still works
         if not fail_ok:
             raise
-        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", exc)
+        ctx.logger.warning("quantization pre-processing failed (%s); quantizing the model as is", _why(exc))
         return source
     return target
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one line; a bare ``assert`` in onnxruntime's shape inference has no message."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else f"{type(exc).__name__} without a message"
 
 
 def node_lists(cfg: QuantizationConfig, nodes: Any, ctx: PassContext) -> tuple[list[str] | None, list[str]]:
