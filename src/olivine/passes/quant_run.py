@@ -221,17 +221,16 @@ def _quantize_static(
             )
     providers = cfg.calibration_providers or ["CPUExecutionProvider"]
     # A range that is not finite (a float -inf of an index computation left in float) makes numpy warn
-    # while onnxruntime computes parameters for every calibrated tensor, used or not: the warnings are
-    # counted instead, and then check_scales refuses the model if such a parameter was used. A histogram
-    # over float32's whole range overflows first and then fails: that failure is the one line below.
+    # while onnxruntime computes parameters for every calibrated tensor, used or not: check_scales
+    # refuses the model if such a parameter (or a NaN from the data) was used. A histogram over float32's
+    # whole range overflows first and then fails: that failure is the one line below.
     quantizer = (
         _quantize_qdq_config
         if cfg.quant_format == "QDQ" and cfg.prepare_qdq_config
         else _quantize_static_call
     )
-    floating_errors: list[str] = []  # numpy's calls for each floating-point error, instead of warnings
     try:
-        with np.errstate(all="call", under="ignore", call=lambda kind, _flag: floating_errors.append(kind)):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             quantizer(
                 cfg,
                 source,
@@ -254,8 +253,7 @@ def _quantize_static(
             "exported transformers have); replace the mask value first (GraphSurgeries surgeon "
             "ReplaceAttentionMaskValue) or use calibrate_method MinMax or Percentile",
         ) from exc
-    if floating_errors:  # only then can a parameter be NaN or infinite (reading the output costs time)
-        check_scales(output)
+    check_scales(output)  # MiniLM QDQ: 17 ms, against ~4 s of quantize_static
     if reader.made_cache:
         from olivine.passes.quant_kv import sync_past_ranges
 
