@@ -63,18 +63,25 @@ def integer_paths(model: Any, ctx: PassContext) -> list[str]:
         onnx.TensorProto.BFLOAT16,
         onnx.TensorProto.DOUBLE,
     }
-    producers = {out: node for node in graph.node for out in node.output if out}
-    found: dict[int, Any] = {}
-    stack = [n for n in graph.node if _casts_to_discrete(n) and n.input and types.get(n.input[0]) in floats]
+    nodes_by_index = list(graph.node)
+    producers = {out: i for i, node in enumerate(nodes_by_index) for out in node.output if out}
+    found: set[int] = set()
+    stack = [
+        i
+        for i, n in enumerate(nodes_by_index)
+        if _casts_to_discrete(n) and n.input and types.get(n.input[0]) in floats
+    ]
     while stack:
-        node = stack.pop()
-        if id(node) in found:
+        index = stack.pop()
+        if index in found:
             continue
-        found[id(node)] = node
+        found.add(index)
         stack.extend(
-            producers[name] for name in node.input if name in producers and types.get(name) in floats
+            producers[name]
+            for name in nodes_by_index[index].input
+            if name in producers and types.get(name) in floats
         )
-    nodes = [n for n in found.values() if n.op_type != "Constant"]
+    nodes = [nodes_by_index[i] for i in sorted(found) if nodes_by_index[i].op_type != "Constant"]
     if not nodes:
         return []
     names = [n.name for n in nodes if n.name]
@@ -157,7 +164,7 @@ def _without_weights(model: Any) -> Any:
 
 
 #: Operators that read a scale as their second input.
-_SCALED = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+_SCALED = ("QuantizeLinear", "DequantizeLinear")
 
 
 def check_scales(output: Path) -> None:
