@@ -214,6 +214,38 @@ def write_tiny_mpnet(folder: Path) -> dict[str, Any]:
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
 
 
+def write_tiny_deberta(folder: Path, *, v2: bool = True) -> dict[str, Any]:
+    """An ``HfModel`` (feature-extraction): 2-layer DeBERTa (v2 as DeBERTa-v3 uses it, or v1) with relative
+    attention (its attention masking is a ``Where``), hidden 32, 2 heads, the same WordPiece tokenizer."""
+    import torch
+    from transformers import DebertaConfig, DebertaModel, DebertaV2Config, DebertaV2Model
+
+    tokenizer = _write_wordpiece(folder)
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "relative_attention": True,
+        "pos_att_type": ["p2c", "c2p"],
+    }
+    config = (
+        DebertaV2Config(**common, position_buckets=16, max_relative_positions=-1)
+        if v2
+        else DebertaConfig(**common)
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = (DebertaV2Model if v2 else DebertaModel)(config).eval()
+        with torch.no_grad():  # trained-looking weights, as in write_tiny_mpnet
+            for param in model.parameters():
+                param.add_(0.02 * torch.randn_like(param))
+        model.save_pretrained(str(folder))
+    return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
+
+
 def write_tiny_llama(folder: Path) -> dict[str, Any]:
     """An ``HfModel`` (text-generation): 2-layer Llama, hidden 32, with the same WordPiece tokenizer."""
     import torch

@@ -599,3 +599,41 @@ def test_histogram_calibration_on_batches_of_different_shapes(
     want = open_runner(bert).run(feed)[0]
     got = open_runner(out).run(feed)[0]
     assert np.isfinite(got).all() and float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+
+
+@pytest.mark.parametrize("v2", [True, False], ids=["deberta-v2", "deberta"])
+def test_static_qoperator_leaves_what_feeds_a_where_in_float(
+    v2: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """onnxruntime's QOperator Where handler does not dequantize inputs quantized before it: DeBERTa's
+    attention masking failed with "Invalid model with unknown initializers/tensors"."""
+    from tiny_models import write_tiny_deberta
+
+    deberta = handle(write_tiny_deberta(tmp_path_factory.mktemp("deberta"), v2=v2))
+    convert = PASSES.get("OnnxConversion")
+    fp32_dir = tmp_path / "fp32"
+    fp32_dir.mkdir()
+    fp32 = convert().run(
+        deberta, convert.config_class.model_validate({"target_opset": 17}), fp32_dir, PassContext()
+    )
+    dummy = DataConfig.model_validate(
+        {"name": "dummy", "type": "TransformersDummyDataContainer", "load_dataset_config": {"seq_len": 16}}
+    )
+    ctx = PassContext(data_configs={"dummy": dummy})
+    out = run_pass(
+        "OnnxStaticQuantization", fp32, tmp_path / "q", ctx, data_config="dummy", quant_format="QOperator"
+    )
+    counts = op_counts(out)
+    assert counts.get("QLinearMatMul", 0) + counts.get("MatMulInteger", 0) >= 8  # the layers are quantized
+    graph = onnx.load(out.onnx_path).graph
+    assert not any(n.op_type == "QLinearWhere" for n in graph.node)
+    rng = np.random.default_rng(2)
+    feed = {
+        "input_ids": rng.integers(5, 40, (2, 24)).astype(np.int64),
+        "attention_mask": np.ones((2, 24), np.int64),
+    }
+    names = [i.name for i in onnx.load(fp32.onnx_path, load_external_data=False).graph.input]
+    feed = {k: v for k, v in feed.items() if k in names}
+    want = open_runner(fp32).run(feed)[0]
+    got = open_runner(out).run(feed)[0]
+    assert np.isfinite(got).all() and float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())

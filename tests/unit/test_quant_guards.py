@@ -115,3 +115,21 @@ def test_a_quantized_model_with_usable_scales_passes(tmp_path: Path) -> None:
     path = tmp_path / "q.onnx"
     onnx.save(_qdq_model(0.05), str(path))
     check_scales(path)  # raises on an unusable scale
+
+
+def test_what_feeds_a_where_is_kept_in_float_for_qoperator_only(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    mask = helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    nodes = [
+        helper.make_node("Add", ["x", "x"], ["scores"], name="scores"),
+        helper.make_node("Constant", [], ["fill"], name="fill", value_float=-1e4),
+        helper.make_node("Where", ["mask", "fill", "scores"], ["y"], name="masked_fill"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x, mask], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert kept_in_float(path, PassContext(), qoperator=True) == ["scores"]  # not the Constant
+    assert kept_in_float(path, PassContext()) == []

@@ -29,8 +29,9 @@ from olivine.passes.base import PassContext
 BLOCK_QUANTIZED = ("MatMulNBits", "GatherBlockQuantized")
 
 
-def kept_in_float(source: Path, ctx: PassContext) -> list[str]:
-    """The names of the nodes of ``source`` that static quantization must leave out (logged, by kind)."""
+def kept_in_float(source: Path, ctx: PassContext, *, qoperator: bool = False) -> list[str]:
+    """The names of the nodes of ``source`` that static quantization must leave out (logged, by kind);
+    ``qoperator``: also the nodes that feed a ``Where`` (:func:`where_feeders`)."""
     import onnx
 
     model = onnx.load(str(source), load_external_data=False)
@@ -48,7 +49,35 @@ def kept_in_float(source: Path, ctx: PassContext) -> list[str]:
             "%d block-quantized nodes (%s) are left as they are", len(blocks), ", ".join(BLOCK_QUANTIZED)
         )
     discrete = integer_paths(model, ctx)
-    return [n.name for n in blocks] + discrete
+    feeders = where_feeders(graph, ctx) if qoperator else []
+    return [n.name for n in blocks] + discrete + [n for n in feeders if n not in discrete]
+
+
+def where_feeders(graph: Any, ctx: PassContext) -> list[str]:
+    """The nodes whose outputs a ``Where`` selects from, for the QOperator format.
+
+    onnxruntime's QOperator ``Where`` handler keeps the float ``Where`` (unless ``ForceQuantizeNoInputCheck``)
+    without dequantizing inputs that were quantized before it, and then refuses its own graph ("Invalid
+    model with unknown initializers/tensors"): DeBERTa's attention masking (``masked_fill``) failed this way,
+    v1 and v2. Left in float, those inputs reach the ``Where`` as they are.
+    """
+    producers = {out: node for node in graph.node for out in node.output if out}
+    names = sorted(
+        {
+            producers[name].name
+            for node in graph.node
+            if node.op_type == "Where"
+            for name in node.input[1:]
+            if name in producers and producers[name].op_type != "Constant" and producers[name].name
+        }
+    )
+    if names:
+        ctx.logger.info(
+            "%d nodes that feed a Where are left in float: onnxruntime's QOperator Where does not take "
+            "their quantized outputs",
+            len(names),
+        )
+    return names
 
 
 def integer_paths(model: Any, ctx: PassContext) -> list[str]:

@@ -203,8 +203,9 @@ def _quantize_static(
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
     reader = calibration_reader(cfg, model, source, ctx)
-    nodes_to_exclude = [*nodes_to_exclude, *kept_in_float(source, ctx)]
     options = extra_options(cfg, ctx, static=True)
+    qoperator = cfg.quant_format == "QOperator" and not options.get("ForceQuantizeNoInputCheck")
+    nodes_to_exclude = [*nodes_to_exclude, *kept_in_float(source, ctx, qoperator=qoperator)]
     method = CalibrationMethod[cfg.calibrate_method]
     if method is not CalibrationMethod.MinMax and "CalibStridedMinMax" not in options:
         shapes = reader.shapes()
