@@ -8,6 +8,7 @@ Weights are seeded, so the files are the same on every call.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +189,23 @@ def write_tiny_bert(folder: Path, *, max_positions: int = 64) -> dict[str, Any]:
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
 
 
+def _save_perturbed(build: Callable[[], Any], folder: Path) -> None:
+    """Build a model with seed 0, nudge every weight (trained-looking: freshly initialized zero biases are
+    shared by the export, and onnxruntime's QOperator quantizer then mixes their uses) and save it."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build().eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.02 * torch.randn_like(param))
+        model.save_pretrained(str(folder))
+
+
 def write_tiny_mpnet(folder: Path) -> dict[str, Any]:
     """An ``HfModel`` (feature-extraction): 2-layer MPNet (relative-position buckets computed in float),
     hidden 32, 2 heads, with the same WordPiece tokenizer."""
-    import torch
     from transformers import MPNetConfig, MPNetModel
 
     tokenizer = _write_wordpiece(folder)
@@ -204,20 +218,13 @@ def write_tiny_mpnet(folder: Path) -> dict[str, Any]:
         max_position_embeddings=130,
         pad_token_id=tokenizer.pad_token_id,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = MPNetModel(config).eval()
-        with torch.no_grad():  # trained-looking biases: zero ones are shared by the export, and
-            for param in model.parameters():  # onnxruntime's QOperator quantizer mixes their uses
-                param.add_(0.02 * torch.randn_like(param))
-        model.save_pretrained(str(folder))
+    _save_perturbed(lambda: MPNetModel(config), folder)
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
 
 
 def write_tiny_deberta(folder: Path, *, v2: bool = True) -> dict[str, Any]:
     """An ``HfModel`` (feature-extraction): 2-layer DeBERTa (v2 as DeBERTa-v3 uses it, or v1) with relative
     attention (its attention masking is a ``Where``), hidden 32, 2 heads, the same WordPiece tokenizer."""
-    import torch
     from transformers import DebertaConfig, DebertaModel, DebertaV2Config, DebertaV2Model
 
     tokenizer = _write_wordpiece(folder)
@@ -236,13 +243,7 @@ def write_tiny_deberta(folder: Path, *, v2: bool = True) -> dict[str, Any]:
         if v2
         else DebertaConfig(**common)
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = (DebertaV2Model if v2 else DebertaModel)(config).eval()
-        with torch.no_grad():  # trained-looking weights, as in write_tiny_mpnet
-            for param in model.parameters():
-                param.add_(0.02 * torch.randn_like(param))
-        model.save_pretrained(str(folder))
+    _save_perturbed(lambda: (DebertaV2Model if v2 else DebertaModel)(config), folder)
     return {"type": "HfModel", "model_path": str(folder), "task": "feature-extraction"}
 
 

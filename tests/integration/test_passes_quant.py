@@ -491,6 +491,30 @@ def test_static_calibration_reports_its_progress(
     assert "reading until the data ends" in lines[0]
 
 
+def _exported(model: ModelHandle, folder: Path) -> ModelHandle:
+    """``model`` exported to fp32 ONNX (opset 17) in ``folder``."""
+    convert = PASSES.get("OnnxConversion")
+    folder.mkdir()
+    return convert().run(
+        model, convert.config_class.model_validate({"target_opset": 17}), folder, PassContext()
+    )
+
+
+def _dummy_text_context() -> PassContext:
+    """A context with Olive's dummy text data (``dummy``, sequences of 16) for calibration."""
+    dummy = DataConfig.model_validate(
+        {"name": "dummy", "type": "TransformersDummyDataContainer", "load_dataset_config": {"seq_len": 16}}
+    )
+    return PassContext(data_configs={"dummy": dummy})
+
+
+def _assert_near(got: np.ndarray, want: np.ndarray) -> None:
+    """A quantized model's output: finite, and off the fp32 output by less than half its largest value
+    (int8 noise on a random-weight model; a broken graph is off by far more, or not finite)."""
+    assert np.isfinite(got).all()
+    assert float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+
+
 @pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
 def test_static_quantization_leaves_float_index_arithmetic_in_float(
     quant_format: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
@@ -499,17 +523,8 @@ def test_static_quantization_leaves_float_index_arithmetic_in_float(
     int64 -> Gather): quantized, the buckets were out of range and every run of the model failed."""
     from tiny_models import write_tiny_mpnet
 
-    mpnet = handle(write_tiny_mpnet(tmp_path_factory.mktemp("mpnet")))
-    convert = PASSES.get("OnnxConversion")
-    fp32_dir = tmp_path / "fp32"
-    fp32_dir.mkdir()
-    fp32 = convert().run(
-        mpnet, convert.config_class.model_validate({"target_opset": 17}), fp32_dir, PassContext()
-    )
-    dummy = DataConfig.model_validate(
-        {"name": "dummy", "type": "TransformersDummyDataContainer", "load_dataset_config": {"seq_len": 16}}
-    )
-    ctx = PassContext(data_configs={"dummy": dummy})
+    fp32 = _exported(handle(write_tiny_mpnet(tmp_path_factory.mktemp("mpnet"))), tmp_path / "fp32")
+    ctx = _dummy_text_context()
     out = run_pass(
         "OnnxStaticQuantization", fp32, tmp_path / "q", ctx, data_config="dummy", quant_format=quant_format
     )
@@ -532,8 +547,7 @@ def test_static_quantization_leaves_float_index_arithmetic_in_float(
         }
         want = want_runner.run(feed)[0]
         got = got_runner.run(feed)[0]
-        assert np.isfinite(got).all()
-        assert float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+        _assert_near(got, want)
 
 
 def _text_calibration(folder: Path) -> PassContext:
@@ -598,7 +612,7 @@ def test_histogram_calibration_on_batches_of_different_shapes(
     }
     want = open_runner(bert).run(feed)[0]
     got = open_runner(out).run(feed)[0]
-    assert np.isfinite(got).all() and float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+    _assert_near(got, want)
 
 
 @pytest.mark.parametrize("v2", [True, False], ids=["deberta-v2", "deberta"])
@@ -609,17 +623,8 @@ def test_static_qoperator_leaves_what_feeds_a_where_in_float(
     attention masking failed with "Invalid model with unknown initializers/tensors"."""
     from tiny_models import write_tiny_deberta
 
-    deberta = handle(write_tiny_deberta(tmp_path_factory.mktemp("deberta"), v2=v2))
-    convert = PASSES.get("OnnxConversion")
-    fp32_dir = tmp_path / "fp32"
-    fp32_dir.mkdir()
-    fp32 = convert().run(
-        deberta, convert.config_class.model_validate({"target_opset": 17}), fp32_dir, PassContext()
-    )
-    dummy = DataConfig.model_validate(
-        {"name": "dummy", "type": "TransformersDummyDataContainer", "load_dataset_config": {"seq_len": 16}}
-    )
-    ctx = PassContext(data_configs={"dummy": dummy})
+    fp32 = _exported(handle(write_tiny_deberta(tmp_path_factory.mktemp("deberta"), v2=v2)), tmp_path / "fp32")
+    ctx = _dummy_text_context()
     out = run_pass(
         "OnnxStaticQuantization", fp32, tmp_path / "q", ctx, data_config="dummy", quant_format="QOperator"
     )
@@ -636,4 +641,4 @@ def test_static_qoperator_leaves_what_feeds_a_where_in_float(
     feed = {k: v for k, v in feed.items() if k in names}
     want = open_runner(fp32).run(feed)[0]
     got = open_runner(out).run(feed)[0]
-    assert np.isfinite(got).all() and float(np.abs(got - want).max()) < 0.5 * float(np.abs(want).max())
+    _assert_near(got, want)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,16 +234,18 @@ def _quantize_static(
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             quantizer(
-                cfg,
-                source,
-                output,
-                reader,
-                nodes_to_quantize,
-                nodes_to_exclude,
-                external,
-                options,
-                method,
-                providers,
+                _StaticCall(
+                    cfg,
+                    source,
+                    output,
+                    reader,
+                    nodes_to_quantize,
+                    nodes_to_exclude,
+                    external,
+                    options,
+                    method,
+                    providers,
+                )
             )
     except ValueError as exc:
         if "Too many bins" not in str(exc):
@@ -267,73 +270,69 @@ def _quantize_static(
             )
 
 
-def _quantize_qdq_config(
-    cfg: StaticFieldsConfig,
-    source: Path,
-    output: Path,
-    reader: Any,
-    nodes_to_quantize: list[str] | None,
-    nodes_to_exclude: list[str],
-    external: bool,
-    options: dict[str, Any],
-    method: Any,
-    providers: list[str],
-) -> None:
+@dataclass(frozen=True)
+class _StaticCall:
+    """What both of onnxruntime's static entry points take, decided once by :func:`_quantize_static`."""
+
+    cfg: StaticFieldsConfig
+    source: Path
+    output: Path
+    reader: Any
+    nodes_to_quantize: list[str] | None
+    nodes_to_exclude: list[str]
+    external: bool
+    options: dict[str, Any]
+    method: Any
+    providers: list[str]
+
+
+def _quantize_qdq_config(call: _StaticCall) -> None:
     """onnxruntime's full-integer QDQ configuration (Olive's default path): every op type of the model is
     quantizable unless op_types_to_quantize narrows it; the symmetric / range options are parameters."""
     from onnxruntime.quantization.quantize import get_qdq_config
     from onnxruntime.quantization.quantize import quantize as quantize_with_config
 
+    cfg, options = call.cfg, dict(call.options)
     exposed = {param: options.pop(key) for key, (param, _) in PARAM_EXTRA_OPTIONS.items() if key in options}
     qdq = get_qdq_config(
-        str(source),
-        reader,
-        calibrate_method=method,
+        str(call.source),
+        call.reader,
+        calibrate_method=call.method,
         activation_type=quant_type(cfg.activation_type),
         weight_type=quant_type(cfg.precision),
         per_channel=cfg.per_channel,
         reduce_range=cfg.reduce_range,
-        calibration_providers=providers,
+        calibration_providers=call.providers,
         op_types_to_quantize=cfg.op_types_to_quantize,
-        nodes_to_exclude=nodes_to_exclude,
+        nodes_to_exclude=call.nodes_to_exclude,
         extra_options=options or None,
         **exposed,
     )
-    qdq.nodes_to_quantize = nodes_to_quantize
-    qdq.use_external_data_format = external
-    quantize_with_config(str(source), str(output), qdq)
+    qdq.nodes_to_quantize = call.nodes_to_quantize
+    qdq.use_external_data_format = call.external
+    quantize_with_config(str(call.source), str(call.output), qdq)
 
 
-def _quantize_static_call(
-    cfg: StaticFieldsConfig,
-    source: Path,
-    output: Path,
-    reader: Any,
-    nodes_to_quantize: list[str] | None,
-    nodes_to_exclude: list[str],
-    external: bool,
-    options: dict[str, Any],
-    method: Any,
-    providers: list[str],
-) -> None:
+def _quantize_static_call(call: _StaticCall) -> None:
     from onnxruntime.quantization import QuantFormat, quantize_static
 
+    cfg = call.cfg
     quantize_static(
-        model_input=str(source),
-        model_output=str(output),
-        calibration_data_reader=reader,
+        model_input=str(call.source),
+        model_output=str(call.output),
+        calibration_data_reader=call.reader,
         quant_format=QuantFormat[cfg.quant_format],
         op_types_to_quantize=cfg.op_types_to_quantize,
         per_channel=cfg.per_channel,
         reduce_range=cfg.reduce_range,
         activation_type=quant_type(cfg.activation_type),
         weight_type=quant_type(cfg.precision),
-        nodes_to_quantize=nodes_to_quantize,
-        nodes_to_exclude=nodes_to_exclude,
-        use_external_data_format=external,
-        calibrate_method=method,
-        calibration_providers=providers,
-        extra_options=options,
+        nodes_to_quantize=call.nodes_to_quantize,
+        nodes_to_exclude=call.nodes_to_exclude,
+        use_external_data_format=call.external,
+        calibrate_method=call.method,
+        calibration_providers=call.providers,
+        extra_options=call.options,
     )
 
 
