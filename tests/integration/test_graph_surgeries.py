@@ -205,6 +205,53 @@ def test_matmul_add_to_gemm_and_back(mlp: ModelHandle, tmp_path: Path) -> None:
     assert ops(back).count("MatMul") == 3 and "Gemm" not in ops(back)
 
 
+def _matmul_add(folder: Path, x_shape: list[Any], tail: str) -> ModelHandle:
+    """``x`` [.., 3] @ W [3, 4] + b [4], then ``tail``: "" (the sum is the output), "relu" (only a Relu
+    reads it) or "relu+" (a Relu and an Identity read it)."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["s"])]
+    out_shape = [*x_shape[:-1], 4]
+    outputs = [vinfo("y", out_shape)]
+    if tail:
+        nodes.append(helper.make_node("Relu", ["s"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["s"], ["y"]))
+    if tail == "relu+":
+        nodes.append(helper.make_node("Identity", ["s"], ["z"]))
+        outputs.append(vinfo("z", out_shape))
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    return save(folder, nodes, [vinfo("x", x_shape)], outputs, inits)
+
+
+@pytest.mark.parametrize("tail", ["", "relu", "relu+"])
+@pytest.mark.parametrize("x_shape", [[2, 5, 3], [2, 1, 5, 3], [3]], ids=["3d", "4d", "1d"])
+def test_matmul_add_to_gemm_reshapes_a_static_input_of_another_rank(
+    x_shape: list[int], tail: str, tmp_path: Path
+) -> None:
+    """As Olive: a static MatMul input of rank != 2 goes through the Gemm as 2-D and back; a Relu that
+    alone reads the sum sits between the Gemm and the reshape back (onnxruntime fuses Gemm + Relu)."""
+    model = _matmul_add(tmp_path / "m", x_shape, tail)
+    out = surgery(model, tmp_path / "o", {"surgeon": "MatMulAddToGemm"})
+    found = ops(out)
+    assert "MatMul" not in found and found.count("Gemm") == 1 and found.count("Reshape") == 2
+    if tail == "relu":
+        assert found.index("Gemm") < found.index("Relu") < len(found) - 1 - found[::-1].index("Reshape")
+    if tail == "relu+":  # the sum has another reader: the Relu stays after the reshape back
+        assert found.index("Relu") > max(i for i, op in enumerate(found) if op == "Reshape")
+    x = np.random.default_rng(4).standard_normal(x_shape).astype(np.float32)
+    for got, want in zip(open_runner(out).run({"x": x}), open_runner(model).run({"x": x}), strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_matmul_add_to_gemm_leaves_a_dynamic_higher_rank_input(tmp_path: Path) -> None:
+    model = _matmul_add(tmp_path / "m", ["batch", 5, 3], "relu")
+    out = surgery(model, tmp_path / "o", {"surgeon": "MatMulAddToGemm"})
+    assert ops(out) == ops(model)
+
+
 def test_gemm_with_trans_b_becomes_matmul_on_a_transposed_weight(tmp_path: Path) -> None:
     w = np.arange(6, dtype=np.float32).reshape(3, 2)  # [N, K] with transB
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]

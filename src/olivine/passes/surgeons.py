@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -388,29 +389,78 @@ class DecomposeQuickGelu(_Rewrite):
 
 
 class MatMulAddToGemm(_Rewrite):
-    """``Add(MatMul(a, W), b)`` -> ``Gemm(a, W, b)`` for a 2-D ``a``, 2-D ``W`` and 1-D ``b``.
+    """``Add(MatMul(a, W), b)`` -> ``Gemm(a, W, b)`` for a 2-D ``W`` and a 1-D ``b``.
 
-    Olive also reshapes a higher-rank ``a`` with static shapes to 2-D around the Gemm; those MatMuls
-    are left as they are here.
+    As in Olive: an ``a`` of another rank is reshaped to 2-D before the Gemm and the result back after
+    it when ``a``'s and ``W``'s shapes are static (a dynamic shape would need shape arithmetic in the
+    graph; those MatMuls are left as they are); a ``Relu`` that is the Add's only consumer then goes
+    between the Gemm and the reshape back, where onnxruntime fuses it into the Gemm.
     """
 
     def rules(self) -> Any:
         from onnxscript.rewriter import pattern
 
-        def target(op: Any, a: Any, w: Any, b: Any) -> Any:
+        def gemm_in_2d(op: Any, a: Any, w: Any, b: Any, relu: bool) -> Any:
+            a_shape, w_shape = _static_dims(a), _static_dims(w)
+            assert a_shape is not None and w_shape is not None  # the conditions saw to it
+            rows = [math.prod(a_shape[:-1]), a_shape[-1]]
+            flat = op.Reshape(a, op.Constant(value_ints=rows))
+            out = op.Gemm(flat, w, b)
+            if relu:
+                out = op.Relu(out)
+            return op.Reshape(out, op.Constant(value_ints=[*a_shape[:-1], w_shape[-1]]))
+
+        def plain(op: Any, a: Any, w: Any, b: Any) -> Any:
             return op.Add(op.MatMul(a, w), b)
 
-        def condition(context: Any, a: Any, w: Any, b: Any) -> bool:
-            ranks = [v.shape.rank() if v.shape is not None else None for v in (a, w, b)]
-            return ranks == [2, 2, 1]
+        def plain_condition(context: Any, a: Any, w: Any, b: Any) -> bool:
+            if _rank(w) != 2 or _rank(b) != 1:
+                return False
+            if _rank(a) == 2:
+                return True
+            users = [use.node for use in context.root.outputs[0].uses()]
+            relu_next = len(users) == 1 and users[0].op_type == "Relu"
+            return not relu_next and _reshapable(a, w)
 
-        def replacement(op: Any, a: Any, w: Any, b: Any) -> Any:
-            return op.Gemm(a, w, b)
+        def plain_replacement(op: Any, a: Any, w: Any, b: Any) -> Any:
+            return op.Gemm(a, w, b) if _rank(a) == 2 else gemm_in_2d(op, a, w, b, relu=False)
 
-        return pattern.RewriteRuleSet([pattern.RewriteRule(target, replacement, condition)], commute=True)
+        def with_relu(op: Any, a: Any, w: Any, b: Any) -> Any:
+            return op.Relu(op.Add(op.MatMul(a, w), b))
+
+        def with_relu_condition(context: Any, a: Any, w: Any, b: Any) -> bool:
+            return _rank(w) == 2 and _rank(b) == 1 and _rank(a) != 2 and _reshapable(a, w)
+
+        def with_relu_replacement(op: Any, a: Any, w: Any, b: Any) -> Any:
+            return gemm_in_2d(op, a, w, b, relu=True)
+
+        return pattern.RewriteRuleSet(
+            [
+                pattern.RewriteRule(with_relu, with_relu_replacement, with_relu_condition),
+                pattern.RewriteRule(plain, plain_replacement, plain_condition),
+            ],
+            commute=True,
+        )
 
     def apply(self, model: ir.Model) -> ir.Model:
         return super().apply(_infer_shapes(model))
+
+
+def _rank(value: Any) -> int | None:
+    return value.shape.rank() if value.shape is not None else None
+
+
+def _static_dims(value: Any) -> list[int] | None:
+    """``value``'s dimensions when every one is a known number."""
+    if value.shape is None or not all(isinstance(d, int) for d in value.shape):
+        return None
+    return [int(d) for d in value.shape]
+
+
+def _reshapable(a: Any, w: Any) -> bool:
+    """A MatMul input of rank 1 or > 2 that can go through a 2-D Gemm: static shapes that agree."""
+    a_dims, w_dims = _static_dims(a), _static_dims(w)
+    return a_dims is not None and w_dims is not None and len(a_dims) >= 1 and a_dims[-1] == w_dims[0]
 
 
 class GemmToMatMulAdd(_Rewrite):
