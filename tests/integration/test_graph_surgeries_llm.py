@@ -252,18 +252,23 @@ def test_decompose_rotary_embedding_matches_onnxruntime(
     np.testing.assert_allclose(run(out, feed)[0], run(model, feed)[0], atol=1e-5)
 
 
-def _rope_multi_cache_model(folder: Path) -> tuple[ModelHandle, dict[str, np.ndarray]]:
+def _rope_multi_cache_model(folder: Path, outer: bool = False) -> tuple[ModelHandle, dict[str, np.ndarray]]:
+    """The model builder's long/short rotary caches behind an ``If``: Constants in the branches, or
+    (``outer``) Identities of the main graph's initializers, as an optimizer that lifts constants leaves them."""
     half = 4
     small = _rope_caches(8, half)
     large = tuple(c * 0.5 for c in _rope_caches(8, half))  # distinguishable from the short caches
+    lifted: list[Any] = []
 
     def branch(name: str, caches: tuple[np.ndarray, ...], size: str) -> Any:
-        nodes = [
-            helper.make_node(
-                "Constant", [], [f"{key}_cache_{size}"], value=numpy_helper.from_array(c, f"{key}_{size}_v")
-            )
-            for key, c in zip(("cos", "sin"), caches, strict=True)
-        ]
+        nodes = []
+        for key, c in zip(("cos", "sin"), caches, strict=True):
+            if outer:
+                lifted.append(init(f"{key}_{size}_lifted", c))
+                nodes.append(helper.make_node("Identity", [f"{key}_{size}_lifted"], [f"{key}_cache_{size}"]))
+            else:
+                constant = numpy_helper.from_array(c, f"{key}_{size}_v")
+                nodes.append(helper.make_node("Constant", [], [f"{key}_cache_{size}"], value=constant))
         outs = [vinfo(f"{key}_cache_{size}", [8, half]) for key in ("cos", "sin")]
         return helper.make_graph(nodes, name, [], outs)
 
@@ -289,17 +294,21 @@ def _rope_multi_cache_model(folder: Path) -> tuple[ModelHandle, dict[str, np.nda
         vinfo("pos", [1, 3], TensorProto.INT64),
         vinfo("total_len", [], TensorProto.INT64),
     ]
-    model = save(folder, nodes, inputs, [vinfo("y", [1, 3, 8])], [init("limit", np.array(4, np.int64))])
+    model = save(
+        folder, nodes, inputs, [vinfo("y", [1, 3, 8])], [init("limit", np.array(4, np.int64)), *lifted]
+    )
     feed = {"x": RNG.standard_normal((1, 3, 8)).astype(np.float32), "pos": np.array([[0, 1, 2]], np.int64)}
     return model, feed
 
 
+@pytest.mark.parametrize("outer", [False, True], ids=["constants", "outer-initializers"])
 @pytest.mark.parametrize("large", [False, True])
-def test_remove_rope_multi_cache_keeps_one_cache(tmp_path: Path, large: bool) -> None:
-    model, feed = _rope_multi_cache_model(tmp_path / "m")
+def test_remove_rope_multi_cache_keeps_one_cache(tmp_path: Path, large: bool, outer: bool) -> None:
+    model, feed = _rope_multi_cache_model(tmp_path / "m", outer=outer)
     out = surgery(model, tmp_path / "o", {"surgeon": "RemoveRopeMultiCache", "use_large_cache": large})
     assert ops(out) == ["RotaryEmbedding"]
     assert {"cos_cache_single", "sin_cache_single"} <= set(inits(out))
+    assert not [name for name in inits(out) if name.endswith("_lifted")]  # the caches read by no one
     selected = {"total_len": np.array(10 if large else 2, np.int64)}
     np.testing.assert_allclose(
         run(out, {**feed, **selected})[0], run(model, {**feed, **selected})[0], atol=1e-6

@@ -52,7 +52,7 @@ class RemoveRopeMultiCache(Surgeon):
         size = "large" if self.use_large_cache else "small"
         for key, value in caches.items():
             source = _find_value(branch, f"{key}_{size}") or branch.outputs[value.index()]
-            tensor = ir.convenience.get_const_tensor(source)
+            tensor = _constant_behind(source)
             if tensor is None:
                 raise ValueError(f"the {size} {key} in the If's branch is not a constant")
             name = f"{key}_single"
@@ -67,6 +67,7 @@ class RemoveRopeMultiCache(Surgeon):
         if all(next(iter(o.uses()), None) is None and not o.is_graph_output() for o in if_node.outputs):
             condition = if_node.inputs[0]
             graph.remove(if_node, safe=True)
+            _drop_initializers_only_read_by(if_node, model)
             producer = condition.producer() if condition is not None else None
             if (
                 producer is not None
@@ -75,6 +76,38 @@ class RemoveRopeMultiCache(Surgeon):
             ):
                 graph.remove(producer, safe=True)
         return model
+
+
+def _drop_initializers_only_read_by(removed: Any, model: ir.Model) -> None:
+    """Drop the main graph's initializers that only the subgraphs of the ``removed`` node read (the cache
+    a branch passed on): nothing live reads them any more. One that is also a graph input or output stays."""
+    import onnx_ir as ir
+
+    from olivine.passes.surgeons import ir_graphs
+
+    branches = [a.value for a in removed.attributes.values() if a.type == ir.AttributeType.GRAPH]
+    dead = {id(n) for branch in branches for g in ir_graphs(branch) for n in g}
+    graph = model.graph
+    for name, value in list(graph.initializers.items()):
+        readers = [use.node for use in value.uses()]
+        if readers and all(id(r) in dead for r in readers) and value not in (*graph.inputs, *graph.outputs):
+            del graph.initializers[name]
+
+
+def _constant_behind(value: Any) -> Any:
+    """The constant tensor ``value`` is, through any ``Identity`` nodes (a branch may pass on an
+    initializer of the main graph, as optimizers that lift constants out of subgraphs leave it), else None."""
+    import onnx_ir as ir
+
+    for _ in range(64):  # a chain of Identities ends; a malformed cycle must not spin
+        tensor = ir.convenience.get_const_tensor(value)
+        producer = value.producer()
+        if tensor is not None or producer is None or producer.op_type != "Identity" or not producer.inputs:
+            return tensor
+        value = producer.inputs[0]
+        if value is None:
+            return None
+    return None
 
 
 def _find_value(graph: Any, name: str) -> Any:
