@@ -122,7 +122,7 @@ class OrtTransformersOptimization(OnnxPass):
         from onnxruntime.transformers import optimizer as ort_optimizer
 
         cfg: OrtTransformersOptimizationConfig = config
-        model_type, num_heads, hidden_size = _resolve_shape_params(cfg, model.attributes)
+        model_type, num_heads, hidden_size = _resolve_shape_params(cfg, model.attributes, ctx.logger)
         if not model_type:
             # Olive skips the pass then (recipes set model_type "" on purpose); so does Olivine, saying so.
             ctx.logger.warning(
@@ -172,7 +172,8 @@ class OrtTransformersOptimization(OnnxPass):
             raise PassRunError(
                 self.name,
                 f"onnxruntime transformer optimizer (model_type '{model_type}') failed on {source}: "
-                f"{type(exc).__name__}: {exc}{_raised_in(exc)}; its fusions may not match this graph "
+                f"{type(exc).__name__}: {str(exc).strip() or 'no message'}{_raised_in(exc)}; its fusions may "
+                "not match this graph "
                 "(only_onnxruntime: true with an opt_level runs onnxruntime's own graph optimizations "
                 "instead)",
             ) from exc
@@ -188,18 +189,66 @@ def _has_functions(path: Path) -> bool:
     return bool(onnx.load(str(path), load_external_data=False).functions)
 
 
+#: Olive's aliases (olive/assets/io_configs/defaults.yaml) for the head count and hidden size.
+_HEAD_KEYS = ("num_attention_heads", "num_heads", "n_head", "n_heads", "encoder_attention_heads")
+_HIDDEN_KEYS = ("hidden_size", "dim", "d_model", "n_embd")
+
+
+def _model_number(attributes: dict[str, Any], keys: tuple[str, ...]) -> tuple[int, Any]:
+    """The first of ``keys`` the model's attributes give: (its value if a positive whole number else 0,
+    the value as given, None when no key is there)."""
+    for key in keys:
+        value = attributes.get(key)
+        if value is None:
+            continue
+        number = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+        return number, value
+    return 0, None
+
+
 def _resolve_shape_params(
-    cfg: OrtTransformersOptimizationConfig, attributes: dict[str, Any]
+    cfg: OrtTransformersOptimizationConfig, attributes: dict[str, Any], logger: Any = None
 ) -> tuple[str, int, int]:
     """model_type / num_heads / hidden_size: from the pass config, else from the model's attributes
-    (model_type "" when neither names one)."""
+    (model_type "" when neither names one).
+
+    onnxruntime's optimizer takes both numbers or neither (0 and 0: it reads them from the graph); with
+    one alone, or a hidden size that is not a multiple of the head count, it fails a bare assertion. So
+    numbers from the model are used only as a consistent pair (a config with one head count per stage,
+    as SegFormer's, Swin's and LeViT's lists, gives none), and a pair given in the pass config is checked.
+    """
     model_type = cfg.model_type or ""
     if not model_type and attributes.get("model_type"):
         hf_type = str(attributes["model_type"])
         model_type = _MODEL_TYPE_MAPPING.get(hf_type, hf_type)
-    num_heads = cfg.num_heads or int(attributes.get("num_attention_heads") or attributes.get("n_head") or 0)
-    hidden_size = cfg.hidden_size or int(attributes.get("hidden_size") or attributes.get("n_embd") or 0)
-    return model_type, num_heads, hidden_size
+    from_model = model_type != "clip"  # as in Olive: a CLIP config's numbers are its text tower's
+    heads, heads_given = _model_number(attributes, _HEAD_KEYS) if from_model else (0, None)
+    hidden, hidden_given = _model_number(attributes, _HIDDEN_KEYS) if from_model else (0, None)
+    num_heads = cfg.num_heads or heads
+    hidden_size = cfg.hidden_size or hidden
+    if num_heads and hidden_size and hidden_size % num_heads == 0:
+        return model_type, num_heads, hidden_size
+    if cfg.num_heads and cfg.hidden_size:
+        raise ConfigError(
+            f"hidden_size {cfg.hidden_size} is not a multiple of num_heads {cfg.num_heads}",
+            path="hidden_size",
+        )
+    if cfg.num_heads or cfg.hidden_size:
+        given, other = ("num_heads", "hidden_size") if cfg.num_heads else ("hidden_size", "num_heads")
+        raise ConfigError(
+            f"{given} is set but {other} is not, and the model's config gives no usable {other} "
+            f"(head count {heads_given!r}, hidden size {hidden_given!r}): set both, or neither to let "
+            "onnxruntime read them from the graph",
+            path=other,
+        )
+    if (num_heads or hidden_size or heads_given or hidden_given) and logger is not None:
+        logger.info(
+            "the model's config gives no usable head count / hidden size pair (%r / %r): onnxruntime's "
+            "optimizer reads them from the graph (num_heads 0, hidden_size 0)",
+            heads_given,
+            hidden_given,
+        )
+    return model_type, 0, 0
 
 
 def _fusion_options(model_type: str, options: dict[str, Any] | None) -> Any:
