@@ -406,6 +406,10 @@ def test_a_surgeon_that_does_not_fit_the_model_fails_the_pass_naming_it(
         ),
         ([{"surgeon": "RenameInputs", "old_names": ["a"], "new_names": []}], "same length"),
         ([{"old_names": ["a"]}], "'surgeon'"),
+        ([{"surgeon": 5}], r"'surgeon' must be a surgeon's name \(a string\), got int"),
+        ([{"surgeon": "RenameInput"}], r"unknown surgeon 'RenameInput' \(did you mean 'RenameInputs'\?\)"),
+        ([{"surgeon": "ProtoSurgeon"}], r"unknown surgeon 'ProtoSurgeon'"),
+        ([{"surgeon": "_Rewrite"}], r"unknown surgeon '_Rewrite'"),
     ],
 )
 def test_surgeries_are_refused_by_name_at_validation(surgeries: list[dict[str, Any]], message: str) -> None:

@@ -257,3 +257,15 @@ def test_an_inline_pass_data_config_joins_data_configs_as_olive_takes_it() -> No
         )
     )
     assert err.path == "passes.q.data_config.name" and "other content" in str(err)
+
+
+def test_config_unknown_pass_type_suggests_the_closest_one(tmp_path: Path) -> None:
+    from olivine.engine.resolve import resolve_slots
+
+    cfg = validate_config(_base(passes={"q": {"type": "OnnxStaticQuantisation"}}))
+    with pytest.raises(ConfigError) as info:
+        resolve_slots(cfg, tmp_path)
+    assert info.value.path == "passes.q.type"
+    assert "unknown pass type 'OnnxStaticQuantisation' (did you mean 'OnnxStaticQuantization'?)" in str(
+        info.value
+    )

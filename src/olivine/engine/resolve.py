@@ -9,6 +9,7 @@ file and key path.
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import os
 import re
@@ -392,8 +393,11 @@ def _resolve_option(
     path: str, entry: PassEntry, base_dir: Path, search: SearchStrategyConfig | None
 ) -> PassOption:
     if entry.type not in PASSES:
+        close = difflib.get_close_matches(entry.type, list(PASSES.names()), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(
-            f"unknown pass type '{entry.type}'; supported: {', '.join(PASSES.names())}", path=f"{path}.type"
+            f"unknown pass type '{entry.type}'{hint}; supported: {', '.join(PASSES.names())}",
+            path=f"{path}.type",
         )
     cls = PASSES.get(entry.type)
     searching = search is not None and not entry.disable_search
@@ -607,7 +611,6 @@ def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_d
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:
-    import difflib
 
     match = difflib.get_close_matches(key, list(model.model_fields), n=1)
     if match:

@@ -10,6 +10,7 @@ the index of the surgery. See :mod:`olivine.passes.surgeons` (and ``surgeons_nor
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,18 +39,20 @@ def parse_surgery(surgery: dict[str, Any], index: int) -> Surgeon:
     """The surgeon of ``surgeries[index]``, parameters validated; a ``ValueError`` says what is wrong."""
     where = f"surgeries[{index}]"
     name = surgery.get("surgeon")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise ValueError(f"{where}: 'surgeon' (the surgeon's name) is required")
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: 'surgeon' must be a surgeon's name (a string), got {type(name).__name__}")
     non_cpu = {k.lower(): (k, v) for k, v in NON_CPU_SURGEONS.items()}
     if name.lower() in non_cpu:
         canonical, reason = non_cpu[name.lower()]
         raise ValueError(f"{where}: surgeon '{canonical}' is refused on the CPU target: {reason}")
     cls = Surgeon.registry.get(name.lower())
     if cls is None:
-        allowed = ", ".join(
-            sorted(c.__name__ for c in Surgeon.registry.values() if not c.__name__.startswith("_"))
-        )
-        raise ValueError(f"{where}: unknown surgeon '{name}'; allowed: {allowed}")
+        names = sorted(c.__name__ for c in Surgeon.registry.values())
+        close = difflib.get_close_matches(name.lower(), [n.lower() for n in names], n=1)
+        hint = f" (did you mean '{next(n for n in names if n.lower() == close[0])}'?)" if close else ""
+        raise ValueError(f"{where}: unknown surgeon '{name}'{hint}; allowed: {', '.join(names)}")
     params = {k: v for k, v in surgery.items() if k != "surgeon"}
     try:
         return cls.model_validate(params)

@@ -47,6 +47,10 @@ NON_CPU_SURGEONS: dict[str, str] = {
 }
 
 
+#: Surgeon classes that only give others their shape.
+_BASES = frozenset({"ProtoSurgeon"})
+
+
 class Surgeon(BaseModel):
     """A surgeon's parameters (strict); :meth:`apply` changes the model in place or returns a new one."""
 
@@ -55,7 +59,8 @@ class Surgeon(BaseModel):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Surgeon.registry[cls.__name__.lower()] = cls
+        if not cls.__name__.startswith("_") and cls.__name__ not in _BASES:  # bases are not surgeons
+            Surgeon.registry[cls.__name__.lower()] = cls
 
     def apply(self, model: ir.Model) -> ir.Model:
         raise NotImplementedError
