@@ -102,6 +102,10 @@ def test_tuning_config_refuses_a_bad_enum_name_and_thread_count() -> None:
         config(execution_mode_list=["SEQUENTIAL_PLEASE"])
     with pytest.raises(ValidationError, match="intra_thread_num_list"):
         config(intra_thread_num_list=[0])
+    with pytest.raises(ValidationError, match="less than or equal to 1024"):  # hung a 2-CPU machine
+        config(intra_thread_num_list=[100000])
+    with pytest.raises(ValidationError, match="cpu_cores"):
+        config(cpu_cores=100000)
 
 
 def test_tuning_keeps_the_baseline_unless_faster_in_every_round_and_clearly() -> None:

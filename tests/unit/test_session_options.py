@@ -65,6 +65,7 @@ def test_session_options_integers_and_lower_case_names_are_the_same_values() -> 
         ({"graph_optimization_level": 5}, "graph_optimization_level", "ORT_ENABLE_ALL (99)"),
         ({"execution_mode": True}, "execution_mode", "got True"),
         ({"intra_op_num_threads": -1}, "intra_op_num_threads", "greater than or equal to 0"),
+        ({"inter_op_num_threads": 100000}, "inter_op_num_threads", "less than or equal to 1024"),
         ({"intra_op_threads": 2}, "intra_op_threads", "did you mean 'intra_op_num_threads'"),
         # Files onnxruntime writes from every session, relative to whichever process runs it.
         ({"optimized_model_filepath": "../x.onnx"}, "optimized_model_filepath", "not supported"),

@@ -50,7 +50,9 @@ def _enum(members: Mapping[str, int]) -> BeforeValidator:
 ExecutionMode = Annotated[int, _enum(EXECUTION_MODES)]
 GraphOptimizationLevel = Annotated[int, _enum(GRAPH_OPTIMIZATION_LEVELS)]
 ExecutionOrder = Annotated[int, _enum(EXECUTION_ORDERS)]
-ThreadCount = Annotated[int, Field(ge=0)]  # 0: onnxruntime's default (one per physical core)
+#: More threads than any CPU server has: a typo (100000 threads hung a 2-CPU machine), refused at config time.
+MAX_THREADS = 1024
+ThreadCount = Annotated[int, Field(ge=0, le=MAX_THREADS)]  # 0: onnxruntime's default (one per physical core)
 
 
 class SessionOptions(StrictModel):

@@ -39,6 +39,7 @@ from olivine.config.base import LocalPath
 from olivine.config.session import (
     EXECUTION_MODES,
     GRAPH_OPTIMIZATION_LEVELS,
+    MAX_THREADS,
     enum_value,
     normalize_session_options,
 )
@@ -56,7 +57,7 @@ def _enum_list(members: Mapping[str, int]) -> BeforeValidator:
     return BeforeValidator(lambda v: [None if x is None else enum_value(x, members) for x in _as_list(v)])
 
 
-ThreadList = Annotated[list[Annotated[int, Field(ge=1)] | None], BeforeValidator(_as_list)]
+ThreadList = Annotated[list[Annotated[int, Field(ge=1, le=MAX_THREADS)] | None], BeforeValidator(_as_list)]
 
 
 class OrtSessionParamsTuningConfig(PassConfig):
@@ -67,7 +68,7 @@ class OrtSessionParamsTuningConfig(PassConfig):
     user_script: LocalPath | None = None
     script_dir: LocalPath | None = None
     device: str = "cpu"
-    cpu_cores: Annotated[int, Field(ge=1)] | None = None
+    cpu_cores: Annotated[int, Field(ge=1, le=MAX_THREADS)] | None = None
     io_bind: bool = False
     enable_cuda_graph: bool = False
     providers_list: Annotated[list[Any], BeforeValidator(_as_list)] | None = None
