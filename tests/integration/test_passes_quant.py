@@ -582,7 +582,9 @@ def test_histogram_calibration_on_batches_of_different_shapes(
     bert = shared_bert_onnx(tmp_path_factory)
     ctx = _text_calibration(tmp_path / "data")
     if method != "Percentile":  # a histogram over [-3.4e38, 3.4e38] cannot be split into bins
-        with pytest.raises(PassRunError, match="ReplaceAttentionMaskValue"):
+        with pytest.raises(
+            PassRunError, match=r"tensor '.*' \(values -3.4.*e\+38 .*ReplaceAttentionMaskValue"
+        ):
             run_pass(
                 "OnnxStaticQuantization",
                 bert,
@@ -642,3 +644,42 @@ def test_static_qoperator_leaves_what_feeds_a_where_in_float(
     want = open_runner(fp32).run(feed)[0]
     got = open_runner(out).run(feed)[0]
     _assert_near(got, want)
+
+
+def test_histogram_calibration_of_a_near_constant_tensor_names_it_and_the_fix(
+    ctx: PassContext, tmp_path: Path
+) -> None:
+    """Sigmoid(x * 1e-5) is 0.5 give or take 3e-6: Percentile's histogram of it cannot be split into bins
+    float32 tells apart. The message names the tensor, its range and what to do, not an attention mask."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    inits = [
+        numpy_helper.from_array(np.array(1e-5, np.float32), "tiny"),
+        numpy_helper.from_array(rng.standard_normal((MLP_IN, 4)).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Mul", ["input", "tiny"], ["scaled"]),
+        helper.make_node("Sigmoid", ["scaled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", MLP_IN])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 4])],
+        inits,
+    )
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx")
+    )
+    model = handle({"type": "ONNXModel", "model_path": str(folder), "onnx_file_name": "model.onnx"})
+    with pytest.raises(PassRunError) as info:
+        static(model, tmp_path / "q", ctx, calibrate_method="Percentile")
+    message = str(info.value)
+    assert "tensor 'flat' (values 0.49999" in message and "narrower than float32 can split" in message
+    assert "ReplaceAttentionMaskValue" not in message and "or Percentile" not in message
+    out = static(model, tmp_path / "minmax", ctx, calibrate_method="MinMax")  # the fix it names works
+    assert op_counts(out)["QuantizeLinear"] > 0

@@ -250,13 +250,7 @@ def _quantize_static(
     except ValueError as exc:
         if "Too many bins" not in str(exc):
             raise
-        raise PassRunError(
-            "OnnxStaticQuantization",
-            f"calibrate_method {cfg.calibrate_method}: onnxruntime cannot build the histogram of a tensor "
-            "whose values reach float32's limits (an attention mask filled with float32's minimum, as "
-            "exported transformers have); replace the mask value first (GraphSurgeries surgeon "
-            "ReplaceAttentionMaskValue) or use calibrate_method MinMax or Percentile",
-        ) from exc
+        raise PassRunError("OnnxStaticQuantization", _histogram_failure(exc, cfg.calibrate_method)) from exc
     check_scales(output)  # MiniLM QDQ: 17 ms, against ~4 s of quantize_static
     if reader.made_cache:
         from olivine.passes.quant_kv import sync_past_ranges
@@ -284,6 +278,43 @@ class _StaticCall:
     options: dict[str, Any]
     method: Any
     providers: list[str]
+
+
+def _histogram_failure(exc: BaseException, method: str) -> str:
+    """Why onnxruntime could not split a calibrated tensor's range into histogram bins, and what to do.
+
+    numpy refuses bins narrower than float32 can tell apart: a range at float32's limits (an attention
+    mask filled with float32's minimum) or a tiny one (a near-constant or near-zero tensor). The tensor,
+    its minimum and maximum are read from onnxruntime's collector frame when it is on the traceback."""
+    seen: tuple[str, float, float] | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name in ("collect_value", "collect_absolute_value") and "tensor" in frame.f_locals:
+            local = frame.f_locals
+            try:
+                seen = (str(local["tensor"]), float(local["min_value"]), float(local["max_value"]))
+            except (KeyError, TypeError, ValueError):
+                seen = (str(local["tensor"]), float("nan"), float("nan"))
+        tb = tb.tb_next
+    what = f"tensor '{seen[0]}' (values {seen[1]:.7g} to {seen[2]:.7g})" if seen else "a calibrated tensor"
+    head = f"calibrate_method {method}: onnxruntime cannot split the range of {what} into histogram bins: "
+    others = "MinMax" if method == "Percentile" else "MinMax or Percentile"
+    huge = (
+        "values at float32's limits (an attention mask filled with float32's minimum, as exported "
+        "transformers have): replace the mask value first (GraphSurgeries surgeon ReplaceAttentionMaskValue) "
+        f"or use calibrate_method {others}"
+    )
+    tiny = (
+        "a range narrower than float32 can split (a near-constant or near-zero tensor): use calibrate_method "
+        "MinMax, or leave the node that computes it out (nodes_to_exclude)"
+    )
+    reach = max(abs(seen[1]), abs(seen[2])) if seen else float("nan")
+    if reach >= 1e30:
+        return head + huge
+    if reach < 1e30:
+        return head + tiny
+    return f"{head}either {huge}; or {tiny}"
 
 
 def _quantize_qdq_config(call: _StaticCall) -> None:
