@@ -683,3 +683,61 @@ def test_histogram_calibration_of_a_near_constant_tensor_names_it_and_the_fix(
     assert "ReplaceAttentionMaskValue" not in message and "or Percentile" not in message
     out = static(model, tmp_path / "minmax", ctx, calibrate_method="MinMax")  # the fix it names works
     assert op_counts(out)["QuantizeLinear"] > 0
+
+
+def _padded_depthwise(folder: Path, channels: int = 4) -> ModelHandle:
+    """Pad -> depthwise Conv -> Relu -> Pad -> depthwise Conv, the two Pads sharing one fill value (as
+    EfficientNet's after onnxruntime's pre-processing merges equal constants) and their pads."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "fill"),
+        *(
+            numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+            for name, shape in (("w1", (channels, 1, 3, 3)), ("w2", (channels, 1, 3, 3)), ("b1", channels))
+        ),
+        numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "fill"], ["p1"]),
+        helper.make_node("Conv", ["p1", "w1", "b1"], ["c1"], group=channels),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Pad", ["r1", "pads", "fill"], ["p2"]),
+        helper.make_node("Conv", ["p2", "w2", "b2"], ["y"], group=channels),
+    ]
+    shape = ["n", channels, 8, 8]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        inits,
+    )
+    folder.mkdir(parents=True)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx")
+    )
+    np.savez(folder / "calib.npz", x=rng.standard_normal((8, channels, 8, 8)).astype(np.float32))
+    return handle({"type": "ONNXModel", "model_path": str(folder), "onnx_file_name": "model.onnx"})
+
+
+@pytest.mark.parametrize("preprocess", [True, False])
+def test_static_qoperator_gives_each_reader_of_a_shared_constant_its_own(
+    preprocess: bool, tmp_path: Path
+) -> None:
+    """onnxruntime's QOperator quantizer takes a node's float constant as its own and dropped the fill
+    value the second Pad still read: "Invalid model with unknown initializers/tensors" (EfficientNet)."""
+    model = _padded_depthwise(tmp_path / "m")
+    calib = CALIB.model_copy(deep=True)
+    assert calib.load_dataset_config is not None
+    calib.load_dataset_config.params["data_files"] = str(tmp_path / "m" / "calib.npz")
+    ctx = PassContext(data_configs={"calib": calib}, base_dir=tmp_path)
+    out = static(model, tmp_path / "q", ctx, quant_format="QOperator", quant_preprocess=preprocess)
+    assert op_counts(out).get("QLinearConv") == 2
+    assert [
+        i for i in onnx.load(model.onnx_path).graph.initializer if i.name == "fill"
+    ]  # the input is as it was
+    feed = {"x": np.random.default_rng(9).standard_normal((2, 4, 8, 8)).astype(np.float32)}
+    _assert_near(open_runner(out).run(feed)[0], open_runner(model).run(feed)[0])

@@ -27,6 +27,7 @@ from olivine.passes.quant_config import (
     static_unrunnable,
 )
 from olivine.passes.quant_guards import check_scales, kept_in_float
+from olivine.passes.quant_unshare import unshare_float_constants
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
 _SINGLE_FILE_BYTES = 1 << 30
@@ -203,6 +204,8 @@ def _quantize_static(
     import numpy as np
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
+    if cfg.quant_format == "QOperator":
+        source = unshare_float_constants(source, output.parent, ctx)
     reader = calibration_reader(cfg, model, source, ctx)
     options = extra_options(cfg, ctx, static=True)
     qoperator = cfg.quant_format == "QOperator" and not options.get("ForceQuantizeNoInputCheck")
