@@ -241,6 +241,45 @@ def test_hf_task_exports_with_the_task_inputs(
     assert [i.name for i in session.get_inputs()] == inputs
 
 
+@pytest.mark.parametrize(
+    ("processor", "want"),
+    [
+        (
+            {"do_center_crop": True, "crop_size": {"height": 40, "width": 40}, "size": {"shortest_edge": 48}},
+            40,
+        ),
+        ({"size": {"shortest_edge": 40}, "crop_pct": 0.875}, 40),  # ResNet's ConvNext processor
+        ({"size": {"height": 40, "width": 40}}, 40),
+        ({"size": {"shortest_edge": 800, "longest_edge": 1333}}, 64),  # no one size: Olive's default
+        (None, 64),
+    ],
+)
+def test_image_model_without_an_image_size_is_exported_at_its_processors_size(
+    tmp_path: Path, processor: dict[str, Any] | None, want: int
+) -> None:
+    """ResNet's config has no image_size: the export took Olive's 64 x 64 (height and width are fixed in
+    the graph) and images its own processor makes (224 x 224) were refused by the model."""
+    import json
+
+    import onnxruntime as ort
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    folder = tmp_path / "model"
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    ResNetForImageClassification(config).save_pretrained(str(folder))
+    if processor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    cfg = {
+        "input_model": {"type": "HfModel", "model_path": str(folder), "task": "image-classification"},
+        "passes": {"conversion": {"type": "OnnxConversion", "target_opset": 17}},
+    }
+    run_local(load(_write(tmp_path, cfg)), cache_dir=tmp_path / "cache", output_dir=tmp_path / "out")
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert session.get_inputs()[0].shape[1:] == [3, want, want]
+
+
 def test_hf_model_without_task_takes_olives_default_and_exports_with_the_kv_cache(tmp_path: Path) -> None:
     import numpy as np
     import onnxruntime as ort

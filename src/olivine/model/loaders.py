@@ -470,8 +470,7 @@ def _hf_batch(module: torch.nn.Module, names: list[str], batch: int, seq: int) -
             feed[name] = torch.ones(batch, seq, dtype=torch.int64)
         elif name == "pixel_values":
             channels = int(_config_value(config, "num_channels", 3))
-            size = _config_value(config, "image_size", 64)
-            height, width = (size, size) if isinstance(size, int) else tuple(size)
+            height, width = _image_size(config)
             feed[name] = torch.rand(batch, channels, height, width, generator=generator)
         elif name in ("input_values", "input_features"):
             feed[name] = _audio_batch(config, batch, seq, generator)
@@ -494,6 +493,45 @@ def _audio_batch(config: Any, batch: int, seq: int, generator: Any) -> torch.Ten
     if model_type == "audio-spectrogram-transformer":
         return torch.randn(batch, int(_config_value(config, "max_length", 1024)), mel, generator=generator)
     return torch.rand(batch, seq * 100, generator=generator) - 0.5
+
+
+def _image_size(config: Any) -> tuple[int, int]:
+    """Height and width of example images: the model config's ``image_size``; else the size the model's
+    own image processor makes (``preprocessor_config.json`` beside the weights: ResNet, RegNet, SegFormer
+    configs have no image size, and images prepared by their processor are 224 x 224); else 64, Olive's
+    default. The export fixes height and width (only the batch is dynamic, as in Olive)."""
+    size = _config_value(config, "image_size", None)
+    if size:
+        return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
+    return _processor_image_size(getattr(config, "_name_or_path", None)) or (64, 64)
+
+
+def _processor_image_size(folder: Any) -> tuple[int, int] | None:
+    """The output size of the image processor saved in ``folder`` (its center crop, else its resize)."""
+    import json
+
+    if not folder or not isinstance(folder, str):
+        return None
+    path = Path(folder) / "preprocessor_config.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    keys = ("crop_size", "size") if data.get("do_center_crop", True) else ("size",)
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, value
+        if isinstance(value, dict):
+            height, width = value.get("height"), value.get("width")
+            if isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0:
+                return height, width
+            edge = value.get("shortest_edge")
+            if isinstance(edge, int) and edge > 0 and "longest_edge" not in value:
+                return edge, edge
+    return None
 
 
 def _config_value(config: Any, key: str, default: Any) -> Any:
