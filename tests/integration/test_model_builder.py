@@ -491,3 +491,60 @@ def test_an_hf_model_with_adapter_path_is_accepted_and_part_of_its_identity(tmp_
     before = input_model_id(handle(config["input_model"]))
     _lora_adapter(Path(base["model_path"]), tmp_path / "adapter")  # new random LoRA weights
     assert input_model_id(handle(config["input_model"])) != before
+
+
+def _with_architectures(source: ModelHandle, folder: Path, architectures: Any) -> ModelHandle:
+    """A copy of ``source``'s folder whose config.json says ``architectures`` (absent when None)."""
+    import shutil
+
+    shutil.copytree(str(source.model_path), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("architectures", None)
+    if architectures is not None:
+        config["architectures"] = architectures
+    (folder / "config.json").write_text(json.dumps(config))
+    return handle({"type": "HfModel", "model_path": str(folder), "task": "text-generation"})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("architectures", "precision", "message"),
+    [
+        (
+            None,
+            "int4",
+            r"has no 'architectures' list: the model builder picks what it builds by architectures",
+        ),
+        (
+            ["GPT2LMHeadModel"],
+            "int4",
+            r"architectures\[0\] 'GPT2LMHeadModel' is not one .* builds: .*LlamaForCausalLM",
+        ),
+        (["LlamaForCausalLm"], "fp32", r"\(did you mean 'LlamaForCausalLM'\?\)"),
+        # Builds the installed builder is known to get wrong (onnxruntime-genai 0.15):
+        (["OlmoForCausalLM"], "fp32", r"'OlmoForCausalLM' is refused: .* as an RMSNorm"),
+        (["GptOssForCausalLM"], "int8", r"'GptOssForCausalLM' at precision int8 is refused: .*signed"),
+    ],
+)
+def test_model_builder_refuses_what_its_builder_would_not_build_right_before_building(
+    llama: ModelHandle, tmp_path: Path, architectures: Any, precision: str, message: str
+) -> None:
+    from olivine.passes.model_builder_support import builder_version
+
+    if "refused" in message and not builder_version().startswith("0.15."):
+        pytest.skip("the known-wrong builds are those of onnxruntime-genai 0.15")
+    model = _with_architectures(llama, tmp_path / "model", architectures)
+    with pytest.raises(PassRunError, match=message):
+        build(model, tmp_path / "out", precision=precision)
+    assert not list((tmp_path / "out").iterdir())  # refused before the builder wrote anything
+
+
+def test_model_builder_known_wrong_builds_are_per_precision(tmp_path: Path) -> None:
+    from olivine.passes.model_builder_support import architecture_problem, builder_version
+
+    if not builder_version().startswith("0.15."):
+        pytest.skip("the known-wrong builds are those of onnxruntime-genai 0.15")
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GptOssForCausalLM"]}))
+    assert architecture_problem(tmp_path, "int4") is None and architecture_problem(tmp_path, "fp32") is None
+    assert "int8" in (architecture_problem(tmp_path, "int8") or "")
+    assert "cannot be read" in (architecture_problem(tmp_path / "missing", "int4") or "")

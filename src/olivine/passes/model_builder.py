@@ -33,6 +33,7 @@ from olivine.errors import PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.passes.base import Pass, PassConfig, PassContext
+from olivine.passes.model_builder_support import architecture_problem
 
 ONNX_FILE_NAME = "model.onnx"
 GENAI_CONFIG = "genai_config.json"
@@ -288,6 +289,10 @@ class ModelBuilder(Pass):
         if reason is not None:
             raise PassRunError(self.name, reason)
         input_dir = _input_folder(model, cfg)
+        if not cfg.metadata_only:
+            problem = architecture_problem(input_dir, cfg.precision)
+            if problem is not None:
+                raise PassRunError(self.name, problem)
         options = _builder_options(cfg, model)
         output_dir.mkdir(parents=True, exist_ok=True)
         _build(input_dir, output_dir, cfg.precision, _provider(ctx.accelerator), options, ctx)
