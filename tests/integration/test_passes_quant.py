@@ -741,3 +741,33 @@ def test_static_qoperator_gives_each_reader_of_a_shared_constant_its_own(
     ]  # the input is as it was
     feed = {"x": np.random.default_rng(9).standard_normal((2, 4, 8, 8)).astype(np.float32)}
     _assert_near(open_runner(out).run(feed)[0], open_runner(model).run(feed)[0])
+
+
+def test_static_tensor_quant_overrides_from_json_reach_onnxruntime(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON config names quant_type as a string (onnxruntime takes its QuantType member; the string
+    failed inside the quantizer) and a scale as a number; an extra option onnxruntime does not read is
+    said to have no effect."""
+    ctx = PassContext(
+        data_configs=ctx.data_configs, base_dir=ctx.base_dir, logger=logging.getLogger("test.tqo")
+    )
+    overrides = {"input": [{"scale": 0.05, "zero_point": 0}], "fc1_relu": [{"quant_type": "QUInt16"}]}
+    with caplog.at_level("WARNING", logger="test.tqo"):
+        out = static(
+            mlp,
+            tmp_path / "q",
+            ctx,
+            tensor_quant_overrides=overrides,
+            extra_options={"ActivationSymetric": True},
+        )
+    assert any(
+        "extra_options.ActivationSymetric is not an option" in r.getMessage()
+        and "'ActivationSymmetric'" in r.getMessage()
+        for r in caplog.records
+    )
+    graph = onnx.load(str(out.onnx_path)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    quantize = {n.input[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert float(inits[quantize["input"].input[1]]) == pytest.approx(0.05)
+    assert inits[quantize["fc1_relu"].input[2]].dtype == np.uint16

@@ -15,6 +15,7 @@ from pydantic import field_validator, model_validator
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE, ConditionalValues
 from olivine.passes.onnx_io import ExternalDataConfig
+from olivine.passes.quant_overrides import check_overrides
 
 Precision = Literal["int8", "uint8", "int16", "uint16", "int4", "uint4"]
 #: onnxruntime quantizes activations to 8 or 16 bits only (4-bit is for weights).
@@ -100,6 +101,13 @@ class QuantizationConfig(ExternalDataConfig):
     weight_symmetric: bool | None = None
     extra_options: dict[str, Any] | None = None
 
+    @field_validator("extra_options")
+    @classmethod
+    def _extra_overrides(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value and value.get("TensorQuantOverrides") is not None:
+            check_overrides(value["TensorQuantOverrides"], "extra_options.TensorQuantOverrides")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _legacy_names(cls, value: Any) -> Any:
@@ -155,6 +163,13 @@ class StaticFieldsConfig(QuantizationConfig):
     min_real_range: float | None = None
     tensor_quant_overrides: dict[str, Any] | None = None
     prepare_qdq_config: bool = True
+
+    @field_validator("tensor_quant_overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_overrides(value)
+        return value
 
     @field_validator("data_config", mode="before")
     @classmethod

@@ -7,6 +7,9 @@ pass's external-data parameters (a single file is moved, not re-serialized).
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import functools
 import logging
 import shutil
 import tempfile
@@ -27,6 +30,7 @@ from olivine.passes.quant_config import (
     static_unrunnable,
 )
 from olivine.passes.quant_guards import check_scales, kept_in_float
+from olivine.passes.quant_overrides import for_onnxruntime
 from olivine.passes.quant_unshare import unshare_float_constants
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
@@ -692,7 +696,38 @@ def extra_options(cfg: QuantizationConfig, ctx: PassContext, *, static: bool) ->
                 "extra_options.%s is overridden by the pass parameter %s=%s", key, param, value
             )
         options[key] = value
+    if isinstance(options.get("TensorQuantOverrides"), dict):
+        activations = str(getattr(cfg, "activation_type", "uint8"))  # dynamic: onnxruntime's uint8
+        options["TensorQuantOverrides"] = for_onnxruntime(options["TensorQuantOverrides"], activations)
+    known = onnxruntime_extra_options()
+    for key in sorted(set(cfg.extra_options or {}) - set(known)) if known else []:
+        close = difflib.get_close_matches(key, known, n=1)
+        ctx.logger.warning(
+            "extra_options.%s is not an option onnxruntime's quantizer reads: it has no effect%s",
+            key,
+            f" (did you mean '{close[0]}'?)" if close else "",
+        )
     return options
+
+
+@functools.lru_cache(maxsize=1)
+def onnxruntime_extra_options() -> tuple[str, ...]:
+    """The ``extra_options`` keys onnxruntime's quantizer reads: those its entry points document, and
+    those its modules look up by name (empty if its source cannot be read)."""
+    import inspect
+    import re
+
+    from onnxruntime import quantization
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
+
+    doc = (quantize_static.__doc__ or "") + (quantize_dynamic.__doc__ or "")
+    keys = set(re.findall(r"^\s+([A-Za-z][\w.]+)\s*=", doc, re.M))
+    folder = Path(inspect.getfile(quantization)).parent
+    pattern = re.compile(r"extra_options(?:\.get\(|\[)[\"']([A-Z][\w.]+)[\"']")
+    for source in folder.glob("*.py"):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            keys.update(pattern.findall(source.read_text()))
+    return tuple(sorted(keys))
 
 
 def quantized_op_counts(proto: Any) -> dict[str, int]:
