@@ -211,3 +211,30 @@ def test_cli_local_flag_ignores_workflow_host(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "best model: c" in result.stdout
     assert not (env_home / "jobs.db").exists()  # nothing was submitted
+
+
+def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(tmp_path: Path) -> None:
+    """AddOliveMetadata writes what it is given into the model (the user asked for that), but a value under
+    a credential's key (``password``) is left out of the records Olivine writes about the run."""
+    import onnx
+
+    from tiny_models import write_onnx_mlp
+
+    secret = "hunter2-hunter2-hunter2"
+    cfg = {
+        "input_model": write_onnx_mlp(tmp_path / "mlp"),
+        "passes": {
+            "meta": {
+                "type": "AddOliveMetadata",
+                "graph_name": "g",
+                "custom_metadata": {"password": secret, "owner": "team-a"},
+            }
+        },
+    }
+    run_local(load(_write_config(tmp_path, cfg)))
+    model = onnx.load(str(tmp_path / "out" / "model" / "model.onnx"), load_external_data=False)
+    assert {p.key: p.value for p in model.metadata_props}.get("password") == secret
+    written = [p for p in (tmp_path / "out").rglob("*.json")] + list((tmp_path / "cache").rglob("*.json"))
+    assert any((tmp_path / "cache").rglob("run.json"))
+    assert not [p for p in written if secret in p.read_text()]
+    assert "team-a" in (tmp_path / "out" / "footprint.json").read_text()

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from olivine.engine.cache import CachedRun
 from olivine.evaluate.results import MetricValue
 from olivine.model.handle import ModelHandle
+from olivine.redaction import redact_config
 from olivine.search.space import ResolvedPass
 
 Status = Literal["evaluated", "failed", "invalid", "pruned"]
@@ -86,7 +87,12 @@ class Candidate:
             "id": self.id,
             "index": self.index,
             "chain": [
-                {"name": s.name, "type": s.type, "params": s.canonical_config(), "run_key": key}
+                {
+                    "name": s.name,
+                    "type": s.type,
+                    "params": redact_config(s.canonical_config()),
+                    "run_key": key,
+                }
                 for s, key in zip(self.chain, run_keys, strict=True)
             ],
             "point": dict(self.point or {}),
@@ -120,7 +126,7 @@ class Candidate:
             "parent_model_id": parent,
             "from_pass": self.pass_type,
             "pass_name": self.pass_name,
-            "pass_config": self.chain[-1].canonical_config() if self.chain else None,
+            "pass_config": redact_config(self.chain[-1].canonical_config()) if self.chain else None,
             "metrics": self.metrics_json(),
             "is_best": self.model_id is not None and self.model_id == best_model_id,
             "model_config": self.model.to_json() if self.model is not None else None,

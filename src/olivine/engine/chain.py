@@ -26,6 +26,7 @@ from olivine.errors import OlivineError, PassRunError
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle
 from olivine.passes.base import PassContext
+from olivine.redaction import redact_config
 from olivine.search.space import ResolvedPass
 
 logger = logging.getLogger("olivine.engine")
@@ -128,7 +129,7 @@ class ChainRunner:
             "pass_name": step.name,
             "pass_type": step.type,
             "pass_version": step.cls.version,
-            "config": step.canonical_config(),
+            "config": redact_config(step.canonical_config()),
             "input_model_id": model_id,
             "accelerator": self.accelerator.to_json(),
             "versions": library_versions(step.cls.libraries),

@@ -40,6 +40,7 @@ from typing import Any
 from olivine.digests import hash_recorded
 from olivine.engine.cache import write_json_atomic
 from olivine.engine.keys import hash_json
+from olivine.redaction import redact_config
 
 logger = logging.getLogger("olivine.engine")
 
@@ -204,4 +205,7 @@ class SharedSteps:
 
     def get_or_make(self, name: str, params: Mapping[str, Any], make: Callable[[Path], Path]) -> Path:
         record = {"name": name, "params": dict(params), "model_id": self.model_id, "versions": self.versions}
-        return self.store.get_or_make(hash_json(record), record, make)
+        # The key is of every parameter; what is written down leaves credentials out.
+        return self.store.get_or_make(
+            hash_json(record), {**record, "params": redact_config(record["params"])}, make
+        )
