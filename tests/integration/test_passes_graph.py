@@ -352,6 +352,7 @@ def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHa
         ("OnnxFloatToFloat16", {"max_finite_val": float("inf")}, "finite number"),
         ("OnnxStaticQuantization", {"data_config": "d", "min_real_range": float("nan")}, "finite number"),
         ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [2**63]}, "int64"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [0]}, "must all be > 0"),
         ("DynamicToFixedShape", {"dim_param": [""], "dim_value": [1]}, "empty name"),
         ("DynamicToFixedShape", {"dim_param": ["b", "b"], "dim_value": [1, 2]}, "more than once"),
         ("DynamicToFixedShape", {"input_name": ["x"], "input_shape": [[2**63]]}, "int64"),

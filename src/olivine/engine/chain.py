@@ -154,6 +154,9 @@ class ChainRunner:
         except Exception as exc:
             self.cache.discard(staging)
             message = str(exc) if isinstance(exc, OlivineError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, PassRunError) and exc.pass_name in (step.name, step.type):
+                # said once: not "pass 'q' failed: pass 'OnnxQuantization' failed: ..."
+                message = message.removeprefix(f"pass '{exc.pass_name}' failed: ")
             path = self.cache.record_failure(
                 key, {**record, "error": message, "traceback": traceback.format_exc()}
             )
