@@ -238,3 +238,74 @@ def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(
     assert any((tmp_path / "cache").rglob("run.json"))
     assert not [p for p in written if secret in p.read_text()]
     assert "team-a" in (tmp_path / "out" / "footprint.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("pass_config", "key", "words"),
+    [
+        (
+            {
+                "type": "GraphSurgeries",
+                "surgeries": [{"surgeon": "RenameInputs", "old_names": ["nope"], "new_names": ["x"]}],
+            },
+            "passes.p.surgeries[0]",
+            "surgeries[0] (RenameInputs): no graph input named ['nope'] (the inputs: ['input'])",
+        ),
+        (  # the second surgeon sees the names the first left
+            {
+                "type": "GraphSurgeries",
+                "surgeries": [
+                    {"surgeon": "RenameInputs", "old_names": ["input"], "new_names": ["x"]},
+                    {"surgeon": "RenameInputDims", "input_name": "input", "dim_idx": 0, "dim_name": "b"},
+                ],
+            },
+            "passes.p.surgeries[1]",
+            "(RenameInputDims)",
+        ),
+        (
+            {
+                "type": "GraphSurgeries",
+                "surgeries": [{"surgeon": "ZeroOutInput", "node_name": "fc1_matmul", "input_idx": 7}],
+            },
+            "passes.p.surgeries[0]",
+            "input_idx 7 is out of range",
+        ),
+        (
+            {"type": "DynamicToFixedShape", "dim_param": ["nope"], "dim_value": [1]},
+            "passes.p.dim_param",
+            "are not dimensions",
+        ),
+        (
+            {"type": "DynamicToFixedShape", "input_name": ["input"], "input_shape": [[1, 64]]},
+            "passes.p.input_shape.0",
+            "Can't replace existing fixed size",
+        ),
+    ],
+)
+def test_cli_a_name_the_input_model_lacks_is_refused_before_the_run(
+    tmp_path: Path, pass_config: dict[str, Any], key: str, words: str
+) -> None:
+    from tiny_models import write_onnx_mlp
+
+    cfg = {"input_model": write_onnx_mlp(tmp_path / "mlp"), "passes": {"p": pass_config}}
+    config = _write_config(tmp_path, cfg)
+    result = _cli("run", "--config", str(config), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and words in lines[0] and "(in model.onnx)" in lines[0], lines
+
+
+def test_cli_names_the_input_model_has_pass_the_check(tmp_path: Path) -> None:
+    from tiny_models import write_onnx_mlp
+
+    surgeries = [
+        {"surgeon": "RenameInputs", "old_names": ["input"], "new_names": ["x"]},
+        {"surgeon": "RenameInputDims", "input_name": "x", "dim_idx": 0, "dim_name": "b"},
+        {"surgeon": "ExposeOutputs", "names": ["fc1_matmul"]},
+    ]
+    cfg = {
+        "input_model": write_onnx_mlp(tmp_path / "mlp"),
+        "passes": {"p": {"type": "GraphSurgeries", "surgeries": surgeries}},
+    }
+    result = _cli("run", "--config", str(_write_config(tmp_path, cfg)), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -150,6 +150,7 @@ def resolve(config: RunConfig, *, config_path: Path | None, base_dir: Path) -> R
     slots = tuple(resolve_slots(config, base_dir))
     _check_fixed_steps(config, slots, accelerator)
     _check_hf_task(config, slots, evaluator)
+    _check_names_in_input_model(config, slots, accelerator)
     return ResolvedWorkflow(
         config=config,
         config_path=config_path,
@@ -175,6 +176,33 @@ def _check_fixed_steps(config: RunConfig, slots: tuple[PassSlot, ...], accelerat
             if isinstance(step, str):
                 where, _, reason = step.partition(": ")
                 raise ConfigError(reason or step, path=where.split(" (")[0])
+
+
+def _check_names_in_input_model(
+    config: RunConfig, slots: tuple[PassSlot, ...], accelerator: Accelerator
+) -> None:
+    """The first pass's names of inputs, outputs, nodes and dimensions, checked against the input ONNX
+    model when it is a local file (later passes read models that do not exist yet)."""
+    if not slots or config.input_model.type != "ONNXModel":
+        return
+    from olivine.engine.identity import handle_from_input_config
+
+    try:
+        path = handle_from_input_config(config.input_model).onnx_path
+    except ValueError:
+        return
+    if not path.is_file():
+        return
+    slot = slots[0]
+    for option in slot.options:
+        if option.size != 1:
+            continue  # searched: what a candidate names is checked when it runs
+        step = option.build(slot.name, option.values_at(0), accelerator)
+        if isinstance(step, str):
+            continue
+        problem = step.cls.input_problem(step.config, path)
+        if problem is not None:
+            raise ConfigError(f"{problem[1]} (in {path.name})", path=f"passes.{slot.name}.{problem[0]}")
 
 
 def _check_model_script(config: RunConfig) -> None:

@@ -119,6 +119,14 @@ class Pass(ABC):
         """Why this combination of parameters cannot run (search skips it and logs the reason), or None."""
         return None
 
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """For a pass that names parts of its input ONNX model (inputs, outputs, nodes, dimensions): the
+        (parameter key, reason) of a name the model at ``onnx_path`` does not have, or None. Asked at
+        validation of the first pass when the workflow's input is a local ONNX file, so that a wrong name
+        is refused before anything runs or is submitted."""
+        return None
+
     def check_output(self, output: ModelHandle) -> None:
         """Raise if what :meth:`run` wrote is not a usable model; the engine calls this before the cache
         commits the run, so a corrupt artifact is recorded as a failure, never as a success."""

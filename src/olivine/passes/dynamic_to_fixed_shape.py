@@ -68,35 +68,56 @@ class DynamicToFixedShape(OnnxPass):
     version: ClassVar[str] = "1"
     config_class: ClassVar[type[PassConfig]] = DynamicToFixedShapeConfig
 
-    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
-        from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed, make_input_shape_fixed
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """The names and shapes checked on the input graph (its weights are not read)."""
+        import onnx
 
-        cfg: DynamicToFixedShapeConfig = config
+        from olivine.passes.onnx_wire import GraphWithoutWeights
+
+        try:
+            light = GraphWithoutWeights.load(onnx_path)
+            proto = light.proto if light is not None else onnx.load(str(onnx_path), load_external_data=False)
+        except Exception:  # the run says what is wrong with the model itself
+            return None
+        try:
+            _fix_inputs(proto, config)
+        except ConfigError as exc:
+            return exc.path or "", str(exc.message)
+        return None
+
+    def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         proto = load_onnx(model.onnx_path)
-        if cfg.dim_param and cfg.dim_value:
-            present = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim} - {""}
-            missing = [p for p in cfg.dim_param if p not in present]
-            if missing:
-                known = ", ".join(sorted(p for p in present if p)) or "none"
-                raise ConfigError(
-                    f"{missing} are not dimensions of the inputs (they have: {known})", path="dim_param"
-                )
-            for param, value in zip(cfg.dim_param, cfg.dim_value, strict=True):
-                make_dim_param_fixed(proto.graph, param, value)
-        elif cfg.input_name and cfg.input_shape:
-            inputs = [i.name for i in proto.graph.input]
-            missing = [n for n in cfg.input_name if n not in inputs]
-            if missing:
-                raise ConfigError(
-                    f"{missing} are not inputs of the model (inputs: {inputs})", path="input_name"
-                )
-            for index, (name, shape) in enumerate(zip(cfg.input_name, cfg.input_shape, strict=True)):
-                try:
-                    make_input_shape_fixed(proto.graph, name, shape)
-                except ValueError as exc:  # "Rank mismatch", or a fixed dimension given another value
-                    raise ConfigError(f"input '{name}': {exc}", path=f"input_shape.{index}") from exc
+        _fix_inputs(proto, config)
         _fix_output_shapes(proto)
-        return write_output(proto, model, output_dir, cfg)
+        return write_output(proto, model, output_dir, config)
+
+
+def _fix_inputs(proto: Any, cfg: DynamicToFixedShapeConfig) -> None:
+    """Fix the graph inputs' dimensions in ``proto``; a name or shape that does not fit is a ConfigError
+    naming the parameter."""
+    from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed, make_input_shape_fixed
+
+    if cfg.dim_param and cfg.dim_value:
+        present = {d.dim_param for v in proto.graph.input for d in v.type.tensor_type.shape.dim} - {""}
+        missing = [p for p in cfg.dim_param if p not in present]
+        if missing:
+            known = ", ".join(sorted(p for p in present if p)) or "none"
+            raise ConfigError(
+                f"{missing} are not dimensions of the inputs (they have: {known})", path="dim_param"
+            )
+        for param, value in zip(cfg.dim_param, cfg.dim_value, strict=True):
+            make_dim_param_fixed(proto.graph, param, value)
+    elif cfg.input_name and cfg.input_shape:
+        inputs = [i.name for i in proto.graph.input]
+        missing = [n for n in cfg.input_name if n not in inputs]
+        if missing:
+            raise ConfigError(f"{missing} are not inputs of the model (inputs: {inputs})", path="input_name")
+        for index, (name, shape) in enumerate(zip(cfg.input_name, cfg.input_shape, strict=True)):
+            try:
+                make_input_shape_fixed(proto.graph, name, shape)
+            except ValueError as exc:  # "Rank mismatch", or a fixed dimension given another value
+                raise ConfigError(f"input '{name}': {exc}", path=f"input_shape.{index}") from exc
 
 
 def _fix_output_shapes(proto: Any) -> None:

@@ -11,6 +11,7 @@ the index of the surgery. See :mod:`olivine.passes.surgeons` (and ``surgeons_nor
 from __future__ import annotations
 
 import difflib
+import itertools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from olivine.errors import PassRunError
 from olivine.model.handle import ModelHandle, walk_nodes
 from olivine.passes.base import PassConfig, PassContext
 from olivine.passes.onnx_io import ExternalDataConfig, OnnxPass, load_onnx, write_output
-from olivine.passes.surgeons import NON_CPU_SURGEONS, ProtoSurgeon, Surgeon
+from olivine.passes.surgeons import NAMING_SURGEONS, NON_CPU_SURGEONS, ProtoSurgeon, Surgeon
 
 
 class GraphSurgeriesConfig(ExternalDataConfig):
@@ -68,6 +69,29 @@ class GraphSurgeries(OnnxPass):
     version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = GraphSurgeriesConfig
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir")
+
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """The leading surgeons that only name inputs, outputs, nodes and dimensions, applied to the input
+        graph in order (each sees the names the ones before left): the first that does not fit it."""
+        import onnx
+        import onnx_ir as ir
+
+        cfg: GraphSurgeriesConfig = config
+        surgeons = [parse_surgery(surgery, index) for index, surgery in enumerate(cfg.surgeries)]
+        leading = list(itertools.takewhile(lambda s: type(s).__name__ in NAMING_SURGEONS, surgeons))
+        if not leading:
+            return None
+        try:
+            model = ir.from_proto(onnx.load(str(onnx_path), load_external_data=False))
+        except Exception:  # the run says what is wrong with the model itself
+            return None
+        for index, surgeon in enumerate(leading):
+            try:
+                model = surgeon.apply(model)
+            except ValueError as exc:
+                return f"surgeries[{index}]", f"surgeries[{index}] ({type(surgeon).__name__}): {exc}"
+        return None
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         import onnx_ir as ir

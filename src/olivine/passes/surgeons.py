@@ -47,6 +47,21 @@ NON_CPU_SURGEONS: dict[str, str] = {
 }
 
 
+#: Surgeons that only rename, reorder, drop or expose named parts of a graph (checked against the input
+#: model at validation: they need no weights and change nothing a later check of theirs cannot follow).
+NAMING_SURGEONS = frozenset(
+    {
+        "RenameInputs",
+        "RenameOutputs",
+        "RemoveInputs",
+        "ReorderInputs",
+        "ZeroOutInput",
+        "ExposeOutputs",
+        "RenameInputDims",
+        "RenameOutputDims",
+    }
+)
+
 #: Surgeon classes that only give others their shape.
 _BASES = frozenset({"ProtoSurgeon"})
 
