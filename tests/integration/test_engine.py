@@ -276,6 +276,16 @@ def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(
             "are not dimensions",
         ),
         (
+            {"type": "OnnxFloatToFloat16", "node_block_list": ["fc9_matmul"]},
+            "passes.p.node_block_list",
+            "not names of nodes",
+        ),
+        (
+            {"type": "OnnxFloatToFloat16", "keep_io_types": ["logits"]},
+            "passes.p.keep_io_types",
+            "not inputs or outputs",
+        ),
+        (
             {"type": "DynamicToFixedShape", "input_name": ["input"], "input_shape": [[1, 64]]},
             "passes.p.input_shape.0",
             "Can't replace existing fixed size",

@@ -54,6 +54,23 @@ class OnnxFloatToFloat16(OnnxPass):
     version: ClassVar[str] = "2"
     config_class: ClassVar[type[PassConfig]] = OnnxFloatToFloat16Config
 
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """Node and input/output names checked on the input graph (its weights are not read)."""
+        import onnx
+
+        try:
+            proto = onnx.load(str(onnx_path), load_external_data=False)
+        except Exception:  # the run says what is wrong with the model itself
+            return None
+        try:
+            _block_lists(config, proto)
+        except ConfigError as exc:
+            return exc.path, exc.message
+        except PassRunError:
+            return None  # unnamed nodes: said when it runs
+        return None
+
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         from onnxruntime.transformers.onnx_model import OnnxModel
 
