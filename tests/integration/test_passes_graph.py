@@ -3,6 +3,7 @@ metadata. Each test checks what the output graph is (operators, types, shapes, f
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,21 @@ def test_blockwise_rtn_params(mlp: ModelHandle, tmp_path: Path) -> None:
     np.testing.assert_allclose(
         open_runner(out).run(MLP_FEED)[0], open_runner(mlp).run(MLP_FEED)[0], atol=0.05
     )
+
+
+def test_blockwise_rtn_warns_about_a_node_to_exclude_it_does_not_find(
+    mlp: ModelHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cls = PASSES.get("OnnxBlockWiseRtnQuantization")
+    config = cls.config_class.model_validate({"nodes_to_exclude": ["fc3_matmul", "fc9_matmul"]})
+    (tmp_path / "q").mkdir()
+    ctx = PassContext(logger=logging.getLogger("test.rtn_exclude"))
+    with caplog.at_level("WARNING", logger="test.rtn_exclude"):
+        out = cls().run(mlp, config, tmp_path / "q", ctx)
+    assert [r.getMessage() for r in caplog.records] == [
+        "nodes_to_exclude: ['fc9_matmul'] are not names of nodes in the model"
+    ]
+    assert op_counts(out)["MatMul"] == 1  # fc3 stayed float
 
 
 def test_matmul4_quantizer_is_olives_older_name_with_block_32(mlp: ModelHandle, tmp_path: Path) -> None:

@@ -162,6 +162,11 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
 
         proto = load_onnx(model.onnx_path)
         excluded = list(cfg.nodes_to_exclude or [])
+        if excluded:  # as static quantization: a typo would quantize the node without a word
+            present = {n.name for n in walk_nodes(proto.graph.node)}
+            absent = [n for n in excluded if n not in present]
+            if absent:
+                ctx.logger.warning("nodes_to_exclude: %s are not names of nodes in the model", absent)
         if cfg.nodes_to_include:
             # Only the nodes named are quantized, as in Olive (onnxruntime's quantizer would take them in
             # addition to every node of the op types).
