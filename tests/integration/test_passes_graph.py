@@ -367,6 +367,16 @@ def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHa
         ("OnnxFloatToFloat16", {"min_positive_val": 1e-10}, "smallest float16 subnormal"),
         ("OnnxFloatToFloat16", {"max_finite_val": float("inf")}, "finite number"),
         ("OnnxStaticQuantization", {"data_config": "d", "min_real_range": float("nan")}, "finite number"),
+        (
+            "OnnxStaticQuantization",
+            {"data_config": "d", "min_real_range": -1.0},
+            "greater than or equal to 0",
+        ),
+        (
+            "OnnxPeepholeOptimizer",
+            {"save_as_external_data": True, "size_threshold": -1},
+            "greater than or equal to 0",
+        ),
         ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [2**63]}, "int64"),
         ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [0]}, "must all be > 0"),
         ("DynamicToFixedShape", {"dim_param": [""], "dim_value": [1]}, "empty name"),

@@ -14,9 +14,9 @@ import functools
 import math
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle, ModelKind, model_tensors
@@ -47,7 +47,7 @@ class ExternalDataConfig(PassConfig):
     save_as_external_data: bool = False
     all_tensors_to_one_file: bool = True
     external_data_name: str | None = None
-    size_threshold: int = 1024
+    size_threshold: Annotated[int, Field(ge=0)] = 1024  # bytes; onnx's own default
     convert_attribute: bool = False
 
     @field_validator("external_data_name")

@@ -8,9 +8,9 @@ options such as ``MatMulConstBOnly``; both are still read.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from olivine.model.accelerator import Accelerator
 from olivine.passes.base import IGNORED_CHOICE, INVALID_CHOICE, ConditionalValues
@@ -160,7 +160,8 @@ class StaticFieldsConfig(QuantizationConfig):
     calibration_sampling_size: int | list[int] | None = None
     quant_format: Literal["QDQ", "QOperator"] = "QDQ"
     activation_type: ActivationPrecision = "int8"
-    min_real_range: float | None = None
+    #: The smallest range onnxruntime lets a tensor have (it widens narrower ones): not negative.
+    min_real_range: Annotated[float, Field(ge=0)] | None = None
     tensor_quant_overrides: dict[str, Any] | None = None
     prepare_qdq_config: bool = True
 
