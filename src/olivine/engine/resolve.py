@@ -639,7 +639,6 @@ def _with_absolute_paths(path: str, option: PassOption, entry: PassEntry, base_d
 
 
 def _pass_did_you_mean(model: type[BaseModel], key: str, message: str) -> str:
-
     match = difflib.get_close_matches(key, list(model.model_fields), n=1)
     if match:
         return f"unknown parameter; did you mean '{match[0]}'?"

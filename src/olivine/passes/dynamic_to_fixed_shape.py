@@ -84,6 +84,8 @@ class DynamicToFixedShape(OnnxPass):
             _fix_inputs(proto, config)
         except ConfigError as exc:
             return exc.path or "", str(exc.message)
+        except Exception:  # not a name problem: the run says what it is
+            return None
         return None
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:

@@ -67,8 +67,8 @@ class OnnxFloatToFloat16(OnnxPass):
             _block_lists(config, proto)
         except ConfigError as exc:
             return exc.path, exc.message
-        except PassRunError:
-            return None  # unnamed nodes: said when it runs
+        except Exception:  # unnamed nodes for an include list, ...: said when it runs
+            return None
         return None
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:

@@ -91,6 +91,8 @@ class GraphSurgeries(OnnxPass):
                 model = surgeon.apply(model)
             except ValueError as exc:
                 return f"surgeries[{index}]", f"surgeries[{index}] ({type(surgeon).__name__}): {exc}"
+            except Exception:  # not a name problem: the run says what it is
+                return None
         return None
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
