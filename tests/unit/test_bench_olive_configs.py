@@ -20,7 +20,7 @@ def _work(tmp_path: Path) -> Path:
     cfg = {
         "input_model": model,
         "systems": {"local_system": {"type": "LocalSystem", **gpu}},
-        "passes": {"fixed": {"type": "DynamicToFixedShape", "dim_param": ["batch"], "dim_value": [1]}},
+        "passes": {"fixed": {"type": "DynamicToFixedShape", "dim_param": ["batch_size"], "dim_value": [1]}},
         "target": "local_system",
     }
     (tmp_path / "src" / "gpu.json").write_text(json.dumps(cfg))
