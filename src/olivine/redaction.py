@@ -37,6 +37,12 @@ SECRET_KEYS = frozenset(
         "secret_access_key",
         "session_token",
         "client_secret",
+        "api_key",
+        "apikey",
+        "access_token",
+        "auth_token",
+        "private_key",
+        "passwd",
     }
 )
 
@@ -56,6 +62,10 @@ _SECRET_SUFFIXES = (
     "_client_secret",
     "_access_token",
     "_api_key",
+    "_apikey",
+    "_auth_token",
+    "_private_key",
+    "_passwd",
 )
 
 # The scheme is bounded: unbounded, every position of a long run of letters (a base64 blob in a log line)

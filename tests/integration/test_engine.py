@@ -248,8 +248,8 @@ def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(
                 "type": "GraphSurgeries",
                 "surgeries": [{"surgeon": "RenameInputs", "old_names": ["nope"], "new_names": ["x"]}],
             },
-            "passes.p.surgeries[0]",
-            "surgeries[0] (RenameInputs): no graph input named ['nope'] (the inputs: ['input'])",
+            "passes.p.surgeries.0: surgeon RenameInputs:",
+            "no graph input named ['nope'] (the inputs: ['input'])",
         ),
         (  # the second surgeon sees the names the first left
             {
@@ -259,15 +259,15 @@ def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(
                     {"surgeon": "RenameInputDims", "input_name": "input", "dim_idx": 0, "dim_name": "b"},
                 ],
             },
-            "passes.p.surgeries[1]",
-            "(RenameInputDims)",
+            "passes.p.surgeries.1: surgeon RenameInputDims:",
+            "no input 'input' (inputs: ['x'])",
         ),
         (
             {
                 "type": "GraphSurgeries",
                 "surgeries": [{"surgeon": "ZeroOutInput", "node_name": "fc1_matmul", "input_idx": 7}],
             },
-            "passes.p.surgeries[0]",
+            "passes.p.surgeries.0: surgeon ZeroOutInput:",
             "input_idx 7 is out of range",
         ),
         (
@@ -275,6 +275,12 @@ def test_credentials_in_a_pass_config_stay_out_of_the_run_records_and_footprint(
             "passes.p.dim_param",
             "are not dimensions",
         ),
+        (
+            {"type": "OnnxBlockWiseRtnQuantization", "nodes_to_include": ["fc1_matmul", "nope"]},
+            "passes.p.nodes_to_include",
+            "['nope'] are not names of nodes",
+        ),
+        ({"type": "ModelBuilder", "precision": "int4"}, "passes.p.metadata_only", "needs an HfModel"),
         (
             {"type": "OnnxFloatToFloat16", "node_block_list": ["fc9_matmul"]},
             "passes.p.node_block_list",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from olivine.datastores.redact import looks_like_secret, redact_config, scrub_text, scrub_url, secret_values
 
 SAS = "sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=AbC%2Fdef%3D"
@@ -93,3 +95,18 @@ def test_redact_config_drops_credential_environment_variables_by_name() -> None:
     out = redact_config(host, secrets=[])
     assert out["runtime_env"]["env_vars"] == {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     assert out["runtime_env"]["pip"] == ["olivine"] and out["pad_token"] == "[PAD]"
+
+
+@pytest.mark.parametrize(
+    "key", ["api_key", "apiKey", "openai_api_key", "access_token", "auth_token", "private_key", "passwd"]
+)
+def test_common_credential_key_spellings_are_dropped(key: str) -> None:
+    """A model's metadata or a pass config with an API key was written verbatim into the run records."""
+    assert redact_config({"custom_metadata": {key: "sk-AAAA-1234-5678", "owner": "team"}}) == {
+        "custom_metadata": {"owner": "team"}
+    }
+
+
+@pytest.mark.parametrize("key", ["cache_key", "pad_token", "eos_token", "keep_io_types", "token_type_ids"])
+def test_harmless_keys_with_credential_words_stay(key: str) -> None:
+    assert redact_config({key: "x"}) == {key: "x"}

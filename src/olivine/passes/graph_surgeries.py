@@ -90,7 +90,7 @@ class GraphSurgeries(OnnxPass):
             try:
                 model = surgeon.apply(model)
             except ValueError as exc:
-                return f"surgeries[{index}]", f"surgeries[{index}] ({type(surgeon).__name__}): {exc}"
+                return f"surgeries.{index}", f"surgeon {type(surgeon).__name__}: {exc}"
             except Exception:  # not a name problem: the run says what it is
                 return None
         return None

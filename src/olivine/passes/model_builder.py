@@ -283,6 +283,19 @@ class ModelBuilder(Pass):
                     return f"{key}: {why}, not to a CPU target"
         return None
 
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """An ONNX input can only get a genai config (``metadata_only``), not be built."""
+        if not config.metadata_only:
+            return (
+                "metadata_only",
+                (
+                    "model building needs an HfModel (a local model folder) as input, not an ONNX model; "
+                    "metadata_only: true adds a genai config to an ONNX model"
+                ),
+            )
+        return None
+
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: ModelBuilderConfig = config
         reason = self.invalid_reason(cfg, ctx.accelerator)

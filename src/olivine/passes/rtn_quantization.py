@@ -125,6 +125,22 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
     version: ClassVar[str] = "3"
     config_class: ClassVar[type[PassConfig]] = BlockWiseRtnConfig
 
+    @classmethod
+    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+        """``nodes_to_include`` checked against the input graph (its weights are not read)."""
+        import onnx
+
+        wanted = getattr(config, "nodes_to_include", None)
+        if not wanted:
+            return None
+        try:
+            graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        except Exception:  # the run says what is wrong with the model itself
+            return None
+        names = {n.name for n in walk_nodes(graph.node)}
+        unknown = [n for n in wanted if n not in names]
+        return ("nodes_to_include", f"{unknown} are not names of nodes in the model") if unknown else None
+
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: BlockWiseRtnConfig = config
         return self._quantize(
