@@ -49,8 +49,9 @@ class KVCacheConfig(StrictModel):
     present_kv_dynamic_axis: dict[int, str] | None = None
 
 
-#: Olive's aliases (``resolve_alias``) for the three numbers a KV cache needs, read from model_attributes.
-_KV_ALIASES = {
+#: Olive's aliases (``resolve_alias``) for the model numbers read from model_attributes (the three a KV cache
+#: needs; the head count and hidden size also for the transformer optimizer).
+OLIVE_ALIASES = {
     "num_hidden_layers": ("num_hidden_layers", "num_layers", "n_layer", "n_layers"),
     "num_attention_heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
     "hidden_size": ("hidden_size", "d_model", "n_embd", "dim"),
@@ -68,12 +69,12 @@ def kv_cache_config(
     """
     given = dict(kv_cache) if isinstance(kv_cache, dict) else {}
     attributes = model_attributes or {}
-    for key, aliases in _KV_ALIASES.items():
+    for key, aliases in OLIVE_ALIASES.items():
         if not given.get(key):
             given[key] = next((attributes[a] for a in aliases if attributes.get(a)), None)
     if not given.get("world_size"):
         given["world_size"] = attributes.get("world_size") or 1
-    missing = [key for key in _KV_ALIASES if not given.get(key)]
+    missing = [key for key in OLIVE_ALIASES if not given.get(key)]
     if missing:
         raise ValueError(
             f"kv_cache needs {', '.join(missing)} (in kv_cache or model_attributes), as Olive does"

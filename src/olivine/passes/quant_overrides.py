@@ -24,20 +24,19 @@ from pydantic import (
     field_validator,
 )
 
-_QUANT_TYPES = {
-    "QInt8": "QInt8",
-    "QUInt8": "QUInt8",
-    "QInt16": "QInt16",
-    "QUInt16": "QUInt16",
-    "QInt4": "QInt4",
-    "QUInt4": "QUInt4",
-    "QFLOAT8E4M3FN": "QFLOAT8E4M3FN",
+#: Olive's precision names -> onnxruntime's ``QuantType`` member names.
+PRECISION_TYPES = {
     "int8": "QInt8",
     "uint8": "QUInt8",
     "int16": "QInt16",
     "uint16": "QUInt16",
     "int4": "QInt4",
     "uint4": "QUInt4",
+}
+#: What an override's ``quant_type`` may say: a member's name, or a precision name.
+_QUANT_TYPES = {
+    **{name: name for name in (*PRECISION_TYPES.values(), "QFLOAT8E4M3FN")},
+    **PRECISION_TYPES,
 }
 _WITH_SCALE_ONLY = ("symmetric", "reduce_range", "rmin", "rmax")
 

@@ -30,25 +30,17 @@ from olivine.passes.quant_config import (
     static_unrunnable,
 )
 from olivine.passes.quant_guards import check_scales, kept_in_float
-from olivine.passes.quant_overrides import for_onnxruntime
+from olivine.passes.quant_overrides import PRECISION_TYPES, for_onnxruntime
 from olivine.passes.quant_unshare import unshare_float_constants
 
 #: Models whose files (graph + external data) are below this quantize straight into one file.
 _SINGLE_FILE_BYTES = 1 << 30
-_QUANT_TYPES = {
-    "int8": "QInt8",
-    "uint8": "QUInt8",
-    "int16": "QInt16",
-    "uint16": "QUInt16",
-    "int4": "QInt4",
-    "uint4": "QUInt4",
-}
 
 
 def quant_type(precision: str) -> Any:
     from onnxruntime.quantization import QuantType
 
-    return QuantType[_QUANT_TYPES[precision]]
+    return QuantType[PRECISION_TYPES[precision]]
 
 
 def quantize(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
+from olivine.config.model import OLIVE_ALIASES
 from olivine.errors import ConfigError, PassRunError
 from olivine.model.handle import ModelHandle, ModelKind
 from olivine.passes.base import PassConfig, PassContext
@@ -189,9 +190,10 @@ def _has_functions(path: Path) -> bool:
     return bool(onnx.load(str(path), load_external_data=False).functions)
 
 
-#: Olive's aliases (olive/assets/io_configs/defaults.yaml) for the head count and hidden size.
-_HEAD_KEYS = ("num_attention_heads", "num_heads", "n_head", "n_heads", "encoder_attention_heads")
-_HIDDEN_KEYS = ("hidden_size", "dim", "d_model", "n_embd")
+#: Olive's aliases (olive/assets/io_configs/defaults.yaml) for the head count and hidden size; an
+#: encoder-decoder's encoder head count counts too, as in Olive.
+_HEAD_KEYS = (*OLIVE_ALIASES["num_attention_heads"], "encoder_attention_heads")
+_HIDDEN_KEYS = OLIVE_ALIASES["hidden_size"]
 
 
 def _model_number(attributes: dict[str, Any], keys: tuple[str, ...]) -> tuple[int, Any]:
