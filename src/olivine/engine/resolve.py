@@ -194,15 +194,34 @@ def _check_names_in_input_model(
     if not path.is_file():
         return
     slot = slots[0]
-    for option in slot.options:
-        if option.size != 1:
-            continue  # searched: what a candidate names is checked when it runs
-        step = option.build(slot.name, option.values_at(0), accelerator)
-        if isinstance(step, str):
-            continue
-        problem = step.cls.input_problem(step.config, path)
+    built = [
+        option.build(slot.name, option.values_at(0), accelerator)
+        for option in slot.options
+        if option.size == 1
+    ]
+    # Searched options are checked when a candidate runs; a pass that names no part of its input has no check.
+    steps = [s for s in built if not isinstance(s, str) and _checks_its_input(s.cls)]
+    if not steps:
+        return
+    import onnx
+
+    try:
+        data = path.read_bytes()  # the graph; its external data is not read
+    except OSError:
+        return
+    for step in steps:
+        try:
+            proto = onnx.load_model_from_string(data)  # a copy per check: each may change its own
+        except Exception:  # protobuf's DecodeError, ...: the run says what is wrong with the model
+            return
+        problem = step.cls.input_problem(step.config, proto)
         if problem is not None:
             raise ConfigError(f"{problem[1]} (in {path.name})", path=f"passes.{slot.name}.{problem[0]}")
+
+
+def _checks_its_input(cls: type[Pass]) -> bool:
+    """Whether the pass has an :meth:`Pass.input_problem` of its own (or of a pass it extends)."""
+    return any("input_problem" in vars(c) for c in cls.__mro__ if c is not Pass)
 
 
 def _check_model_script(config: RunConfig) -> None:

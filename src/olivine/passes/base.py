@@ -120,11 +120,12 @@ class Pass(ABC):
         return None
 
     @classmethod
-    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+    def input_problem(cls, config: Any, proto: Any) -> tuple[str, str] | None:
         """For a pass that names parts of its input ONNX model (inputs, outputs, nodes, dimensions): the
-        (parameter key, reason) of a name the model at ``onnx_path`` does not have, or None. Asked at
-        validation of the first pass when the workflow's input is a local ONNX file, so that a wrong name
-        is refused before anything runs or is submitted."""
+        (parameter key, reason) of a name the model does not have, or None. ``proto`` is the input model
+        (an ``onnx.ModelProto``, external data not loaded; a copy of its own, which it may change). Asked
+        at validation of the first pass when the workflow's input is a local ONNX file, so that a wrong
+        name is refused before anything runs or is submitted."""
         return None
 
     def check_output(self, output: ModelHandle) -> None:

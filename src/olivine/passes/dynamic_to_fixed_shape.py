@@ -69,17 +69,8 @@ class DynamicToFixedShape(OnnxPass):
     config_class: ClassVar[type[PassConfig]] = DynamicToFixedShapeConfig
 
     @classmethod
-    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
-        """The names and shapes checked on the input graph (its weights are not read)."""
-        import onnx
-
-        from olivine.passes.onnx_wire import GraphWithoutWeights
-
-        try:
-            light = GraphWithoutWeights.load(onnx_path)
-            proto = light.proto if light is not None else onnx.load(str(onnx_path), load_external_data=False)
-        except Exception:  # the run says what is wrong with the model itself
-            return None
+    def input_problem(cls, config: Any, proto: Any) -> tuple[str, str] | None:
+        """The names and shapes, fixed on the input graph as the run fixes them."""
         try:
             _fix_inputs(proto, config)
         except ConfigError as exc:

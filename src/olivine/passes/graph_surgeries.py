@@ -71,10 +71,9 @@ class GraphSurgeries(OnnxPass):
     libraries: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnxscript", "onnx-ir")
 
     @classmethod
-    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+    def input_problem(cls, config: Any, proto: Any) -> tuple[str, str] | None:
         """The leading surgeons that only name inputs, outputs, nodes and dimensions, applied to the input
         graph in order (each sees the names the ones before left): the first that does not fit it."""
-        import onnx
         import onnx_ir as ir
 
         cfg: GraphSurgeriesConfig = config
@@ -83,7 +82,7 @@ class GraphSurgeries(OnnxPass):
         if not leading:
             return None
         try:
-            model = ir.from_proto(onnx.load(str(onnx_path), load_external_data=False))
+            model = ir.from_proto(proto)
         except Exception:  # the run says what is wrong with the model itself
             return None
         for index, surgeon in enumerate(leading):

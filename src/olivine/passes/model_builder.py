@@ -284,7 +284,7 @@ class ModelBuilder(Pass):
         return None
 
     @classmethod
-    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
+    def input_problem(cls, config: Any, proto: Any) -> tuple[str, str] | None:
         """An ONNX input can only get a genai config (``metadata_only``), not be built."""
         if not config.metadata_only:
             return (

@@ -126,19 +126,9 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
     config_class: ClassVar[type[PassConfig]] = BlockWiseRtnConfig
 
     @classmethod
-    def input_problem(cls, config: Any, onnx_path: Path) -> tuple[str, str] | None:
-        """``nodes_to_include`` checked against the input graph (its weights are not read)."""
-        import onnx
-
-        wanted = getattr(config, "nodes_to_include", None)
-        if not wanted:
-            return None
-        try:
-            graph = onnx.load(str(onnx_path), load_external_data=False).graph
-        except Exception:  # the run says what is wrong with the model itself
-            return None
-        names = {n.name for n in walk_nodes(graph.node)}
-        unknown = [n for n in wanted if n not in names]
+    def input_problem(cls, config: Any, proto: Any) -> tuple[str, str] | None:
+        """``nodes_to_include`` checked against the input graph, as the run checks it."""
+        unknown = _not_nodes(proto.graph, getattr(config, "nodes_to_include", None) or [])
         return ("nodes_to_include", f"{unknown} are not names of nodes in the model") if unknown else None
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
@@ -178,16 +168,13 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
 
         proto = load_onnx(model.onnx_path)
         excluded = list(cfg.nodes_to_exclude or [])
-        if excluded:  # as static quantization: a typo would quantize the node without a word
-            present = {n.name for n in walk_nodes(proto.graph.node)}
-            absent = [n for n in excluded if n not in present]
-            if absent:
-                ctx.logger.warning("nodes_to_exclude: %s are not names of nodes in the model", absent)
+        absent = _not_nodes(proto.graph, excluded)
+        if absent:  # as static quantization: a typo would quantize the node without a word
+            ctx.logger.warning("nodes_to_exclude: %s are not names of nodes in the model", absent)
         if cfg.nodes_to_include:
             # Only the nodes named are quantized, as in Olive (onnxruntime's quantizer would take them in
             # addition to every node of the op types).
-            names = {n.name for n in walk_nodes(proto.graph.node)}
-            unknown = [n for n in cfg.nodes_to_include if n not in names]
+            unknown = _not_nodes(proto.graph, cfg.nodes_to_include)
             if unknown:
                 raise PassRunError(
                     self.name, f"nodes_to_include: {unknown} are not names of nodes in the model"
@@ -298,6 +285,14 @@ def _to_opset_21(proto: Any, pass_name: str) -> Any:
             "convert the model to opset 21 first, or exclude the Gather nodes with nodes_to_exclude",
         ) from exc
     return converted
+
+
+def _not_nodes(graph: Any, names: list[str]) -> list[str]:
+    """The ``names`` that name no node of ``graph`` or its subgraphs."""
+    if not names:
+        return []
+    present = {n.name for n in walk_nodes(graph.node)}
+    return [n for n in names if n not in present]
 
 
 class OnnxMatMul4Quantizer(OnnxBlockWiseRtnQuantization):
