@@ -762,6 +762,26 @@ def test_model_builder_extra_options_are_handed_over_as_strings(tmp_path: Path) 
     assert options["include_hidden_states"] == "1" and options["int4_accuracy_level"] == "0"
 
 
+def test_model_builder_extra_options_lists_are_joined_as_olive_joins_them(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from olivine.model.handle import ModelHandle
+    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options
+
+    given = {
+        "int4_op_types_to_quantize": ["MatMul", "Gather"],
+        "int4_nodes_to_exclude": ["/lm_head/MatMul", "/model/layers.0/attn/qkv_proj/MatMul"],
+    }
+    cfg = ModelBuilderConfig.model_validate({"precision": "int4", "extra_options": given})
+    options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
+    assert options["int4_op_types_to_quantize"] == "MatMul/Gather"
+    assert options["int4_nodes_to_exclude"] == "/lm_head/MatMul,/model/layers.0/attn/qkv_proj/MatMul"
+    for bad in ({"int4_nodes_to_exclude": ["a,b"]}, {"exclude_embeds": [True]}):
+        with pytest.raises(ValidationError) as info:
+            ModelBuilderConfig.model_validate({"precision": "int4", "extra_options": bad})
+        assert f"extra_options.{next(iter(bad))}" in str(info.value)
+
+
 def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:
     cfg = _onnx_cfg(tmp_path, data_configs={"d": {"type": "DummyDataContainer"}})
     with pytest.raises(ConfigError) as info:

@@ -351,8 +351,9 @@ def test_dynamic_quantization_stores_uint8_weights(
     ("type_name", "params", "message"),
     [
         ("OnnxConversion", {"target_opset": 3}, "target_opset"),
-        ("OnnxConversion", {"device": "cuda"}, "device"),
-        ("OnnxConversion", {"torch_dtype": "int8"}, "torch_dtype"),
+        ("OnnxConversion", {"device": "cuda"}, "device 'cuda': Olivine exports on the CPU"),
+        ("OnnxConversion", {"torch_dtype": "int8"}, "torch_dtype 'int8': a floating torch dtype"),
+        ("OnnxConversion", {"torch_dtype": "torch.int64"}, "torch_dtype"),
         (
             "OnnxConversion",
             {"save_metadata_for_token_generation": "maybe"},
@@ -372,6 +373,34 @@ def test_dynamic_quantization_stores_uint8_weights(
 def test_pass_config_rejects_bad_params(type_name: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         PASSES.get(type_name).config_class.model_validate(params)
+
+
+def test_null_for_an_olive_parameter_means_not_given_and_false_for_a_switch() -> None:
+    """Olive makes every parameter with a default Optional: an Olive config may write null for any."""
+    static: Any = PASSES.get("OnnxStaticQuantization").config_class.model_validate(
+        {"data_config": "d", "per_channel": None, "quant_preprocess": None, "calibrate_method": None}
+    )
+    # quant_preprocess defaults to true; Olive's run code reads null as false, and so does Olivine.
+    assert (static.per_channel, static.quant_preprocess, static.calibrate_method) == (False, False, "MinMax")
+    metadata: Any = PASSES.get("AddOliveMetadata").config_class.model_validate(
+        {"graph_name": "g", "custom_metadata": None}
+    )
+    assert metadata.custom_metadata == {}
+    transformers: Any = PASSES.get("OrtTransformersOptimization").config_class.model_validate(
+        {"num_heads": None}
+    )
+    assert transformers.num_heads == 0
+    with pytest.raises(ValidationError, match="graph_name"):  # a parameter without a default needs a value
+        PASSES.get("AddOliveMetadata").config_class.model_validate({"graph_name": None})
+
+
+@pytest.mark.parametrize(
+    ("given", "taken"),
+    [("torch.float16", "float16"), ("half", "float16"), ("float", "float32"), ("torch.bfloat16", "bfloat16")],
+)
+def test_conversion_torch_dtype_takes_torch_s_names_as_olive_resolves_them(given: str, taken: str) -> None:
+    config: Any = PASSES.get("OnnxConversion").config_class.model_validate({"torch_dtype": given})
+    assert config.torch_dtype == taken
 
 
 def test_dynamic_quantization_config_reads_olive_08_names() -> None:

@@ -205,6 +205,48 @@ def test_matmul4_quantizer_is_olives_older_name_with_block_32(mlp: ModelHandle, 
     assert op_counts(out)["MatMulNBits"] == 3
 
 
+def test_matmul4_quantizer_takes_olive_s_precision_data_config_and_weight_only_overrides(
+    mlp: ModelHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cls = PASSES.get("OnnxMatMul4Quantizer")
+    config = cls.config_class.model_validate(
+        {
+            "precision": "int8",
+            "data_config": "calib",
+            "nodes_to_exclude": ["fc3_matmul"],
+            "weight_only_quant_configs": {"block_size": 16, "op_types_to_quantize": ["MatMul"]},
+        }
+    )
+    (tmp_path / "q").mkdir()
+    ctx = PassContext(logger=logging.getLogger("test.matmul4_olive"))
+    with caplog.at_level("WARNING", logger="test.matmul4_olive"):
+        out = cls().run(mlp, config, tmp_path / "q", ctx)
+    assert [r.getMessage() for r in caplog.records] == [
+        "data_config 'calib' is not read: the default algorithm rounds the weights without data"
+    ]
+    nodes = [n for n in graph(out).node if n.op_type == "MatMulNBits"]
+    assert len(nodes) == 2 and op_counts(out)["MatMul"] == 1
+    assert {(a.name, a.i) for a in nodes[0].attribute} >= {("bits", 8), ("block_size", 16)}
+    for bad in ({"precision": "int16"}, {"weight_only_quant_configs": {"quant_axes": {"Conv": 0}}}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            cls.config_class.model_validate(bad)
+
+
+def test_blockwise_rtn_takes_olive_s_unused_axis_with_a_warning(
+    mlp: ModelHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cls = PASSES.get("OnnxBlockWiseRtnQuantization")
+    (tmp_path / "q").mkdir()
+    ctx = PassContext(logger=logging.getLogger("test.rtn_axis"))
+    with caplog.at_level("WARNING", logger="test.rtn_axis"):
+        out = cls().run(mlp, cls.config_class.model_validate({"axis": 1}), tmp_path / "q", ctx)
+    assert [r.getMessage() for r in caplog.records] == [
+        "axis 1 is not used (as in Olive): MatMul weights are blocked along their input axis, Gather tables "
+        "along their last"
+    ]
+    assert op_counts(out)["MatMulNBits"] == 3
+
+
 # --- OnnxPeepholeOptimizer, DynamicToFixedShape, AddOliveMetadata --------------------------------
 
 
@@ -243,6 +285,14 @@ def test_dynamic_to_fixed_shape_by_input_shape(mlp: ModelHandle, tmp_path: Path)
     g = graph(out)
     assert [d.dim_value for d in g.input[0].type.tensor_type.shape.dim] == [3, MLP_IN]
     assert [d.dim_value for d in g.output[0].type.tensor_type.shape.dim] == [3, MLP_OUT]
+
+
+def test_dynamic_to_fixed_shape_takes_a_zero_size_as_olive_does(mlp: ModelHandle, tmp_path: Path) -> None:
+    # Olive accepts dim_value 0 (a past_sequence_length of 0 for a model's first step): an empty batch here.
+    (name,) = {d.dim_param for d in graph(mlp).input[0].type.tensor_type.shape.dim if d.dim_param}
+    out = run_pass("DynamicToFixedShape", mlp, tmp_path, dim_param=[name], dim_value=[0])
+    assert [d.dim_value for d in graph(out).input[0].type.tensor_type.shape.dim] == [0, MLP_IN]
+    assert open_runner(out).run({"input": np.zeros((0, MLP_IN), np.float32)})[0].shape == (0, MLP_OUT)
 
 
 def test_dynamic_to_fixed_shape_refuses_names_not_in_the_model(mlp: ModelHandle, tmp_path: Path) -> None:
@@ -378,7 +428,7 @@ def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHa
             "greater than or equal to 0",
         ),
         ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [2**63]}, "int64"),
-        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [0]}, "must all be > 0"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [-1]}, "must all be >= 0"),
         ("DynamicToFixedShape", {"dim_param": [""], "dim_value": [1]}, "empty name"),
         ("DynamicToFixedShape", {"dim_param": ["b", "b"], "dim_value": [1, 2]}, "more than once"),
         ("DynamicToFixedShape", {"input_name": ["x"], "input_shape": [[2**63]]}, "int64"),
@@ -389,7 +439,6 @@ def test_add_olive_metadata_appends_what_a_full_rewrite_would_write(mlp: ModelHa
             "3 \\(NoMask\\)",
         ),
         ("OnnxBlockWiseRtnQuantization", {"accuracy_level": 7}, "accuracy_level"),
-        ("OnnxBlockWiseRtnQuantization", {"axis": 1}, "axis"),
         ("OnnxMatMul4Quantizer", {"algorithm": "GPTQ"}, "algorithm"),
         ("DynamicToFixedShape", {}, "required"),
         ("DynamicToFixedShape", {"dim_param": ["b"], "input_name": ["x"]}, "not both"),

@@ -259,6 +259,38 @@ def test_an_inline_pass_data_config_joins_data_configs_as_olive_takes_it() -> No
     assert err.path == "passes.q.data_config.name" and "other content" in str(err)
 
 
+def test_an_inline_data_config_under_the_pass_s_config_joins_data_configs_too() -> None:
+    calib = {
+        "type": "DummyDataContainer",
+        "load_dataset_config": {"input_shapes": [[1, 4]], "input_names": ["x"]},
+    }
+    cfg = validate_config(
+        _base(
+            passes={
+                "q": {
+                    "type": "OnnxStaticQuantization",
+                    "config": {"data_config": calib, "per_channel": True},
+                },
+                "t": [
+                    {"type": "OrtSessionParamsTuning", "config": {"data_config": {"name": "lat", **calib}}}
+                ],
+            }
+        )
+    )
+    assert [d.name for d in cfg.data_configs] == ["q_data_config", "lat"]
+    assert cfg.passes["q"].config == {"data_config": "q_data_config", "per_channel": True}  # type: ignore[union-attr]
+    assert cfg.passes["t"][0].config["data_config"] == "lat"  # type: ignore[index]
+    err = _error(
+        _base(
+            data_configs=[{"name": "lat", "type": "DummyDataContainer"}],
+            passes={
+                "q": {"type": "OnnxStaticQuantization", "config": {"data_config": {"name": "lat", **calib}}}
+            },
+        )
+    )
+    assert err.path == "passes.q.config.data_config.name" and "other content" in str(err)
+
+
 def test_config_unknown_pass_type_suggests_the_closest_one(tmp_path: Path) -> None:
     from olivine.engine.resolve import resolve_slots
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +374,37 @@ def test_combined_quantization_ignores_activation_type_in_dynamic_mode(tmp_path:
     dynamic, static = outcomes
     assert not isinstance(dynamic, str) and dynamic[0].config.quant_mode == "dynamic"  # type: ignore[attr-defined]
     assert isinstance(static, str) and "quant_format=QOperator, precision=int8" in static
+
+
+def test_combined_quantization_search_repeats_one_dynamic_run_per_dynamic_setting(tmp_path: Path) -> None:
+    """Olive's OnnxQuantization search: the static parameters (calibrate_method, quant_format, ...) are
+    ignored in dynamic mode, so the dynamic points keyed by them are one run each (a cache hit after the
+    first), and quant_mode varies fastest (Olive declares it first)."""
+    (tmp_path / "model.onnx").write_bytes(b"")
+    data = {
+        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
+        "data_configs": [
+            {
+                "name": "calib",
+                "type": "DummyDataContainer",
+                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
+            }
+        ],
+        "evaluators": EVALUATOR,
+        "passes": {"q": {"type": "OnnxQuantization", "data_config": "calib"}},
+        "engine": {"evaluator": "e", "search_strategy": {"include_pass_params": True}},
+    }
+    space = SearchSpace(resolve(validate_config(data), config_path=None, base_dir=tmp_path).slots)
+    (option,) = space.slots[0].options
+    assert option.dims[0].param == "quant_mode"
+    steps = [space.steps(space.point(i), Accelerator()) for i in range(len(space))]
+    assert [option.values_at(i)["quant_mode"] for i in range(4)] == ["dynamic", "static"] * 2
+    dynamic = [json.dumps(s[0].canonical_config(), sort_keys=True) for s in steps if not isinstance(s, str)]
+    dynamic = [d for d in dynamic if '"quant_mode": "dynamic"' in d]
+    # precision x per_channel x reduce_range x quant_preprocess: 16 settings, each repeated for the 6
+    # calibrate_method x quant_format points.
+    assert len(dynamic) == 96 and len(set(dynamic)) == 16
+    assert all('"calibrate_method": "MinMax"' in d and '"data_config": null' in d for d in dynamic)
 
 
 def test_dry_run_plan_gives_the_space_size_and_the_sample_limit(tmp_path: Path) -> None:

@@ -39,11 +39,21 @@ def _lift_inline_data_configs(out: dict[str, Any]) -> None:
     for pass_name, slot in out["passes"].items():
         entries = slot if isinstance(slot, list) else [slot]
         for index, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not isinstance(entry.get("data_config"), dict):
+            if not isinstance(entry, dict):
                 continue
-            inline = dict(entry["data_config"])
+            # Olive's parameters are flat in the entry or nested under its "config" (both forms lift).
+            nested = entry.get("config")
+            holder = nested if isinstance(nested, dict) and "data_config" in nested else entry
+            if not isinstance(holder.get("data_config"), dict):
+                continue
+            inline = dict(holder["data_config"])
             name = inline.get("name") or f"{pass_name}_data_config"
-            where = f"passes.{pass_name}" + (f".{index}" if isinstance(slot, list) else "") + ".data_config"
+            where = (
+                f"passes.{pass_name}"
+                + (f".{index}" if isinstance(slot, list) else "")
+                + (".config" if holder is nested else "")
+                + ".data_config"
+            )
             if not isinstance(name, str):
                 raise ConfigError("an inline data config's name must be a string", path=f"{where}.name")
             inline["name"] = name
@@ -56,7 +66,10 @@ def _lift_inline_data_configs(out: dict[str, Any]) -> None:
                 )
             if not same:
                 lifted.append(inline)
-            entries[index] = {**entry, "data_config": name}
+            if holder is nested:
+                entries[index] = {**entry, "config": {**nested, "data_config": name}}
+            else:
+                entries[index] = {**entry, "data_config": name}
         if isinstance(slot, list):
             out["passes"][pass_name] = entries
         else:

@@ -472,7 +472,8 @@ def _resolve_option(
             if key not in given and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
         conditional += [key for key in cls.conditional_search_values if key not in given and key in fields]
-    order = {name: i for i, name in enumerate(cls.config_class.model_fields)}
+    ordered = [*cls.search_first, *(f for f in cls.config_class.model_fields if f not in cls.search_first)]
+    order = {name: i for i, name in enumerate(ordered)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
     option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
     _check_defaults(path, option)

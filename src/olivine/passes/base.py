@@ -12,9 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from olivine.model.accelerator import Accelerator
 from olivine.model.handle import ModelHandle, ModelKind
@@ -25,9 +26,43 @@ if TYPE_CHECKING:
 
 
 class PassConfig(BaseModel):
-    """Base of every pass's config model: strict, so a misspelled parameter is an error."""
+    """Base of every pass's config model: strict, so a misspelled parameter is an error.
+
+    Olive declares every parameter that has a default ``Optional``, so ``null`` is a value an Olive config
+    may give any of them: here it means not given (the default), and for a true/false parameter false,
+    as Olive's run code reads it (``if config.quant_preprocess:``). A parameter without a default still
+    needs a value.
+    """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _olive_nulls(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or None not in value.values():
+            return value
+        out = dict(value)
+        for key, given in value.items():
+            field_info = cls.model_fields.get(key)
+            if given is not None or field_info is None or field_info.is_required():
+                continue
+            if not _accepts_none(field_info.annotation):
+                if field_info.annotation is bool:
+                    out[key] = False
+                else:
+                    del out[key]
+        return out
+
+
+def _accepts_none(annotation: Any) -> bool:
+    if annotation in (Any, None, type(None)):
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _accepts_none(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_accepts_none(arg) for arg in get_args(annotation))
+    return False
 
 
 @dataclass(frozen=True)
@@ -97,6 +132,9 @@ class Pass(ABC):
     #: Olive's conditional search values (``Conditional``): under search, a parameter given as
     #: ``"SEARCHABLE_VALUES"`` (or left unset) takes the value its parents' values select.
     conditional_search_values: ClassVar[Mapping[str, ConditionalValues]] = {}
+    #: Searched parameters that vary fastest, in this order (the others follow in the config's field
+    #: order): where Olive declares a parameter before the ones this config model inherits.
+    search_first: ClassVar[tuple[str, ...]] = ()
     #: Older Olive names the config model still reads: old name -> the parameter it sets. Under
     #: ``include_pass_params`` a parameter given under its old name is not searched a second time.
     legacy_names: ClassVar[Mapping[str, str]] = {}

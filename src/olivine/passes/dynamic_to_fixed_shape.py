@@ -38,9 +38,10 @@ class DynamicToFixedShapeConfig(ExternalDataConfig):
         if self.dim_param and self.dim_value:
             if len(self.dim_param) != len(self.dim_value):
                 raise ValueError("dim_param and dim_value must have the same number of items")
-            if any(not 0 < v <= _INT64_MAX for v in self.dim_value):  # as Olive: "Must be > 0"
+            # As Olive (since its #1600): 0 is a size, e.g. past_sequence_length 0 for a first step.
+            if any(not 0 <= v <= _INT64_MAX for v in self.dim_value):
                 raise ValueError(
-                    f"dim_value must all be > 0 and <= {_INT64_MAX} (int64), got {self.dim_value}"
+                    f"dim_value must all be >= 0 and <= {_INT64_MAX} (int64), got {self.dim_value}"
                 )
             _names_once("dim_param", self.dim_param)
         if self.input_name and self.input_shape:

@@ -239,10 +239,19 @@ class ModelBuilderConfig(PassConfig):
                         "extra_options.filename: a file name ending in .onnx, without folders, "
                         f"got {option!r}"
                     )
+            listed = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
+            if listed and isinstance(option, list | tuple):
+                # Olive joins a list for these (op types with '/', node names with ','), as do we.
+                if not all(isinstance(item, str) and item and listed not in item for item in option):
+                    raise ValueError(
+                        f"extra_options.{key}: a list of non-empty names without '{listed}', got {option!r}"
+                    )
+                continue
             if not isinstance(option, str | int | float | bool):
                 # The builder's --extra_options are key=value strings; a list or mapping failed deep in it.
+                lists = " (a list only for op_types_to_quantize, nodes_to_exclude)" if listed is None else ""
                 raise ValueError(
-                    f"extra_options.{key}: a builder option takes one string, number or boolean, "
+                    f"extra_options.{key}: a builder option takes one string, number or boolean{lists}, "
                     f"got {option!r}"
                 )
         return value

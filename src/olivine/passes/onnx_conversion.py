@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     import torch
 
 
+#: torch's other names of its floating dtypes (``torch.half is torch.float16``...).
+_TORCH_DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64"}
+_TORCH_DTYPES = ("float32", "fp32", "float16", "fp16", "bfloat16", "bf16", "float64")
+
+
 class OnnxConversionConfig(ExternalDataConfig):
     """Olive's ``OnnxConversion`` parameters. GPU options are rejected."""
 
@@ -41,7 +46,9 @@ class OnnxConversionConfig(ExternalDataConfig):
     use_dynamo_exporter: bool = False
     past_key_value_name: str = "past_key_values"
     device: Literal["cpu"] | None = None
-    torch_dtype: Literal["float32", "fp32", "float16", "fp16", "bfloat16", "bf16"] | None = None
+    #: Olive resolves any torch dtype name (``torch.float16``, ``half``, ``float``...); the floating ones
+    #: are taken here, under any of their torch names.
+    torch_dtype: Literal["float32", "fp32", "float16", "fp16", "bfloat16", "bf16", "float64"] | None = None
     #: Olive uses it for distributed models only; accepted and unused.
     parallel_jobs: int | None = None
     #: An HfModel's adapter (adapter_path) is merged into the weights when the model loads, whatever this
@@ -56,6 +63,30 @@ class OnnxConversionConfig(ExternalDataConfig):
     #: Olive accepts them on every pass; conversion does not use them.
     user_script: LocalPath | None = None
     script_dir: LocalPath | None = None
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _cpu_only(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() != "cpu":
+            raise ValueError(
+                f"device {value!r}: Olivine exports on the CPU (for a CPU target: the exported model is the "
+                "same), so only 'cpu' or leaving it unset"
+            )
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("torch_dtype", mode="before")
+    @classmethod
+    def _torch_name(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = value.strip().removeprefix("torch.")
+        name = _TORCH_DTYPE_ALIASES.get(name, name)
+        if name not in _TORCH_DTYPES:
+            raise ValueError(
+                f"torch_dtype {value!r}: a floating torch dtype (float32, float16, bfloat16, float64, "
+                "under any of torch's names: torch.float16, half, float, double...)"
+            )
+        return name
 
     @field_validator("target_opset")
     @classmethod

@@ -1,7 +1,8 @@
 """``OnnxQuantization``: Olive's combined quantization pass, static (default) or dynamic by ``quant_mode``.
 
-The static parameters are ignored when ``quant_mode`` is dynamic, as in Olive; under search, Olive's
-``quant_mode`` search values are dynamic and static.
+The static parameters are ignored when ``quant_mode`` is dynamic, as in Olive (they take their defaults,
+so a search over them repeats one dynamic run, a cache hit); under search, Olive's ``quant_mode`` search
+values are dynamic and static, and quant_mode varies fastest, as Olive orders it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class OnnxQuantization(OnnxPass):
         **LEGACY_SEARCH_VALUES,
     }
     conditional_search_values: ClassVar[dict[str, ConditionalValues]] = COMBINED_CONDITIONAL_VALUES
+    #: Olive declares quant_mode first: its search alternates dynamic and static points.
+    search_first: ClassVar[tuple[str, ...]] = ("quant_mode",)
 
     @classmethod
     def shared_steps(cls, config: Any) -> tuple[str, ...]:

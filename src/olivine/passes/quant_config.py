@@ -207,6 +207,13 @@ class StaticQuantizationConfig(StaticFieldsConfig):
         return self
 
 
+#: The parameters only static quantization reads (Olive's ``_dataloader_config`` and
+#: ``_static_optional_config``).
+STATIC_ONLY_FIELDS = tuple(
+    field for field in StaticFieldsConfig.model_fields if field not in QuantizationConfig.model_fields
+)
+
+
 class OnnxQuantizationConfig(StaticFieldsConfig):
     """Olive's combined ``OnnxQuantization`` (``quant_mode`` static, the default, or dynamic)."""
 
@@ -218,6 +225,12 @@ class OnnxQuantizationConfig(StaticFieldsConfig):
             raise ValueError("data_config: quant_mode 'static' calibrates on data; name a data config")
         if self.quant_mode == "dynamic" and self.precision not in ("int8", "uint8"):
             raise ValueError(f"quant_mode 'dynamic' supports precision int8 or uint8, got '{self.precision}'")
+        if self.quant_mode == "dynamic":
+            # Olive ignores the static parameters in dynamic mode (its conditional defaults): they take
+            # their defaults, so they neither key the run (a search over calibrate_method or quant_format
+            # repeats the same dynamic run: a cache hit, as in Olive) nor name a data config to load.
+            for field in STATIC_ONLY_FIELDS:
+                setattr(self, field, type(self).model_fields[field].get_default(call_default_factory=True))
         return self
 
 

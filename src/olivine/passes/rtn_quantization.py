@@ -48,7 +48,9 @@ def _block_size(value: Any) -> int:
 class BlockWiseRtnConfig(ExternalDataConfig):
     bits: Literal[4, 8] = 4
     block_size: int = 128
-    axis: Literal[0] = 0
+    #: Olive's parameter, which its quantizer does not use either: MatMul weights are blocked along their
+    #: input (K) axis, Gather tables along their last. Another value is accepted with a warning.
+    axis: int = 0
     is_symmetric: bool = True
     accuracy_level: int = 0
     nodes_to_exclude: list[str] | None = None
@@ -65,9 +67,15 @@ class BlockWiseRtnConfig(ExternalDataConfig):
         return _block_size(value)
 
 
+#: Olive's ``bits_from_precision`` for this quantizer (the sign follows ``is_symmetric``).
+_PRECISION_BITS = {"int4": 4, "uint4": 4, "int8": 8, "uint8": 8}
+
+
 class MatMul4QuantizerConfig(ExternalDataConfig):
     """Olive <= 0.8's ``OnnxMatMul4Quantizer`` parameters (default algorithm only)."""
 
+    #: int4 (the default) or int8 weights (Olive's ``bits_from_precision``; uint4 / uint8 say the same).
+    precision: Literal["int4", "uint4", "int8", "uint8"] = "int4"
     block_size: int = 32
     is_symmetric: bool = True
     nodes_to_exclude: list[str] | None = None
@@ -77,6 +85,8 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
     accuracy_level: int | None = None
     algorithm: Literal["DEFAULT"] | None = None
     weight_only_quant_configs: dict[str, Any] | None = None
+    #: Olive's calibration data for its GPTQ algorithm; the default algorithm reads no data (warned).
+    data_config: str | None = None
 
     @field_validator("accuracy_level", mode="before")
     @classmethod
@@ -101,10 +111,20 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
     @field_validator("weight_only_quant_configs")
     @classmethod
     def _known_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        unknown = sorted(set(value or {}) - {"block_size", "is_symmetric", "accuracy_level"})
+        unknown = sorted(set(value or {}) - _WEIGHT_ONLY_KEYS)
         if unknown:
-            raise ValueError(f"weight_only_quant_configs: unknown keys {unknown} for algorithm DEFAULT")
+            raise ValueError(
+                f"weight_only_quant_configs: unknown keys {unknown} for algorithm DEFAULT; "
+                f"allowed: {', '.join(sorted(_WEIGHT_ONLY_KEYS))}"
+            )
         checked = dict(value or {})
+        try:  # they override the pass's own parameters of the same names, as in Olive
+            if "op_types_to_quantize" in checked:
+                checked["op_types_to_quantize"] = _op_types(checked["op_types_to_quantize"])
+            if "quant_axes" in checked:
+                checked["quant_axes"] = _quant_axes(checked["quant_axes"])
+        except ValueError as exc:
+            raise ValueError(f"weight_only_quant_configs: {exc}") from exc
         try:
             if "block_size" in checked:
                 checked["block_size"] = _block_size(checked["block_size"])
@@ -120,6 +140,31 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
         return checked if value is not None else None
 
 
+#: What Olive's default algorithm reads of weight_only_quant_configs (its _validate_weight_only_quant_config).
+_WEIGHT_ONLY_KEYS = frozenset(
+    {"block_size", "is_symmetric", "accuracy_level", "op_types_to_quantize", "quant_axes"}
+)
+
+
+def _op_types(value: Any) -> list[str]:
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or any(op not in ("MatMul", "Gather") for op in value)
+    ):
+        raise ValueError(f"op_types_to_quantize: a list of MatMul and/or Gather, got {value!r}")
+    return list(value)
+
+
+def _quant_axes(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or any(
+        op not in ("MatMul", "Gather") or isinstance(axis, bool) or not isinstance(axis, int)
+        for op, axis in value.items()
+    ):
+        raise ValueError(f"quant_axes: a mapping of MatMul / Gather to an axis, got {value!r}")
+    return dict(value)
+
+
 class OnnxBlockWiseRtnQuantization(OnnxPass):
     name: ClassVar[str] = "OnnxBlockWiseRtnQuantization"
     version: ClassVar[str] = "3"
@@ -133,6 +178,12 @@ class OnnxBlockWiseRtnQuantization(OnnxPass):
 
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: BlockWiseRtnConfig = config
+        if cfg.axis != 0:
+            ctx.logger.warning(
+                "axis %d is not used (as in Olive): MatMul weights are blocked along their input axis, "
+                "Gather tables along their last",
+                cfg.axis,
+            )
         return self._quantize(
             model,
             output_dir,
@@ -304,14 +355,19 @@ class OnnxMatMul4Quantizer(OnnxBlockWiseRtnQuantization):
     def run(self, model: ModelHandle, config: Any, output_dir: Path, ctx: PassContext) -> ModelHandle:
         cfg: MatMul4QuantizerConfig = config
         overrides = cfg.weight_only_quant_configs or {}
-        axes = {"MatMul": 0, "Gather": 1, **(cfg.quant_axes or {})}
-        op_types = tuple(cfg.op_types_to_quantize or ("MatMul",))
+        if cfg.data_config:
+            ctx.logger.warning(
+                "data_config %r is not read: the default algorithm rounds the weights without data",
+                cfg.data_config,
+            )
+        axes = {"MatMul": 0, "Gather": 1, **(cfg.quant_axes or {}), **overrides.get("quant_axes", {})}
+        op_types = tuple(overrides.get("op_types_to_quantize") or cfg.op_types_to_quantize or ("MatMul",))
         return self._quantize(
             model,
             output_dir,
             cfg,
             ctx,
-            bits=4,
+            bits=_PRECISION_BITS[cfg.precision],
             block_size=int(overrides.get("block_size", cfg.block_size)),
             is_symmetric=bool(overrides.get("is_symmetric", cfg.is_symmetric)),
             accuracy_level=_accuracy_level(overrides.get("accuracy_level", cfg.accuracy_level)),
