@@ -1,7 +1,11 @@
 """Each ONNX pass against the same work done by hand with onnxruntime's (or onnx / onnxscript's) tools.
 
 Same process, same model, interleaved rounds (the order alternates each round; an even number of them
-counted, so each side is first equally often), medians. The pass's ``run`` is timed on its own and with
+counted, so each side is first equally often), medians. Each case runs in a fresh Python process (the
+models are built once, before): in one process, the by-hand side of a case took what earlier cases had
+left in the heap (MiniLM's float16 I/O conversion by hand: 39-54 ms after the quantization cases, 116-163
+ms as the first case), so a case's ratio depended on the cases before it; ``--one-process`` runs them all
+in this process, as before. The pass's ``run`` is timed on its own and with
 its output check (``check_output``: a lean onnxruntime session that reads the written file's weights in
 place; onnx.checker only when onnxruntime refuses), which the
 engine adds before it caches a run; "check before" is the check of the first catalogue (onnx.checker +
@@ -10,7 +14,7 @@ sha256 record the cache writes when it commits a run (the engine's, not the pass
 run + check <= 1.1x the hand-written calls.
 
     PYTHONPATH=src .venv/bin/python bench/pass_overhead.py [--rounds 3] [--model mlp|minilm]
-        [--hidden 1024] [--layers 6] [--only CASE,...] [--work-root DIR] [--no-doc]
+        [--hidden 1024] [--layers 6] [--only CASE,...] [--one-process] [--work-root DIR] [--no-doc]
 
 Both sides write their files (and onnxruntime its temporary folders) on /dev/shm when it is writable: on
 a disk, the page cache's writeback decided the ratios more than the passes did.
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -489,6 +495,80 @@ def minilm_source(work: Path) -> tuple[Path, Any, list[dict[str, np.ndarray]], s
     return spec.fp32, spec.data_configs["calib"], feeds, what
 
 
+def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Build the sources once (the model, its float16 copy, the calibration data and batches) and write
+    what a case's process needs to ``work / "prepared.json"``."""
+    if args.model == "mlp":
+        source, calib, feeds, what = mlp_source(work, args.hidden, args.layers)
+    else:
+        source, calib, feeds, what = minilm_source(work)
+    source16 = fp16_copy(source, work / "src16")
+    np.savez(work / "feeds.npz", **{f"{i}/{k}": v for i, feed in enumerate(feeds) for k, v in feed.items()})
+    prepared = {
+        "model": args.model,
+        "what": what,
+        "source": str(source),
+        "source16": str(source16),
+        "hf_source": str(work / "llm"),
+        "calib": calib.model_dump(mode="json", exclude_unset=True),
+        "feeds": str(work / "feeds.npz"),
+        "rounds": args.rounds,
+    }
+    (work / "prepared.json").write_text(json.dumps(prepared), encoding="utf-8")
+    return prepared
+
+
+def load_feeds(path: str) -> list[dict[str, np.ndarray]]:
+    feeds: dict[int, dict[str, np.ndarray]] = {}
+    with np.load(path) as arrays:
+        for key in arrays.files:
+            index, name = key.split("/", 1)
+            feeds.setdefault(int(index), {})[name] = arrays[key]
+    return [feeds[i] for i in sorted(feeds)]
+
+
+def run_case(case: str, prepared: dict[str, Any], work: Path) -> dict[str, list[float]]:
+    """Every round of one case, in this process."""
+    from olivine.config.data import DataConfig
+    from olivine.model.handle import ModelHandle
+    from olivine.passes import PASSES, PassContext
+
+    cases = all_cases(prepared["model"])
+    type_name, params = cases[case]
+    cls = PASSES.get(type_name)
+    src = Path(prepared["source16"] if case in FP16_SOURCE else prepared["source"])
+    model = ModelHandle(kind="onnx", config={"model_path": str(src.parent), "onnx_file_name": src.name})
+    if case in HF_SOURCE:
+        hf_source = Path(prepared["hf_source"])
+        if not hf_source.is_dir():
+            write_llm(hf_source)
+        src, model = hf_source, ModelHandle(kind="hf", config={"model_path": str(hf_source)})
+    ctx = PassContext(data_configs={"calib": DataConfig.model_validate(prepared["calib"])})
+    feeds = load_feeds(prepared["feeds"])
+    return measure(case, cls, params, model, ctx, src, feeds, work, prepared["rounds"])
+
+
+def run_case_in_child(case: str, work: Path) -> dict[str, list[float]]:
+    """:func:`run_case` in a fresh Python process: no case inherits another's heap, caches or imports."""
+    result, log = work / "case.json", work / "case.log"
+    command = [sys.executable, __file__, "--child-case", case, "--child-work", str(work)]
+    with open(log, "wb") as output:  # the libraries' own logging (per-node lines): shown only on failure
+        done = subprocess.run(command, check=False, stdout=output, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.stderr.write(log.read_text(encoding="utf-8", errors="replace")[-4000:])
+        raise SystemExit(f"case {case!r} failed in its process (exit {done.returncode})")
+    measured: dict[str, list[float]] = json.loads(result.read_text(encoding="utf-8"))
+    result.unlink()
+    return measured
+
+
+def all_cases(model: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    if model == "mlp":
+        return dict(CASES)
+    overrides = {**CASES, **MINILM_CASES}
+    return {name: case for name, case in overrides.items() if case is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -497,15 +577,19 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--only", default="", help="comma-separated case names, run in this order")
     parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="run every case in this process, one after the other (default: each case in a fresh process)",
+    )
+    parser.add_argument(
         "--work-root",
         type=Path,
         help="folder for the work files and onnxruntime's temporary files (default: /dev/shm when writable)",
     )
     parser.add_argument("--no-doc", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    parser.add_argument("--child-case", help=argparse.SUPPRESS)
+    parser.add_argument("--child-work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    from olivine.model.handle import ModelHandle
-    from olivine.passes import PASSES, PassContext
 
     # Every file both sides write (the work folder, onnxruntime's temporary folders) goes to a tmpfs: on
     # this machine's disk the page cache's writeback decided the ratio (MLP dynamic quantization, 30
@@ -514,19 +598,17 @@ def main() -> None:
     root = args.work_root or (SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None)
     if root is not None:
         tempfile.tempdir = str(root)
+    if args.child_case:  # one case, in the process the parent started for it
+        prepared = json.loads((args.child_work / "prepared.json").read_text(encoding="utf-8"))
+        measured = run_case(args.child_case, prepared, args.child_work)
+        (args.child_work / "case.json").write_text(json.dumps(measured), encoding="utf-8")
+        return
     work = Path(tempfile.mkdtemp(prefix="olivine-pass-bench-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when it stops early (a missing model)
     where = f"{root} (tmpfs)" if root == SHM else str(work.parent)
-    if args.model == "mlp":
-        source, calib, feeds, what = mlp_source(work, args.hidden, args.layers)
-        cases = dict(CASES)
-    else:
-        source, calib, feeds, what = minilm_source(work)
-        overrides = {**CASES, **MINILM_CASES}
-        cases = {name: case for name, case in overrides.items() if case is not None}
-    source16 = fp16_copy(source, work / "src16")
-    hf_source = work / "llm"
-    ctx = PassContext(data_configs={"calib": calib})
+    prepared = prepare(args, work)
+    what = prepared["what"]
+    cases = all_cases(args.model)
     # --only runs the cases in the order given.
     chosen = [c for c in args.only.split(",") if c in cases] if args.only else list(cases)
     started = time.time()
@@ -537,20 +619,13 @@ def main() -> None:
         "| digests (s) | rounds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    print(f"model: {what}; rounds: {args.rounds}")
+    isolation = "all cases in one process" if args.one_process else "each case in a fresh process"
+    print(f"model: {what}; rounds: {args.rounds}; {isolation}")
     print(f"load averages before: {load_before}  cpus: {os.cpu_count()}")
     print()
     print("\n".join(lines))
     for case in chosen:
-        type_name, params = cases[case]
-        cls = PASSES.get(type_name)
-        src = source16 if case in FP16_SOURCE else source
-        model = ModelHandle(kind="onnx", config={"model_path": str(src.parent), "onnx_file_name": src.name})
-        if case in HF_SOURCE:
-            if not hf_source.is_dir():
-                write_llm(hf_source)
-            src, model = hf_source, ModelHandle(kind="hf", config={"model_path": str(hf_source)})
-        measured = measure(case, cls, params, model, ctx, src, feeds, work, args.rounds)
+        measured = run_case(case, prepared, work) if args.one_process else run_case_in_child(case, work)
         t = {k: statistics.median(v) for k, v in measured.items()}
         h, p = t["hand"], t["run"]
         c, b = t["check"], t["before"]
@@ -600,7 +675,7 @@ def main() -> None:
         "gets more, up to 10x), medians; the I/O converters take the model converted to float16 "
         f"(float16 inputs and outputs). Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
         f"{os.cpu_count()} CPUs (shared machine: read the ratios, measured in one run). Files written by "
-        f"both sides (work folder, onnxruntime's temporary folders) in {where}.",
+        f"both sides (work folder, onnxruntime's temporary folders) in {where}; {isolation}.",
         "",
     ]
     block = "pass-overhead" if args.model == "mlp" else f"pass-overhead-{args.model}"
