@@ -22,6 +22,10 @@ INITIALIZER_KEY = bytes([5 << 3 | 2])
 # ... and of TensorProto.raw_data (9); a raw_data this big is written as its own chunk.
 RAW_DATA_KEY = bytes([9 << 3 | 2])
 RAW_CHUNK_BYTES = 1 << 20
+#: Initializers this small stay in the model given to onnxruntime (their bytes copied): its shape
+#: inference reads the values of shape-like inputs (Unsqueeze axes, Reshape shapes) while it resolves the
+#: graph and cannot read them from external data ("Cannot parse data from external tensors").
+IN_PLACE_MIN_BYTES = 1024
 
 
 def varint(value: int) -> bytes:
@@ -249,8 +253,8 @@ def weights_in_place(path: Path) -> bytes | None:
     not a one-file ``.onnx`` model whose protobuf framing this follows (then the caller loads the file).
 
     Every other byte is the file's own: the model's fields, the graph's fields and each initializer's other
-    fields (name, shape, type...). A tensor that already refers to external data, has ``segment`` set or
-    holds its values in typed fields is passed as written.
+    fields (name, shape, type...). A tensor that already refers to external data, has ``segment`` set,
+    holds its values in typed fields or has fewer than :data:`IN_PLACE_MIN_BYTES` is passed as written.
     """
     import mmap
 
@@ -276,7 +280,12 @@ def weights_in_place(path: Path) -> bytes | None:
                 # data_location given as DEFAULT (onnx.load of a model with external data writes it on
                 # every tensor it read back) says what its absence says; the tensor is EXTERNAL below.
                 kept = [f for f in tensor_fields if f[0] != 9 and not _default_location(data, f)]
-                if len(raw) != 1 or raw[0][1] != 2 or any(f[0] in (3, 13, 14) for f in kept):
+                if (
+                    len(raw) != 1
+                    or raw[0][1] != 2
+                    or raw[0][3] - raw[0][2] < IN_PLACE_MIN_BYTES
+                    or any(f[0] in (3, 13, 14) for f in kept)
+                ):
                     graph += data[field_start:field_end]
                     continue
                 tensor = onnx.TensorProto()
