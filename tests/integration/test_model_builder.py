@@ -274,7 +274,7 @@ def test_model_builder_takes_every_option_the_builder_reads_and_olives_recipes_s
         "hf_token": "false",
     }
     config_class = PASSES.get("ModelBuilder").config_class
-    values = {"filename": "part.onnx", "hf_token": "false"}
+    values = {"filename": "part.onnx", "hf_token": "false", "op_types_to_quantize": "MatMul"}
     for key in sorted(read - {"config_only"}):
         config_class.model_validate({"extra_options": {key: values.get(key, "1")}})
     config_class.model_validate({"extra_options": recipes})

@@ -776,10 +776,19 @@ def test_model_builder_extra_options_lists_are_joined_as_olive_joins_them(tmp_pa
     options = _builder_options(cfg, ModelHandle(kind="hf", config={"model_path": str(tmp_path)}))
     assert options["int4_op_types_to_quantize"] == "MatMul/Gather"
     assert options["int4_nodes_to_exclude"] == "/lm_head/MatMul,/model/layers.0/attn/qkv_proj/MatMul"
-    for bad in ({"int4_nodes_to_exclude": ["a,b"]}, {"exclude_embeds": [True]}):
+    for bad in (
+        {"int4_nodes_to_exclude": ["a,b"]},
+        {"exclude_embeds": [True]},
+        {"op_types_to_quantize": ["Matmul"]},  # the builder would quantize nothing, without a word
+        {"int4_op_types_to_quantize": "MatMul/Conv"},
+        {"nodes_to_exclude": []},
+    ):
         with pytest.raises(ValidationError) as info:
             ModelBuilderConfig.model_validate({"precision": "int4", "extra_options": bad})
         assert f"extra_options.{next(iter(bad))}" in str(info.value)
+    for top in ({"int4_op_types_to_quantize": ["MatMul", "Gathr"]}, {"int4_nodes_to_exclude": ["", "x"]}):
+        with pytest.raises(ValidationError, match=next(iter(top))):
+            ModelBuilderConfig.model_validate({"precision": "int4", **top})
 
 
 def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:

@@ -352,8 +352,13 @@ def test_dynamic_quantization_stores_uint8_weights(
     [
         ("OnnxConversion", {"target_opset": 3}, "target_opset"),
         ("OnnxConversion", {"device": "cuda"}, "device 'cuda': Olivine exports on the CPU"),
-        ("OnnxConversion", {"torch_dtype": "int8"}, "torch_dtype 'int8': a floating torch dtype"),
+        ("OnnxConversion", {"torch_dtype": "int8"}, "torch_dtype 'int8': float32 or float16"),
         ("OnnxConversion", {"torch_dtype": "torch.int64"}, "torch_dtype"),
+        ("OnnxConversion", {"torch_dtype": "torch.bfloat16"}, "no bfloat16 kernels"),
+        ("OnnxConversion", {"torch_dtype": "double"}, "do not take float64"),
+        ("OnnxMatMul4Quantizer", {"quant_axes": {"MatMul": 1}}, "input axis, 0, only"),
+        ("OnnxMatMul4Quantizer", {"weight_only_quant_configs": {"quant_axes": {"Gather": 7}}}, "2 axes"),
+        ("DynamicToFixedShape", {"dim_param": ["b"], "dim_value": [False]}, "sizes are integers"),
         (
             "OnnxConversion",
             {"save_metadata_for_token_generation": "maybe"},
@@ -375,13 +380,14 @@ def test_pass_config_rejects_bad_params(type_name: str, params: dict[str, Any], 
         PASSES.get(type_name).config_class.model_validate(params)
 
 
-def test_null_for_an_olive_parameter_means_not_given_and_false_for_a_switch() -> None:
+def test_null_for_an_olive_parameter_means_not_given() -> None:
     """Olive makes every parameter with a default Optional: an Olive config may write null for any."""
     static: Any = PASSES.get("OnnxStaticQuantization").config_class.model_validate(
         {"data_config": "d", "per_channel": None, "quant_preprocess": None, "calibrate_method": None}
     )
-    # quant_preprocess defaults to true; Olive's run code reads null as false, and so does Olivine.
-    assert (static.per_channel, static.quant_preprocess, static.calibrate_method) == (False, False, "MinMax")
+    # quant_preprocess defaults to true: null takes it (Olive's run code would read null as false; the
+    # resolver says so, see test_search_space).
+    assert (static.per_channel, static.quant_preprocess, static.calibrate_method) == (False, True, "MinMax")
     metadata: Any = PASSES.get("AddOliveMetadata").config_class.model_validate(
         {"graph_name": "g", "custom_metadata": None}
     )
@@ -396,7 +402,7 @@ def test_null_for_an_olive_parameter_means_not_given_and_false_for_a_switch() ->
 
 @pytest.mark.parametrize(
     ("given", "taken"),
-    [("torch.float16", "float16"), ("half", "float16"), ("float", "float32"), ("torch.bfloat16", "bfloat16")],
+    [("torch.float16", "float16"), ("half", "float16"), ("float", "float32"), (" torch.float32", "float32")],
 )
 def test_conversion_torch_dtype_takes_torch_s_names_as_olive_resolves_them(given: str, taken: str) -> None:
     config: Any = PASSES.get("OnnxConversion").config_class.model_validate({"torch_dtype": given})

@@ -771,3 +771,36 @@ def test_static_tensor_quant_overrides_from_json_reach_onnxruntime(
     quantize = {n.input[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
     assert float(inits[quantize["input"].input[1]]) == pytest.approx(0.05)
     assert inits[quantize["fc1_relu"].input[2]].dtype == np.uint16
+
+
+@pytest.mark.parametrize("external", [False, True])
+@pytest.mark.parametrize("type_name", ["OnnxDynamicQuantization", "OnnxStaticQuantization"])
+def test_quantization_without_preprocessing_writes_nothing_beside_the_input_model(
+    mlp: ModelHandle, ctx: PassContext, tmp_path: Path, type_name: str, external: bool
+) -> None:
+    """onnxruntime's quantizers write '<name>-inferred.onnx' beside their input, and delete it: without
+    pre-processing that input was the user's model, in the user's folder (a read-only one failed the run;
+    a file of that name there was replaced, then deleted)."""
+    folder = tmp_path / "input"
+    folder.mkdir()
+    (folder / "model-inferred.onnx").write_text("the user's own file")
+    onnx.save_model(
+        onnx.load(str(mlp.onnx_path)),
+        str(folder / "model.onnx"),
+        save_as_external_data=external,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    before = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)
+    try:
+        source = ModelHandle(kind="onnx", config={"model_path": str(folder), "onnx_file_name": "model.onnx"})
+        params: dict[str, Any] = {"quant_preprocess": False}
+        if type_name == "OnnxStaticQuantization":
+            params["data_config"] = "calib"
+        out = run_pass(type_name, source, tmp_path / "out", ctx, **params)
+    finally:
+        folder.chmod(0o755)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "model-inferred.onnx").read_text() == "the user's own file"
+    close_to(out, mlp, 0.1)

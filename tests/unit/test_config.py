@@ -291,6 +291,16 @@ def test_an_inline_data_config_under_the_pass_s_config_joins_data_configs_too() 
     assert err.path == "passes.q.config.data_config.name" and "other content" in str(err)
 
 
+def test_a_pass_s_config_that_is_not_a_mapping_is_named() -> None:
+    for given in ("x", [["per_channel", True]]):
+        err = _error(_base(passes={"q": {"type": "OnnxDynamicQuantization", "config": given}}))
+        assert err.path.startswith("passes.q") and "'config' holds the pass's parameters as a mapping" in str(
+            err
+        )
+    cfg = validate_config(_base(passes={"q": {"type": "OnnxDynamicQuantization", "clean_run_cache": None}}))
+    assert cfg.passes["q"].clean_run_cache is False  # type: ignore[union-attr]
+
+
 def test_config_unknown_pass_type_suggests_the_closest_one(tmp_path: Path) -> None:
     from olivine.engine.resolve import resolve_slots
 

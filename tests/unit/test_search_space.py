@@ -407,6 +407,40 @@ def test_combined_quantization_search_repeats_one_dynamic_run_per_dynamic_settin
     assert all('"calibrate_method": "MinMax"' in d and '"data_config": null' in d for d in dynamic)
 
 
+def test_null_for_a_parameter_is_searched_as_if_unset_and_a_true_switch_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes = {"q": {"type": "OnnxDynamicQuantization", "per_channel": None, "quant_preprocess": None}}
+    with caplog.at_level("WARNING", logger="olivine.engine.resolve"):
+        (option,) = _workflow(tmp_path, passes, {"include_pass_params": True}).slots[0].options
+    assert {"per_channel", "quant_preprocess"} <= {d.param for d in option.dims}
+    assert "per_channel" not in option.fixed and "quant_preprocess" not in option.fixed
+    assert [r.getMessage() for r in caplog.records] == [
+        "passes.q.quant_preprocess: null is taken as not given (its default, true); Olive reads it as "
+        "false, so write false to turn it off"
+    ]
+
+
+def test_static_parameters_of_a_dynamic_combined_quantization_are_named_and_not_searched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    passes = {
+        "q": {
+            "type": "OnnxQuantization",
+            "quant_mode": "dynamic",
+            "calibrate_method": "SEARCHABLE_VALUES",
+            "quant_format": "QOperator",
+        }
+    }
+    with caplog.at_level("WARNING", logger="olivine.engine.resolve"):
+        (option,) = _workflow(tmp_path, passes, {"include_pass_params": True}).slots[0].options
+    params = {d.param for d in option.dims}
+    assert "per_channel" in params and not params & {"calibrate_method", "quant_format", "activation_type"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "passes.q: quant_mode dynamic does not calibrate: calibrate_method, quant_format not used"
+    ]
+
+
 def test_dry_run_plan_gives_the_space_size_and_the_sample_limit(tmp_path: Path) -> None:
     from olivine.cli.render import local_plan
 

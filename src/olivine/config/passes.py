@@ -37,8 +37,14 @@ class PassEntry(StrictModel):
     def _flatten(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        out = {k: v for k, v in value.items() if k in _ENTRY_KEYS}
-        params: dict[str, Any] = dict(out.get("config") or {})
+        # null for an entry key with a default means not given, as for a parameter.
+        out = {k: v for k, v in value.items() if k in _ENTRY_KEYS and not (v is None and k != "type")}
+        nested = out.get("config")
+        if nested is not None and not isinstance(nested, dict):
+            raise ValueError(
+                f"'config' holds the pass's parameters as a mapping, got {type(nested).__name__}"
+            )
+        params: dict[str, Any] = dict(nested or {})
         for key, val in value.items():
             if key not in _ENTRY_KEYS:
                 if key in params:

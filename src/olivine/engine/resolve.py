@@ -450,6 +450,7 @@ def _resolve_option(
     searching = search is not None and not entry.disable_search
     params = {k: v for k, v in copy.deepcopy(entry.config).items() if v != DEFAULT_VALUE}
     params = _drop_foreign_external_data_keys(path, cls, params)
+    params = _drop_nulls(path, cls, params)
     fixed: dict[str, Any] = {}
     dims: list[Dimension] = []
     conditional: list[str] = []
@@ -472,12 +473,35 @@ def _resolve_option(
             if key not in given and key in fields and len(values) > 1:
                 dims.append(Dimension(key, tuple(values)))
         conditional += [key for key in cls.conditional_search_values if key not in given and key in fields]
+    why, ignored = cls.ignored_params(fixed)
+    given_ignored = [k for k in ignored if k in params]
+    if given_ignored:
+        logger.warning("%s: %s: %s not used", path, why, ", ".join(given_ignored))
+    dims = [d for d in dims if d.param not in ignored]
     ordered = [*cls.search_first, *(f for f in cls.config_class.model_fields if f not in cls.search_first)]
     order = {name: i for i, name in enumerate(ordered)}
     dims.sort(key=lambda d: order.get(d.param, len(order)))
     option = PassOption(PASSES.canonical_name(entry.type), cls, fixed, tuple(dims), tuple(conditional))
     _check_defaults(path, option)
     return _with_absolute_paths(path, option, entry, base_dir)
+
+
+def _drop_nulls(path: str, cls: type[Pass], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without the nulls that stand for leaving a parameter out (its default; under search,
+    searched as if unset): see :class:`~olivine.passes.base.PassConfig`. A switch whose default is true
+    is named: Olive reads such a null as false."""
+    config_class = cls.config_class
+    nulls = [k for k, v in params.items() if v is None and config_class.null_means_unset(k)]
+    for key in nulls:
+        default = config_class.model_fields[key].default
+        if default is True:
+            logger.warning(
+                "%s.%s: null is taken as not given (its default, true); Olive reads it as false, so write "
+                "false to turn it off",
+                path,
+                key,
+            )
+    return {k: v for k, v in params.items() if k not in nulls}
 
 
 def _choices(cls: type[Pass], key: str, value: Any, path: str, searching: bool) -> tuple[Any, ...] | None:

@@ -29,29 +29,32 @@ class PassConfig(BaseModel):
     """Base of every pass's config model: strict, so a misspelled parameter is an error.
 
     Olive declares every parameter that has a default ``Optional``, so ``null`` is a value an Olive config
-    may give any of them: here it means not given (the default), and for a true/false parameter false,
-    as Olive's run code reads it (``if config.quant_preprocess:``). A parameter without a default still
+    may give any of them (YAML's ``key:`` with nothing after it is one). Here it means not given: the
+    default (under search, the parameter is searched as if unset). Olive's run code reads a null switch as
+    false (``if config.quant_preprocess:``), which turned off what a true default turns on without a word;
+    Olivine takes the default, and says so (:meth:`null_means_unset`). A parameter without a default still
     needs a value.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @classmethod
+    def null_means_unset(cls, key: str) -> bool:
+        """Whether ``null`` for ``key`` stands for leaving it out: a parameter with a default that takes no
+        ``None`` of its own."""
+        field_info = cls.model_fields.get(key)
+        return (
+            field_info is not None
+            and not field_info.is_required()
+            and not _accepts_none(field_info.annotation)
+        )
 
     @model_validator(mode="before")
     @classmethod
     def _olive_nulls(cls, value: Any) -> Any:
         if not isinstance(value, dict) or None not in value.values():
             return value
-        out = dict(value)
-        for key, given in value.items():
-            field_info = cls.model_fields.get(key)
-            if given is not None or field_info is None or field_info.is_required():
-                continue
-            if not _accepts_none(field_info.annotation):
-                if field_info.annotation is bool:
-                    out[key] = False
-                else:
-                    del out[key]
-        return out
+        return {k: v for k, v in value.items() if v is not None or not cls.null_means_unset(k)}
 
 
 def _accepts_none(annotation: Any) -> bool:
@@ -151,6 +154,12 @@ class Pass(ABC):
         scheduler that runs several candidates at once starts work that does not wait for one being made
         first. () when it uses none."""
         return ()
+
+    @classmethod
+    def ignored_params(cls, fixed: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """(why, names): the parameters that ``fixed`` (the parameters a config sets to one value) makes
+        the pass ignore; resolution warns about those the config gives and does not search them."""
+        return "", ()
 
     @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:

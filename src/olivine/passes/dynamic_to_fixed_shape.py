@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from olivine.errors import ConfigError
 from olivine.model.handle import ModelHandle
@@ -24,6 +24,18 @@ class DynamicToFixedShapeConfig(ExternalDataConfig):
     dim_value: list[int] | None = None
     input_name: list[str] | None = None
     input_shape: list[list[int]] | None = None
+
+    @field_validator("dim_value", "input_shape", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        flat = (
+            [d for item in value for d in (item if isinstance(item, list) else [item])]
+            if isinstance(value, list)
+            else []
+        )
+        if any(isinstance(d, bool) for d in flat):
+            raise ValueError(f"sizes are integers, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> DynamicToFixedShapeConfig:

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from olivine.errors import PassRunError
 from olivine.model.accelerator import Accelerator
@@ -162,6 +162,24 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 _PASS_KEYS = {"precision", "metadata_only", "search", "extra_options"}
 
 
+#: The operators onnxruntime's block quantizer (which the builder calls) turns into MatMulNBits /
+#: GatherBlockQuantized; another name quantizes nothing, without a word from the builder.
+_QUANTIZABLE_OPS = ("MatMul", "Gather")
+
+
+def _check_names(key: str, base: str, items: Any, separator: str) -> None:
+    """A builder option's list of op types or node names (joined with ``separator`` for the builder)."""
+    if not items or not all(isinstance(item, str) and item and separator not in item for item in items):
+        raise ValueError(f"{key}: a non-empty list of names without '{separator}', got {items!r}")
+    if base == "op_types_to_quantize":
+        unknown = [item for item in items if item not in _QUANTIZABLE_OPS]
+        if unknown:
+            raise ValueError(
+                f"{key}: {unknown} not operators the builder quantizes; allowed: "
+                f"{', '.join(_QUANTIZABLE_OPS)}"
+            )
+
+
 class ModelBuilderConfig(PassConfig):
     """Olive's ``ModelBuilder`` parameters (an unset option is not passed, so the builder's default holds)."""
 
@@ -191,6 +209,15 @@ class ModelBuilderConfig(PassConfig):
                 "extra_options.filename with metadata_only: the genai config names the input's graph file"
             )
         return self
+
+    @field_validator("int4_op_types_to_quantize", "int4_nodes_to_exclude")
+    @classmethod
+    def _name_lists(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None:
+            key = str(info.field_name)
+            base = key.removeprefix("int4_")
+            _check_names(key, base, value, _LIST_SEPARATORS[base])
+        return value
 
     @field_validator("search")
     @classmethod
@@ -240,12 +267,10 @@ class ModelBuilderConfig(PassConfig):
                         f"got {option!r}"
                     )
             listed = _LIST_SEPARATORS.get(key.removeprefix("int4_"))
-            if listed and isinstance(option, list | tuple):
+            if listed and isinstance(option, list | tuple | str):
                 # Olive joins a list for these (op types with '/', node names with ','), as do we.
-                if not all(isinstance(item, str) and item and listed not in item for item in option):
-                    raise ValueError(
-                        f"extra_options.{key}: a list of non-empty names without '{listed}', got {option!r}"
-                    )
+                items = option.split(listed) if isinstance(option, str) else option
+                _check_names(f"extra_options.{key}", key.removeprefix("int4_"), items, listed)
                 continue
             if not isinstance(option, str | int | float | bool):
                 # The builder's --extra_options are key=value strings; a list or mapping failed deep in it.

@@ -36,7 +36,15 @@ if TYPE_CHECKING:
 
 #: torch's other names of its floating dtypes (``torch.half is torch.float16``...).
 _TORCH_DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64"}
-_TORCH_DTYPES = ("float32", "fp32", "float16", "fp16", "bfloat16", "bf16", "float64")
+_TORCH_DTYPES = ("float32", "fp32", "float16", "fp16")
+#: Floating dtypes torch has that an export for onnxruntime's CPU provider cannot use.
+_CPU_UNUSABLE = {
+    "bfloat16": "onnxruntime's CPU provider has no bfloat16 kernels for most operators (Add, MatMul...), "
+    "so the exported model would not load",
+    "bf16": "onnxruntime's CPU provider has no bfloat16 kernels for most operators (Add, MatMul...), "
+    "so the exported model would not load",
+    "float64": "the exporter's attention and mask code paths do not take float64",
+}
 
 
 class OnnxConversionConfig(ExternalDataConfig):
@@ -46,9 +54,9 @@ class OnnxConversionConfig(ExternalDataConfig):
     use_dynamo_exporter: bool = False
     past_key_value_name: str = "past_key_values"
     device: Literal["cpu"] | None = None
-    #: Olive resolves any torch dtype name (``torch.float16``, ``half``, ``float``...); the floating ones
-    #: are taken here, under any of their torch names.
-    torch_dtype: Literal["float32", "fp32", "float16", "fp16", "bfloat16", "bf16", "float64"] | None = None
+    #: Olive resolves any torch dtype name (``torch.float16``, ``half``, ``float``...); float32 and float16
+    #: are taken here under any of their torch names (bfloat16 / float64 refused with the reason).
+    torch_dtype: Literal["float32", "fp32", "float16", "fp16"] | None = None
     #: Olive uses it for distributed models only; accepted and unused.
     parallel_jobs: int | None = None
     #: An HfModel's adapter (adapter_path) is merged into the weights when the model loads, whatever this
@@ -81,10 +89,12 @@ class OnnxConversionConfig(ExternalDataConfig):
             return value
         name = value.strip().removeprefix("torch.")
         name = _TORCH_DTYPE_ALIASES.get(name, name)
+        if name in _CPU_UNUSABLE:
+            raise ValueError(f"torch_dtype {value!r}: {_CPU_UNUSABLE[name]}; use float32 or float16")
         if name not in _TORCH_DTYPES:
             raise ValueError(
-                f"torch_dtype {value!r}: a floating torch dtype (float32, float16, bfloat16, float64, "
-                "under any of torch's names: torch.float16, half, float, double...)"
+                f"torch_dtype {value!r}: float32 or float16, under any of torch's names (torch.float16, "
+                "half, float, fp16...)"
             )
         return name
 

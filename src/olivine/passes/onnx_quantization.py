@@ -7,6 +7,7 @@ values are dynamic and static, and quant_mode varies fastest, as Olive orders it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from olivine.passes.quant_config import (
     COMMON_SEARCH_VALUES,
     LEGACY_NAMES,
     LEGACY_SEARCH_VALUES,
+    STATIC_ONLY_FIELDS,
     STATIC_SEARCH_VALUES,
     OnnxQuantizationConfig,
     static_invalid_reason,
@@ -50,6 +52,12 @@ class OnnxQuantization(OnnxPass):
     @classmethod
     def data_config_name(cls, config: Any) -> str | None:
         return config.data_config if config.quant_mode == "static" else None
+
+    @classmethod
+    def ignored_params(cls, fixed: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        if fixed.get("quant_mode") == "dynamic":
+            return "quant_mode dynamic does not calibrate", STATIC_ONLY_FIELDS
+        return "", ()
 
     @classmethod
     def invalid_reason(cls, config: Any, accelerator: Accelerator) -> str | None:

@@ -68,6 +68,9 @@ def quantize(
         quant_input = source
         if cfg.quant_preprocess:
             quant_input = preprocessed(source, tmp_dir, ctx, copy=static)
+        inferred = quant_input != source  # the pre-processed graph: ONNX shape inference already ran
+        if not inferred:
+            quant_input = _quantizer_view(source, tmp_dir)
         nodes_to_quantize: list[str] | None = None
         nodes_to_exclude: list[str] = []
         if cfg.nodes_to_quantize or cfg.nodes_to_exclude or cfg.op_types_to_exclude:
@@ -88,7 +91,7 @@ def quantize(
                     cfg, model, quant_input, output, nodes_to_quantize, nodes_to_exclude, external, ctx
                 )
             else:
-                quantize_dynamic = _quantize_inferred if quant_input != source else _quantize_dynamic
+                quantize_dynamic = _quantize_inferred if inferred else _quantize_dynamic
                 quantize_dynamic(cfg, quant_input, output, nodes_to_quantize, nodes_to_exclude, external, ctx)
         except (ConfigError, PassRunError):
             raise
@@ -100,6 +103,28 @@ def quantize(
     mode = "static" if static else "dynamic"
     ctx.logger.info("%s quantization (%s): %s", mode, cfg.precision, counts or "no quantized operators")
     return onnx_output_handle(model, output_dir, source.name, model.attributes)
+
+
+def _quantizer_view(source: Path, tmp_dir: Path) -> Path:
+    """``source`` as seen from ``tmp_dir``: onnxruntime's quantizers write a shape-inferred copy beside
+    their input (``<name>-inferred.onnx``), which must not land in the user's model folder (read-only,
+    or shared by two runs). A one-file model is linked; one with external data is copied, data and all
+    (onnx refuses external data behind a symbolic or a second hard link)."""
+    from olivine.model.handle import external_data_files
+
+    view = tmp_dir / source.name
+    data = external_data_files(source)
+    if not data:
+        try:
+            view.symlink_to(source.resolve())
+            return view
+        except OSError:  # no symbolic links here: a copy
+            pass
+    for item in (source, *data):
+        target = tmp_dir / item.relative_to(source.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(item, target)
+    return view
 
 
 def _quantize_dynamic(

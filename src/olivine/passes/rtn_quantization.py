@@ -108,6 +108,11 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
     def _power_of_two(cls, value: int) -> int:
         return _block_size(value)
 
+    @field_validator("quant_axes")
+    @classmethod
+    def _axes(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return _quant_axes(value) if value is not None else None
+
     @field_validator("weight_only_quant_configs")
     @classmethod
     def _known_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -162,6 +167,13 @@ def _quant_axes(value: Any) -> dict[str, int]:
         for op, axis in value.items()
     ):
         raise ValueError(f"quant_axes: a mapping of MatMul / Gather to an axis, got {value!r}")
+    if value.get("MatMul", 0) != 0:
+        raise ValueError(
+            f"quant_axes: MatMul {value['MatMul']}: MatMulNBits blocks a MatMul weight along its input "
+            "axis, 0, only"
+        )
+    if not -2 <= value.get("Gather", 1) <= 1:
+        raise ValueError(f"quant_axes: Gather {value['Gather']}: an embedding table has 2 axes (-2 to 1)")
     return dict(value)
 
 
