@@ -766,7 +766,7 @@ def test_model_builder_extra_options_lists_are_joined_as_olive_joins_them(tmp_pa
     from pydantic import ValidationError
 
     from olivine.model.handle import ModelHandle
-    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options
+    from olivine.passes.model_builder import ModelBuilderConfig, _builder_options, _unquantizable_ops
 
     given = {
         "int4_op_types_to_quantize": ["MatMul", "Gather"],
@@ -779,16 +779,25 @@ def test_model_builder_extra_options_lists_are_joined_as_olive_joins_them(tmp_pa
     for bad in (
         {"int4_nodes_to_exclude": ["a,b"]},
         {"exclude_embeds": [True]},
-        {"op_types_to_quantize": ["Matmul"]},  # the builder would quantize nothing, without a word
-        {"int4_op_types_to_quantize": "MatMul/Conv"},
+        {"int4_op_types_to_quantize": "MatMul//Gather"},
         {"nodes_to_exclude": []},
     ):
         with pytest.raises(ValidationError) as info:
             ModelBuilderConfig.model_validate({"precision": "int4", "extra_options": bad})
         assert f"extra_options.{next(iter(bad))}" in str(info.value)
-    for top in ({"int4_op_types_to_quantize": ["MatMul", "Gathr"]}, {"int4_nodes_to_exclude": ["", "x"]}):
+    for top in ({"int4_op_types_to_quantize": []}, {"int4_nodes_to_exclude": ["", "x"]}):
         with pytest.raises(ValidationError, match=next(iter(top))):
             ModelBuilderConfig.model_validate({"precision": "int4", **top})
+    # An olive-recipes config names a dummy op type on purpose (an int4 build that quantizes nothing): it
+    # is taken, and the run says what it means.
+    dummy = ModelBuilderConfig.model_validate(
+        {"precision": "int4", "int4_op_types_to_quantize": ["DummyOPType"]}
+    )
+    assert _unquantizable_ops(dummy) == ("int4_op_types_to_quantize", ["DummyOPType"])
+    typo = ModelBuilderConfig.model_validate(
+        {"precision": "int4", "extra_options": {"op_types_to_quantize": "Matmul"}}
+    )
+    assert _unquantizable_ops(typo) == ("op_types_to_quantize", ["Matmul"])
 
 
 def test_data_configs_as_a_mapping_is_refused_as_olives_removed_format(tmp_path: Path) -> None:

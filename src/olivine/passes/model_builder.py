@@ -163,21 +163,28 @@ _PASS_KEYS = {"precision", "metadata_only", "search", "extra_options"}
 
 
 #: The operators onnxruntime's block quantizer (which the builder calls) turns into MatMulNBits /
-#: GatherBlockQuantized; another name quantizes nothing, without a word from the builder.
+#: GatherBlockQuantized; another name quantizes nothing, without a word from the builder. An olive-recipes
+#: config names a dummy op type on purpose (an int4 build that quantizes nothing), so the run warns.
 _QUANTIZABLE_OPS = ("MatMul", "Gather")
 
 
-def _check_names(key: str, base: str, items: Any, separator: str) -> None:
+def _check_names(key: str, items: Any, separator: str) -> None:
     """A builder option's list of op types or node names (joined with ``separator`` for the builder)."""
     if not items or not all(isinstance(item, str) and item and separator not in item for item in items):
         raise ValueError(f"{key}: a non-empty list of names without '{separator}', got {items!r}")
-    if base == "op_types_to_quantize":
+
+
+def _unquantizable_ops(cfg: ModelBuilderConfig) -> tuple[str, list[str]] | None:
+    """(key, names): the op types the config asks the builder to quantize that it cannot, or None."""
+    given = {"int4_op_types_to_quantize": cfg.int4_op_types_to_quantize, **(cfg.extra_options or {})}
+    for key, value in given.items():
+        if key.removeprefix("int4_") != "op_types_to_quantize" or value is None:
+            continue
+        items = value.split("/") if isinstance(value, str) else list(value)
         unknown = [item for item in items if item not in _QUANTIZABLE_OPS]
         if unknown:
-            raise ValueError(
-                f"{key}: {unknown} not operators the builder quantizes; allowed: "
-                f"{', '.join(_QUANTIZABLE_OPS)}"
-            )
+            return key, unknown
+    return None
 
 
 class ModelBuilderConfig(PassConfig):
@@ -215,8 +222,7 @@ class ModelBuilderConfig(PassConfig):
     def _name_lists(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if value is not None:
             key = str(info.field_name)
-            base = key.removeprefix("int4_")
-            _check_names(key, base, value, _LIST_SEPARATORS[base])
+            _check_names(key, value, _LIST_SEPARATORS[key.removeprefix("int4_")])
         return value
 
     @field_validator("search")
@@ -270,7 +276,7 @@ class ModelBuilderConfig(PassConfig):
             if listed and isinstance(option, list | tuple | str):
                 # Olive joins a list for these (op types with '/', node names with ','), as do we.
                 items = option.split(listed) if isinstance(option, str) else option
-                _check_names(f"extra_options.{key}", key.removeprefix("int4_"), items, listed)
+                _check_names(f"extra_options.{key}", items, listed)
                 continue
             if not isinstance(option, str | int | float | bool):
                 # The builder's --extra_options are key=value strings; a list or mapping failed deep in it.
@@ -340,6 +346,14 @@ class ModelBuilder(Pass):
             problem = architecture_problem(input_dir, cfg.precision)
             if problem is not None:
                 raise PassRunError(self.name, problem)
+        unquantizable = _unquantizable_ops(cfg)
+        if unquantizable is not None and cfg.precision in ("int4", "int8"):
+            ctx.logger.warning(
+                "%s: %s are not operators the builder quantizes (%s): none of them is quantized",
+                unquantizable[0],
+                unquantizable[1],
+                ", ".join(_QUANTIZABLE_OPS),
+            )
         options = _builder_options(cfg, model)
         output_dir.mkdir(parents=True, exist_ok=True)
         _build(input_dir, output_dir, cfg.precision, _provider(ctx.accelerator), options, ctx)
