@@ -235,11 +235,15 @@ def test_config_invalid_json_names_line(tmp_path: Path) -> None:
     assert str(path) in str(info.value) and "line 2" in str(info.value)
 
 
+#: A data config a pass may give inline (without its name).
+_INLINE_CALIB = {
+    "type": "DummyDataContainer",
+    "load_dataset_config": {"input_shapes": [[1, 4]], "input_names": ["x"]},
+}
+
+
 def test_an_inline_pass_data_config_joins_data_configs_as_olive_takes_it() -> None:
-    calib = {
-        "type": "DummyDataContainer",
-        "load_dataset_config": {"input_shapes": [[1, 4]], "input_names": ["x"]},
-    }
+    calib = _INLINE_CALIB
     cfg = validate_config(
         _base(
             passes={
@@ -260,10 +264,7 @@ def test_an_inline_pass_data_config_joins_data_configs_as_olive_takes_it() -> No
 
 
 def test_an_inline_data_config_under_the_pass_s_config_joins_data_configs_too() -> None:
-    calib = {
-        "type": "DummyDataContainer",
-        "load_dataset_config": {"input_shapes": [[1, 4]], "input_names": ["x"]},
-    }
+    calib = _INLINE_CALIB
     cfg = validate_config(
         _base(
             passes={

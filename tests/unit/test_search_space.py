@@ -231,7 +231,8 @@ def test_random_sampler_draws_as_olive_for_a_seed() -> None:
 STATIC = {"type": "OnnxStaticQuantization", "data_config": "calib"}
 
 
-def _static_workflow(tmp_path: Path, quant: dict[str, Any], strategy: dict[str, Any]) -> ResolvedWorkflow:
+def _calibrated_workflow(tmp_path: Path, entry: dict[str, Any], strategy: dict[str, Any]) -> ResolvedWorkflow:
+    """Pass ``q`` (``entry``) over an ONNX file, with a dummy calibration data config ``calib``."""
     (tmp_path / "model.onnx").write_bytes(b"")
     data = {
         "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
@@ -243,10 +244,14 @@ def _static_workflow(tmp_path: Path, quant: dict[str, Any], strategy: dict[str, 
             }
         ],
         "evaluators": EVALUATOR,
-        "passes": {"q": {**STATIC, **quant}},
+        "passes": {"q": entry},
         "engine": {"evaluator": "e", "search_strategy": strategy},
     }
     return resolve(validate_config(data), config_path=None, base_dir=tmp_path)
+
+
+def _static_workflow(tmp_path: Path, quant: dict[str, Any], strategy: dict[str, Any]) -> ResolvedWorkflow:
+    return _calibrated_workflow(tmp_path, {**STATIC, **quant}, strategy)
 
 
 def _static_points(workflow: ResolvedWorkflow) -> list[tuple[str, str, str] | str]:
@@ -345,31 +350,15 @@ def test_explicit_activation_type_choices_are_not_conditional(tmp_path: Path) ->
 
 
 def test_combined_quantization_ignores_activation_type_in_dynamic_mode(tmp_path: Path) -> None:
-    (tmp_path / "model.onnx").write_bytes(b"")
-    passes = {
-        "q": {
-            "type": "OnnxQuantization",
-            "data_config": "calib",
-            "quant_mode": "SEARCHABLE_VALUES",
-            "quant_format": "QOperator",
-            "precision": "int8",
-            "activation_type": "SEARCHABLE_VALUES",
-        }
+    entry = {
+        "type": "OnnxQuantization",
+        "data_config": "calib",
+        "quant_mode": "SEARCHABLE_VALUES",
+        "quant_format": "QOperator",
+        "precision": "int8",
+        "activation_type": "SEARCHABLE_VALUES",
     }
-    data = {
-        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
-        "data_configs": [
-            {
-                "name": "calib",
-                "type": "DummyDataContainer",
-                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
-            }
-        ],
-        "evaluators": EVALUATOR,
-        "passes": passes,
-        "engine": {"evaluator": "e", "search_strategy": {"include_pass_params": False}},
-    }
-    space = SearchSpace(resolve(validate_config(data), config_path=None, base_dir=tmp_path).slots)
+    space = SearchSpace(_calibrated_workflow(tmp_path, entry, {"include_pass_params": False}).slots)
     outcomes = [space.steps(space.point(i), Accelerator()) for i in range(len(space))]
     dynamic, static = outcomes
     assert not isinstance(dynamic, str) and dynamic[0].config.quant_mode == "dynamic"  # type: ignore[attr-defined]
@@ -380,21 +369,8 @@ def test_combined_quantization_search_repeats_one_dynamic_run_per_dynamic_settin
     """Olive's OnnxQuantization search: the static parameters (calibrate_method, quant_format, ...) are
     ignored in dynamic mode, so the dynamic points keyed by them are one run each (a cache hit after the
     first), and quant_mode varies fastest (Olive declares it first)."""
-    (tmp_path / "model.onnx").write_bytes(b"")
-    data = {
-        "input_model": {"type": "ONNXModel", "model_path": str(tmp_path / "model.onnx")},
-        "data_configs": [
-            {
-                "name": "calib",
-                "type": "DummyDataContainer",
-                "load_dataset_config": {"input_names": ["x"], "input_shapes": [[1, 4]]},
-            }
-        ],
-        "evaluators": EVALUATOR,
-        "passes": {"q": {"type": "OnnxQuantization", "data_config": "calib"}},
-        "engine": {"evaluator": "e", "search_strategy": {"include_pass_params": True}},
-    }
-    space = SearchSpace(resolve(validate_config(data), config_path=None, base_dir=tmp_path).slots)
+    entry = {"type": "OnnxQuantization", "data_config": "calib"}
+    space = SearchSpace(_calibrated_workflow(tmp_path, entry, {"include_pass_params": True}).slots)
     (option,) = space.slots[0].options
     assert option.dims[0].param == "quant_mode"
     steps = [space.steps(space.point(i), Accelerator()) for i in range(len(space))]

@@ -122,19 +122,17 @@ class MatMul4QuantizerConfig(ExternalDataConfig):
                 f"weight_only_quant_configs: unknown keys {unknown} for algorithm DEFAULT; "
                 f"allowed: {', '.join(sorted(_WEIGHT_ONLY_KEYS))}"
             )
-        checked = dict(value or {})
-        try:  # they override the pass's own parameters of the same names, as in Olive
-            if "op_types_to_quantize" in checked:
-                checked["op_types_to_quantize"] = _op_types(checked["op_types_to_quantize"])
-            if "quant_axes" in checked:
-                checked["quant_axes"] = _quant_axes(checked["quant_axes"])
-        except ValueError as exc:
-            raise ValueError(f"weight_only_quant_configs: {exc}") from exc
+        checked = dict(value or {})  # they override the pass's own parameters of the same names, as in Olive
+        checks = (
+            ("op_types_to_quantize", _op_types),
+            ("quant_axes", _quant_axes),
+            ("block_size", _block_size),
+            ("accuracy_level", _accuracy_level),
+        )
         try:
-            if "block_size" in checked:
-                checked["block_size"] = _block_size(checked["block_size"])
-            if "accuracy_level" in checked:
-                checked["accuracy_level"] = _accuracy_level(checked["accuracy_level"])
+            for key, check in checks:
+                if key in checked:
+                    checked[key] = check(checked[key])
         except ValueError as exc:
             raise ValueError(f"weight_only_quant_configs: {exc}") from exc
         if "is_symmetric" in checked and not isinstance(checked["is_symmetric"], bool):
